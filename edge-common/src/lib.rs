@@ -1,0 +1,220 @@
+//! Types and names shared by edge's XDP program and its daemon.
+//!
+//! Everything here crosses the kernel/user boundary through BPF maps, so each
+//! type is `#[repr(C)]`, uses fixed-width integers only, spells out its padding
+//! and is zero-initialised by its constructors: the kernel hashes keys byte by
+//! byte, and a stray padding byte would make two equal keys differ.
+#![no_std]
+
+/// Name of the XDP program in the object file (its function name).
+pub const PROGRAM_XDP: &str = "edge_xdp";
+
+/// Per-CPU array of [`Counters`], indexed by [`PacketClass`].
+pub const MAP_CLASS_STATS: &str = "EDGE_CLASS_STATS";
+/// LPM trie of denied IPv4 source prefixes: key `[u8; 4]`, value [`DenyValue`].
+pub const MAP_DENY_V4: &str = "EDGE_DENY_V4";
+/// LPM trie of denied IPv6 source prefixes: key `[u8; 16]`, value [`DenyValue`].
+pub const MAP_DENY_V6: &str = "EDGE_DENY_V6";
+/// Hash of the ports the L7 listeners own: key [`PortKey`], value `u8` (1).
+pub const MAP_L7_PORTS: &str = "EDGE_L7_PORTS";
+/// Hash of the L4 virtual services: key [`VipKey`], value [`VipMeta`].
+pub const MAP_VIPS: &str = "EDGE_VIPS";
+
+/// Every map the daemon expects to find in the object.
+pub const ALL_MAPS: [&str; 5] = [
+    MAP_CLASS_STATS,
+    MAP_DENY_V4,
+    MAP_DENY_V6,
+    MAP_L7_PORTS,
+    MAP_VIPS,
+];
+
+/// Capacity of each deny-list trie.
+pub const MAX_DENY_ENTRIES: u32 = 65_536;
+/// Capacity of the L7 port set.
+pub const MAX_L7_PORTS: u32 = 1_024;
+/// Capacity of the VIP table.
+pub const MAX_VIPS: u32 = 4_096;
+
+/// IANA protocol number for TCP.
+pub const IPPROTO_TCP: u8 = 6;
+/// IANA protocol number for UDP.
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Address family tags used in keys.
+pub const FAMILY_V4: u8 = 4;
+/// Address family tag for IPv6.
+pub const FAMILY_V6: u8 = 6;
+
+/// What the XDP program decided a packet is; the index into [`MAP_CLASS_STATS`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketClass {
+    /// Destination is an L4 virtual service (VIP:port/proto).
+    Vip = 0,
+    /// Destination port belongs to an L7 listener.
+    L7 = 1,
+    /// Anything else: non-IP, other protocols, host traffic.
+    Other = 2,
+    /// A header was truncated or inconsistent; the packet was passed to the
+    /// kernel, which is the authority on traffic edge does not own.
+    Malformed = 3,
+    /// The source address matched the deny list; the packet was dropped.
+    Denied = 4,
+}
+
+impl PacketClass {
+    /// Number of classes, the length of [`MAP_CLASS_STATS`].
+    pub const COUNT: u32 = 5;
+    /// Every class, in index order.
+    pub const ALL: [PacketClass; Self::COUNT as usize] = [
+        PacketClass::Vip,
+        PacketClass::L7,
+        PacketClass::Other,
+        PacketClass::Malformed,
+        PacketClass::Denied,
+    ];
+
+    /// The label used in metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PacketClass::Vip => "vip",
+            PacketClass::L7 => "l7",
+            PacketClass::Other => "other",
+            PacketClass::Malformed => "malformed",
+            PacketClass::Denied => "denied",
+        }
+    }
+
+    /// The index of this class in [`MAP_CLASS_STATS`].
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+}
+
+/// Packet and byte counters for one class on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets seen.
+    pub packets: u64,
+    /// Bytes seen, counting from the Ethernet header.
+    pub bytes: u64,
+}
+
+/// Value of a deny-list entry: which configured rule it came from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DenyValue {
+    /// Index of the prefix in the configuration's deny list.
+    pub rule: u32,
+}
+
+/// Key of [`MAP_L7_PORTS`]: a destination port (host byte order) and protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    /// Destination port, host byte order.
+    pub port: u16,
+    /// IANA protocol number.
+    pub proto: u8,
+    /// Explicit padding, always zero.
+    pub _pad: u8,
+}
+
+impl PortKey {
+    /// A zero-padded key.
+    pub const fn new(port: u16, proto: u8) -> Self {
+        Self {
+            port,
+            proto,
+            _pad: 0,
+        }
+    }
+}
+
+/// Key of [`MAP_VIPS`]: destination address, port and protocol.
+///
+/// IPv4 addresses occupy the first four bytes of `addr`, the rest is zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// Address bytes in network order.
+    pub addr: [u8; 16],
+    /// Destination port, host byte order.
+    pub port: u16,
+    /// IANA protocol number.
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+}
+
+impl VipKey {
+    /// The key of an IPv4 service.
+    pub const fn v4(addr: [u8; 4], port: u16, proto: u8) -> Self {
+        let mut a = [0u8; 16];
+        a[0] = addr[0];
+        a[1] = addr[1];
+        a[2] = addr[2];
+        a[3] = addr[3];
+        Self {
+            addr: a,
+            port,
+            proto,
+            family: FAMILY_V4,
+        }
+    }
+
+    /// The key of an IPv6 service.
+    pub const fn v6(addr: [u8; 16], port: u16, proto: u8) -> Self {
+        Self {
+            addr,
+            port,
+            proto,
+            family: FAMILY_V6,
+        }
+    }
+}
+
+/// Value of [`MAP_VIPS`]: what the fast path needs to know about a service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipMeta {
+    /// Index of the service in the daemon's table.
+    pub id: u32,
+    /// Per-service flags (reserved; zero).
+    pub flags: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is #[repr(C)], made of fixed-width integers with its
+    // padding spelled out as fields, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::DenyValue {}
+    unsafe impl aya::Pod for super::PortKey {}
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipMeta {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<Counters>(), 16);
+        assert_eq!(size_of::<DenyValue>(), 4);
+        assert_eq!(size_of::<PortKey>(), 4);
+        assert_eq!(size_of::<VipKey>(), 20);
+        assert_eq!(size_of::<VipMeta>(), 8);
+    }
+
+    #[test]
+    fn class_indices_are_dense() {
+        for (i, class) in PacketClass::ALL.iter().enumerate() {
+            assert_eq!(class.index() as usize, i);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Packet parsing and the classification decision of edge's XDP program.
+//!
+//! Everything here is pure: it reads a packet through [`PacketBuf`] and never
+//! touches a map, so the same code runs in the kernel (over the XDP context,
+//! see `main.rs`) and in host unit tests (over a byte slice).
+#![cfg_attr(not(test), no_std)]
+
+pub mod classify;
+pub mod parse;
+
+/// Read-only, bounds-checked access to a packet.
+///
+/// The kernel implementation is the one place that dereferences packet
+/// memory; every parser goes through [`PacketBuf::bytes`], so each read is
+/// checked against the end of the packet in a form the verifier accepts.
+/// Reads are byte arrays, so no alignment or validity question arises.
+pub trait PacketBuf {
+    /// The `N` bytes at `offset`, or `None` if they would run past the end.
+    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+    /// Length of the packet in bytes.
+    fn len(&self) -> usize;
+    /// Whether the packet is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The byte at `offset`.
+    fn u8_at(&self, offset: usize) -> Option<u8> {
+        self.bytes::<1>(offset).map(|[b]| b)
+    }
+    /// The big-endian `u16` at `offset`.
+    fn be16_at(&self, offset: usize) -> Option<u16> {
+        self.bytes::<2>(offset).map(u16::from_be_bytes)
+    }
+}
+
+impl PacketBuf for [u8] {
+    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let end = offset.checked_add(N)?;
+        self.get(offset..end)?.try_into().ok()
+    }
+
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+}

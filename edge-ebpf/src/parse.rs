@@ -1,0 +1,265 @@
+//! Header parsers: Ethernet (with one VLAN tag), IPv4 (with options), IPv6
+//! (with a bounded walk over extension headers), TCP and UDP.
+//!
+//! Each parser takes the offset of its header and returns what the next
+//! layer needs; none of them trusts a length field without checking it
+//! against the packet.
+
+use crate::PacketBuf;
+use edge_common::{IPPROTO_TCP, IPPROTO_UDP};
+
+/// Length of an Ethernet header without VLAN tags.
+pub const ETH_HLEN: usize = 14;
+/// Length of one 802.1Q / 802.1ad tag.
+pub const VLAN_HLEN: usize = 4;
+/// EtherType of IPv4.
+pub const ETH_P_IPV4: u16 = 0x0800;
+/// EtherType of IPv6.
+pub const ETH_P_IPV6: u16 = 0x86DD;
+/// EtherType of an 802.1Q VLAN tag.
+pub const ETH_P_8021Q: u16 = 0x8100;
+/// EtherType of an 802.1ad (service) VLAN tag.
+pub const ETH_P_8021AD: u16 = 0x88A8;
+/// Minimum IPv4 header length.
+pub const IPV4_MIN_HLEN: usize = 20;
+/// IPv6 fixed header length.
+pub const IPV6_HLEN: usize = 40;
+/// Minimum TCP header length.
+pub const TCP_MIN_HLEN: usize = 20;
+/// UDP header length.
+pub const UDP_HLEN: usize = 8;
+/// How many IPv6 extension headers are skipped before giving up on finding
+/// the transport header; bounds the loop for the verifier.
+pub const MAX_IPV6_EXT_HEADERS: usize = 4;
+
+const IPV6_EXT_HOP_BY_HOP: u8 = 0;
+const IPV6_EXT_ROUTING: u8 = 43;
+const IPV6_EXT_FRAGMENT: u8 = 44;
+const IPV6_EXT_DEST_OPTS: u8 = 60;
+
+/// The protocol layer a parse error happened at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// Ethernet header, including a VLAN tag.
+    Ethernet,
+    /// IPv4 header and options.
+    Ipv4,
+    /// IPv6 header and extension headers.
+    Ipv6,
+    /// TCP header.
+    Tcp,
+    /// UDP header.
+    Udp,
+}
+
+/// Why a packet could not be parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The packet ends inside this layer's header.
+    Truncated(Layer),
+    /// This layer's header contradicts itself (bad version, length field).
+    Invalid(Layer),
+}
+
+/// What follows the Ethernet header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ethernet {
+    /// EtherType of the payload, after a VLAN tag if there was one.
+    pub ether_type: u16,
+    /// The VLAN ID if the frame carried a tag.
+    pub vlan: Option<u16>,
+    /// Offset of the network header.
+    pub l3_offset: usize,
+}
+
+/// Source and destination addresses, in network byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpAddrs {
+    /// IPv4 addresses.
+    V4 {
+        /// Source address.
+        src: [u8; 4],
+        /// Destination address.
+        dst: [u8; 4],
+    },
+    /// IPv6 addresses.
+    V6 {
+        /// Source address.
+        src: [u8; 16],
+        /// Destination address.
+        dst: [u8; 16],
+    },
+}
+
+/// Where a packet stands in a fragmented datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fragment {
+    /// Not a fragment.
+    No,
+    /// The first fragment: it carries the transport header.
+    First,
+    /// A later fragment: no transport header.
+    Later,
+}
+
+/// A parsed network header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpHeader {
+    /// Source and destination.
+    pub addrs: IpAddrs,
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// Offset of the transport header.
+    pub l4_offset: usize,
+    /// Fragmentation state.
+    pub fragment: Fragment,
+}
+
+/// Transport ports, host byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    /// Source port.
+    pub src: u16,
+    /// Destination port.
+    pub dst: u16,
+}
+
+/// Parses the Ethernet header and at most one VLAN tag.
+pub fn ethernet<P: PacketBuf + ?Sized>(p: &P) -> Result<Ethernet, ParseError> {
+    let truncated = ParseError::Truncated(Layer::Ethernet);
+    let ether_type = p.be16_at(12).ok_or(truncated)?;
+    if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+        return Ok(Ethernet {
+            ether_type,
+            vlan: None,
+            l3_offset: ETH_HLEN,
+        });
+    }
+    let tci = p.be16_at(ETH_HLEN).ok_or(truncated)?;
+    let inner = p.be16_at(ETH_HLEN + 2).ok_or(truncated)?;
+    Ok(Ethernet {
+        ether_type: inner,
+        vlan: Some(tci & 0x0fff),
+        l3_offset: ETH_HLEN + VLAN_HLEN,
+    })
+}
+
+/// Parses an IPv4 header (with options) at `off`.
+pub fn ipv4<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseError> {
+    let h: [u8; IPV4_MIN_HLEN] = p.bytes(off).ok_or(ParseError::Truncated(Layer::Ipv4))?;
+    let invalid = ParseError::Invalid(Layer::Ipv4);
+    if h[0] >> 4 != 4 {
+        return Err(invalid);
+    }
+    let hlen = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if hlen < IPV4_MIN_HLEN || total < hlen {
+        return Err(invalid);
+    }
+    // Options must be present in full: the last byte of the header is read to
+    // prove it; the total length may not exceed what arrived (Ethernet padding
+    // may make the frame longer, never shorter).
+    if p.u8_at(off + hlen - 1).is_none() || off + total > p.len() {
+        return Err(ParseError::Truncated(Layer::Ipv4));
+    }
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    let more_fragments = frag & 0x2000 != 0;
+    let frag_offset = frag & 0x1fff;
+    let fragment = if frag_offset != 0 {
+        Fragment::Later
+    } else if more_fragments {
+        Fragment::First
+    } else {
+        Fragment::No
+    };
+    Ok(IpHeader {
+        addrs: IpAddrs::V4 {
+            src: [h[12], h[13], h[14], h[15]],
+            dst: [h[16], h[17], h[18], h[19]],
+        },
+        proto: h[9],
+        l4_offset: off + hlen,
+        fragment,
+    })
+}
+
+/// Parses an IPv6 header at `off`, skipping up to [`MAX_IPV6_EXT_HEADERS`]
+/// hop-by-hop, routing, destination-options and fragment headers.
+pub fn ipv6<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseError> {
+    let truncated = ParseError::Truncated(Layer::Ipv6);
+    let fixed: [u8; 8] = p.bytes(off).ok_or(truncated)?;
+    if fixed[0] >> 4 != 6 {
+        return Err(ParseError::Invalid(Layer::Ipv6));
+    }
+    let payload = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
+    if off + IPV6_HLEN + payload > p.len() {
+        return Err(truncated);
+    }
+    let src: [u8; 16] = p.bytes(off + 8).ok_or(truncated)?;
+    let dst: [u8; 16] = p.bytes(off + 24).ok_or(truncated)?;
+    let mut next = fixed[6];
+    let mut l4_offset = off + IPV6_HLEN;
+    let mut fragment = Fragment::No;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPV6_EXT_HOP_BY_HOP | IPV6_EXT_ROUTING | IPV6_EXT_DEST_OPTS => {
+                let ext: [u8; 2] = p.bytes(l4_offset).ok_or(truncated)?;
+                next = ext[0];
+                l4_offset += (usize::from(ext[1]) + 1) * 8;
+            }
+            IPV6_EXT_FRAGMENT => {
+                let ext: [u8; 8] = p.bytes(l4_offset).ok_or(truncated)?;
+                next = ext[0];
+                l4_offset += 8;
+                let frag = u16::from_be_bytes([ext[2], ext[3]]);
+                if frag >> 3 != 0 {
+                    fragment = Fragment::Later;
+                    break;
+                }
+                if frag & 1 != 0 {
+                    fragment = Fragment::First;
+                }
+            }
+            _ => break,
+        }
+    }
+    Ok(IpHeader {
+        addrs: IpAddrs::V6 { src, dst },
+        proto: next,
+        l4_offset,
+        fragment,
+    })
+}
+
+/// Parses the TCP or UDP header of `ip`; `Ok(None)` for other protocols and
+/// for later fragments, which carry no transport header.
+pub fn ports<P: PacketBuf + ?Sized>(p: &P, ip: &IpHeader) -> Result<Option<Ports>, ParseError> {
+    if ip.fragment == Fragment::Later {
+        return Ok(None);
+    }
+    let off = ip.l4_offset;
+    match ip.proto {
+        IPPROTO_TCP => {
+            let h: [u8; TCP_MIN_HLEN] = p.bytes(off).ok_or(ParseError::Truncated(Layer::Tcp))?;
+            let hlen = usize::from(h[12] >> 4) * 4;
+            if hlen < TCP_MIN_HLEN {
+                return Err(ParseError::Invalid(Layer::Tcp));
+            }
+            if p.u8_at(off + hlen - 1).is_none() {
+                return Err(ParseError::Truncated(Layer::Tcp));
+            }
+            Ok(Some(Ports {
+                src: u16::from_be_bytes([h[0], h[1]]),
+                dst: u16::from_be_bytes([h[2], h[3]]),
+            }))
+        }
+        IPPROTO_UDP => {
+            let h: [u8; UDP_HLEN] = p.bytes(off).ok_or(ParseError::Truncated(Layer::Udp))?;
+            Ok(Some(Ports {
+                src: u16::from_be_bytes([h[0], h[1]]),
+                dst: u16::from_be_bytes([h[2], h[3]]),
+            }))
+        }
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,144 @@
+//! The command line: `edge run | check | load | unload`.
+
+use crate::{
+    config::{self, Interface, XdpMode},
+    daemon,
+    dataplane::{self, Dataplane},
+};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// edge: an L4/L7 load balancer (XDP fast path + Pingora proxy).
+#[derive(Debug, Parser)]
+#[command(name = "edge", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: attach XDP, serve the listeners, until SIGINT/SIGTERM.
+    Run {
+        /// Configuration file (YAML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Check configuration files; print every error with its line and column.
+    Check {
+        /// Configuration file (YAML); may be repeated.
+        #[arg(short, long = "config")]
+        configs: Vec<PathBuf>,
+        /// More configuration files.
+        files: Vec<PathBuf>,
+    },
+    /// Attach the XDP program to an interface on its own and leave it there
+    /// (pinned in /sys/fs/bpf/edge/IFACE) after this command exits.
+    Load {
+        /// Interface name.
+        #[arg(long)]
+        iface: String,
+        /// Attach mode.
+        #[arg(long, value_enum, default_value_t = Mode::Native)]
+        mode: Mode,
+        /// Fill the deny list and L7 ports from this configuration.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Detach an XDP program attached with `edge load`.
+    Unload {
+        /// Interface name.
+        #[arg(long)]
+        iface: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    Native,
+    Generic,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Run { config } => daemon::run(&config),
+        Command::Check { configs, files } => check(configs.into_iter().chain(files).collect()),
+        Command::Load {
+            iface,
+            mode,
+            config,
+        } => load(iface, mode, config),
+        Command::Unload { iface } => {
+            dataplane::unpin_program(&iface)?;
+            println!("edge XDP detached from {iface}");
+            Ok(())
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn check(files: Vec<PathBuf>) -> Result<()> {
+    if files.is_empty() {
+        bail!("edge check: name at least one configuration file");
+    }
+    let mut failed = 0;
+    for file in &files {
+        match config::load(file) {
+            Ok(cfg) => {
+                println!("{}: OK", file.display());
+                for line in cfg.summary().lines() {
+                    println!("  {line}");
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} configuration files have errors",
+            files.len()
+        );
+    }
+    Ok(())
+}
+
+fn load(iface: String, mode: Mode, config: Option<PathBuf>) -> Result<()> {
+    let mut dp = Dataplane::load()?;
+    if let Some(path) = config {
+        let cfg = config::load(&path)?;
+        dp.tables().set_deny(&cfg.xdp.deny)?;
+        dp.tables().set_l7_ports(&cfg.l7_ports())?;
+    }
+    let iface = Interface {
+        name: iface,
+        mode: match mode {
+            Mode::Native => XdpMode::Native,
+            Mode::Generic => XdpMode::Generic,
+        },
+        fallback_to_generic: false,
+    };
+    let attached = dataplane::pin_program(&mut dp, &iface)
+        .with_context(|| format!("attaching edge XDP to {}", iface.name))?;
+    println!(
+        "edge XDP attached to {} ({} mode), pinned at {}",
+        iface.name,
+        attached.as_str(),
+        dataplane::pin_dir(&iface.name).display()
+    );
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Surface structs → the internal model, collecting every error on the way.
+
+use super::{
+    error::Diagnostic,
+    locate::Locations,
+    model::{Config, Interface, Listener, Pool, ServerConfig, XdpConfig},
+    surface,
+};
+use ipnet::IpNet;
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+};
+
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
+/// Default grace period after SIGTERM, in seconds.
+const DEFAULT_GRACE_SECONDS: u64 = 5;
+
+struct Validator<'a> {
+    locations: &'a Locations,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, path: String, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            position: self.locations.find(&path),
+            path,
+            message: message.into(),
+        });
+    }
+
+    fn line_of(&self, path: &str) -> String {
+        self.locations
+            .find(path)
+            .map_or_else(|| path.to_string(), |p| format!("line {}", p.line))
+    }
+
+    fn socket_addr(&mut self, path: String, value: &str) -> Option<SocketAddr> {
+        match value.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    path,
+                    format!(
+                        "bad address {value:?}: expected IP:port, such as 0.0.0.0:8080 or [::]:8080"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Remembers `key` under `path`; reports `what` if it was already seen.
+    fn unique<K: std::hash::Hash + Eq>(
+        &mut self,
+        seen: &mut HashMap<K, String>,
+        key: K,
+        path: String,
+        what: impl FnOnce() -> String,
+    ) {
+        if let Some(first) = seen.get(&key) {
+            let msg = format!("{} (first defined at {})", what(), self.line_of(first));
+            self.error(path, msg);
+        } else {
+            seen.insert(key, path);
+        }
+    }
+}
+
+/// Checks `file` and builds the model, or returns every problem found.
+pub fn validate(file: &surface::File, locations: &Locations) -> Result<Config, Vec<Diagnostic>> {
+    let mut v = Validator {
+        locations,
+        diagnostics: Vec::new(),
+    };
+    let xdp = xdp(&mut v, file.xdp.as_ref());
+    let pools = pools(&mut v, &file.pools);
+    let listeners = listeners(&mut v, &file.listeners, &pools);
+    let admin = file
+        .admin
+        .as_ref()
+        .and_then(|a| v.socket_addr("admin.address".into(), &a.address));
+    if let Some(admin) = admin {
+        for (i, l) in listeners.iter().enumerate() {
+            if overlaps(admin, l.address) {
+                v.error(
+                    "admin.address".into(),
+                    format!(
+                        "{admin} overlaps listener {:?} on {} ({})",
+                        l.name,
+                        l.address,
+                        v.line_of(&format!("listeners[{i}].address"))
+                    ),
+                );
+            }
+        }
+    }
+    let server = server(&mut v, file.server.as_ref());
+    if v.diagnostics.is_empty() {
+        Ok(Config {
+            xdp,
+            listeners,
+            pools,
+            admin,
+            server,
+        })
+    } else {
+        let mut diagnostics = v.diagnostics;
+        diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
+        Err(diagnostics)
+    }
+}
+
+fn xdp(v: &mut Validator<'_>, xdp: Option<&surface::Xdp>) -> XdpConfig {
+    let Some(xdp) = xdp else {
+        return XdpConfig::default();
+    };
+    let mut names = HashMap::new();
+    let mut interfaces = Vec::new();
+    for (i, iface) in xdp.interfaces.iter().enumerate() {
+        let path = format!("xdp.interfaces[{i}].name");
+        if iface.name.is_empty() || iface.name.len() > MAX_IFNAME || iface.name.contains('/') {
+            v.error(
+                path,
+                format!(
+                    "bad interface name {:?}: 1 to {MAX_IFNAME} characters, no '/'",
+                    iface.name
+                ),
+            );
+            continue;
+        }
+        v.unique(&mut names, iface.name.clone(), path, || {
+            format!("interface {:?} is listed twice", iface.name)
+        });
+        if iface.fallback_to_generic && iface.mode == surface::XdpMode::Generic {
+            v.error(
+                format!("xdp.interfaces[{i}].fallback_to_generic"),
+                "fallback_to_generic only applies to mode: native",
+            );
+        }
+        interfaces.push(Interface {
+            name: iface.name.clone(),
+            mode: iface.mode,
+            fallback_to_generic: iface.fallback_to_generic,
+        });
+    }
+    let mut deny = Vec::new();
+    let mut seen = HashMap::new();
+    for (i, cidr) in xdp.deny.iter().enumerate() {
+        let path = format!("xdp.deny[{i}]");
+        let Some(net) = parse_cidr(v, path.clone(), cidr) else {
+            continue;
+        };
+        v.unique(&mut seen, net, path, || {
+            format!("prefix {net} is listed twice")
+        });
+        deny.push(net);
+    }
+    XdpConfig { interfaces, deny }
+}
+
+fn parse_cidr(v: &mut Validator<'_>, path: String, text: &str) -> Option<IpNet> {
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        // A bare address denies just that host.
+        Err(_) => match text.parse::<IpAddr>() {
+            Ok(addr) => IpNet::from(addr),
+            Err(_) => {
+                v.error(
+                    path,
+                    format!(
+                        "bad CIDR {text:?}: expected an IPv4 or IPv6 prefix such as \
+                         192.0.2.0/24 or 2001:db8::/32"
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    if net.trunc() != net {
+        v.error(
+            path,
+            format!(
+                "CIDR {text:?} has host bits set: did you mean {}?",
+                net.trunc()
+            ),
+        );
+        return None;
+    }
+    Some(net)
+}
+
+fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool> {
+    let mut names = HashMap::new();
+    let mut out = Vec::new();
+    for (i, pool) in pools.iter().enumerate() {
+        let path = format!("pools[{i}]");
+        if pool.name.is_empty() {
+            v.error(format!("{path}.name"), "pool name is empty");
+        }
+        v.unique(
+            &mut names,
+            pool.name.clone(),
+            format!("{path}.name"),
+            || format!("pool {:?} is defined twice", pool.name),
+        );
+        if pool.backends.is_empty() {
+            v.error(
+                format!("{path}.backends"),
+                format!("pool {:?} has no backends", pool.name),
+            );
+        }
+        let mut seen = HashMap::new();
+        let mut backends = Vec::new();
+        for (j, b) in pool.backends.iter().enumerate() {
+            let bpath = format!("{path}.backends[{j}].address");
+            if let Some(addr) = v.socket_addr(bpath.clone(), &b.address) {
+                v.unique(&mut seen, addr, bpath, || {
+                    format!("backend {addr} is listed twice in pool {:?}", pool.name)
+                });
+                backends.push(addr);
+            }
+        }
+        out.push(Pool {
+            name: pool.name.clone(),
+            algorithm: pool.algorithm,
+            backends,
+        });
+    }
+    out
+}
+
+fn listeners(
+    v: &mut Validator<'_>,
+    listeners: &[surface::Listener],
+    pools: &[Pool],
+) -> Vec<Listener> {
+    let mut names = HashMap::new();
+    let mut bound: Vec<(SocketAddr, String)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, l) in listeners.iter().enumerate() {
+        let path = format!("listeners[{i}]");
+        if l.name.is_empty() {
+            v.error(format!("{path}.name"), "listener name is empty");
+        }
+        v.unique(&mut names, l.name.clone(), format!("{path}.name"), || {
+            format!("listener {:?} is defined twice", l.name)
+        });
+        let pool = pools.iter().position(|p| p.name == l.pool);
+        if pool.is_none() {
+            let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+            v.error(
+                format!("{path}.pool"),
+                format!(
+                    "listener {:?} refers to pool {:?}, which is not defined (defined: {})",
+                    l.name,
+                    l.pool,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        let apath = format!("{path}.address");
+        let Some(address) = v.socket_addr(apath.clone(), &l.address) else {
+            continue;
+        };
+        if let Some((other, opath)) = bound.iter().find(|(a, _)| overlaps(*a, address)) {
+            let msg = format!(
+                "listener {:?} on {address} overlaps {other} ({})",
+                l.name,
+                v.line_of(opath)
+            );
+            v.error(apath.clone(), msg);
+        }
+        bound.push((address, apath));
+        if let Some(pool) = pool {
+            out.push(Listener {
+                name: l.name.clone(),
+                address,
+                pool,
+            });
+        }
+    }
+    out
+}
+
+/// Whether two bind addresses would conflict: same port, and the same IP or
+/// a wildcard on either side (a `[::]` socket also takes IPv4 on Linux).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() {
+        return false;
+    }
+    let (ia, ib) = (a.ip(), b.ip());
+    ia == ib
+        || (ia.is_unspecified() && (ia.is_ipv6() || ib.is_ipv4()))
+        || (ib.is_unspecified() && (ib.is_ipv6() || ia.is_ipv4()))
+}
+
+fn server(v: &mut Validator<'_>, server: Option<&surface::Server>) -> ServerConfig {
+    let default_threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = match server.and_then(|s| s.threads) {
+        Some(0) => {
+            v.error("server.threads".into(), "threads must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => default_threads,
+    };
+    ServerConfig {
+        threads,
+        grace_period_seconds: server
+            .and_then(|s| s.grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE_SECONDS),
+    }
+}

@@ -1,0 +1,143 @@
+//! `edge run`: assemble the dataplane, the proxy and the admin endpoint
+//! from a checked configuration, run until SIGINT/SIGTERM, then detach.
+
+use crate::{
+    admin::Admin,
+    config::{self, Config},
+    dataplane::Dataplane,
+    metrics, proxy,
+};
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use pingora::{
+    server::{RunArgs, Server, ShutdownWatch, configuration::ServerConf},
+    services::background::{BackgroundService, background_service},
+};
+use std::{net::TcpListener, path::Path, sync::Mutex};
+use tokio::io::unix::AsyncFd;
+
+/// Runs edge with the configuration at `path` until a shutdown signal.
+///
+/// SIGTERM drains in-flight requests for `server.grace_period_seconds`;
+/// SIGINT stops at once. Either way the XDP program is detached before
+/// the process exits (and the kernel detaches it by itself should the
+/// process die, since it is attached through a bpf_link).
+pub fn run(path: &Path) -> Result<()> {
+    let config = config::load(path)?;
+    for line in config.summary().lines() {
+        tracing::info!("{line}");
+    }
+    preflight_binds(&config)?;
+    let prometheus = metrics::install().context("installing the metrics recorder")?;
+
+    let mut dataplane = if config.xdp.interfaces.is_empty() {
+        None
+    } else {
+        Some(start_dataplane(&config)?)
+    };
+
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.server.grace_period_seconds),
+        ..ServerConf::default()
+    };
+    // Edge never daemonises itself or hands sockets over; keep these paths
+    // private to the process.
+    conf.pid_file = String::new();
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let conf = server.configuration.clone();
+    for service in proxy::services(&conf, &config).context("building upstream pools")? {
+        server.add_boxed_service(service);
+    }
+    if let Some(address) = config.admin {
+        let stats = dataplane.as_ref().map(Dataplane::stats);
+        server.add_service(Admin::new(prometheus, stats).service(address));
+    }
+    if let Some(logger) = dataplane.as_mut().and_then(Dataplane::take_logger) {
+        server.add_service(background_service(
+            "xdp log",
+            XdpLog(Mutex::new(Some(logger))),
+        ));
+    }
+
+    tracing::info!("edge running; SIGTERM drains, SIGINT stops");
+    server.run(RunArgs::default());
+    tracing::info!("edge stopping");
+    if let Some(mut dp) = dataplane.take() {
+        dp.detach_all();
+        for iface in &config.xdp.interfaces {
+            metrics::xdp_attached(&iface.name, "none", false);
+        }
+    }
+    Ok(())
+}
+
+fn start_dataplane(config: &Config) -> Result<Dataplane> {
+    let mut dp = Dataplane::load()?;
+    dp.tables().set_deny(&config.xdp.deny)?;
+    dp.tables().set_l7_ports(&config.l7_ports())?;
+    for iface in &config.xdp.interfaces {
+        let mode = dp.attach(iface)?;
+        metrics::xdp_attached(&iface.name, mode.as_str(), true);
+        tracing::info!(interface = %iface.name, mode = mode.as_str(), "XDP attached");
+    }
+    Ok(dp)
+}
+
+/// Pingora binds listeners inside its service threads and panics there if
+/// it cannot; binding once here first turns that into a clear error.
+fn preflight_binds(config: &Config) -> Result<()> {
+    let admin = config.admin.map(|a| ("admin".to_string(), a));
+    let all = config
+        .listeners
+        .iter()
+        .map(|l| (format!("listener {}", l.name), l.address))
+        .chain(admin);
+    for (what, addr) in all {
+        if let Err(e) = TcpListener::bind(addr) {
+            bail!("{what}: cannot listen on {addr}: {e}");
+        }
+    }
+    Ok(())
+}
+
+type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// Forwards the XDP program's (rare) log records to our log.
+struct XdpLog(Mutex<Option<Logger>>);
+
+#[async_trait]
+impl BackgroundService for XdpLog {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(logger) = self.0.lock().ok().and_then(|mut l| l.take()) else {
+            return;
+        };
+        // SAFETY: the logger owns the ring buffer's fd and keeps it open and
+        // unchanged until the AsyncFd (which owns the logger) is dropped.
+        let mut fd = match unsafe { AsyncFd::register(logger) } {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!("cannot poll XDP logs: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                ready = fd.readable_mut() => match ready {
+                    Ok(mut guard) => {
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                    Err(e) => {
+                        tracing::warn!("polling XDP logs: {e}");
+                        return;
+                    }
+                },
+            }
+        }
+    }
+}

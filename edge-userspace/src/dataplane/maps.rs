@@ -1,0 +1,165 @@
+//! Typed handles on the XDP program's maps.
+
+use super::DataplaneError;
+use aya::{
+    Ebpf,
+    maps::{HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
+};
+use edge_common::{
+    Counters, DenyValue, IPPROTO_TCP, MAP_CLASS_STATS, MAP_DENY_V4, MAP_DENY_V6, MAP_L7_PORTS,
+    MAP_VIPS, PacketClass, PortKey, VipKey, VipMeta,
+};
+use ipnet::IpNet;
+use std::collections::HashSet;
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::Missing { kind: "map", name })?;
+    T::try_from(map).map_err(|source| DataplaneError::Map { map: name, source })
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { map, source }
+}
+
+/// The maps the configuration fills.
+pub struct Tables {
+    deny_v4: LpmTrie<MapData, [u8; 4], DenyValue>,
+    deny_v6: LpmTrie<MapData, [u8; 16], DenyValue>,
+    l7_ports: HashMap<MapData, PortKey, u8>,
+    vips: HashMap<MapData, VipKey, VipMeta>,
+}
+
+impl Tables {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            deny_v4: take(ebpf, MAP_DENY_V4)?,
+            deny_v6: take(ebpf, MAP_DENY_V6)?,
+            l7_ports: take(ebpf, MAP_L7_PORTS)?,
+            vips: take(ebpf, MAP_VIPS)?,
+        })
+    }
+
+    /// Makes the deny list exactly `nets`: new prefixes are added before
+    /// stale ones are removed, so a prefix kept across a reload never opens.
+    pub fn set_deny(&mut self, nets: &[IpNet]) -> Result<(), DataplaneError> {
+        let mut want4 = HashSet::new();
+        let mut want6 = HashSet::new();
+        for (rule, net) in nets.iter().enumerate() {
+            let value = DenyValue { rule: rule as u32 };
+            let len = u32::from(net.prefix_len());
+            match net {
+                IpNet::V4(n) => {
+                    let data = n.addr().octets();
+                    self.deny_v4
+                        .insert(&Key::new(len, data), value, 0)
+                        .map_err(map_err(MAP_DENY_V4))?;
+                    want4.insert((len, data));
+                }
+                IpNet::V6(n) => {
+                    let data = n.addr().octets();
+                    self.deny_v6
+                        .insert(&Key::new(len, data), value, 0)
+                        .map_err(map_err(MAP_DENY_V6))?;
+                    want6.insert((len, data));
+                }
+            }
+        }
+        let stale4: Vec<_> = self
+            .deny_v4
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !want4.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for k in stale4 {
+            self.deny_v4.remove(&k).map_err(map_err(MAP_DENY_V4))?;
+        }
+        let stale6: Vec<_> = self
+            .deny_v6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !want6.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for k in stale6 {
+            self.deny_v6.remove(&k).map_err(map_err(MAP_DENY_V6))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the L7 port set exactly `ports` (TCP).
+    pub fn set_l7_ports(&mut self, ports: &[u16]) -> Result<(), DataplaneError> {
+        let want: HashSet<PortKey> = ports
+            .iter()
+            .map(|p| PortKey::new(*p, IPPROTO_TCP))
+            .collect();
+        for key in &want {
+            self.l7_ports
+                .insert(key, 1, 0)
+                .map_err(map_err(MAP_L7_PORTS))?;
+        }
+        let stale: Vec<_> = self
+            .l7_ports
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !want.contains(k))
+            .collect();
+        for k in stale {
+            self.l7_ports.remove(&k).map_err(map_err(MAP_L7_PORTS))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the VIP table exactly `vips`.
+    pub fn set_vips(&mut self, vips: &[VipKey]) -> Result<(), DataplaneError> {
+        for (id, key) in vips.iter().enumerate() {
+            let meta = VipMeta {
+                id: id as u32,
+                flags: 0,
+            };
+            self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))?;
+        }
+        let stale: Vec<_> = self
+            .vips
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !vips.contains(k))
+            .collect();
+        for k in stale {
+            self.vips.remove(&k).map_err(map_err(MAP_VIPS))?;
+        }
+        Ok(())
+    }
+}
+
+/// The per-CPU, per-class packet and byte counters.
+pub struct ClassStats {
+    map: PerCpuArray<MapData, Counters>,
+}
+
+impl ClassStats {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            map: take(ebpf, MAP_CLASS_STATS)?,
+        })
+    }
+
+    /// Each class's counters, summed over CPUs, in [`PacketClass::ALL`] order.
+    pub fn read(&self) -> Result<[Counters; PacketClass::COUNT as usize], DataplaneError> {
+        let mut out = [Counters::default(); PacketClass::COUNT as usize];
+        for (slot, class) in out.iter_mut().zip(PacketClass::ALL) {
+            let per_cpu = self
+                .map
+                .get(&class.index(), 0)
+                .map_err(map_err(MAP_CLASS_STATS))?;
+            for c in per_cpu.iter() {
+                slot.packets += c.packets;
+                slot.bytes += c.bytes;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,12 @@
+//! edge's daemon: loads and feeds the XDP fast path and runs the L7 proxy.
+//!
+//! Configuration flows one way: YAML → [`config`] → runtime objects
+//! ([`dataplane`] maps, [`proxy`] services, [`admin`] endpoint).
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod metrics;
+pub mod proxy;

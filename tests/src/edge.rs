@@ -1,0 +1,131 @@
+//! The `edge` binary as a child process, stopped by its PID when dropped.
+
+use crate::{http, wait};
+use anyhow::{Context, Result, bail};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// Where the `edge` binary is: `$EDGE_BIN`, else next to the test binary's
+/// directory (`target/<profile>/edge`), where cargo puts it.
+pub fn binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("EDGE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("test binary has no directory")?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().context("deps has no parent")?;
+    }
+    let bin = dir.join("edge");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build -p edge-userspace) or set EDGE_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A running `edge run`.
+pub struct Edge {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Edge {
+    /// Starts `edge run --config <config>` inside namespace `ns` (or here),
+    /// logging to `<config>.log`.
+    pub fn start(ns: Option<&str>, config: &Path) -> Result<Self> {
+        let bin = binary()?;
+        let log = config.with_extension("log");
+        let out = std::fs::File::create(&log)?;
+        let mut cmd = match ns {
+            // `ip netns exec` execs the program, so the child's PID is edge's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = cmd
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env(
+                "EDGE_LOG",
+                std::env::var("EDGE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Self {
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// Waits until the admin endpoint at `admin` answers `/healthz`
+    /// (from namespace `ns`), failing early if edge exits.
+    pub fn wait_ready(
+        &mut self,
+        ns: Option<&str>,
+        admin: SocketAddr,
+        timeout: Duration,
+    ) -> Result<()> {
+        let ns = ns.map(str::to_string);
+        wait::until("edge to answer /healthz", timeout, || {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("edge exited with {status}; log:\n{}", self.log_text());
+            }
+            let probe = move || http::get(admin, "/healthz", &[]);
+            let r = match &ns {
+                Some(ns) => crate::netns::run_in(ns, probe),
+                None => probe(),
+            };
+            Ok(r.ok().filter(|m| m.status() == Some(200)).map(|_| ()))
+        })
+    }
+
+    /// What edge has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for edge to exit; returns its exit code.
+    pub fn stop(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = wait::until("edge to exit after SIGTERM", timeout, || {
+            Ok(child.try_wait()?)
+        });
+        match status {
+            Ok(s) => Ok(s.code()),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

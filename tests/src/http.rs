@@ -1,0 +1,133 @@
+//! A minimal HTTP/1.1 message reader and client, enough for tests to speak
+//! real HTTP over real sockets without trusting the code under test.
+
+use anyhow::{Context, Result, bail};
+use socket2::{Domain, Socket, Type};
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
+    time::Duration,
+};
+
+/// A parsed request or response head plus body.
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    /// Request line or status line.
+    pub start: String,
+    /// Header fields in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        self.start.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one message (head, then a Content-Length or chunked body). Returns
+/// `None` on a clean end of stream before any byte.
+pub fn read_message<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
+    let mut start = String::new();
+    if r.read_line(&mut start)? == 0 {
+        return Ok(None);
+    }
+    let mut msg = Message {
+        start: start.trim_end().to_string(),
+        ..Message::default()
+    };
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            bail!("connection closed inside the header");
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').context("header line without ':'")?;
+        msg.headers
+            .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    if msg
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .context("bad chunk size")?;
+            let mut chunk = vec![0; size + 2];
+            r.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            msg.body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(len) = msg.header("content-length") {
+        let len: usize = len.parse().context("bad content-length")?;
+        msg.body = vec![0; len];
+        r.read_exact(&mut msg.body)?;
+    }
+    Ok(Some(msg))
+}
+
+/// Sends `GET path` to `addr` on a new connection (closed afterwards) and
+/// reads the response. Must run in the client's namespace.
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Message> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {addr}"))?;
+    exchange(stream, addr, path, headers)
+}
+
+/// Like [`get`], from source address `from`.
+pub fn get_from(from: IpAddr, addr: SocketAddr, path: &str, timeout: Duration) -> Result<Message> {
+    let stream = connect_from(from, addr, timeout)?;
+    exchange(stream, addr, path, &[])
+}
+
+/// Connects to `addr` from source address `from` within `timeout`.
+pub fn connect_from(from: IpAddr, addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .with_context(|| format!("binding to {from}"))?;
+    socket
+        .connect_timeout(&addr.into(), timeout)
+        .with_context(|| format!("connecting from {from} to {addr}"))?;
+    Ok(socket.into())
+}
+
+fn exchange(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Message> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    read_message(&mut reader)?.context("the server closed the connection without a response")
+}

@@ -1,0 +1,12 @@
+//! Helpers shared by edge's integration tests and `cargo xtask run`'s lab:
+//! network namespaces and veth links that clean themselves up, a small real
+//! HTTP backend and client that work inside a namespace, the `edge` process,
+//! hand-built packets for the kernel tests, and deadline-bounded waits.
+
+pub mod backend;
+pub mod edge;
+pub mod http;
+pub mod lab;
+pub mod netns;
+pub mod packets;
+pub mod wait;
