@@ -87,20 +87,20 @@ impl Config {
         for l in &self.listeners {
             let pool = &self.pools[l.pool];
             out.push_str(&format!(
-                "listener {} on {} -> pool {} ({:?}, {} backend{})\n",
+                "listener {} on {} -> pool {} ({}, {} backend{})\n",
                 l.name,
                 l.address,
                 pool.name,
-                pool.algorithm,
+                pool.algorithm.as_str(),
                 pool.backends.len(),
                 if pool.backends.len() == 1 { "" } else { "s" }
             ));
         }
         for i in &self.xdp.interfaces {
             out.push_str(&format!(
-                "xdp on {} ({:?}{})\n",
+                "xdp on {} ({}{})\n",
                 i.name,
-                i.mode,
+                i.mode.as_str(),
                 if i.fallback_to_generic {
                     ", may fall back to generic"
                 } else {

@@ -65,6 +65,16 @@ pub enum XdpMode {
     Generic,
 }
 
+impl XdpMode {
+    /// The name used in the YAML file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
+}
+
 /// `listeners[]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +107,15 @@ pub enum Algorithm {
     /// Each backend in turn.
     #[default]
     RoundRobin,
+}
+
+impl Algorithm {
+    /// The name used in the YAML file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+        }
+    }
 }
 
 /// `pools[].backends[]`.
