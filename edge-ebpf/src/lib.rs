@@ -43,3 +43,6 @@ impl PacketBuf for [u8] {
         <[u8]>::len(self)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,202 @@
+//! Configuration parsing and validation, with the exact messages a user sees.
 
+use super::*;
+use std::path::Path;
+
+const FILE: &str = "edge.yaml";
+
+fn errors(yaml: &str) -> Vec<String> {
+    match parse(yaml, Path::new(FILE)) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
+            .iter()
+            .map(|d| d.display_in(Path::new(FILE)).to_string())
+            .collect(),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+const GOOD: &str = "\
+xdp:
+  interfaces:
+    - name: eth0
+      mode: generic
+  deny: [192.0.2.0/24, 2001:db8::/32, 198.51.100.7]
+listeners:
+  - name: web
+    address: 0.0.0.0:8080
+    pool: app
+  - name: alt
+    address: '[::1]:8081'
+    pool: app
+pools:
+  - name: app
+    backends:
+      - address: 10.0.0.1:80
+      - address: '[2001:db8::1]:80'
+admin:
+  address: 127.0.0.1:9100
+server:
+  threads: 3
+";
+
+#[test]
+fn a_good_file_becomes_the_model() {
+    let c = parse(GOOD, Path::new(FILE)).unwrap();
+    assert_eq!(c.xdp.interfaces[0].name, "eth0");
+    assert_eq!(c.xdp.interfaces[0].mode, XdpMode::Generic);
+    assert_eq!(c.xdp.deny.len(), 3);
+    assert_eq!(c.xdp.deny[2].to_string(), "198.51.100.7/32");
+    assert_eq!(c.listeners[1].address.to_string(), "[::1]:8081");
+    assert_eq!(c.listeners[1].pool, 0);
+    assert_eq!(c.pools[0].algorithm, Algorithm::RoundRobin);
+    assert_eq!(c.l7_ports(), vec![8080, 8081]);
+    assert_eq!(c.admin.unwrap().to_string(), "127.0.0.1:9100");
+    assert_eq!(c.server.threads, 3);
+}
+
+#[test]
+fn unknown_key() {
+    assert_eq!(
+        errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
+        ["edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`"]
+    );
+    assert_eq!(
+        errors("listners: []\n"),
+        ["edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`"]
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_eq!(
+        errors("server:\n  threads: many\n"),
+        ["edge.yaml:2:12: server.threads: invalid type: string \"many\", expected usize"]
+    );
+    assert_eq!(
+        errors("xdp:\n  interfaces:\n    - name: eth0\n      mode: turbo\n"),
+        ["edge.yaml:4:13: xdp.interfaces[0].mode: unknown variant `turbo`, expected `native` or `generic`"]
+    );
+}
+
+#[test]
+fn bad_cidrs_are_all_reported() {
+    assert_eq!(
+        errors("xdp:\n  interfaces: [{name: eth0}]\n  deny:\n    - 10.0.0.0/33\n    - 10.1.2.3/8\n    - 10.0.0.0/8\n    - bogus\n    - 10.0.0.0/8\n"),
+        [
+            "edge.yaml:4:7: xdp.deny[0]: bad CIDR \"10.0.0.0/33\": expected an IPv4 or IPv6 prefix such as 192.0.2.0/24 or 2001:db8::/32",
+            "edge.yaml:5:7: xdp.deny[1]: CIDR \"10.1.2.3/8\" has host bits set: did you mean 10.0.0.0/8?",
+            "edge.yaml:7:7: xdp.deny[3]: bad CIDR \"bogus\": expected an IPv4 or IPv6 prefix such as 192.0.2.0/24 or 2001:db8::/32",
+            "edge.yaml:8:7: xdp.deny[4]: prefix 10.0.0.0/8 is listed twice (first defined at line 6)",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_listeners() {
+    let yaml = "\
+listeners:
+  - name: web
+    address: 0.0.0.0:80
+    pool: app
+  - name: web
+    address: 0.0.0.0:81
+    pool: app
+  - name: other
+    address: 10.0.0.1:80
+    pool: app
+pools:
+  - name: app
+    backends: [{address: 10.0.0.2:80}]
+";
+    assert_eq!(
+        errors(yaml),
+        [
+            "edge.yaml:5:11: listeners[1].name: listener \"web\" is defined twice (first defined at line 2)",
+            "edge.yaml:9:14: listeners[2].address: listener \"other\" on 10.0.0.1:80 overlaps 0.0.0.0:80 (line 3)",
+        ]
+    );
+}
+
+#[test]
+fn references_and_addresses() {
+    let yaml = "\
+listeners:
+  - name: web
+    address: localhost:80
+    pool: ghost
+pools:
+  - name: app
+    backends: []
+  - name: app
+    backends: [{address: 10.0.0.2}]
+admin:
+  address: 0.0.0.0:9100
+server:
+  threads: 0
+";
+    assert_eq!(
+        errors(yaml),
+        [
+            "edge.yaml:3:14: listeners[0].address: bad address \"localhost:80\": expected IP:port, such as 0.0.0.0:8080 or [::]:8080",
+            "edge.yaml:4:11: listeners[0].pool: listener \"web\" refers to pool \"ghost\", which is not defined (defined: app, app)",
+            "edge.yaml:7:15: pools[0].backends: pool \"app\" has no backends",
+            "edge.yaml:8:11: pools[1].name: pool \"app\" is defined twice (first defined at line 6)",
+            "edge.yaml:9:26: pools[1].backends[0].address: bad address \"10.0.0.2\": expected IP:port, such as 0.0.0.0:8080 or [::]:8080",
+            "edge.yaml:13:12: server.threads: threads must be at least 1",
+        ]
+    );
+}
+
+#[test]
+fn admin_may_not_overlap_a_listener() {
+    let yaml = "\
+listeners:
+  - {name: web, address: '0.0.0.0:9100', pool: app}
+pools:
+  - {name: app, backends: [{address: '10.0.0.2:80'}]}
+admin:
+  address: 127.0.0.1:9100
+";
+    assert_eq!(
+        errors(yaml),
+        ["edge.yaml:6:12: admin.address: 127.0.0.1:9100 overlaps listener \"web\" on 0.0.0.0:9100 (line 2)"]
+    );
+}
+
+#[test]
+fn interfaces() {
+    let yaml = "\
+xdp:
+  interfaces:
+    - name: eth0
+    - name: eth0
+    - name: a-name-that-is-too-long
+    - {name: eth1, mode: generic, fallback_to_generic: true}
+";
+    assert_eq!(
+        errors(yaml),
+        [
+            "edge.yaml:4:13: xdp.interfaces[1].name: interface \"eth0\" is listed twice (first defined at line 3)",
+            "edge.yaml:5:13: xdp.interfaces[2].name: bad interface name \"a-name-that-is-too-long\": 1 to 15 characters, no '/'",
+            "edge.yaml:6:56: xdp.interfaces[3].fallback_to_generic: fallback_to_generic only applies to mode: native",
+        ]
+    );
+}
+
+#[test]
+fn empty_and_idle_files() {
+    assert_eq!(errors(""), ["edge.yaml: the file is empty: configure listeners and/or xdp.interfaces"]);
+    assert_eq!(
+        errors("xdp:\n  deny: [10.0.0.0/8]\n"),
+        ["edge.yaml: nothing to run: configure listeners and/or xdp.interfaces"]
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_position() {
+    let e = errors("listeners:\n  - name: [unclosed\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("edge.yaml:"), "{e:?}");
+    assert!(e[0].contains(':'), "{e:?}");
+}

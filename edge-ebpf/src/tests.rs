@@ -1,0 +1,188 @@
+//! Host tests of the parsers and the decision, over byte slices.
+
+use crate::{
+    classify::{Action, Tables, classify},
+    parse::{self, Fragment, IpAddrs, Layer, ParseError},
+};
+use edge_common::{PacketClass, PortKey, VipKey};
+use edge_tests::packets::{Builder, L4, arp};
+
+const C4: [u8; 4] = [192, 0, 2, 1];
+const H4: [u8; 4] = [10, 0, 0, 1];
+const C6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const H6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+/// Tables for tests: 8080/tcp is L7, C4 is denied when `deny` is set.
+#[derive(Default)]
+struct T {
+    deny: bool,
+    vip: Option<VipKey>,
+}
+
+impl Tables for T {
+    fn denied(&self, addrs: &IpAddrs) -> bool {
+        self.deny && matches!(addrs, IpAddrs::V4 { src, .. } if *src == C4)
+    }
+    fn is_vip(&self, key: &VipKey) -> bool {
+        self.vip.as_ref() == Some(key)
+    }
+    fn is_l7_port(&self, key: &PortKey) -> bool {
+        *key == PortKey::new(8080, edge_common::IPPROTO_TCP)
+    }
+}
+
+fn class(p: &[u8]) -> PacketClass {
+    classify(p, &T::default()).class
+}
+
+#[test]
+fn ethernet_shorter_than_its_header_is_malformed() {
+    for len in 0..14 {
+        let v = classify(&arp()[..len], &T::default());
+        assert_eq!(v.class, PacketClass::Malformed, "len {len}");
+        assert_eq!(v.error, Some(ParseError::Truncated(Layer::Ethernet)));
+        assert_eq!(v.action, Action::Pass);
+    }
+}
+
+#[test]
+fn every_prefix_of_a_valid_packet_is_handled() {
+    // No prefix may panic or be read past its end; each shorter than the
+    // full TCP header is malformed.
+    let full = Builder::new().vlan(3).v4(C4, H4, L4::Tcp(1, 8080));
+    let tcp_end = 18 + 20 + 20;
+    for len in 0..full.len() {
+        let mut p = full[..len].to_vec();
+        if len >= 18 + 20 {
+            let total = (len - 18) as u16;
+            p[18 + 2..18 + 4].copy_from_slice(&total.to_be_bytes());
+        }
+        let v = classify(&p[..], &T::default());
+        if len < tcp_end {
+            assert_eq!(v.class, PacketClass::Malformed, "len {len}");
+        } else {
+            assert_eq!(v.class, PacketClass::L7, "len {len}");
+        }
+    }
+}
+
+#[test]
+fn vlan_tag_is_skipped() {
+    let p = Builder::new().vlan(100).v4(C4, H4, L4::Tcp(1, 8080));
+    let eth = parse::ethernet(&p[..]).unwrap();
+    assert_eq!(eth.vlan, Some(100));
+    assert_eq!(eth.l3_offset, 18);
+    assert_eq!(class(&p), PacketClass::L7);
+}
+
+#[test]
+fn ipv4_fields() {
+    let p = Builder::new().ipv4_options(&[1, 1, 1, 1]).v4(C4, H4, L4::Udp(53, 5353));
+    let ip = parse::ipv4(&p[..], 14).unwrap();
+    assert_eq!(ip.addrs, IpAddrs::V4 { src: C4, dst: H4 });
+    assert_eq!(ip.proto, edge_common::IPPROTO_UDP);
+    assert_eq!(ip.l4_offset, 14 + 24);
+    assert_eq!(ip.fragment, Fragment::No);
+    let ports = parse::ports(&p[..], &ip).unwrap().unwrap();
+    assert_eq!((ports.src, ports.dst), (53, 5353));
+}
+
+#[test]
+fn bad_ipv4_headers_are_invalid() {
+    let good = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    let mut version = good.clone();
+    version[14] = 0x55;
+    let mut ihl = good.clone();
+    ihl[14] = 0x44;
+    let mut total = good.clone();
+    total[16..18].copy_from_slice(&10u16.to_be_bytes());
+    for p in [version, ihl, total] {
+        assert_eq!(classify(&p[..], &T::default()).error, Some(ParseError::Invalid(Layer::Ipv4)));
+    }
+}
+
+#[test]
+fn bad_tcp_data_offset_is_invalid() {
+    let mut p = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    p[14 + 20 + 12] = 0x40;
+    assert_eq!(classify(&p[..], &T::default()).error, Some(ParseError::Invalid(Layer::Tcp)));
+}
+
+#[test]
+fn ipv4_fragments() {
+    let mut first = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    first[20] = 0x20; // MF, offset 0
+    assert_eq!(parse::ipv4(&first[..], 14).unwrap().fragment, Fragment::First);
+    assert_eq!(class(&first), PacketClass::L7);
+    let mut later = first.clone();
+    later[21] = 0x10; // offset 16 * 8
+    assert_eq!(parse::ipv4(&later[..], 14).unwrap().fragment, Fragment::Later);
+    // No transport header in a later fragment: not attributable to a port.
+    assert_eq!(class(&later), PacketClass::Other);
+}
+
+/// Inserts an IPv6 extension header (`ext`, whose first byte is patched to
+/// the original next header) right after the fixed header.
+fn with_ext(p: &[u8], ext_type: u8, ext: &[u8]) -> Vec<u8> {
+    let mut out = p[..14 + 40].to_vec();
+    let next = out[14 + 6];
+    out[14 + 6] = ext_type;
+    let mut ext = ext.to_vec();
+    ext[0] = next;
+    out.extend_from_slice(&ext);
+    out.extend_from_slice(&p[14 + 40..]);
+    let payload = (out.len() - 14 - 40) as u16;
+    out[14 + 4..14 + 6].copy_from_slice(&payload.to_be_bytes());
+    out
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked() {
+    let p = Builder::new().v6(C6, H6, L4::Tcp(1, 8080));
+    let hop = with_ext(&p, 0, &[0, 0, 1, 4, 0, 0, 0, 0]);
+    let ip = parse::ipv6(&hop[..], 14).unwrap();
+    assert_eq!(ip.proto, edge_common::IPPROTO_TCP);
+    assert_eq!(ip.l4_offset, 14 + 48);
+    assert_eq!(class(&hop), PacketClass::L7);
+    let two = with_ext(&hop, 60, &[0, 0, 1, 4, 0, 0, 0, 0]);
+    assert_eq!(class(&two), PacketClass::L7);
+}
+
+#[test]
+fn ipv6_fragments() {
+    let p = Builder::new().v6(C6, H6, L4::Tcp(1, 8080));
+    let first = with_ext(&p, 44, &[0, 0, 0, 1, 0, 0, 0, 9]);
+    let ip = parse::ipv6(&first[..], 14).unwrap();
+    assert_eq!(ip.fragment, Fragment::First);
+    assert_eq!(class(&first), PacketClass::L7);
+    let later = with_ext(&p, 44, &[0, 0, 0, 0x08, 0, 0, 0, 9]);
+    assert_eq!(parse::ipv6(&later[..], 14).unwrap().fragment, Fragment::Later);
+    assert_eq!(class(&later), PacketClass::Other);
+}
+
+#[test]
+fn truncated_extension_header_is_malformed() {
+    let p = Builder::new().v6(C6, H6, L4::Tcp(1, 8080));
+    let hop = with_ext(&p, 0, &[0, 0, 1, 4, 0, 0, 0, 0]);
+    let mut cut = hop[..14 + 40 + 1].to_vec();
+    cut[14 + 4..14 + 6].copy_from_slice(&1u16.to_be_bytes());
+    assert_eq!(classify(&cut[..], &T::default()).error, Some(ParseError::Truncated(Layer::Ipv6)));
+}
+
+#[test]
+fn deny_comes_before_the_transport_header() {
+    let p = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    let t = T { deny: true, ..T::default() };
+    let v = classify(&p[..], &t);
+    assert_eq!((v.class, v.action), (PacketClass::Denied, Action::Drop));
+}
+
+#[test]
+fn vip_wins_over_l7_port() {
+    let p = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    let t = T {
+        vip: Some(VipKey::v4(H4, 8080, edge_common::IPPROTO_TCP)),
+        ..T::default()
+    };
+    assert_eq!(classify(&p[..], &t).class, PacketClass::Vip);
+}
