@@ -45,7 +45,7 @@ fn a_broken_file_fails_with_line_numbers() -> Result<()> {
         &bad,
         "xdp:\n  deny:\n    - 10.0.0.0/33\nlisteners:\n  - name: web\n    address: 0.0.0.0:80\n    pool: nope\n",
     )?;
-    let (ok, text) = check(&[bad.clone()])?;
+    let (ok, text) = check(std::slice::from_ref(&bad))?;
     assert!(!ok, "edge check must fail:\n{text}");
     let b = bad.display();
     assert!(

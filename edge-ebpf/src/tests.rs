@@ -77,7 +77,9 @@ fn vlan_tag_is_skipped() {
 
 #[test]
 fn ipv4_fields() {
-    let p = Builder::new().ipv4_options(&[1, 1, 1, 1]).v4(C4, H4, L4::Udp(53, 5353));
+    let p = Builder::new()
+        .ipv4_options(&[1, 1, 1, 1])
+        .v4(C4, H4, L4::Udp(53, 5353));
     let ip = parse::ipv4(&p[..], 14).unwrap();
     assert_eq!(ip.addrs, IpAddrs::V4 { src: C4, dst: H4 });
     assert_eq!(ip.proto, edge_common::IPPROTO_UDP);
@@ -97,7 +99,10 @@ fn bad_ipv4_headers_are_invalid() {
     let mut total = good.clone();
     total[16..18].copy_from_slice(&10u16.to_be_bytes());
     for p in [version, ihl, total] {
-        assert_eq!(classify(&p[..], &T::default()).error, Some(ParseError::Invalid(Layer::Ipv4)));
+        assert_eq!(
+            classify(&p[..], &T::default()).error,
+            Some(ParseError::Invalid(Layer::Ipv4))
+        );
     }
 }
 
@@ -105,18 +110,27 @@ fn bad_ipv4_headers_are_invalid() {
 fn bad_tcp_data_offset_is_invalid() {
     let mut p = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
     p[14 + 20 + 12] = 0x40;
-    assert_eq!(classify(&p[..], &T::default()).error, Some(ParseError::Invalid(Layer::Tcp)));
+    assert_eq!(
+        classify(&p[..], &T::default()).error,
+        Some(ParseError::Invalid(Layer::Tcp))
+    );
 }
 
 #[test]
 fn ipv4_fragments() {
     let mut first = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
     first[20] = 0x20; // MF, offset 0
-    assert_eq!(parse::ipv4(&first[..], 14).unwrap().fragment, Fragment::First);
+    assert_eq!(
+        parse::ipv4(&first[..], 14).unwrap().fragment,
+        Fragment::First
+    );
     assert_eq!(class(&first), PacketClass::L7);
     let mut later = first.clone();
     later[21] = 0x10; // offset 16 * 8
-    assert_eq!(parse::ipv4(&later[..], 14).unwrap().fragment, Fragment::Later);
+    assert_eq!(
+        parse::ipv4(&later[..], 14).unwrap().fragment,
+        Fragment::Later
+    );
     // No transport header in a later fragment: not attributable to a port.
     assert_eq!(class(&later), PacketClass::Other);
 }
@@ -156,7 +170,10 @@ fn ipv6_fragments() {
     assert_eq!(ip.fragment, Fragment::First);
     assert_eq!(class(&first), PacketClass::L7);
     let later = with_ext(&p, 44, &[0, 0, 0, 0x08, 0, 0, 0, 9]);
-    assert_eq!(parse::ipv6(&later[..], 14).unwrap().fragment, Fragment::Later);
+    assert_eq!(
+        parse::ipv6(&later[..], 14).unwrap().fragment,
+        Fragment::Later
+    );
     assert_eq!(class(&later), PacketClass::Other);
 }
 
@@ -166,13 +183,19 @@ fn truncated_extension_header_is_malformed() {
     let hop = with_ext(&p, 0, &[0, 0, 1, 4, 0, 0, 0, 0]);
     let mut cut = hop[..14 + 40 + 1].to_vec();
     cut[14 + 4..14 + 6].copy_from_slice(&1u16.to_be_bytes());
-    assert_eq!(classify(&cut[..], &T::default()).error, Some(ParseError::Truncated(Layer::Ipv6)));
+    assert_eq!(
+        classify(&cut[..], &T::default()).error,
+        Some(ParseError::Truncated(Layer::Ipv6))
+    );
 }
 
 #[test]
 fn deny_comes_before_the_transport_header() {
     let p = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
-    let t = T { deny: true, ..T::default() };
+    let t = T {
+        deny: true,
+        ..T::default()
+    };
     let v = classify(&p[..], &t);
     assert_eq!((v.class, v.action), (PacketClass::Denied, Action::Drop));
 }

@@ -1,1 +1,294 @@
-fn main() {}
+//! `cargo xtask build | load | unload | run | test | lint`: the project's
+//! developer and operator commands. Each installs what it needs first.
+
+mod demo;
+mod toolchain;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::{
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test edge")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the eBPF toolchain if missing; build the XDP object and `edge`.
+    Build {
+        /// Build the debug profile instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Attach the XDP program to an interface on its own (pinned; survives exit).
+    Load {
+        /// Interface name.
+        #[arg(long)]
+        iface: String,
+        /// Attach mode.
+        #[arg(long, value_enum, default_value_t = Mode::Native)]
+        mode: Mode,
+        /// Fill the deny list and L7 ports from this configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Detach an XDP program attached with `load`.
+    Unload {
+        /// Interface name.
+        #[arg(long)]
+        iface: String,
+    },
+    /// Run edge: with --config on this host as configured; without, in a
+    /// self-contained demo lab of network namespaces (Ctrl-C tears it down).
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Use the debug build.
+        #[arg(long)]
+        debug: bool,
+        /// Bring the lab up, check it answers, and tear it down.
+        #[arg(long, conflicts_with = "config")]
+        check: bool,
+    },
+    /// Run every test: unit, kernel (BPF_PROG_TEST_RUN), network labs, and
+    /// a check of the `run` lab.
+    Test,
+    /// cargo fmt --check and clippy -D warnings, for every crate.
+    Lint,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Native,
+    Generic,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Native => "native",
+            Mode::Generic => "generic",
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    match dispatch(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let root = root()?;
+    match cli.command {
+        Cmd::Build { debug } => {
+            let bin = build(&root, !debug)?;
+            println!("xtask: built {}", bin.display());
+            Ok(())
+        }
+        Cmd::Load {
+            iface,
+            mode,
+            config,
+        } => {
+            let mut cmd = Command::new(build(&root, true)?);
+            cmd.args(["load", "--iface", &iface, "--mode", mode.as_str()]);
+            if let Some(c) = config {
+                cmd.arg("--config").arg(c);
+            }
+            run_status(&mut cmd)
+        }
+        Cmd::Unload { iface } => {
+            run_status(Command::new(build(&root, true)?).args(["unload", "--iface", &iface]))
+        }
+        Cmd::Run {
+            config: Some(config),
+            debug,
+            ..
+        } => {
+            let bin = build(&root, !debug)?;
+            // Replace this process, so signals reach edge directly.
+            let err = Command::new(bin)
+                .arg("run")
+                .arg("--config")
+                .arg(config)
+                .exec();
+            Err(err).context("starting edge")
+        }
+        Cmd::Run {
+            config: None,
+            debug,
+            check,
+        } => {
+            let bin = build(&root, !debug)?;
+            demo::run(&bin, check)
+        }
+        Cmd::Test => test(&root),
+        Cmd::Lint => lint(&root),
+    }
+}
+
+/// The workspace root (xtask's parent directory).
+fn root() -> Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run_status(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Ensures the toolchain, builds `edge` (and with it the XDP object), and
+/// returns the binary's path.
+fn build(root: &Path, release: bool) -> Result<PathBuf> {
+    toolchain::ensure()?;
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["build", "--package", "edge-userspace", "--bin", "edge"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run_status(&mut cmd)?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("edge"))
+}
+
+fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} needs root (BPF, XDP and network namespaces); run it as root");
+    }
+    Ok(())
+}
+
+/// Counts from cargo's `test result:` lines.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            if let (Some(n), Some(what)) = (words.next(), words.next())
+                && let Ok(n) = n.parse::<u64>()
+            {
+                match what {
+                    "passed" => self.passed += n,
+                    "failed" => self.failed += n,
+                    "ignored" => self.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs `cargo test` with `args`, echoing its output and tallying results.
+fn cargo_test(root: &Path, args: &[&str], tally: &mut Tally) -> Result<bool> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cargo()
+        .current_dir(root)
+        .arg("test")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            tally.add_line(&line);
+        }
+    }
+    Ok(child.wait()?.success())
+}
+
+fn test(root: &Path) -> Result<()> {
+    require_root("cargo xtask test")?;
+    let started = std::time::Instant::now();
+    // The integration tests run the debug `edge` binary.
+    let bin = build(root, false)?;
+    let mut tally = Tally::default();
+    let mut ok = cargo_test(root, &["--no-fail-fast"], &mut tally)?;
+    // The kernel crate is not a default member: its host-side tests.
+    ok &= cargo_test(root, &["--package", "edge-ebpf", "--lib"], &mut tally)?;
+    println!("\nxtask: checking the `cargo xtask run` lab");
+    match demo::run(&bin, true) {
+        Ok(()) => tally.passed += 1,
+        Err(e) => {
+            eprintln!("lab check failed: {e:#}");
+            tally.failed += 1;
+            ok = false;
+        }
+    }
+    println!(
+        "\nxtask test finished in {:.0?}\ntests: {} passed, {} failed, {} ignored",
+        started.elapsed(),
+        tally.passed,
+        tally.failed,
+        tally.ignored
+    );
+    if !ok {
+        bail!("some tests failed");
+    }
+    Ok(())
+}
+
+fn lint(root: &Path) -> Result<()> {
+    toolchain::ensure()?;
+    run_status(
+        cargo()
+            .current_dir(root)
+            .args(["fmt", "--all", "--", "--check"]),
+    )?;
+    run_status(cargo().current_dir(root).args([
+        "clippy",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The kernel crate is not a default member; its program also builds
+    // for the host (an empty main) so that clippy sees it.
+    run_status(cargo().current_dir(root).args([
+        "clippy",
+        "--package",
+        "edge-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}

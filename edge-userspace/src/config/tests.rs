@@ -59,11 +59,15 @@ fn a_good_file_becomes_the_model() {
 fn unknown_key() {
     assert_eq!(
         errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
-        ["edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`"]
+        [
+            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`"
+        ]
     );
     assert_eq!(
         errors("listners: []\n"),
-        ["edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`"]
+        [
+            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`"
+        ]
     );
 }
 
@@ -75,14 +79,18 @@ fn wrong_type() {
     );
     assert_eq!(
         errors("xdp:\n  interfaces:\n    - name: eth0\n      mode: turbo\n"),
-        ["edge.yaml:4:13: xdp.interfaces[0].mode: unknown variant `turbo`, expected `native` or `generic`"]
+        [
+            "edge.yaml:4:13: xdp.interfaces[0].mode: unknown variant `turbo`, expected `native` or `generic`"
+        ]
     );
 }
 
 #[test]
 fn bad_cidrs_are_all_reported() {
     assert_eq!(
-        errors("xdp:\n  interfaces: [{name: eth0}]\n  deny:\n    - 10.0.0.0/33\n    - 10.1.2.3/8\n    - 10.0.0.0/8\n    - bogus\n    - 10.0.0.0/8\n"),
+        errors(
+            "xdp:\n  interfaces: [{name: eth0}]\n  deny:\n    - 10.0.0.0/33\n    - 10.1.2.3/8\n    - 10.0.0.0/8\n    - bogus\n    - 10.0.0.0/8\n"
+        ),
         [
             "edge.yaml:4:7: xdp.deny[0]: bad CIDR \"10.0.0.0/33\": expected an IPv4 or IPv6 prefix such as 192.0.2.0/24 or 2001:db8::/32",
             "edge.yaml:5:7: xdp.deny[1]: CIDR \"10.1.2.3/8\" has host bits set: did you mean 10.0.0.0/8?",
@@ -160,7 +168,9 @@ admin:
 ";
     assert_eq!(
         errors(yaml),
-        ["edge.yaml:6:12: admin.address: 127.0.0.1:9100 overlaps listener \"web\" on 0.0.0.0:9100 (line 2)"]
+        [
+            "edge.yaml:6:12: admin.address: 127.0.0.1:9100 overlaps listener \"web\" on 0.0.0.0:9100 (line 2)"
+        ]
     );
 }
 
@@ -186,7 +196,10 @@ xdp:
 
 #[test]
 fn empty_and_idle_files() {
-    assert_eq!(errors(""), ["edge.yaml: the file is empty: configure listeners and/or xdp.interfaces"]);
+    assert_eq!(
+        errors(""),
+        ["edge.yaml: the file is empty: configure listeners and/or xdp.interfaces"]
+    );
     assert_eq!(
         errors("xdp:\n  deny: [10.0.0.0/8]\n"),
         ["edge.yaml: nothing to run: configure listeners and/or xdp.interfaces"]

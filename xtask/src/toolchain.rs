@@ -1,0 +1,154 @@
+//! Installs what building edge needs, once; a quick, silent no-op when all
+//! of it is there.
+//!
+//! The XDP program needs nightly features (`-Z build-std=core`) from a rustc
+//! whose LLVM matches bpf-linker's. This machine's rustup nightly has no
+//! rust-src and cannot fetch it, so edge uses Debian's rustc-web (Rust 1.96
+//! on LLVM 22, library source in /usr/src/rustc-1.96.0) with
+//! RUSTC_BOOTSTRAP, and bpf-linker 0.13 built against Debian's LLVM 22.
+
+use anyhow::{Context, Result, bail};
+use std::{path::PathBuf, process::Command};
+
+/// Debian packages: the kernel-side toolchain, what Pingora's build needs,
+/// and what the labs use (ip, curl).
+const PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "llvm-22-dev",
+    "cmake",
+    "libssl-dev",
+    "pkg-config",
+    "iproute2",
+    "curl",
+];
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian's rustc, which builds the kernel side (see edge-userspace/build.rs).
+const BPF_RUSTC: &str = "/usr/bin/rustc";
+
+/// Installs whatever is missing.
+pub fn ensure() -> Result<()> {
+    add_cargo_bin_to_path();
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if !missing.is_empty() {
+        println!("xtask: installing Debian packages: {}", missing.join(" "));
+        require_root()?;
+        apt(&["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        apt(&args)?;
+    }
+    ensure_rust_src()?;
+    ensure_bpf_linker()
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", package])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ii"))
+}
+
+fn require_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("installing the toolchain needs root (apt-get); run cargo xtask as root");
+    }
+    Ok(())
+}
+
+fn apt(args: &[&str]) -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// `-Z build-std` looks for the library source under the sysroot.
+fn ensure_rust_src() -> Result<()> {
+    let out = Command::new(BPF_RUSTC)
+        .args(["--print", "sysroot"])
+        .output()
+        .with_context(|| format!("running {BPF_RUSTC}"))?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let link = sysroot.join("lib/rustlib/src/rust");
+    if link.join("library/core").exists() {
+        return Ok(());
+    }
+    let source = std::fs::read_dir("/usr/src")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("library/core").exists())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("rustc-"))
+        })
+        .max()
+        .context("no Rust library source under /usr/src (package rust-web-src)")?;
+    println!("xtask: linking {} -> {}", link.display(), source.display());
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if link.symlink_metadata().is_ok() {
+        std::fs::remove_file(&link)?;
+    }
+    std::os::unix::fs::symlink(&source, &link)
+        .with_context(|| format!("linking {}", link.display()))
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    let current = Command::new("bpf-linker").arg("--version").output();
+    if let Ok(out) = &current
+        && String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION)
+    {
+        return Ok(());
+    }
+    println!(
+        "xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes, once)"
+    );
+    // Its default feature wants LLVM 23, which Debian does not package.
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
+        .env("LLVM_PREFIX", LLVM_PREFIX)
+        .status()
+        .context("running cargo install bpf-linker")?;
+    if !status.success() {
+        bail!("cargo install bpf-linker failed with {status}");
+    }
+    Ok(())
+}
+
+/// bpf-linker lands in cargo's bin directory; make sure the nested builds
+/// find it even where that directory is not on PATH.
+fn add_cargo_bin_to_path() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(bin) = home.map(|h| h.join("bin")) else {
+        return;
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|p| p == bin) {
+        return;
+    }
+    let joined = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)));
+    if let Ok(joined) = joined {
+        // SAFETY: xtask is single-threaded at this point; nothing else reads
+        // the environment concurrently.
+        unsafe { std::env::set_var("PATH", joined) };
+    }
+}
