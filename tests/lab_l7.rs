@@ -98,7 +98,7 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
     let mut edge = Edge::start(Some(&topo.edge), &config_path)?;
     edge.wait_ready(Some(&topo.client), ADMIN.parse()?, Duration::from_secs(30))?;
     assert!(
-        topo.lab.xdp_attached(&topo.edge, "l0")?,
+        topo.lab.xdp_attached(Some(&topo.edge), "l0")?,
         "XDP attached on l0"
     );
     assert!(
@@ -191,7 +191,7 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
         edge.log_text()
     );
     assert!(
-        !topo.lab.xdp_attached(&topo.edge, "l0")?,
+        !topo.lab.xdp_attached(Some(&topo.edge), "l0")?,
         "XDP detached on exit"
     );
     Ok(())

@@ -34,6 +34,7 @@ pub fn ip(args: &[&str]) -> Result<String> {
 pub struct Lab {
     tag: String,
     namespaces: Vec<String>,
+    root_links: Vec<String>,
 }
 
 impl Lab {
@@ -44,6 +45,7 @@ impl Lab {
         Ok(Self {
             tag: format!("{PREFIX}-{}-{n}", std::process::id()),
             namespaces: Vec::new(),
+            root_links: Vec::new(),
         })
     }
 
@@ -61,6 +63,7 @@ impl Lab {
         Ok(Self {
             tag: tag.to_string(),
             namespaces: Vec::new(),
+            root_links: Vec::new(),
         })
     }
 
@@ -81,6 +84,22 @@ impl Lab {
         ip(&["-n", a_ns, "link", "set", a_if, "up"])?;
         ip(&["-n", b_ns, "link", "set", b_if, "up"])?;
         Ok(())
+    }
+
+    /// Creates a veth pair in this process's own namespace, named
+    /// `et<pid>a` / `et<pid>b` plus `suffix` (unique per process), both up;
+    /// deleted with the lab. Returns the two names.
+    pub fn root_veth(&mut self, suffix: &str) -> Result<(String, String)> {
+        let base = format!("et{}{suffix}", std::process::id());
+        let (a, b) = (format!("{base}a"), format!("{base}b"));
+        if a.len() > 15 {
+            bail!("interface name {a} is too long");
+        }
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])?;
+        self.root_links.push(a.clone());
+        ip(&["link", "set", &a, "up"])?;
+        ip(&["link", "set", &b, "up"])?;
+        Ok((a, b))
     }
 
     /// Creates bridge `name` in `ns`, up.
@@ -113,9 +132,13 @@ impl Lab {
         Ok(())
     }
 
-    /// Whether an XDP program is attached to `iface` in `ns`.
-    pub fn xdp_attached(&self, ns: &str, iface: &str) -> Result<bool> {
-        let out = ip(&["-n", ns, "-d", "link", "show", "dev", iface])?;
+    /// Whether an XDP program is attached to `iface` in `ns` (`None`: this
+    /// process's namespace).
+    pub fn xdp_attached(&self, ns: Option<&str>, iface: &str) -> Result<bool> {
+        let out = match ns {
+            Some(ns) => ip(&["-n", ns, "-d", "link", "show", "dev", iface])?,
+            None => ip(&["-d", "link", "show", "dev", iface])?,
+        };
         Ok(out.contains("prog/xdp"))
     }
 
@@ -127,6 +150,12 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Deleting one end of a veth deletes the pair.
+        for link in &self.root_links {
+            if let Err(e) = ip(&["link", "del", link]) {
+                eprintln!("lab cleanup: {e:#}");
+            }
+        }
         // Deleting a namespace removes its veths and bridges with it.
         for ns in self.namespaces.iter().rev() {
             if let Err(e) = ip(&["netns", "del", ns]) {

@@ -153,7 +153,7 @@ fn check(demo: &Demo) -> Result<()> {
             bail!("metrics lack {needle}:\n{metrics}");
         }
     }
-    if !demo.lab.xdp_attached(&format!("{TAG}-edge"), "l0")? {
+    if !demo.lab.xdp_attached(Some(&format!("{TAG}-edge")), "l0")? {
         bail!("XDP is not attached on l0");
     }
     Ok(())
