@@ -97,14 +97,10 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
 
     let mut edge = Edge::start(Some(&topo.edge), &config_path)?;
     edge.wait_ready(Some(&topo.client), ADMIN.parse()?, Duration::from_secs(30))?;
-    assert!(
-        topo.lab.xdp_attached(Some(&topo.edge), "l0")?,
-        "XDP attached on l0"
-    );
-    assert!(
-        edge.log_text().contains("mode=\"native\"") || edge.log_text().contains("mode=native"),
-        "attached in native mode; log:\n{}",
-        edge.log_text()
+    assert_eq!(
+        topo.lab.xdp_mode(Some(&topo.edge), "l0")?,
+        Some("native"),
+        "XDP attached natively on l0"
     );
 
     // Real HTTP through the proxy: each backend in turn.
@@ -190,8 +186,9 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
         "log:\n{}",
         edge.log_text()
     );
-    assert!(
-        !topo.lab.xdp_attached(Some(&topo.edge), "l0")?,
+    assert_eq!(
+        topo.lab.xdp_mode(Some(&topo.edge), "l0")?,
+        None,
         "XDP detached on exit"
     );
     Ok(())

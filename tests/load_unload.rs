@@ -38,8 +38,9 @@ fn load_pins_and_unload_detaches() -> Result<()> {
     let _guard = Unpin(iface.clone());
     assert!(ok, "edge load: {out}");
     assert!(out.contains("native mode"), "{out}");
-    assert!(
-        lab.xdp_attached(None, &iface)?,
+    assert_eq!(
+        lab.xdp_mode(None, &iface)?,
+        Some("native"),
         "attached after edge load exited"
     );
     assert!(std::path::Path::new(&pin).exists(), "{pin} pinned");
@@ -50,7 +51,7 @@ fn load_pins_and_unload_detaches() -> Result<()> {
 
     let (ok, out) = edge(&["unload", "--iface", &iface])?;
     assert!(ok, "edge unload: {out}");
-    assert!(!lab.xdp_attached(None, &iface)?, "detached after unload");
+    assert_eq!(lab.xdp_mode(None, &iface)?, None, "detached after unload");
     assert!(!std::path::Path::new(&pin).exists(), "{pin} removed");
 
     let (ok, out) = edge(&["unload", "--iface", &iface])?;

@@ -66,12 +66,8 @@ pub fn run(path: &Path) -> Result<()> {
     tracing::info!("edge running; SIGTERM drains, SIGINT stops");
     server.run(RunArgs::default());
     tracing::info!("edge stopping");
-    if let Some(mut dp) = dataplane.take() {
-        dp.detach_all();
-        for iface in &config.xdp.interfaces {
-            metrics::xdp_attached(&iface.name, "none", false);
-        }
-    }
+    // Dropping the dataplane detaches XDP from every interface.
+    drop(dataplane);
     Ok(())
 }
 
@@ -81,7 +77,7 @@ fn start_dataplane(config: &Config) -> Result<Dataplane> {
     dp.tables().set_l7_ports(&config.l7_ports())?;
     for iface in &config.xdp.interfaces {
         let mode = dp.attach(iface)?;
-        metrics::xdp_attached(&iface.name, mode.as_str(), true);
+        metrics::xdp_attached(&iface.name, mode.as_str());
         tracing::info!(interface = %iface.name, mode = mode.as_str(), "XDP attached");
     }
     Ok(dp)

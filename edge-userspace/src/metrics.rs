@@ -59,9 +59,8 @@ pub fn http_request(listener: &Arc<str>, pool: &Arc<str>, status: Option<u16>) {
 }
 
 /// Records that XDP is attached to `iface` in `mode`.
-pub fn xdp_attached(iface: &str, mode: &'static str, attached: bool) {
-    metrics::gauge!(XDP_ATTACHED, "interface" => iface.to_string(), "mode" => mode)
-        .set(if attached { 1.0 } else { 0.0 });
+pub fn xdp_attached(iface: &str, mode: &'static str) {
+    metrics::gauge!(XDP_ATTACHED, "interface" => iface.to_string(), "mode" => mode).set(1.0);
 }
 
 /// Copies the kernel's per-class counters into the recorder.

@@ -100,6 +100,22 @@ impl Edge {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits for edge to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let status = wait::until("edge to exit", timeout, || Ok(child.try_wait()?));
+        match status {
+            Ok(s) => Ok(s.code()),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
     /// Sends SIGTERM and waits for edge to exit; returns its exit code.
     pub fn stop(&mut self, timeout: Duration) -> Result<Option<i32>> {
         let Some(mut child) = self.child.take() else {

@@ -132,14 +132,22 @@ impl Lab {
         Ok(())
     }
 
-    /// Whether an XDP program is attached to `iface` in `ns` (`None`: this
-    /// process's namespace).
-    pub fn xdp_attached(&self, ns: Option<&str>, iface: &str) -> Result<bool> {
+    /// The mode of the XDP program attached to `iface` in `ns` (`None`:
+    /// this process's namespace): `Some("native")`, `Some("generic")`, or
+    /// `None` when nothing is attached.
+    pub fn xdp_mode(&self, ns: Option<&str>, iface: &str) -> Result<Option<&'static str>> {
         let out = match ns {
             Some(ns) => ip(&["-n", ns, "-d", "link", "show", "dev", iface])?,
             None => ip(&["-d", "link", "show", "dev", iface])?,
         };
-        Ok(out.contains("prog/xdp"))
+        // iproute2 shows `xdp` for driver mode and `xdpgeneric` for skb mode.
+        Ok(if out.contains("xdpgeneric") {
+            Some("generic")
+        } else if out.contains("prog/xdp") {
+            Some("native")
+        } else {
+            None
+        })
     }
 
     /// The namespaces of this lab, in creation order.

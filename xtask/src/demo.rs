@@ -153,8 +153,8 @@ fn check(demo: &Demo) -> Result<()> {
             bail!("metrics lack {needle}:\n{metrics}");
         }
     }
-    if !demo.lab.xdp_attached(Some(&format!("{TAG}-edge")), "l0")? {
-        bail!("XDP is not attached on l0");
+    if demo.lab.xdp_mode(Some(&format!("{TAG}-edge")), "l0")? != Some("native") {
+        bail!("XDP is not attached natively on l0");
     }
     Ok(())
 }
