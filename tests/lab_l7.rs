@@ -11,65 +11,34 @@
 //! detaches XDP when it stops.
 
 use anyhow::Result;
-use edge_tests::{backend::Backend, edge::Edge, http, lab::Lab, netns, wait};
+use edge_tests::{
+    edge::Edge,
+    http,
+    lab::Lab,
+    netns,
+    topology::{self, EDGE_IFACE, Plan},
+    wait,
+};
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-const CLIENT: &str = "10.201.1.2";
-const DENIED_CLIENT: &str = "10.201.1.3";
-const EDGE: &str = "10.201.1.1";
+const PLAN: Plan<'static> = Plan {
+    client_net: "10.201.1",
+    backend_net: "10.201.2",
+    backends: &["be1", "be2"],
+};
 const LISTEN: &str = "10.201.1.1:8080";
 const ADMIN: &str = "10.201.1.1:9100";
-const BACKENDS: [(&str, &str); 2] = [("be1", "10.201.2.11:8000"), ("be2", "10.201.2.12:8000")];
 const REQUESTS: usize = 6;
 
-struct Topology {
-    lab: Lab,
-    client: String,
-    edge: String,
-    backends: Vec<Backend>,
-}
-
-fn topology() -> Result<Topology> {
-    let mut lab = Lab::new()?;
-    let client = lab.host("client")?;
-    let edge = lab.host("edge")?;
-    lab.link(&client, "c0", &edge, "l0")?;
-    lab.addr(&client, "c0", &format!("{CLIENT}/24"))?;
-    lab.addr(&client, "c0", &format!("{DENIED_CLIENT}/24"))?;
-    lab.addr(&edge, "l0", &format!("{EDGE}/24"))?;
-    lab.route(&client, "10.201.2.0/24", EDGE)?;
-    lab.bridge(&edge, "br0")?;
-    lab.addr(&edge, "br0", "10.201.2.1/24")?;
-    let mut backends = Vec::new();
-    for (i, (name, addr)) in BACKENDS.iter().enumerate() {
-        let ns = lab.host(name)?;
-        let port = format!("p{i}");
-        lab.link(&ns, "eth0", &edge, &port)?;
-        lab.enslave(&edge, &port, "br0")?;
-        let ip = addr.split(':').next().unwrap_or_default();
-        lab.addr(&ns, "eth0", &format!("{ip}/24"))?;
-        lab.route(&ns, "10.201.1.0/24", "10.201.2.1")?;
-        backends.push(Backend::start(name, Some(&ns), addr.parse()?)?);
-    }
-    Ok(Topology {
-        lab,
-        client,
-        edge,
-        backends,
-    })
-}
-
 fn config() -> String {
-    let backends: String = BACKENDS
-        .iter()
-        .map(|(_, a)| format!("      - address: {a}\n"))
-        .collect();
     format!(
-        "xdp:\n  interfaces:\n    - name: l0\n      mode: native\n  deny:\n    - {DENIED_CLIENT}/32\n    - 2001:db8:bad::/48\n\
+        "xdp:\n  interfaces:\n    - name: {EDGE_IFACE}\n      mode: native\n  deny:\n    - {}/32\n    - 2001:db8:bad::/48\n\
          listeners:\n  - name: web\n    address: {LISTEN}\n    pool: app\n\
-         pools:\n  - name: app\n    algorithm: round_robin\n    backends:\n{backends}\
+         pools:\n  - name: app\n    algorithm: round_robin\n    backends:\n{}\
          admin:\n  address: {ADMIN}\n\
-         server:\n  threads: 1\n  grace_period_seconds: 0\n"
+         server:\n  threads: 1\n  grace_period_seconds: 0\n",
+        PLAN.second_client_ip(),
+        PLAN.backends_yaml()
     )
 }
 
@@ -90,7 +59,7 @@ fn scrape(client: &str) -> Result<String> {
 
 #[test]
 fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
-    let topo = topology()?;
+    let topo = topology::build(Lab::new()?, &PLAN)?;
     let dir = tempfile::tempdir()?;
     let config_path = dir.path().join("edge.yaml");
     std::fs::write(&config_path, config())?;
@@ -98,7 +67,7 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
     let mut edge = Edge::start(Some(&topo.edge), &config_path)?;
     edge.wait_ready(Some(&topo.client), ADMIN.parse()?, Duration::from_secs(30))?;
     assert_eq!(
-        topo.lab.xdp_mode(Some(&topo.edge), "l0")?,
+        topo.lab.xdp_mode(Some(&topo.edge), EDGE_IFACE)?,
         Some("native"),
         "XDP attached natively on l0"
     );
@@ -110,10 +79,8 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
         let resp = netns::run_in(&topo.client, move || http::get(listen, "/hello", &[]))?;
         assert_eq!(resp.status(), Some(200), "response: {resp:?}");
         let body = resp.text();
-        assert!(
-            body.contains(&format!("x-forwarded-for: {CLIENT}")),
-            "XFF in {body}"
-        );
+        let xff = format!("x-forwarded-for: {}", PLAN.client_ip());
+        assert!(body.contains(&xff), "XFF in {body}");
         assert!(body.contains("x-forwarded-proto: http"), "XFP in {body}");
         order.push(resp.header("x-backend").unwrap_or("?").to_string());
     }
@@ -130,12 +97,12 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
     }
 
     // The denied source's SYNs die in XDP; its neighbour connects.
-    let denied_ip = DENIED_CLIENT.parse()?;
+    let denied_ip = PLAN.second_client_ip();
     let refused = netns::run_in(&topo.client, move || {
         Ok(http::connect_from(denied_ip, listen, Duration::from_millis(1500)).is_err())
     })?;
     assert!(refused, "a denied source must not connect");
-    let client_ip = CLIENT.parse()?;
+    let client_ip = PLAN.client_ip();
     let ok = netns::run_in(&topo.client, move || {
         http::get_from(client_ip, listen, "/", Duration::from_secs(5))
     })?;
@@ -187,7 +154,7 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
         edge.log_text()
     );
     assert_eq!(
-        topo.lab.xdp_mode(Some(&topo.edge), "l0")?,
+        topo.lab.xdp_mode(Some(&topo.edge), EDGE_IFACE)?,
         None,
         "XDP detached on exit"
     );

@@ -17,19 +17,22 @@ fn config(fallback: bool) -> String {
     )
 }
 
-fn setup() -> Result<(Lab, String, tempfile::TempDir)> {
+/// A namespace with a bridge, and edge started on it with `fallback`. The
+/// temporary directory holds the config and log; keep it while edge runs.
+fn start(fallback: bool) -> Result<(Lab, String, tempfile::TempDir, Edge)> {
     let mut lab = Lab::new()?;
     let ns = lab.host("edge")?;
     lab.bridge(&ns, "br0")?;
-    Ok((lab, ns, tempfile::tempdir()?))
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("edge.yaml");
+    std::fs::write(&path, config(fallback))?;
+    let edge = Edge::start(Some(&ns), &path)?;
+    Ok((lab, ns, dir, edge))
 }
 
 #[test]
 fn native_falls_back_to_generic_when_allowed() -> Result<()> {
-    let (lab, ns, dir) = setup()?;
-    let path = dir.path().join("edge.yaml");
-    std::fs::write(&path, config(true))?;
-    let mut edge = Edge::start(Some(&ns), &path)?;
+    let (lab, ns, _dir, mut edge) = start(true)?;
     edge.wait_ready(Some(&ns), ADMIN.parse()?, Duration::from_secs(30))?;
     assert_eq!(lab.xdp_mode(Some(&ns), "br0")?, Some("generic"));
     let log = edge.log_text();
@@ -47,10 +50,7 @@ fn native_falls_back_to_generic_when_allowed() -> Result<()> {
 
 #[test]
 fn native_failure_is_fatal_without_fallback() -> Result<()> {
-    let (lab, ns, dir) = setup()?;
-    let path = dir.path().join("edge.yaml");
-    std::fs::write(&path, config(false))?;
-    let mut edge = Edge::start(Some(&ns), &path)?;
+    let (lab, ns, _dir, mut edge) = start(false)?;
     let code = edge.wait_exit(Duration::from_secs(30))?;
     assert_eq!(code, Some(1), "log:\n{}", edge.log_text());
     let log = edge.log_text();

@@ -40,17 +40,21 @@ impl Edge {
     /// Starts `edge run --config <config>` inside namespace `ns` (or here),
     /// logging to `<config>.log`.
     pub fn start(ns: Option<&str>, config: &Path) -> Result<Self> {
-        let bin = binary()?;
+        Self::start_bin(&binary()?, ns, config)
+    }
+
+    /// Like [`Edge::start`], with the binary at `bin`.
+    pub fn start_bin(bin: &Path, ns: Option<&str>, config: &Path) -> Result<Self> {
         let log = config.with_extension("log");
         let out = std::fs::File::create(&log)?;
         let mut cmd = match ns {
             // `ip netns exec` execs the program, so the child's PID is edge's.
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bin);
+                c.args(["netns", "exec", ns]).arg(bin);
                 c
             }
-            None => Command::new(&bin),
+            None => Command::new(bin),
         };
         let child = cmd
             .arg("run")
@@ -118,22 +122,12 @@ impl Edge {
 
     /// Sends SIGTERM and waits for edge to exit; returns its exit code.
     pub fn stop(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(None);
-        };
-        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let status = wait::until("edge to exit after SIGTERM", timeout, || {
-            Ok(child.try_wait()?)
-        });
-        match status {
-            Ok(s) => Ok(s.code()),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(e)
-            }
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on the PID of a child we spawned and have not
+            // reaped, so the PID cannot have been reused.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         }
+        self.wait_exit(timeout)
     }
 }
 

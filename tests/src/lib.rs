@@ -9,4 +9,5 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod packets;
+pub mod topology;
 pub mod wait;

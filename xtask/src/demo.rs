@@ -9,7 +9,11 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
-use edge_tests::{backend::Backend, edge::Edge, lab::Lab};
+use edge_tests::{
+    edge::Edge,
+    lab::Lab,
+    topology::{self, EDGE_IFACE, L7Lab, Plan},
+};
 use std::{
     path::Path,
     process::Command,
@@ -18,16 +22,13 @@ use std::{
 };
 
 const TAG: &str = "edgelab";
-const CLIENT: &str = "10.77.1.2";
-const DENIED: &str = "10.77.1.3";
-const EDGE_IP: &str = "10.77.1.1";
+const PLAN: Plan<'static> = Plan {
+    client_net: "10.77.1",
+    backend_net: "10.77.2",
+    backends: &["be1", "be2", "be3"],
+};
 const LISTEN: &str = "10.77.1.1:8080";
 const ADMIN: &str = "10.77.1.1:9100";
-const BACKENDS: [(&str, &str); 3] = [
-    ("be1", "10.77.2.11:8000"),
-    ("be2", "10.77.2.12:8000"),
-    ("be3", "10.77.2.13:8000"),
-];
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -36,62 +37,31 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn config() -> String {
-    let backends: String = BACKENDS
-        .iter()
-        .map(|(_, a)| format!("      - address: {a}\n"))
-        .collect();
     format!(
         "# Written by `cargo xtask run` for its demo lab.\n\
-         xdp:\n  interfaces:\n    - name: l0\n      mode: native\n  deny:\n    - {DENIED}/32\n\
+         xdp:\n  interfaces:\n    - name: {EDGE_IFACE}\n      mode: native\n  deny:\n    - {}/32\n\
          listeners:\n  - name: web\n    address: {LISTEN}\n    pool: demo\n\
-         pools:\n  - name: demo\n    algorithm: round_robin\n    backends:\n{backends}\
+         pools:\n  - name: demo\n    algorithm: round_robin\n    backends:\n{}\
          admin:\n  address: {ADMIN}\n\
-         server:\n  threads: 2\n  grace_period_seconds: 0\n"
+         server:\n  threads: 2\n  grace_period_seconds: 0\n",
+        PLAN.second_client_ip(),
+        PLAN.backends_yaml()
     )
 }
 
 struct Demo {
-    // Field order is drop order: edge first, then backends, then namespaces.
+    // Field order is drop order: edge stops before the lab goes.
     edge: Edge,
-    _backends: Vec<Backend>,
-    lab: Lab,
-    client: String,
+    lab: L7Lab,
 }
 
 fn up(bin: &Path, dir: &Path) -> Result<Demo> {
-    let mut lab = Lab::fixed(TAG)?;
-    let client = lab.host("client")?;
-    let edge_ns = lab.host("edge")?;
-    lab.link(&client, "c0", &edge_ns, "l0")?;
-    lab.addr(&client, "c0", &format!("{CLIENT}/24"))?;
-    lab.addr(&client, "c0", &format!("{DENIED}/24"))?;
-    lab.addr(&edge_ns, "l0", &format!("{EDGE_IP}/24"))?;
-    lab.route(&client, "10.77.2.0/24", EDGE_IP)?;
-    lab.bridge(&edge_ns, "br0")?;
-    lab.addr(&edge_ns, "br0", "10.77.2.1/24")?;
-    let mut backends = Vec::new();
-    for (i, (name, addr)) in BACKENDS.iter().enumerate() {
-        let ns = lab.host(name)?;
-        let port = format!("p{i}");
-        lab.link(&ns, "eth0", &edge_ns, &port)?;
-        lab.enslave(&edge_ns, &port, "br0")?;
-        let ip = addr.split(':').next().unwrap_or_default();
-        lab.addr(&ns, "eth0", &format!("{ip}/24"))?;
-        lab.route(&ns, "10.77.1.0/24", "10.77.2.1")?;
-        backends.push(Backend::start(name, Some(&ns), addr.parse()?)?);
-    }
+    let lab = topology::build(Lab::fixed(TAG)?, &PLAN)?;
     let config_path = dir.join("edge.yaml");
     std::fs::write(&config_path, config())?;
-    // SAFETY: only the test helpers read EDGE_BIN, later, on this thread.
-    unsafe { std::env::set_var("EDGE_BIN", bin) };
-    let mut edge = Edge::start(Some(&edge_ns), &config_path)?;
-    edge.wait_ready(Some(&client), ADMIN.parse()?, Duration::from_secs(30))?;
-    Ok(Demo {
-        edge,
-        _backends: backends,
-        lab,
-        client,
-    })
+    let mut edge = Edge::start_bin(bin, Some(&lab.edge), &config_path)?;
+    edge.wait_ready(Some(&lab.client), ADMIN.parse()?, Duration::from_secs(30))?;
+    Ok(Demo { edge, lab })
 }
 
 /// `curl` from the client namespace; returns its stdout.
@@ -116,8 +86,8 @@ fn curl(client: &str, args: &[&str]) -> Result<String> {
 fn check(demo: &Demo) -> Result<()> {
     let url = format!("http://{LISTEN}/");
     let mut seen = Vec::new();
-    for _ in 0..BACKENDS.len() {
-        let head = curl(&demo.client, &["-D", "-", "-o", "/dev/null", &url])?;
+    for _ in 0..PLAN.backends.len() {
+        let head = curl(&demo.lab.client, &["-D", "-", "-o", "/dev/null", &url])?;
         if !head.starts_with("HTTP/1.1 200") {
             bail!("unexpected response through edge:\n{head}");
         }
@@ -131,19 +101,16 @@ fn check(demo: &Demo) -> Result<()> {
         seen.push(backend.trim().to_string());
     }
     seen.sort();
-    let want: Vec<String> = BACKENDS.iter().map(|(n, _)| n.to_string()).collect();
+    let want: Vec<String> = PLAN.backends.iter().map(|n| n.to_string()).collect();
     if seen != want {
         bail!("round robin should reach each backend once, reached {seen:?}");
     }
-    if curl(
-        &demo.client,
-        &["--interface", DENIED, "--connect-timeout", "1", &url],
-    )
-    .is_ok()
-    {
-        bail!("the denied source {DENIED} connected");
+    let denied = PLAN.second_client_ip().to_string();
+    let args = ["--interface", &denied, "--connect-timeout", "1", &url];
+    if curl(&demo.lab.client, &args).is_ok() {
+        bail!("the denied source {denied} connected");
     }
-    let metrics = curl(&demo.client, &[&format!("http://{ADMIN}/metrics")])?;
+    let metrics = curl(&demo.lab.client, &[&format!("http://{ADMIN}/metrics")])?;
     for needle in [
         "edge_xdp_packets_total{class=\"l7\"}",
         "edge_xdp_packets_total{class=\"denied\"}",
@@ -153,7 +120,7 @@ fn check(demo: &Demo) -> Result<()> {
             bail!("metrics lack {needle}:\n{metrics}");
         }
     }
-    if demo.lab.xdp_mode(Some(&format!("{TAG}-edge")), "l0")? != Some("native") {
+    if demo.lab.lab.xdp_mode(Some(&demo.lab.edge), EDGE_IFACE)? != Some("native") {
         bail!("XDP is not attached natively on l0");
     }
     Ok(())
@@ -171,11 +138,12 @@ pub fn run(bin: &Path, check_only: bool) -> Result<()> {
         println!("xtask: the demo lab answered as documented");
         return Ok(());
     }
-    let c = &demo.client;
+    let c = &demo.lab.client;
+    let denied = PLAN.second_client_ip();
     println!(
         "\nedge is running in a lab of network namespaces ({TAG}-*), XDP attached natively on l0.\n\
          \n  curl through edge (round robin over be1, be2, be3):\n    ip netns exec {c} curl -i http://{LISTEN}/\n\
-         \n  from the denied source {DENIED} (dropped in XDP, times out):\n    ip netns exec {c} curl --interface {DENIED} --connect-timeout 2 http://{LISTEN}/\n\
+         \n  from the denied source {denied} (dropped in XDP, times out):\n    ip netns exec {c} curl --interface {denied} --connect-timeout 2 http://{LISTEN}/\n\
          \n  Prometheus metrics:\n    ip netns exec {c} curl http://{ADMIN}/metrics\n\
          \n  configuration: {}\n  edge log:      {}\n\nCtrl-C tears it all down.",
         dir.path().join("edge.yaml").display(),

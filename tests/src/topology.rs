@@ -1,0 +1,113 @@
+//! The standard L7 lab, shared by the network tests and `cargo xtask run`:
+//!
+//! ```text
+//! client ── veth c0/l0 ── edge ── bridge br0 ── backend 1..n
+//! <net>.2, <net>.3        <net>.1 │ <bnet>.1      <bnet>.11.. :8000
+//! ```
+//!
+//! The client has two addresses so that one can be put on a deny list
+//! while the other keeps working. Backends are [`Backend`]s, each in its
+//! own namespace.
+
+use crate::{backend::Backend, lab::Lab};
+use anyhow::Result;
+use std::net::{IpAddr, SocketAddr};
+
+/// Port every backend listens on.
+pub const BACKEND_PORT: u16 = 8000;
+/// Name of edge's interface towards the client, where XDP attaches.
+pub const EDGE_IFACE: &str = "l0";
+
+/// Addressing of the lab: two /24s given by their first three octets.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan<'a> {
+    /// Client-side /24, e.g. `"10.201.1"`.
+    pub client_net: &'a str,
+    /// Backend-side /24, e.g. `"10.201.2"`.
+    pub backend_net: &'a str,
+    /// Backend names (and namespace suffixes).
+    pub backends: &'a [&'a str],
+}
+
+impl Plan<'_> {
+    fn ip(net: &str, host: u8) -> IpAddr {
+        format!("{net}.{host}")
+            .parse()
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    /// edge's address on the client side.
+    pub fn edge_ip(&self) -> IpAddr {
+        Self::ip(self.client_net, 1)
+    }
+
+    /// The client's main address.
+    pub fn client_ip(&self) -> IpAddr {
+        Self::ip(self.client_net, 2)
+    }
+
+    /// The client's second address, for deny-list tests.
+    pub fn second_client_ip(&self) -> IpAddr {
+        Self::ip(self.client_net, 3)
+    }
+
+    /// Address of backend `i`.
+    pub fn backend_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::new(Self::ip(self.backend_net, 11 + i as u8), BACKEND_PORT)
+    }
+
+    /// The `backends:` list of a pool, as YAML lines.
+    pub fn backends_yaml(&self) -> String {
+        (0..self.backends.len())
+            .map(|i| format!("      - address: {}\n", self.backend_addr(i)))
+            .collect()
+    }
+}
+
+/// A built lab with its backends running.
+pub struct L7Lab {
+    // Field order is drop order: backends stop before namespaces go.
+    /// The backends, in plan order.
+    pub backends: Vec<Backend>,
+    /// The namespaces.
+    pub lab: Lab,
+    /// The client's namespace.
+    pub client: String,
+    /// edge's namespace.
+    pub edge: String,
+}
+
+/// Builds `plan` inside `lab` and starts its backends.
+pub fn build(mut lab: Lab, plan: &Plan<'_>) -> Result<L7Lab> {
+    let client = lab.host("client")?;
+    let edge = lab.host("edge")?;
+    lab.link(&client, "c0", &edge, EDGE_IFACE)?;
+    lab.addr(&client, "c0", &format!("{}/24", plan.client_ip()))?;
+    lab.addr(&client, "c0", &format!("{}/24", plan.second_client_ip()))?;
+    lab.addr(&edge, EDGE_IFACE, &format!("{}/24", plan.edge_ip()))?;
+    let bridge_ip = format!("{}.1", plan.backend_net);
+    lab.route(
+        &client,
+        &format!("{}.0/24", plan.backend_net),
+        &plan.edge_ip().to_string(),
+    )?;
+    lab.bridge(&edge, "br0")?;
+    lab.addr(&edge, "br0", &format!("{bridge_ip}/24"))?;
+    let mut backends = Vec::new();
+    for (i, name) in plan.backends.iter().enumerate() {
+        let ns = lab.host(name)?;
+        let port = format!("p{i}");
+        lab.link(&ns, "eth0", &edge, &port)?;
+        lab.enslave(&edge, &port, "br0")?;
+        let addr = plan.backend_addr(i);
+        lab.addr(&ns, "eth0", &format!("{}/24", addr.ip()))?;
+        lab.route(&ns, &format!("{}.0/24", plan.client_net), &bridge_ip)?;
+        backends.push(Backend::start(name, Some(&ns), addr)?);
+    }
+    Ok(L7Lab {
+        backends,
+        lab,
+        client,
+        edge,
+    })
+}
