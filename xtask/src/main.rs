@@ -254,7 +254,7 @@ fn test(root: &Path) -> Result<()> {
         }
     }
     println!(
-        "\nxtask test finished in {:.0?}\ntests: {} passed, {} failed, {} ignored",
+        "\nxtask test finished in {:.0?}\ntests: {} passed, {} failed, {} skipped",
         started.elapsed(),
         tally.passed,
         tally.failed,
