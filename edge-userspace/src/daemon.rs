@@ -36,15 +36,12 @@ pub fn run(path: &Path) -> Result<()> {
         Some(start_dataplane(&config)?)
     };
 
-    let mut conf = ServerConf {
+    let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.grace_period_seconds),
         ..ServerConf::default()
     };
-    // Edge never daemonises itself or hands sockets over; keep these paths
-    // private to the process.
-    conf.pid_file = String::new();
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

@@ -59,14 +59,21 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// Runs apt-get quietly; its output is shown only if it fails.
 fn apt(args: &[&str]) -> Result<()> {
-    let status = Command::new("apt-get")
+    let out = Command::new("apt-get")
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
+        .output()
         .context("running apt-get")?;
-    if !status.success() {
-        bail!("apt-get {} failed with {status}", args.join(" "));
+    if !out.status.success() {
+        bail!(
+            "apt-get {} failed with {}:\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }

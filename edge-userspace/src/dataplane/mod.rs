@@ -106,7 +106,7 @@ impl Dataplane {
         let stats = Arc::new(ClassStats::take(&mut ebpf)?);
         let program = program_mut(&mut ebpf)?;
         program.load().map_err(|source| DataplaneError::Program {
-            what: "the kernel verifier rejected the XDP program".into(),
+            what: "the kernel refused the XDP program (verifier, or missing CAP_BPF)".into(),
             source,
         })?;
         Ok(Self {
