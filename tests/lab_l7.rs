@@ -26,21 +26,7 @@ const PLAN: Plan<'static> = Plan {
     backend_net: "10.201.2",
     backends: &["be1", "be2"],
 };
-const LISTEN: &str = "10.201.1.1:8080";
-const ADMIN: &str = "10.201.1.1:9100";
 const REQUESTS: usize = 6;
-
-fn config() -> String {
-    format!(
-        "xdp:\n  interfaces:\n    - name: {EDGE_IFACE}\n      mode: native\n  deny:\n    - {}/32\n    - 2001:db8:bad::/48\n\
-         listeners:\n  - name: web\n    address: {LISTEN}\n    pool: app\n\
-         pools:\n  - name: app\n    algorithm: round_robin\n    backends:\n{}\
-         admin:\n  address: {ADMIN}\n\
-         server:\n  threads: 1\n  grace_period_seconds: 0\n",
-        PLAN.second_client_ip(),
-        PLAN.backends_yaml()
-    )
-}
 
 /// The value of the Prometheus sample whose name and labels start `prefix`.
 fn sample(metrics: &str, prefix: &str) -> Option<f64> {
@@ -52,7 +38,7 @@ fn sample(metrics: &str, prefix: &str) -> Option<f64> {
 }
 
 fn scrape(client: &str) -> Result<String> {
-    let admin: SocketAddr = ADMIN.parse()?;
+    let admin: SocketAddr = PLAN.admin();
     let m = netns::run_in(client, move || http::get(admin, "/metrics", &[]))?;
     Ok(m.text())
 }
@@ -62,10 +48,13 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
     let topo = topology::build(Lab::new()?, &PLAN)?;
     let dir = tempfile::tempdir()?;
     let config_path = dir.path().join("edge.yaml");
-    std::fs::write(&config_path, config())?;
+    std::fs::write(
+        &config_path,
+        PLAN.edge_config("app", 1, &["2001:db8:bad::/48"]),
+    )?;
 
     let mut edge = Edge::start(Some(&topo.edge), &config_path)?;
-    edge.wait_ready(Some(&topo.client), ADMIN.parse()?, Duration::from_secs(30))?;
+    edge.wait_ready(Some(&topo.client), PLAN.admin(), Duration::from_secs(30))?;
     assert_eq!(
         topo.lab.xdp_mode(Some(&topo.edge), EDGE_IFACE)?,
         Some("native"),
@@ -73,7 +62,7 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
     );
 
     // Real HTTP through the proxy: each backend in turn.
-    let listen: SocketAddr = LISTEN.parse()?;
+    let listen = PLAN.listen();
     let mut order = Vec::new();
     for _ in 0..REQUESTS {
         let resp = netns::run_in(&topo.client, move || http::get(listen, "/hello", &[]))?;

@@ -14,20 +14,21 @@ use std::{
 const PREFIX: &str = "edget";
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// Runs `ip` with `args`, failing with its stderr.
-pub fn ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running ip (iproute2)")?;
+/// Runs `cmd`, returning its stdout, or failing with its stderr.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
-            "ip {}: {}",
-            args.join(" "),
+            "{cmd:?} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `ip` (iproute2) with `args`.
+pub fn ip(args: &[&str]) -> Result<String> {
+    output(Command::new("ip").args(args))
 }
 
 /// A set of network namespaces owned by this process.

@@ -15,6 +15,10 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Port every backend listens on.
 pub const BACKEND_PORT: u16 = 8000;
+/// Port of edge's L7 listener.
+pub const LISTEN_PORT: u16 = 8080;
+/// Port of edge's admin endpoint.
+pub const ADMIN_PORT: u16 = 9100;
 /// Name of edge's interface towards the client, where XDP attaches.
 pub const EDGE_IFACE: &str = "l0";
 
@@ -56,11 +60,37 @@ impl Plan<'_> {
         SocketAddr::new(Self::ip(self.backend_net, 11 + i as u8), BACKEND_PORT)
     }
 
-    /// The `backends:` list of a pool, as YAML lines.
-    pub fn backends_yaml(&self) -> String {
-        (0..self.backends.len())
+    /// edge's L7 listener.
+    pub fn listen(&self) -> SocketAddr {
+        SocketAddr::new(self.edge_ip(), LISTEN_PORT)
+    }
+
+    /// edge's admin endpoint.
+    pub fn admin(&self) -> SocketAddr {
+        SocketAddr::new(self.edge_ip(), ADMIN_PORT)
+    }
+
+    /// An edge configuration for this lab: XDP native on [`EDGE_IFACE`]
+    /// denying the client's second address (and `extra_deny`), listener
+    /// `web` on [`Plan::listen`] to pool `pool` over every backend in round
+    /// robin, the admin endpoint, `threads` workers, no shutdown grace.
+    pub fn edge_config(&self, pool: &str, threads: usize, extra_deny: &[&str]) -> String {
+        let mut deny = format!("    - {}/32\n", self.second_client_ip());
+        for d in extra_deny {
+            deny.push_str(&format!("    - {d}\n"));
+        }
+        let backends: String = (0..self.backends.len())
             .map(|i| format!("      - address: {}\n", self.backend_addr(i)))
-            .collect()
+            .collect();
+        format!(
+            "xdp:\n  interfaces:\n    - name: {EDGE_IFACE}\n      mode: native\n  deny:\n{deny}\
+             listeners:\n  - name: web\n    address: {}\n    pool: {pool}\n\
+             pools:\n  - name: {pool}\n    algorithm: round_robin\n    backends:\n{backends}\
+             admin:\n  address: {}\n\
+             server:\n  threads: {threads}\n  grace_period_seconds: 0\n",
+            self.listen(),
+            self.admin()
+        )
     }
 }
 

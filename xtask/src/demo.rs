@@ -11,7 +11,7 @@
 use anyhow::{Context, Result, bail};
 use edge_tests::{
     edge::Edge,
-    lab::Lab,
+    lab::{Lab, output},
     topology::{self, EDGE_IFACE, L7Lab, Plan},
 };
 use std::{
@@ -27,26 +27,10 @@ const PLAN: Plan<'static> = Plan {
     backend_net: "10.77.2",
     backends: &["be1", "be2", "be3"],
 };
-const LISTEN: &str = "10.77.1.1:8080";
-const ADMIN: &str = "10.77.1.1:9100";
-
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
-}
-
-fn config() -> String {
-    format!(
-        "# Written by `cargo xtask run` for its demo lab.\n\
-         xdp:\n  interfaces:\n    - name: {EDGE_IFACE}\n      mode: native\n  deny:\n    - {}/32\n\
-         listeners:\n  - name: web\n    address: {LISTEN}\n    pool: demo\n\
-         pools:\n  - name: demo\n    algorithm: round_robin\n    backends:\n{}\
-         admin:\n  address: {ADMIN}\n\
-         server:\n  threads: 2\n  grace_period_seconds: 0\n",
-        PLAN.second_client_ip(),
-        PLAN.backends_yaml()
-    )
 }
 
 struct Demo {
@@ -58,33 +42,29 @@ struct Demo {
 fn up(bin: &Path, dir: &Path) -> Result<Demo> {
     let lab = topology::build(Lab::fixed(TAG)?, &PLAN)?;
     let config_path = dir.join("edge.yaml");
-    std::fs::write(&config_path, config())?;
+    let config = format!(
+        "# Written by `cargo xtask run` for its demo lab.\n{}",
+        PLAN.edge_config("demo", 2, &[])
+    );
+    std::fs::write(&config_path, config)?;
     let mut edge = Edge::start_bin(bin, Some(&lab.edge), &config_path)?;
-    edge.wait_ready(Some(&lab.client), ADMIN.parse()?, Duration::from_secs(30))?;
+    edge.wait_ready(Some(&lab.client), PLAN.admin(), Duration::from_secs(30))?;
     Ok(Demo { edge, lab })
 }
 
 /// `curl` from the client namespace; returns its stdout.
 fn curl(client: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", client, "curl", "-sS", "--max-time", "5"])
-        .args(args)
-        .output()
-        .context("running curl in the client namespace")?;
-    if !out.status.success() {
-        bail!(
-            "curl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    output(
+        Command::new("ip")
+            .args(["netns", "exec", client, "curl", "-sS", "--max-time", "5"])
+            .args(args),
+    )
 }
 
 /// Checks the lab answers like the README says: curl through edge reaches
 /// every backend in turn, the denied source cannot connect, metrics count.
 fn check(demo: &Demo) -> Result<()> {
-    let url = format!("http://{LISTEN}/");
+    let url = format!("http://{}/", PLAN.listen());
     let mut seen = Vec::new();
     for _ in 0..PLAN.backends.len() {
         let head = curl(&demo.lab.client, &["-D", "-", "-o", "/dev/null", &url])?;
@@ -110,7 +90,10 @@ fn check(demo: &Demo) -> Result<()> {
     if curl(&demo.lab.client, &args).is_ok() {
         bail!("the denied source {denied} connected");
     }
-    let metrics = curl(&demo.lab.client, &[&format!("http://{ADMIN}/metrics")])?;
+    let metrics = curl(
+        &demo.lab.client,
+        &[&format!("http://{}/metrics", PLAN.admin())],
+    )?;
     for needle in [
         "edge_xdp_packets_total{class=\"l7\"}",
         "edge_xdp_packets_total{class=\"denied\"}",
@@ -140,11 +123,12 @@ pub fn run(bin: &Path, check_only: bool) -> Result<()> {
     }
     let c = &demo.lab.client;
     let denied = PLAN.second_client_ip();
+    let (listen, admin) = (PLAN.listen(), PLAN.admin());
     println!(
         "\nedge is running in a lab of network namespaces ({TAG}-*), XDP attached natively on l0.\n\
-         \n  curl through edge (round robin over be1, be2, be3):\n    ip netns exec {c} curl -i http://{LISTEN}/\n\
-         \n  from the denied source {denied} (dropped in XDP, times out):\n    ip netns exec {c} curl --interface {denied} --connect-timeout 2 http://{LISTEN}/\n\
-         \n  Prometheus metrics:\n    ip netns exec {c} curl http://{ADMIN}/metrics\n\
+         \n  curl through edge (round robin over be1, be2, be3):\n    ip netns exec {c} curl -i http://{listen}/\n\
+         \n  from the denied source {denied} (dropped in XDP, times out):\n    ip netns exec {c} curl --interface {denied} --connect-timeout 2 http://{listen}/\n\
+         \n  Prometheus metrics:\n    ip netns exec {c} curl http://{admin}/metrics\n\
          \n  configuration: {}\n  edge log:      {}\n\nCtrl-C tears it all down.",
         dir.path().join("edge.yaml").display(),
         dir.path().join("edge.log").display(),

@@ -117,5 +117,10 @@ pub fn unpin_program(iface: &str) -> Result<(), DataplaneError> {
         .map_err(pin_err(format!("unpinning {}", link_path.display())))?;
     drop(link);
     std::fs::remove_dir(&dir).map_err(pin_err(format!("removing {}", dir.display())))?;
+    // The shared parent goes once the last interface is unloaded; while
+    // others remain it is not empty and stays.
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
     Ok(())
 }
