@@ -26,6 +26,24 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
     move |source| DataplaneError::Map { map, source }
 }
 
+/// The keys of `map` that `keep` rejects. They are collected before any is
+/// removed: deleting while iterating a BPF hash can skip entries. A failed
+/// read is an error, not a skipped key, so no stale entry survives silently.
+fn stale_keys<K>(
+    map: &'static str,
+    keys: impl Iterator<Item = Result<K, aya::maps::MapError>>,
+    keep: impl Fn(&K) -> bool,
+) -> Result<Vec<K>, DataplaneError> {
+    let mut stale = Vec::new();
+    for key in keys {
+        let key = key.map_err(map_err(map))?;
+        if !keep(&key) {
+            stale.push(key);
+        }
+    }
+    Ok(stale)
+}
+
 /// The maps the configuration fills.
 pub struct Tables {
     deny_v4: LpmTrie<MapData, [u8; 4], DenyValue>,
@@ -69,21 +87,15 @@ impl Tables {
                 }
             }
         }
-        let stale4: Vec<_> = self
-            .deny_v4
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !want4.contains(&(k.prefix_len(), k.data())))
-            .collect();
+        let stale4 = stale_keys(MAP_DENY_V4, self.deny_v4.keys(), |k| {
+            want4.contains(&(k.prefix_len(), k.data()))
+        })?;
         for k in stale4 {
             self.deny_v4.remove(&k).map_err(map_err(MAP_DENY_V4))?;
         }
-        let stale6: Vec<_> = self
-            .deny_v6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !want6.contains(&(k.prefix_len(), k.data())))
-            .collect();
+        let stale6 = stale_keys(MAP_DENY_V6, self.deny_v6.keys(), |k| {
+            want6.contains(&(k.prefix_len(), k.data()))
+        })?;
         for k in stale6 {
             self.deny_v6.remove(&k).map_err(map_err(MAP_DENY_V6))?;
         }
@@ -101,13 +113,7 @@ impl Tables {
                 .insert(key, 1, 0)
                 .map_err(map_err(MAP_L7_PORTS))?;
         }
-        let stale: Vec<_> = self
-            .l7_ports
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !want.contains(k))
-            .collect();
-        for k in stale {
+        for k in stale_keys(MAP_L7_PORTS, self.l7_ports.keys(), |k| want.contains(k))? {
             self.l7_ports.remove(&k).map_err(map_err(MAP_L7_PORTS))?;
         }
         Ok(())
@@ -122,13 +128,7 @@ impl Tables {
             };
             self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))?;
         }
-        let stale: Vec<_> = self
-            .vips
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !vips.contains(k))
-            .collect();
-        for k in stale {
+        for k in stale_keys(MAP_VIPS, self.vips.keys(), |k| vips.contains(k))? {
             self.vips.remove(&k).map_err(map_err(MAP_VIPS))?;
         }
         Ok(())

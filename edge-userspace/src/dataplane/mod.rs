@@ -141,6 +141,17 @@ impl Dataplane {
     /// Attaches to `iface` in its configured mode; native falls back to
     /// generic only when the configuration allows it, and says so.
     pub fn attach(&mut self, iface: &Interface) -> Result<AttachedMode, DataplaneError> {
+        let (link, mode) = self.attach_link(iface)?;
+        self.links.push((iface.name.clone(), link));
+        Ok(mode)
+    }
+
+    /// Attaches like [`Dataplane::attach`] but leaves the link to the
+    /// caller instead of detaching it on drop.
+    fn attach_link(
+        &mut self,
+        iface: &Interface,
+    ) -> Result<(XdpLinkId, AttachedMode), DataplaneError> {
         let program = program_mut(&mut self.ebpf)?;
         let (link, mode) = match iface.mode {
             XdpMode::Generic => (
@@ -163,8 +174,7 @@ impl Dataplane {
                 Err(e) => return Err(e),
             },
         };
-        self.links.push((iface.name.clone(), link));
-        Ok(mode)
+        Ok((link, mode))
     }
 
     /// Detaches from every interface, in reverse order of attachment.

@@ -72,13 +72,7 @@ pub fn pin_program(dp: &mut Dataplane, iface: &Interface) -> Result<AttachedMode
             source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
         });
     }
-    let mode = dp.attach(iface)?;
-    let Some((_, link_id)) = dp.links.pop() else {
-        return Err(DataplaneError::Missing {
-            kind: "link",
-            name: "just attached",
-        });
-    };
+    let (link_id, mode) = dp.attach_link(iface)?;
     let program = dp.program()?;
     let link: XdpLink = program
         .take_link(link_id)
