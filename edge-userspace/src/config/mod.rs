@@ -57,12 +57,11 @@ fn from_serde(e: &serde_yaml::Error) -> Diagnostic {
         column: l.column(),
     });
     let mut message = e.to_string();
-    // serde_yaml appends the position, which the diagnostic already leads with.
+    // serde_yaml writes the position into the message (at its end, or before
+    // a parser's context); the diagnostic already leads with it.
     if let Some(l) = e.location() {
-        let suffix = format!(" at line {} column {}", l.line(), l.column());
-        if let Some(stripped) = message.strip_suffix(&suffix) {
-            message = stripped.to_string();
-        }
+        let position = format!(" at line {} column {}", l.line(), l.column());
+        message = message.replacen(&position, "", 1);
     }
     Diagnostic {
         position,
