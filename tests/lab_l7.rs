@@ -39,7 +39,7 @@ fn sample(metrics: &str, prefix: &str) -> Option<f64> {
 
 fn scrape(client: &str) -> Result<String> {
     let admin: SocketAddr = PLAN.admin();
-    let m = netns::run_in(client, move || http::get(admin, "/metrics", &[]))?;
+    let m = netns::run_in(client, move || http::get(admin, "/metrics"))?;
     Ok(m.text())
 }
 
@@ -65,7 +65,7 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
     let listen = PLAN.listen();
     let mut order = Vec::new();
     for _ in 0..REQUESTS {
-        let resp = netns::run_in(&topo.client, move || http::get(listen, "/hello", &[]))?;
+        let resp = netns::run_in(&topo.client, move || http::get(listen, "/hello"))?;
         assert_eq!(resp.status(), Some(200), "response: {resp:?}");
         let body = resp.text();
         let xff = format!("x-forwarded-for: {}", PLAN.client_ip());

@@ -38,7 +38,7 @@ fn native_falls_back_to_generic_when_allowed() -> Result<()> {
     let log = edge.log_text();
     assert!(log.contains("falling back to generic mode"), "{log}");
     let admin = ADMIN.parse()?;
-    let metrics = netns::run_in(&ns, move || http::get(admin, "/metrics", &[]))?.text();
+    let metrics = netns::run_in(&ns, move || http::get(admin, "/metrics"))?.text();
     assert!(
         metrics.contains("edge_xdp_attached{interface=\"br0\",mode=\"generic\"} 1"),
         "{metrics}"

@@ -90,7 +90,7 @@ impl Edge {
             {
                 bail!("edge exited with {status}; log:\n{}", self.log_text());
             }
-            let probe = move || http::get(admin, "/healthz", &[]);
+            let probe = move || http::get(admin, "/healthz");
             let r = match &ns {
                 Some(ns) => crate::netns::run_in(ns, probe),
                 None => probe(),

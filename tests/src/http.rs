@@ -91,16 +91,16 @@ pub fn read_message<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
 
 /// Sends `GET path` to `addr` on a new connection (closed afterwards) and
 /// reads the response. Must run in the client's namespace.
-pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Message> {
+pub fn get(addr: SocketAddr, path: &str) -> Result<Message> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("connecting to {addr}"))?;
-    exchange(stream, addr, path, headers)
+    exchange(stream, addr, path)
 }
 
 /// Like [`get`], from source address `from`.
 pub fn get_from(from: IpAddr, addr: SocketAddr, path: &str, timeout: Duration) -> Result<Message> {
     let stream = connect_from(from, addr, timeout)?;
-    exchange(stream, addr, path, &[])
+    exchange(stream, addr, path)
 }
 
 /// Connects to `addr` from source address `from` within `timeout`.
@@ -115,18 +115,9 @@ pub fn connect_from(from: IpAddr, addr: SocketAddr, timeout: Duration) -> Result
     Ok(socket.into())
 }
 
-fn exchange(
-    mut stream: TcpStream,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Result<Message> {
+fn exchange(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Result<Message> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(req.as_bytes())?;
     let mut reader = BufReader::new(stream);
     read_message(&mut reader)?.context("the server closed the connection without a response")

@@ -150,11 +150,6 @@ impl Lab {
             None
         })
     }
-
-    /// The namespaces of this lab, in creation order.
-    pub fn namespaces(&self) -> &[String] {
-        &self.namespaces
-    }
 }
 
 impl Drop for Lab {
