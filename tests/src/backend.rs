@@ -1,11 +1,15 @@
 //! A small, real HTTP/1.1 backend for tests and the demo lab.
 //!
-//! It answers every request with `200`, an `X-Backend: <name>` header and a
-//! body that echoes the request head, so a test sees which backend served it
-//! and what the proxy added. It runs on threads of this process, its socket
-//! bound inside the namespace of the host it plays.
+//! By default it answers every request with `200`, an `X-Backend: <name>`
+//! header and a body that echoes the request head, so a test sees which
+//! backend served it and what the proxy added. [`Backend::start_with`] takes
+//! a handler instead, for tests that need particular responses (cache
+//! headers, errors, slow answers); `X-Backend` is always added. It runs on
+//! threads of this process (one per connection, so a slow handler delays
+//! only its own connection), its socket bound inside the namespace of the
+//! host it plays.
 
-use crate::{http, netns};
+use crate::{http, http::Message, netns};
 use anyhow::{Context, Result};
 use std::{
     io::{BufReader, ErrorKind, Write},
@@ -18,19 +22,78 @@ use std::{
     time::Duration,
 };
 
+/// What a handler answers.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header fields (Content-Length is added).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+impl Response {
+    /// A `status` response with `body`.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            close: false,
+        }
+    }
+
+    /// Adds a header field.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// Builds the response to a request.
+pub type Handler = Arc<dyn Fn(&Message) -> Response + Send + Sync>;
+
+/// The default handler: `200`, the request head echoed as text.
+pub fn echo(req: &Message) -> Response {
+    let mut body = format!("{}\n", req.start);
+    for (k, v) in &req.headers {
+        body.push_str(&format!("{k}: {v}\n"));
+    }
+    Response::new(200, body).header("Content-Type", "text/plain")
+}
+
+struct Shared {
+    name: String,
+    handler: Handler,
+    requests: AtomicUsize,
+    connections: AtomicUsize,
+    stop: AtomicBool,
+}
+
 /// A running backend; stops when dropped.
 pub struct Backend {
-    name: String,
     addr: SocketAddr,
-    requests: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Backend {
     /// Starts backend `name` listening on `addr` inside namespace `ns`
-    /// (`None`: this process's namespace).
+    /// (`None`: this process's namespace), answering with [`echo`].
     pub fn start(name: &str, ns: Option<&str>, addr: SocketAddr) -> Result<Self> {
+        Self::start_with(name, ns, addr, Arc::new(echo))
+    }
+
+    /// Like [`Backend::start`], answering with `handler`.
+    pub fn start_with(
+        name: &str,
+        ns: Option<&str>,
+        addr: SocketAddr,
+        handler: Handler,
+    ) -> Result<Self> {
         let bind = move || TcpListener::bind(addr).with_context(|| format!("binding {addr}"));
         let listener = match ns {
             Some(ns) => netns::run_in(ns, bind)?,
@@ -38,24 +101,27 @@ impl Backend {
         };
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            handler,
+            requests: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
         let thread = {
-            let (name, requests, stop) = (name.to_string(), requests.clone(), stop.clone());
-            std::thread::spawn(move || accept_loop(&listener, &name, &requests, &stop))
+            let shared = shared.clone();
+            std::thread::spawn(move || accept_loop(&listener, &shared))
         };
         Ok(Self {
-            name: name.to_string(),
             addr,
-            requests,
-            stop,
+            shared,
             thread: Some(thread),
         })
     }
 
     /// The backend's name, as sent in `X-Backend`.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.shared.name
     }
 
     /// The address it listens on.
@@ -63,30 +129,36 @@ impl Backend {
         self.addr
     }
 
-    /// Requests answered so far.
+    /// Requests received so far.
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::Relaxed)
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn accept_loop(listener: &TcpListener, name: &str, requests: &Arc<AtomicUsize>, stop: &AtomicBool) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     // Non-blocking accept polled against the stop flag: dropping the
     // backend must not depend on a last connection arriving.
-    while !stop.load(Ordering::Relaxed) {
+    while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let (name, requests) = (name.to_string(), requests.clone());
+                shared.connections.fetch_add(1, Ordering::Relaxed);
+                let shared = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &name, &requests);
+                    let _ = serve(stream, &shared);
                 });
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -97,30 +169,62 @@ fn accept_loop(listener: &TcpListener, name: &str, requests: &Arc<AtomicUsize>, 
     }
 }
 
-fn serve(stream: TcpStream, name: &str, requests: &AtomicUsize) -> Result<()> {
+fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     while let Some(req) = http::read_message(&mut reader)? {
-        requests.fetch_add(1, Ordering::Relaxed);
-        let mut body = format!("{}\n", req.start);
-        for (k, v) in &req.headers {
-            body.push_str(&format!("{k}: {v}\n"));
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
         }
-        let close = req
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Type: text/plain\r\n\
-             Content-Length: {}\r\n{}\r\n{body}",
-            body.len(),
-            if close { "Connection: close\r\n" } else { "" }
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = (shared.handler)(&req);
+        let close = resp.close
+            || req
+                .header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let reason = reason(resp.status);
+        let mut head = format!(
+            "HTTP/1.1 {} {reason}\r\nX-Backend: {}\r\n",
+            resp.status, shared.name
         );
-        writer.write_all(resp.as_bytes())?;
+        for (k, v) in &resp.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        // 1xx, 204 and 304 carry no body and no length.
+        let bodyless = resp.status < 200 || resp.status == 204 || resp.status == 304;
+        if !bodyless {
+            head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+        }
+        if close {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        writer.write_all(head.as_bytes())?;
+        if !bodyless && req.start.split_whitespace().next() != Some("HEAD") {
+            writer.write_all(&resp.body)?;
+        }
         if close {
             break;
         }
     }
     Ok(())
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
 }

@@ -7,6 +7,7 @@ mod error;
 mod locate;
 pub mod model;
 mod surface;
+pub mod units;
 mod validate;
 
 pub use error::{ConfigError, Diagnostic};

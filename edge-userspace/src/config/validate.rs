@@ -5,11 +5,13 @@ use super::{
     locate::Locations,
     model::{Config, Interface, Listener, Pool, ServerConfig, XdpConfig},
     surface,
+    units::{self, Quantity},
 };
 use ipnet::IpNet;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    time::Duration,
 };
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
@@ -17,13 +19,16 @@ const MAX_IFNAME: usize = 15;
 /// Default grace period after SIGTERM, in seconds.
 const DEFAULT_GRACE_SECONDS: u64 = 5;
 
-struct Validator<'a> {
+/// Collects diagnostics while the surface is turned into the model; the
+/// section validators in sibling modules share it.
+pub(super) struct Validator<'a> {
     locations: &'a Locations,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Validator<'_> {
-    fn error(&mut self, path: String, message: impl Into<String>) {
+    /// Reports `message` at the YAML node `path` (e.g. `pools[0].name`).
+    pub(super) fn error(&mut self, path: String, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {
             position: self.locations.find(&path),
             path,
@@ -31,13 +36,15 @@ impl Validator<'_> {
         });
     }
 
-    fn line_of(&self, path: &str) -> String {
+    /// `line N` of `path`, for messages that point at a second place.
+    pub(super) fn line_of(&self, path: &str) -> String {
         self.locations
             .find(path)
             .map_or_else(|| path.to_string(), |p| format!("line {}", p.line))
     }
 
-    fn socket_addr(&mut self, path: String, value: &str) -> Option<SocketAddr> {
+    /// Parses `IP:port`, reporting a bad one.
+    pub(super) fn socket_addr(&mut self, path: String, value: &str) -> Option<SocketAddr> {
         match value.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
@@ -52,8 +59,22 @@ impl Validator<'_> {
         }
     }
 
+    /// Parses a duration such as `5s` (see [`units`](super::units)).
+    pub(super) fn duration(&mut self, path: String, q: &Quantity) -> Option<Duration> {
+        units::parse_duration(&q.0)
+            .map_err(|e| self.error(path, e))
+            .ok()
+    }
+
+    /// Parses a byte size such as `64KiB` (see [`units`](super::units)).
+    pub(super) fn size(&mut self, path: String, q: &Quantity) -> Option<u64> {
+        units::parse_size(&q.0)
+            .map_err(|e| self.error(path, e))
+            .ok()
+    }
+
     /// Remembers `key` under `path`; reports `what` if it was already seen.
-    fn unique<K: std::hash::Hash + Eq>(
+    pub(super) fn unique<K: std::hash::Hash + Eq>(
         &mut self,
         seen: &mut HashMap<K, String>,
         key: K,
@@ -161,7 +182,7 @@ fn xdp(v: &mut Validator<'_>, xdp: Option<&surface::Xdp>) -> XdpConfig {
     XdpConfig { interfaces, deny }
 }
 
-fn parse_cidr(v: &mut Validator<'_>, path: String, text: &str) -> Option<IpNet> {
+pub(super) fn parse_cidr(v: &mut Validator<'_>, path: String, text: &str) -> Option<IpNet> {
     let net = match text.parse::<IpNet>() {
         Ok(net) => net,
         // A bare address denies just that host.
