@@ -9,5 +9,6 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod packets;
+pub mod proxy;
 pub mod topology;
 pub mod wait;
