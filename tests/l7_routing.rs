@@ -33,7 +33,10 @@ fn routes_follow_the_documented_precedence() -> Result<()> {
         backend("users")?,
     );
     let pool = |name: &str, b: &Backend| {
-        format!("  - name: {name}\n    backends: [{{address: {}}}]\n", b.addr())
+        format!(
+            "  - name: {name}\n    backends: [{{address: {}}}]\n",
+            b.addr()
+        )
     };
     let p = Proxy::start(|listen| {
         format!(
@@ -81,17 +84,36 @@ pools:
 
     assert_eq!(served_by(&get(&p, "other.org", "/")?), Some("fallback"));
     assert_eq!(served_by(&get(&p, "www.example.com", "/")?), Some("www"));
-    assert_eq!(served_by(&get(&p, "WWW.Example.com:8080", "/")?), Some("www"));
+    assert_eq!(
+        served_by(&get(&p, "WWW.Example.com:8080", "/")?),
+        Some("www")
+    );
     assert_eq!(served_by(&get(&p, "example.com", "/")?), Some("fallback"));
     assert_eq!(served_by(&get(&p, "api.example.com", "/")?), Some("api"));
     assert_eq!(served_by(&get(&p, "api.example.com", "/v2/x")?), Some("v2"));
     let users_resp = get(&p, "api.example.com", "/v1/users/7?x=1")?;
     assert_eq!(served_by(&users_resp), Some("users"));
     // strip_prefix: the backend sees the path without /v1.
-    assert!(users_resp.text().starts_with("GET /users/7?x=1 HTTP/1.1"), "{}", users_resp.text());
-    let created = http::send(p.listen, "POST", "/v1/users", &[("Host", "api.example.com")], b"{}")?;
-    assert_eq!((created.status(), created.text().as_str()), (Some(201), "created"));
-    assert_eq!(get(&p, "api.example.com", "/v1/users?beta=1")?.text(), "beta");
+    assert!(
+        users_resp.text().starts_with("GET /users/7?x=1 HTTP/1.1"),
+        "{}",
+        users_resp.text()
+    );
+    let created = http::send(
+        p.listen,
+        "POST",
+        "/v1/users",
+        &[("Host", "api.example.com")],
+        b"{}",
+    )?;
+    assert_eq!(
+        (created.status(), created.text().as_str()),
+        (Some(201), "created")
+    );
+    assert_eq!(
+        get(&p, "api.example.com", "/v1/users?beta=1")?.text(),
+        "beta"
+    );
     let canary = http::send(
         p.listen,
         "GET",
@@ -105,7 +127,11 @@ pools:
         p.listen,
         "GET",
         "/old/a/b?q=1",
-        &[("Host", "other.org"), ("X-Secret", "s3cr3t"), ("User-Agent", "curl")],
+        &[
+            ("Host", "other.org"),
+            ("X-Secret", "s3cr3t"),
+            ("User-Agent", "curl"),
+        ],
         b"",
     )?;
     let seen = rewritten.text();
@@ -149,7 +175,10 @@ listeners:
     )?;
     let r = get(&p, "old.example.com", "/a/b?c=d")?;
     assert_eq!(r.status(), Some(301));
-    assert_eq!(r.header("location"), Some("https://new.example.com/a/b?c=d"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://new.example.com/a/b?c=d")
+    );
 
     let r = get(&p, "x", "/healthz")?;
     assert_eq!((r.status(), r.text().as_str()), (Some(200), "ok"));
@@ -161,13 +190,20 @@ listeners:
     assert_eq!(post.status(), Some(404), "method does not match: no route");
 
     let r = get(&p, "x", "/site/")?;
-    assert_eq!((r.status(), r.text().as_str()), (Some(200), "<h1>home</h1>"));
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (Some(200), "<h1>home</h1>")
+    );
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     let r = get(&p, "x", "/site/docs/a.css")?;
     assert_eq!((r.status(), r.text().as_str()), (Some(200), "body{}"));
     assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
     assert!(r.header("last-modified").is_some());
-    for escape in ["/site/../secret.txt", "/site/%2e%2e/secret.txt", "/site/docs/%2E%2E/%2E%2E/secret.txt"] {
+    for escape in [
+        "/site/../secret.txt",
+        "/site/%2e%2e/secret.txt",
+        "/site/docs/%2E%2E/%2E%2E/secret.txt",
+    ] {
         let r = get(&p, "x", escape)?;
         assert_eq!(r.status(), Some(404), "{escape}: {}", r.text());
         assert!(!r.text().contains("do not serve"));
@@ -209,7 +245,10 @@ fn forwarded_headers_via_and_hidden_upstream_headers() -> Result<()> {
         let seen = r.text();
         assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
         assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
-        assert!(seen.contains("x-forwarded-host: shop.example.com\n"), "{seen}");
+        assert!(
+            seen.contains("x-forwarded-host: shop.example.com\n"),
+            "{seen}"
+        );
         assert!(seen.contains("via: 1.1 edge\n"), "{seen}");
         assert_eq!(r.header("server"), None);
         assert_eq!(r.header("x-powered-by"), None);
@@ -219,7 +258,10 @@ fn forwarded_headers_via_and_hidden_upstream_headers() -> Result<()> {
     let p = Proxy::start(config("127.0.0.0/8", "Server"))?;
     let r = http::send(p.listen, "GET", "/", &spoof, b"")?;
     let seen = r.text();
-    assert!(seen.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"), "{seen}");
+    assert!(
+        seen.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"),
+        "{seen}"
+    );
     assert!(seen.contains("x-forwarded-proto: https\n"), "{seen}");
     assert!(seen.contains("x-forwarded-host: evil.example\n"), "{seen}");
     assert_eq!(r.header("server"), Some("Apache/2.4.1 (Unix)"));

@@ -48,7 +48,10 @@ fn a_good_file_becomes_the_model() {
     assert_eq!(c.xdp.deny.len(), 3);
     assert_eq!(c.xdp.deny[2].to_string(), "198.51.100.7/32");
     assert_eq!(c.listeners[1].address.to_string(), "[::1]:8081");
-    assert!(matches!(c.listeners[1].routes[0].action, Action::Proxy { pool: 0, .. }));
+    assert!(matches!(
+        c.listeners[1].routes[0].action,
+        Action::Proxy { pool: 0, .. }
+    ));
     assert_eq!(c.pools[0].algorithm, Algorithm::RoundRobin);
     assert_eq!(c.l7_ports(), vec![8080, 8081]);
     assert_eq!(c.admin.unwrap().to_string(), "127.0.0.1:9100");
@@ -217,7 +220,9 @@ fn yaml_syntax_errors_have_a_position() {
 #[test]
 fn unknown_algorithm() {
     assert_eq!(
-        errors("pools:\n  - name: a\n    algorithm: fastest\n    backends: [{address: 10.0.0.1:80}]\n"),
+        errors(
+            "pools:\n  - name: a\n    algorithm: fastest\n    backends: [{address: 10.0.0.1:80}]\n"
+        ),
         [
             "edge.yaml:3:16: pools[0].algorithm: unknown variant `fastest`, expected one of `round_robin`, `weighted_round_robin`, `least_connections`, `p2c`, `ketama`, `ip_hash`"
         ]
