@@ -7,6 +7,7 @@ mod error;
 mod locate;
 pub mod model;
 mod surface;
+pub mod tls;
 pub mod units;
 mod validate;
 
@@ -41,7 +42,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let surface: surface::File =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![from_serde(&e)]))?;
     let locations = locate::Locations::index(text);
-    let config = validate::validate(&surface, &locations).map_err(invalid)?;
+    let base = file.parent().unwrap_or_else(|| Path::new(""));
+    let config = validate::validate(&surface, &locations, base).map_err(invalid)?;
     if config.listeners.is_empty() && config.xdp.interfaces.is_empty() {
         return Err(invalid(vec![Diagnostic {
             position: None,

@@ -5,6 +5,9 @@ use ipnet::IpNet;
 use std::net::SocketAddr;
 
 pub use super::surface::{Algorithm, XdpMode};
+pub use super::tls::{
+    CertificateFiles, Limits, ListenerTransport, TlsTermination, TlsVersion, UpstreamTls,
+};
 
 /// A checked configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +53,8 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Index into [`Config::pools`].
     pub pool: usize,
+    /// TLS, HTTP/2 and limits.
+    pub transport: ListenerTransport,
 }
 
 /// One upstream pool.
@@ -61,6 +66,8 @@ pub struct Pool {
     pub algorithm: Algorithm,
     /// Backend addresses, at least one.
     pub backends: Vec<SocketAddr>,
+    /// TLS towards the backends; `None`: plain.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Process-wide settings.
@@ -95,6 +102,9 @@ impl Config {
                 pool.backends.len(),
                 if pool.backends.len() == 1 { "" } else { "s" }
             ));
+            for line in l.transport.summary() {
+                out.push_str(&format!("  {line}\n"));
+            }
         }
         for i in &self.xdp.interfaces {
             out.push_str(&format!(

@@ -85,6 +85,15 @@ pub struct Listener {
     pub address: String,
     /// Name of the pool requests go to.
     pub pool: String,
+    /// TLS termination; absent: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<super::tls::ListenerTlsSurface>,
+    /// Offer HTTP/2 through ALPN on a TLS listener (default true).
+    #[serde(default)]
+    pub http2: Option<bool>,
+    /// Connection and request limits.
+    #[serde(default)]
+    pub limits: Option<super::tls::LimitsSurface>,
 }
 
 /// `pools[]`.
@@ -98,6 +107,9 @@ pub struct Pool {
     pub algorithm: Algorithm,
     /// Backends.
     pub backends: Vec<Backend>,
+    /// TLS towards the backends; absent: plain.
+    #[serde(default)]
+    pub tls: Option<super::tls::PoolTlsSurface>,
 }
 
 /// Load-balancing algorithms.

@@ -4,13 +4,14 @@ use super::{
     error::Diagnostic,
     locate::Locations,
     model::{Config, Interface, Listener, Pool, ServerConfig, XdpConfig},
-    surface,
+    surface, tls,
     units::{self, Quantity},
 };
 use ipnet::IpNet;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -24,9 +25,16 @@ const DEFAULT_GRACE_SECONDS: u64 = 5;
 pub(super) struct Validator<'a> {
     locations: &'a Locations,
     diagnostics: Vec<Diagnostic>,
+    /// The configuration file's directory: relative file paths start here.
+    base_dir: &'a Path,
 }
 
 impl Validator<'_> {
+    /// Resolves a file path written in the configuration.
+    pub(super) fn resolve(&self, file: &str) -> PathBuf {
+        self.base_dir.join(file)
+    }
+
     /// Reports `message` at the YAML node `path` (e.g. `pools[0].name`).
     pub(super) fn error(&mut self, path: String, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {
@@ -91,10 +99,15 @@ impl Validator<'_> {
 }
 
 /// Checks `file` and builds the model, or returns every problem found.
-pub fn validate(file: &surface::File, locations: &Locations) -> Result<Config, Vec<Diagnostic>> {
+pub fn validate(
+    file: &surface::File,
+    locations: &Locations,
+    base_dir: &Path,
+) -> Result<Config, Vec<Diagnostic>> {
     let mut v = Validator {
         locations,
         diagnostics: Vec::new(),
+        base_dir,
     };
     let xdp = xdp(&mut v, file.xdp.as_ref());
     let pools = pools(&mut v, &file.pools);
@@ -248,6 +261,7 @@ fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool> {
             name: pool.name.clone(),
             algorithm: pool.algorithm,
             backends,
+            tls: tls::pool_tls(v, &format!("{path}.tls"), pool.tls.as_ref()),
         });
     }
     out
@@ -286,6 +300,8 @@ fn listeners(
                 ),
             );
         }
+        let transport =
+            tls::listener_transport(v, &path, l.tls.as_ref(), l.http2, l.limits.as_ref());
         let apath = format!("{path}.address");
         let Some(address) = v.socket_addr(apath.clone(), &l.address) else {
             continue;
@@ -304,6 +320,7 @@ fn listeners(
                 name: l.name.clone(),
                 address,
                 pool,
+                transport,
             });
         }
     }

@@ -1,6 +1,10 @@
 //! The L7 reverse proxy: one Pingora HTTP proxy service per listener.
 
 mod forwarded;
+mod head_timeout;
+pub mod limits;
+pub mod listener;
+pub mod tls;
 
 use crate::{
     config::{Config, Listener, Pool},
@@ -12,7 +16,6 @@ use pingora::{
     Error, ErrorType, Result,
     lb::{LoadBalancer, selection::RoundRobin},
     prelude::{HttpPeer, ProxyHttp, Session},
-    proxy::http_proxy_service_with_name,
     server::configuration::ServerConf,
     services::ServiceWithDependents,
 };
@@ -26,14 +29,20 @@ const MAX_SELECT_ITERATIONS: usize = 256;
 pub struct UpstreamPool {
     name: Arc<str>,
     balancer: LoadBalancer<RoundRobin>,
+    tls: Option<tls::UpstreamTlsPeer>,
 }
 
 impl UpstreamPool {
     /// Builds the selector for `pool`.
-    pub fn new(pool: &Pool) -> std::io::Result<Self> {
+    pub fn new(pool: &Pool) -> anyhow::Result<Self> {
         Ok(Self {
             name: Arc::from(pool.name.as_str()),
             balancer: LoadBalancer::try_from_iter(pool.backends.iter().copied())?,
+            tls: pool
+                .tls
+                .as_ref()
+                .map(tls::UpstreamTlsPeer::load)
+                .transpose()?,
         })
     }
 
@@ -47,12 +56,15 @@ impl UpstreamPool {
 pub struct EdgeProxy {
     listener: Arc<str>,
     pool: Arc<UpstreamPool>,
+    /// `limits.max_body_size` of the listener.
+    max_body_size: Option<u64>,
 }
 
 /// Per-request state.
 #[derive(Default)]
 pub struct RequestCtx {
     upstream: Option<SocketAddr>,
+    body: limits::BodyCounter,
 }
 
 #[async_trait]
@@ -61,6 +73,27 @@ impl ProxyHttp for EdgeProxy {
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx::default()
+    }
+
+    /// Runs first, once the request head is read: refuses a declared body
+    /// over `max_body_size`.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        limits::check_declared_length(session, self.max_body_size)
+    }
+
+    /// Runs on each piece of request body: enforces `max_body_size`.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        ctx.body.add(body.as_ref(), self.max_body_size)
     }
 
     /// Runs once the request header is read: picks the backend.
@@ -76,7 +109,7 @@ impl ProxyHttp for EdgeProxy {
             ));
         };
         ctx.upstream = Some(addr);
-        Ok(Box::new(HttpPeer::new(addr, false, String::new())))
+        Ok(Box::new(tls::upstream_peer(self.pool.tls.as_ref(), addr)))
     }
 
     /// Runs before the request goes upstream: adds X-Forwarded-For/-Proto.
@@ -90,7 +123,7 @@ impl ProxyHttp for EdgeProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        forwarded::apply(upstream_request, client, "http")
+        forwarded::apply(upstream_request, client, tls::downstream_scheme(session))
     }
 
     /// Runs once per request, after the response or the error: metrics.
@@ -110,24 +143,22 @@ impl ProxyHttp for EdgeProxy {
 pub fn services(
     conf: &Arc<ServerConf>,
     config: &Config,
-) -> std::io::Result<Vec<Box<dyn ServiceWithDependents>>> {
+) -> anyhow::Result<Vec<Box<dyn ServiceWithDependents>>> {
     let pools: Vec<Arc<UpstreamPool>> = config
         .pools
         .iter()
         .map(|p| UpstreamPool::new(p).map(Arc::new))
-        .collect::<std::io::Result<_>>()?;
-    Ok(config
+        .collect::<anyhow::Result<_>>()?;
+    config
         .listeners
         .iter()
         .map(|l: &Listener| {
             let proxy = EdgeProxy {
                 listener: Arc::from(l.name.as_str()),
                 pool: Arc::clone(&pools[l.pool]),
+                max_body_size: l.transport.limits.max_body_size,
             };
-            let mut service =
-                http_proxy_service_with_name(conf, proxy, &format!("listener {}", l.name));
-            service.add_tcp(&l.address.to_string());
-            Box::new(service) as Box<dyn ServiceWithDependents>
+            listener::service(conf, l, proxy)
         })
-        .collect())
+        .collect()
 }
