@@ -149,11 +149,12 @@ where
     /// idle timeout of this listener.
     async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) {
         let (stream, next) = HeadTimeout::new(stream, self.limits.header_read_timeout);
+        let idle = self.limits.idle_timeout.as_secs().max(1);
         let mut session = ServerSession::new_http1(Box::new(stream));
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else {
-            session.set_keepalive(Some(self.limits.idle_timeout.as_secs().max(1)));
+            session.set_keepalive(Some(idle));
         }
         session.set_keepalive_reuses_remaining(
             self.proxy
@@ -166,6 +167,12 @@ where
             let mut session = ServerSession::new_http1(stream);
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
+            }
+            // Pingora turns an HTTP/1.1 request's keep-alive into "no
+            // timeout" once it has read the head, and carries that over to
+            // the wait for the next request; put the idle timeout back.
+            if session.get_keepalive().is_some() {
+                session.set_keepalive(Some(idle));
             }
             reused = self.proxy.process_new_http(session, shutdown).await;
         }

@@ -17,7 +17,13 @@ use pingora::{
         x509::X509,
     },
 };
-use std::{collections::HashMap, net::SocketAddr, path::Path, sync::Arc};
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+};
 
 /// One certificate chain and its key, ready to hand to a handshake.
 struct Identity {
@@ -129,19 +135,28 @@ pub struct UpstreamTlsPeer {
     sni: String,
     verify: bool,
     ca: Option<Arc<Box<[X509]>>>,
+    /// Pingora reuses upstream connections by a peer hash that leaves out
+    /// the trusted CAs; this key (a digest of them) keeps a connection that
+    /// one pool verified with its CAs from serving a pool that trusts others.
+    group_key: u64,
 }
 
 impl UpstreamTlsPeer {
     /// Loads the CA file of a checked configuration.
     pub fn load(tls: &UpstreamTls) -> Result<Self> {
         let ca = match &tls.ca {
-            Some(path) => Some(Arc::new(read_chain(path)?.into_boxed_slice())),
+            Some(path) => Some(read_chain(path)?),
             None => None,
         };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for c in ca.iter().flatten() {
+            c.to_der()?.hash(&mut hasher);
+        }
         Ok(Self {
             sni: tls.sni.clone().unwrap_or_default(),
             verify: tls.verify,
-            ca,
+            group_key: if ca.is_some() { hasher.finish() } else { 0 },
+            ca: ca.map(|c| Arc::new(c.into_boxed_slice())),
         })
     }
 
@@ -154,6 +169,7 @@ impl UpstreamTlsPeer {
         peer.options.verify_cert = self.verify;
         peer.options.verify_hostname = self.verify;
         peer.options.ca = self.ca.clone();
+        peer.group_key = self.group_key;
         peer
     }
 }
