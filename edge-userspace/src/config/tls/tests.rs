@@ -102,8 +102,7 @@ const POOL: &str = "pools:\n  - {name: app, backends: [{address: 10.0.0.2:80}]}\
 #[test]
 fn a_tls_listener_becomes_the_model() {
     let dir = certs();
-    let yaml = format!(
-        "\
+    let yaml = "\
 listeners:
   - name: web
     address: 0.0.0.0:443
@@ -112,7 +111,7 @@ listeners:
     tls:
       min_version: 1.3
       certificates:
-        - {{cert: certs/a.pem, key: certs/a.key}}
+        - {cert: certs/a.pem, key: certs/a.key}
         - cert: certs/b.pem
           key: certs/b.key
           server_names: [B.example.com., '*.b.example.com', other.example.org]
@@ -121,14 +120,13 @@ listeners:
       idle_timeout: 1500ms
       max_body_size: 1MiB
       max_connections: 100
-  - {{name: plain, address: 0.0.0.0:80, pool: app}}
+  - {name: plain, address: 0.0.0.0:80, pool: app}
 pools:
   - name: app
-    backends: [{{address: 10.0.0.2:443}}]
-    tls: {{sni: Backend.Internal, ca: certs/ca.pem}}
-"
-    );
-    let c = parse(&yaml, &dir.path().join("edge.yaml")).unwrap();
+    backends: [{address: 10.0.0.2:443}]
+    tls: {sni: Backend.Internal, ca: certs/ca.pem}
+";
+    let c = parse(yaml, &dir.path().join("edge.yaml")).unwrap();
     let t = &c.listeners[0].transport;
     let tls = t.tls.as_ref().unwrap();
     assert!(!t.http2);
