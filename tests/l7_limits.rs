@@ -10,6 +10,7 @@ use edge_tests::{
     edge::Edge,
     http::{self, Message},
     loopback::{free_addr, start_edge},
+    tls::{self, Ca, ClientOptions},
     wait,
 };
 use std::{
@@ -349,6 +350,107 @@ fn websocket_upgrade_is_passed_through() -> Result<()> {
     assert!(
         head.contains("sec-websocket-key: dghlihnhbxbszsbub25jzq=="),
         "{head}"
+    );
+    Ok(())
+}
+
+/// Reads and discards until the peer closes (a reset counts); fails after
+/// the stream's read timeout.
+fn drain_until_closed(s: &mut impl Read) -> Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(()),
+            // OpenSSL reports a peer that closes without close_notify so.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e).context("waiting for the connection to close"),
+        }
+    }
+}
+
+#[test]
+fn tls_listener_limits_h2_preface_idle_and_max_connections() -> Result<()> {
+    let backend = Backend::start("be1", None, free_addr()?)?;
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("limits CA")?;
+    ca.issue("web", &["web.test"])?.write(dir.path(), "web")?;
+    let (listener, admin) = (free_addr()?, free_addr()?);
+    let yaml = format!(
+        "\
+listeners:
+  - name: tls
+    address: '{listener}'
+    pool: app
+    tls: {{certificates: [{{cert: web.pem, key: web.key}}]}}
+    limits: {{header_read_timeout: 1s, idle_timeout: 1s, max_connections: 2}}
+pools:
+  - name: app
+    backends: [{{address: '{}'}}]
+admin: {{address: '{admin}'}}
+server: {{threads: 1}}
+",
+        backend.addr()
+    );
+    let _edge = start_edge(dir.path(), &yaml, admin)?;
+    let h1 = ClientOptions {
+        sni: Some("web.test"),
+        ..Default::default()
+    };
+    let h2 = ClientOptions {
+        alpn: &["h2"],
+        ..h1.clone()
+    };
+
+    // Two connections fill the listener; the third fails its handshake.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tls::connect(listener, &ca.cert, &h1)?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")?;
+        let mut reader = BufReader::new(s);
+        let r = http::read_message(&mut reader)?.context("no response")?;
+        assert_eq!(r.status(), Some(200));
+        held.push(reader);
+    }
+    let refused = tls::connect(listener, &ca.cert, &h1);
+    assert!(refused.is_err(), "a third connection must be refused");
+    drop(held);
+    wait::until("a free connection slot", Duration::from_secs(5), || {
+        Ok(tls::connect(listener, &ca.cert, &h1).ok())
+    })?;
+
+    // An h2 client that never sends its preface is cut off.
+    let mut silent = tls::connect(listener, &ca.cert, &h2)?;
+    assert_eq!(silent.ssl().selected_alpn_protocol(), Some(&b"h2"[..]));
+    let started = Instant::now();
+    drain_until_closed(&mut silent)?;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}, expected about 1s"
+    );
+
+    // One that sends it and then nothing is closed after idle_timeout.
+    let mut idle = wait::until("a connection slot", Duration::from_secs(5), || {
+        Ok(tls::connect(listener, &ca.cert, &h2).ok())
+    })?;
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")?;
+    idle.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])?; // empty SETTINGS
+    let started = Instant::now();
+    drain_until_closed(&mut idle)?;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}, expected about 1s"
+    );
+
+    let metrics = http::get(admin, "/metrics")?.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("edge_listener_connections_refused_total{listener=\"tls\"} 1")),
+        "{metrics}"
     );
     Ok(())
 }

@@ -13,6 +13,10 @@
 //! Timeout` and the connection is closed; one that sent nothing is closed
 //! silently (as for an idle keep-alive connection: browsers open spare
 //! connections they may never use).
+//!
+//! On an HTTP/2 connection the same deadline covers the client's connection
+//! preface, which Pingora (through the h2 crate) would otherwise wait for
+//! without end; after it, HTTP/2's own idle timeout takes over.
 
 use async_trait::async_trait;
 use pingora::protocols::{
@@ -36,6 +40,9 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::Sleep,
 };
+
+/// The HTTP/2 client connection preface (RFC 9113 section 3.4).
+const H2_PREFACE_LEN: usize = 24;
 
 /// Sent when a partly received head times out.
 const REPLY_408: &[u8] =
@@ -79,6 +86,15 @@ impl EndOfHead {
     }
 }
 
+/// What ends the timed part of a connection.
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    /// The end of an HTTP/1 request head.
+    Head(EndOfHead),
+    /// The HTTP/2 connection preface.
+    Preface,
+}
+
 /// A connection whose request heads must arrive within a deadline.
 pub struct HeadTimeout {
     inner: Stream,
@@ -86,7 +102,7 @@ pub struct HeadTimeout {
     next: NextRequest,
     /// Looking for the end of a head.
     watching: bool,
-    scan: EndOfHead,
+    until: Until,
     head_bytes: usize,
     deadline: Option<Pin<Box<Sleep>>>,
     /// Bytes of [`REPLY_408`] written, once the deadline has passed.
@@ -94,15 +110,24 @@ pub struct HeadTimeout {
 }
 
 impl HeadTimeout {
-    /// Wraps `inner`; the first head's deadline starts now.
+    /// Wraps an HTTP/1 connection; the first head's deadline starts now.
     pub fn new(inner: Stream, timeout: Duration) -> (Self, NextRequest) {
+        Self::with(inner, timeout, Until::Head(EndOfHead::default()))
+    }
+
+    /// Wraps an HTTP/2 connection: its preface is due within `timeout`.
+    pub fn h2_preface(inner: Stream, timeout: Duration) -> Self {
+        Self::with(inner, timeout, Until::Preface).0
+    }
+
+    fn with(inner: Stream, timeout: Duration, until: Until) -> (Self, NextRequest) {
         let next = NextRequest::default();
         let s = Self {
             inner,
             timeout,
             next: next.clone(),
             watching: true,
-            scan: EndOfHead::default(),
+            until,
             head_bytes: 0,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             replying: None,
@@ -144,7 +169,7 @@ impl AsyncRead for HeadTimeout {
         let this = self.get_mut();
         if this.next.0.swap(false, Ordering::AcqRel) {
             this.watching = true;
-            this.scan = EndOfHead::default();
+            this.until = Until::Head(EndOfHead::default());
             this.head_bytes = 0;
             this.deadline = None;
         }
@@ -157,7 +182,7 @@ impl AsyncRead for HeadTimeout {
         {
             this.watching = false;
             this.deadline = None;
-            if this.head_bytes == 0 {
+            if this.head_bytes == 0 || matches!(this.until, Until::Preface) {
                 return Poll::Ready(Err(timed_out(this.timeout)));
             }
             return this.poll_reply(cx, 0);
@@ -170,7 +195,11 @@ impl AsyncRead for HeadTimeout {
                 this.deadline = Some(Box::pin(tokio::time::sleep(this.timeout)));
             }
             this.head_bytes += fresh.len();
-            if this.scan.feed(fresh) {
+            let done = match &mut this.until {
+                Until::Head(scan) => scan.feed(fresh),
+                Until::Preface => this.head_bytes >= H2_PREFACE_LEN,
+            };
+            if done {
                 this.watching = false;
                 this.deadline = None;
             }

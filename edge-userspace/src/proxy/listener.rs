@@ -10,7 +10,8 @@
 //!   after the handshake, when Pingora hands the connection over.
 //! - `idle_timeout`: the keep-alive timeout of HTTP/1 connections, and
 //!   Pingora's idle timeout of HTTP/2 connections.
-//! - `header_read_timeout`: see [`head_timeout`](super::head_timeout).
+//! - `header_read_timeout`: see [`head_timeout`](super::head_timeout)
+//!   (HTTP/1 request heads, and the HTTP/2 connection preface).
 //!
 //! HTTP/2 connections (ALPN `h2`) go to Pingora's own handling; HTTP/1
 //! connections run the same keep-alive loop as Pingora's, with the two
@@ -61,9 +62,11 @@ where
         Some(tls) => {
             let settings = super::tls::listener_settings(tls, l.transport.http2)?;
             if let Some(slots) = slots {
-                service
-                    .endpoints()
-                    .set_pre_tls_callback(Arc::new(FullBeforeHandshake(slots)));
+                let check = FullBeforeHandshake {
+                    listener: Arc::from(l.name.as_str()),
+                    slots,
+                };
+                service.endpoints().set_pre_tls_callback(Arc::new(check));
             }
             service.add_tls_with_settings(&address, None, settings);
         }
@@ -73,12 +76,16 @@ where
 }
 
 /// Refuses a TLS connection before its handshake when no slot is free.
-struct FullBeforeHandshake(Arc<Semaphore>);
+struct FullBeforeHandshake {
+    listener: Arc<str>,
+    slots: Arc<Semaphore>,
+}
 
 #[async_trait]
 impl PreTlsProcess for FullBeforeHandshake {
     async fn process(&self, _stream: &mut L4Stream) -> pingora::Result<()> {
-        if self.0.available_permits() == 0 {
+        if self.slots.available_permits() == 0 {
+            refused(&self.listener);
             return pingora::Error::e_explain(
                 pingora::ErrorType::ConnectRefused,
                 "listener at max_connections",
@@ -86,6 +93,15 @@ impl PreTlsProcess for FullBeforeHandshake {
         }
         Ok(())
     }
+}
+
+fn refused(listener: &Arc<str>) {
+    metrics::counter!(
+        "edge_listener_connections_refused_total",
+        "listener" => listener.to_string()
+    )
+    .increment(1);
+    tracing::debug!(%listener, "max_connections reached: closing a new connection");
 }
 
 /// Pingora's HTTP proxy application with this listener's limits.
@@ -132,12 +148,7 @@ where
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    metrics::counter!(
-                        "edge_listener_connections_refused_total",
-                        "listener" => self.name.to_string()
-                    )
-                    .increment(1);
-                    tracing::debug!(listener = %self.name, "max_connections reached: closing a new connection");
+                    refused(&self.name);
                     return None;
                 }
             },
@@ -194,7 +205,8 @@ where
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // HTTP/2 multiplexes requests; Pingora's connection handling
             // (with `h2_idle_timeout`) serves it to the end.
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+            let stream = HeadTimeout::h2_preface(stream, self.limits.header_read_timeout);
+            return ServerApp::process_new(&self.proxy, Box::new(stream), shutdown).await;
         }
         self.serve_http1(stream, shutdown).await;
         None
