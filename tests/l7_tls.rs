@@ -140,6 +140,11 @@ fn sni_picks_the_certificate_and_the_first_is_the_default() -> Result<()> {
         "{}",
         resp.text()
     );
+    assert!(
+        resp.text().contains("x-forwarded-for: 127.0.0.1"),
+        "the client address survives TLS: {}",
+        resp.text()
+    );
     Ok(())
 }
 
@@ -288,5 +293,51 @@ fn upstream_tls_verifies_the_backend_against_the_pools_ca_and_sni() -> Result<()
         "no SNI configured"
     );
     assert!(backend.handshakes() >= 2);
+    Ok(())
+}
+
+#[test]
+fn edge_check_reports_certificate_problems_with_their_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    write_certificates(dir.path())?;
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "\
+listeners:
+  - name: web
+    address: 127.0.0.1:8443
+    pool: app
+    tls:
+      min_version: \"1.0\"
+      certificates:
+        - cert: missing.pem
+          key: a.key
+        - cert: b.pem
+          key: a.key
+pools:
+  - {name: app, backends: [{address: 127.0.0.1:9000}]}
+",
+    )?;
+    let out = Command::new(edge_tests::edge::binary()?)
+        .arg("check")
+        .arg(&file)
+        .output()?;
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    let (f, d) = (file.display(), dir.path().display());
+    for expected in [
+        format!(
+            "{f}:6:20: listeners[0].tls.min_version: bad min_version \"1.0\": expected \"1.2\" or \"1.3\""
+        ),
+        format!(
+            "{f}:8:17: listeners[0].tls.certificates[0].cert: cannot read certificate file {d}/missing.pem: No such file or directory (os error 2)"
+        ),
+        format!(
+            "{f}:11:16: listeners[0].tls.certificates[1].key: the private key in {d}/a.key does not match the certificate in {d}/b.pem (the first certificate in the file must be the leaf)"
+        ),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
     Ok(())
 }

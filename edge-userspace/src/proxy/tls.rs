@@ -114,6 +114,13 @@ impl TlsAccept for SniCertificates {
 /// minimum version, and ALPN (`h2` preferred when `http2`, else HTTP/1.1
 /// only).
 pub fn listener_settings(tls: &TlsTermination, http2: bool) -> Result<TlsSettings> {
+    for c in tls.certificates.iter().filter(|c| c.expired) {
+        tracing::warn!(
+            certificate = %c.cert.display(),
+            not_after = %c.not_after,
+            "serving an EXPIRED certificate: clients will refuse it"
+        );
+    }
     let certs = SniCertificates::load(tls)?;
     let mut settings = TlsSettings::with_callbacks(Box::new(certs))
         .map_err(|e| anyhow::anyhow!("building the TLS acceptor: {e}"))?;
