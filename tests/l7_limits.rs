@@ -49,7 +49,7 @@ admin: {{address: '{admin}'}}
 server: {{threads: 1}}
 "
     );
-    let edge = start_edge(dir.path(), &yaml, admin)?;
+    let edge = start_edge(dir.path(), &yaml, admin, &[listener])?;
     Ok(Setup {
         _dir: dir,
         _edge: edge,
@@ -246,11 +246,14 @@ fn connections_beyond_max_connections_are_closed_at_once() -> Result<()> {
     let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut c = connect(s.listener)?;
-        c.write_all(request)?;
-        let mut reader = BufReader::new(c);
-        let r = http::read_message(&mut reader)?.context("no response")?;
-        assert_eq!(r.status(), Some(200));
+        // The readiness probe's connection may hold a slot for a moment.
+        let reader = wait::until("a connection slot", Duration::from_secs(5), || {
+            let mut c = connect(s.listener)?;
+            c.write_all(request)?;
+            let mut reader = BufReader::new(c);
+            let r = http::read_message(&mut reader).ok().flatten();
+            Ok(r.filter(|r| r.status() == Some(200)).map(|_| reader))
+        })?;
         held.push(reader);
     }
     let mut third = connect(s.listener)?;
@@ -393,7 +396,7 @@ server: {{threads: 1}}
 ",
         backend.addr()
     );
-    let _edge = start_edge(dir.path(), &yaml, admin)?;
+    let _edge = start_edge(dir.path(), &yaml, admin, &[listener])?;
     let h1 = ClientOptions {
         sni: Some("web.test"),
         ..Default::default()

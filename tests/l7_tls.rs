@@ -71,7 +71,7 @@ server: {{threads: 1}}
 ",
         backend.addr()
     );
-    let edge = start_edge(dir.path(), &yaml, admin)?;
+    let edge = start_edge(dir.path(), &yaml, admin, &[web, strict])?;
     Ok(Setup {
         ca_file: dir.path().join("ca.pem"),
         _dir: dir,
@@ -266,7 +266,7 @@ fn upstream_tls_verifies_the_backend_against_the_pools_ca_and_sni() -> Result<()
     yaml.push_str(&format!(
         "admin: {{address: '{admin}'}}\nserver: {{threads: 1}}\n"
     ));
-    let _edge = start_edge(dir.path(), &yaml, admin)?;
+    let _edge = start_edge(dir.path(), &yaml, admin, &listeners)?;
 
     // The verified pool first, so that a pooled upstream connection exists
     // that the other pools must not reuse.
