@@ -53,7 +53,9 @@ fn a_broken_file_fails_with_line_numbers() -> Result<()> {
         "{text}"
     );
     assert!(
-        text.contains(&format!("{b}:7:11: listeners[0].pool: listener \"web\" refers to pool \"nope\", which is not defined (defined: none)")),
+        text.contains(&format!(
+            "{b}:7:11: listeners[0].pool: pool \"nope\" is not defined (defined: none)"
+        )),
         "{text}"
     );
     Ok(())

@@ -2,6 +2,7 @@
 //! from a checked configuration, run until SIGINT/SIGTERM, then detach.
 
 use crate::{
+    access_log::AccessLog,
     admin::Admin,
     config::{self, Config},
     dataplane::Dataplane,
@@ -13,7 +14,11 @@ use pingora::{
     server::{RunArgs, Server, ShutdownWatch, configuration::ServerConf},
     services::background::{BackgroundService, background_service},
 };
-use std::{net::TcpListener, path::Path, sync::Mutex};
+use std::{
+    net::TcpListener,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 use tokio::io::unix::AsyncFd;
 
 /// Runs edge with the configuration at `path` until a shutdown signal.
@@ -40,14 +45,27 @@ pub fn run(path: &Path) -> Result<()> {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.grace_period_seconds),
+        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
     let conf = server.configuration.clone();
-    for service in proxy::services(&conf, &config).context("building upstream pools")? {
+    let access_log = match &config.access_log {
+        Some(target) => Some(Arc::new(
+            AccessLog::open(target).context("opening the access log")?,
+        )),
+        None => None,
+    };
+    let pools = proxy::pools(&config);
+    for service in
+        proxy::services(&conf, &config, &pools, access_log).context("building the listeners")?
+    {
         server.add_boxed_service(service);
+    }
+    if let Some(checker) = proxy::health_checker(&pools) {
+        server.add_service(background_service("health checks", checker));
     }
     if let Some(address) = config.admin {
         let stats = dataplane.as_ref().map(Dataplane::stats);

@@ -3,6 +3,7 @@
 //! Configuration flows one way: YAML → [`config`] → runtime objects
 //! ([`dataplane`] maps, [`proxy`] services, [`admin`] endpoint).
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
@@ -10,3 +11,4 @@ pub mod daemon;
 pub mod dataplane;
 pub mod metrics;
 pub mod proxy;
+pub mod upstream;

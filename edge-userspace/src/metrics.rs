@@ -4,7 +4,7 @@
 //! The Prometheus recorder is rendered by the admin endpoint; XDP counters
 //! are read from the kernel at scrape time, so a scrape is never stale.
 
-use crate::dataplane::ClassStats;
+use crate::{dataplane::ClassStats, upstream::BreakerState};
 use edge_common::PacketClass;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::Arc;
@@ -13,19 +13,68 @@ use std::sync::Arc;
 pub const XDP_PACKETS: &str = "edge_xdp_packets_total";
 /// Bytes seen by the XDP program, by class, summed over CPUs.
 pub const XDP_BYTES: &str = "edge_xdp_bytes_total";
-/// L7 requests by listener, pool and status class.
+/// L7 requests by listener, route, pool and status class.
 pub const HTTP_REQUESTS: &str = "edge_http_requests_total";
+/// Time from the request head to the end of the response, by listener and route.
+pub const HTTP_DURATION: &str = "edge_http_request_duration_seconds";
+/// Time from choosing a backend to its response head, by pool.
+pub const UPSTREAM_DURATION: &str = "edge_http_upstream_duration_seconds";
+/// Request body bytes read from clients, by listener and route.
+pub const HTTP_REQUEST_BYTES: &str = "edge_http_request_bytes_total";
+/// Response body bytes sent to clients, by listener and route.
+pub const HTTP_RESPONSE_BYTES: &str = "edge_http_response_bytes_total";
+/// 1 while a backend passes its health checks, by pool and backend.
+pub const BACKEND_HEALTHY: &str = "edge_upstream_backend_healthy";
+/// Outlier ejections, by pool and backend.
+pub const EJECTIONS: &str = "edge_upstream_ejections_total";
+/// Retries, by pool.
+pub const RETRIES: &str = "edge_upstream_retries_total";
+/// Circuit breaker state by pool: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "edge_upstream_circuit_breaker_state";
+/// Access log lines dropped because the writer fell behind.
+pub const ACCESS_LOG_DROPPED: &str = "edge_access_log_dropped_total";
+
+/// Histogram buckets for latencies, in seconds (100 µs to 30 s).
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0, 30.0,
+];
 /// Whether the XDP program is attached to an interface (1), by mode.
 pub const XDP_ATTACHED: &str = "edge_xdp_attached";
 
 /// Installs the global recorder and returns the handle that renders it.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
-    let handle = PrometheusBuilder::new().install_recorder()?;
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS)?
+        .install_recorder()?;
     metrics::describe_counter!(XDP_PACKETS, "Packets seen by the XDP program, by class.");
     metrics::describe_counter!(XDP_BYTES, "Bytes seen by the XDP program, by class.");
     metrics::describe_counter!(
         HTTP_REQUESTS,
-        "L7 requests by listener, pool and status class."
+        "L7 requests by listener, route, pool and status class."
+    );
+    metrics::describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "Request duration seen by the client side, by listener and route."
+    );
+    metrics::describe_histogram!(
+        UPSTREAM_DURATION,
+        metrics::Unit::Seconds,
+        "Time from choosing a backend to its response head, by pool."
+    );
+    metrics::describe_counter!(HTTP_REQUEST_BYTES, "Request body bytes read from clients.");
+    metrics::describe_counter!(HTTP_RESPONSE_BYTES, "Response body bytes sent to clients.");
+    metrics::describe_gauge!(BACKEND_HEALTHY, "1 while the backend passes health checks.");
+    metrics::describe_counter!(EJECTIONS, "Outlier ejections of a backend.");
+    metrics::describe_counter!(RETRIES, "Retries granted, by pool.");
+    metrics::describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker state: 0 closed, 1 half-open, 2 open."
+    );
+    metrics::describe_counter!(
+        ACCESS_LOG_DROPPED,
+        "Access log lines dropped (writer behind)."
     );
     metrics::describe_gauge!(
         XDP_ATTACHED,
@@ -47,15 +96,73 @@ pub fn status_class(status: Option<u16>) -> &'static str {
     }
 }
 
+/// One finished L7 request, as the metrics see it.
+pub struct RequestDone<'a> {
+    /// Listener name.
+    pub listener: &'a Arc<str>,
+    /// Route name (`none` when nothing matched).
+    pub route: &'a Arc<str>,
+    /// Pool name (`none` for routes that answer themselves).
+    pub pool: &'a Arc<str>,
+    /// Status sent, if any.
+    pub status: Option<u16>,
+    /// Total time.
+    pub seconds: f64,
+    /// Request body bytes read.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+}
+
 /// Counts one finished L7 request.
-pub fn http_request(listener: &Arc<str>, pool: &Arc<str>, status: Option<u16>) {
+pub fn http_request(r: &RequestDone<'_>) {
     metrics::counter!(
         HTTP_REQUESTS,
-        "listener" => Arc::clone(listener),
-        "pool" => Arc::clone(pool),
-        "status_class" => status_class(status),
+        "listener" => Arc::clone(r.listener),
+        "route" => Arc::clone(r.route),
+        "pool" => Arc::clone(r.pool),
+        "status_class" => status_class(r.status),
     )
     .increment(1);
+    let labels = [
+        ("listener", Arc::clone(r.listener)),
+        ("route", Arc::clone(r.route)),
+    ];
+    metrics::histogram!(HTTP_DURATION, &labels).record(r.seconds);
+    metrics::counter!(HTTP_REQUEST_BYTES, &labels).increment(r.bytes_in);
+    metrics::counter!(HTTP_RESPONSE_BYTES, &labels).increment(r.bytes_out);
+}
+
+/// Records an upstream's time to response head.
+pub fn upstream_latency(pool: &Arc<str>, seconds: f64) {
+    metrics::histogram!(UPSTREAM_DURATION, "pool" => Arc::clone(pool)).record(seconds);
+}
+
+/// Records a backend's health.
+pub fn backend_health(pool: &Arc<str>, backend: &Arc<str>, healthy: bool) {
+    metrics::gauge!(BACKEND_HEALTHY, "pool" => Arc::clone(pool), "backend" => Arc::clone(backend))
+        .set(if healthy { 1.0 } else { 0.0 });
+}
+
+/// Counts an outlier ejection.
+pub fn ejection(pool: &Arc<str>, backend: &Arc<str>) {
+    metrics::counter!(EJECTIONS, "pool" => Arc::clone(pool), "backend" => Arc::clone(backend))
+        .increment(1);
+}
+
+/// Counts a retry.
+pub fn retry(pool: &Arc<str>) {
+    metrics::counter!(RETRIES, "pool" => Arc::clone(pool)).increment(1);
+}
+
+/// Records a circuit breaker's state.
+pub fn breaker_state(pool: &Arc<str>, state: BreakerState) {
+    metrics::gauge!(BREAKER_STATE, "pool" => Arc::clone(pool)).set(state as u8 as f64);
+}
+
+/// Counts access log lines dropped.
+pub fn access_log_dropped() {
+    metrics::counter!(ACCESS_LOG_DROPPED).increment(1);
 }
 
 /// Records that XDP is attached to `iface` in `mode`.

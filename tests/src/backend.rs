@@ -33,6 +33,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Close the connection after this response.
     pub close: bool,
+    /// Close the connection without answering at all.
+    pub abort: bool,
 }
 
 impl Response {
@@ -43,6 +45,15 @@ impl Response {
             headers: Vec::new(),
             body: body.into(),
             close: false,
+            abort: false,
+        }
+    }
+
+    /// A response that is never sent: the connection is closed instead.
+    pub fn abort() -> Self {
+        Self {
+            abort: true,
+            ..Self::new(502, Vec::new())
         }
     }
 
@@ -180,6 +191,9 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
         }
         shared.requests.fetch_add(1, Ordering::Relaxed);
         let resp = (shared.handler)(&req);
+        if resp.abort {
+            break;
+        }
         let close = resp.close
             || req
                 .header("connection")

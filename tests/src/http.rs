@@ -122,3 +122,61 @@ fn exchange(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Result<Messa
     let mut reader = BufReader::new(stream);
     read_message(&mut reader)?.context("the server closed the connection without a response")
 }
+
+/// Sends one request (`method path`, extra header fields, body) to `addr`
+/// on a new connection and reads the response.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Message> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
+    let mut reader = BufReader::new(stream);
+    let msg = if method == "HEAD" {
+        read_head(&mut reader)?
+    } else {
+        read_message(&mut reader)?
+    };
+    msg.context("the server closed the connection without a response")
+}
+
+/// Reads a response head only (for HEAD requests, whose Content-Length
+/// announces a body that never comes).
+fn read_head<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
+    let mut start = String::new();
+    if r.read_line(&mut start)? == 0 {
+        return Ok(None);
+    }
+    let mut msg = Message {
+        start: start.trim_end().to_string(),
+        ..Message::default()
+    };
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.trim_end().split_once(':') {
+            msg.headers
+                .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    Ok(Some(msg))
+}

@@ -10,6 +10,7 @@ pub mod lab;
 pub mod loopback;
 pub mod netns;
 pub mod packets;
+pub mod proxy;
 pub mod tls;
 pub mod topology;
 pub mod wait;

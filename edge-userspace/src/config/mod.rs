@@ -4,6 +4,7 @@
 //! `file:line:column: message`.
 
 mod error;
+mod l7;
 mod locate;
 pub mod model;
 mod surface;
@@ -42,8 +43,11 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let surface: surface::File =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![from_serde(&e)]))?;
     let locations = locate::Locations::index(text);
-    let base = file.parent().unwrap_or_else(|| Path::new(""));
-    let config = validate::validate(&surface, &locations, base).map_err(invalid)?;
+    let base_dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let config = validate::validate(&surface, &locations, base_dir).map_err(invalid)?;
     if config.listeners.is_empty() && config.xdp.interfaces.is_empty() {
         return Err(invalid(vec![Diagnostic {
             position: None,

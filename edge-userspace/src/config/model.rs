@@ -1,8 +1,9 @@
 //! The validated configuration: what the rest of edge reads. Every address is
 //! parsed, every reference resolved; nothing downstream sees raw YAML.
 
+use bytes::Bytes;
 use ipnet::IpNet;
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use super::surface::{Algorithm, XdpMode};
 pub use super::tls::{
@@ -22,6 +23,17 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Process-wide settings.
     pub server: ServerConfig,
+    /// Where the JSON access log goes, if anywhere.
+    pub access_log: Option<LogTarget>,
+}
+
+/// Access log destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
 }
 
 /// The XDP program's settings.
@@ -45,29 +57,289 @@ pub struct Interface {
 }
 
 /// One L7 listener.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Listener {
     /// Unique name.
     pub name: String,
     /// Address to bind.
     pub address: SocketAddr,
-    /// Index into [`Config::pools`].
-    pub pool: usize,
+    /// Routes in file order (the `pool:` shorthand last); the router
+    /// applies the precedence.
+    pub routes: Vec<Route>,
+    /// Peers whose X-Forwarded-* headers are kept.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Lower-case names of upstream response headers hidden from clients.
+    pub hidden_upstream_headers: Vec<String>,
     /// TLS, HTTP/2 and limits.
     pub transport: ListenerTransport,
 }
 
-/// One upstream pool.
+/// A route: conditions and what to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// Name for metrics and logs.
+    pub name: String,
+    /// Conditions.
+    pub matcher: RouteMatch,
+    /// The action.
+    pub action: Action,
+    /// Changes to the upstream request.
+    pub request_headers: HeaderOps,
+    /// Changes to the response.
+    pub response_headers: HeaderOps,
+}
+
+/// A route's conditions; empty ones always hold.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteMatch {
+    /// Host conditions, any of which matches.
+    pub hosts: Vec<HostMatch>,
+    /// Path condition.
+    pub path: Option<PathMatch>,
+    /// Methods, upper-case, any of which matches.
+    pub methods: Vec<String>,
+    /// Header conditions (names lower-case), all of which must hold.
+    pub headers: Vec<ValueMatch>,
+    /// Query parameter conditions, all of which must hold.
+    pub query: Vec<ValueMatch>,
+}
+
+/// A host condition, lower-case.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostMatch {
+    /// The whole host name.
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`: any name ending in it.
+    Suffix(String),
+}
+
+/// A path condition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PathMatch {
+    /// The whole path.
+    Exact(String),
+    /// A prefix ending on a segment boundary.
+    Prefix(String),
+    /// A regular expression.
+    Regex(Pattern),
+}
+
+/// A regular expression that compares by its source text.
+#[derive(Clone, Debug)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// A header or query condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueMatch {
+    /// Name (lower-case for headers).
+    pub name: String,
+    /// What the value must be.
+    pub value: ValueCond,
+}
+
+/// What a header or parameter value must be.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValueCond {
+    /// Present with any value.
+    Present,
+    /// Exactly this.
+    Exact(String),
+    /// Matching this.
+    Regex(Pattern),
+}
+
+/// What a route does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Proxy to a pool.
+    Proxy {
+        /// Index into [`Config::pools`].
+        pool: usize,
+        /// Prefix removed from the path.
+        strip_prefix: Option<String>,
+        /// Regex rewrite of the path.
+        rewrite: Option<(Pattern, String)>,
+    },
+    /// Redirect.
+    Redirect {
+        /// Location template (`{host}`, `{path}`, `{query}`).
+        location: String,
+        /// 3xx status.
+        status: u16,
+    },
+    /// A fixed response.
+    Respond {
+        /// Status.
+        status: u16,
+        /// Header fields.
+        headers: Vec<(String, String)>,
+        /// Body.
+        body: Bytes,
+    },
+    /// Files from a directory.
+    Static {
+        /// The directory (absolute).
+        root: PathBuf,
+        /// Index file name.
+        index: String,
+        /// Prefix removed before the lookup.
+        strip_prefix: Option<String>,
+    },
+}
+
+/// Header changes, applied as remove, set, add.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderOps {
+    /// Appended.
+    pub add: Vec<(String, String)>,
+    /// Replaced.
+    pub set: Vec<(String, String)>,
+    /// Removed (lower-case).
+    pub remove: Vec<String>,
+}
+
+impl HeaderOps {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// One upstream pool.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Pool {
     /// Unique name.
     pub name: String,
     /// Selection algorithm.
     pub algorithm: Algorithm,
-    /// Backend addresses, at least one.
-    pub backends: Vec<SocketAddr>,
+    /// What consistent hashing hashes.
+    pub hash_key: HashKey,
+    /// Backends, at least one.
+    pub backends: Vec<BackendSpec>,
+    /// Active health checks.
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection.
+    pub outlier: Option<Outlier>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Retry policy.
+    pub retries: RetryPolicy,
+    /// Circuit breaker.
+    pub breaker: Option<Breaker>,
+    /// Idle upstream connection lifetime; zero disables reuse.
+    pub keepalive_idle: Option<Duration>,
     /// TLS towards the backends; `None`: plain.
     pub tls: Option<UpstreamTls>,
+}
+
+/// A backend of a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Relative weight (at least 1).
+    pub weight: u32,
+}
+
+/// The key consistent hashing uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's address.
+    #[default]
+    ClientIp,
+    /// The request path.
+    Path,
+    /// A request header (lower-case name).
+    Header(String),
+    /// A cookie.
+    Cookie(String),
+}
+
+/// An active health check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// HTTP GET or TCP connect.
+    pub kind: CheckKind,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time one check may take.
+    pub timeout: Duration,
+    /// Successes to become healthy.
+    pub rise: u32,
+    /// Failures to become unhealthy.
+    pub fall: u32,
+}
+
+/// What a health check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Connect only.
+    Tcp,
+    /// `GET path`, healthy on one of `statuses` (empty: 200-399).
+    Http {
+        /// Path.
+        path: String,
+        /// Host header, if not the backend address.
+        host: Option<String>,
+        /// Healthy statuses.
+        statuses: Vec<u16>,
+    },
+}
+
+/// Passive outlier ejection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outlier {
+    /// Consecutive failures that eject.
+    pub consecutive_failures: u32,
+    /// Base ejection time.
+    pub ejection_time: Duration,
+    /// Most of the pool ejected at once, percent.
+    pub max_ejected_percent: u32,
+}
+
+/// Upstream timeouts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connect.
+    pub connect: Option<Duration>,
+    /// Between reads.
+    pub read: Option<Duration>,
+    /// Between writes.
+    pub write: Option<Duration>,
+    /// Until the response head, over all attempts.
+    pub total: Option<Duration>,
+}
+
+/// When to try again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Further attempts after the first.
+    pub attempts: u32,
+    /// Retries as a percentage of recent requests.
+    pub budget_percent: u32,
+    /// Retries always allowed per window.
+    pub min_per_window: u32,
+}
+
+/// A circuit breaker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Breaker {
+    /// Error ratio that opens it.
+    pub error_ratio: f64,
+    /// Sliding window.
+    pub window: Duration,
+    /// Requests before the ratio counts.
+    pub min_requests: u32,
+    /// Open time before probing.
+    pub open_for: Duration,
+    /// Probes while half-open.
+    pub half_open_requests: u32,
 }
 
 /// Process-wide settings.
@@ -77,6 +349,8 @@ pub struct ServerConfig {
     pub threads: usize,
     /// Seconds of grace after SIGTERM.
     pub grace_period_seconds: u64,
+    /// Idle upstream connections kept, over all pools.
+    pub upstream_keepalive_pool_size: usize,
 }
 
 impl Config {
@@ -92,19 +366,30 @@ impl Config {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         for l in &self.listeners {
-            let pool = &self.pools[l.pool];
             out.push_str(&format!(
-                "listener {} on {} -> pool {} ({}, {} backend{})\n",
+                "listener {} on {}: {} route{}\n",
                 l.name,
                 l.address,
-                pool.name,
-                pool.algorithm.as_str(),
-                pool.backends.len(),
-                if pool.backends.len() == 1 { "" } else { "s" }
+                l.routes.len(),
+                if l.routes.len() == 1 { "" } else { "s" }
             ));
             for line in l.transport.summary() {
                 out.push_str(&format!("  {line}\n"));
             }
+        }
+        for pool in &self.pools {
+            out.push_str(&format!(
+                "pool {} ({}, {} backend{}{})\n",
+                pool.name,
+                pool.algorithm.as_str(),
+                pool.backends.len(),
+                if pool.backends.len() == 1 { "" } else { "s" },
+                if pool.health_check.is_some() {
+                    ", health-checked"
+                } else {
+                    ""
+                }
+            ));
         }
         for i in &self.xdp.interfaces {
             out.push_str(&format!(

@@ -5,7 +5,9 @@
 //! `validate` parses them so that every bad value is reported at once, each
 //! with its own line and column.
 
+use super::units::Quantity;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The whole configuration file.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +28,17 @@ pub struct File {
     /// Process-wide settings.
     #[serde(default)]
     pub server: Option<Server>,
+    /// The JSON access log.
+    #[serde(default)]
+    pub access_log: Option<AccessLog>,
+}
+
+/// `access_log:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// File to append JSON lines to; `-` is standard output.
+    pub path: String,
 }
 
 /// `xdp:`: where the XDP program runs and what it drops.
@@ -83,8 +96,19 @@ pub struct Listener {
     pub name: String,
     /// `IP:port` to listen on.
     pub address: String,
-    /// Name of the pool requests go to.
-    pub pool: String,
+    /// Shorthand for a catch-all route to this pool, tried after `routes`.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Routes, matched by the documented precedence.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Peers whose X-Forwarded-* headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Upstream response headers passed on that edge hides by default
+    /// (`Server`, `X-Powered-By`).
+    #[serde(default)]
+    pub pass_upstream_headers: Vec<String>,
     /// TLS termination; absent: plain HTTP.
     #[serde(default)]
     pub tls: Option<super::tls::ListenerTlsSurface>,
@@ -96,6 +120,164 @@ pub struct Listener {
     pub limits: Option<super::tls::LimitsSurface>,
 }
 
+/// `listeners[].routes[]`: a match and one action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Name used in metrics and the access log; defaults to `route<N>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Conditions, all of which must hold; none matches every request.
+    #[serde(default, rename = "match")]
+    pub matches: Option<Match>,
+    /// Proxy to a pool.
+    #[serde(default)]
+    pub proxy: Option<ProxyAction>,
+    /// Answer with a redirect.
+    #[serde(default)]
+    pub redirect: Option<Redirect>,
+    /// Answer with a fixed response.
+    #[serde(default)]
+    pub respond: Option<Respond>,
+    /// Serve files from a directory.
+    #[serde(default, rename = "static")]
+    pub static_files: Option<StaticFiles>,
+    /// Changes to the request sent upstream.
+    #[serde(default)]
+    pub request_headers: Option<HeaderOps>,
+    /// Changes to the response sent to the client.
+    #[serde(default)]
+    pub response_headers: Option<HeaderOps>,
+}
+
+/// `routes[].match`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Host names: exact, or `*.example.com` for any subdomain.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path condition.
+    #[serde(default)]
+    pub path: Option<PathMatch>,
+    /// Methods, any of which matches.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Request header conditions.
+    #[serde(default)]
+    pub headers: Vec<ValueMatch>,
+    /// Query parameter conditions.
+    #[serde(default)]
+    pub query: Vec<ValueMatch>,
+}
+
+/// A path condition: exactly one of the three.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathMatch {
+    /// The whole path.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// A prefix on a segment boundary (`/api` matches `/api` and `/api/x`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A regular expression the path must match.
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+/// A header or query parameter condition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueMatch {
+    /// Header or parameter name.
+    pub name: String,
+    /// Exact value; with neither `value` nor `regex`, presence matches.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Regular expression over the value.
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+/// `routes[].proxy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAction {
+    /// Pool name.
+    pub pool: String,
+    /// A path prefix removed before the request goes upstream.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// A regex path rewrite.
+    #[serde(default)]
+    pub rewrite: Option<Rewrite>,
+}
+
+/// `proxy.rewrite`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    /// Regular expression over the path.
+    pub regex: String,
+    /// Replacement, with `$1`-style groups.
+    pub replacement: String,
+}
+
+/// `routes[].redirect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    /// Target; `{host}`, `{path}` and `{query}` are filled in from the request.
+    pub location: String,
+    /// 301, 302, 303, 307 or 308; default 302.
+    #[serde(default)]
+    pub status: Option<u16>,
+}
+
+/// `routes[].respond`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Respond {
+    /// Status code.
+    pub status: u16,
+    /// Header fields.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Body text.
+    #[serde(default)]
+    pub body: String,
+}
+
+/// `routes[].static`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticFiles {
+    /// Directory served; relative to the config file.
+    pub root: String,
+    /// File served for a directory; default `index.html`.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// A path prefix removed before looking up the file.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+}
+
+/// Header changes: `remove`, then `set` (replace), then `add` (append).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOps {
+    /// Appended fields.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Fields replaced (or added).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Fields removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
 /// `pools[]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,8 +287,29 @@ pub struct Pool {
     /// Load-balancing algorithm.
     #[serde(default)]
     pub algorithm: Algorithm,
+    /// What `ketama` hashes: `client_ip`, `path`, `header:NAME` or `cookie:NAME`.
+    #[serde(default)]
+    pub hash_key: Option<String>,
     /// Backends.
     pub backends: Vec<Backend>,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection of failing backends.
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Upstream timeouts.
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+    /// Retries.
+    #[serde(default)]
+    pub retries: Option<Retries>,
+    /// The pool's circuit breaker.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Upstream connection reuse.
+    #[serde(default)]
+    pub keepalive: Option<Keepalive>,
     /// TLS towards the backends; absent: plain.
     #[serde(default)]
     pub tls: Option<super::tls::PoolTlsSurface>,
@@ -119,6 +322,16 @@ pub enum Algorithm {
     /// Each backend in turn.
     #[default]
     RoundRobin,
+    /// In turn, in proportion to weights (nginx's smooth weighted round robin).
+    WeightedRoundRobin,
+    /// The backend with the fewest requests in flight (relative to weight).
+    LeastConnections,
+    /// The less loaded of two random backends ("power of two choices").
+    P2c,
+    /// Consistent hashing (ketama) on `hash_key`.
+    Ketama,
+    /// A hash of the client address: sticky sessions.
+    IpHash,
 }
 
 impl Algorithm {
@@ -126,6 +339,11 @@ impl Algorithm {
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::RoundRobin => "round_robin",
+            Algorithm::WeightedRoundRobin => "weighted_round_robin",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::P2c => "p2c",
+            Algorithm::Ketama => "ketama",
+            Algorithm::IpHash => "ip_hash",
         }
     }
 }
@@ -136,6 +354,113 @@ impl Algorithm {
 pub struct Backend {
     /// `IP:port` of the backend.
     pub address: String,
+    /// Relative weight, default 1.
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+/// `pools[].health_check`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// `http` (default) or `tcp`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Path of the HTTP check; default `/`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Host header of the HTTP check; default the backend address.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Statuses that count as healthy; default 200-399.
+    #[serde(default)]
+    pub expected_statuses: Vec<u16>,
+    /// Time between checks.
+    #[serde(default)]
+    pub interval: Option<Quantity>,
+    /// Time a check may take.
+    #[serde(default)]
+    pub timeout: Option<Quantity>,
+    /// Consecutive successes that make a backend healthy.
+    #[serde(default)]
+    pub rise: Option<u32>,
+    /// Consecutive failures that make it unhealthy.
+    #[serde(default)]
+    pub fall: Option<u32>,
+}
+
+/// `pools[].outlier_detection`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    /// Consecutive connect errors or 5xx responses that eject a backend.
+    pub consecutive_failures: u32,
+    /// First ejection time; each further ejection doubles it, up to 10x.
+    #[serde(default)]
+    pub ejection_time: Option<Quantity>,
+    /// Most of the pool that may be ejected at once, in percent; default 50.
+    #[serde(default)]
+    pub max_ejected_percent: Option<u32>,
+}
+
+/// `pools[].timeouts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    #[serde(default)]
+    pub connect: Option<Quantity>,
+    /// Between reads from the upstream.
+    #[serde(default)]
+    pub read: Option<Quantity>,
+    /// Between writes to the upstream.
+    #[serde(default)]
+    pub write: Option<Quantity>,
+    /// From the first attempt until the response head.
+    #[serde(default)]
+    pub total: Option<Quantity>,
+}
+
+/// `pools[].retries`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Further attempts after the first.
+    pub attempts: u32,
+    /// Retries allowed as a percentage of recent requests; default 20.
+    #[serde(default)]
+    pub budget_percent: Option<u32>,
+    /// Retries always allowed per 10 s, whatever the ratio; default 3.
+    #[serde(default)]
+    pub min_per_window: Option<u32>,
+}
+
+/// `pools[].circuit_breaker`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Error ratio (0 to 1) over the window that opens the breaker.
+    pub error_ratio: f64,
+    /// Length of the sliding window; default 10s.
+    #[serde(default)]
+    pub window: Option<Quantity>,
+    /// Requests in the window before the ratio counts; default 20.
+    #[serde(default)]
+    pub min_requests: Option<u32>,
+    /// Time the breaker stays open before probing; default 10s.
+    #[serde(default)]
+    pub open_for: Option<Quantity>,
+    /// Probe requests let through while half-open; default 3.
+    #[serde(default)]
+    pub half_open_requests: Option<u32>,
+}
+
+/// `pools[].keepalive`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// Idle upstream connections are closed after this; `0s` disables reuse.
+    pub idle_timeout: Quantity,
 }
 
 /// `admin:`.
@@ -156,4 +481,7 @@ pub struct Server {
     /// Seconds to keep serving in-flight requests after SIGTERM.
     #[serde(default)]
     pub grace_period_seconds: Option<u64>,
+    /// Idle upstream connections kept, over all pools; default 128.
+    #[serde(default)]
+    pub upstream_keepalive_pool_size: Option<usize>,
 }

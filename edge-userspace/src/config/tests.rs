@@ -48,7 +48,10 @@ fn a_good_file_becomes_the_model() {
     assert_eq!(c.xdp.deny.len(), 3);
     assert_eq!(c.xdp.deny[2].to_string(), "198.51.100.7/32");
     assert_eq!(c.listeners[1].address.to_string(), "[::1]:8081");
-    assert_eq!(c.listeners[1].pool, 0);
+    assert!(matches!(
+        c.listeners[1].routes[0].action,
+        Action::Proxy { pool: 0, .. }
+    ));
     assert_eq!(c.pools[0].algorithm, Algorithm::RoundRobin);
     assert_eq!(c.l7_ports(), vec![8080, 8081]);
     assert_eq!(c.admin.unwrap().to_string(), "127.0.0.1:9100");
@@ -60,13 +63,13 @@ fn unknown_key() {
     assert_eq!(
         errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
         [
-            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `tls`, `http2`, `limits`"
+            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `pass_upstream_headers`, `tls`, `http2`, `limits`"
         ]
     );
     assert_eq!(
         errors("listners: []\n"),
         [
-            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`"
+            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`, `access_log`"
         ]
     );
 }
@@ -147,7 +150,7 @@ server:
         errors(yaml),
         [
             "edge.yaml:3:14: listeners[0].address: bad address \"localhost:80\": expected IP:port, such as 0.0.0.0:8080 or [::]:8080",
-            "edge.yaml:4:11: listeners[0].pool: listener \"web\" refers to pool \"ghost\", which is not defined (defined: app, app)",
+            "edge.yaml:4:11: listeners[0].pool: pool \"ghost\" is not defined (defined: app, app)",
             "edge.yaml:7:15: pools[0].backends: pool \"app\" has no backends",
             "edge.yaml:8:11: pools[1].name: pool \"app\" is defined twice (first defined at line 6)",
             "edge.yaml:9:26: pools[1].backends[0].address: bad address \"10.0.0.2\": expected IP:port, such as 0.0.0.0:8080 or [::]:8080",
@@ -211,5 +214,71 @@ fn yaml_syntax_errors_have_a_position() {
     assert_eq!(
         errors("listeners: [\n"),
         ["edge.yaml:2:1: did not find expected node content, while parsing a flow node"]
+    );
+}
+
+#[test]
+fn unknown_algorithm() {
+    assert_eq!(
+        errors(
+            "pools:\n  - name: a\n    algorithm: fastest\n    backends: [{address: 10.0.0.1:80}]\n"
+        ),
+        [
+            "edge.yaml:3:16: pools[0].algorithm: unknown variant `fastest`, expected one of `round_robin`, `weighted_round_robin`, `least_connections`, `p2c`, `ketama`, `ip_hash`"
+        ]
+    );
+}
+
+#[test]
+fn routes_and_pools_are_checked_together() {
+    let yaml = "\
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    routes:
+      - name: api
+        match: { path: { prefix: api } }
+        proxy: { pool: ghost }
+      - match: { path: { regex: '([a-z' }, hosts: ['*bad.example.com'] }
+        respond: { status: 200 }
+      - redirect: { location: /x, status: 200 }
+        respond: { status: 200 }
+      - static: { root: /nonexistent/edge }
+pools:
+  - name: app
+    algorithm: round_robin
+    hash_key: header:X-User
+    backends: [{address: 10.0.0.1:80, weight: 0}]
+    health_check: { type: tcp, path: /healthz, interval: 1s, timeout: 2s, rise: 0 }
+    circuit_breaker: { error_ratio: 1.5 }
+    timeouts: { connect: 5 }
+";
+    assert_eq!(
+        errors(yaml),
+        [
+            "edge.yaml:6:34: listeners[0].routes[0].match.path.prefix: path \"api\" must start with '/'",
+            "edge.yaml:7:24: listeners[0].routes[0].proxy.pool: pool \"ghost\" is not defined (defined: app)",
+            "edge.yaml:8:33: listeners[0].routes[1].match.path.regex: bad regex \"([a-z\": error: unclosed character class",
+            "edge.yaml:8:52: listeners[0].routes[1].match.hosts[0]: bad host \"*bad.example.com\": expected a name such as example.com or *.example.com",
+            "edge.yaml:10:17: listeners[0].routes[2]: a route has one action, this one has redirect and respond",
+            "edge.yaml:12:25: listeners[0].routes[3].static.root: /nonexistent/edge is not a readable directory",
+            "edge.yaml:16:15: pools[0].hash_key: hash_key only applies to algorithm: ketama (this pool uses round_robin)",
+            "edge.yaml:17:47: pools[0].backends[0].weight: weight must be at least 1 (remove the backend to take it out)",
+            "edge.yaml:18:38: pools[0].health_check.path: path only applies to type: http",
+            "edge.yaml:18:71: pools[0].health_check.timeout: timeout (2000ms) is longer than interval (1000ms)",
+            "edge.yaml:18:81: pools[0].health_check.rise: rise must be at least 1",
+            "edge.yaml:19:37: pools[0].circuit_breaker.error_ratio: error_ratio 1.5 is out of range: more than 0, at most 1",
+            "edge.yaml:20:26: pools[0].timeouts.connect: bad duration \"5\": expected a number with a unit, such as 250ms, 5s, 2m or 1h",
+        ]
+    );
+}
+
+#[test]
+fn a_listener_needs_somewhere_to_send_requests() {
+    assert_eq!(
+        errors("listeners:\n  - name: web\n    address: 127.0.0.1:8080\n"),
+        [
+            "edge.yaml:2:11: listeners[0].name: listener \"web\" has neither routes nor a pool: requests would have nowhere to go"
+        ]
     );
 }

@@ -375,8 +375,8 @@ struct CheckedFiles {
 /// Reads and parses a certificate chain and its key, and checks that they
 /// belong together.
 fn certificate(v: &mut Validator<'_>, path: &str, c: &CertificateSurface) -> Option<CheckedFiles> {
-    let cert_path = v.resolve(&c.cert);
-    let key_path = v.resolve(&c.key);
+    let cert_path = v.base_dir().join(&c.cert);
+    let key_path = v.base_dir().join(&c.key);
     let chain = read_certificates(v, format!("{path}.cert"), &cert_path, "certificate");
     let key = read_key(v, format!("{path}.key"), &key_path);
     let (chain, key) = (chain?, key?);
@@ -571,7 +571,7 @@ pub(super) fn pool_tls(
         );
     }
     let ca = tls.ca.as_ref().and_then(|ca| {
-        let file = v.resolve(ca);
+        let file = v.base_dir().join(ca);
         read_certificates(v, format!("{path}.ca"), &file, "CA").map(|_| file)
     });
     Some(UpstreamTls {

@@ -2,16 +2,17 @@
 
 use super::{
     error::Diagnostic,
+    l7,
     locate::Locations,
-    model::{Config, Interface, Listener, Pool, ServerConfig, XdpConfig},
-    surface, tls,
+    model::{Config, Interface, LogTarget, ServerConfig, XdpConfig},
+    surface,
     units::{self, Quantity},
 };
 use ipnet::IpNet;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    path::{Path, PathBuf},
+    path::Path,
     time::Duration,
 };
 
@@ -19,20 +20,21 @@ use std::{
 const MAX_IFNAME: usize = 15;
 /// Default grace period after SIGTERM, in seconds.
 const DEFAULT_GRACE_SECONDS: u64 = 5;
+/// Default number of idle upstream connections kept (Pingora's default).
+const DEFAULT_UPSTREAM_KEEPALIVE: usize = 128;
 
 /// Collects diagnostics while the surface is turned into the model; the
 /// section validators in sibling modules share it.
 pub(super) struct Validator<'a> {
     locations: &'a Locations,
-    diagnostics: Vec<Diagnostic>,
-    /// The configuration file's directory: relative file paths start here.
     base_dir: &'a Path,
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl Validator<'_> {
-    /// Resolves a file path written in the configuration.
-    pub(super) fn resolve(&self, file: &str) -> PathBuf {
-        self.base_dir.join(file)
+    /// The directory relative paths in the file are resolved against.
+    pub(super) fn base_dir(&self) -> &Path {
+        self.base_dir
     }
 
     /// Reports `message` at the YAML node `path` (e.g. `pools[0].name`).
@@ -99,6 +101,8 @@ impl Validator<'_> {
 }
 
 /// Checks `file` and builds the model, or returns every problem found.
+///
+/// Relative paths in the file resolve against `base_dir`, the file's directory.
 pub fn validate(
     file: &surface::File,
     locations: &Locations,
@@ -106,12 +110,12 @@ pub fn validate(
 ) -> Result<Config, Vec<Diagnostic>> {
     let mut v = Validator {
         locations,
-        diagnostics: Vec::new(),
         base_dir,
+        diagnostics: Vec::new(),
     };
     let xdp = xdp(&mut v, file.xdp.as_ref());
-    let pools = pools(&mut v, &file.pools);
-    let listeners = listeners(&mut v, &file.listeners, &pools);
+    let pools = l7::pools(&mut v, &file.pools);
+    let listeners = l7::listeners(&mut v, &file.listeners, &pools);
     let admin = file
         .admin
         .as_ref()
@@ -132,6 +136,10 @@ pub fn validate(
         }
     }
     let server = server(&mut v, file.server.as_ref());
+    let access_log = file.access_log.as_ref().map(|a| match a.path.as_str() {
+        "-" => LogTarget::Stdout,
+        p => LogTarget::File(base_dir.join(p)),
+    });
     if v.diagnostics.is_empty() {
         Ok(Config {
             xdp,
@@ -139,6 +147,7 @@ pub fn validate(
             pools,
             admin,
             server,
+            access_log,
         })
     } else {
         let mut diagnostics = v.diagnostics;
@@ -226,110 +235,9 @@ pub(super) fn parse_cidr(v: &mut Validator<'_>, path: String, text: &str) -> Opt
     Some(net)
 }
 
-fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool> {
-    let mut names = HashMap::new();
-    let mut out = Vec::new();
-    for (i, pool) in pools.iter().enumerate() {
-        let path = format!("pools[{i}]");
-        if pool.name.is_empty() {
-            v.error(format!("{path}.name"), "pool name is empty");
-        }
-        v.unique(
-            &mut names,
-            pool.name.clone(),
-            format!("{path}.name"),
-            || format!("pool {:?} is defined twice", pool.name),
-        );
-        if pool.backends.is_empty() {
-            v.error(
-                format!("{path}.backends"),
-                format!("pool {:?} has no backends", pool.name),
-            );
-        }
-        let mut seen = HashMap::new();
-        let mut backends = Vec::new();
-        for (j, b) in pool.backends.iter().enumerate() {
-            let bpath = format!("{path}.backends[{j}].address");
-            if let Some(addr) = v.socket_addr(bpath.clone(), &b.address) {
-                v.unique(&mut seen, addr, bpath, || {
-                    format!("backend {addr} is listed twice in pool {:?}", pool.name)
-                });
-                backends.push(addr);
-            }
-        }
-        out.push(Pool {
-            name: pool.name.clone(),
-            algorithm: pool.algorithm,
-            backends,
-            tls: tls::pool_tls(v, &format!("{path}.tls"), pool.tls.as_ref()),
-        });
-    }
-    out
-}
-
-fn listeners(
-    v: &mut Validator<'_>,
-    listeners: &[surface::Listener],
-    pools: &[Pool],
-) -> Vec<Listener> {
-    let mut names = HashMap::new();
-    let mut bound: Vec<(SocketAddr, String)> = Vec::new();
-    let mut out = Vec::new();
-    for (i, l) in listeners.iter().enumerate() {
-        let path = format!("listeners[{i}]");
-        if l.name.is_empty() {
-            v.error(format!("{path}.name"), "listener name is empty");
-        }
-        v.unique(&mut names, l.name.clone(), format!("{path}.name"), || {
-            format!("listener {:?} is defined twice", l.name)
-        });
-        let pool = pools.iter().position(|p| p.name == l.pool);
-        if pool.is_none() {
-            let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-            v.error(
-                format!("{path}.pool"),
-                format!(
-                    "listener {:?} refers to pool {:?}, which is not defined (defined: {})",
-                    l.name,
-                    l.pool,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            );
-        }
-        let transport =
-            tls::listener_transport(v, &path, l.tls.as_ref(), l.http2, l.limits.as_ref());
-        let apath = format!("{path}.address");
-        let Some(address) = v.socket_addr(apath.clone(), &l.address) else {
-            continue;
-        };
-        if let Some((other, opath)) = bound.iter().find(|(a, _)| overlaps(*a, address)) {
-            let msg = format!(
-                "listener {:?} on {address} overlaps {other} ({})",
-                l.name,
-                v.line_of(opath)
-            );
-            v.error(apath.clone(), msg);
-        }
-        bound.push((address, apath));
-        if let Some(pool) = pool {
-            out.push(Listener {
-                name: l.name.clone(),
-                address,
-                pool,
-                transport,
-            });
-        }
-    }
-    out
-}
-
 /// Whether two bind addresses would conflict: same port, and the same IP or
 /// a wildcard on either side (a `[::]` socket also takes IPv4 on Linux).
-fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+pub(super) fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() {
         return false;
     }
@@ -354,5 +262,8 @@ fn server(v: &mut Validator<'_>, server: Option<&surface::Server>) -> ServerConf
         grace_period_seconds: server
             .and_then(|s| s.grace_period_seconds)
             .unwrap_or(DEFAULT_GRACE_SECONDS),
+        upstream_keepalive_pool_size: server
+            .and_then(|s| s.upstream_keepalive_pool_size)
+            .unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE),
     }
 }

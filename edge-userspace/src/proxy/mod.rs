@@ -1,70 +1,151 @@
 //! The L7 reverse proxy: one Pingora HTTP proxy service per listener.
+//!
+//! Each request is routed ([`router`]); routes that answer by themselves
+//! ([`actions`]) do so in `request_filter`, proxied ones go through the
+//! pool's circuit breaker, selection, retries and outlier detection
+//! ([`crate::upstream`]), with the reverse-proxy header hygiene of
+//! [`headers`].
 
-mod forwarded;
+mod actions;
 mod head_timeout;
+mod headers;
 pub mod limits;
 pub mod listener;
+pub mod router;
 pub mod tls;
 
 use crate::{
-    config::{Config, Listener, Pool},
+    access_log::{self, AccessLog},
+    config::{Action, Config, HashKey, Listener, Route},
     metrics,
+    upstream::{Admission, PickInput, UpstreamPool, health::HealthChecker},
 };
 use async_trait::async_trait;
-use pingora::http::RequestHeader;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{
     Error, ErrorType, Result,
-    lb::{LoadBalancer, selection::RoundRobin},
     prelude::{HttpPeer, ProxyHttp, Session},
     server::configuration::ServerConf,
     services::ServiceWithDependents,
 };
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
-/// How many backends `select` may try before giving up; every backend of a
-/// round-robin pool is reachable well within it.
-const MAX_SELECT_ITERATIONS: usize = 256;
-
-/// A pool's backends behind its selection algorithm.
-pub struct UpstreamPool {
-    name: Arc<str>,
-    balancer: LoadBalancer<RoundRobin>,
-    tls: Option<tls::UpstreamTlsPeer>,
-}
-
-impl UpstreamPool {
-    /// Builds the selector for `pool`.
-    pub fn new(pool: &Pool) -> anyhow::Result<Self> {
-        Ok(Self {
-            name: Arc::from(pool.name.as_str()),
-            balancer: LoadBalancer::try_from_iter(pool.backends.iter().copied())?,
-            tls: pool
-                .tls
-                .as_ref()
-                .map(tls::UpstreamTlsPeer::load)
-                .transpose()?,
-        })
-    }
-
-    fn select(&self) -> Option<SocketAddr> {
-        let backend = self.balancer.select(b"", MAX_SELECT_ITERATIONS)?;
-        backend.addr.as_inet().copied()
-    }
-}
+/// Label for "no route" / "no pool" in metrics.
+const NONE: &str = "none";
 
 /// The proxy logic of one listener.
 pub struct EdgeProxy {
     listener: Arc<str>,
-    pool: Arc<UpstreamPool>,
-    /// `limits.max_body_size` of the listener.
-    max_body_size: Option<u64>,
+    config: Listener,
+    route_names: Vec<Arc<str>>,
+    pools: Vec<Arc<UpstreamPool>>,
+    access_log: Option<Arc<AccessLog>>,
+    none: Arc<str>,
+    /// Each pool's upstream TLS, loaded (by pool index).
+    upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]>,
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
-    upstream: Option<SocketAddr>,
+    started: Instant,
+    started_at: SystemTime,
+    route: Option<usize>,
+    pool: Option<usize>,
+    admission: Option<Admission>,
+    /// The backend of the current attempt (counted in flight).
+    backend: Option<usize>,
+    tried: Vec<usize>,
+    attempts: u32,
+    upstream_started: Option<Instant>,
+    upstream_ms: Option<f64>,
+    /// Whether the last upstream attempt failed (connect error, 5xx).
+    upstream_failed: bool,
+    local_status: Option<u16>,
+    /// Request body bytes seen, for `limits.max_body_size`.
     body: limits::BodyCounter,
+}
+
+impl EdgeProxy {
+    fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
+        ctx.route.and_then(|i| self.config.routes.get(i))
+    }
+
+    fn pool(&self, ctx: &RequestCtx) -> Option<&Arc<UpstreamPool>> {
+        ctx.pool.and_then(|i| self.pools.get(i))
+    }
+
+    /// Ends the current attempt's accounting on its backend.
+    fn finish_attempt(&self, ctx: &mut RequestCtx, success: bool) {
+        if let (Some(pool), Some(b)) =
+            (ctx.pool.and_then(|i| self.pools.get(i)), ctx.backend.take())
+        {
+            pool.done(b, success);
+        }
+        ctx.upstream_failed = !success;
+    }
+
+    /// Whether another attempt may follow a failed one.
+    fn may_retry(&self, ctx: &RequestCtx) -> bool {
+        self.pool(ctx).is_some_and(|p| p.may_retry(ctx.attempts))
+    }
+}
+
+fn host_of(req: &RequestHeader) -> Option<String> {
+    let raw = req.uri.host().map(str::to_string).or_else(|| {
+        req.headers
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    })?;
+    // Strip the port; keep a bracketed IPv6 literal whole.
+    let host = match raw.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') && h.contains(':') => {
+            let _ = port;
+            raw.as_str()
+        }
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => raw.as_str(),
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+fn hash_key(key: &HashKey, session: &Session) -> Vec<u8> {
+    let req = session.req_header();
+    match key {
+        HashKey::ClientIp => client_ip(session)
+            .map(|ip| ip.to_string().into_bytes())
+            .unwrap_or_default(),
+        HashKey::Path => req.uri.path().as_bytes().to_vec(),
+        HashKey::Header(name) => req
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default(),
+        HashKey::Cookie(name) => req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                let (k, v) = c.trim().split_once('=')?;
+                (k == name).then(|| v.as_bytes().to_vec())
+            })
+            .unwrap_or_default(),
+    }
 }
 
 #[async_trait]
@@ -72,91 +153,426 @@ impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> Self::CTX {
-        RequestCtx::default()
+        RequestCtx {
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            route: None,
+            pool: None,
+            admission: None,
+            backend: None,
+            tried: Vec::new(),
+            attempts: 0,
+            upstream_started: None,
+            upstream_ms: None,
+            upstream_failed: false,
+            local_status: None,
+            body: limits::BodyCounter::default(),
+        }
     }
 
     /// Runs first, once the request head is read: refuses a declared body
-    /// over `max_body_size`.
+    /// over the listener's `max_body_size` with 413.
     async fn early_request_filter(
         &self,
         session: &mut Session,
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
-        limits::check_declared_length(session, self.max_body_size)
+        limits::check_declared_length(session, self.config.transport.limits.max_body_size)
     }
 
-    /// Runs on each piece of request body: enforces `max_body_size`.
+    /// Runs on each piece of request body: enforces `max_body_size` on
+    /// bodies without a declared length.
     async fn request_body_filter(
         &self,
         _session: &mut Session,
-        body: &mut Option<bytes::Bytes>,
+        body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        ctx.body.add(body.as_ref(), self.max_body_size)
+        ctx.body
+            .add(body.as_ref(), self.config.transport.limits.max_body_size)
     }
 
-    /// Runs once the request header is read: picks the backend.
+    /// Runs once the request head is read: routes it, answers it when the
+    /// route does so itself (returns `true`), else asks the pool's circuit
+    /// breaker whether it may go upstream.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let req = session.req_header();
+        let host = host_of(req);
+        let method = req.method.as_str().to_string();
+        let view = router::RequestView {
+            host: host.as_deref(),
+            path: req.uri.path(),
+            query: req.uri.query(),
+            method: &method,
+            headers: &req.headers,
+        };
+        ctx.route = router::select(&self.config.routes, &view);
+        let Some(route) = self.route(ctx) else {
+            let status = actions::respond(
+                session,
+                404,
+                &[],
+                &Default::default(),
+                Bytes::from_static(b"no route\n"),
+            )
+            .await?;
+            ctx.local_status = Some(status);
+            return Ok(true);
+        };
+        let status = match &route.action {
+            Action::Proxy { pool, .. } => {
+                ctx.pool = Some(*pool);
+                let admission = self.pools[*pool].admit();
+                ctx.admission = Some(admission);
+                if admission == Admission::Rejected {
+                    let body = Bytes::from_static(b"circuit breaker open\n");
+                    let headers = [("retry-after".to_string(), "1".to_string())];
+                    actions::respond(session, 503, &headers, &Default::default(), body).await?
+                } else {
+                    return Ok(false);
+                }
+            }
+            Action::Redirect { location, status } => {
+                let req = session.req_header();
+                let target = actions::redirect_location(
+                    location,
+                    host.as_deref().unwrap_or_default(),
+                    req.uri.path(),
+                    req.uri.query(),
+                );
+                let headers = [("location".to_string(), target)];
+                actions::respond(
+                    session,
+                    *status,
+                    &headers,
+                    &route.response_headers,
+                    Bytes::new(),
+                )
+                .await?
+            }
+            Action::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                actions::respond(
+                    session,
+                    *status,
+                    headers,
+                    &route.response_headers,
+                    body.clone(),
+                )
+                .await?
+            }
+            Action::Static {
+                root,
+                index,
+                strip_prefix,
+            } => {
+                actions::serve_file(
+                    session,
+                    root,
+                    index,
+                    strip_prefix.as_deref(),
+                    &route.response_headers,
+                )
+                .await?
+            }
+        };
+        ctx.local_status = Some(status);
+        Ok(true)
+    }
+
+    /// Picks the backend for this attempt (another one on a retry).
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let Some(addr) = self.pool.select() else {
+        let Some(pool) = self.pool(ctx).cloned() else {
             return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                format!("pool {} has no available backend", self.pool.name),
+                ErrorType::HTTPStatus(500),
+                "no pool for this route",
             ));
         };
-        ctx.upstream = Some(addr);
-        Ok(Box::new(tls::upstream_peer(self.pool.tls.as_ref(), addr)))
+        let timeouts = &pool.config.timeouts;
+        let remaining = match timeouts.total {
+            Some(total) => match total.checked_sub(ctx.started.elapsed()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(504),
+                        format!("pool {}: total timeout of {total:?} reached", pool.name),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let key = hash_key(&pool.config.hash_key, session);
+        let input = PickInput {
+            client: client_ip(session),
+            hash_key: &key,
+        };
+        let Some(index) = pool.select(input, &ctx.tried) else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                format!("pool {} has no backend left to try", pool.name),
+            ));
+        };
+        pool.start(index);
+        ctx.backend = Some(index);
+        ctx.tried.push(index);
+        ctx.attempts += 1;
+        ctx.upstream_started = Some(Instant::now());
+        let addr: SocketAddr = pool.backends()[index].address;
+        let upstream_tls = ctx
+            .pool
+            .and_then(|i| self.upstream_tls.get(i))
+            .and_then(Option::as_ref);
+        let mut peer = tls::upstream_peer(upstream_tls, addr);
+        // The total budget caps every per-operation timeout.
+        let cap = |d: Option<std::time::Duration>| match (d, remaining) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        };
+        peer.options.connection_timeout = cap(timeouts.connect);
+        peer.options.total_connection_timeout = cap(timeouts.connect);
+        peer.options.read_timeout = cap(timeouts.read);
+        peer.options.write_timeout = cap(timeouts.write);
+        if let Some(idle) = pool.config.keepalive_idle {
+            peer.options.idle_timeout = Some(idle);
+        }
+        Ok(Box::new(peer))
     }
 
-    /// Runs before the request goes upstream: adds X-Forwarded-For/-Proto.
+    /// A connect failure: counts against the backend; retried on another
+    /// backend while the pool's attempts and retry budget allow (the
+    /// request has not been sent, so any method may be retried).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.finish_attempt(ctx, false);
+        e.set_retry(self.may_retry(ctx));
+        e
+    }
+
+    /// An error after the request was (maybe) sent: retried only for
+    /// idempotent methods whose body can be replayed, within the budget.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        self.finish_attempt(ctx, false);
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        e.set_retry(replayable && self.may_retry(ctx));
+        e
+    }
+
+    /// Adds the forwarded headers and `Via`, rewrites the path and applies
+    /// the route's request header changes.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        forwarded::apply(upstream_request, client, tls::downstream_scheme(session))
+        let host = host_of(session.req_header());
+        let client = headers::Client {
+            peer: client_ip(session),
+            trusted: &self.config.trusted_proxies,
+            scheme: tls::downstream_scheme(session),
+            host: host.as_deref(),
+        };
+        headers::forwarded(upstream_request, &client)?;
+        headers::via_request(upstream_request, session.req_header().version)?;
+        let Some(route) = self.route(ctx) else {
+            return Ok(());
+        };
+        if let Action::Proxy {
+            strip_prefix,
+            rewrite,
+            ..
+        } = &route.action
+            && let Some(path) = headers::rewrite_path(
+                upstream_request.uri.path(),
+                strip_prefix.as_deref(),
+                rewrite.as_ref(),
+            )
+        {
+            let uri = match upstream_request.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let uri: http::Uri = uri.parse().map_err(|e| {
+                Error::because(ErrorType::InternalError, "rewritten path is not a URI", e)
+            })?;
+            upstream_request.set_uri(uri);
+        }
+        headers::apply_request(upstream_request, &route.request_headers)
     }
 
-    /// Runs once per request, after the response or the error: metrics.
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session.response_written().map(|r| r.status.as_u16());
-        metrics::http_request(&self.listener, &self.pool.name, status);
-        tracing::debug!(
-            listener = %self.listener,
-            upstream = ?ctx.upstream,
-            status = ?status,
-            "request done"
+    /// The upstream's response head: latency, outlier detection (5xx is a
+    /// failure), hidden headers and `Via`.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let (Some(start), Some(pool)) = (ctx.upstream_started, self.pool(ctx)) {
+            let secs = start.elapsed().as_secs_f64();
+            metrics::upstream_latency(&pool.name, secs);
+            ctx.upstream_ms = Some(secs * 1000.0);
+        }
+        let success = upstream_response.status.as_u16() < 500;
+        self.finish_attempt(ctx, success);
+        headers::upstream_response(upstream_response, &self.config.hidden_upstream_headers)
+    }
+
+    /// The response head going to the client: the route's header changes.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        match self.route(ctx) {
+            Some(route) => headers::apply_response(upstream_response, &route.response_headers),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs once per request, after the response or the error: the breaker,
+    /// metrics and the access log.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        if ctx.backend.is_some() {
+            // An attempt that ended without a response head (e.g. the
+            // client went away) is not the backend's failure.
+            self.finish_attempt(ctx, e.is_none());
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.local_status);
+        if let (Some(pool), Some(admission)) = (self.pool(ctx), ctx.admission)
+            && admission != Admission::Rejected
+        {
+            let failed = ctx.upstream_failed || status.is_none_or(|s| s >= 500);
+            pool.record(admission, !failed);
+        }
+        let route = ctx
+            .route
+            .and_then(|i| self.route_names.get(i))
+            .unwrap_or(&self.none);
+        let pool_name = self.pool(ctx).map(|p| &p.name).unwrap_or(&self.none);
+        let seconds = ctx.started.elapsed().as_secs_f64();
+        let (bytes_in, bytes_out) = (
+            session.as_ref().body_bytes_read() as u64,
+            session.as_ref().body_bytes_sent() as u64,
         );
+        metrics::http_request(&metrics::RequestDone {
+            listener: &self.listener,
+            route,
+            pool: pool_name,
+            status,
+            seconds,
+            bytes_in,
+            bytes_out,
+        });
+        if let Some(log) = &self.access_log {
+            let req = session.req_header();
+            let host = host_of(req);
+            let path = req
+                .uri
+                .path_and_query()
+                .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string());
+            let upstream = ctx
+                .tried
+                .last()
+                .and_then(|i| self.pool(ctx).map(|p| p.backends()[*i].address.to_string()));
+            log.log(&access_log::Entry {
+                time: access_log::rfc3339(ctx.started_at),
+                listener: &self.listener,
+                client: client_ip(session).map(|ip| ip.to_string()),
+                method: req.method.as_str(),
+                host: host.as_deref(),
+                path: &path,
+                protocol: match req.version {
+                    http::Version::HTTP_2 => "HTTP/2",
+                    http::Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
+                status: status.unwrap_or(0),
+                bytes_in,
+                bytes_out,
+                duration_ms: seconds * 1000.0,
+                upstream_ms: ctx.upstream_ms,
+                route: ctx.route.map(|_| route.as_ref()),
+                pool: self.pool(ctx).map(|p| p.name.as_ref()),
+                upstream,
+                attempts: ctx.attempts,
+                cache: None,
+                error: e.map(|e| e.to_string()),
+            });
+        }
     }
 }
 
-/// One Pingora service per listener, each bound to its address.
+/// The run-time pools of `config`, in its order.
+pub fn pools(config: &Config) -> Vec<Arc<UpstreamPool>> {
+    config
+        .pools
+        .iter()
+        .map(|p| Arc::new(UpstreamPool::new(p)))
+        .collect()
+}
+
+/// The health checker for `pools`, if any pool is checked.
+pub fn health_checker(pools: &[Arc<UpstreamPool>]) -> Option<HealthChecker> {
+    HealthChecker::new(pools)
+}
+
+/// One Pingora service per listener, each bound to its address (plain or
+/// TLS, with its limits: see [`listener`]).
 pub fn services(
     conf: &Arc<ServerConf>,
     config: &Config,
+    pools: &[Arc<UpstreamPool>],
+    access_log: Option<Arc<AccessLog>>,
 ) -> anyhow::Result<Vec<Box<dyn ServiceWithDependents>>> {
-    let pools: Vec<Arc<UpstreamPool>> = config
+    let upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]> = config
         .pools
         .iter()
-        .map(|p| UpstreamPool::new(p).map(Arc::new))
-        .collect::<anyhow::Result<_>>()?;
+        .map(|p| p.tls.as_ref().map(tls::UpstreamTlsPeer::load).transpose())
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into();
     config
         .listeners
         .iter()
         .map(|l: &Listener| {
             let proxy = EdgeProxy {
                 listener: Arc::from(l.name.as_str()),
-                pool: Arc::clone(&pools[l.pool]),
-                max_body_size: l.transport.limits.max_body_size,
+                route_names: l
+                    .routes
+                    .iter()
+                    .map(|r| Arc::from(r.name.as_str()))
+                    .collect(),
+                config: l.clone(),
+                pools: pools.to_vec(),
+                access_log: access_log.clone(),
+                none: Arc::from(NONE),
+                upstream_tls: upstream_tls.clone(),
             };
             listener::service(conf, l, proxy)
         })

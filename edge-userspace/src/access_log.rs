@@ -1,0 +1,148 @@
+//! The access log: one JSON object per request, written by a thread of its
+//! own so a slow disk never holds up a request; lines are dropped (and
+//! counted) if it falls far behind.
+
+use crate::{config::LogTarget, metrics};
+use serde::Serialize;
+use std::{
+    io::{BufWriter, Write},
+    sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
+};
+
+/// Lines queued before new ones are dropped.
+const QUEUE: usize = 16 * 1024;
+
+/// One request, as logged.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    /// RFC 3339 time the request arrived, UTC.
+    pub time: String,
+    /// Listener name.
+    pub listener: &'a str,
+    /// Client address.
+    pub client: Option<String>,
+    /// Method.
+    pub method: &'a str,
+    /// Host asked for.
+    pub host: Option<&'a str>,
+    /// Path and query.
+    pub path: &'a str,
+    /// HTTP version.
+    pub protocol: &'a str,
+    /// Status sent (0: none).
+    pub status: u16,
+    /// Request body bytes read.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// Total time, milliseconds.
+    pub duration_ms: f64,
+    /// Time to the upstream's response head, milliseconds.
+    pub upstream_ms: Option<f64>,
+    /// Route name.
+    pub route: Option<&'a str>,
+    /// Pool name.
+    pub pool: Option<&'a str>,
+    /// Backend address.
+    pub upstream: Option<String>,
+    /// Upstream attempts made.
+    pub attempts: u32,
+    /// Cache status, when the cache took part.
+    pub cache: Option<&'a str>,
+    /// The error, if the request failed.
+    pub error: Option<String>,
+}
+
+/// A running access log.
+pub struct AccessLog {
+    tx: SyncSender<String>,
+}
+
+impl AccessLog {
+    /// Opens `target` and starts the writer thread.
+    pub fn open(target: &LogTarget) -> std::io::Result<Self> {
+        let out: Box<dyn Write + Send> = match target {
+            LogTarget::Stdout => Box::new(std::io::stdout()),
+            LogTarget::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(rx, out))?;
+        Ok(Self { tx })
+    }
+
+    /// Queues `entry`.
+    pub fn log(&self, entry: &Entry<'_>) {
+        let Ok(line) = serde_json::to_string(entry) else {
+            return;
+        };
+        match self.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => metrics::access_log_dropped(),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<String>, out: Box<dyn Write + Send>) {
+    let mut out = BufWriter::new(out);
+    while let Ok(line) = rx.recv() {
+        let mut ok = writeln!(out, "{line}").is_ok();
+        // Write what is queued, then flush once: lines reach the file in
+        // batches under load and at once when idle.
+        while let Ok(line) = rx.try_recv() {
+            ok &= writeln!(out, "{line}").is_ok();
+        }
+        ok &= out.flush().is_ok();
+        if !ok {
+            tracing::warn!("access log write failed");
+        }
+    }
+}
+
+/// `time` formatted as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let d = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,690 @@
+//! Validation of the L7 sections: pools and listeners with their routes.
+
+use super::{
+    model::{
+        Action, BackendSpec, Breaker, CheckKind, HashKey, HeaderOps, HealthCheck, HostMatch,
+        Listener, Outlier, PathMatch, Pattern, Pool, RetryPolicy, Route, RouteMatch, Timeouts,
+        ValueCond, ValueMatch,
+    },
+    surface,
+    validate::{Validator, overlaps, parse_cidr},
+};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_RISE: u32 = 2;
+const DEFAULT_FALL: u32 = 3;
+const DEFAULT_EJECTION: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_EJECTED_PERCENT: u32 = 50;
+const DEFAULT_RETRY_BUDGET_PERCENT: u32 = 20;
+const DEFAULT_RETRY_MIN_PER_WINDOW: u32 = 3;
+const DEFAULT_BREAKER_WINDOW: Duration = Duration::from_secs(10);
+const DEFAULT_BREAKER_MIN_REQUESTS: u32 = 20;
+const DEFAULT_BREAKER_OPEN: Duration = Duration::from_secs(10);
+const DEFAULT_BREAKER_PROBES: u32 = 3;
+/// Upstream response headers hidden unless `pass_upstream_headers` names them.
+const HIDDEN_BY_DEFAULT: [&str; 2] = ["server", "x-powered-by"];
+
+/// Checks `pools[]`.
+pub(super) fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool> {
+    let mut names = HashMap::new();
+    let mut out = Vec::new();
+    for (i, pool) in pools.iter().enumerate() {
+        let path = format!("pools[{i}]");
+        if pool.name.is_empty() {
+            v.error(format!("{path}.name"), "pool name is empty");
+        }
+        v.unique(
+            &mut names,
+            pool.name.clone(),
+            format!("{path}.name"),
+            || format!("pool {:?} is defined twice", pool.name),
+        );
+        if pool.backends.is_empty() {
+            v.error(
+                format!("{path}.backends"),
+                format!("pool {:?} has no backends", pool.name),
+            );
+        }
+        let mut seen = HashMap::new();
+        let mut backends = Vec::new();
+        for (j, b) in pool.backends.iter().enumerate() {
+            let bpath = format!("{path}.backends[{j}].address");
+            let weight = b.weight.unwrap_or(1);
+            if weight == 0 {
+                v.error(
+                    format!("{path}.backends[{j}].weight"),
+                    "weight must be at least 1 (remove the backend to take it out)",
+                );
+            }
+            if let Some(address) = v.socket_addr(bpath.clone(), &b.address) {
+                v.unique(&mut seen, address, bpath, || {
+                    format!("backend {address} is listed twice in pool {:?}", pool.name)
+                });
+                backends.push(BackendSpec {
+                    address,
+                    weight: weight.max(1),
+                });
+            }
+        }
+        let hash_key = hash_key(v, &path, pool);
+        let health_check = pool
+            .health_check
+            .as_ref()
+            .map(|h| health_check(v, &format!("{path}.health_check"), h));
+        let outlier = pool.outlier_detection.as_ref().map(|o| {
+            let opath = format!("{path}.outlier_detection");
+            if o.consecutive_failures == 0 {
+                v.error(
+                    format!("{opath}.consecutive_failures"),
+                    "consecutive_failures must be at least 1",
+                );
+            }
+            let max = o.max_ejected_percent.unwrap_or(DEFAULT_MAX_EJECTED_PERCENT);
+            if max > 100 {
+                v.error(
+                    format!("{opath}.max_ejected_percent"),
+                    "max_ejected_percent is a percentage: 0 to 100",
+                );
+            }
+            Outlier {
+                consecutive_failures: o.consecutive_failures.max(1),
+                ejection_time: opt_duration(v, &opath, "ejection_time", &o.ejection_time)
+                    .unwrap_or(DEFAULT_EJECTION),
+                max_ejected_percent: max.min(100),
+            }
+        });
+        let timeouts = pool.timeouts.as_ref().map_or_else(Timeouts::default, |t| {
+            let tpath = format!("{path}.timeouts");
+            Timeouts {
+                connect: opt_duration(v, &tpath, "connect", &t.connect),
+                read: opt_duration(v, &tpath, "read", &t.read),
+                write: opt_duration(v, &tpath, "write", &t.write),
+                total: opt_duration(v, &tpath, "total", &t.total),
+            }
+        });
+        let retries = pool
+            .retries
+            .as_ref()
+            .map_or_else(RetryPolicy::default, |r| {
+                let budget = r.budget_percent.unwrap_or(DEFAULT_RETRY_BUDGET_PERCENT);
+                if budget > 100 {
+                    v.error(
+                        format!("{path}.retries.budget_percent"),
+                        "budget_percent is a percentage: 0 to 100",
+                    );
+                }
+                RetryPolicy {
+                    attempts: r.attempts,
+                    budget_percent: budget.min(100),
+                    min_per_window: r.min_per_window.unwrap_or(DEFAULT_RETRY_MIN_PER_WINDOW),
+                }
+            });
+        let breaker = pool.circuit_breaker.as_ref().map(|c| {
+            let cpath = format!("{path}.circuit_breaker");
+            if !(c.error_ratio > 0.0 && c.error_ratio <= 1.0) {
+                v.error(
+                    format!("{cpath}.error_ratio"),
+                    format!(
+                        "error_ratio {} is out of range: more than 0, at most 1",
+                        c.error_ratio
+                    ),
+                );
+            }
+            let probes = c.half_open_requests.unwrap_or(DEFAULT_BREAKER_PROBES);
+            if probes == 0 {
+                v.error(
+                    format!("{cpath}.half_open_requests"),
+                    "half_open_requests must be at least 1",
+                );
+            }
+            Breaker {
+                error_ratio: c.error_ratio,
+                window: opt_duration(v, &cpath, "window", &c.window)
+                    .unwrap_or(DEFAULT_BREAKER_WINDOW),
+                min_requests: c.min_requests.unwrap_or(DEFAULT_BREAKER_MIN_REQUESTS),
+                open_for: opt_duration(v, &cpath, "open_for", &c.open_for)
+                    .unwrap_or(DEFAULT_BREAKER_OPEN),
+                half_open_requests: probes.max(1),
+            }
+        });
+        let keepalive_idle = pool
+            .keepalive
+            .as_ref()
+            .and_then(|k| v.duration(format!("{path}.keepalive.idle_timeout"), &k.idle_timeout));
+        out.push(Pool {
+            name: pool.name.clone(),
+            algorithm: pool.algorithm,
+            hash_key,
+            backends,
+            health_check,
+            outlier,
+            timeouts,
+            retries,
+            breaker,
+            keepalive_idle,
+            tls: super::tls::pool_tls(v, &format!("{path}.tls"), pool.tls.as_ref()),
+        });
+    }
+    out
+}
+
+fn opt_duration(
+    v: &mut Validator<'_>,
+    parent: &str,
+    key: &str,
+    q: &Option<super::units::Quantity>,
+) -> Option<Duration> {
+    let q = q.as_ref()?;
+    let d = v.duration(format!("{parent}.{key}"), q)?;
+    if d.is_zero() {
+        v.error(
+            format!("{parent}.{key}"),
+            format!("{key} must be more than 0"),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+fn hash_key(v: &mut Validator<'_>, path: &str, pool: &surface::Pool) -> HashKey {
+    let Some(text) = pool.hash_key.as_deref() else {
+        return HashKey::default();
+    };
+    let kpath = format!("{path}.hash_key");
+    if pool.algorithm != surface::Algorithm::Ketama {
+        v.error(
+            kpath.clone(),
+            format!(
+                "hash_key only applies to algorithm: ketama (this pool uses {})",
+                pool.algorithm.as_str()
+            ),
+        );
+    }
+    match text.split_once(':') {
+        None if text == "client_ip" => HashKey::ClientIp,
+        None if text == "path" => HashKey::Path,
+        Some(("header", name)) if !name.is_empty() => HashKey::Header(name.to_ascii_lowercase()),
+        Some(("cookie", name)) if !name.is_empty() => HashKey::Cookie(name.to_string()),
+        _ => {
+            v.error(
+                kpath,
+                format!(
+                    "bad hash_key {text:?}: expected client_ip, path, header:NAME or cookie:NAME"
+                ),
+            );
+            HashKey::default()
+        }
+    }
+}
+
+fn health_check(v: &mut Validator<'_>, path: &str, h: &surface::HealthCheck) -> HealthCheck {
+    let kind = match h.kind.as_deref() {
+        None | Some("http") => {
+            let p = h.path.clone().unwrap_or_else(|| "/".to_string());
+            if !p.starts_with('/') {
+                v.error(
+                    format!("{path}.path"),
+                    format!("health check path {p:?} must start with '/'"),
+                );
+            }
+            for (i, s) in h.expected_statuses.iter().enumerate() {
+                if !(100..=599).contains(s) {
+                    v.error(
+                        format!("{path}.expected_statuses[{i}]"),
+                        format!("{s} is not an HTTP status (100-599)"),
+                    );
+                }
+            }
+            CheckKind::Http {
+                path: p,
+                host: h.host.clone(),
+                statuses: h.expected_statuses.clone(),
+            }
+        }
+        Some("tcp") => {
+            for (key, set) in [
+                ("path", h.path.is_some()),
+                ("host", h.host.is_some()),
+                ("expected_statuses", !h.expected_statuses.is_empty()),
+            ] {
+                if set {
+                    v.error(
+                        format!("{path}.{key}"),
+                        format!("{key} only applies to type: http"),
+                    );
+                }
+            }
+            CheckKind::Tcp
+        }
+        Some(other) => {
+            v.error(
+                format!("{path}.type"),
+                format!("unknown health check type {other:?}: expected http or tcp"),
+            );
+            CheckKind::Tcp
+        }
+    };
+    let interval = opt_duration(v, path, "interval", &h.interval).unwrap_or(DEFAULT_CHECK_INTERVAL);
+    let timeout = opt_duration(v, path, "timeout", &h.timeout).unwrap_or(DEFAULT_CHECK_TIMEOUT);
+    if timeout > interval {
+        v.error(
+            format!("{path}.timeout"),
+            format!(
+                "timeout ({}ms) is longer than interval ({}ms)",
+                timeout.as_millis(),
+                interval.as_millis()
+            ),
+        );
+    }
+    for (key, value) in [("rise", h.rise), ("fall", h.fall)] {
+        if value == Some(0) {
+            v.error(format!("{path}.{key}"), format!("{key} must be at least 1"));
+        }
+    }
+    HealthCheck {
+        kind,
+        interval,
+        timeout,
+        rise: h.rise.unwrap_or(DEFAULT_RISE).max(1),
+        fall: h.fall.unwrap_or(DEFAULT_FALL).max(1),
+    }
+}
+
+/// Checks `listeners[]` and their routes against the checked `pools`.
+pub(super) fn listeners(
+    v: &mut Validator<'_>,
+    listeners: &[surface::Listener],
+    pools: &[Pool],
+) -> Vec<Listener> {
+    let mut names = HashMap::new();
+    let mut bound: Vec<(SocketAddr, String)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, l) in listeners.iter().enumerate() {
+        let path = format!("listeners[{i}]");
+        if l.name.is_empty() {
+            v.error(format!("{path}.name"), "listener name is empty");
+        }
+        v.unique(&mut names, l.name.clone(), format!("{path}.name"), || {
+            format!("listener {:?} is defined twice", l.name)
+        });
+        let mut routes = Vec::new();
+        let mut route_names = HashMap::new();
+        for (j, r) in l.routes.iter().enumerate() {
+            let rpath = format!("{path}.routes[{j}]");
+            if let Some(route) = route(v, &rpath, j, r, pools) {
+                v.unique(
+                    &mut route_names,
+                    route.name.clone(),
+                    format!("{rpath}.name"),
+                    || format!("route {:?} is defined twice in this listener", route.name),
+                );
+                routes.push(route);
+            }
+        }
+        if let Some(pool) = &l.pool {
+            if let Some(index) = pool_index(v, format!("{path}.pool"), pool, pools) {
+                routes.push(Route {
+                    name: "default".into(),
+                    matcher: RouteMatch::default(),
+                    action: Action::Proxy {
+                        pool: index,
+                        strip_prefix: None,
+                        rewrite: None,
+                    },
+                    request_headers: HeaderOps::default(),
+                    response_headers: HeaderOps::default(),
+                });
+            }
+        } else if l.routes.is_empty() {
+            v.error(
+                format!("{path}.name"),
+                format!(
+                    "listener {:?} has neither routes nor a pool: requests would have nowhere to go",
+                    l.name
+                ),
+            );
+        }
+        let trusted_proxies = l
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(j, c)| parse_cidr(v, format!("{path}.trusted_proxies[{j}]"), c))
+            .collect();
+        let passed: Vec<String> = l
+            .pass_upstream_headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let hidden_upstream_headers = HIDDEN_BY_DEFAULT
+            .iter()
+            .filter(|h| !passed.iter().any(|p| p == *h))
+            .map(|h| h.to_string())
+            .collect();
+        let transport =
+            super::tls::listener_transport(v, &path, l.tls.as_ref(), l.http2, l.limits.as_ref());
+        let apath = format!("{path}.address");
+        let Some(address) = v.socket_addr(apath.clone(), &l.address) else {
+            continue;
+        };
+        if let Some((other, opath)) = bound.iter().find(|(a, _)| overlaps(*a, address)) {
+            let msg = format!(
+                "listener {:?} on {address} overlaps {other} ({})",
+                l.name,
+                v.line_of(opath)
+            );
+            v.error(apath.clone(), msg);
+        }
+        bound.push((address, apath));
+        out.push(Listener {
+            name: l.name.clone(),
+            address,
+            routes,
+            trusted_proxies,
+            hidden_upstream_headers,
+            transport,
+        });
+    }
+    out
+}
+
+fn pool_index(v: &mut Validator<'_>, path: String, name: &str, pools: &[Pool]) -> Option<usize> {
+    let index = pools.iter().position(|p| p.name == name);
+    if index.is_none() {
+        let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        v.error(
+            path,
+            format!(
+                "pool {name:?} is not defined (defined: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    }
+    index
+}
+
+fn regex(v: &mut Validator<'_>, path: String, text: &str) -> Option<Pattern> {
+    match regex::Regex::new(text) {
+        Ok(r) => Some(Pattern(r)),
+        Err(e) => {
+            // The regex crate's message spans lines (it draws the pattern);
+            // keep its last line, which says what is wrong.
+            let why = e.to_string();
+            let why = why.lines().last().unwrap_or("invalid").trim().to_string();
+            v.error(path, format!("bad regex {text:?}: {why}"));
+            None
+        }
+    }
+}
+
+fn route(
+    v: &mut Validator<'_>,
+    path: &str,
+    index: usize,
+    r: &surface::Route,
+    pools: &[Pool],
+) -> Option<Route> {
+    let matcher = r
+        .matches
+        .as_ref()
+        .map(|m| route_match(v, &format!("{path}.match"), m))
+        .unwrap_or_default();
+    let actions: Vec<&str> = [
+        ("proxy", r.proxy.is_some()),
+        ("redirect", r.redirect.is_some()),
+        ("respond", r.respond.is_some()),
+        ("static", r.static_files.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| *name)
+    .collect();
+    if actions.len() != 1 {
+        v.error(
+            format!("{path}"),
+            if actions.is_empty() {
+                "a route needs one action: proxy, redirect, respond or static".to_string()
+            } else {
+                format!(
+                    "a route has one action, this one has {}",
+                    actions.join(" and ")
+                )
+            },
+        );
+        return None;
+    }
+    let action = if let Some(p) = &r.proxy {
+        let pool = pool_index(v, format!("{path}.proxy.pool"), &p.pool, pools)?;
+        if let Some(prefix) = &p.strip_prefix
+            && !prefix.starts_with('/')
+        {
+            v.error(
+                format!("{path}.proxy.strip_prefix"),
+                format!("strip_prefix {prefix:?} must start with '/'"),
+            );
+        }
+        let rewrite = match &p.rewrite {
+            Some(rw) => Some((
+                regex(v, format!("{path}.proxy.rewrite.regex"), &rw.regex)?,
+                rw.replacement.clone(),
+            )),
+            None => None,
+        };
+        Action::Proxy {
+            pool,
+            strip_prefix: p.strip_prefix.clone(),
+            rewrite,
+        }
+    } else if let Some(rd) = &r.redirect {
+        let status = rd.status.unwrap_or(302);
+        if ![301, 302, 303, 307, 308].contains(&status) {
+            v.error(
+                format!("{path}.redirect.status"),
+                format!("redirect status {status} is not one of 301, 302, 303, 307, 308"),
+            );
+        }
+        Action::Redirect {
+            location: rd.location.clone(),
+            status,
+        }
+    } else if let Some(rs) = &r.respond {
+        if !(200..=599).contains(&rs.status) {
+            v.error(
+                format!("{path}.respond.status"),
+                format!("status {} is not a final HTTP status (200-599)", rs.status),
+            );
+        }
+        let headers = header_pairs(v, &format!("{path}.respond.headers"), &rs.headers);
+        Action::Respond {
+            status: rs.status,
+            headers,
+            body: bytes::Bytes::from(rs.body.clone()),
+        }
+    } else if let Some(st) = &r.static_files {
+        let root = v.base_dir().join(&st.root);
+        if !root.is_dir() {
+            v.error(
+                format!("{path}.static.root"),
+                format!("{} is not a readable directory", root.display()),
+            );
+        }
+        Action::Static {
+            root,
+            index: st.index.clone().unwrap_or_else(|| "index.html".into()),
+            strip_prefix: st.strip_prefix.clone(),
+        }
+    } else {
+        return None;
+    };
+    let request_headers = header_ops(v, &format!("{path}.request_headers"), &r.request_headers);
+    let response_headers = header_ops(v, &format!("{path}.response_headers"), &r.response_headers);
+    Some(Route {
+        name: r.name.clone().unwrap_or_else(|| format!("route{index}")),
+        matcher,
+        action,
+        request_headers,
+        response_headers,
+    })
+}
+
+fn route_match(v: &mut Validator<'_>, path: &str, m: &surface::Match) -> RouteMatch {
+    let mut hosts = Vec::new();
+    for (i, h) in m.hosts.iter().enumerate() {
+        let h = h.to_ascii_lowercase();
+        let bad = h.is_empty() || h.contains(['/', ' ', ':']) || h[1..].contains('*');
+        if bad || (h.starts_with('*') && !h.starts_with("*.")) {
+            v.error(
+                format!("{path}.hosts[{i}]"),
+                format!("bad host {h:?}: expected a name such as example.com or *.example.com"),
+            );
+            continue;
+        }
+        hosts.push(match h.strip_prefix('*') {
+            Some(suffix) => HostMatch::Suffix(suffix.to_string()),
+            None => HostMatch::Exact(h),
+        });
+    }
+    let path_match = m.path.as_ref().and_then(|p| {
+        let ppath = format!("{path}.path");
+        let set = [p.exact.is_some(), p.prefix.is_some(), p.regex.is_some()];
+        if set.iter().filter(|s| **s).count() != 1 {
+            v.error(
+                ppath,
+                "a path condition has exactly one of exact, prefix, regex",
+            );
+            return None;
+        }
+        for (key, value) in [("exact", &p.exact), ("prefix", &p.prefix)] {
+            if let Some(value) = value
+                && !value.starts_with('/')
+            {
+                v.error(
+                    format!("{ppath}.{key}"),
+                    format!("path {value:?} must start with '/'"),
+                );
+                return None;
+            }
+        }
+        if let Some(e) = &p.exact {
+            Some(PathMatch::Exact(e.clone()))
+        } else if let Some(prefix) = &p.prefix {
+            Some(PathMatch::Prefix(prefix.clone()))
+        } else {
+            let r = p.regex.as_deref().unwrap_or_default();
+            regex(v, format!("{ppath}.regex"), r).map(PathMatch::Regex)
+        }
+    });
+    let methods = m
+        .methods
+        .iter()
+        .enumerate()
+        .filter_map(|(i, method)| {
+            let up = method.to_ascii_uppercase();
+            if up.is_empty() || !up.bytes().all(|b| b.is_ascii_alphabetic()) {
+                v.error(
+                    format!("{path}.methods[{i}]"),
+                    format!("bad method {method:?}"),
+                );
+                return None;
+            }
+            Some(up)
+        })
+        .collect();
+    let headers = value_matches(v, &format!("{path}.headers"), &m.headers, true);
+    let query = value_matches(v, &format!("{path}.query"), &m.query, false);
+    RouteMatch {
+        hosts,
+        path: path_match,
+        methods,
+        headers,
+        query,
+    }
+}
+
+fn value_matches(
+    v: &mut Validator<'_>,
+    path: &str,
+    items: &[surface::ValueMatch],
+    header: bool,
+) -> Vec<ValueMatch> {
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ipath = format!("{path}[{i}]");
+        if header && http::HeaderName::from_bytes(item.name.as_bytes()).is_err() {
+            v.error(
+                format!("{ipath}.name"),
+                format!("bad header name {:?}", item.name),
+            );
+            continue;
+        }
+        let value = match (&item.value, &item.regex) {
+            (Some(_), Some(_)) => {
+                v.error(ipath, "give value or regex, not both");
+                continue;
+            }
+            (Some(val), None) => ValueCond::Exact(val.clone()),
+            (None, Some(r)) => match regex(v, format!("{ipath}.regex"), r) {
+                Some(p) => ValueCond::Regex(p),
+                None => continue,
+            },
+            (None, None) => ValueCond::Present,
+        };
+        out.push(ValueMatch {
+            name: if header {
+                item.name.to_ascii_lowercase()
+            } else {
+                item.name.clone()
+            },
+            value,
+        });
+    }
+    out
+}
+
+fn header_pairs(
+    v: &mut Validator<'_>,
+    path: &str,
+    map: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (k, val) in map {
+        let ok_name = http::HeaderName::from_bytes(k.as_bytes()).is_ok();
+        let ok_value = http::HeaderValue::from_str(val).is_ok();
+        if !ok_name || !ok_value {
+            v.error(
+                format!("{path}.{k}"),
+                format!("bad header field {k:?}: {val:?}"),
+            );
+            continue;
+        }
+        out.push((k.clone(), val.clone()));
+    }
+    out
+}
+
+fn header_ops(v: &mut Validator<'_>, path: &str, ops: &Option<surface::HeaderOps>) -> HeaderOps {
+    let Some(ops) = ops else {
+        return HeaderOps::default();
+    };
+    let mut remove = Vec::new();
+    for (i, name) in ops.remove.iter().enumerate() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            v.error(
+                format!("{path}.remove[{i}]"),
+                format!("bad header name {name:?}"),
+            );
+        } else {
+            remove.push(name.to_ascii_lowercase());
+        }
+    }
+    HeaderOps {
+        add: header_pairs(v, &format!("{path}.add"), &ops.add),
+        set: header_pairs(v, &format!("{path}.set"), &ops.set),
+        remove,
+    }
+}

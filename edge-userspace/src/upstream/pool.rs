@@ -1,0 +1,225 @@
+//! A pool at run time: its backends' live state (health, ejection, load),
+//! its selector, circuit breaker and retry budget.
+
+use super::{
+    breaker::{Admission, Breaker, State},
+    budget::RetryBudget,
+    select::{PickInput, Selector},
+};
+use crate::{config::Pool, metrics};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// Longest ejection, as a multiple of the configured ejection time.
+const MAX_EJECTION_MULTIPLE: u32 = 10;
+
+/// One backend's live state.
+pub struct Backend {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Its address as a metric label.
+    pub label: Arc<str>,
+    healthy: AtomicBool,
+    ejected_until_ms: AtomicU64,
+    failures: AtomicU32,
+    ejections: AtomicU32,
+    active: AtomicUsize,
+}
+
+impl Backend {
+    /// Whether the last health checks passed.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+/// A pool at run time.
+pub struct UpstreamPool {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its configuration.
+    pub config: Pool,
+    backends: Vec<Backend>,
+    selector: Selector,
+    breaker: Option<Breaker>,
+    budget: RetryBudget,
+    epoch: Instant,
+}
+
+impl UpstreamPool {
+    /// Builds the run-time pool for `config`; every backend starts healthy.
+    pub fn new(config: &Pool) -> Self {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| {
+                let label: Arc<str> = Arc::from(b.address.to_string().as_str());
+                metrics::backend_health(&name, &label, true);
+                Backend {
+                    address: b.address,
+                    label,
+                    healthy: AtomicBool::new(true),
+                    ejected_until_ms: AtomicU64::new(0),
+                    failures: AtomicU32::new(0),
+                    ejections: AtomicU32::new(0),
+                    active: AtomicUsize::new(0),
+                }
+            })
+            .collect();
+        if config.breaker.is_some() {
+            metrics::breaker_state(&name, State::Closed);
+        }
+        Self {
+            selector: Selector::new(config.algorithm, &config.backends),
+            breaker: config.breaker.clone().map(Breaker::new),
+            budget: RetryBudget::new(config.retries.budget_percent, config.retries.min_per_window),
+            backends,
+            name,
+            config: config.clone(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The backends.
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn ejected(&self, b: &Backend, now_ms: u64) -> bool {
+        b.ejected_until_ms.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// Picks a backend that is not in `tried`: a healthy, non-ejected one,
+    /// or — when there is none — any of them, as Envoy's panic mode does,
+    /// since refusing everything is worse than trying a suspect backend.
+    pub fn select(&self, input: PickInput<'_>, tried: &[usize]) -> Option<usize> {
+        let now = self.now_ms();
+        let untried = |i: &usize| !tried.contains(i);
+        let mut candidates: Vec<usize> = (0..self.backends.len())
+            .filter(untried)
+            .filter(|&i| self.backends[i].healthy() && !self.ejected(&self.backends[i], now))
+            .collect();
+        if candidates.is_empty() {
+            candidates = (0..self.backends.len()).filter(untried).collect();
+        }
+        let active: Vec<usize> = self
+            .backends
+            .iter()
+            .map(|b| b.active.load(Ordering::Relaxed))
+            .collect();
+        self.selector.pick(&candidates, &active, input)
+    }
+
+    /// Counts a request in flight to backend `i`; undone by [`Self::done`].
+    pub fn start(&self, i: usize) {
+        if let Some(b) = self.backends.get(i) {
+            b.active.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends a request to backend `i`, reporting whether it went well
+    /// (a connect error or a 5xx is a failure) for outlier detection.
+    pub fn done(&self, i: usize, success: bool) {
+        let Some(b) = self.backends.get(i) else {
+            return;
+        };
+        b.active.fetch_sub(1, Ordering::Relaxed);
+        if success {
+            b.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let Some(outlier) = &self.config.outlier else {
+            return;
+        };
+        let failures = b.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < outlier.consecutive_failures {
+            return;
+        }
+        let now = self.now_ms();
+        let ejected_now = self
+            .backends
+            .iter()
+            .filter(|o| self.ejected(o, now))
+            .count();
+        let allowed =
+            (ejected_now + 1) * 100 <= outlier.max_ejected_percent as usize * self.backends.len();
+        if !allowed || self.ejected(b, now) {
+            return;
+        }
+        let n = (b.ejections.fetch_add(1, Ordering::Relaxed) + 1).min(MAX_EJECTION_MULTIPLE);
+        let duration = outlier.ejection_time * n;
+        b.ejected_until_ms
+            .store(now + duration.as_millis() as u64, Ordering::Relaxed);
+        b.failures.store(0, Ordering::Relaxed);
+        metrics::ejection(&self.name, &b.label);
+        tracing::warn!(
+            pool = %self.name,
+            backend = %b.address,
+            failures,
+            seconds = duration.as_secs_f64(),
+            "backend ejected after consecutive failures"
+        );
+    }
+
+    /// Sets backend `i`'s health from the active checks.
+    pub fn set_health(&self, i: usize, healthy: bool) {
+        let Some(b) = self.backends.get(i) else {
+            return;
+        };
+        if b.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+            metrics::backend_health(&self.name, &b.label, healthy);
+            if healthy {
+                tracing::info!(pool = %self.name, backend = %b.address, "backend healthy again");
+            } else {
+                tracing::warn!(pool = %self.name, backend = %b.address, "backend failed its health checks");
+            }
+        }
+    }
+
+    /// The circuit breaker's decision for a new request.
+    pub fn admit(&self) -> Admission {
+        self.budget.on_request();
+        match &self.breaker {
+            Some(b) => b.admit(),
+            None => Admission::Allowed { probe: false },
+        }
+    }
+
+    /// Reports a finished request to the circuit breaker.
+    pub fn record(&self, admission: Admission, success: bool) {
+        if let Some(b) = &self.breaker {
+            let state = b.record(admission, success);
+            metrics::breaker_state(&self.name, state);
+        }
+    }
+
+    /// Whether another attempt is allowed after `attempts` so far.
+    pub fn may_retry(&self, attempts: u32) -> bool {
+        let allowed = attempts <= self.config.retries.attempts && self.budget.try_retry();
+        if allowed {
+            metrics::retry(&self.name);
+        }
+        allowed
+    }
+
+    /// How long the ejection of backend `i` has left, if any.
+    pub fn ejected_for(&self, i: usize) -> Option<Duration> {
+        let b = self.backends.get(i)?;
+        let left = b
+            .ejected_until_ms
+            .load(Ordering::Relaxed)
+            .checked_sub(self.now_ms())?;
+        (left > 0).then(|| Duration::from_millis(left))
+    }
+}
