@@ -66,8 +66,6 @@ pub struct RequestCtx {
     /// Whether the last upstream attempt failed (connect error, 5xx).
     upstream_failed: bool,
     local_status: Option<u16>,
-    /// Request body bytes seen, for `limits.max_body_size`.
-    body: limits::BodyCounter,
 }
 
 impl EdgeProxy {
@@ -166,7 +164,6 @@ impl ProxyHttp for EdgeProxy {
             upstream_ms: None,
             upstream_failed: false,
             local_status: None,
-            body: limits::BodyCounter::default(),
         }
     }
 
@@ -184,13 +181,12 @@ impl ProxyHttp for EdgeProxy {
     /// bodies without a declared length.
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        ctx: &mut Self::CTX,
+        _ctx: &mut Self::CTX,
     ) -> Result<()> {
-        ctx.body
-            .add(body.as_ref(), self.config.transport.limits.max_body_size)
+        limits::check_body_read(session, self.config.transport.limits.max_body_size)
     }
 
     /// Runs once the request head is read: routes it, answers it when the
