@@ -50,9 +50,10 @@ where
     let slots = limits
         .max_connections
         .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
+    let metrics = ConnectionMetrics::new(&l.name);
     let app = ListenerApp {
         proxy: Arc::new(app),
-        name: Arc::from(l.name.as_str()),
+        metrics: metrics.clone(),
         limits: limits.clone(),
         slots: slots.clone(),
     };
@@ -62,10 +63,7 @@ where
         Some(tls) => {
             let settings = super::tls::listener_settings(tls, l.transport.http2)?;
             if let Some(slots) = slots {
-                let check = FullBeforeHandshake {
-                    listener: Arc::from(l.name.as_str()),
-                    slots,
-                };
+                let check = FullBeforeHandshake { metrics, slots };
                 service.endpoints().set_pre_tls_callback(Arc::new(check));
             }
             service.add_tls_with_settings(&address, None, settings);
@@ -75,9 +73,36 @@ where
     Ok(Box::new(service))
 }
 
+/// A listener's connection metrics, registered once.
+#[derive(Clone)]
+struct ConnectionMetrics {
+    open: metrics::Gauge,
+    refused: metrics::Counter,
+    listener: Arc<str>,
+}
+
+impl ConnectionMetrics {
+    fn new(listener: &str) -> Self {
+        let label = listener.to_string();
+        Self {
+            open: metrics::gauge!("edge_listener_connections", "listener" => label.clone()),
+            refused: metrics::counter!(
+                "edge_listener_connections_refused_total",
+                "listener" => label
+            ),
+            listener: Arc::from(listener),
+        }
+    }
+
+    fn refused(&self) {
+        self.refused.increment(1);
+        tracing::debug!(listener = %self.listener, "max_connections reached: closing a new connection");
+    }
+}
+
 /// Refuses a TLS connection before its handshake when no slot is free.
 struct FullBeforeHandshake {
-    listener: Arc<str>,
+    metrics: ConnectionMetrics,
     slots: Arc<Semaphore>,
 }
 
@@ -85,7 +110,7 @@ struct FullBeforeHandshake {
 impl PreTlsProcess for FullBeforeHandshake {
     async fn process(&self, _stream: &mut L4Stream) -> pingora::Result<()> {
         if self.slots.available_permits() == 0 {
-            refused(&self.listener);
+            self.metrics.refused();
             return pingora::Error::e_explain(
                 pingora::ErrorType::ConnectRefused,
                 "listener at max_connections",
@@ -95,44 +120,23 @@ impl PreTlsProcess for FullBeforeHandshake {
     }
 }
 
-fn refused(listener: &Arc<str>) {
-    metrics::counter!(
-        "edge_listener_connections_refused_total",
-        "listener" => listener.to_string()
-    )
-    .increment(1);
-    tracing::debug!(%listener, "max_connections reached: closing a new connection");
-}
-
 /// Pingora's HTTP proxy application with this listener's limits.
 pub struct ListenerApp<SV: ProxyHttp> {
     proxy: Arc<HttpProxy<SV>>,
-    name: Arc<str>,
+    metrics: ConnectionMetrics,
     limits: Limits,
     slots: Option<Arc<Semaphore>>,
 }
 
-/// Counts an open connection in the metrics for as long as it lives.
+/// An admitted connection: holds its slot and counts as open while it lives.
 struct Open {
-    listener: Arc<str>,
+    open: metrics::Gauge,
     _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Open {
-    fn new(listener: &Arc<str>, permit: Option<OwnedSemaphorePermit>) -> Self {
-        metrics::gauge!("edge_listener_connections", "listener" => listener.to_string())
-            .increment(1.0);
-        Self {
-            listener: listener.clone(),
-            _permit: permit,
-        }
-    }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        metrics::gauge!("edge_listener_connections", "listener" => self.listener.to_string())
-            .decrement(1.0);
+        self.open.decrement(1.0);
     }
 }
 
@@ -148,12 +152,16 @@ where
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    refused(&self.name);
+                    self.metrics.refused();
                     return None;
                 }
             },
         };
-        Some(Open::new(&self.name, permit))
+        self.metrics.open.increment(1.0);
+        Some(Open {
+            open: self.metrics.open.clone(),
+            _permit: permit,
+        })
     }
 
     /// Pingora's HTTP/1 keep-alive loop, with the head deadline and the
