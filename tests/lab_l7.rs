@@ -107,7 +107,7 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
             let denied = sample(&m, "edge_xdp_packets_total{class=\"denied\"}").unwrap_or(0.0);
             let ok = sample(
                 &m,
-                "edge_http_requests_total{listener=\"web\",pool=\"app\",status_class=\"2xx\"}",
+                "edge_http_requests_total{listener=\"web\",route=\"default\",pool=\"app\",status_class=\"2xx\"}",
             )
             .unwrap_or(0.0);
             Ok((l7 > 0.0 && denied >= 1.0 && ok >= (REQUESTS + 1) as f64).then_some(m))
@@ -125,7 +125,7 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
     assert_eq!(
         sample(
             &metrics,
-            "edge_http_requests_total{listener=\"web\",pool=\"app\",status_class=\"2xx\"}"
+            "edge_http_requests_total{listener=\"web\",route=\"default\",pool=\"app\",status_class=\"2xx\"}"
         ),
         Some((REQUESTS + 1) as f64),
         "{metrics}"

@@ -2,21 +2,54 @@
 //! written to a temporary directory, edge started on free ports and waited
 //! for, plus Prometheus scraping.
 
-use crate::{edge::Edge, http};
+use crate::{edge::Edge, http, wait};
 use anyhow::{Context, Result};
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
 
 /// How long edge may take to come up.
 const READY: Duration = Duration::from_secs(20);
 
-/// A free TCP port on 127.0.0.1 (free when asked; the kernel does not hand
-/// it out again at once).
+/// A free TCP port on 127.0.0.1 (free when asked: someone else may take
+/// it before it is used, so prefer [`unique_loopback`] for listeners).
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A loopback address that no other proxy of this process uses, derived
+/// from the PID and a counter. Listeners bound there on fixed ports cannot
+/// collide with ports the kernel hands out for `127.0.0.1:0`, as a "free"
+/// port found by binding and closing can.
+pub fn unique_loopback() -> IpAddr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        100 + (pid % 150) as u8,
+        ((pid / 150) % 256) as u8,
+        1 + (n % 250) as u8,
+    ))
+}
+
+/// Ports of the loopback proxies (outside the kernel's ephemeral range).
+const LISTEN_PORT: u16 = 18080;
+const ADMIN_PORT: u16 = 19100;
+
+/// A loopback address where connections are refused: the port is bound
+/// (so nobody else gets it while the socket lives) but never listens.
+pub fn refusing_port() -> Result<(socket2::Socket, SocketAddr)> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    let addr = socket
+        .local_addr()?
+        .as_socket()
+        .context("a bound IPv4 socket has an address")?;
+    Ok((socket, addr))
 }
 
 /// A running edge on loopback.
@@ -40,8 +73,9 @@ impl Proxy {
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         prepare(dir.path())?;
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let ip = unique_loopback();
+        let listen = SocketAddr::new(ip, LISTEN_PORT);
+        let admin = SocketAddr::new(ip, ADMIN_PORT);
         let yaml = format!(
             "{}\nadmin:\n  address: {admin}\nserver:\n  threads: 2\n  grace_period_seconds: 0\n",
             config(listen, dir.path())
@@ -54,6 +88,17 @@ impl Proxy {
                 "config:\n{}",
                 std::fs::read_to_string(&file).unwrap_or_default()
             )
+        })?;
+        // Each listener is its own Pingora service, which may bind after
+        // the admin endpoint answers. A connect (not a request, which
+        // would reach a backend) shows it is there; a connect to a free
+        // port can succeed by connecting to itself (TCP simultaneous
+        // open), so only a different peer counts.
+        wait::until("the listener to accept", READY, || {
+            Ok(TcpStream::connect_timeout(&listen, READY)
+                .ok()
+                .filter(|s| s.local_addr().ok() != s.peer_addr().ok())
+                .map(|_| ()))
         })?;
         Ok(Self {
             edge,
@@ -91,4 +136,16 @@ pub fn sample(metrics: &str, prefix: &str) -> Option<f64> {
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // The test harness shows this only when the test fails.
+        let status = self.edge.exit_status();
+        eprintln!(
+            "--- edge log ({}, exit status {status:?}) ---\n{}",
+            self.listen,
+            self.edge.log_text()
+        );
+    }
 }

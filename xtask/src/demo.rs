@@ -97,7 +97,7 @@ fn check(demo: &Demo) -> Result<()> {
     for needle in [
         "edge_xdp_packets_total{class=\"l7\"}",
         "edge_xdp_packets_total{class=\"denied\"}",
-        "edge_http_requests_total{listener=\"web\",pool=\"demo\",status_class=\"2xx\"} 3",
+        "edge_http_requests_total{listener=\"web\",route=\"default\",pool=\"demo\",status_class=\"2xx\"} 3",
     ] {
         if !metrics.contains(needle) {
             bail!("metrics lack {needle}:\n{metrics}");
