@@ -446,7 +446,7 @@ fn route(
     .collect();
     if actions.len() != 1 {
         v.error(
-            format!("{path}"),
+            path.to_string(),
             if actions.is_empty() {
                 "a route needs one action: proxy, redirect, respond or static".to_string()
             } else {

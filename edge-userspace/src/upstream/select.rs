@@ -251,7 +251,7 @@ mod tests {
             .unwrap()
         };
         let before: Vec<usize> = (0..1000).map(|k| pick(&[0, 1, 2, 3], k)).collect();
-        let share = counts(&sel, 4, 4000, |k| key(k));
+        let share = counts(&sel, 4, 4000, key);
         assert!(share.iter().all(|c| (700..1300).contains(c)), "{share:?}");
         for (k, b) in before.iter().enumerate() {
             let after = pick(&[0, 1, 3], k);
