@@ -59,7 +59,9 @@ pub fn run(path: &Path) -> Result<()> {
         None => None,
     };
     let pools = proxy::pools(&config);
-    for service in proxy::services(&conf, &config, &pools, access_log) {
+    for service in
+        proxy::services(&conf, &config, &pools, access_log).context("building the listeners")?
+    {
         server.add_boxed_service(service);
     }
     if let Some(checker) = proxy::health_checker(&pools) {

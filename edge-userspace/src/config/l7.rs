@@ -164,6 +164,7 @@ pub(super) fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool>
             retries,
             breaker,
             keepalive_idle,
+            tls: super::tls::pool_tls(v, &format!("{path}.tls"), pool.tls.as_ref()),
         });
     }
     out
@@ -361,6 +362,8 @@ pub(super) fn listeners(
             .filter(|h| !passed.iter().any(|p| p == *h))
             .map(|h| h.to_string())
             .collect();
+        let transport =
+            super::tls::listener_transport(v, &path, l.tls.as_ref(), l.http2, l.limits.as_ref());
         let apath = format!("{path}.address");
         let Some(address) = v.socket_addr(apath.clone(), &l.address) else {
             continue;
@@ -380,6 +383,7 @@ pub(super) fn listeners(
             routes,
             trusted_proxies,
             hidden_upstream_headers,
+            transport,
         });
     }
     out

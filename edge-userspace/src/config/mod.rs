@@ -8,6 +8,7 @@ mod l7;
 mod locate;
 pub mod model;
 mod surface;
+pub mod tls;
 pub mod units;
 mod validate;
 

@@ -6,6 +6,9 @@ use ipnet::IpNet;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use super::surface::{Algorithm, XdpMode};
+pub use super::tls::{
+    CertificateFiles, Limits, ListenerTransport, TlsTermination, TlsVersion, UpstreamTls,
+};
 
 /// A checked configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,6 +70,8 @@ pub struct Listener {
     pub trusted_proxies: Vec<IpNet>,
     /// Lower-case names of upstream response headers hidden from clients.
     pub hidden_upstream_headers: Vec<String>,
+    /// TLS, HTTP/2 and limits.
+    pub transport: ListenerTransport,
 }
 
 /// A route: conditions and what to do.
@@ -229,6 +234,8 @@ pub struct Pool {
     pub breaker: Option<Breaker>,
     /// Idle upstream connection lifetime; zero disables reuse.
     pub keepalive_idle: Option<Duration>,
+    /// TLS towards the backends; `None`: plain.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// A backend of a pool.
@@ -366,6 +373,9 @@ impl Config {
                 l.routes.len(),
                 if l.routes.len() == 1 { "" } else { "s" }
             ));
+            for line in l.transport.summary() {
+                out.push_str(&format!("  {line}\n"));
+            }
         }
         for pool in &self.pools {
             out.push_str(&format!(

@@ -109,6 +109,15 @@ pub struct Listener {
     /// (`Server`, `X-Powered-By`).
     #[serde(default)]
     pub pass_upstream_headers: Vec<String>,
+    /// TLS termination; absent: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<super::tls::ListenerTlsSurface>,
+    /// Offer HTTP/2 through ALPN on a TLS listener (default true).
+    #[serde(default)]
+    pub http2: Option<bool>,
+    /// Connection and request limits.
+    #[serde(default)]
+    pub limits: Option<super::tls::LimitsSurface>,
 }
 
 /// `listeners[].routes[]`: a match and one action.
@@ -301,6 +310,9 @@ pub struct Pool {
     /// Upstream connection reuse.
     #[serde(default)]
     pub keepalive: Option<Keepalive>,
+    /// TLS towards the backends; absent: plain.
+    #[serde(default)]
+    pub tls: Option<super::tls::PoolTlsSurface>,
 }
 
 /// Load-balancing algorithms.

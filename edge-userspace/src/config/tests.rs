@@ -63,7 +63,7 @@ fn unknown_key() {
     assert_eq!(
         errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
         [
-            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `pass_upstream_headers`"
+            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `pass_upstream_headers`, `tls`, `http2`, `limits`"
         ]
     );
     assert_eq!(

@@ -7,8 +7,12 @@
 //! [`headers`].
 
 mod actions;
+mod head_timeout;
 mod headers;
+pub mod limits;
+pub mod listener;
 pub mod router;
+pub mod tls;
 
 use crate::{
     access_log::{self, AccessLog},
@@ -22,7 +26,6 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{
     Error, ErrorType, Result,
     prelude::{HttpPeer, ProxyHttp, Session},
-    proxy::http_proxy_service_with_name,
     server::configuration::ServerConf,
     services::ServiceWithDependents,
 };
@@ -43,6 +46,8 @@ pub struct EdgeProxy {
     pools: Vec<Arc<UpstreamPool>>,
     access_log: Option<Arc<AccessLog>>,
     none: Arc<str>,
+    /// Each pool's upstream TLS, loaded (by pool index).
+    upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]>,
 }
 
 /// Per-request state.
@@ -162,6 +167,28 @@ impl ProxyHttp for EdgeProxy {
             upstream_failed: false,
             local_status: None,
         }
+    }
+
+    /// Runs first, once the request head is read: refuses a declared body
+    /// over the listener's `max_body_size` with 413.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        limits::check_declared_length(session, self.config.transport.limits.max_body_size)
+    }
+
+    /// Runs on each piece of request body: enforces `max_body_size` on
+    /// bodies without a declared length.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        limits::check_body_read(session, self.config.transport.limits.max_body_size)
     }
 
     /// Runs once the request head is read: routes it, answers it when the
@@ -297,7 +324,11 @@ impl ProxyHttp for EdgeProxy {
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
         let addr: SocketAddr = pool.backends()[index].address;
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let upstream_tls = ctx
+            .pool
+            .and_then(|i| self.upstream_tls.get(i))
+            .and_then(Option::as_ref);
+        let mut peer = tls::upstream_peer(upstream_tls, addr);
         // The total budget caps every per-operation timeout.
         let cap = |d: Option<std::time::Duration>| match (d, remaining) {
             (Some(d), Some(r)) => Some(d.min(r)),
@@ -358,7 +389,7 @@ impl ProxyHttp for EdgeProxy {
         let client = headers::Client {
             peer: client_ip(session),
             trusted: &self.config.trusted_proxies,
-            scheme: "http",
+            scheme: tls::downstream_scheme(session),
             host: host.as_deref(),
         };
         headers::forwarded(upstream_request, &client)?;
@@ -510,13 +541,20 @@ pub fn health_checker(pools: &[Arc<UpstreamPool>]) -> Option<HealthChecker> {
     HealthChecker::new(pools)
 }
 
-/// One Pingora service per listener, each bound to its address.
+/// One Pingora service per listener, each bound to its address (plain or
+/// TLS, with its limits: see [`listener`]).
 pub fn services(
     conf: &Arc<ServerConf>,
     config: &Config,
     pools: &[Arc<UpstreamPool>],
     access_log: Option<Arc<AccessLog>>,
-) -> Vec<Box<dyn ServiceWithDependents>> {
+) -> anyhow::Result<Vec<Box<dyn ServiceWithDependents>>> {
+    let upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]> = config
+        .pools
+        .iter()
+        .map(|p| p.tls.as_ref().map(tls::UpstreamTlsPeer::load).transpose())
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into();
     config
         .listeners
         .iter()
@@ -532,11 +570,9 @@ pub fn services(
                 pools: pools.to_vec(),
                 access_log: access_log.clone(),
                 none: Arc::from(NONE),
+                upstream_tls: upstream_tls.clone(),
             };
-            let mut service =
-                http_proxy_service_with_name(conf, proxy, &format!("listener {}", l.name));
-            service.add_tcp(&l.address.to_string());
-            Box::new(service) as Box<dyn ServiceWithDependents>
+            listener::service(conf, l, proxy)
         })
         .collect()
 }

@@ -1,0 +1,226 @@
+//! One listener as a Pingora service: its endpoint (plain or TLS), and the
+//! connection-level limits Pingora does not offer per listener.
+//!
+//! [`ListenerApp`] wraps Pingora's [`HttpProxy`] application:
+//! - `max_connections`: a semaphore with one permit per open connection.
+//!   A connection beyond the limit is closed at once, without a response
+//!   (Envoy's listener behaviour; the client sees the connection close or
+//!   reset). On TLS listeners the check also runs before the handshake, so
+//!   a full listener spends no handshake on it; the permit itself is taken
+//!   after the handshake, when Pingora hands the connection over.
+//! - `idle_timeout`: the keep-alive timeout of HTTP/1 connections, and
+//!   Pingora's idle timeout of HTTP/2 connections.
+//! - `header_read_timeout`: see [`head_timeout`](super::head_timeout)
+//!   (HTTP/1 request heads, and the HTTP/2 connection preface).
+//!
+//! HTTP/2 connections (ALPN `h2`) go to Pingora's own handling; HTTP/1
+//! connections run the same keep-alive loop as Pingora's, with the two
+//! timeouts added.
+
+use super::head_timeout::HeadTimeout;
+use crate::config::{Limits, Listener};
+use anyhow::Result;
+use async_trait::async_trait;
+use pingora::{
+    apps::{HttpServerApp, HttpServerOptions, ServerApp},
+    listeners::PreTlsProcess,
+    protocols::{ALPN, Stream, http::ServerSession, l4::stream::Stream as L4Stream},
+    proxy::{HttpProxy, ProxyHttp, http_proxy},
+    server::{ShutdownWatch, configuration::ServerConf},
+    services::{ServiceWithDependents, listening::Service},
+};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Builds the Pingora service for listener `l` around `proxy`.
+pub fn service<SV>(
+    conf: &Arc<ServerConf>,
+    l: &Listener,
+    proxy: SV,
+) -> Result<Box<dyn ServiceWithDependents>>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    let limits = &l.transport.limits;
+    let mut app = http_proxy(conf, proxy);
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(limits.idle_timeout);
+    app.server_options = Some(options);
+    let slots = limits
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
+    let metrics = ConnectionMetrics::new(&l.name);
+    let app = ListenerApp {
+        proxy: Arc::new(app),
+        metrics: metrics.clone(),
+        limits: limits.clone(),
+        slots: slots.clone(),
+    };
+    let mut service = Service::new(format!("listener {}", l.name), app);
+    let address = l.address.to_string();
+    match &l.transport.tls {
+        Some(tls) => {
+            let settings = super::tls::listener_settings(tls, l.transport.http2)?;
+            if let Some(slots) = slots {
+                let check = FullBeforeHandshake { metrics, slots };
+                service.endpoints().set_pre_tls_callback(Arc::new(check));
+            }
+            service.add_tls_with_settings(&address, None, settings);
+        }
+        None => service.add_tcp(&address),
+    }
+    Ok(Box::new(service))
+}
+
+/// A listener's connection metrics, registered once.
+#[derive(Clone)]
+struct ConnectionMetrics {
+    open: metrics::Gauge,
+    refused: metrics::Counter,
+    listener: Arc<str>,
+}
+
+impl ConnectionMetrics {
+    fn new(listener: &str) -> Self {
+        let label = listener.to_string();
+        Self {
+            open: metrics::gauge!("edge_listener_connections", "listener" => label.clone()),
+            refused: metrics::counter!(
+                "edge_listener_connections_refused_total",
+                "listener" => label
+            ),
+            listener: Arc::from(listener),
+        }
+    }
+
+    fn refused(&self) {
+        self.refused.increment(1);
+        tracing::debug!(listener = %self.listener, "max_connections reached: closing a new connection");
+    }
+}
+
+/// Refuses a TLS connection before its handshake when no slot is free.
+struct FullBeforeHandshake {
+    metrics: ConnectionMetrics,
+    slots: Arc<Semaphore>,
+}
+
+#[async_trait]
+impl PreTlsProcess for FullBeforeHandshake {
+    async fn process(&self, _stream: &mut L4Stream) -> pingora::Result<()> {
+        if self.slots.available_permits() == 0 {
+            self.metrics.refused();
+            return pingora::Error::e_explain(
+                pingora::ErrorType::ConnectRefused,
+                "listener at max_connections",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Pingora's HTTP proxy application with this listener's limits.
+pub struct ListenerApp<SV: ProxyHttp> {
+    proxy: Arc<HttpProxy<SV>>,
+    metrics: ConnectionMetrics,
+    limits: Limits,
+    slots: Option<Arc<Semaphore>>,
+}
+
+/// An admitted connection: holds its slot and counts as open while it lives.
+struct Open {
+    open: metrics::Gauge,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.open.decrement(1.0);
+    }
+}
+
+impl<SV> ListenerApp<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    /// Takes a connection slot, or says why not.
+    fn admit(&self) -> Option<Open> {
+        let permit = match &self.slots {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.metrics.refused();
+                    return None;
+                }
+            },
+        };
+        self.metrics.open.increment(1.0);
+        Some(Open {
+            open: self.metrics.open.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Pingora's HTTP/1 keep-alive loop, with the head deadline and the
+    /// idle timeout of this listener.
+    async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let (stream, next) = HeadTimeout::new(stream, self.limits.header_read_timeout);
+        let idle = self.limits.idle_timeout.as_secs().max(1);
+        let mut session = ServerSession::new_http1(Box::new(stream));
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(idle));
+        }
+        session.set_keepalive_reuses_remaining(
+            self.proxy
+                .server_options()
+                .and_then(|o| o.keepalive_request_limit),
+        );
+        let mut reused = self.proxy.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+            next.starts();
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            // Pingora turns an HTTP/1.1 request's keep-alive into "no
+            // timeout" once it has read the head, and carries that over to
+            // the wait for the next request; put the idle timeout back.
+            if session.get_keepalive().is_some() {
+                session.set_keepalive(Some(idle));
+            }
+            reused = self.proxy.process_new_http(session, shutdown).await;
+        }
+    }
+}
+
+#[async_trait]
+impl<SV> ServerApp for ListenerApp<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _open = self.admit()?;
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // HTTP/2 multiplexes requests; Pingora's connection handling
+            // (with `h2_idle_timeout`) serves it to the end.
+            let stream = HeadTimeout::h2_preface(stream, self.limits.header_read_timeout);
+            return ServerApp::process_new(&self.proxy, Box::new(stream), shutdown).await;
+        }
+        self.serve_http1(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
