@@ -4,7 +4,9 @@
 //! ([`dataplane`] maps, [`proxy`] services, [`admin`] endpoint).
 
 pub mod admin;
+pub mod cache;
 pub mod cli;
+pub mod compression;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -4,6 +4,8 @@
 use ipnet::IpNet;
 use std::net::SocketAddr;
 
+pub use super::cache::{CacheConfig, CachePolicy};
+pub use super::compression::{CompressionPolicy, Encoding};
 pub use super::surface::{Algorithm, XdpMode};
 
 /// A checked configuration.
@@ -19,6 +21,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Process-wide settings.
     pub server: ServerConfig,
+    /// The HTTP cache store; `None`: nothing is cached anywhere.
+    pub cache: Option<CacheConfig>,
 }
 
 /// The XDP program's settings.
@@ -50,6 +54,10 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Index into [`Config::pools`].
     pub pool: usize,
+    /// Default cache policy of the listener's requests.
+    pub cache: Option<CachePolicy>,
+    /// Default response compression of the listener.
+    pub compression: Option<CompressionPolicy>,
 }
 
 /// One upstream pool.

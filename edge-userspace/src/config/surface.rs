@@ -26,6 +26,9 @@ pub struct File {
     /// Process-wide settings.
     #[serde(default)]
     pub server: Option<Server>,
+    /// The process-wide HTTP cache store.
+    #[serde(default)]
+    pub cache: Option<super::cache::CacheSurface>,
 }
 
 /// `xdp:`: where the XDP program runs and what it drops.
@@ -85,6 +88,12 @@ pub struct Listener {
     pub address: String,
     /// Name of the pool requests go to.
     pub pool: String,
+    /// The listener's default cache policy.
+    #[serde(default)]
+    pub cache: Option<super::cache::PolicySurface>,
+    /// The listener's default response compression.
+    #[serde(default)]
+    pub compression: Option<super::compression::CompressionSurface>,
 }
 
 /// `pools[]`.

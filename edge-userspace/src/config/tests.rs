@@ -60,13 +60,13 @@ fn unknown_key() {
     assert_eq!(
         errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
         [
-            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`"
+            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `cache`, `compression`"
         ]
     );
     assert_eq!(
         errors("listners: []\n"),
         [
-            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`"
+            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`, `cache`"
         ]
     );
 }

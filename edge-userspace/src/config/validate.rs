@@ -98,7 +98,8 @@ pub fn validate(file: &surface::File, locations: &Locations) -> Result<Config, V
     };
     let xdp = xdp(&mut v, file.xdp.as_ref());
     let pools = pools(&mut v, &file.pools);
-    let listeners = listeners(&mut v, &file.listeners, &pools);
+    let cache = super::cache::store(&mut v, file.cache.as_ref());
+    let listeners = listeners(&mut v, &file.listeners, &pools, cache.is_some());
     let admin = file
         .admin
         .as_ref()
@@ -126,6 +127,7 @@ pub fn validate(file: &surface::File, locations: &Locations) -> Result<Config, V
             pools,
             admin,
             server,
+            cache,
         })
     } else {
         let mut diagnostics = v.diagnostics;
@@ -257,6 +259,7 @@ fn listeners(
     v: &mut Validator<'_>,
     listeners: &[surface::Listener],
     pools: &[Pool],
+    cache_store: bool,
 ) -> Vec<Listener> {
     let mut names = HashMap::new();
     let mut bound: Vec<(SocketAddr, String)> = Vec::new();
@@ -286,6 +289,10 @@ fn listeners(
                 ),
             );
         }
+        let cache =
+            super::cache::policy(v, &format!("{path}.cache"), l.cache.as_ref(), cache_store);
+        let compression =
+            super::compression::policy(v, &format!("{path}.compression"), l.compression.as_ref());
         let apath = format!("{path}.address");
         let Some(address) = v.socket_addr(apath.clone(), &l.address) else {
             continue;
@@ -304,6 +311,8 @@ fn listeners(
                 name: l.name.clone(),
                 address,
                 pool,
+                cache,
+                compression,
             });
         }
     }

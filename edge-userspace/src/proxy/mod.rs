@@ -3,11 +3,16 @@
 mod forwarded;
 
 use crate::{
-    config::{Config, Listener, Pool},
+    cache::{self, filters as cache_filters},
+    compression,
+    config::{CompressionPolicy, Config, Listener, Pool},
     metrics,
 };
 use async_trait::async_trait;
-use pingora::http::RequestHeader;
+use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{
     Error, ErrorType, Result,
     lb::{LoadBalancer, selection::RoundRobin},
@@ -47,12 +52,20 @@ impl UpstreamPool {
 pub struct EdgeProxy {
     listener: Arc<str>,
     pool: Arc<UpstreamPool>,
+    /// The process cache and this listener's policy, if caching is set up.
+    cache: Option<cache::ListenerCache>,
+    /// This listener's default compression.
+    compression: Option<Arc<CompressionPolicy>>,
 }
 
 /// Per-request state.
 #[derive(Default)]
 pub struct RequestCtx {
     upstream: Option<SocketAddr>,
+    /// Cache policy and status of this request.
+    cache: cache::RequestCache,
+    /// Compression policy and encoder of this request.
+    compression: compression::RequestCompression,
 }
 
 #[async_trait]
@@ -61,6 +74,98 @@ impl ProxyHttp for EdgeProxy {
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx::default()
+    }
+
+    /// Runs first: adopts the cache and compression policies; answers
+    /// PURGE requests that may not purge.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        compression::request_filter(
+            session.req_header(),
+            self.compression.as_ref(),
+            &mut ctx.compression,
+        );
+        cache_filters::request_filter(session, self.cache.as_ref(), &mut ctx.cache).await
+    }
+
+    /// Turns the cache on for requests that may use it.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        cache_filters::request_cache_filter(session, self.cache.as_ref(), &mut ctx.cache)
+    }
+
+    /// The cache key: listener, host, path and query.
+    fn cache_key_callback(&self, session: &Session, _ctx: &mut Self::CTX) -> Result<CacheKey> {
+        cache_filters::cache_key_callback(session, self.cache.as_ref())
+    }
+
+    /// Vary: the variant of the request.
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Self::CTX,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache_filters::cache_vary_filter(meta, req)
+    }
+
+    /// RFC 9111: may the response be stored, and for how long.
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<RespCacheable> {
+        cache_filters::response_cache_filter(resp, &ctx.cache)
+    }
+
+    /// A client's `no-cache` revalidates a fresh hit.
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        _meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(cache_filters::cache_hit_filter(session, is_fresh))
+    }
+
+    /// Stale-while-revalidate and stale-if-error.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        error: Option<&Error>,
+    ) -> bool {
+        cache_filters::should_serve_stale(error)
+    }
+
+    /// PURGE from an allowed client.
+    fn is_purge(&self, session: &Session, _ctx: &Self::CTX) -> bool {
+        cache_filters::is_purge(session)
+    }
+
+    /// Runs on every response (also from cache): cache status header and
+    /// compression.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        cache_filters::response_filter(session, resp, self.cache.as_ref(), &mut ctx.cache)?;
+        compression::response_filter(resp, &mut ctx.compression)
+    }
+
+    /// Compresses the body as it streams.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<std::time::Duration>> {
+        compression::response_body_filter(body, end_of_stream, &mut ctx.compression)?;
+        Ok(None)
     }
 
     /// Runs once the request header is read: picks the backend.
@@ -116,6 +221,7 @@ pub fn services(
         .iter()
         .map(|p| UpstreamPool::new(p).map(Arc::new))
         .collect::<std::io::Result<_>>()?;
+    let process_cache = config.cache.as_ref().map(cache::Cache::new);
     Ok(config
         .listeners
         .iter()
@@ -123,6 +229,12 @@ pub fn services(
             let proxy = EdgeProxy {
                 listener: Arc::from(l.name.as_str()),
                 pool: Arc::clone(&pools[l.pool]),
+                cache: process_cache.map(|c| cache::ListenerCache {
+                    cache: c,
+                    policy: l.cache.clone().map(Arc::new),
+                    namespace: Arc::from(l.name.as_str()),
+                }),
+                compression: l.compression.clone().map(Arc::new),
             };
             let mut service =
                 http_proxy_service_with_name(conf, proxy, &format!("listener {}", l.name));
