@@ -122,3 +122,59 @@ fn exchange(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Result<Messa
     let mut reader = BufReader::new(stream);
     read_message(&mut reader)?.context("the server closed the connection without a response")
 }
+
+/// Sends `method path` with extra `headers` to `addr` on a new connection
+/// (closed afterwards) and reads the response; a HEAD response is read
+/// without a body, whatever its Content-Length says.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Message> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let msg = if method.eq_ignore_ascii_case("HEAD") {
+        read_head(&mut reader)?
+    } else {
+        read_message(&mut reader)?
+    };
+    msg.context("the server closed the connection without a response")
+}
+
+/// Reads a message head only (for responses to HEAD).
+fn read_head<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
+    let mut start = String::new();
+    if r.read_line(&mut start)? == 0 {
+        return Ok(None);
+    }
+    let mut msg = Message {
+        start: start.trim_end().to_string(),
+        ..Message::default()
+    };
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            bail!("connection closed inside the header");
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').context("header line without ':'")?;
+        msg.headers
+            .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    Ok(Some(msg))
+}

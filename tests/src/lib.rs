@@ -7,6 +7,7 @@ pub mod backend;
 pub mod edge;
 pub mod http;
 pub mod lab;
+pub mod loopback;
 pub mod netns;
 pub mod packets;
 pub mod topology;
