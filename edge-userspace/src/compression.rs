@@ -185,11 +185,75 @@ fn add_vary_accept_encoding(resp: &mut ResponseHeader) -> Result<()> {
     Ok(())
 }
 
-fn pingora_algorithm(e: Encoding) -> Algorithm {
+/// The encoder for `e` at `level`.
+fn encoder(e: Encoding, level: u32) -> Option<Box<dyn Encode + Send + Sync>> {
     match e {
-        Encoding::Zstd => Algorithm::Zstd,
-        Encoding::Brotli => Algorithm::Brotli,
-        Encoding::Gzip => Algorithm::Gzip,
+        Encoding::Zstd => Algorithm::Zstd.compressor(level),
+        Encoding::Gzip => Algorithm::Gzip.compressor(level),
+        Encoding::Brotli => Some(Box::new(Brotli::new(level))),
+    }
+}
+
+/// Window of the brotli encoder (2^22 bytes, the format's default).
+const BROTLI_LGWIN: u32 = 22;
+/// Buffer of the brotli encoder.
+const BROTLI_BUFFER: usize = 4096;
+
+/// A brotli stream that is properly ended: pingora 0.9's brotli encoder
+/// only flushes at the end, leaving the stream without its last
+/// meta-block, which strict decoders reject as truncated.
+struct Brotli {
+    writer: Option<brotli::CompressorWriter<Vec<u8>>>,
+    total_in: usize,
+    total_out: usize,
+    duration: std::time::Duration,
+}
+
+impl Brotli {
+    fn new(level: u32) -> Self {
+        Self {
+            writer: Some(brotli::CompressorWriter::new(
+                Vec::new(),
+                BROTLI_BUFFER,
+                level,
+                BROTLI_LGWIN,
+            )),
+            total_in: 0,
+            total_out: 0,
+            duration: std::time::Duration::ZERO,
+        }
+    }
+}
+
+impl Encode for Brotli {
+    fn encode(&mut self, input: &[u8], end: bool) -> Result<Bytes> {
+        use pingora::OrErr;
+        use std::io::Write;
+        let start = std::time::Instant::now();
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(Bytes::new());
+        };
+        self.total_in += input.len();
+        writer.write_all(input).or_err(
+            pingora::ErrorType::InternalError,
+            "while compressing brotli",
+        )?;
+        let out = if end {
+            // into_inner() writes the final meta-block.
+            self.writer
+                .take()
+                .map(|w| w.into_inner())
+                .unwrap_or_default()
+        } else {
+            std::mem::take(writer.get_mut())
+        };
+        self.total_out += out.len();
+        self.duration += start.elapsed();
+        Ok(out.into())
+    }
+
+    fn stat(&self) -> (&'static str, usize, usize, std::time::Duration) {
+        ("brotli", self.total_in, self.total_out, self.duration)
     }
 }
 
@@ -208,7 +272,7 @@ pub fn response_filter(resp: &mut ResponseHeader, state: &mut RequestCompression
     let Some((encoding, level)) = state.chosen else {
         return Ok(());
     };
-    let Some(encoder) = pingora_algorithm(encoding).compressor(level) else {
+    let Some(encoder) = encoder(encoding, level) else {
         return Ok(());
     };
     resp.insert_header(header::CONTENT_ENCODING, encoding.as_str())?;
@@ -277,6 +341,17 @@ mod tests {
             "an invalid q drops the member"
         );
         assert_eq!(negotiate(None, ALL), None);
+    }
+
+    #[test]
+    fn brotli_streams_end() {
+        let mut b = Brotli::new(4);
+        let mut out = b.encode(b"hello ", false).unwrap().to_vec();
+        out.extend_from_slice(&b.encode(b"world", false).unwrap());
+        out.extend_from_slice(&b.encode(b"", true).unwrap());
+        let mut plain = Vec::new();
+        brotli::BrotliDecompress(&mut &out[..], &mut plain).unwrap();
+        assert_eq!(plain, b"hello world");
     }
 
     #[test]
