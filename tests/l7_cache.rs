@@ -363,6 +363,20 @@ fn purge_removes_every_variant_for_allowed_clients() -> Result<()> {
     ensure!(again.status() == Some(404), "{again:?}");
     let objects = edge.sample("edge_cache_stored_objects")?;
     ensure!(objects == Some(2.0), "stored objects {objects:?}");
+    // Purge by key on the admin endpoint: listener, host, path.
+    let key = format!("/cache/web/{}/p", edge.listen);
+    let admin = edge_tests::http::request(edge.admin, "PURGE", &key, &[])?;
+    ensure!(admin.status() == Some(200), "{admin:?}");
+    ensure!(
+        admin.text().starts_with("purged 2 object(s)"),
+        "{}",
+        admin.text()
+    );
+    expect(&edge.request("GET", "/p", &en)?, 200, "MISS", "en")?;
+    let again = edge_tests::http::request(edge.admin, "PURGE", "/cache/web/nowhere/p", &[])?;
+    ensure!(again.status() == Some(404), "{again:?}");
+    let get = edge_tests::http::request(edge.admin, "GET", &key, &[])?;
+    ensure!(get.status() == Some(405), "{get:?}");
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use crate::{
     admin::Admin,
+    cache,
     config::{self, Config},
     dataplane::Dataplane,
     metrics, proxy,
@@ -46,12 +47,17 @@ pub fn run(path: &Path) -> Result<()> {
     server.bootstrap();
 
     let conf = server.configuration.clone();
-    for service in proxy::services(&conf, &config).context("building upstream pools")? {
+    let cache = config.cache.as_ref().map(cache::Cache::new);
+    for service in proxy::services(&conf, &config, cache).context("building upstream pools")? {
         server.add_boxed_service(service);
     }
     if let Some(address) = config.admin {
         let stats = dataplane.as_ref().map(Dataplane::stats);
-        server.add_service(Admin::new(prometheus, stats).service(address));
+        server.add_service(
+            Admin::new(prometheus, stats)
+                .with_cache(cache)
+                .service(address),
+        );
     }
     if let Some(logger) = dataplane.as_mut().and_then(Dataplane::take_logger) {
         server.add_service(background_service(

@@ -4,7 +4,7 @@
 
 use super::{ListenerCache, RequestCache, key, policy, storage};
 use crate::metrics;
-use http::{Method, header};
+use http::header;
 use pingora::cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, NoCacheReason,
     RespCacheable, key::HashBinary,
@@ -178,9 +178,4 @@ pub fn response_filter(
         resp.insert_header(name.clone(), status)?;
     }
     Ok(())
-}
-
-/// Whether `method` is one the cache may answer (GET and HEAD).
-pub fn cacheable_method(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
 }

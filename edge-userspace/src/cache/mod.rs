@@ -9,6 +9,7 @@
 //! objects are what the upstream sent and each client gets the encoding it
 //! negotiated, also on hits.
 
+pub mod admin;
 pub mod filters;
 pub mod key;
 pub mod policy;
@@ -16,9 +17,7 @@ pub mod storage;
 
 use crate::config::{CacheConfig, CachePolicy};
 use pingora::cache::{
-    CacheKey,
     eviction::{EvictionManager, lru},
-    key::CacheHashKey,
     lock::{CacheKeyLockImpl, CacheLock},
 };
 use std::sync::Arc;
@@ -30,6 +29,18 @@ use storage::MemoryStorage;
 const SHARDED_FROM: u64 = 16 << 20;
 /// Objects per LRU shard to preallocate for.
 const LRU_CAPACITY_HINT: usize = 1024;
+/// A raw-content zstd dictionary for the stored response headers (the store
+/// keeps headers zstd-compressed, as pingora-cache serializes them): typical
+/// field names and values make small headers compress well.
+const HEADER_DICTIONARY: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx\r\n\
+Date: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Type: text/html; charset=utf-8\r\n\
+Content-Type: application/json\r\nContent-Type: text/plain\r\nContent-Type: image/\r\n\
+Content-Length: \r\nCache-Control: public, max-age=\r\nCache-Control: s-maxage=\r\n\
+Cache-Control: no-cache\r\nstale-while-revalidate=\r\nstale-if-error=\r\n\
+Expires: \r\nLast-Modified: \r\nETag: \"\r\nETag: W/\"\r\nVary: Accept-Encoding\r\n\
+Vary: Accept-Language\r\nContent-Encoding: gzip\r\nAccept-Ranges: bytes\r\n\
+X-Content-Type-Options: nosniff\r\nStrict-Transport-Security: max-age=\r\n\
+Access-Control-Allow-Origin: *\r\nX-Backend: \r\n\r\n";
 
 /// The process-wide cache: store, eviction manager, lock and settings.
 /// pingora-cache takes these as `&'static`, so one is built per process
@@ -45,6 +56,8 @@ impl Cache {
     /// Builds the process's cache from `config` (leaked: it lives as long
     /// as the process, as pingora-cache requires).
     pub fn new(config: &CacheConfig) -> &'static Cache {
+        // Ignored (false) if already set: one dictionary per process.
+        pingora::cache::set_compression_dict_content(std::borrow::Cow::Borrowed(HEADER_DICTIONARY));
         let limit = usize::try_from(config.max_size).unwrap_or(usize::MAX);
         let eviction: &'static (dyn EvictionManager + Sync) = if config.max_size < SHARDED_FROM {
             Box::leak(Box::new(lru::Manager::<1>::with_capacity(
@@ -119,9 +132,4 @@ impl RequestCache {
     pub fn status(&self) -> Option<&'static str> {
         self.status
     }
-}
-
-/// A cache key's primary hash as hex, for logs.
-pub fn key_hex(key: &CacheKey) -> String {
-    key.primary()
 }

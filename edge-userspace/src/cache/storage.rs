@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use pingora::cache::{
     CacheEntryId, CacheKey, CacheMeta,
-    eviction::{CacheEntryKey, CacheEntryKeyRef, EvictionManager},
+    eviction::{CacheEntryKeyRef, EvictionManager},
     key::{CacheHashKey, CompactCacheKey, HashBinary},
     storage::{
         HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
@@ -431,7 +431,131 @@ pub fn as_storage(store: &'static MemoryStorage) -> &'static (dyn Storage + Sync
     store.as_static()
 }
 
-/// Whether an eviction key names an object with an ID (all of ours do).
-pub fn is_identified(key: &CacheEntryKey) -> bool {
-    key.entry_id().is_some()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::cache::eviction::{CacheEntryKey, lru};
+    use pingora::http::ResponseHeader;
+    use std::time::{Duration, SystemTime};
+
+    fn trace() -> SpanHandle {
+        pingora::cache::trace::Span::inactive().handle()
+    }
+
+    fn store(limit: usize) -> &'static MemoryStorage {
+        let eviction: &'static lru::Manager<1> =
+            Box::leak(Box::new(lru::Manager::with_capacity(limit, 16)));
+        Box::leak(Box::new(MemoryStorage::new(eviction, 1 << 20)))
+    }
+
+    fn meta() -> CacheMeta {
+        let now = SystemTime::now();
+        let header = ResponseHeader::build(200, None).unwrap();
+        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header)
+    }
+
+    /// Writes `body` under `key` the way pingora-cache does on a miss:
+    /// miss handler, finish, admission, purge of what the manager evicts.
+    async fn fill(s: &'static MemoryStorage, key: &CacheKey, body: &'static [u8]) {
+        let trace = trace();
+        let mut miss = s.get_miss_handler(key, &meta(), &trace).await.unwrap();
+        let id = miss.entry_id();
+        miss.write_body(Bytes::from_static(body), true)
+            .await
+            .unwrap();
+        let MissFinishType::Created(size) = miss.finish().await.unwrap() else {
+            panic!("created");
+        };
+        let entry = CacheEntryKey::from_entry_id(key.to_compact(), id);
+        for evicted in s.eviction.admit(entry, size, SystemTime::now()) {
+            s.purge(PurgeTarget::Exact(&evicted), PurgeType::Eviction, &trace)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn body(s: &'static MemoryStorage, key: &CacheKey) -> Option<Bytes> {
+        let (_, mut hit) = s.lookup(key, &trace()).await.unwrap()?;
+        hit.read_body().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn stores_replaces_and_untracks_old_generations() {
+        let s = store(1 << 20);
+        let key = CacheKey::new("a", "");
+        assert!(body(s, &key).await.is_none());
+        fill(s, &key, b"one").await;
+        assert_eq!(body(s, &key).await.as_deref(), Some(&b"one"[..]));
+        fill(s, &key, b"two!").await;
+        assert_eq!(body(s, &key).await.as_deref(), Some(&b"two!"[..]));
+        assert_eq!(s.objects(), 1);
+        assert_eq!(
+            s.eviction.total_items(),
+            1,
+            "the replaced generation is untracked"
+        );
+        assert_eq!(s.eviction.total_size() as u64, s.bytes());
+    }
+
+    #[tokio::test]
+    async fn eviction_removes_the_least_recently_used_objects() {
+        let s = store(3 * 1024);
+        const KB: &[u8] = &[b'x'; 1000];
+        let keys: Vec<CacheKey> = (0..6).map(|i| CacheKey::new(format!("k{i}"), "")).collect();
+        for k in &keys {
+            fill(s, k, KB).await;
+        }
+        assert!(s.bytes() <= 3 * 1024, "{} bytes held", s.bytes());
+        assert!(body(s, &keys[0]).await.is_none());
+        assert!(body(s, &keys[5]).await.is_some());
+        assert_eq!(s.eviction.total_size() as u64, s.bytes());
+    }
+
+    #[tokio::test]
+    async fn invalidation_removes_every_variant() {
+        let s = store(1 << 20);
+        let primary = CacheKey::new("v", "");
+        let mut variant = CacheKey::new("v", "");
+        variant.set_variance_key([7; 16]);
+        fill(s, &primary, b"first").await;
+        fill(s, &variant, b"second").await;
+        assert_eq!(s.objects(), 2);
+        let out = s
+            .purge(
+                PurgeTarget::Active(&primary.to_compact()),
+                PurgeType::Invalidation,
+                &trace(),
+            )
+            .await
+            .unwrap();
+        let PurgeOutcome::Purged(Some(id)) = out else {
+            panic!("{out:?}");
+        };
+        // pingora-cache untracks the target itself; the variant is ours.
+        s.eviction.remove(CacheEntryKeyRef::from_entry_id(
+            &primary.to_compact(),
+            Some(id),
+        ));
+        assert_eq!(s.objects(), 0);
+        assert_eq!(s.bytes(), 0);
+        assert_eq!(s.eviction.total_items(), 0);
+        assert!(body(s, &variant).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        let eviction: &'static lru::Manager<1> =
+            Box::leak(Box::new(lru::Manager::with_capacity(1 << 20, 16)));
+        let s: &'static MemoryStorage = Box::leak(Box::new(MemoryStorage::new(eviction, 4)));
+        let trace = trace();
+        let key = CacheKey::new("big", "");
+        let mut miss = s.get_miss_handler(&key, &meta(), &trace).await.unwrap();
+        assert!(
+            miss.write_body(Bytes::from_static(b"12345"), true)
+                .await
+                .is_err()
+        );
+        drop(miss);
+        assert!(body(s, &key).await.is_none());
+    }
 }

@@ -215,13 +215,13 @@ impl ProxyHttp for EdgeProxy {
 pub fn services(
     conf: &Arc<ServerConf>,
     config: &Config,
+    process_cache: Option<&'static cache::Cache>,
 ) -> std::io::Result<Vec<Box<dyn ServiceWithDependents>>> {
     let pools: Vec<Arc<UpstreamPool>> = config
         .pools
         .iter()
         .map(|p| UpstreamPool::new(p).map(Arc::new))
         .collect::<std::io::Result<_>>()?;
-    let process_cache = config.cache.as_ref().map(cache::Cache::new);
     Ok(config
         .listeners
         .iter()
