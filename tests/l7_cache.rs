@@ -108,13 +108,19 @@ fn miss_then_hit_with_age() -> Result<()> {
     expect(&edge.get("/a?x=1")?, 200, "MISS", "hello")?;
     let head = edge.request("HEAD", "/a", &[])?;
     ensure!(status(&head) == "HIT" && head.body.is_empty(), "{head:?}");
+    // Ranges are cut from the stored body.
+    let range = edge.request("GET", "/a", &[("Range", "bytes=1-3")])?;
+    ensure!(
+        range.status() == Some(206) && range.text() == "ell",
+        "{range:?}"
+    );
     ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
     // A hit does not reach the upstream, and a POST is never cached.
     let post = edge.request("POST", "/a", &[("Content-Length", "0")])?;
     ensure!(status(&post) == "BYPASS", "{post:?}");
     ensure!(origin.requests() == 3, "origin saw {}", origin.requests());
     let hits = edge.sample("edge_cache_responses_total{listener=\"web\",status=\"HIT\"}")?;
-    ensure!(hits == Some(2.0), "hit counter {hits:?}");
+    ensure!(hits == Some(3.0), "hit counter {hits:?}");
     Ok(())
 }
 
@@ -196,6 +202,48 @@ fn vary_keeps_variants_apart() -> Result<()> {
     expect(&edge.get("/v")?, 200, "MISS", "in none")?;
     expect(&edge.get("/v")?, 200, "HIT", "in none")?;
     ensure!(origin.requests() == 3, "origin saw {}", origin.requests());
+    Ok(())
+}
+
+#[test]
+fn accept_encoding_variants_are_keyed_by_the_codings_accepted() -> Result<()> {
+    let origin = backend(fixed(
+        "body",
+        &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Encoding")],
+    ))?;
+    let edge = LoopbackEdge::start(18, config(origin.addr(), "{}", "{}"))?;
+    let ae = |v| [("Accept-Encoding", v)];
+    expect(
+        &edge.request("GET", "/ae", &ae("gzip, br"))?,
+        200,
+        "MISS",
+        "body",
+    )?;
+    expect(
+        &edge.request("GET", "/ae", &ae("br,gzip"))?,
+        200,
+        "HIT",
+        "body",
+    )?;
+    expect(
+        &edge.request("GET", "/ae", &ae("gzip;q=0.5, br"))?,
+        200,
+        "HIT",
+        "body",
+    )?;
+    expect(
+        &edge.request("GET", "/ae", &ae("gzip"))?,
+        200,
+        "MISS",
+        "body",
+    )?;
+    expect(
+        &edge.request("GET", "/ae", &ae("gzip, br;q=0"))?,
+        200,
+        "HIT",
+        "body",
+    )?;
+    ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
     Ok(())
 }
 

@@ -43,7 +43,7 @@ pub async fn request_filter(
     let client = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+        .map(|a| a.ip().to_canonical());
     let allowed = client.is_some_and(|ip| {
         listener
             .cache

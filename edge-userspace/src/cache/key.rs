@@ -62,16 +62,50 @@ pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
         }
         if req.headers.get(name.as_str()).is_none() {
             value = b"\0absent".to_vec();
+        } else if name == "accept-encoding" {
+            value = normalize_accept_encoding(&value);
         }
         builder.add_owned_name_value(name, value);
     }
     builder.finalize()
 }
 
+/// Browsers spell the same Accept-Encoding many ways (order, spaces,
+/// q-values); one variant per *set of accepted codings* keeps an upstream's
+/// `Vary: Accept-Encoding` from splitting the cache per browser version.
+fn normalize_accept_encoding(value: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(value).to_ascii_lowercase();
+    let mut codings: Vec<&str> = text
+        .split(',')
+        .filter_map(|member| {
+            let mut parts = member.split(';').map(str::trim);
+            let coding = parts.next().filter(|c| !c.is_empty())?;
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (!refused).then_some(coding)
+        })
+        .collect();
+    codings.sort_unstable();
+    codings.dedup();
+    codings.join(",").into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use pingora::cache::key::CacheHashKey;
+
+    #[test]
+    fn accept_encoding_variants_are_normalized() {
+        let n = |v: &str| String::from_utf8(normalize_accept_encoding(v.as_bytes())).unwrap();
+        assert_eq!(n("gzip, deflate, br"), "br,deflate,gzip");
+        assert_eq!(n("br;q=1.0, gzip;q=0.8, deflate"), "br,deflate,gzip");
+        assert_eq!(n("gzip, br;q=0"), "gzip");
+        assert_eq!(n("GZIP"), "gzip");
+    }
 
     #[test]
     fn keys_separate_namespaces_hosts_and_queries() {

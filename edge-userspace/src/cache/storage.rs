@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use pingora::cache::{
     CacheEntryId, CacheKey, CacheMeta,
-    eviction::{CacheEntryKeyRef, EvictionManager},
+    eviction::{CacheEntryKey, CacheEntryKeyRef, EvictionManager},
     key::{CacheHashKey, CompactCacheKey, HashBinary},
     storage::{
         HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
@@ -178,6 +178,23 @@ impl MemoryStorage {
         removed
     }
 
+    /// Removes exactly the object `entry` names (key, variant and ID).
+    fn remove_exact(&self, entry: &CacheEntryKey) -> usize {
+        let key = entry.key();
+        let id = entry.entry_id();
+        let variance = key.variance_bin();
+        self.remove_where(&key.primary, |v, o| v == variance && Some(o.id) == id)
+            .len()
+    }
+
+    /// Removes objects the eviction manager gave up (already untracked).
+    fn evict(&self, evicted: &[CacheEntryKey]) {
+        let removed: usize = evicted.iter().map(|e| self.remove_exact(e)).sum();
+        if removed > 0 {
+            metrics::cache_evicted(removed as u64);
+        }
+    }
+
     /// Removes every variant stored for `key`'s primary key (the key's own
     /// variance is ignored). Returns how many objects went.
     pub fn purge_all_variants(&self, key: &CompactCacheKey) -> usize {
@@ -245,15 +262,12 @@ impl Storage for MemoryStorage {
         let key = target.key();
         match target {
             PurgeTarget::Exact(entry) => {
-                let id = entry.entry_id();
-                let variance = key.variance_bin();
-                let removed =
-                    self.remove_where(&key.primary, |v, o| v == variance && Some(o.id) == id);
-                if removed.is_empty() {
+                let removed = self.remove_exact(entry);
+                if removed == 0 {
                     return Ok(PurgeOutcome::NotFound);
                 }
                 if matches!(purge_type, PurgeType::Eviction) {
-                    metrics::cache_evicted(removed.len() as u64);
+                    metrics::cache_evicted(removed as u64);
                 }
                 Ok(PurgeOutcome::Purged(None))
             }
@@ -291,6 +305,7 @@ impl Storage for MemoryStorage {
     ) -> Result<bool> {
         let primary = key.primary_bin();
         let variance = variance_of(key);
+        let meta_fresh_until = meta.fresh_until();
         let meta = meta.serialize()?;
         let mut shard = self.shard(&primary).write();
         let Some((_, slot)) = shard
@@ -312,6 +327,13 @@ impl Storage for MemoryStorage {
             .fetch_add(updated.weight() as u64, Ordering::Relaxed);
         self.bytes.fetch_sub(old.weight() as u64, Ordering::Relaxed);
         self.publish();
+        // Re-admitting updates the tracked weight to the new headers'; if
+        // that pushes the store over its bound, evict here and now.
+        let entry = CacheEntryKey::identified(updated.key.clone(), updated.id);
+        let evicted = self
+            .eviction
+            .admit(entry, updated.weight(), meta_fresh_until);
+        self.evict(&evicted);
         Ok(true)
     }
 
