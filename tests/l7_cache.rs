@@ -326,6 +326,10 @@ fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() -> Resu
     })?;
     expect(&fresh, 200, "HIT", "v2")?;
     ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
+    // The background refresh is not counted as a client's response.
+    let m = edge.metrics()?;
+    ensure!(m.contains("status=\"UPDATING\"} 1"), "{m}");
+    ensure!(!m.contains("status=\"EXPIRED\""), "{m}");
     Ok(())
 }
 

@@ -170,7 +170,8 @@ pub fn response_filter(
     let Some(status) = status(session, state) else {
         return Ok(());
     };
-    if state.status.is_none() {
+    // A background revalidation is not a client's response.
+    if state.status.is_none() && session.subrequest_ctx.is_none() {
         metrics::cache_response(&listener.namespace, status);
     }
     state.status = Some(status);
