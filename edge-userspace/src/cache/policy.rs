@@ -148,6 +148,13 @@ pub fn response_cacheable(
             ),
         )
     };
+    // Already stale, with nothing to revalidate with and no stale window:
+    // storing it would only cost memory.
+    let validator =
+        resp.headers.contains_key(header::ETAG) || resp.headers.contains_key(header::LAST_MODIFIED);
+    if fresh_until <= now && !validator && swr == 0 && sie == 0 {
+        return Uncacheable(NoCacheReason::OriginNotCache);
+    }
     let mut header = resp.clone();
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
@@ -202,7 +209,20 @@ mod tests {
         );
         assert_eq!(c(&[("cache-control", "no-store, max-age=60")]), None);
         assert_eq!(c(&[("cache-control", "private, max-age=60")]), None);
-        assert_eq!(c(&[("cache-control", "no-cache")]), Some(0));
+        assert_eq!(
+            c(&[("cache-control", "no-cache"), ("etag", "\"1\"")]),
+            Some(0)
+        );
+        assert_eq!(
+            c(&[("cache-control", "no-cache")]),
+            None,
+            "stale and no validator"
+        );
+        assert_eq!(c(&[("cache-control", "max-age=0")]), None);
+        assert_eq!(
+            c(&[("expires", "garbage"), ("last-modified", "x")]),
+            Some(0)
+        );
         assert_eq!(c(&[]), None, "no heuristics by default");
         assert_eq!(c(&[("vary", "*"), ("cache-control", "max-age=9")]), None);
         assert_eq!(
@@ -264,7 +284,10 @@ mod tests {
             meta(&[("cache-control", "max-age=1, must-revalidate")]),
             (0, 0)
         );
-        assert_eq!(meta(&[("cache-control", "no-cache")]), (0, 0));
+        assert_eq!(
+            meta(&[("cache-control", "no-cache"), ("etag", "\"1\"")]),
+            (0, 0)
+        );
         assert_eq!(meta(&[("cache-control", "s-maxage=1")]), (0, 0));
     }
 
