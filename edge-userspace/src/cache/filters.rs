@@ -95,9 +95,18 @@ pub fn request_cache_filter(
     Ok(())
 }
 
-/// `cache_key_callback`.
-pub fn cache_key_callback(session: &Session, listener: Option<&ListenerCache>) -> Result<CacheKey> {
-    let namespace = listener.map_or("", |l| &l.namespace);
+/// `cache_key_callback`: the request's namespace (the listener's name
+/// unless a route set one), host, path and query.
+pub fn cache_key_callback(
+    session: &Session,
+    listener: Option<&ListenerCache>,
+    state: &RequestCache,
+) -> Result<CacheKey> {
+    let namespace = match (&state.namespace, listener) {
+        (Some(ns), _) => ns,
+        (None, Some(l)) => &l.namespace,
+        (None, None) => "",
+    };
     Ok(key::request_key(namespace, session.req_header()))
 }
 

@@ -119,6 +119,9 @@ pub struct RequestCache {
     /// The policy this request follows; the proxy sets it in
     /// `request_filter` (the listener's default, or a route's override).
     pub policy: Option<Arc<CachePolicy>>,
+    /// The key namespace, if not the listener's (a route that must not
+    /// share entries with the listener's other routes sets its own).
+    pub namespace: Option<Arc<str>>,
     /// Why the request does not use the cache, if it does not.
     skip: Option<policy::Skip>,
     /// Whether the request carried Authorization (RFC 9111 §3.5).

@@ -93,8 +93,8 @@ impl ProxyHttp for EdgeProxy {
     }
 
     /// The cache key: listener, host, path and query.
-    fn cache_key_callback(&self, session: &Session, _ctx: &mut Self::CTX) -> Result<CacheKey> {
-        cache_filters::cache_key_callback(session, self.cache.as_ref())
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Self::CTX) -> Result<CacheKey> {
+        cache_filters::cache_key_callback(session, self.cache.as_ref(), &ctx.cache)
     }
 
     /// Vary: the variant of the request.
