@@ -1,6 +1,6 @@
 //! The admin endpoint: `/metrics` (Prometheus text) and `/healthz`.
 
-use crate::{dataplane::ClassStats, metrics};
+use crate::{cache, dataplane::ClassStats, metrics};
 use async_trait::async_trait;
 use http::{Response, StatusCode, header};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -11,12 +11,23 @@ use std::{net::SocketAddr, sync::Arc};
 pub struct Admin {
     prometheus: PrometheusHandle,
     xdp: Option<Arc<ClassStats>>,
+    cache: Option<&'static cache::Cache>,
 }
 
 impl Admin {
     /// An admin app rendering `prometheus`, refreshing `xdp` counters first.
     pub fn new(prometheus: PrometheusHandle, xdp: Option<Arc<ClassStats>>) -> Self {
-        Self { prometheus, xdp }
+        Self {
+            prometheus,
+            xdp,
+            cache: None,
+        }
+    }
+
+    /// Also serves purge by key (`PURGE /cache/<listener>/<host><path>`).
+    pub fn with_cache(mut self, cache: Option<&'static cache::Cache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The Pingora service listening on `address`.
@@ -42,6 +53,12 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if let Some((status, body)) = self
+            .cache
+            .and_then(|c| cache::admin::handle(c, session.req_header()))
+        {
+            return reply(status, "text/plain", body.into_bytes());
+        }
         match session.req_header().uri.path() {
             "/metrics" => {
                 if let Some(xdp) = &self.xdp {

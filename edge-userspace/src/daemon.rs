@@ -4,6 +4,7 @@
 use crate::{
     access_log::AccessLog,
     admin::Admin,
+    cache,
     config::{self, Config},
     dataplane::Dataplane,
     metrics, proxy,
@@ -59,8 +60,9 @@ pub fn run(path: &Path) -> Result<()> {
         None => None,
     };
     let pools = proxy::pools(&config);
-    for service in
-        proxy::services(&conf, &config, &pools, access_log).context("building the listeners")?
+    let cache = config.cache.as_ref().map(cache::Cache::new);
+    for service in proxy::services(&conf, &config, &pools, access_log, cache)
+        .context("building the listeners")?
     {
         server.add_boxed_service(service);
     }
@@ -69,7 +71,11 @@ pub fn run(path: &Path) -> Result<()> {
     }
     if let Some(address) = config.admin {
         let stats = dataplane.as_ref().map(Dataplane::stats);
-        server.add_service(Admin::new(prometheus, stats).service(address));
+        server.add_service(
+            Admin::new(prometheus, stats)
+                .with_cache(cache)
+                .service(address),
+        );
     }
     if let Some(logger) = dataplane.as_mut().and_then(Dataplane::take_logger) {
         server.add_service(background_service(

@@ -5,7 +5,9 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod cache;
 pub mod cli;
+pub mod compression;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -42,6 +42,16 @@ const LATENCY_BUCKETS: [f64; 16] = [
 /// Whether the XDP program is attached to an interface (1), by mode.
 pub const XDP_ATTACHED: &str = "edge_xdp_attached";
 
+/// Responses of cache-enabled requests by listener and cache status
+/// (HIT, MISS, EXPIRED, STALE, UPDATING, REVALIDATED, BYPASS, UNCACHEABLE).
+pub const CACHE_RESPONSES: &str = "edge_cache_responses_total";
+/// Objects removed from the cache store to stay under `cache.max_size`.
+pub const CACHE_EVICTIONS: &str = "edge_cache_evictions_total";
+/// Bytes held by the cache store (bodies and headers).
+pub const CACHE_STORED_BYTES: &str = "edge_cache_stored_bytes";
+/// Objects held by the cache store (each Vary variant counts).
+pub const CACHE_STORED_OBJECTS: &str = "edge_cache_stored_objects";
+
 /// Installs the global recorder and returns the handle that renders it.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
@@ -80,7 +90,44 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         XDP_ATTACHED,
         "1 while the XDP program is attached to the interface."
     );
+    describe_cache();
     Ok(handle)
+}
+
+fn describe_cache() {
+    metrics::describe_counter!(
+        CACHE_RESPONSES,
+        "Responses of cache-enabled requests by listener and cache status."
+    );
+    metrics::describe_counter!(
+        CACHE_EVICTIONS,
+        "Objects evicted from the cache store to stay under its byte bound."
+    );
+    metrics::describe_gauge!(
+        CACHE_STORED_BYTES,
+        "Bytes held by the cache store (bodies and headers)."
+    );
+    metrics::describe_gauge!(
+        CACHE_STORED_OBJECTS,
+        "Objects held by the cache store, Vary variants counted apart."
+    );
+}
+
+/// Counts one response of a cache-enabled request.
+pub fn cache_response(listener: &Arc<str>, status: &'static str) {
+    metrics::counter!(CACHE_RESPONSES, "listener" => Arc::clone(listener), "status" => status)
+        .increment(1);
+}
+
+/// Counts objects evicted from the cache store.
+pub fn cache_evicted(objects: u64) {
+    metrics::counter!(CACHE_EVICTIONS).increment(objects);
+}
+
+/// Records what the cache store holds.
+pub fn cache_stored(bytes: u64, objects: u64) {
+    metrics::gauge!(CACHE_STORED_BYTES).set(bytes as f64);
+    metrics::gauge!(CACHE_STORED_OBJECTS).set(objects as f64);
 }
 
 /// The status class label of an HTTP status (`2xx`), or `none` when no

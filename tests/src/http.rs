@@ -157,6 +157,16 @@ pub fn send(
     msg.context("the server closed the connection without a response")
 }
 
+/// Like [`send`] without a body.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Message> {
+    send(addr, method, path, headers, b"")
+}
+
 /// Reads a response head only (for HEAD requests, whose Content-Length
 /// announces a body that never comes).
 fn read_head<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
@@ -170,13 +180,16 @@ fn read_head<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
     };
     loop {
         let mut line = String::new();
-        if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+        if r.read_line(&mut line)? == 0 {
+            bail!("connection closed inside the header");
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
             break;
         }
-        if let Some((k, v)) = line.trim_end().split_once(':') {
-            msg.headers
-                .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
+        let (k, v) = line.split_once(':').context("header line without ':'")?;
+        msg.headers
+            .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
     Ok(Some(msg))
 }

@@ -2,9 +2,9 @@
 
 use super::{
     model::{
-        Action, BackendSpec, Breaker, CheckKind, HashKey, HeaderOps, HealthCheck, HostMatch,
-        Listener, Outlier, PathMatch, Pattern, Pool, RetryPolicy, Route, RouteMatch, Timeouts,
-        ValueCond, ValueMatch,
+        Action, BackendSpec, Breaker, CachePolicy, CheckKind, CompressionPolicy, HashKey,
+        HeaderOps, HealthCheck, HostMatch, Listener, Outlier, PathMatch, Pattern, Pool,
+        RetryPolicy, Route, RouteMatch, Timeouts, ValueCond, ValueMatch,
     },
     surface,
     validate::{Validator, overlaps, parse_cidr},
@@ -297,6 +297,7 @@ pub(super) fn listeners(
     v: &mut Validator<'_>,
     listeners: &[surface::Listener],
     pools: &[Pool],
+    cache_store: bool,
 ) -> Vec<Listener> {
     let mut names = HashMap::new();
     let mut bound: Vec<(SocketAddr, String)> = Vec::new();
@@ -309,11 +310,20 @@ pub(super) fn listeners(
         v.unique(&mut names, l.name.clone(), format!("{path}.name"), || {
             format!("listener {:?} is defined twice", l.name)
         });
+        let cache =
+            super::cache::policy(v, &format!("{path}.cache"), l.cache.as_ref(), cache_store);
+        let compression =
+            super::compression::policy(v, &format!("{path}.compression"), l.compression.as_ref());
+        let defaults = Defaults {
+            cache: &cache,
+            compression: &compression,
+            cache_store,
+        };
         let mut routes = Vec::new();
         let mut route_names = HashMap::new();
         for (j, r) in l.routes.iter().enumerate() {
             let rpath = format!("{path}.routes[{j}]");
-            if let Some(route) = route(v, &rpath, j, r, pools) {
+            if let Some(route) = route(v, &rpath, j, r, pools, &defaults) {
                 v.unique(
                     &mut route_names,
                     route.name.clone(),
@@ -335,6 +345,8 @@ pub(super) fn listeners(
                     },
                     request_headers: HeaderOps::default(),
                     response_headers: HeaderOps::default(),
+                    cache: cache.clone(),
+                    compression: compression.clone(),
                 });
             }
         } else if l.routes.is_empty() {
@@ -384,9 +396,18 @@ pub(super) fn listeners(
             trusted_proxies,
             hidden_upstream_headers,
             transport,
+            cache,
+            compression,
         });
     }
     out
+}
+
+/// What a route inherits from its listener.
+struct Defaults<'a> {
+    cache: &'a Option<CachePolicy>,
+    compression: &'a Option<CompressionPolicy>,
+    cache_store: bool,
 }
 
 fn pool_index(v: &mut Validator<'_>, path: String, name: &str, pools: &[Pool]) -> Option<usize> {
@@ -428,6 +449,7 @@ fn route(
     index: usize,
     r: &surface::Route,
     pools: &[Pool],
+    defaults: &Defaults<'_>,
 ) -> Option<Route> {
     let matcher = r
         .matches
@@ -523,12 +545,34 @@ fn route(
     };
     let request_headers = header_ops(v, &format!("{path}.request_headers"), &r.request_headers);
     let response_headers = header_ops(v, &format!("{path}.response_headers"), &r.response_headers);
+    let proxied = matches!(action, Action::Proxy { .. });
+    for (key, set) in [
+        ("cache", r.cache.is_some()),
+        ("compression", r.compression.is_some()),
+    ] {
+        if set && !proxied {
+            v.error(
+                format!("{path}.{key}"),
+                format!("{key} only applies to routes that proxy"),
+            );
+        }
+    }
+    let cache = match &r.cache {
+        Some(c) => super::cache::policy(v, &format!("{path}.cache"), Some(c), defaults.cache_store),
+        None => defaults.cache.clone(),
+    };
+    let compression = match &r.compression {
+        Some(c) => super::compression::policy(v, &format!("{path}.compression"), Some(c)),
+        None => defaults.compression.clone(),
+    };
     Some(Route {
         name: r.name.clone().unwrap_or_else(|| format!("route{index}")),
         matcher,
         action,
         request_headers,
         response_headers,
+        cache,
+        compression,
     })
 }
 

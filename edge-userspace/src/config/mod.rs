@@ -3,6 +3,8 @@
 //! [`load`] is the only way in; it reports every problem it finds as
 //! `file:line:column: message`.
 
+pub mod cache;
+pub mod compression;
 mod error;
 mod l7;
 mod locate;
@@ -77,5 +79,7 @@ fn from_serde(e: &serde_yaml::Error) -> Diagnostic {
     }
 }
 
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod tests;

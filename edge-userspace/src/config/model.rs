@@ -5,6 +5,8 @@ use bytes::Bytes;
 use ipnet::IpNet;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+pub use super::cache::{CacheConfig, CachePolicy};
+pub use super::compression::{CompressionPolicy, Encoding};
 pub use super::surface::{Algorithm, XdpMode};
 pub use super::tls::{
     CertificateFiles, Limits, ListenerTransport, TlsTermination, TlsVersion, UpstreamTls,
@@ -23,6 +25,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Process-wide settings.
     pub server: ServerConfig,
+    /// The HTTP cache store; `None`: nothing is cached anywhere.
+    pub cache: Option<CacheConfig>,
     /// Where the JSON access log goes, if anywhere.
     pub access_log: Option<LogTarget>,
 }
@@ -72,6 +76,10 @@ pub struct Listener {
     pub hidden_upstream_headers: Vec<String>,
     /// TLS, HTTP/2 and limits.
     pub transport: ListenerTransport,
+    /// Default cache policy of the listener's requests.
+    pub cache: Option<CachePolicy>,
+    /// Default response compression of the listener.
+    pub compression: Option<CompressionPolicy>,
 }
 
 /// A route: conditions and what to do.
@@ -87,6 +95,11 @@ pub struct Route {
     pub request_headers: HeaderOps,
     /// Changes to the response.
     pub response_headers: HeaderOps,
+    /// The cache policy of the route's requests (its own, else the
+    /// listener's).
+    pub cache: Option<CachePolicy>,
+    /// The response compression of the route (its own, else the listener's).
+    pub compression: Option<CompressionPolicy>,
 }
 
 /// A route's conditions; empty ones always hold.

@@ -28,6 +28,9 @@ pub struct File {
     /// Process-wide settings.
     #[serde(default)]
     pub server: Option<Server>,
+    /// The process-wide HTTP cache store.
+    #[serde(default)]
+    pub cache: Option<super::cache::CacheSurface>,
     /// The JSON access log.
     #[serde(default)]
     pub access_log: Option<AccessLog>,
@@ -118,6 +121,12 @@ pub struct Listener {
     /// Connection and request limits.
     #[serde(default)]
     pub limits: Option<super::tls::LimitsSurface>,
+    /// The listener's default cache policy.
+    #[serde(default)]
+    pub cache: Option<super::cache::PolicySurface>,
+    /// The listener's default response compression.
+    #[serde(default)]
+    pub compression: Option<super::compression::CompressionSurface>,
 }
 
 /// `listeners[].routes[]`: a match and one action.
@@ -148,6 +157,12 @@ pub struct Route {
     /// Changes to the response sent to the client.
     #[serde(default)]
     pub response_headers: Option<HeaderOps>,
+    /// This route's cache policy, instead of the listener's.
+    #[serde(default)]
+    pub cache: Option<super::cache::PolicySurface>,
+    /// This route's response compression (or `off`), instead of the listener's.
+    #[serde(default)]
+    pub compression: Option<super::compression::CompressionSurface>,
 }
 
 /// `routes[].match`.

@@ -63,13 +63,13 @@ fn unknown_key() {
     assert_eq!(
         errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
         [
-            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `pass_upstream_headers`, `tls`, `http2`, `limits`"
+            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `pass_upstream_headers`, `tls`, `http2`, `limits`, `cache`, `compression`"
         ]
     );
     assert_eq!(
         errors("listners: []\n"),
         [
-            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`, `access_log`"
+            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`, `cache`, `access_log`"
         ]
     );
 }

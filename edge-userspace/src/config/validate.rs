@@ -116,7 +116,8 @@ pub fn validate(
     };
     let xdp = xdp(&mut v, file.xdp.as_ref());
     let pools = l7::pools(&mut v, &file.pools);
-    let listeners = l7::listeners(&mut v, &file.listeners, &pools);
+    let cache = super::cache::store(&mut v, file.cache.as_ref());
+    let listeners = l7::listeners(&mut v, &file.listeners, &pools, cache.is_some());
     let admin = file
         .admin
         .as_ref()
@@ -149,6 +150,7 @@ pub fn validate(
             admin,
             server,
             access_log,
+            cache,
         })
     } else {
         let mut diagnostics = v.diagnostics;

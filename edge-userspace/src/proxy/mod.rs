@@ -16,16 +16,21 @@ pub mod tls;
 
 use crate::{
     access_log::{self, AccessLog},
-    config::{Action, Config, HashKey, Listener, Route},
+    cache::{self, filters as cache_filters},
+    compression,
+    config::{Action, CachePolicy, CompressionPolicy, Config, HashKey, Listener, Route},
     metrics,
     upstream::{Admission, PickInput, UpstreamPool, health::HealthChecker},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{
-    Error, ErrorType, Result,
+    Error, ErrorSource, ErrorType, Result,
     prelude::{HttpPeer, ProxyHttp, Session},
+    proxy::FailToProxy,
     server::configuration::ServerConf,
     services::ServiceWithDependents,
 };
@@ -48,6 +53,12 @@ pub struct EdgeProxy {
     none: Arc<str>,
     /// Each pool's upstream TLS, loaded (by pool index).
     upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]>,
+    /// The process cache and this listener's namespace, if caching is set up.
+    cache: Option<cache::ListenerCache>,
+    /// Each route's cache policy (its own or the listener's).
+    route_cache: Vec<Option<Arc<CachePolicy>>>,
+    /// Each route's response compression (its own or the listener's).
+    route_compression: Vec<Option<Arc<CompressionPolicy>>>,
 }
 
 /// Per-request state.
@@ -66,6 +77,12 @@ pub struct RequestCtx {
     /// Whether the last upstream attempt failed (connect error, 5xx).
     upstream_failed: bool,
     local_status: Option<u16>,
+    /// The pool's circuit breaker refused this request.
+    breaker_open: bool,
+    /// Cache policy and status of this request.
+    cache: cache::RequestCache,
+    /// Compression policy and encoder of this request.
+    compression: compression::RequestCompression,
 }
 
 impl EdgeProxy {
@@ -166,6 +183,9 @@ impl ProxyHttp for EdgeProxy {
             upstream_ms: None,
             upstream_failed: false,
             local_status: None,
+            breaker_open: false,
+            cache: cache::RequestCache::default(),
+            compression: compression::RequestCompression::default(),
         }
     }
 
@@ -221,15 +241,17 @@ impl ProxyHttp for EdgeProxy {
         let status = match &route.action {
             Action::Proxy { pool, .. } => {
                 ctx.pool = Some(*pool);
-                let admission = self.pools[*pool].admit();
-                ctx.admission = Some(admission);
-                if admission == Admission::Rejected {
-                    let body = Bytes::from_static(b"circuit breaker open\n");
-                    let headers = [("retry-after".to_string(), "1".to_string())];
-                    actions::respond(session, 503, &headers, &Default::default(), body).await?
-                } else {
-                    return Ok(false);
-                }
+                let index = ctx.route.unwrap_or_default();
+                ctx.cache.policy = self.route_cache.get(index).cloned().flatten();
+                let compression = self.route_compression.get(index).cloned().flatten();
+                compression::request_filter(
+                    session.req_header(),
+                    compression.as_ref(),
+                    &mut ctx.compression,
+                );
+                // PURGE from a client that may not purge is answered here.
+                return cache_filters::request_filter(session, self.cache.as_ref(), &mut ctx.cache)
+                    .await;
             }
             Action::Redirect { location, status } => {
                 let req = session.req_header();
@@ -282,6 +304,75 @@ impl ProxyHttp for EdgeProxy {
         Ok(true)
     }
 
+    /// Turns the cache on for requests that may use it.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        cache_filters::request_cache_filter(session, self.cache.as_ref(), &mut ctx.cache)
+    }
+
+    /// The cache key: listener, host, path and query.
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Self::CTX) -> Result<CacheKey> {
+        cache_filters::cache_key_callback(session, self.cache.as_ref(), &ctx.cache)
+    }
+
+    /// Vary: the variant of the request.
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Self::CTX,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache_filters::cache_vary_filter(meta, req)
+    }
+
+    /// RFC 9111: may the response be stored, and for how long.
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<RespCacheable> {
+        cache_filters::response_cache_filter(resp, &ctx.cache)
+    }
+
+    /// A client's `no-cache` revalidates a fresh hit.
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        _meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(cache_filters::cache_hit_filter(session, is_fresh))
+    }
+
+    /// Stale-while-revalidate and stale-if-error.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        error: Option<&Error>,
+    ) -> bool {
+        cache_filters::should_serve_stale(error)
+    }
+
+    /// PURGE from an allowed client.
+    fn is_purge(&self, session: &Session, _ctx: &Self::CTX) -> bool {
+        cache_filters::is_purge(session)
+    }
+
+    /// Compresses the body as it streams.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<std::time::Duration>> {
+        compression::response_body_filter(body, end_of_stream, &mut ctx.compression)?;
+        Ok(None)
+    }
+
     /// Picks the backend for this attempt (another one on a retry).
     async fn upstream_peer(
         &self,
@@ -294,6 +385,20 @@ impl ProxyHttp for EdgeProxy {
                 "no pool for this route",
             ));
         };
+        // The breaker is asked once per request, when it first needs the
+        // pool: a cache hit never does, so an open breaker does not stop
+        // cached answers (and stale-if-error can answer for it).
+        if ctx.admission.is_none() {
+            let admission = pool.admit();
+            ctx.admission = Some(admission);
+            if admission == Admission::Rejected {
+                ctx.breaker_open = true;
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(503),
+                    format!("pool {}: circuit breaker open", pool.name),
+                ));
+            }
+        }
         let timeouts = &pool.config.timeouts;
         let remaining = match timeouts.total {
             Some(total) => match total.checked_sub(ctx.started.elapsed()) {
@@ -438,16 +543,65 @@ impl ProxyHttp for EdgeProxy {
         headers::upstream_response(upstream_response, &self.config.hidden_upstream_headers)
     }
 
-    /// The response head going to the client: the route's header changes.
+    /// The response head going to the client (also from the cache): cache
+    /// status header, compression, the route's header changes.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        cache_filters::response_filter(
+            session,
+            upstream_response,
+            self.cache.as_ref(),
+            &mut ctx.cache,
+        )?;
+        compression::response_filter(upstream_response, &mut ctx.compression)?;
         match self.route(ctx) {
             Some(route) => headers::apply_response(upstream_response, &route.response_headers),
             None => Ok(()),
+        }
+    }
+
+    /// The request failed before a response went out: Pingora's mapping of
+    /// errors to statuses, plus `Retry-After` and a plain reason when the
+    /// circuit breaker refused it.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    // The client is gone: nobody to answer.
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            let written = if ctx.breaker_open {
+                let headers = [("retry-after".to_string(), "1".to_string())];
+                let body = Bytes::from_static(b"circuit breaker open\n");
+                actions::respond(session, code, &headers, &Default::default(), body)
+                    .await
+                    .map(drop)
+            } else {
+                session.respond_error(code).await
+            };
+            if let Err(err) = written {
+                tracing::debug!("cannot send the error response: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
         }
     }
 
@@ -520,7 +674,7 @@ impl ProxyHttp for EdgeProxy {
                 pool: self.pool(ctx).map(|p| p.name.as_ref()),
                 upstream,
                 attempts: ctx.attempts,
-                cache: None,
+                cache: ctx.cache.status(),
                 error: e.map(|e| e.to_string()),
             });
         }
@@ -548,6 +702,7 @@ pub fn services(
     config: &Config,
     pools: &[Arc<UpstreamPool>],
     access_log: Option<Arc<AccessLog>>,
+    process_cache: Option<&'static cache::Cache>,
 ) -> anyhow::Result<Vec<Box<dyn ServiceWithDependents>>> {
     let upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]> = config
         .pools
@@ -571,6 +726,21 @@ pub fn services(
                 access_log: access_log.clone(),
                 none: Arc::from(NONE),
                 upstream_tls: upstream_tls.clone(),
+                cache: process_cache.map(|c| cache::ListenerCache {
+                    cache: c,
+                    policy: l.cache.clone().map(Arc::new),
+                    namespace: Arc::from(l.name.as_str()),
+                }),
+                route_cache: l
+                    .routes
+                    .iter()
+                    .map(|r| r.cache.clone().map(Arc::new))
+                    .collect(),
+                route_compression: l
+                    .routes
+                    .iter()
+                    .map(|r| r.compression.clone().map(Arc::new))
+                    .collect(),
             };
             listener::service(conf, l, proxy)
         })

@@ -130,6 +130,8 @@ mod tests {
             },
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
+            cache: None,
+            compression: None,
         }
     }
 

@@ -1,0 +1,583 @@
+//! A production in-memory [`Storage`] for pingora-cache: a byte-bounded
+//! store whose objects are removed when the eviction manager evicts them.
+//!
+//! - Objects are kept per primary key with their Vary variants beside them,
+//!   so a PURGE of a URL removes every variant at once.
+//! - A body is admitted only when complete (no partial reads): concurrent
+//!   misses wait on the cache lock for the first fetch instead.
+//! - Every stored object has an entry ID; the eviction manager tracks
+//!   `(key, id)`, so evicting an old generation can never remove the fresh
+//!   object that replaced it, and a replaced generation is untracked at once.
+//! - Weights count the body and the serialized metadata (headers), so
+//!   `max_size` bounds what the store really holds.
+
+use crate::metrics;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use parking_lot::RwLock;
+use pingora::cache::{
+    CacheEntryId, CacheKey, CacheMeta,
+    eviction::{CacheEntryKey, CacheEntryKeyRef, EvictionManager},
+    key::{CacheHashKey, CompactCacheKey, HashBinary},
+    storage::{
+        HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+        PurgeType, Storage,
+    },
+    trace::SpanHandle,
+};
+use pingora::{Error, ErrorType, Result};
+use std::{
+    any::Any,
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+/// Shards of the index, to spread lock contention across keys.
+const SHARDS: usize = 16;
+
+/// One stored response.
+struct Object {
+    id: CacheEntryId,
+    key: CompactCacheKey,
+    /// `CacheMeta::serialize()` output: internal meta, header.
+    meta: (Vec<u8>, Vec<u8>),
+    body: Bytes,
+}
+
+impl Object {
+    fn weight(&self) -> usize {
+        self.body.len() + self.meta.0.len() + self.meta.1.len()
+    }
+
+    fn entry_key(&self) -> CacheEntryKeyRef<'_> {
+        CacheEntryKeyRef::Identified {
+            key: &self.key,
+            id: self.id,
+        }
+    }
+}
+
+/// The variants of one primary key: `None` is the primary slot.
+type Variants = Vec<(Option<HashBinary>, Arc<Object>)>;
+
+/// The in-memory store. Create one per process and leak it: pingora-cache
+/// wants `&'static` storage.
+pub struct MemoryStorage {
+    shards: [RwLock<HashMap<HashBinary, Variants>>; SHARDS],
+    eviction: &'static (dyn EvictionManager + Sync),
+    max_object_size: usize,
+    next_id: AtomicU64,
+    bytes: AtomicU64,
+    objects: AtomicU64,
+}
+
+impl MemoryStorage {
+    /// A store whose objects `eviction` tracks; bodies larger than
+    /// `max_object_size` are refused.
+    pub fn new(eviction: &'static (dyn EvictionManager + Sync), max_object_size: usize) -> Self {
+        Self {
+            shards: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+            eviction,
+            max_object_size,
+            next_id: AtomicU64::new(1),
+            bytes: AtomicU64::new(0),
+            objects: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes held (bodies and metadata).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Objects held, variants counted separately.
+    pub fn objects(&self) -> u64 {
+        self.objects.load(Ordering::Relaxed)
+    }
+
+    fn shard(&self, primary: &HashBinary) -> &RwLock<HashMap<HashBinary, Variants>> {
+        &self.shards[primary[0] as usize % SHARDS]
+    }
+
+    fn find(&self, primary: &HashBinary, variance: Option<HashBinary>) -> Option<Arc<Object>> {
+        self.shard(primary)
+            .read()
+            .get(primary)?
+            .iter()
+            .find(|(v, _)| *v == variance)
+            .map(|(_, o)| o.clone())
+    }
+
+    fn account_added(&self, o: &Object) {
+        self.bytes.fetch_add(o.weight() as u64, Ordering::Relaxed);
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.publish();
+    }
+
+    fn account_removed(&self, o: &Object) {
+        self.bytes.fetch_sub(o.weight() as u64, Ordering::Relaxed);
+        self.objects.fetch_sub(1, Ordering::Relaxed);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        metrics::cache_stored(self.bytes(), self.objects());
+    }
+
+    /// Stores a complete object, replacing (and untracking) any previous
+    /// generation of the same key and variant.
+    fn insert(&self, variance: Option<HashBinary>, object: Object) {
+        let object = Arc::new(object);
+        self.account_added(&object);
+        let old = {
+            let mut shard = self.shard(&object.key.primary).write();
+            let variants = shard.entry(object.key.primary).or_default();
+            match variants.iter_mut().find(|(v, _)| *v == variance) {
+                Some((_, slot)) => Some(std::mem::replace(slot, object)),
+                None => {
+                    variants.push((variance, object));
+                    None
+                }
+            }
+        };
+        if let Some(old) = old {
+            self.eviction.remove(old.entry_key());
+            self.account_removed(&old);
+        }
+    }
+
+    /// Removes the objects of `primary` that `pick` selects.
+    fn remove_where(
+        &self,
+        primary: &HashBinary,
+        pick: impl Fn(Option<HashBinary>, &Object) -> bool,
+    ) -> Vec<Arc<Object>> {
+        let mut shard = self.shard(primary).write();
+        let Some(variants) = shard.get_mut(primary) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        variants.retain(|(v, o)| {
+            if pick(*v, o) {
+                removed.push(o.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if variants.is_empty() {
+            shard.remove(primary);
+        }
+        drop(shard);
+        for o in &removed {
+            self.account_removed(o);
+        }
+        removed
+    }
+
+    /// Removes exactly the object `entry` names (key, variant and ID).
+    fn remove_exact(&self, entry: &CacheEntryKey) -> usize {
+        let key = entry.key();
+        let id = entry.entry_id();
+        let variance = key.variance_bin();
+        self.remove_where(&key.primary, |v, o| v == variance && Some(o.id) == id)
+            .len()
+    }
+
+    /// Removes objects the eviction manager gave up (already untracked).
+    fn evict(&self, evicted: &[CacheEntryKey]) {
+        let removed: usize = evicted.iter().map(|e| self.remove_exact(e)).sum();
+        if removed > 0 {
+            metrics::cache_evicted(removed as u64);
+        }
+    }
+
+    /// Removes every variant stored for `key`'s primary key (the key's own
+    /// variance is ignored). Returns how many objects went.
+    pub fn purge_all_variants(&self, key: &CompactCacheKey) -> usize {
+        let removed = self.remove_where(&key.primary, |_, _| true);
+        for o in &removed {
+            self.eviction.remove(o.entry_key());
+        }
+        removed.len()
+    }
+
+    fn as_static(&'static self) -> &'static (dyn Storage + Sync) {
+        self
+    }
+}
+
+fn variance_of(key: &impl CacheHashKey) -> Option<HashBinary> {
+    key.variance_bin()
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(object) = self.find(&key.primary_bin(), variance_of(key)) else {
+            return Ok(None);
+        };
+        let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+        let end = object.body.len();
+        Ok(Some((
+            meta,
+            Box::new(Hit {
+                object,
+                start: 0,
+                end,
+                done: false,
+            }),
+        )))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        Ok(Box::new(Miss {
+            store: self,
+            id: CacheEntryId::new(self.next_id.fetch_add(1, Ordering::Relaxed)),
+            key: key.to_compact(),
+            variance: variance_of(key),
+            meta: meta.serialize()?,
+            body: BytesMut::new(),
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let key = target.key();
+        match target {
+            PurgeTarget::Exact(entry) => {
+                let removed = self.remove_exact(entry);
+                if removed == 0 {
+                    return Ok(PurgeOutcome::NotFound);
+                }
+                if matches!(purge_type, PurgeType::Eviction) {
+                    metrics::cache_evicted(removed as u64);
+                }
+                Ok(PurgeOutcome::Purged(None))
+            }
+            // An invalidation names a URL: every Vary variant goes with it.
+            // The primary slot's ID is returned for pingora to untrack; the
+            // other variants are untracked here.
+            PurgeTarget::Active(_) => {
+                let variance = key.variance_bin();
+                let removed = self.remove_where(&key.primary, |_, _| true);
+                let mut own = None;
+                for o in &removed {
+                    let mine = o.key.variance_bin() == variance;
+                    if mine && own.is_none() {
+                        own = Some(o.id);
+                    } else {
+                        self.eviction.remove(o.entry_key());
+                    }
+                }
+                match (removed.is_empty(), own) {
+                    (true, _) => Ok(PurgeOutcome::NotFound),
+                    (false, Some(id)) => Ok(PurgeOutcome::Purged(Some(id))),
+                    // Only other variants were stored: they are untracked
+                    // above, and there is no ID of the target's own to give.
+                    (false, None) => Ok(PurgeOutcome::Purged(None)),
+                }
+            }
+        }
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let primary = key.primary_bin();
+        let variance = variance_of(key);
+        let meta_fresh_until = meta.fresh_until();
+        let meta = meta.serialize()?;
+        let mut shard = self.shard(&primary).write();
+        let Some((_, slot)) = shard
+            .get_mut(&primary)
+            .and_then(|vs| vs.iter_mut().find(|(v, _)| *v == variance))
+        else {
+            return Ok(false);
+        };
+        // Same ID and body: the eviction manager keeps tracking this entry.
+        let updated = Arc::new(Object {
+            id: slot.id,
+            key: slot.key.clone(),
+            meta,
+            body: slot.body.clone(),
+        });
+        let old = std::mem::replace(slot, updated.clone());
+        drop(shard);
+        self.bytes
+            .fetch_add(updated.weight() as u64, Ordering::Relaxed);
+        self.bytes.fetch_sub(old.weight() as u64, Ordering::Relaxed);
+        self.publish();
+        // Re-admitting updates the tracked weight to the new headers'; if
+        // that pushes the store over its bound, evict here and now.
+        let entry = CacheEntryKey::identified(updated.key.clone(), updated.id);
+        let evicted = self
+            .eviction
+            .admit(entry, updated.weight(), meta_fresh_until);
+        self.evict(&evicted);
+        Ok(true)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// Reads a stored body; supports ranges.
+struct Hit {
+    object: Arc<Object>,
+    start: usize,
+    end: usize,
+    done: bool,
+}
+
+#[async_trait]
+impl HandleHit for Hit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.object.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.object.body.len();
+        if start >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start out of range {start} >= {len}"),
+            );
+        }
+        self.start = start;
+        self.end = end.map_or(len, |e| e.min(len)).max(start);
+        self.done = false;
+        Ok(())
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        self.object.weight()
+    }
+
+    fn entry_id(&self) -> Option<CacheEntryId> {
+        Some(self.object.id)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Collects a response body; stores it on `finish` (a miss handler dropped
+/// unfinished stores nothing).
+struct Miss {
+    store: &'static MemoryStorage,
+    id: CacheEntryId,
+    key: CompactCacheKey,
+    variance: Option<HashBinary>,
+    meta: (Vec<u8>, Vec<u8>),
+    body: BytesMut,
+}
+
+#[async_trait]
+impl HandleMiss for Miss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.body.len() + data.len() > self.store.max_object_size {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!(
+                    "response body exceeds max_object_size ({} bytes)",
+                    self.store.max_object_size
+                ),
+            );
+        }
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        let object = Object {
+            id: self.id,
+            key: self.key,
+            meta: self.meta,
+            body: self.body.freeze(),
+        };
+        let weight = object.weight();
+        self.store.insert(self.variance, object);
+        Ok(MissFinishType::Created(weight))
+    }
+
+    fn entry_id(&self) -> Option<CacheEntryId> {
+        Some(self.id)
+    }
+}
+
+/// The store as pingora-cache takes it.
+pub fn as_storage(store: &'static MemoryStorage) -> &'static (dyn Storage + Sync) {
+    store.as_static()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::cache::eviction::{CacheEntryKey, lru};
+    use pingora::http::ResponseHeader;
+    use std::time::{Duration, SystemTime};
+
+    fn trace() -> SpanHandle {
+        pingora::cache::trace::Span::inactive().handle()
+    }
+
+    fn store(limit: usize) -> &'static MemoryStorage {
+        let eviction: &'static lru::Manager<1> =
+            Box::leak(Box::new(lru::Manager::with_capacity(limit, 16)));
+        Box::leak(Box::new(MemoryStorage::new(eviction, 1 << 20)))
+    }
+
+    fn meta() -> CacheMeta {
+        let now = SystemTime::now();
+        let header = ResponseHeader::build(200, None).unwrap();
+        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header)
+    }
+
+    /// Writes `body` under `key` the way pingora-cache does on a miss:
+    /// miss handler, finish, admission, purge of what the manager evicts.
+    async fn fill(s: &'static MemoryStorage, key: &CacheKey, body: &'static [u8]) {
+        let trace = trace();
+        let mut miss = s.get_miss_handler(key, &meta(), &trace).await.unwrap();
+        let id = miss.entry_id();
+        miss.write_body(Bytes::from_static(body), true)
+            .await
+            .unwrap();
+        let MissFinishType::Created(size) = miss.finish().await.unwrap() else {
+            panic!("created");
+        };
+        let entry = CacheEntryKey::from_entry_id(key.to_compact(), id);
+        for evicted in s.eviction.admit(entry, size, SystemTime::now()) {
+            s.purge(PurgeTarget::Exact(&evicted), PurgeType::Eviction, &trace)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn body(s: &'static MemoryStorage, key: &CacheKey) -> Option<Bytes> {
+        let (_, mut hit) = s.lookup(key, &trace()).await.unwrap()?;
+        hit.read_body().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn stores_replaces_and_untracks_old_generations() {
+        let s = store(1 << 20);
+        let key = CacheKey::new("a", "");
+        assert!(body(s, &key).await.is_none());
+        fill(s, &key, b"one").await;
+        assert_eq!(body(s, &key).await.as_deref(), Some(&b"one"[..]));
+        fill(s, &key, b"two!").await;
+        assert_eq!(body(s, &key).await.as_deref(), Some(&b"two!"[..]));
+        assert_eq!(s.objects(), 1);
+        assert_eq!(
+            s.eviction.total_items(),
+            1,
+            "the replaced generation is untracked"
+        );
+        assert_eq!(s.eviction.total_size() as u64, s.bytes());
+    }
+
+    #[tokio::test]
+    async fn eviction_removes_the_least_recently_used_objects() {
+        let s = store(3 * 1024);
+        const KB: &[u8] = &[b'x'; 1000];
+        let keys: Vec<CacheKey> = (0..6).map(|i| CacheKey::new(format!("k{i}"), "")).collect();
+        for k in &keys {
+            fill(s, k, KB).await;
+        }
+        assert!(s.bytes() <= 3 * 1024, "{} bytes held", s.bytes());
+        assert!(body(s, &keys[0]).await.is_none());
+        assert!(body(s, &keys[5]).await.is_some());
+        assert_eq!(s.eviction.total_size() as u64, s.bytes());
+    }
+
+    #[tokio::test]
+    async fn invalidation_removes_every_variant() {
+        let s = store(1 << 20);
+        let primary = CacheKey::new("v", "");
+        let mut variant = CacheKey::new("v", "");
+        variant.set_variance_key([7; 16]);
+        fill(s, &primary, b"first").await;
+        fill(s, &variant, b"second").await;
+        assert_eq!(s.objects(), 2);
+        let out = s
+            .purge(
+                PurgeTarget::Active(&primary.to_compact()),
+                PurgeType::Invalidation,
+                &trace(),
+            )
+            .await
+            .unwrap();
+        let PurgeOutcome::Purged(Some(id)) = out else {
+            panic!("{out:?}");
+        };
+        // pingora-cache untracks the target itself; the variant is ours.
+        s.eviction.remove(CacheEntryKeyRef::from_entry_id(
+            &primary.to_compact(),
+            Some(id),
+        ));
+        assert_eq!(s.objects(), 0);
+        assert_eq!(s.bytes(), 0);
+        assert_eq!(s.eviction.total_items(), 0);
+        assert!(body(s, &variant).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        let eviction: &'static lru::Manager<1> =
+            Box::leak(Box::new(lru::Manager::with_capacity(1 << 20, 16)));
+        let s: &'static MemoryStorage = Box::leak(Box::new(MemoryStorage::new(eviction, 4)));
+        let trace = trace();
+        let key = CacheKey::new("big", "");
+        let mut miss = s.get_miss_handler(&key, &meta(), &trace).await.unwrap();
+        assert!(
+            miss.write_body(Bytes::from_static(b"12345"), true)
+                .await
+                .is_err()
+        );
+        drop(miss);
+        assert!(body(s, &key).await.is_none());
+    }
+}

@@ -1,0 +1,571 @@
+//! The HTTP cache, end to end: real clients, edge as a child process on
+//! loopback, and a real upstream whose handler sets the cache headers and
+//! counts what reaches it.
+
+use anyhow::{Context, Result, ensure};
+use edge_tests::{
+    backend::{Backend, Handler, Response},
+    http::Message,
+    loopback::LoopbackEdge,
+};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+/// Upper bound of every wait: expiries here are 1 s, refreshes immediate.
+const WAIT: Duration = Duration::from_secs(10);
+
+const STATUS: &str = "x-cache-status";
+
+fn backend(handler: Handler) -> Result<Backend> {
+    Backend::start_with("origin", None, "127.0.0.1:0".parse()?, handler)
+}
+
+/// A handler answering `body` with `headers` on every request.
+fn fixed(body: &'static str, headers: &'static [(&'static str, &'static str)]) -> Handler {
+    Arc::new(move |_req: &Message| {
+        let mut r = Response::new(200, body).header("Content-Type", "text/plain");
+        for (k, v) in headers {
+            r = r.header(k, *v);
+        }
+        r
+    })
+}
+
+fn path_of(req: &Message) -> String {
+    req.start
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string()
+}
+
+/// A config with the `cache:` section `store` and listener cache policy
+/// `policy` (YAML flow maps), proxying to `origin`.
+fn config(
+    origin: SocketAddr,
+    store: &'static str,
+    policy: &'static str,
+) -> impl FnOnce(SocketAddr, SocketAddr) -> String {
+    move |listen, admin| {
+        format!(
+            "cache: {store}
+listeners:
+  - name: web
+    address: {listen}
+    pool: app
+    cache: {policy}
+pools:
+  - name: app
+    backends: [{{address: '{origin}'}}]
+admin:
+  address: {admin}
+server:
+  threads: 2
+"
+        )
+    }
+}
+
+fn status(m: &Message) -> &str {
+    m.header(STATUS).unwrap_or("-")
+}
+
+fn expect(m: &Message, code: u16, cache: &str, body: &str) -> Result<()> {
+    ensure!(
+        m.status() == Some(code) && status(m) == cache && m.text() == body,
+        "expected {code} {cache} {body:?}, got {} {} {:?} ({:?})",
+        m.status().unwrap_or(0),
+        status(m),
+        m.text(),
+        m.headers
+    );
+    Ok(())
+}
+
+/// Waits until `path` is no longer served fresh from the cache.
+fn until_not_hit(edge: &LoopbackEdge, path: &str, headers: &[(&str, &str)]) -> Result<Message> {
+    edge.wait_for(&format!("{path} to expire"), WAIT, || {
+        let m = edge.request("GET", path, headers)?;
+        Ok((status(&m) != "HIT").then_some(m))
+    })
+}
+
+#[test]
+fn miss_then_hit_with_age() -> Result<()> {
+    let origin = backend(fixed("hello", &[("Cache-Control", "max-age=60")]))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/a")?, 200, "MISS", "hello")?;
+    let hit = edge.get("/a")?;
+    expect(&hit, 200, "HIT", "hello")?;
+    let age: u64 = hit.header("age").context("a hit has Age")?.parse()?;
+    ensure!(age <= 60, "Age {age}");
+    expect(&edge.get("/a?x=1")?, 200, "MISS", "hello")?;
+    let head = edge.request("HEAD", "/a", &[])?;
+    ensure!(status(&head) == "HIT" && head.body.is_empty(), "{head:?}");
+    // Ranges are cut from the stored body.
+    let range = edge.request("GET", "/a", &[("Range", "bytes=1-3")])?;
+    ensure!(
+        range.status() == Some(206) && range.text() == "ell",
+        "{range:?}"
+    );
+    ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
+    // A hit does not reach the upstream, and a POST is never cached.
+    let post = edge.request("POST", "/a", &[("Content-Length", "0")])?;
+    ensure!(status(&post) == "BYPASS", "{post:?}");
+    ensure!(origin.requests() == 3, "origin saw {}", origin.requests());
+    let hits = edge.sample("edge_cache_responses_total{listener=\"web\",status=\"HIT\"}")?;
+    ensure!(hits == Some(3.0), "hit counter {hits:?}");
+    Ok(())
+}
+
+#[test]
+fn shared_cache_uses_s_maxage_over_max_age() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| {
+        let cc = match path_of(req).as_str() {
+            "/long" => "max-age=0, s-maxage=60",
+            _ => "max-age=60, s-maxage=1",
+        };
+        Response::new(200, "x").header("Cache-Control", cc)
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/long")?, 200, "MISS", "x")?;
+    expect(&edge.get("/long")?, 200, "HIT", "x")?;
+    expect(&edge.get("/short")?, 200, "MISS", "x")?;
+    let later = until_not_hit(&edge, "/short", &[])?;
+    expect(&later, 200, "EXPIRED", "x")?;
+    Ok(())
+}
+
+#[test]
+fn no_store_private_and_set_cookie_are_not_stored() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| {
+        let r = Response::new(200, "x");
+        match path_of(req).as_str() {
+            "/no-store" => r.header("Cache-Control", "no-store, max-age=60"),
+            "/private" => r.header("Cache-Control", "private, max-age=60"),
+            _ => r
+                .header("Cache-Control", "max-age=60")
+                .header("Set-Cookie", "session=1"),
+        }
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    for path in ["/no-store", "/private", "/cookie"] {
+        expect(&edge.get(path)?, 200, "UNCACHEABLE", "x")?;
+        expect(&edge.get(path)?, 200, "UNCACHEABLE", "x")?;
+    }
+    ensure!(origin.requests() == 6, "origin saw {}", origin.requests());
+    Ok(())
+}
+
+#[test]
+fn no_cache_revalidates_every_time_with_the_etag() -> Result<()> {
+    let conditional = Arc::new(AtomicUsize::new(0));
+    let seen = conditional.clone();
+    let origin = backend(Arc::new(move |req: &Message| {
+        if req.header("if-none-match") == Some("\"v1\"") {
+            seen.fetch_add(1, Ordering::SeqCst);
+            return Response::new(304, "").header("ETag", "\"v1\"");
+        }
+        Response::new(200, "body-v1")
+            .header("Cache-Control", "no-cache")
+            .header("ETag", "\"v1\"")
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/n")?, 200, "MISS", "body-v1")?;
+    expect(&edge.get("/n")?, 200, "REVALIDATED", "body-v1")?;
+    expect(&edge.get("/n")?, 200, "REVALIDATED", "body-v1")?;
+    ensure!(conditional.load(Ordering::SeqCst) == 2);
+    Ok(())
+}
+
+#[test]
+fn vary_keeps_variants_apart() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| {
+        let lang = req.header("accept-language").unwrap_or("none").to_string();
+        Response::new(200, format!("in {lang}"))
+            .header("Cache-Control", "max-age=60")
+            .header("Vary", "Accept-Language")
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    let en = [("Accept-Language", "en")];
+    let fr = [("Accept-Language", "fr")];
+    expect(&edge.request("GET", "/v", &en)?, 200, "MISS", "in en")?;
+    expect(&edge.request("GET", "/v", &fr)?, 200, "MISS", "in fr")?;
+    expect(&edge.request("GET", "/v", &en)?, 200, "HIT", "in en")?;
+    expect(&edge.request("GET", "/v", &fr)?, 200, "HIT", "in fr")?;
+    expect(&edge.get("/v")?, 200, "MISS", "in none")?;
+    expect(&edge.get("/v")?, 200, "HIT", "in none")?;
+    ensure!(origin.requests() == 3, "origin saw {}", origin.requests());
+    Ok(())
+}
+
+#[test]
+fn accept_encoding_variants_are_keyed_by_the_codings_accepted() -> Result<()> {
+    let origin = backend(fixed(
+        "body",
+        &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Encoding")],
+    ))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    let ae = |v| [("Accept-Encoding", v)];
+    expect(
+        &edge.request("GET", "/ae", &ae("gzip, br"))?,
+        200,
+        "MISS",
+        "body",
+    )?;
+    expect(
+        &edge.request("GET", "/ae", &ae("br,gzip"))?,
+        200,
+        "HIT",
+        "body",
+    )?;
+    expect(
+        &edge.request("GET", "/ae", &ae("gzip;q=0.5, br"))?,
+        200,
+        "HIT",
+        "body",
+    )?;
+    expect(
+        &edge.request("GET", "/ae", &ae("gzip"))?,
+        200,
+        "MISS",
+        "body",
+    )?;
+    expect(
+        &edge.request("GET", "/ae", &ae("gzip, br;q=0"))?,
+        200,
+        "HIT",
+        "body",
+    )?;
+    ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
+    Ok(())
+}
+
+/// An origin whose responses expire after 1 s and answer a matching
+/// conditional request (`check` on the request) with 304.
+fn revalidating_origin(
+    validator: (&'static str, &'static str),
+    check: fn(&Message) -> bool,
+) -> Result<(Backend, Arc<AtomicUsize>)> {
+    let not_modified = Arc::new(AtomicUsize::new(0));
+    let count = not_modified.clone();
+    let origin = backend(Arc::new(move |req: &Message| {
+        if check(req) {
+            count.fetch_add(1, Ordering::SeqCst);
+            return Response::new(304, "")
+                .header("Cache-Control", "max-age=60")
+                .header(validator.0, validator.1);
+        }
+        Response::new(200, "original")
+            .header("Cache-Control", "max-age=1")
+            .header(validator.0, validator.1)
+    }))?;
+    Ok((origin, not_modified))
+}
+
+#[test]
+fn etag_revalidation_refreshes_the_entry() -> Result<()> {
+    let (origin, not_modified) = revalidating_origin(("ETag", "\"abc\""), |r| {
+        r.header("if-none-match") == Some("\"abc\"")
+    })?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/e")?, 200, "MISS", "original")?;
+    let revalidated = until_not_hit(&edge, "/e", &[])?;
+    expect(&revalidated, 200, "REVALIDATED", "original")?;
+    // The 304 made the entry fresh for its new max-age.
+    expect(&edge.get("/e")?, 200, "HIT", "original")?;
+    ensure!(not_modified.load(Ordering::SeqCst) == 1);
+    ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
+    Ok(())
+}
+
+#[test]
+fn last_modified_revalidation_refreshes_the_entry() -> Result<()> {
+    const LM: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
+    let (origin, not_modified) = revalidating_origin(("Last-Modified", LM), |r| {
+        r.header("if-modified-since") == Some(LM)
+    })?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/l")?, 200, "MISS", "original")?;
+    let revalidated = until_not_hit(&edge, "/l", &[])?;
+    expect(&revalidated, 200, "REVALIDATED", "original")?;
+    expect(&edge.get("/l")?, 200, "HIT", "original")?;
+    ensure!(not_modified.load(Ordering::SeqCst) == 1);
+    Ok(())
+}
+
+#[test]
+fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() -> Result<()> {
+    let version = Arc::new(AtomicUsize::new(0));
+    let v = version.clone();
+    let origin = backend(Arc::new(move |_req: &Message| {
+        let n = v.fetch_add(1, Ordering::SeqCst) + 1;
+        let cc = if n == 1 {
+            "max-age=1, stale-while-revalidate=60"
+        } else {
+            "max-age=60"
+        };
+        Response::new(200, format!("v{n}")).header("Cache-Control", cc)
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/s")?, 200, "MISS", "v1")?;
+    let stale = until_not_hit(&edge, "/s", &[])?;
+    expect(&stale, 200, "UPDATING", "v1")?;
+    edge.wait_for("the background refresh", WAIT, || {
+        Ok((origin.requests() >= 2).then_some(()))
+    })?;
+    let fresh = edge.wait_for("the refreshed entry", WAIT, || {
+        let m = edge.get("/s")?;
+        Ok((m.text() == "v2").then_some(m))
+    })?;
+    expect(&fresh, 200, "HIT", "v2")?;
+    ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
+    // The background refresh is not counted as a client's response.
+    let m = edge.metrics()?;
+    ensure!(m.contains("status=\"UPDATING\"} 1"), "{m}");
+    ensure!(!m.contains("status=\"EXPIRED\""), "{m}");
+    Ok(())
+}
+
+#[test]
+fn stale_if_error_serves_stale_when_the_upstream_fails_or_is_down() -> Result<()> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let origin = backend(Arc::new(move |req: &Message| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        if path_of(req) == "/five" && n > 0 {
+            return Response::new(503, "down");
+        }
+        Response::new(200, "saved").header("Cache-Control", "max-age=1, stale-if-error=60")
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/five")?, 200, "MISS", "saved")?;
+    expect(&edge.get("/gone")?, 200, "MISS", "saved")?;
+    let stale = until_not_hit(&edge, "/five", &[])?;
+    expect(&stale, 200, "STALE", "saved")?;
+    drop(origin);
+    let stale = until_not_hit(&edge, "/gone", &[])?;
+    expect(&stale, 200, "STALE", "saved")?;
+    Ok(())
+}
+
+#[test]
+fn concurrent_misses_make_one_upstream_request() -> Result<()> {
+    const CLIENTS: usize = 8;
+    let origin = backend(Arc::new(|_req: &Message| {
+        // The upstream is slow: every client arrives while the first fetch
+        // is in flight.
+        std::thread::sleep(Duration::from_millis(1500));
+        Response::new(200, "slow").header("Cache-Control", "max-age=60")
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{lock_timeout: 10s}", "{}"))?;
+    let listen = edge.listen;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| std::thread::spawn(move || edge_tests::http::request(listen, "GET", "/lock", &[])))
+        .collect();
+    let mut statuses = Vec::new();
+    for c in clients {
+        let m = c.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+        ensure!(m.status() == Some(200) && m.text() == "slow", "{m:?}");
+        statuses.push(status(&m).to_string());
+    }
+    ensure!(
+        origin.requests() == 1,
+        "origin saw {} requests",
+        origin.requests()
+    );
+    statuses.sort();
+    ensure!(
+        statuses.iter().filter(|s| *s == "MISS").count() == 1
+            && statuses.iter().filter(|s| *s == "HIT").count() == CLIENTS - 1,
+        "{statuses:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn purge_removes_every_variant_for_allowed_clients() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| {
+        let lang = req.header("accept-language").unwrap_or("none").to_string();
+        Response::new(200, lang)
+            .header("Cache-Control", "max-age=60")
+            .header("Vary", "Accept-Language")
+    }))?;
+    let edge = LoopbackEdge::start(
+        config(origin.addr(), "{purge_allow: [127.0.0.0/8]}", "{}"),
+    )?;
+    let en = [("Accept-Language", "en")];
+    let fr = [("Accept-Language", "fr")];
+    for h in [&en, &fr] {
+        edge.request("GET", "/p", h)?;
+        ensure!(status(&edge.request("GET", "/p", h)?) == "HIT");
+    }
+    let purge = edge.request("PURGE", "/p", &[])?;
+    ensure!(purge.status() == Some(200), "{purge:?}");
+    expect(&edge.request("GET", "/p", &en)?, 200, "MISS", "en")?;
+    expect(&edge.request("GET", "/p", &fr)?, 200, "MISS", "fr")?;
+    let again = edge.request("PURGE", "/nothing-here", &[])?;
+    ensure!(again.status() == Some(404), "{again:?}");
+    let objects = edge.sample("edge_cache_stored_objects")?;
+    ensure!(objects == Some(2.0), "stored objects {objects:?}");
+    // Purge by key on the admin endpoint: listener, host, path.
+    let key = format!("/cache/web/{}/p", edge.listen);
+    let admin = edge_tests::http::request(edge.admin, "PURGE", &key, &[])?;
+    ensure!(admin.status() == Some(200), "{admin:?}");
+    ensure!(
+        admin.text().starts_with("purged 2 object(s)"),
+        "{}",
+        admin.text()
+    );
+    expect(&edge.request("GET", "/p", &en)?, 200, "MISS", "en")?;
+    let again = edge_tests::http::request(edge.admin, "PURGE", "/cache/web/nowhere/p", &[])?;
+    ensure!(again.status() == Some(404), "{again:?}");
+    let get = edge_tests::http::request(edge.admin, "GET", &key, &[])?;
+    ensure!(get.status() == Some(405), "{get:?}");
+    Ok(())
+}
+
+#[test]
+fn purge_is_refused_outside_purge_allow_and_where_nothing_is_cached() -> Result<()> {
+    let origin = backend(fixed("kept", &[("Cache-Control", "max-age=60")]))?;
+    let origin_addr = origin.addr();
+    let edge = LoopbackEdge::start(move |listen: SocketAddr, admin: SocketAddr| {
+        let other = SocketAddr::new(listen.ip(), 8081);
+        let base = config(origin_addr, "{purge_allow: [10.0.0.0/8]}", "{}")(listen, admin);
+        base.replace(
+            "pools:",
+            &format!("  - name: nocache\n    address: {other}\n    pool: app\npools:"),
+        )
+    })?;
+    expect(&edge.get("/k")?, 200, "MISS", "kept")?;
+    let refused = edge.request("PURGE", "/k", &[])?;
+    ensure!(refused.status() == Some(403), "{refused:?}");
+    expect(&edge.get("/k")?, 200, "HIT", "kept")?;
+    let other = SocketAddr::new(edge.listen.ip(), 8081);
+    let m = edge_tests::http::request(other, "PURGE", "/k", &[])?;
+    ensure!(m.status() == Some(405), "{m:?}");
+    ensure!(
+        m.header(STATUS).is_none(),
+        "no cache, no status header: {m:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn eviction_keeps_the_store_under_max_size() -> Result<()> {
+    const OBJECT: usize = 8 * 1024;
+    const MAX: f64 = 64.0 * 1024.0;
+    let origin = backend(Arc::new(|_req: &Message| {
+        Response::new(200, vec![b'x'; OBJECT]).header("Cache-Control", "max-age=600")
+    }))?;
+    let edge = LoopbackEdge::start(
+        config(
+            origin.addr(),
+            "{max_size: 64KiB, max_object_size: 16KiB}",
+            "{}",
+        ),
+    )?;
+    for i in 0..12 {
+        let m = edge.get(&format!("/obj/{i}"))?;
+        ensure!(
+            status(&m) == "MISS" && m.body.len() == OBJECT,
+            "{i}: {:?}",
+            m.headers
+        );
+    }
+    let (bytes, evicted) = edge.wait_for("eviction to settle", WAIT, || {
+        let bytes = edge.sample("edge_cache_stored_bytes")?.unwrap_or(f64::MAX);
+        let evicted = edge.sample("edge_cache_evictions_total")?.unwrap_or(0.0);
+        Ok((bytes <= MAX && evicted >= 4.0).then_some((bytes, evicted)))
+    })?;
+    ensure!(bytes > MAX / 2.0, "the store is used, not emptied: {bytes}");
+    // Least recently used first: the oldest are gone, the newest stay.
+    ensure!(status(&edge.get("/obj/11")?) == "HIT");
+    ensure!(status(&edge.get("/obj/0")?) == "MISS");
+    println!("stored {bytes} bytes after {evicted} evictions");
+    Ok(())
+}
+
+#[test]
+fn large_objects_and_authorized_requests_are_not_stored() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| match path_of(req).as_str() {
+        "/big" => Response::new(200, vec![b'b'; 4096]).header("Cache-Control", "max-age=60"),
+        "/public" => Response::new(200, "pub").header("Cache-Control", "public, max-age=60"),
+        _ => Response::new(200, "mine").header("Cache-Control", "max-age=60"),
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{max_object_size: 1KiB}", "{}"))?;
+    for _ in 0..2 {
+        let m = edge.get("/big")?;
+        ensure!(
+            status(&m) == "UNCACHEABLE" && m.body.len() == 4096,
+            "{:?}",
+            m.headers
+        );
+    }
+    let auth = [("Authorization", "Bearer t")];
+    expect(
+        &edge.request("GET", "/mine", &auth)?,
+        200,
+        "UNCACHEABLE",
+        "mine",
+    )?;
+    expect(
+        &edge.request("GET", "/mine", &auth)?,
+        200,
+        "UNCACHEABLE",
+        "mine",
+    )?;
+    expect(&edge.request("GET", "/public", &auth)?, 200, "MISS", "pub")?;
+    expect(&edge.request("GET", "/public", &auth)?, 200, "HIT", "pub")?;
+    ensure!(origin.requests() == 5, "origin saw {}", origin.requests());
+    Ok(())
+}
+
+#[test]
+fn expires_heuristics_and_a_disabled_status_header() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| match path_of(req).as_str() {
+        "/expires" => Response::new(200, "e").header("Expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+        "/expired" => Response::new(200, "e").header("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        _ => Response::new(200, "none"),
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{status_header: ''}", "{}"))?;
+    edge.get("/expires")?;
+    edge.get("/expires")?;
+    edge.get("/expired")?;
+    edge.get("/expired")?;
+    edge.get("/plain")?;
+    let m = edge.get("/plain")?;
+    ensure!(m.header(STATUS).is_none(), "{m:?}");
+    // Only the far-future Expires was served from the cache.
+    ensure!(origin.requests() == 5, "origin saw {}", origin.requests());
+    drop(edge);
+
+    let edge = LoopbackEdge::start(
+        config(
+            origin.addr(),
+            "{}",
+            "{heuristic_freshness: true, default_ttl: 1m}",
+        ),
+    )?;
+    expect(&edge.get("/plain")?, 200, "MISS", "none")?;
+    expect(&edge.get("/plain")?, 200, "HIT", "none")?;
+    Ok(())
+}
+
+#[test]
+fn a_client_no_cache_forces_revalidation() -> Result<()> {
+    let origin = backend(fixed("c", &[("Cache-Control", "max-age=60")]))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/c")?, 200, "MISS", "c")?;
+    expect(&edge.get("/c")?, 200, "HIT", "c")?;
+    let m = edge.request("GET", "/c", &[("Cache-Control", "no-cache")])?;
+    ensure!(status(&m) != "HIT" && m.text() == "c", "{m:?}");
+    ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
+    Ok(())
+}
