@@ -14,12 +14,17 @@ use edge_tests::{
 use openssl::ssl::SslVersion;
 use std::{net::SocketAddr, path::Path, process::Command};
 
-/// Two certificates from one CA: `a` (SAN a.example.test, the default) and
-/// `b` (SAN b.example.test and *.b.example.test).
+/// Two certificates from one root CA: `a` (SAN a.example.test, the
+/// default), issued by an intermediate CA that its file carries after the
+/// leaf, as real chains do; and `b` (SAN b.example.test and
+/// *.b.example.test), issued by the root.
 fn write_certificates(dir: &Path) -> Result<Ca> {
     let ca = Ca::new("edge test CA")?;
     ca.write(dir, "ca")?;
-    ca.issue("a", &["a.example.test"])?.write(dir, "a")?;
+    let intermediate = ca.intermediate("edge test intermediate")?;
+    intermediate
+        .issue("a", &["a.example.test"])?
+        .write_chain(dir, "a", &[&intermediate.cert])?;
     ca.issue("b", &["b.example.test", "*.b.example.test"])?
         .write(dir, "b")?;
     Ok(ca)
@@ -115,6 +120,31 @@ fn sni_picks_the_certificate_and_the_first_is_the_default() -> Result<()> {
     );
     assert_eq!(served(&s, s.web, Some("other.example.test"))?, "a");
     assert_eq!(served(&s, s.web, None)?, "a", "no SNI: the default");
+
+    // The intermediate goes out with the leaf: a client that trusts only
+    // the root verifies the chain (tls::connect verifies it).
+    let stream = tls::connect(
+        s.web,
+        &s.ca.cert,
+        &ClientOptions {
+            sni: Some("a.example.test"),
+            ..Default::default()
+        },
+    )?;
+    let chain = stream
+        .ssl()
+        .peer_cert_chain()
+        .context("no chain presented")?;
+    let names: Vec<String> = chain
+        .iter()
+        .filter_map(|c| {
+            c.subject_name()
+                .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+                .next()
+                .and_then(|e| e.data().to_string().ok())
+        })
+        .collect();
+    assert_eq!(names, ["a", "edge test intermediate"]);
 
     // The default names come from the certificate's subjectAltName.
     let stream = tls::connect(
