@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use edge_tests::{
     backend::Backend,
     http,
-    loopback::{free_addr, start_edge},
+    loopback::{endpoints, start_edge},
     tls::{self, Ca, ClientOptions, TlsBackend},
 };
 use openssl::ssl::SslVersion;
@@ -45,8 +45,9 @@ struct Setup {
 fn setup() -> Result<Setup> {
     let dir = tempfile::tempdir()?;
     let ca = write_certificates(dir.path())?;
-    let backend = Backend::start("be1", None, free_addr()?)?;
-    let (web, strict, admin) = (free_addr()?, free_addr()?, free_addr()?);
+    let backend = Backend::start("be1", None, "127.0.0.1:0".parse()?)?;
+    let at = endpoints(2);
+    let (web, strict, admin) = (at.listeners[0], at.listeners[1], at.admin);
     // Relative paths: they resolve against the configuration's directory.
     let yaml = format!(
         "\
@@ -76,7 +77,7 @@ server: {{threads: 1}}
 ",
         backend.addr()
     );
-    let edge = start_edge(dir.path(), &yaml, admin, &[web, strict])?;
+    let edge = start_edge(dir.path(), &yaml, &at)?;
     Ok(Setup {
         ca_file: dir.path().join("ca.pem"),
         _dir: dir,
@@ -271,7 +272,8 @@ fn upstream_tls_verifies_the_backend_against_the_pools_ca_and_sni() -> Result<()
     wrong.write(dir.path(), "wrong-ca")?;
     let backend = TlsBackend::start(&right.issue("backend", &["backend.test"])?, "over tls")?;
     let be = backend.addr();
-    let admin = free_addr()?;
+    let at = endpoints(4);
+    let admin = at.admin;
     let pools = [
         ("good", "{sni: backend.test, ca: right-ca.pem}"),
         ("wrong_ca", "{sni: backend.test, ca: wrong-ca.pem}"),
@@ -279,13 +281,11 @@ fn upstream_tls_verifies_the_backend_against_the_pools_ca_and_sni() -> Result<()
         ("unverified", "{verify: false}"),
     ];
     let mut yaml = String::from("listeners:\n");
-    let mut listeners = Vec::new();
-    for (name, _) in &pools {
-        let addr = free_addr()?;
+    let listeners = at.listeners.clone();
+    for ((name, _), addr) in pools.iter().zip(&listeners) {
         yaml.push_str(&format!(
             "  - {{name: {name}, address: '{addr}', pool: {name}}}\n"
         ));
-        listeners.push(addr);
     }
     yaml.push_str("pools:\n");
     for (name, tls) in &pools {
@@ -296,7 +296,7 @@ fn upstream_tls_verifies_the_backend_against_the_pools_ca_and_sni() -> Result<()
     yaml.push_str(&format!(
         "admin: {{address: '{admin}'}}\nserver: {{threads: 1}}\n"
     ));
-    let _edge = start_edge(dir.path(), &yaml, admin, &listeners)?;
+    let _edge = start_edge(dir.path(), &yaml, &at)?;
 
     // The verified pool first, so that a pooled upstream connection exists
     // that the other pools must not reuse.
