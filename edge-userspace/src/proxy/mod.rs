@@ -94,23 +94,25 @@ impl EdgeProxy {
 }
 
 fn host_of(req: &RequestHeader) -> Option<String> {
-    let raw = req.uri.host().map(str::to_string).or_else(|| {
-        req.headers
-            .get(http::header::HOST)?
-            .to_str()
-            .ok()
-            .map(str::to_string)
-    })?;
-    // Strip the port; keep a bracketed IPv6 literal whole.
-    let host = match raw.rsplit_once(':') {
-        Some((h, port)) if !h.ends_with(']') && h.contains(':') => {
-            let _ = port;
-            raw.as_str()
-        }
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => raw.as_str(),
+    let raw = match req.uri.host() {
+        Some(h) => h,
+        None => req.headers.get(http::header::HOST)?.to_str().ok()?,
     };
-    Some(host.to_ascii_lowercase())
+    Some(strip_port(raw).to_ascii_lowercase())
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`; a bare IPv6
+/// literal without brackets is left alone.
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port))
+            if (h.ends_with(']') || !h.contains(':'))
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            h
+        }
+        _ => host,
+    }
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -573,4 +575,17 @@ pub fn services(
             listener::service(conf, l, proxy)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("::1"), "::1");
+    }
 }
