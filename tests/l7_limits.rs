@@ -9,7 +9,7 @@ use edge_tests::{
     backend::Backend,
     edge::Edge,
     http::{self, Message},
-    loopback::{free_addr, start_edge},
+    loopback::{endpoints, start_edge},
     tls::{self, Ca, ClientOptions},
     wait,
 };
@@ -34,7 +34,8 @@ struct Setup {
 
 fn setup(limits: &str, backend: SocketAddr) -> Result<Setup> {
     let dir = tempfile::tempdir()?;
-    let (listener, admin) = (free_addr()?, free_addr()?);
+    let at = endpoints(1);
+    let (listener, admin) = (at.listeners[0], at.admin);
     let yaml = format!(
         "\
 listeners:
@@ -49,7 +50,7 @@ admin: {{address: '{admin}'}}
 server: {{threads: 1}}
 "
     );
-    let edge = start_edge(dir.path(), &yaml, admin, &[listener])?;
+    let edge = start_edge(dir.path(), &yaml, &at)?;
     Ok(Setup {
         _dir: dir,
         _edge: edge,
@@ -88,7 +89,7 @@ fn expect_closed(s: &mut impl Read) -> Result<()> {
 
 #[test]
 fn bodies_over_max_body_size_get_413_declared_or_streamed() -> Result<()> {
-    let backend = Backend::start("be1", None, free_addr()?)?;
+    let backend = Backend::start("be1", None, "127.0.0.1:0".parse()?)?;
     let s = setup("{max_body_size: 1KiB}", backend.addr())?;
 
     let r = exchange(
@@ -172,7 +173,7 @@ const ENDLESS: &[u8] = b"X-Slow: still-coming\r\n";
 
 #[test]
 fn a_slow_client_is_cut_off_by_header_read_timeout() -> Result<()> {
-    let backend = Backend::start("be1", None, free_addr()?)?;
+    let backend = Backend::start("be1", None, "127.0.0.1:0".parse()?)?;
     let s = setup(
         "{header_read_timeout: 1s, idle_timeout: 30s}",
         backend.addr(),
@@ -222,7 +223,7 @@ fn a_slow_client_is_cut_off_by_header_read_timeout() -> Result<()> {
 
 #[test]
 fn kept_alive_connections_close_after_idle_timeout() -> Result<()> {
-    let backend = Backend::start("be1", None, free_addr()?)?;
+    let backend = Backend::start("be1", None, "127.0.0.1:0".parse()?)?;
     let s = setup("{idle_timeout: 1s}", backend.addr())?;
     let mut c = connect(s.listener)?;
     c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")?;
@@ -241,7 +242,7 @@ fn kept_alive_connections_close_after_idle_timeout() -> Result<()> {
 
 #[test]
 fn connections_beyond_max_connections_are_closed_at_once() -> Result<()> {
-    let backend = Backend::start("be1", None, free_addr()?)?;
+    let backend = Backend::start("be1", None, "127.0.0.1:0".parse()?)?;
     let s = setup("{max_connections: 2}", backend.addr())?;
     let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut held = Vec::new();
@@ -375,11 +376,12 @@ fn drain_until_closed(s: &mut impl Read) -> Result<()> {
 
 #[test]
 fn tls_listener_limits_h2_preface_idle_body_and_max_connections() -> Result<()> {
-    let backend = Backend::start("be1", None, free_addr()?)?;
+    let backend = Backend::start("be1", None, "127.0.0.1:0".parse()?)?;
     let dir = tempfile::tempdir()?;
     let ca = Ca::new("limits CA")?;
     ca.issue("web", &["web.test"])?.write(dir.path(), "web")?;
-    let (listener, admin) = (free_addr()?, free_addr()?);
+    let at = endpoints(1);
+    let (listener, admin) = (at.listeners[0], at.admin);
     let yaml = format!(
         "\
 listeners:
@@ -396,7 +398,7 @@ server: {{threads: 1}}
 ",
         backend.addr()
     );
-    let _edge = start_edge(dir.path(), &yaml, admin, &[listener])?;
+    let _edge = start_edge(dir.path(), &yaml, &at)?;
     let h1 = ClientOptions {
         sni: Some("web.test"),
         ..Default::default()

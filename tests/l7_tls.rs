@@ -8,18 +8,23 @@ use anyhow::{Context, Result};
 use edge_tests::{
     backend::Backend,
     http,
-    loopback::{free_addr, start_edge},
+    loopback::{endpoints, start_edge},
     tls::{self, Ca, ClientOptions, TlsBackend},
 };
 use openssl::ssl::SslVersion;
 use std::{net::SocketAddr, path::Path, process::Command};
 
-/// Two certificates from one CA: `a` (SAN a.example.test, the default) and
-/// `b` (SAN b.example.test and *.b.example.test).
+/// Two certificates from one root CA: `a` (SAN a.example.test, the
+/// default), issued by an intermediate CA that its file carries after the
+/// leaf, as real chains do; and `b` (SAN b.example.test and
+/// *.b.example.test), issued by the root.
 fn write_certificates(dir: &Path) -> Result<Ca> {
     let ca = Ca::new("edge test CA")?;
     ca.write(dir, "ca")?;
-    ca.issue("a", &["a.example.test"])?.write(dir, "a")?;
+    let intermediate = ca.intermediate("edge test intermediate")?;
+    intermediate
+        .issue("a", &["a.example.test"])?
+        .write_chain(dir, "a", &[&intermediate.cert])?;
     ca.issue("b", &["b.example.test", "*.b.example.test"])?
         .write(dir, "b")?;
     Ok(ca)
@@ -40,8 +45,9 @@ struct Setup {
 fn setup() -> Result<Setup> {
     let dir = tempfile::tempdir()?;
     let ca = write_certificates(dir.path())?;
-    let backend = Backend::start("be1", None, free_addr()?)?;
-    let (web, strict, admin) = (free_addr()?, free_addr()?, free_addr()?);
+    let backend = Backend::start("be1", None, "127.0.0.1:0".parse()?)?;
+    let at = endpoints(2);
+    let (web, strict, admin) = (at.listeners[0], at.listeners[1], at.admin);
     // Relative paths: they resolve against the configuration's directory.
     let yaml = format!(
         "\
@@ -71,7 +77,7 @@ server: {{threads: 1}}
 ",
         backend.addr()
     );
-    let edge = start_edge(dir.path(), &yaml, admin, &[web, strict])?;
+    let edge = start_edge(dir.path(), &yaml, &at)?;
     Ok(Setup {
         ca_file: dir.path().join("ca.pem"),
         _dir: dir,
@@ -115,6 +121,31 @@ fn sni_picks_the_certificate_and_the_first_is_the_default() -> Result<()> {
     );
     assert_eq!(served(&s, s.web, Some("other.example.test"))?, "a");
     assert_eq!(served(&s, s.web, None)?, "a", "no SNI: the default");
+
+    // The intermediate goes out with the leaf: a client that trusts only
+    // the root verifies the chain (tls::connect verifies it).
+    let stream = tls::connect(
+        s.web,
+        &s.ca.cert,
+        &ClientOptions {
+            sni: Some("a.example.test"),
+            ..Default::default()
+        },
+    )?;
+    let chain = stream
+        .ssl()
+        .peer_cert_chain()
+        .context("no chain presented")?;
+    let names: Vec<String> = chain
+        .iter()
+        .filter_map(|c| {
+            c.subject_name()
+                .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+                .next()
+                .and_then(|e| e.data().to_string().ok())
+        })
+        .collect();
+    assert_eq!(names, ["a", "edge test intermediate"]);
 
     // The default names come from the certificate's subjectAltName.
     let stream = tls::connect(
@@ -241,7 +272,8 @@ fn upstream_tls_verifies_the_backend_against_the_pools_ca_and_sni() -> Result<()
     wrong.write(dir.path(), "wrong-ca")?;
     let backend = TlsBackend::start(&right.issue("backend", &["backend.test"])?, "over tls")?;
     let be = backend.addr();
-    let admin = free_addr()?;
+    let at = endpoints(4);
+    let admin = at.admin;
     let pools = [
         ("good", "{sni: backend.test, ca: right-ca.pem}"),
         ("wrong_ca", "{sni: backend.test, ca: wrong-ca.pem}"),
@@ -249,13 +281,11 @@ fn upstream_tls_verifies_the_backend_against_the_pools_ca_and_sni() -> Result<()
         ("unverified", "{verify: false}"),
     ];
     let mut yaml = String::from("listeners:\n");
-    let mut listeners = Vec::new();
-    for (name, _) in &pools {
-        let addr = free_addr()?;
+    let listeners = at.listeners.clone();
+    for ((name, _), addr) in pools.iter().zip(&listeners) {
         yaml.push_str(&format!(
             "  - {{name: {name}, address: '{addr}', pool: {name}}}\n"
         ));
-        listeners.push(addr);
     }
     yaml.push_str("pools:\n");
     for (name, tls) in &pools {
@@ -266,7 +296,7 @@ fn upstream_tls_verifies_the_backend_against_the_pools_ca_and_sni() -> Result<()
     yaml.push_str(&format!(
         "admin: {{address: '{admin}'}}\nserver: {{threads: 1}}\n"
     ));
-    let _edge = start_edge(dir.path(), &yaml, admin, &listeners)?;
+    let _edge = start_edge(dir.path(), &yaml, &at)?;
 
     // The verified pool first, so that a pooled upstream connection exists
     // that the other pools must not reuse.

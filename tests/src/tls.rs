@@ -85,6 +85,35 @@ impl Ca {
         })
     }
 
+    /// Issues an intermediate CA named `cn`, signed by this one.
+    pub fn intermediate(&self, cn: &str) -> Result<Ca> {
+        let key = new_key()?;
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
+        let name = name.build();
+        let mut b = X509::builder()?;
+        b.set_version(2)?;
+        b.set_serial_number(&*serial()?)?;
+        b.set_subject_name(&name)?;
+        b.set_issuer_name(self.cert.subject_name())?;
+        b.set_pubkey(&key)?;
+        b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
+        b.set_not_after(&*Asn1Time::days_from_now(30)?)?;
+        b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()?,
+        )?;
+        b.sign(&self.key, MessageDigest::sha256())?;
+        Ok(Ca {
+            cert: b.build(),
+            key,
+        })
+    }
+
     /// Issues a server certificate with common name `cn` and the DNS names
     /// `dns` in its subjectAltName.
     pub fn issue(&self, cn: &str, dns: &[&str]) -> Result<Issued> {
@@ -126,9 +155,23 @@ impl Ca {
 impl Issued {
     /// Writes `dir/<name>.pem` (certificate) and `dir/<name>.key`.
     pub fn write(&self, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+        self.write_chain(dir, name, &[])
+    }
+
+    /// Like [`Issued::write`], with `chain` (intermediates) after the leaf.
+    pub fn write_chain(
+        &self,
+        dir: &Path,
+        name: &str,
+        chain: &[&X509],
+    ) -> Result<(PathBuf, PathBuf)> {
         let cert = dir.join(format!("{name}.pem"));
         let key = dir.join(format!("{name}.key"));
-        std::fs::write(&cert, self.cert.to_pem()?)?;
+        let mut pem = self.cert.to_pem()?;
+        for c in chain {
+            pem.extend_from_slice(&c.to_pem()?);
+        }
+        std::fs::write(&cert, pem)?;
         std::fs::write(&key, self.key.private_key_to_pem_pkcs8()?)?;
         Ok((cert, key))
     }

@@ -77,7 +77,6 @@ impl Validator<'_> {
     }
 
     /// Parses a byte size such as `64KiB` (see [`units`](super::units)).
-    #[allow(dead_code)] // MERGE: used by the listener limits and the cache
     pub(super) fn size(&mut self, path: String, q: &Quantity) -> Option<u64> {
         units::parse_size(&q.0)
             .map_err(|e| self.error(path, e))

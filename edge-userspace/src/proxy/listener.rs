@@ -3,6 +3,9 @@
 //!
 //! [`ListenerApp`] wraps Pingora's [`HttpProxy`] application:
 //! - `max_connections`: a semaphore with one permit per open connection.
+//!   (Pingora 0.9 has no per-listener connection limit; its
+//!   `ConnectionFilter`, behind the `connection_filter` feature, sees only
+//!   the peer address and never learns when a connection ends.)
 //!   A connection beyond the limit is closed at once, without a response
 //!   (Envoy's listener behaviour; the client sees the connection close or
 //!   reset). On TLS listeners the check also runs before the handshake, so
