@@ -397,9 +397,7 @@ fn purge_removes_every_variant_for_allowed_clients() -> Result<()> {
             .header("Cache-Control", "max-age=60")
             .header("Vary", "Accept-Language")
     }))?;
-    let edge = LoopbackEdge::start(
-        config(origin.addr(), "{purge_allow: [127.0.0.0/8]}", "{}"),
-    )?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{purge_allow: [127.0.0.0/8]}", "{}"))?;
     let en = [("Accept-Language", "en")];
     let fr = [("Accept-Language", "fr")];
     for h in [&en, &fr] {
@@ -464,13 +462,11 @@ fn eviction_keeps_the_store_under_max_size() -> Result<()> {
     let origin = backend(Arc::new(|_req: &Message| {
         Response::new(200, vec![b'x'; OBJECT]).header("Cache-Control", "max-age=600")
     }))?;
-    let edge = LoopbackEdge::start(
-        config(
-            origin.addr(),
-            "{max_size: 64KiB, max_object_size: 16KiB}",
-            "{}",
-        ),
-    )?;
+    let edge = LoopbackEdge::start(config(
+        origin.addr(),
+        "{max_size: 64KiB, max_object_size: 16KiB}",
+        "{}",
+    ))?;
     for i in 0..12 {
         let m = edge.get(&format!("/obj/{i}"))?;
         ensure!(
@@ -546,13 +542,11 @@ fn expires_heuristics_and_a_disabled_status_header() -> Result<()> {
     ensure!(origin.requests() == 5, "origin saw {}", origin.requests());
     drop(edge);
 
-    let edge = LoopbackEdge::start(
-        config(
-            origin.addr(),
-            "{}",
-            "{heuristic_freshness: true, default_ttl: 1m}",
-        ),
-    )?;
+    let edge = LoopbackEdge::start(config(
+        origin.addr(),
+        "{}",
+        "{heuristic_freshness: true, default_ttl: 1m}",
+    ))?;
     expect(&edge.get("/plain")?, 200, "MISS", "none")?;
     expect(&edge.get("/plain")?, 200, "HIT", "none")?;
     Ok(())

@@ -268,3 +268,52 @@ fn forwarded_headers_via_and_hidden_upstream_headers() -> Result<()> {
     assert_eq!(r.header("x-powered-by"), None);
     Ok(())
 }
+
+/// A route's `cache:` and `compression:` replace the listener's.
+#[test]
+fn routes_override_the_listeners_cache_and_compression() -> Result<()> {
+    let handler = Arc::new(|req: &http::Message| {
+        echo(req)
+            .header("Cache-Control", "max-age=60")
+            .header("Content-Type", "text/plain")
+    });
+    let b = Backend::start_with("b", None, "127.0.0.1:0".parse()?, handler)?;
+    let addr = b.addr();
+    let p = Proxy::start(|listen| {
+        format!(
+            "\
+cache: {{ max_size: 1MiB }}
+listeners:
+  - name: web
+    address: {listen}
+    cache: {{ enabled: true }}
+    compression: {{ algorithms: [gzip], content_types: [text/plain], min_size: 1 }}
+    routes:
+      - name: fresh
+        match: {{ path: {{ prefix: /fresh }} }}
+        proxy: {{ pool: app }}
+        cache: {{ enabled: false }}
+        compression: off
+    pool: app
+pools:
+  - name: app
+    backends: [{{address: {addr}}}]
+"
+        )
+    })?;
+    let gzip = [("Accept-Encoding", "gzip")];
+    // The listener's policy: cached (one upstream request) and compressed.
+    let first = http::send(p.listen, "GET", "/cached", &gzip, b"")?;
+    let second = http::send(p.listen, "GET", "/cached", &gzip, b"")?;
+    assert_eq!(first.header("content-encoding"), Some("gzip"));
+    assert_eq!(second.header("x-cache-status"), Some("HIT"));
+    assert_eq!(b.requests(), 1);
+    // The route's: neither.
+    for _ in 0..2 {
+        let r = http::send(p.listen, "GET", "/fresh", &gzip, b"")?;
+        assert_eq!(r.header("content-encoding"), None);
+        assert_ne!(r.header("x-cache-status"), Some("HIT"));
+    }
+    assert_eq!(b.requests(), 3);
+    Ok(())
+}
