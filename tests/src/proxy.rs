@@ -2,17 +2,13 @@
 //! written to a temporary directory, edge started on free ports and waited
 //! for, plus Prometheus scraping.
 
-use crate::{edge::Edge, http, wait};
+use crate::{edge::Edge, http, loopback};
 use anyhow::{Context, Result};
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
 };
-
-/// How long edge may take to come up.
-const READY: Duration = Duration::from_secs(20);
 
 /// A free TCP port on 127.0.0.1 (free when asked: someone else may take
 /// it before it is used, so prefer [`unique_loopback`] for listeners).
@@ -35,10 +31,6 @@ pub fn unique_loopback() -> IpAddr {
         1 + (n % 250) as u8,
     ))
 }
-
-/// Ports of the loopback proxies (outside the kernel's ephemeral range).
-const LISTEN_PORT: u16 = 18080;
-const ADMIN_PORT: u16 = 19100;
 
 /// A loopback address where connections are refused: the port is bound
 /// (so nobody else gets it while the socket lives) but never listens.
@@ -73,33 +65,14 @@ impl Proxy {
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         prepare(dir.path())?;
-        let ip = unique_loopback();
-        let listen = SocketAddr::new(ip, LISTEN_PORT);
-        let admin = SocketAddr::new(ip, ADMIN_PORT);
+        let at = loopback::endpoints(1);
+        let (listen, admin) = (at.listeners[0], at.admin);
         let yaml = format!(
             "{}\nadmin:\n  address: {admin}\nserver:\n  threads: 2\n  grace_period_seconds: 0\n",
             config(listen, dir.path())
         );
-        let file = dir.path().join("edge.yaml");
-        std::fs::write(&file, yaml)?;
-        let mut edge = Edge::start(None, &file)?;
-        edge.wait_ready(None, admin, READY).with_context(|| {
-            format!(
-                "config:\n{}",
-                std::fs::read_to_string(&file).unwrap_or_default()
-            )
-        })?;
-        // Each listener is its own Pingora service, which may bind after
-        // the admin endpoint answers. A connect (not a request, which
-        // would reach a backend) shows it is there; a connect to a free
-        // port can succeed by connecting to itself (TCP simultaneous
-        // open), so only a different peer counts.
-        wait::until("the listener to accept", READY, || {
-            Ok(TcpStream::connect_timeout(&listen, READY)
-                .ok()
-                .filter(|s| s.local_addr().ok() != s.peer_addr().ok())
-                .map(|_| ()))
-        })?;
+        let edge = loopback::start_edge(dir.path(), &yaml, &at)
+            .with_context(|| format!("config:\n{yaml}"))?;
         Ok(Self {
             edge,
             listen,
