@@ -44,27 +44,9 @@ impl Message {
 /// Reads one message (head, then a Content-Length or chunked body). Returns
 /// `None` on a clean end of stream before any byte.
 pub fn read_message<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
-    let mut start = String::new();
-    if r.read_line(&mut start)? == 0 {
+    let Some(mut msg) = read_head(r)? else {
         return Ok(None);
-    }
-    let mut msg = Message {
-        start: start.trim_end().to_string(),
-        ..Message::default()
     };
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            bail!("connection closed inside the header");
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (k, v) = line.split_once(':').context("header line without ':'")?;
-        msg.headers
-            .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
     if msg
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
@@ -167,8 +149,8 @@ pub fn request(
     send(addr, method, path, headers, b"")
 }
 
-/// Reads a response head only (for HEAD requests, whose Content-Length
-/// announces a body that never comes).
+/// Reads a message head only (also for responses to HEAD, whose
+/// Content-Length announces a body that never comes).
 fn read_head<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
     let mut start = String::new();
     if r.read_line(&mut start)? == 0 {

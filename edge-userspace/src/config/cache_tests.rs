@@ -1,21 +1,9 @@
 //! The `cache:` and `compression:` sections: defaults, the model they
 //! become, and the exact messages of every mistake.
 
+use super::tests::{FILE, errors};
 use super::*;
 use std::{path::Path, time::Duration};
-
-const FILE: &str = "edge.yaml";
-
-fn errors(yaml: &str) -> Vec<String> {
-    match parse(yaml, Path::new(FILE)) {
-        Ok(c) => panic!("expected errors, got {c:?}"),
-        Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
-            .iter()
-            .map(|d| d.display_in(Path::new(FILE)).to_string())
-            .collect(),
-        Err(e) => panic!("unexpected error {e}"),
-    }
-}
 
 const POOLS: &str = "pools:\n  - {name: app, backends: [{address: '10.0.0.2:80'}]}\n";
 

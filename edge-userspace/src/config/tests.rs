@@ -3,9 +3,11 @@
 use super::*;
 use std::path::Path;
 
-const FILE: &str = "edge.yaml";
+/// The file name the messages show.
+pub(super) const FILE: &str = "edge.yaml";
 
-fn errors(yaml: &str) -> Vec<String> {
+/// The messages `yaml` gets, as `edge check` prints them.
+pub(super) fn errors(yaml: &str) -> Vec<String> {
     match parse(yaml, Path::new(FILE)) {
         Ok(c) => panic!("expected errors, got {c:?}"),
         Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
