@@ -124,7 +124,7 @@ impl Tables {
         for (id, key) in vips.iter().enumerate() {
             let meta = VipMeta {
                 id: id as u32,
-                flags: 0,
+                ..VipMeta::default()
             };
             self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))?;
         }
