@@ -61,13 +61,14 @@ pub const FAMILY_V6: u8 = 6;
 
 /// What the XDP program decided a packet is; the index into [`MAP_CLASS_STATS`].
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PacketClass {
     /// Destination is an L4 virtual service (VIP:port/proto).
     Vip = 0,
     /// Destination port belongs to an L7 listener.
     L7 = 1,
     /// Anything else: non-IP, other protocols, host traffic.
+    #[default]
     Other = 2,
     /// A header was truncated or inconsistent; the packet was passed to the
     /// kernel, which is the authority on traffic edge does not own.

@@ -19,6 +19,10 @@ use std::sync::Arc;
 /// The XDP object built from edge-ebpf by this crate's build script.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edge-xdp"));
 
+/// The backend-side decapsulation object (see `edge decap`).
+pub static DECAP_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edge-decap"));
+
 /// Why the XDP side could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
