@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod decap;
 pub mod metrics;
 pub mod proxy;
