@@ -9,5 +9,6 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod decap;
+pub mod l4;
 pub mod metrics;
 pub mod proxy;
