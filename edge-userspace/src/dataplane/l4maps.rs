@@ -4,12 +4,12 @@
 use super::{DataplaneError, maps::take};
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuArray, xdp::DevMapHash},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, xdp::DevMapHash},
 };
 use edge_common::{
     IfaceDef, L4Counters, L4Event, L4Settings, MAP_IFACES, MAP_L4_EVENTS, MAP_L4_SETTINGS,
-    MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_TX_PORTS, MAP_VIP_STATS, MAX_RING_SIZE, RealDef,
-    ring_index,
+    MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_TX_PORTS, MAP_VIP_STATS, MAP_VIPS, MAX_RING_SIZE,
+    RealDef, VipKey, VipMeta, ring_index,
 };
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
@@ -18,6 +18,7 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
 
 /// The L4 maps the daemon writes and reads.
 pub struct L4Maps {
+    vips: HashMap<MapData, VipKey, VipMeta>,
     reals: Array<MapData, RealDef>,
     rings: Array<MapData, u32>,
     settings: Array<MapData, L4Settings>,
@@ -29,8 +30,14 @@ pub struct L4Maps {
 }
 
 impl L4Maps {
-    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
+    /// Takes the L4 maps from `ebpf`, and opens a second handle on the VIP
+    /// map (id `vips_id`), which [`super::Tables`] also holds.
+    pub(super) fn take(ebpf: &mut Ebpf, vips_id: u32) -> Result<Self, DataplaneError> {
+        let vips = MapData::from_id(vips_id)
+            .and_then(|data| HashMap::try_from(Map::HashMap(data)))
+            .map_err(map_err(MAP_VIPS))?;
         Ok(Self {
+            vips,
             reals: take(ebpf, MAP_REALS)?,
             rings: take(ebpf, MAP_RINGS)?,
             settings: take(ebpf, MAP_L4_SETTINGS)?,
@@ -40,6 +47,36 @@ impl L4Maps {
             real_stats: take(ebpf, MAP_REAL_STATS)?,
             events: take(ebpf, MAP_L4_EVENTS)?,
         })
+    }
+
+    /// Writes one VIP entry; a service's ring size and generation change
+    /// together, in one update.
+    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))
+    }
+
+    /// The VIP entry at `key`, if any.
+    pub fn vip(&self, key: &VipKey) -> Result<Option<VipMeta>, DataplaneError> {
+        match self.vips.get(key, 0) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(MAP_VIPS)(e)),
+        }
+    }
+
+    /// Removes every VIP entry not in `keep`.
+    pub fn retain_vips(&mut self, keep: &[VipKey]) -> Result<(), DataplaneError> {
+        let mut stale = Vec::new();
+        for key in self.vips.keys() {
+            let key = key.map_err(map_err(MAP_VIPS))?;
+            if !keep.contains(&key) {
+                stale.push(key);
+            }
+        }
+        for key in stale {
+            self.vips.remove(&key).map_err(map_err(MAP_VIPS))?;
+        }
+        Ok(())
     }
 
     /// Writes the forwarding settings (outer sources, SYN budget).

@@ -119,27 +119,6 @@ impl Tables {
         Ok(())
     }
 
-    /// Makes the VIP table exactly `entries` (services and their address
-    /// markers). Each entry is replaced in one update, so a service's new
-    /// ring size and generation appear together.
-    pub fn set_vip_entries(&mut self, entries: &[(VipKey, VipMeta)]) -> Result<(), DataplaneError> {
-        for (key, meta) in entries {
-            self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))?;
-        }
-        let stale = stale_keys(MAP_VIPS, self.vips.keys(), |k| {
-            entries.iter().any(|(key, _)| key == k)
-        })?;
-        for k in stale {
-            self.vips.remove(&k).map_err(map_err(MAP_VIPS))?;
-        }
-        Ok(())
-    }
-
-    /// Writes one VIP entry (a generation flip).
-    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
-        self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))
-    }
-
     /// Makes the VIP table exactly `vips`.
     pub fn set_vips(&mut self, vips: &[VipKey]) -> Result<(), DataplaneError> {
         for (id, key) in vips.iter().enumerate() {

@@ -17,10 +17,10 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode as AyaMode, xdp::XdpLinkId},
 };
 use edge_common::{
-    DEFAULT_CONNTRACK_CAPACITY, MAP_CONNTRACK, MAP_RINGS, MAX_L4_SERVICES, PROGRAM_XDP,
+    DEFAULT_CONNTRACK_CAPACITY, MAP_CONNTRACK, MAP_RINGS, MAP_VIPS, MAX_L4_SERVICES, PROGRAM_XDP,
     ring_entries,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The XDP object built from edge-ebpf by this crate's build script.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edge-xdp"));
@@ -118,7 +118,7 @@ impl Default for LoadOptions {
 pub struct Dataplane {
     ebpf: Ebpf,
     tables: Tables,
-    l4: L4Maps,
+    l4: Arc<Mutex<L4Maps>>,
     stats: Arc<ClassStats>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     links: Vec<(String, XdpLinkId)>,
@@ -148,8 +148,9 @@ impl Dataplane {
                 None
             }
         };
+        let vips_id = map_id(&ebpf, MAP_VIPS)?;
         let tables = Tables::take(&mut ebpf)?;
-        let l4 = L4Maps::take(&mut ebpf)?;
+        let l4 = Arc::new(Mutex::new(L4Maps::take(&mut ebpf, vips_id)?));
         let stats = Arc::new(ClassStats::take(&mut ebpf)?);
         let program = program_mut(&mut ebpf)?;
         program.load().map_err(|source| DataplaneError::Program {
@@ -176,14 +177,14 @@ impl Dataplane {
         &mut self.tables
     }
 
-    /// The L4 balancer's maps.
-    pub fn l4(&mut self) -> &mut L4Maps {
-        &mut self.l4
+    /// The L4 balancer's maps (locked; the L4 controller shares them).
+    pub fn l4(&self) -> MutexGuard<'_, L4Maps> {
+        self.l4.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Both map sets at once, for code that writes VIPs and rings together.
-    pub fn maps(&mut self) -> (&mut Tables, &mut L4Maps) {
-        (&mut self.tables, &mut self.l4)
+    /// The L4 maps, shareable with the L4 controller and its health checks.
+    pub fn l4_shared(&self) -> Arc<Mutex<L4Maps>> {
+        Arc::clone(&self.l4)
     }
 
     /// A program of the object by name (e.g. the `edge_pass` baseline),
@@ -257,6 +258,17 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.detach_all();
     }
+}
+
+/// The kernel id of map `name`, to open a second handle on it.
+fn map_id(ebpf: &Ebpf, name: &'static str) -> Result<u32, DataplaneError> {
+    let data = match ebpf.map(name) {
+        Some(aya::maps::Map::HashMap(data)) => data,
+        _ => return Err(DataplaneError::Missing { kind: "map", name }),
+    };
+    data.info()
+        .map(|info| info.id())
+        .map_err(|source| DataplaneError::Map { map: name, source })
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
