@@ -11,6 +11,8 @@ pub mod compression;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod decap;
+pub mod l4;
 pub mod metrics;
 pub mod proxy;
 pub mod upstream;

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod edge;
 pub mod http;
+pub mod l4packets;
 pub mod lab;
 pub mod loopback;
 pub mod netns;

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod compression;
 mod error;
+pub mod l4;
 mod l7;
 mod locate;
 pub mod model;

@@ -114,6 +114,7 @@ pub fn validate(
         diagnostics: Vec::new(),
     };
     let xdp = xdp(&mut v, file.xdp.as_ref());
+    let l4 = super::l4::validate(&mut v, file.l4.as_ref(), !xdp.interfaces.is_empty());
     let pools = l7::pools(&mut v, &file.pools);
     let cache = super::cache::store(&mut v, file.cache.as_ref());
     let listeners = l7::listeners(&mut v, &file.listeners, &pools, cache.is_some());
@@ -144,6 +145,7 @@ pub fn validate(
     if v.diagnostics.is_empty() {
         Ok(Config {
             xdp,
+            l4,
             listeners,
             pools,
             admin,
