@@ -1,0 +1,138 @@
+//! Benchmark processes (origin, proxies, wrk) as children that are stopped
+//! by their PID when dropped, whatever way the benchmark ends.
+
+use anyhow::{Context, Result, bail};
+use std::{
+    fs::File,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+/// How long a child gets to exit after its stop signal before the whole
+/// process group it leads is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A child process and its log.
+pub struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+    stop_signal: libc::c_int,
+}
+
+impl Proc {
+    /// Starts `program args` pinned to `cpus` (a taskset list; `None`: not
+    /// pinned), stdout and stderr into `log`. On drop it gets
+    /// `stop_signal`, then SIGKILL for its process group.
+    pub fn spawn(
+        name: &str,
+        cpus: Option<&str>,
+        program: &Path,
+        args: &[&str],
+        log: &Path,
+        stop_signal: libc::c_int,
+    ) -> Result<Self> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        // taskset execs the program, so the child's PID is the program's.
+        let mut cmd = match cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            // Its own process group: a terminal's Ctrl-C reaches only
+            // xtask, which then stops the children in order; and a
+            // multi-process server (nginx) can be killed whole.
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches only this
+        // (forked) process. PDEATHSIG survives execve, so should xtask be
+        // killed outright, the kernel still ends the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+            stop_signal,
+        })
+    }
+
+    /// The child's exit status if it has exited.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        match self.child.as_mut() {
+            Some(c) => Ok(c.try_wait()?),
+            None => bail!("{} was already stopped", self.name),
+        }
+    }
+
+    /// Fails, with the end of its log, if the child has exited.
+    pub fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.try_wait()? {
+            bail!(
+                "{} exited with {status}; its log ends:\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// The last lines of the child's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The child's whole log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the child (stop signal, then SIGKILL to its group after
+    /// [`STOP_GRACE`]) and reaps it.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id() as libc::pid_t;
+        if matches!(child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) on a child we spawned and have not reaped, so
+            // its PID cannot have been reused.
+            unsafe { libc::kill(pid, self.stop_signal) };
+            let waited =
+                edge_tests::wait::until(&format!("{} to exit", self.name), STOP_GRACE, || {
+                    Ok(child.try_wait()?)
+                });
+            if waited.is_err() {
+                // SAFETY: the child leads its own process group (pgid ==
+                // pid) and is not reaped; this ends it and its workers.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

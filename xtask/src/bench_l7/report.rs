@@ -1,0 +1,205 @@
+//! The benchmark's results as a Markdown table.
+
+use super::wrk::Measurement;
+use std::fmt::Write;
+
+/// The proxies compared, in column order.
+pub const PROXIES: [&str; 3] = ["edge", "nginx", "haproxy"];
+
+/// One proxy's result for one case.
+pub enum Cell {
+    /// Measured; with anything worth flagging (errors, cache misses).
+    Done(Measurement, Vec<String>),
+    /// Not measured, and why (edge does not support the case yet).
+    NotApplicable(String),
+    /// Measuring went wrong.
+    Failed(String),
+}
+
+impl Cell {
+    fn rps(&self) -> Option<f64> {
+        match self {
+            Cell::Done(m, _) => Some(m.rps),
+            _ => None,
+        }
+    }
+
+    fn render(&self) -> String {
+        match self {
+            Cell::Done(m, notes) => {
+                let mut s = format!(
+                    "{} / {} / {}",
+                    thousands(m.rps),
+                    latency(m.p50_us),
+                    latency(m.p99_us)
+                );
+                for n in notes {
+                    let _ = write!(s, " ⚠ {n}");
+                }
+                s
+            }
+            Cell::NotApplicable(why) => format!("n/a ({why})"),
+            Cell::Failed(why) => format!("failed: {why}"),
+        }
+    }
+}
+
+/// One case across the proxies, cells in [`PROXIES`] order.
+pub struct Row {
+    /// What was measured.
+    pub case: String,
+    /// edge, nginx, HAProxy.
+    pub cells: [Cell; 3],
+}
+
+impl Row {
+    /// Whether any cell failed (as opposed to being measured or n/a).
+    pub fn failed(&self) -> bool {
+        self.cells.iter().any(|c| matches!(c, Cell::Failed(_)))
+    }
+}
+
+/// Everything the report says.
+pub struct Report {
+    /// The machine, versions and date, one `(what, value)` per line.
+    pub facts: Vec<(String, String)>,
+    /// How it was measured, Markdown.
+    pub method: String,
+    /// wrk straight to the origin: what the client side can drive at most.
+    pub ceiling: Vec<(String, Cell)>,
+    /// The comparison.
+    pub rows: Vec<Row>,
+}
+
+/// The report as Markdown: facts, the table, the ceiling, the method.
+pub fn render(r: &Report) -> String {
+    let mut s = String::from("# edge L7 benchmark\n\n");
+    for (what, value) in &r.facts {
+        let _ = writeln!(s, "- {what}: {value}");
+    }
+    s.push_str(
+        "\nEach cell: requests/s / p50 / p99 latency. Ratios are requests/s \
+         (above 1 means edge is faster).\n\n",
+    );
+    s.push_str(
+        "| case | edge rps / p50 / p99 | nginx rps / p50 / p99 | haproxy rps / p50 / p99 | edge/nginx | edge/haproxy |\n",
+    );
+    s.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    for row in &r.rows {
+        let [edge, nginx, haproxy] = &row.cells;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell_text(&row.case),
+            cell_text(&edge.render()),
+            cell_text(&nginx.render()),
+            cell_text(&haproxy.render()),
+            ratio(edge, nginx),
+            ratio(edge, haproxy),
+        );
+    }
+    if !r.ceiling.is_empty() {
+        s.push_str(
+            "\nHarness ceiling (wrk straight to the origin, on the same CPU as in the runs above; \
+             a proxied result near it is limited by the client side, not the proxy):\n\n",
+        );
+        for (what, cell) in &r.ceiling {
+            let _ = writeln!(s, "- {what}: {}", cell.render());
+        }
+    }
+    let _ = write!(s, "\n{}\n", r.method.trim_end());
+    s
+}
+
+fn ratio(edge: &Cell, other: &Cell) -> String {
+    match (edge.rps(), other.rps()) {
+        (Some(e), Some(o)) if o > 0.0 => format!("{:.2}×", e / o),
+        _ => "–".to_string(),
+    }
+}
+
+/// One line, no column separators.
+fn cell_text(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+/// 41234.6 → "41,235".
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// µs below a millisecond, else ms (or s).
+fn latency(us: f64) -> String {
+    if us < 1e3 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(rps: f64) -> Cell {
+        Cell::Done(
+            Measurement {
+                rps,
+                p50_us: 512.0,
+                p99_us: 1234.0,
+                requests: 1,
+                errors: vec![],
+            },
+            vec![],
+        )
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(41234.6), "41,235");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1_000_000.0), "1,000,000");
+        assert_eq!(latency(512.0), "512 µs");
+        assert_eq!(latency(1234.0), "1.23 ms");
+        assert_eq!(latency(2.5e6), "2.50 s");
+    }
+
+    #[test]
+    fn a_row_with_an_unsupported_case() {
+        let r = Report {
+            facts: vec![("cpus".into(), "2".into())],
+            method: "method".into(),
+            ceiling: vec![],
+            rows: vec![Row {
+                case: "cache hit".into(),
+                cells: [
+                    Cell::NotApplicable("edge check: x.yaml:3:5: a|b".into()),
+                    done(2000.0),
+                    done(1000.0),
+                ],
+            }],
+        };
+        let md = render(&r);
+        assert!(
+            md.contains(
+                "| cache hit | n/a (edge check: x.yaml:3:5: a\\|b) | 2,000 / 512 µs / 1.23 ms \
+                 | 1,000 / 512 µs / 1.23 ms | – | – |"
+            ),
+            "{md}"
+        );
+        assert_eq!(ratio(&done(3000.0), &done(2000.0)), "1.50×");
+    }
+}
