@@ -2,11 +2,11 @@
 //! proxies, configured alike, in front of one shared origin, all on
 //! 127.0.0.1.
 //!
-//! One run measures, for each proxy, requests/s and p50/p99 latency with
-//! wrk for: a small proxied response, a 64 KiB proxied response, a cache
-//! hit, and HTTPS (TLS terminated by the proxy, keep-alive). A case edge's
-//! configuration does not support yet (its `edge check` fails) is reported
-//! as n/a and the run goes on.
+//! One run measures, for each proxy, requests/s, p50/p99 latency (wrk) and
+//! CPU time per request for: a small proxied response, a 64 KiB proxied
+//! response, a cache hit, and HTTPS (TLS terminated by the proxy,
+//! keep-alive). A case edge's configuration does not support yet (its
+//! `edge check` fails) is reported as n/a and the run goes on.
 //!
 //! CPUs: every proxy runs one worker pinned to CPU 0 (all its threads: the
 //! worker and any helper share that core), so the comparison is core for
@@ -25,13 +25,13 @@ use crate::toolchain;
 use anyhow::{Context, Result, bail};
 use configs::{EdgeKind, Listeners, Ports};
 use proc::Proc;
-use report::{Cell, Report, Row};
+use report::{Cell, Report, Row, Sample};
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use wrk::Load;
 
@@ -44,6 +44,8 @@ const LOAD: Load = Load {
     connections: 50,
     duration: Duration::from_secs(10),
 };
+/// Runs per cell, the proxies taking turns; a cell shows the median.
+const ROUNDS: usize = 3;
 /// Run before each measurement (same load), so connections, upstream pools,
 /// TLS sessions and caches are warm.
 const WARMUP: Duration = Duration::from_secs(2);
@@ -180,22 +182,23 @@ pub fn run(root: &Path) -> Result<()> {
         ("13 B", configs::SMALL_PATH, SMALL),
         ("64 KiB", configs::LARGE_PATH, configs::LARGE_SIZE as u64),
     ] {
-        let url = format!("http://127.0.0.1:{}{path}", bench.ports.origin);
+        let url = plain_url(bench.ports.origin, path);
         println!("xtask: measuring the harness ceiling, {what}");
-        let cell = bench.measure_origin(&url, len)?;
+        let cell = match bench.measure_origin(&url, len) {
+            Ok(sample) => Cell::Done(sample),
+            Err(e) => {
+                interrupted()?;
+                Cell::Failed(format!("{e:#}"))
+            }
+        };
         ceiling.push((format!("origin, {what}"), cell));
     }
 
     let mut rows = Vec::new();
     for case in &CASES {
-        let cells = [
-            bench.edge_cell(case)?,
-            bench.proxy_cell(1, case)?,
-            bench.proxy_cell(2, case)?,
-        ];
         rows.push(Row {
             case: case.name.to_string(),
-            cells,
+            cells: bench.case(case)?,
         });
     }
     drop(bench);
@@ -228,14 +231,18 @@ struct Bench<'a> {
     cpus: &'a Cpus,
     ports: Ports,
     // Field order is drop order: the proxies stop before their origin.
-    /// nginx and HAProxy, or why they did not start (their cells fail).
-    others: [Option<Result<Proc, String>>; 3],
+    /// The proxies in [`report::PROXIES`] order; edge runs for one case at
+    /// a time, nginx and HAProxy throughout.
+    proxies: [Option<Proc>; 3],
+    /// Why a proxy is not running.
+    not_running: [Option<String>; 3],
     origin: Proc,
 }
 
 impl<'a> Bench<'a> {
     /// Writes the certificate and configurations, starts the origin, nginx
-    /// and HAProxy, and waits for each to answer.
+    /// and HAProxy, and waits for each to answer. nginx or HAProxy failing
+    /// to start fails their cells, not the run.
     fn start(dir: &'a Path, edge_bin: &'a Path, cpus: &'a Cpus) -> Result<Self> {
         let ports = allocate_ports()?;
         let (cert, key, pem) = certificate(dir)?;
@@ -253,8 +260,11 @@ impl<'a> Bench<'a> {
             &configs::origin(&origin_prefix, ports.origin),
             cpus.origin.as_deref(),
         )?;
-        let url = format!("http://127.0.0.1:{}{}", ports.origin, configs::SMALL_PATH);
-        wait_answers(&mut origin, &url, SMALL)?;
+        wait_answers(
+            &mut origin,
+            &plain_url(ports.origin, configs::SMALL_PATH),
+            SMALL,
+        )?;
 
         let nginx_prefix = dir.join("nginx");
         std::fs::create_dir_all(nginx_prefix.join("tmp"))?;
@@ -297,26 +307,30 @@ impl<'a> Bench<'a> {
                 Ok(p)
             });
         interrupted()?;
-        Ok(Self {
+        let mut bench = Self {
             dir,
             edge_bin,
             cpus,
             ports,
-            others: [
-                None,
-                Some(nginx.map_err(|e| format!("{e:#}"))),
-                Some(haproxy.map_err(|e| format!("{e:#}"))),
-            ],
+            proxies: [None, None, None],
+            not_running: [None, None, None],
             origin,
-        })
-    }
-
-    fn listeners(&self, proxy: usize) -> Listeners {
-        [self.ports.edge, self.ports.nginx, self.ports.haproxy][proxy]
+        };
+        for (i, started) in [(1, nginx), (2, haproxy)] {
+            match started {
+                Ok(p) => bench.proxies[i] = Some(p),
+                Err(e) => {
+                    let name = report::PROXIES[i];
+                    println!("xtask: {name} did not start: {e:#}");
+                    bench.not_running[i] = Some(format!("{name} did not start: {e:#}"));
+                }
+            }
+        }
+        Ok(bench)
     }
 
     fn url(&self, proxy: usize, case: &Case) -> String {
-        let l = self.listeners(proxy);
+        let l = [self.ports.edge, self.ports.nginx, self.ports.haproxy][proxy];
         match (case.https, case.cached) {
             (true, _) => format!("https://127.0.0.1:{}{}", l.tls, case.path),
             (false, true) => plain_url(l.cache, case.path),
@@ -324,15 +338,73 @@ impl<'a> Bench<'a> {
         }
     }
 
-    /// edge's cell: its configuration for the case is checked first; one
-    /// it rejects makes the cell n/a. Otherwise edge runs for this case only.
-    fn edge_cell(&mut self, case: &Case) -> Result<Cell> {
+    /// One row: edge started with its configuration for the case (unless
+    /// `edge check` rejects it), then [`ROUNDS`] rounds of edge, nginx,
+    /// HAProxy back to back; each cell is its median run. A proxy that
+    /// fails a run is not run again for this case.
+    fn case(&mut self, case: &Case) -> Result<[Cell; 3]> {
+        let mut fixed: [Option<Cell>; 3] = [None, None, None];
+        match self.start_edge(case)? {
+            Ok(edge) => self.proxies[0] = Some(edge),
+            Err(cell) => fixed[0] = Some(cell),
+        }
+        for (i, why) in self.not_running.iter().enumerate().skip(1) {
+            if let Some(why) = why {
+                fixed[i] = Some(Cell::Failed(why.clone()));
+            }
+        }
+        let mut samples: [Vec<Sample>; 3] = Default::default();
+        for round in 1..=ROUNDS {
+            for proxy in 0..3 {
+                if fixed[proxy].is_some() {
+                    continue;
+                }
+                let name = report::PROXIES[proxy];
+                println!("xtask: {name}, {}, run {round}/{ROUNDS}", case.name);
+                let url = self.url(proxy, case);
+                let result = match self.proxies[proxy].as_mut() {
+                    Some(server) => measure(server, case, &url, self.cpus, self.dir),
+                    None => Err(anyhow::anyhow!("{name} is not running")),
+                };
+                match result {
+                    Ok(sample) => samples[proxy].push(sample),
+                    Err(e) => {
+                        // Ctrl-C ends the run; anything else this cell.
+                        interrupted()?;
+                        println!("xtask:   {name} failed: {e:#}");
+                        fixed[proxy] = Some(Cell::Failed(format!("{e:#}")));
+                    }
+                }
+                self.origin.check_running()?;
+            }
+        }
+        if let Some(mut edge) = self.proxies[0].take() {
+            edge.stop();
+        }
+        let cells = fixed
+            .into_iter()
+            .zip(samples)
+            .map(|(fixed, samples)| {
+                fixed
+                    .or_else(|| Cell::median(samples))
+                    .unwrap_or_else(|| Cell::Failed("no run".into()))
+            })
+            .collect::<Vec<_>>();
+        cells
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("three proxies, three cells"))
+    }
+
+    /// Starts edge with its configuration for `case`, checked first: a
+    /// configuration edge rejects makes its cell n/a; one it accepts but
+    /// then fails to serve makes it failed.
+    fn start_edge(&self, case: &Case) -> Result<Result<Proc, Cell>> {
         interrupted()?;
         let config = self.dir.join(case.edge.file_name());
         std::fs::write(&config, configs::edge(case.edge, &self.ports))?;
         if let Some(first) = self.edge_check(&config)? {
             println!("xtask: edge, {}: n/a ({first})", case.name);
-            return Ok(Cell::NotApplicable(format!("edge check: {first}")));
+            return Ok(Err(Cell::NotApplicable(format!("edge check: {first}"))));
         }
         let config = config.to_str().context("temporary path is not UTF-8")?;
         let mut edge = Proc::spawn(
@@ -344,33 +416,15 @@ impl<'a> Bench<'a> {
             // SIGINT stops at once; SIGTERM would wait out the drain period.
             libc::SIGINT,
         )?;
-        let url = self.url(0, case);
-        if let Err(e) = wait_answers(&mut edge, &url, case.body_len) {
+        if let Err(e) = wait_answers(&mut edge, &self.url(0, case), case.body_len) {
             interrupted()?;
-            return Ok(Cell::Failed(format!("{e:#}")));
+            return Ok(Err(Cell::Failed(format!("{e:#}"))));
         }
-        let cell = self.measure(&mut edge, "edge", case, &url);
-        edge.stop();
-        cell
+        Ok(Ok(edge))
     }
 
-    /// nginx's (1) or HAProxy's (2) cell.
-    fn proxy_cell(&mut self, proxy: usize, case: &Case) -> Result<Cell> {
-        interrupted()?;
-        let url = self.url(proxy, case);
-        let name = report::PROXIES[proxy];
-        let mut slot = self.others[proxy].take();
-        let cell = match &mut slot {
-            Some(Ok(p)) => self.measure(p, name, case, &url),
-            Some(Err(e)) => Ok(Cell::Failed(format!("{name} did not start: {e}"))),
-            None => Ok(Cell::Failed(format!("{name} is not running"))),
-        };
-        self.others[proxy] = slot;
-        cell
-    }
-
-    /// wrk straight to the origin.
-    fn measure_origin(&mut self, url: &str, body_len: u64) -> Result<Cell> {
+    /// wrk straight to the origin, once.
+    fn measure_origin(&mut self, url: &str, body_len: u64) -> Result<Sample> {
         let case = Case {
             name: "origin",
             path: "",
@@ -379,32 +433,7 @@ impl<'a> Bench<'a> {
             body_len,
             edge: EdgeKind::Plain,
         };
-        let log = self.dir.join("wrk.log");
-        let cpus = self.cpus.wrk.as_deref();
-        run_cell(&mut self.origin, "origin", &case, url, cpus, &log, || Ok(0))
-    }
-
-    /// Warms up and measures `url` through `server`; checks the origin saw
-    /// (next to) none of a cache case's requests.
-    fn measure(&mut self, server: &mut Proc, name: &str, case: &Case, url: &str) -> Result<Cell> {
-        println!("xtask: measuring {name}, {}", case.name);
-        let log = self.dir.join("wrk.log");
-        let cached_log = self.dir.join("origin").join("cached.log");
-        let origin_requests = || -> Result<u64> {
-            let text = std::fs::read_to_string(&cached_log)?;
-            Ok(text.lines().count() as u64)
-        };
-        let cell = run_cell(
-            server,
-            name,
-            case,
-            url,
-            self.cpus.wrk.as_deref(),
-            &log,
-            origin_requests,
-        )?;
-        self.origin.check_running()?;
-        Ok(cell)
+        measure(&mut self.origin, &case, url, self.cpus, self.dir)
     }
 
     /// `edge check FILE`: `None` if accepted, else its first error line
@@ -434,59 +463,62 @@ impl<'a> Bench<'a> {
     }
 }
 
-/// Checks the response, warms up, measures, and turns what went wrong in
-/// the cell (not the run) into a failed cell. `origin_requests` counts the
-/// requests the origin has seen for the cached path.
-fn run_cell(
-    server: &mut Proc,
-    name: &str,
-    case: &Case,
-    url: &str,
-    wrk_cpus: Option<&str>,
-    log: &Path,
-    origin_requests: impl Fn() -> Result<u64>,
-) -> Result<Cell> {
-    let mut attempt = || -> Result<Cell> {
-        // A cache case's first request fills the cache; the second is a hit.
-        let probes = if case.cached { 2 } else { 1 };
-        for _ in 0..probes {
-            expect(url, case.body_len)?;
-        }
-        wrk::run(url, wrk_cpus, LOAD.for_time(WARMUP), log)?;
-        server.check_running()?;
-        let before = origin_requests()?;
-        let m = wrk::run(url, wrk_cpus, LOAD, log)?;
-        server.check_running()?;
-        let misses = origin_requests()? - before;
-        let mut notes = m.errors.clone();
-        if case.cached && misses as f64 > m.requests as f64 * MAX_MISS_RATIO {
-            notes.push(format!(
-                "{misses} of {} requests reached the origin: not cache hits",
-                m.requests
-            ));
-        }
-        println!(
-            "xtask:   {:.0} requests/s, p50 {:.0} µs, p99 {:.0} µs{}",
-            m.rps,
-            m.p50_us,
-            m.p99_us,
-            if notes.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", notes.join("; "))
-            }
-        );
-        Ok(Cell::Done(m, notes))
+/// One run of `case` through `server` at `url`: checks the response, warms
+/// up, measures with wrk, and accounts `server`'s CPU time. For a cache
+/// case, checks that (next to) none of the measured requests reached the
+/// origin, which logs exactly those.
+fn measure(server: &mut Proc, case: &Case, url: &str, cpus: &Cpus, dir: &Path) -> Result<Sample> {
+    let wrk_cpus = cpus.wrk.as_deref();
+    let log = dir.join("wrk.log");
+    let cached_log = dir.join("origin").join("cached.log");
+    let origin_requests = || -> Result<u64> {
+        let text = std::fs::read_to_string(&cached_log)?;
+        Ok(text.lines().count() as u64)
     };
-    match attempt() {
-        Ok(cell) => Ok(cell),
-        Err(e) => {
-            // Ctrl-C ends the run; anything else ends only this cell.
-            interrupted()?;
-            println!("xtask:   {name} failed: {e:#}");
-            Ok(Cell::Failed(format!("{e:#}")))
-        }
+    // A cache case's first request may fill the cache; the second is a hit.
+    let probes = if case.cached { 2 } else { 1 };
+    for _ in 0..probes {
+        expect(url, case.body_len)?;
     }
+    wrk::run(url, wrk_cpus, LOAD.for_time(WARMUP), &log)?;
+    server.check_running()?;
+
+    let misses_before = origin_requests()?;
+    let cpu_before = server.cpu_time()?;
+    let started = Instant::now();
+    let m = wrk::run(url, wrk_cpus, LOAD, &log)?;
+    let wall = started.elapsed();
+    let cpu = server.cpu_time()?.saturating_sub(cpu_before);
+    server.check_running()?;
+    let misses = origin_requests()?.saturating_sub(misses_before);
+
+    let mut notes = m.errors.clone();
+    if case.cached && misses as f64 > m.requests as f64 * MAX_MISS_RATIO {
+        notes.push(format!(
+            "{misses} of {} requests reached the origin: not cache hits",
+            m.requests
+        ));
+    }
+    let sample = Sample {
+        cpu_us_per_request: cpu.as_secs_f64() * 1e6 / m.requests.max(1) as f64,
+        cpu_busy: cpu.as_secs_f64() / wall.as_secs_f64(),
+        wrk: m,
+        notes,
+    };
+    println!(
+        "xtask:   {:.0} requests/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU/request, {:.0}% busy{}",
+        sample.wrk.rps,
+        sample.wrk.p50_us,
+        sample.wrk.p99_us,
+        sample.cpu_us_per_request,
+        sample.cpu_busy * 100.0,
+        if sample.notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", sample.notes.join("; "))
+        }
+    );
+    Ok(sample)
 }
 
 fn plain_url(port: u16, path: &str) -> String {
@@ -706,8 +738,12 @@ no measured request reached the origin.
 self-signed ECDSA P-256 certificate made at bench time with `openssl`, then proxies plain HTTP. wrk \
 keeps its connections open, so this is steady-state encryption, not handshakes.
 - wrk: {t} thread, {c} keep-alive connections (a closed loop: each connection has one request in \
-flight), {d} s per cell after a {w} s warm-up; latency as wrk measures it (`--latency`). Cells run \
-case by case, the three proxies back to back, so a disturbance hits neighbours alike.
+flight), {d} s per run after a {w} s warm-up; latency as wrk measures it (`--latency`). Each cell \
+is the median (by requests/s) of {rounds} runs; the runs go round-robin over the three proxies, \
+case by case, so a disturbance hits neighbours alike.
+- Every benchmark process (origin, proxies, wrk) runs at nice {nice}, the same for all, so other \
+work on the machine disturbs it less. CPU time per request is the proxy's user + system time \
+(all its processes and threads) over the measured run, divided by the requests wrk completed.
 - A cell shows n/a when edge's configuration for it does not pass `edge check` yet.
 - The machine is shared: other builds running at the same time move the numbers; compare \
 within a row.
@@ -717,5 +753,7 @@ within a row.
         c = LOAD.connections,
         d = LOAD.duration.as_secs(),
         w = WARMUP.as_secs(),
+        rounds = ROUNDS,
+        nice = proc::NICENESS,
     )
 }

@@ -6,10 +6,25 @@ use std::fmt::Write;
 /// The proxies compared, in column order.
 pub const PROXIES: [&str; 3] = ["edge", "nginx", "haproxy"];
 
+/// One measured run of one proxy on one case.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// What wrk saw.
+    pub wrk: Measurement,
+    /// The proxy's CPU time (all its processes and threads) per request.
+    pub cpu_us_per_request: f64,
+    /// The proxy's CPU time over the wall time of the run: near 1.0 it was
+    /// busy on its one core all along; well below, something else held it
+    /// back (the client side, or other work on its CPU).
+    pub cpu_busy: f64,
+    /// Anything worth flagging (errors, cache misses).
+    pub notes: Vec<String>,
+}
+
 /// One proxy's result for one case.
 pub enum Cell {
-    /// Measured; with anything worth flagging (errors, cache misses).
-    Done(Measurement, Vec<String>),
+    /// Measured: the run with the median requests/s of several.
+    Done(Sample),
     /// Not measured, and why (edge does not support the case yet).
     NotApplicable(String),
     /// Measuring went wrong.
@@ -17,23 +32,48 @@ pub enum Cell {
 }
 
 impl Cell {
+    /// The median (by requests/s) of `samples`; `None` if there are none.
+    pub fn median(mut samples: Vec<Sample>) -> Option<Cell> {
+        samples.sort_by(|a, b| a.wrk.rps.total_cmp(&b.wrk.rps));
+        let mid = samples.len().checked_sub(1)? / 2;
+        let mut median = samples.swap_remove(mid);
+        // A problem in any run is worth showing.
+        for s in &samples {
+            for n in &s.notes {
+                if !median.notes.contains(n) {
+                    median.notes.push(n.clone());
+                }
+            }
+        }
+        Some(Cell::Done(median))
+    }
+
     fn rps(&self) -> Option<f64> {
+        self.sample().map(|s| s.wrk.rps)
+    }
+
+    fn cpu(&self) -> Option<f64> {
+        self.sample().map(|s| s.cpu_us_per_request)
+    }
+
+    fn sample(&self) -> Option<&Sample> {
         match self {
-            Cell::Done(m, _) => Some(m.rps),
+            Cell::Done(s) => Some(s),
             _ => None,
         }
     }
 
     fn render(&self) -> String {
         match self {
-            Cell::Done(m, notes) => {
+            Cell::Done(sample) => {
+                let m = &sample.wrk;
                 let mut s = format!(
                     "{} / {} / {}",
                     thousands(m.rps),
                     latency(m.p50_us),
                     latency(m.p99_us)
                 );
-                for n in notes {
+                for n in &sample.notes {
                     let _ = write!(s, " ⚠ {n}");
                 }
                 s
@@ -98,6 +138,26 @@ pub fn render(r: &Report) -> String {
             ratio(edge, haproxy),
         );
     }
+    s.push_str(
+        "\nCPU time the proxy used per request (all its processes and threads; lower is better), \
+         and how busy it kept its core. This is steadier than requests/s on a shared machine: \
+         time taken by other work does not count.\n\n",
+    );
+    s.push_str("| case | edge | nginx | haproxy | edge/nginx | edge/haproxy |\n");
+    s.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    for row in &r.rows {
+        let [edge, nginx, haproxy] = &row.cells;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell_text(&row.case),
+            cpu_text(edge),
+            cpu_text(nginx),
+            cpu_text(haproxy),
+            cpu_ratio(edge, nginx),
+            cpu_ratio(edge, haproxy),
+        );
+    }
     if !r.ceiling.is_empty() {
         s.push_str(
             "\nHarness ceiling (wrk straight to the origin, on the same CPU as in the runs above; \
@@ -114,6 +174,26 @@ pub fn render(r: &Report) -> String {
 fn ratio(edge: &Cell, other: &Cell) -> String {
     match (edge.rps(), other.rps()) {
         (Some(e), Some(o)) if o > 0.0 => format!("{:.2}×", e / o),
+        _ => "–".to_string(),
+    }
+}
+
+fn cpu_text(cell: &Cell) -> String {
+    match cell.sample() {
+        Some(s) => format!(
+            "{:.1} µs ({:.0}% busy)",
+            s.cpu_us_per_request,
+            s.cpu_busy * 100.0
+        ),
+        None => "–".to_string(),
+    }
+}
+
+/// How many times less CPU edge needs per request (above 1: edge is
+/// cheaper), to read the same way as the requests/s ratio.
+fn cpu_ratio(edge: &Cell, other: &Cell) -> String {
+    match (edge.cpu(), other.cpu()) {
+        (Some(e), Some(o)) if e > 0.0 => format!("{:.2}×", o / e),
         _ => "–".to_string(),
     }
 }
@@ -154,17 +234,34 @@ fn latency(us: f64) -> String {
 mod tests {
     use super::*;
 
-    fn done(rps: f64) -> Cell {
-        Cell::Done(
-            Measurement {
+    fn sample(rps: f64) -> Sample {
+        Sample {
+            wrk: Measurement {
                 rps,
                 p50_us: 512.0,
                 p99_us: 1234.0,
                 requests: 1,
                 errors: vec![],
             },
-            vec![],
-        )
+            cpu_us_per_request: 1e6 / rps,
+            cpu_busy: 1.0,
+            notes: vec![],
+        }
+    }
+
+    fn done(rps: f64) -> Cell {
+        Cell::Done(sample(rps))
+    }
+
+    #[test]
+    fn the_median_run_keeps_every_runs_notes() {
+        let mut noisy = sample(10.0);
+        noisy.notes.push("3 non-2xx/3xx responses".into());
+        let cell = Cell::median(vec![sample(30.0), noisy, sample(20.0)]).unwrap();
+        let s = cell.sample().unwrap();
+        assert_eq!(s.wrk.rps, 20.0);
+        assert_eq!(s.notes, ["3 non-2xx/3xx responses"]);
+        assert!(Cell::median(vec![]).is_none());
     }
 
     #[test]
@@ -201,5 +298,10 @@ mod tests {
             "{md}"
         );
         assert_eq!(ratio(&done(3000.0), &done(2000.0)), "1.50×");
+        assert_eq!(cpu_ratio(&done(3000.0), &done(2000.0)), "1.50×");
+        assert!(
+            md.contains("| cache hit | – | 500.0 µs (100% busy) | 1000.0 µs (100% busy) | – | – |"),
+            "{md}"
+        );
     }
 }
