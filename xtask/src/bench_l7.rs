@@ -525,17 +525,37 @@ fn plain_url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
 
-/// Ten distinct free loopback ports. Between this and the servers binding
-/// them another program could take one; the server's start then fails and
-/// says which.
+/// Ten distinct free loopback ports, below the kernel's ephemeral range.
+/// Outgoing connections (wrk's, the proxies' to the origin) take their
+/// local ports from that range, so a port picked there could be theirs by
+/// the time a server binds it; below it only explicit binds compete.
 fn allocate_ports() -> Result<Ports> {
-    let sockets: Vec<TcpListener> = (0..10)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<_>>()?;
-    let p: Vec<u16> = sockets
-        .iter()
-        .map(|s| s.local_addr().map(|a| a.port()))
-        .collect::<std::io::Result<_>>()?;
+    const LOWEST: u16 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = u32::from(ephemeral_low.saturating_sub(LOWEST).max(1));
+    // Start somewhere that depends on the PID, so that two runs at once
+    // look in different places.
+    let start = std::process::id() % span;
+    // Held until all are chosen, so that they are distinct.
+    let mut held = Vec::new();
+    for i in 0..span {
+        let Ok(port) = u16::try_from(u32::from(LOWEST) + (start + i) % span) else {
+            continue;
+        };
+        if let Ok(socket) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push((port, socket));
+            if held.len() == 10 {
+                break;
+            }
+        }
+    }
+    let p: Vec<u16> = held.iter().map(|(port, _)| *port).collect();
+    if p.len() < 10 {
+        bail!("fewer than 10 free loopback ports between {LOWEST} and {ephemeral_low}");
+    }
     let three = |i: usize| Listeners {
         plain: p[i],
         cache: p[i + 1],

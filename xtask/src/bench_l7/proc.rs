@@ -18,6 +18,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// same for all, so that other work on a shared machine disturbs the
 /// measurements less.
 pub const NICENESS: libc::c_int = -10;
+/// [`NICENESS`] as written to `/proc/self/autogroup`.
+const NICENESS_TEXT: &[u8] = b"-10";
 
 /// A child process and its log.
 pub struct Proc {
@@ -52,20 +54,32 @@ impl Proc {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
-            .stderr(out)
-            // Its own process group: a terminal's Ctrl-C reaches only
-            // xtask, which then stops the children in order; and a
-            // multi-process server (nginx) can be killed whole.
-            .process_group(0);
-        // SAFETY: prctl and setpriority are async-signal-safe and touch
-        // only this (forked) process. PDEATHSIG survives execve, so should
-        // xtask be killed outright, the kernel still ends the child.
+            .stderr(out);
+        // SAFETY: setsid, prctl, open, write, close and setpriority are
+        // async-signal-safe and touch only this (forked) process.
         unsafe {
             cmd.pre_exec(|| {
+                // Its own session (so process group, pgid == pid): a
+                // terminal's Ctrl-C reaches only xtask, which then stops
+                // the children in order, and a multi-process server (nginx)
+                // can be killed whole.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // PDEATHSIG survives execve: should xtask be killed
+                // outright, the kernel still ends the child.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                // Best effort: without root the niceness stays as it was.
+                // Best effort (needs root). With autogroup scheduling a new
+                // session gets its own group, and a process's niceness only
+                // counts inside its group: the group's niceness is what
+                // weighs against other sessions' work.
+                let fd = libc::open(c"/proc/self/autogroup".as_ptr(), libc::O_WRONLY);
+                if fd >= 0 {
+                    libc::write(fd, NICENESS_TEXT.as_ptr().cast(), NICENESS_TEXT.len());
+                    libc::close(fd);
+                }
                 libc::setpriority(libc::PRIO_PROCESS, 0, NICENESS);
                 Ok(())
             });
@@ -178,5 +192,15 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_autogroup_niceness_is_the_process_niceness() {
+        assert_eq!(NICENESS_TEXT, NICENESS.to_string().as_bytes());
     }
 }
