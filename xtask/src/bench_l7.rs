@@ -49,6 +49,8 @@ const ROUNDS: usize = 3;
 /// Run before each measurement (same load), so connections, upstream pools,
 /// TLS sessions and caches are warm.
 const WARMUP: Duration = Duration::from_secs(2);
+/// How often [`poll`] looks.
+const POLL: Duration = Duration::from_millis(20);
 /// How long a server may take to answer after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this share of a cache-hit cell's requests may reach the origin
@@ -637,11 +639,31 @@ fn start_nginx(name: &str, prefix: &Path, conf: &str, cpus: Option<&str>) -> Res
 /// Waits until `url` answers 200 with a body of `len` bytes, failing early
 /// (with its log) if the server exits.
 fn wait_answers(server: &mut Proc, url: &str, len: u64) -> Result<()> {
-    edge_tests::wait::until(&format!("{url} to answer"), START_TIMEOUT, || {
+    poll(&format!("{url} to answer"), START_TIMEOUT, || {
         interrupted()?;
         server.check_running()?;
         Ok(expect(url, len).ok())
     })
+}
+
+/// Polls `probe` until it returns `Some`; fails after `timeout`, or at
+/// once when the probe fails (Ctrl-C, a server that exited), unlike
+/// `edge_tests::wait::until`, which retries errors until its deadline.
+pub(crate) fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe()? {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL);
+    }
 }
 
 /// One GET with curl (TLS unverified: the certificate is self-signed);

@@ -1,6 +1,6 @@
 //! Running wrk and reading its report.
 
-use super::{interrupted, proc::Proc};
+use super::{interrupted, poll, proc::Proc};
 use anyhow::{Context, Result, bail};
 use std::{path::Path, time::Duration};
 
@@ -58,7 +58,7 @@ pub fn run(url: &str, cpus: Option<&str>, load: Load, log: &Path) -> Result<Meas
     let mut wrk = Proc::spawn("wrk", cpus, Path::new("wrk"), &args, log, libc::SIGINT)?;
     // wrk ends by itself after `duration`; this bound only catches a hang.
     let bound = load.duration + Duration::from_secs(15);
-    let status = edge_tests::wait::until("wrk to finish", bound, || {
+    let status = poll("wrk to finish", bound, || {
         interrupted()?;
         wrk.try_wait()
     })?;
