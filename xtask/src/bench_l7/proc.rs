@@ -58,7 +58,7 @@ impl Proc {
         // SAFETY: setsid, prctl, open, write, close and setpriority are
         // async-signal-safe and touch only this (forked) process.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 // Its own session (so process group, pgid == pid): a
                 // terminal's Ctrl-C reaches only xtask, which then stops
                 // the children in order, and a multi-process server (nginx)
@@ -67,8 +67,10 @@ impl Proc {
                     return Err(std::io::Error::last_os_error());
                 }
                 // PDEATHSIG survives execve: should xtask be killed
-                // outright, the kernel still ends the child.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                // outright, the kernel still sends the child its stop
+                // signal (not SIGKILL: a killed nginx master would leave
+                // its workers behind).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, stop_signal) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 // Best effort (needs root). With autogroup scheduling a new
