@@ -44,7 +44,7 @@ const LOAD: Load = Load {
     connections: 50,
     duration: Duration::from_secs(10),
 };
-/// Runs per cell, the proxies taking turns; a cell shows the median.
+/// Runs per cell, the proxies taking turns; a cell shows medians.
 const ROUNDS: usize = 3;
 /// Run before each measurement (same load), so connections, upstream pools,
 /// TLS sessions and caches are warm.
@@ -342,8 +342,8 @@ impl<'a> Bench<'a> {
 
     /// One row: edge started with its configuration for the case (unless
     /// `edge check` rejects it), then [`ROUNDS`] rounds of edge, nginx,
-    /// HAProxy back to back; each cell is its median run. A proxy that
-    /// fails a run is not run again for this case.
+    /// HAProxy back to back; each cell gives medians over its runs. A
+    /// proxy that fails a run is not run again for this case.
     fn case(&mut self, case: &Case) -> Result<[Cell; 3]> {
         let mut fixed: [Option<Cell>; 3] = [None, None, None];
         match self.start_edge(case)? {
@@ -780,8 +780,8 @@ no measured request reached the origin.
 self-signed ECDSA P-256 certificate made at bench time with `openssl`, then proxies plain HTTP. wrk \
 keeps its connections open, so this is steady-state encryption, not handshakes.
 - wrk: {t} thread, {c} keep-alive connections (a closed loop: each connection has one request in \
-flight), {d} s per run after a {w} s warm-up; latency as wrk measures it (`--latency`). Each cell \
-is the median (by requests/s) of {rounds} runs; the runs go round-robin over the three proxies, \
+flight), {d} s per run after a {w} s warm-up; latency as wrk measures it (`--latency`). Each figure \
+is the median of {rounds} runs; the runs go round-robin over the three proxies, \
 case by case, so a disturbance hits neighbours alike.
 - Every benchmark process (origin, proxies, wrk) runs at nice {nice}, the same for all, so other \
 work on the machine disturbs it less. CPU time per request is the proxy's user + system time \

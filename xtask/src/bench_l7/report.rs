@@ -23,7 +23,7 @@ pub struct Sample {
 
 /// One proxy's result for one case.
 pub enum Cell {
-    /// Measured: the run with the median requests/s of several.
+    /// Measured: medians over several runs.
     Done(Sample),
     /// Not measured, and why (edge does not support the case yet).
     NotApplicable(String),
@@ -32,20 +32,29 @@ pub enum Cell {
 }
 
 impl Cell {
-    /// The median (by requests/s) of `samples`; `None` if there are none.
-    pub fn median(mut samples: Vec<Sample>) -> Option<Cell> {
-        samples.sort_by(|a, b| a.wrk.rps.total_cmp(&b.wrk.rps));
-        let mid = samples.len().checked_sub(1)? / 2;
-        let mut median = samples.swap_remove(mid);
-        // A problem in any run is worth showing.
-        for s in &samples {
-            for n in &s.notes {
-                if !median.notes.contains(n) {
-                    median.notes.push(n.clone());
-                }
+    /// Each figure's median over `samples` (taken on its own: the runs
+    /// are noisy in different ways), with every run's notes; `None` if
+    /// there are none.
+    pub fn median(samples: Vec<Sample>) -> Option<Cell> {
+        let of = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+        let mut notes: Vec<String> = Vec::new();
+        for n in samples.iter().flat_map(|s| &s.notes) {
+            if !notes.contains(n) {
+                notes.push(n.clone());
             }
         }
-        Some(Cell::Done(median))
+        Some(Cell::Done(Sample {
+            wrk: Measurement {
+                rps: of(|s| s.wrk.rps)?,
+                p50_us: of(|s| s.wrk.p50_us)?,
+                p99_us: of(|s| s.wrk.p99_us)?,
+                requests: of(|s| s.wrk.requests as f64)? as u64,
+                errors: Vec::new(),
+            },
+            cpu_us_per_request: of(|s| s.cpu_us_per_request)?,
+            cpu_busy: of(|s| s.cpu_busy)?,
+            notes,
+        }))
     }
 
     fn rps(&self) -> Option<f64> {
@@ -171,6 +180,17 @@ pub fn render(r: &Report) -> String {
     s
 }
 
+/// The middle value (the mean of the middle two for an even count).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 fn ratio(edge: &Cell, other: &Cell) -> String {
     match (edge.rps(), other.rps()) {
         (Some(e), Some(o)) if o > 0.0 => format!("{:.2}×", e / o),
@@ -254,14 +274,20 @@ mod tests {
     }
 
     #[test]
-    fn the_median_run_keeps_every_runs_notes() {
+    fn medians_are_per_figure_and_keep_every_runs_notes() {
         let mut noisy = sample(10.0);
         noisy.notes.push("3 non-2xx/3xx responses".into());
-        let cell = Cell::median(vec![sample(30.0), noisy, sample(20.0)]).unwrap();
+        noisy.wrk.p99_us = 9000.0;
+        let mut slow = sample(30.0);
+        slow.wrk.p99_us = 5000.0;
+        let cell = Cell::median(vec![slow, noisy, sample(20.0)]).unwrap();
         let s = cell.sample().unwrap();
         assert_eq!(s.wrk.rps, 20.0);
+        assert_eq!(s.wrk.p99_us, 5000.0);
+        assert_eq!(s.cpu_us_per_request, 1e6 / 20.0);
         assert_eq!(s.notes, ["3 non-2xx/3xx responses"]);
         assert!(Cell::median(vec![]).is_none());
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 
     #[test]
