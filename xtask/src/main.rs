@@ -1,6 +1,7 @@
 //! `cargo xtask build | load | unload | run | test | lint`: the project's
 //! developer and operator commands. Each installs what it needs first.
 
+mod bench_l7;
 mod demo;
 mod toolchain;
 
@@ -69,6 +70,18 @@ enum Cmd {
     Test,
     /// cargo fmt --check and clippy -D warnings, for every crate.
     Lint,
+    /// Benchmarks (installs what they need; prints and writes a report).
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// edge vs nginx vs HAProxy as L7 proxies on loopback (wrk): proxied
+    /// small and 64 KiB responses, cache hit, HTTPS; writes target/bench/l7.md.
+    L7,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -149,6 +162,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root),
         Cmd::Lint => lint(&root),
+        Cmd::Bench { which: Bench::L7 } => bench_l7::run(&root),
     }
 }
 

@@ -31,17 +31,24 @@ const BPF_RUSTC: &str = "/usr/bin/rustc";
 /// Installs whatever is missing.
 pub fn ensure() -> Result<()> {
     add_cargo_bin_to_path();
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
-    if !missing.is_empty() {
-        println!("xtask: installing Debian packages: {}", missing.join(" "));
-        require_root()?;
-        apt(&["update", "-qq"])?;
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(&missing);
-        apt(&args)?;
-    }
+    ensure_packages(PACKAGES)?;
     ensure_rust_src()?;
     ensure_bpf_linker()
+}
+
+/// Installs those of `packages` (Debian package names) that are missing,
+/// saying which; silent when all are there.
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing Debian packages: {}", missing.join(" "));
+    require_root()?;
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    apt(&args)
 }
 
 fn installed(package: &str) -> bool {
@@ -54,7 +61,7 @@ fn installed(package: &str) -> bool {
 fn require_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("installing the toolchain needs root (apt-get); run cargo xtask as root");
+        bail!("installing Debian packages needs root (apt-get); run cargo xtask as root");
     }
     Ok(())
 }
