@@ -356,6 +356,36 @@ fn stale_if_error_serves_stale_when_the_upstream_fails_or_is_down() -> Result<()
 }
 
 #[test]
+fn listener_stale_defaults_apply_unless_the_response_forbids_stale() -> Result<()> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let origin = backend(Arc::new(move |req: &Message| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        if n >= 2 {
+            return Response::new(503, "down");
+        }
+        let cc = match path_of(req).as_str() {
+            "/strict" => "max-age=1, must-revalidate",
+            _ => "max-age=1",
+        };
+        Response::new(200, "old").header("Cache-Control", cc)
+    }))?;
+    let edge = LoopbackEdge::start(19, config(origin.addr(), "{}", "{stale_if_error: 1m}"))?;
+    expect(&edge.get("/lenient")?, 200, "MISS", "old")?;
+    expect(&edge.get("/strict")?, 200, "MISS", "old")?;
+    // The response said nothing about stale: the listener's 1m applies.
+    let stale = until_not_hit(&edge, "/lenient", &[])?;
+    expect(&stale, 200, "STALE", "old")?;
+    // must-revalidate: the error goes to the client, not the stale body.
+    let strict = until_not_hit(&edge, "/strict", &[])?;
+    ensure!(
+        strict.status() == Some(503) && strict.text() == "down",
+        "{strict:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn concurrent_misses_make_one_upstream_request() -> Result<()> {
     const CLIENTS: usize = 8;
     let origin = backend(Arc::new(|_req: &Message| {
