@@ -1,14 +1,15 @@
 //! edge on loopback, without namespaces: for L7 behaviour tests (cache,
 //! compression) that need real sockets but no lab.
 //!
-//! Each test gets its own loopback address, `127.<pid>.<slot>`, so tests
+//! Each test gets its own loopback address, `127.<pid>.<slot>` (the PID's
+//! low 16 bits, top bit set), so tests
 //! of one process and of concurrent processes never share a port; edge's
 //! listener is on port 8080 and its admin endpoint on 9100 of that address.
 
 use crate::{edge::Edge, http, wait};
 use anyhow::Result;
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     time::Duration,
 };
 
@@ -18,7 +19,13 @@ const READY: Duration = Duration::from_secs(30);
 /// A loopback address unique to this process and `slot` (1..=255).
 pub fn address(slot: u8) -> IpAddr {
     let pid = std::process::id();
-    IpAddr::V4(Ipv4Addr::new(127, (pid >> 8) as u8, pid as u8, slot))
+    // The high bit keeps clear of 127.0.0.0/16, where host services live.
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        ((pid >> 8) as u8) | 0x80,
+        pid as u8,
+        slot,
+    ))
 }
 
 /// A running edge with its configuration directory; stops when dropped.
@@ -43,6 +50,13 @@ impl LoopbackEdge {
         std::fs::write(&path, config(listen, admin))?;
         let mut edge = Edge::start(None, &path)?;
         edge.wait_ready(None, admin, READY)?;
+        // Pingora starts the admin service before the listeners.
+        wait::until("edge's listener to accept", READY, || {
+            Ok(TcpStream::connect_timeout(&listen, Duration::from_secs(1))
+                .ok()
+                .map(drop))
+        })
+        .map_err(|e| e.context(format!("edge log:\n{}", edge.log_text())))?;
         Ok(Self {
             listen,
             admin,
