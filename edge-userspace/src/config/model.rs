@@ -431,6 +431,24 @@ impl Config {
                 s.table_size
             ));
         }
+        if let Some(c) = &self.cache {
+            let caching: Vec<&str> = self
+                .listeners
+                .iter()
+                .filter(|l| l.cache.as_ref().is_some_and(|p| p.enabled))
+                .map(|l| l.name.as_str())
+                .collect();
+            out.push_str(&format!(
+                "cache: {} bytes max, objects up to {} bytes, used by: {}\n",
+                c.max_size,
+                c.max_object_size,
+                if caching.is_empty() {
+                    "no listener".to_string()
+                } else {
+                    caching.join(", ")
+                }
+            ));
+        }
         match self.admin {
             Some(a) => out.push_str(&format!("admin (metrics) on http://{a}/metrics\n")),
             None => out.push_str("admin endpoint: off\n"),
