@@ -4,10 +4,12 @@
 //! hand-built packets for the kernel tests, and deadline-bounded waits.
 
 pub mod backend;
+pub mod dsr;
 pub mod edge;
 pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod packets;
+pub mod process;
 pub mod topology;
 pub mod wait;

@@ -1,6 +1,7 @@
-//! `cargo xtask build | load | unload | run | test | lint`: the project's
+//! `cargo xtask build | load | unload | run | test | lint | bench`: the project's
 //! developer and operator commands. Each installs what it needs first.
 
+mod bench_xdp;
 mod demo;
 mod toolchain;
 
@@ -63,6 +64,18 @@ enum Cmd {
     Test,
     /// cargo fmt --check and clippy -D warnings, for every crate.
     Lint,
+    /// Benchmarks (need root).
+    Bench {
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// The L4 XDP path: TestRun per packet, then end to end in the DSR lab
+    /// beside nftables DNAT and HAProxy.
+    Xdp(bench_xdp::Options),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,6 +150,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root),
         Cmd::Lint => lint(&root),
+        Cmd::Bench {
+            kind: BenchKind::Xdp(opts),
+        } => bench_xdp::run(&root, &opts),
     }
 }
 

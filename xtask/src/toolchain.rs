@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use std::{path::PathBuf, process::Command};
 
 /// Debian packages: the kernel-side toolchain, what Pingora's build needs,
-/// and what the labs use (ip, curl).
+/// and what the labs use (ip, curl, ethtool).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -22,6 +22,7 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     "iproute2",
     "curl",
+    "ethtool",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -31,7 +32,14 @@ const BPF_RUSTC: &str = "/usr/bin/rustc";
 /// Installs whatever is missing.
 pub fn ensure() -> Result<()> {
     add_cargo_bin_to_path();
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    ensure_packages(PACKAGES)?;
+    ensure_rust_src()?;
+    ensure_bpf_linker()
+}
+
+/// Installs whichever of the Debian `packages` are missing, saying which.
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if !missing.is_empty() {
         println!("xtask: installing Debian packages: {}", missing.join(" "));
         require_root()?;
@@ -40,8 +48,7 @@ pub fn ensure() -> Result<()> {
         args.extend(&missing);
         apt(&args)?;
     }
-    ensure_rust_src()?;
-    ensure_bpf_linker()
+    Ok(())
 }
 
 fn installed(package: &str) -> bool {

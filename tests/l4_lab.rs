@@ -1,0 +1,238 @@
+//! The L4 fast path in a real network lab (`edge_tests::dsr`): edge's XDP
+//! program, attached natively, balances TCP connections to a VIP over three
+//! backends with Maglev, encapsulating in IPIP; the backends decapsulate
+//! with `edge decap`, own the VIP on `lo` and answer the client directly.
+//!
+//! Checked: real HTTP over TCP through DSR; new connections spread over the
+//! backends; when one backend's server stops, the health check takes it
+//! out, new connections all succeed on the others, and keep-alive
+//! connections opened before to the survivors carry on, on the same
+//! backend; when it comes back, the health check returns it to service.
+
+use anyhow::{Context, Result, bail, ensure};
+use edge_tests::{
+    dsr::{self, DsrLab, DsrPlan, EDGE_IFACE, HealthCheck},
+    edge::{self, Edge},
+    http, netns, wait,
+};
+use std::{
+    collections::HashMap,
+    io::{BufReader, Write},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    time::Duration,
+};
+
+const PLAN: DsrPlan<'static> = DsrPlan {
+    client_net: "10.77.1",
+    backend_net: "10.77.2",
+    vip: Ipv4Addr::new(10, 77, 0, 100),
+    port: 80,
+    backends: &["be1", "be2", "be3"],
+};
+const HEALTH: HealthCheck<'static> = HealthCheck {
+    interval: "200ms",
+    timeout: "200ms",
+    rise: 2,
+    fall: 2,
+};
+/// New connections whose spread is checked. Each backend's count is
+/// binomial (n = 120, p = 1/3: mean 40, σ ≈ 5.2); accepting 20..=60
+/// (±3.9σ) makes a false failure rarer than 1 in 3000 runs.
+const SPREAD_CONNECTIONS: usize = 120;
+const SPREAD_MIN: usize = 20;
+const SPREAD_MAX: usize = 60;
+/// New connections after a backend is removed: all must succeed, none on
+/// the removed backend, each survivor with at least a quarter.
+const AFTER_CONNECTIONS: usize = 60;
+/// Upper bound on connections opened to get a kept-alive one per backend.
+const KEEPALIVE_ATTEMPTS: usize = 100;
+const STOPPED: usize = 1;
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// One request on a new connection to the VIP; the backend that answered.
+fn one_request(client: &str) -> Result<String> {
+    let vip = PLAN.vip_addr();
+    let resp = netns::run_in(client, move || http::get(vip, "/"))?;
+    if resp.status() != Some(200) {
+        bail!("status {:?}: {resp:?}", resp.status());
+    }
+    resp.header("x-backend")
+        .map(str::to_string)
+        .context("no X-Backend header")
+}
+
+/// `n` new connections; how many each backend answered.
+fn spread(client: &str, n: usize) -> Result<HashMap<String, usize>> {
+    let mut counts = HashMap::new();
+    for i in 0..n {
+        let b = one_request(client).with_context(|| format!("new connection {i} to the VIP"))?;
+        *counts.entry(b).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// A keep-alive connection to the VIP, made in the client's namespace.
+struct KeptAlive {
+    reader: BufReader<TcpStream>,
+    backend: String,
+}
+
+impl KeptAlive {
+    fn open(client: &str) -> Result<Self> {
+        let vip = PLAN.vip_addr();
+        let stream = netns::run_in(client, move || {
+            TcpStream::connect_timeout(&vip, Duration::from_secs(5))
+                .with_context(|| format!("connecting to {vip}"))
+        })?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut this = Self {
+            reader: BufReader::new(stream),
+            backend: String::new(),
+        };
+        this.backend = this.request()?;
+        Ok(this)
+    }
+
+    /// One request on this connection; the backend that answered.
+    fn request(&mut self) -> Result<String> {
+        let vip: SocketAddr = PLAN.vip_addr();
+        let req = format!("GET /kept HTTP/1.1\r\nHost: {vip}\r\n\r\n");
+        self.reader.get_mut().write_all(req.as_bytes())?;
+        let resp = http::read_message(&mut self.reader)?
+            .context("the connection closed without a response")?;
+        if resp.status() != Some(200) {
+            bail!("status {:?}", resp.status());
+        }
+        resp.header("x-backend")
+            .map(str::to_string)
+            .context("no X-Backend header")
+    }
+}
+
+fn scrape(client: &str) -> Result<String> {
+    let admin = PLAN.admin();
+    Ok(netns::run_in(client, move || http::get(admin, "/metrics"))?.text())
+}
+
+/// Waits until edge reports backend `i` healthy (or not).
+fn wait_health(client: &str, i: usize, healthy: bool) -> Result<()> {
+    let ip = PLAN.backend_ip(i);
+    wait::until(
+        &format!(
+            "edge_l4_backend_healthy of {ip} to be {}",
+            u8::from(healthy)
+        ),
+        DEADLINE,
+        || Ok((dsr::backend_healthy(&scrape(client)?, "web", ip) == Some(healthy)).then_some(())),
+    )
+}
+
+#[test]
+fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()> {
+    let bin = edge::binary()?;
+    let mut lab = DsrLab::build(PLAN)?;
+    lab.start_decaps(&bin)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, PLAN.edge_config(Some(HEALTH)))?;
+    // Declared after the lab: dropped (stopped) before it.
+    let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+    let client = lab.client.clone();
+    let result = (|| -> Result<()> {
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        ensure!(
+            lab.lab.xdp_mode(Some(&lab.edge), EDGE_IFACE)? == Some("native"),
+            "edge's XDP program is not attached natively on {EDGE_IFACE}"
+        );
+        for i in 0..PLAN.backends.len() {
+            wait_health(&client, i, true)?;
+        }
+
+        // Real TCP + HTTP through the XDP path and back directly.
+        let counts = spread(&client, SPREAD_CONNECTIONS)?;
+        for name in PLAN.backends {
+            let n = counts.get(*name).copied().unwrap_or(0);
+            ensure!(
+                (SPREAD_MIN..=SPREAD_MAX).contains(&n),
+                "{name} answered {n} of {SPREAD_CONNECTIONS} new connections, \
+                 expected {SPREAD_MIN}..={SPREAD_MAX}: {counts:?}"
+            );
+        }
+        let metrics = scrape(&client)?;
+        let flows: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("edge_l4_new_flows_total{service=\"web\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        ensure!(
+            flows >= SPREAD_CONNECTIONS as f64,
+            "edge_l4_new_flows_total counts every connection: {flows}\n{metrics}"
+        );
+
+        // Keep-alive connections, at least one per backend.
+        let mut kept: Vec<KeptAlive> = Vec::new();
+        for _ in 0..KEEPALIVE_ATTEMPTS {
+            if PLAN
+                .backends
+                .iter()
+                .all(|b| kept.iter().any(|k| k.backend == *b))
+            {
+                break;
+            }
+            kept.push(KeptAlive::open(&client)?);
+        }
+        for b in PLAN.backends {
+            ensure!(
+                kept.iter().any(|k| k.backend == *b),
+                "no kept-alive connection reached {b} in {KEEPALIVE_ATTEMPTS} attempts"
+            );
+        }
+
+        // A backend's server dies; its decapsulator and host stay up.
+        let dead = PLAN.backends[STOPPED];
+        lab.stop_backend(STOPPED);
+        wait_health(&client, STOPPED, false)?;
+        let counts = spread(&client, AFTER_CONNECTIONS)
+            .context("new connections after the health check removed a backend")?;
+        ensure!(!counts.contains_key(dead), "{dead} is out: {counts:?}");
+        for (i, name) in PLAN.backends.iter().enumerate() {
+            if i != STOPPED {
+                let n = counts.get(*name).copied().unwrap_or(0);
+                ensure!(
+                    n >= AFTER_CONNECTIONS / 4,
+                    "{name} answered {n} of {AFTER_CONNECTIONS}: {counts:?}"
+                );
+            }
+        }
+        // Connections to the survivors live on, on the same backend.
+        for k in kept.iter_mut().filter(|k| k.backend != dead) {
+            let before = k.backend.clone();
+            let now = k
+                .request()
+                .with_context(|| format!("kept-alive connection to {before}"))?;
+            ensure!(
+                now == before,
+                "a kept-alive connection moved from {before} to {now}"
+            );
+        }
+
+        // It comes back: the health check returns it to service.
+        lab.restart_backend(STOPPED)?;
+        wait_health(&client, STOPPED, true)?;
+        let counts = spread(&client, SPREAD_CONNECTIONS)?;
+        ensure!(
+            counts.get(dead).copied().unwrap_or(0) > 0,
+            "{dead} is back in service: {counts:?}"
+        );
+        lab.check_decaps()?;
+
+        let code = edge.stop(Duration::from_secs(15))?;
+        ensure!(code == Some(0), "edge exited with {code:?}");
+        ensure!(
+            lab.lab.xdp_mode(Some(&lab.edge), EDGE_IFACE)?.is_none(),
+            "XDP still attached after edge exited"
+        );
+        Ok(())
+    })();
+    result.with_context(|| format!("edge log:\n{}", edge.log_text()))
+}

@@ -1,0 +1,425 @@
+//! The L4 lab: direct server return on one L2 segment, shared by the L4
+//! network test and `cargo xtask bench xdp`.
+//!
+//! ```text
+//!                      namespace `sw`: bridge br0
+//!            ┌──────────────┬────────┴───────┬───────────────┐
+//!  client c0 10.77.1.2   edge l0 10.77.1.1   be1..3 eth0 10.77.2.11..13
+//!  VIP via 10.77.1.1      + 10.77.2.1        VIP 10.77.0.100/32 on lo
+//!                         (XDP, one arm)     edge decap on eth0
+//! ```
+//!
+//! edge is a one-armed load balancer, as Katran is: a packet to the VIP
+//! enters edge's `l0`, leaves it again encapsulated in IPIP (outer source
+//! [`DsrPlan::edge_ip`]) towards a backend's MAC, and the backend's answer
+//! goes straight to the client across the bridge ([`ReturnPath::Direct`]).
+//! Every backend serves HTTP on `0.0.0.0:<port>`, so on the VIP and on its
+//! own address (which health checks and the NAT/proxy load balancers of
+//! the benchmark use).
+//!
+//! The segment's MTU is raised to make room for the outer header, except
+//! on the client, whose TCP segments therefore always fit encapsulated.
+
+use crate::{
+    backend::Backend,
+    lab::{Lab, ip, output},
+    netns,
+    process::Process,
+    wait,
+};
+use anyhow::{Context, Result};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+/// edge's interface, where its XDP program attaches.
+pub const EDGE_IFACE: &str = "l0";
+/// Each backend's interface, where edge's decapsulator attaches.
+pub const BACKEND_IFACE: &str = "eth0";
+/// Port of edge's admin endpoint (on [`DsrPlan::edge_front_ip`]).
+pub const ADMIN_PORT: u16 = 9100;
+/// MTU of the segment behind the client: room for an IPIP header.
+const SEGMENT_MTU: &str = "1600";
+/// How long a decapsulator gets to attach.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Addressing of the lab: two /24s on one segment, given by their first
+/// three octets, and the virtual service.
+#[derive(Clone, Copy, Debug)]
+pub struct DsrPlan<'a> {
+    /// The client's /24, e.g. `"10.77.1"`.
+    pub client_net: &'a str,
+    /// The backends' /24, e.g. `"10.77.2"`.
+    pub backend_net: &'a str,
+    /// The virtual IP every backend owns on `lo`.
+    pub vip: Ipv4Addr,
+    /// The service's TCP port (every backend serves HTTP on it).
+    pub port: u16,
+    /// Backend names (and namespace suffixes).
+    pub backends: &'a [&'a str],
+}
+
+/// A TCP health check for [`DsrPlan::edge_config`].
+#[derive(Clone, Copy, Debug)]
+pub struct HealthCheck<'a> {
+    /// e.g. `"200ms"`.
+    pub interval: &'a str,
+    /// e.g. `"200ms"`.
+    pub timeout: &'a str,
+    /// Successes before a backend is healthy again.
+    pub rise: u32,
+    /// Failures before a backend is taken out.
+    pub fall: u32,
+}
+
+impl DsrPlan<'_> {
+    fn ip(net: &str, host: u8) -> IpAddr {
+        format!("{net}.{host}")
+            .parse()
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    /// The client's address.
+    pub fn client_ip(&self) -> IpAddr {
+        Self::ip(self.client_net, 2)
+    }
+
+    /// edge's address on the client's subnet: the client's route to the VIP.
+    pub fn edge_front_ip(&self) -> IpAddr {
+        Self::ip(self.client_net, 1)
+    }
+
+    /// edge's address on the backends' subnet: the outer source of its
+    /// IPIP packets, the source of its health checks.
+    pub fn edge_ip(&self) -> IpAddr {
+        Self::ip(self.backend_net, 1)
+    }
+
+    /// Address of backend `i`.
+    pub fn backend_ip(&self, i: usize) -> IpAddr {
+        Self::ip(self.backend_net, 11 + i as u8)
+    }
+
+    /// The virtual service, `VIP:port`.
+    pub fn vip_addr(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.vip), self.port)
+    }
+
+    /// edge's admin endpoint (reachable from the client).
+    pub fn admin(&self) -> SocketAddr {
+        SocketAddr::new(self.edge_front_ip(), ADMIN_PORT)
+    }
+
+    /// An edge configuration: XDP native on [`EDGE_IFACE`], L4 service
+    /// `web` on the VIP over every backend with equal weights, optionally
+    /// health-checked over TCP, and the admin endpoint.
+    pub fn edge_config(&self, health: Option<HealthCheck<'_>>) -> String {
+        let backends: String = (0..self.backends.len())
+            .map(|i| format!("        - address: {}\n", self.backend_ip(i)))
+            .collect();
+        let health = health.map_or(String::new(), |h| {
+            format!(
+                "      health_check:\n        type: tcp\n        port: {}\n        interval: {}\n        timeout: {}\n        rise: {}\n        fall: {}\n",
+                self.port, h.interval, h.timeout, h.rise, h.fall
+            )
+        });
+        format!(
+            "xdp:\n  interfaces:\n    - name: {EDGE_IFACE}\n      mode: native\n\
+             l4:\n  forwarding:\n    source_v4: {}\n  services:\n    - name: web\n      vip: {}\n      port: {}\n      protocol: tcp\n      backends:\n{backends}{health}\
+             admin:\n  address: {}\n",
+            self.edge_ip(),
+            self.vip,
+            self.port,
+            self.admin()
+        )
+    }
+}
+
+/// How backends route their answers to the client's subnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReturnPath {
+    /// Straight to the client across the segment: direct server return.
+    Direct,
+    /// Through edge's host ([`DsrPlan::edge_ip`]), as a NAT load balancer
+    /// needs to translate the answers back.
+    ViaEdge,
+}
+
+/// A built DSR lab with its backends serving.
+pub struct DsrLab {
+    // Field order is drop order: processes stop before namespaces go.
+    decaps: Vec<Option<Process>>,
+    backends: Vec<Option<Backend>>,
+    /// The namespaces.
+    pub lab: Lab,
+    /// The client's namespace.
+    pub client: String,
+    /// edge's namespace.
+    pub edge: String,
+    /// The switch's namespace (the bridge).
+    pub switch: String,
+    /// The backends' namespaces, in plan order.
+    pub backend_ns: Vec<String>,
+    plan: DsrPlan<'static>,
+    logs: tempfile::TempDir,
+}
+
+/// Sets sysctl `key` (dotted, as `sysctl` takes it) to `value` in `ns`.
+pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let value = value.to_string();
+    // /proc/sys/net shows the namespace of the thread that opens it.
+    netns::run_in(ns, move || {
+        std::fs::write(&path, value).with_context(|| format!("writing {path}"))
+    })
+}
+
+impl DsrLab {
+    /// Builds `plan` in a new [`Lab`] and starts an HTTP backend in each
+    /// backend namespace. Answers return directly; no decapsulator runs yet
+    /// (see [`DsrLab::start_decaps`]).
+    pub fn build(plan: DsrPlan<'static>) -> Result<Self> {
+        let mut lab = Lab::new()?;
+        let client = lab.host("client")?;
+        let edge = lab.host("edge")?;
+        let switch = lab.host("sw")?;
+        lab.bridge(&switch, "br0")?;
+
+        lab.link(&client, "c0", &switch, "s-c")?;
+        lab.enslave(&switch, "s-c", "br0")?;
+        lab.addr(&client, "c0", &format!("{}/24", plan.client_ip()))?;
+        let vip_route = format!("{}/32", plan.vip);
+        lab.route(&client, &vip_route, &plan.edge_front_ip().to_string())?;
+        // The backends' subnet is on the same segment: their answers and
+        // the direct baseline of the benchmark need no router.
+        ip(&[
+            "-n",
+            &client,
+            "route",
+            "add",
+            &format!("{}.0/24", plan.backend_net),
+            "dev",
+            "c0",
+        ])?;
+        for key in ["all", "c0"] {
+            // A NAT load balancer forwarding out of the interface the
+            // packet came in on would otherwise talk the client into
+            // sending to the backend directly.
+            sysctl(
+                &client,
+                &format!("net.ipv4.conf.{key}.accept_redirects"),
+                "0",
+            )?;
+            sysctl(&client, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
+        }
+
+        lab.link(&edge, EDGE_IFACE, &switch, "s-e")?;
+        lab.enslave(&switch, "s-e", "br0")?;
+        lab.addr(&edge, EDGE_IFACE, &format!("{}/24", plan.edge_front_ip()))?;
+        lab.addr(&edge, EDGE_IFACE, &format!("{}/24", plan.edge_ip()))?;
+        set_mtu(&edge, EDGE_IFACE)?;
+        set_mtu(&switch, "s-e")?;
+        for key in ["all", EDGE_IFACE] {
+            sysctl(&edge, &format!("net.ipv4.conf.{key}.send_redirects"), "0")?;
+            sysctl(&edge, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
+        }
+        // XDP_TX on a veth hands the frame to the peer's NAPI, which only
+        // exists when the peer runs an XDP program or has GRO on; without
+        // either the kernel drops the frame (tx_errors in `ethtool -S`).
+        output(Command::new("ip").args([
+            "netns", "exec", &switch, "ethtool", "-K", "s-e", "gro", "on",
+        ]))
+        .context("turning GRO on at the switch port of edge (is ethtool installed?)")?;
+
+        let mut backend_ns = Vec::new();
+        let mut backends = Vec::new();
+        for (i, name) in plan.backends.iter().enumerate() {
+            let ns = lab.host(name)?;
+            let port = format!("s-{i}");
+            lab.link(&ns, BACKEND_IFACE, &switch, &port)?;
+            lab.enslave(&switch, &port, "br0")?;
+            set_mtu(&ns, BACKEND_IFACE)?;
+            set_mtu(&switch, &port)?;
+            lab.addr(&ns, BACKEND_IFACE, &format!("{}/24", plan.backend_ip(i)))?;
+            lab.addr(&ns, "lo", &format!("{}/32", plan.vip))?;
+            // The VIP on lo must not be answered for or announced on the
+            // segment (the client reaches it through edge), and packets
+            // to it arrive on eth0 from sources routed elsewhere.
+            sysctl(&ns, "net.ipv4.conf.all.arp_ignore", "1")?;
+            sysctl(&ns, "net.ipv4.conf.all.arp_announce", "2")?;
+            for key in ["all", "lo", BACKEND_IFACE] {
+                sysctl(&ns, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
+            }
+            ip(&[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                &format!("{}.0/24", plan.client_net),
+                "dev",
+                BACKEND_IFACE,
+            ])?;
+            backends.push(Some(start_backend(name, &ns, plan.port)?));
+            backend_ns.push(ns);
+        }
+        Ok(Self {
+            decaps: plan.backends.iter().map(|_| None).collect(),
+            backends,
+            lab,
+            client,
+            edge,
+            switch,
+            backend_ns,
+            plan,
+            logs: tempfile::tempdir()?,
+        })
+    }
+
+    /// The plan the lab was built from.
+    pub fn plan(&self) -> &DsrPlan<'static> {
+        &self.plan
+    }
+
+    /// Backend `i`'s HTTP server, while it runs.
+    pub fn backend(&self, i: usize) -> Option<&Backend> {
+        self.backends.get(i).and_then(Option::as_ref)
+    }
+
+    /// Stops backend `i`'s HTTP server: connections to its port are
+    /// refused from now on.
+    pub fn stop_backend(&mut self, i: usize) {
+        if let Some(b) = self.backends.get_mut(i) {
+            *b = None;
+        }
+    }
+
+    /// Starts backend `i`'s HTTP server again.
+    pub fn restart_backend(&mut self, i: usize) -> Result<()> {
+        let name = self.plan.backends.get(i).context("no such backend")?;
+        let b = start_backend(name, &self.backend_ns[i], self.plan.port)?;
+        self.backends[i] = Some(b);
+        Ok(())
+    }
+
+    /// Runs `<edge_bin> decap` on every backend's [`BACKEND_IFACE`] (native
+    /// mode), accepting IPIP from [`DsrPlan::edge_ip`], and waits until
+    /// each has attached.
+    pub fn start_decaps(&mut self, edge_bin: &Path) -> Result<()> {
+        for i in 0..self.backend_ns.len() {
+            if self.decaps[i].is_some() {
+                continue;
+            }
+            let ns = self.backend_ns[i].clone();
+            let log = self.logs.path().join(format!("decap-{i}.log"));
+            let source = self.plan.edge_ip().to_string();
+            let args = [
+                "decap",
+                "--iface",
+                BACKEND_IFACE,
+                "--mode",
+                "native",
+                "--source",
+                &source,
+            ];
+            let mut p = Process::spawn(
+                &format!("edge decap in {ns}"),
+                Some(&ns),
+                edge_bin,
+                &args,
+                &log,
+            )?;
+            let lab = &self.lab;
+            wait::until(
+                &format!("edge decap to attach on {ns}/{BACKEND_IFACE}"),
+                ATTACH_TIMEOUT,
+                || {
+                    p.check_running()?;
+                    Ok(lab.xdp_mode(Some(&ns), BACKEND_IFACE)?.map(|_| ()))
+                },
+            )?;
+            self.decaps[i] = Some(p);
+        }
+        Ok(())
+    }
+
+    /// Stops backend `i`'s decapsulator (SIGTERM; it detaches).
+    pub fn stop_decap(&mut self, i: usize) -> Result<()> {
+        if let Some(mut p) = self.decaps.get_mut(i).and_then(Option::take) {
+            p.stop()?;
+        }
+        Ok(())
+    }
+
+    /// Fails, with its log, if a decapsulator has exited.
+    pub fn check_decaps(&mut self) -> Result<()> {
+        for p in self.decaps.iter_mut().flatten() {
+            p.check_running()?;
+        }
+        Ok(())
+    }
+
+    /// Routes every backend's answers to the client's subnet per `path`.
+    pub fn set_return_path(&self, path: ReturnPath) -> Result<()> {
+        let dest = format!("{}.0/24", self.plan.client_net);
+        let via = self.plan.edge_ip().to_string();
+        for ns in &self.backend_ns {
+            match path {
+                ReturnPath::Direct => {
+                    ip(&["-n", ns, "route", "replace", &dest, "dev", BACKEND_IFACE])?
+                }
+                ReturnPath::ViaEdge => ip(&["-n", ns, "route", "replace", &dest, "via", &via])?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Turns IPv4 forwarding on or off in edge's namespace (only the NAT
+    /// load balancer of the benchmark forwards; edge's XDP path does not
+    /// need it).
+    pub fn set_edge_forwarding(&self, on: bool) -> Result<()> {
+        sysctl(
+            &self.edge,
+            "net.ipv4.ip_forward",
+            if on { "1" } else { "0" },
+        )
+    }
+}
+
+fn set_mtu(ns: &str, iface: &str) -> Result<()> {
+    ip(&["-n", ns, "link", "set", "dev", iface, "mtu", SEGMENT_MTU])?;
+    Ok(())
+}
+
+fn start_backend(name: &str, ns: &str, port: u16) -> Result<Backend> {
+    let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+    Backend::start(name, Some(ns), any)
+}
+
+/// The value of the first Prometheus sample in `metrics` whose name and
+/// labels start with `prefix`.
+pub fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `edge_l4_backend_healthy` of `backend` in `service`, if exported. The
+/// backend label may be the address alone or `address:port`.
+pub fn backend_healthy(metrics: &str, service: &str, backend: IpAddr) -> Option<bool> {
+    let prefix = format!("edge_l4_backend_healthy{{service=\"{service}\",backend=\"{backend}");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .find(|l| {
+            let rest = &l[prefix.len()..];
+            rest.starts_with('"') || rest.starts_with(':')
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v == 1.0)
+}
