@@ -218,10 +218,13 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<()> {
             head.push_str("Connection: close\r\n");
         }
         head.push_str("\r\n");
-        writer.write_all(head.as_bytes())?;
+        // One write per response: a head and a body written apart meet
+        // Nagle's algorithm and the client's delayed ACK (40 ms a request).
+        let mut out = head.into_bytes();
         if !bodyless && req.start.split_whitespace().next() != Some("HEAD") {
-            writer.write_all(&resp.body)?;
+            out.extend_from_slice(&resp.body);
         }
+        writer.write_all(&out)?;
         if close {
             break;
         }

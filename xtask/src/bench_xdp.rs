@@ -57,6 +57,7 @@ const PLAN: DsrPlan<'static> = DsrPlan {
     backends: &["be1", "be2", "be3"],
 };
 const NFT_TABLE: &str = "edgebench";
+const HAPROXY: &str = "/usr/sbin/haproxy";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options of `cargo xtask bench xdp`.
@@ -152,7 +153,6 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     if !opts.no_testrun {
         testrun(root)?;
     }
-    let bin = build(root, true)?;
     let lbs: Vec<Lb> = if opts.only.is_empty() {
         Lb::ALL.to_vec()
     } else {
@@ -161,19 +161,28 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
             .filter(|l| opts.only.contains(l))
             .collect()
     };
+    // Only edge's cells need edge (release build) and its decapsulators.
+    let bin = if lbs.contains(&Lb::Edge) {
+        Some(build(root, true)?)
+    } else {
+        None
+    };
     println!("\nxtask: building the DSR lab");
     let mut lab = DsrLab::build(PLAN)?;
-    if lbs.contains(&Lb::Edge) {
-        lab.start_decaps(&bin)?;
+    if let Some(bin) = &bin {
+        lab.start_decaps(bin)?;
     }
+    let logs = tempfile::tempdir()?;
+    let backends = http_backends(&mut lab, logs.path())?;
+    let mut lab = Rig { backends, lab };
     let mut cells = Vec::new();
     for &lb in &lbs {
         println!("xtask: measuring {}", lb.label());
-        let cell = measure_lb(&mut lab, &bin, lb, opts)
+        let cell = measure_lb(&mut lab, bin.as_deref(), lb, opts)
             .with_context(|| format!("measuring {}", lb.label()))?;
         cells.extend(cell);
     }
-    lab.check_decaps()?;
+    lab.lab.check_decaps()?;
     drop(lab);
     let table = report(&cells, opts);
     println!("\n{table}");
@@ -201,7 +210,8 @@ fn testrun(root: &Path) -> Result<()> {
 }
 
 /// Sets `lb` up, measures both loads through it, tears it down.
-fn measure_lb(lab: &mut DsrLab, bin: &Path, lb: Lb, opts: &Options) -> Result<Vec<Cell>> {
+fn measure_lb(rig: &mut Rig, bin: Option<&Path>, lb: Lb, opts: &Options) -> Result<Vec<Cell>> {
+    let lab = &rig.lab;
     let dir = tempfile::tempdir()?;
     let target = match lb {
         Lb::Direct => SocketAddr::new(PLAN.backend_ip(0), PLAN.port),
@@ -211,14 +221,15 @@ fn measure_lb(lab: &mut DsrLab, bin: &Path, lb: Lb, opts: &Options) -> Result<Ve
     match lb {
         Lb::Direct => {
             for load in Load::ALL {
-                cells.push(cell(lab, lb, load, target, opts, &mut NoLbCpu)?);
+                cells.push(cell(rig, lb, load, target, opts, &mut NoLbCpu)?);
             }
         }
         Lb::Edge => {
+            let bin = bin.context("edge was not built")?;
             let mut edge = start_edge(lab, bin, dir.path())?;
             let mut cpu = EdgeCpu::new(&edge)?;
             for load in Load::ALL {
-                cells.push(cell(lab, lb, load, target, opts, &mut cpu)?);
+                cells.push(cell(rig, lb, load, target, opts, &mut cpu)?);
             }
             drop(cpu);
             edge.stop(Duration::from_secs(15))?;
@@ -226,14 +237,14 @@ fn measure_lb(lab: &mut DsrLab, bin: &Path, lb: Lb, opts: &Options) -> Result<Ve
         Lb::Nftables => {
             let _nft = Nftables::start(lab)?;
             for load in Load::ALL {
-                cells.push(cell(lab, lb, load, target, opts, &mut NoLbCpu)?);
+                cells.push(cell(rig, lb, load, target, opts, &mut NoLbCpu)?);
             }
         }
         Lb::Haproxy => {
             let haproxy = Haproxy::start(lab, dir.path())?;
             let mut cpu = ProcessCpu(haproxy.pid()?);
             for load in Load::ALL {
-                cells.push(cell(lab, lb, load, target, opts, &mut cpu)?);
+                cells.push(cell(rig, lb, load, target, opts, &mut cpu)?);
             }
         }
     }
@@ -242,20 +253,22 @@ fn measure_lb(lab: &mut DsrLab, bin: &Path, lb: Lb, opts: &Options) -> Result<Ve
 
 /// Warms `target` up, then runs one wrk cell and measures CPU around it.
 fn cell(
-    lab: &DsrLab,
+    rig: &Rig,
     lb: Lb,
     load: Load,
     target: SocketAddr,
     opts: &Options,
     lb_cpu: &mut dyn LbCpu,
 ) -> Result<Cell> {
+    let lab = &rig.lab;
+    let pids = rig.backend_pids();
     wait_answers(lab, target)?;
     // A second of load first: ARP, conntrack and the backends' threads
     // settle before anything is timed.
     wrk(lab, target, load, 1, opts.connections)?;
-    let (lab_before, lb_before) = (lab_cpu_ticks()?, lb_cpu.sample()?);
+    let (lab_before, lb_before) = (lab_cpu_ticks(&pids)?, lb_cpu.sample()?);
     let result = wrk(lab, target, load, opts.duration, opts.connections)?;
-    let (lab_after, lb_after) = (lab_cpu_ticks()?, lb_cpu.sample()?);
+    let (lab_after, lb_after) = (lab_cpu_ticks(&pids)?, lb_cpu.sample()?);
     if result.requests == 0 {
         bail!("wrk completed no request through {}", lb.label());
     }
@@ -393,11 +406,14 @@ fn process_ticks(pid: &str) -> Result<u64> {
     Ok(utime + stime)
 }
 
-/// CPU ticks of the lab so far, but for the LB's process: this process
-/// (the backends are its threads), its reaped children (each finished
-/// wrk), and every ksoftirqd thread.
-fn lab_cpu_ticks() -> Result<u64> {
+/// CPU ticks of the lab so far, but for the LB's process: the backends'
+/// processes (`backends`), this process, its reaped children (each
+/// finished wrk), and every ksoftirqd thread.
+fn lab_cpu_ticks(backends: &[u32]) -> Result<u64> {
     let mut ticks = process_ticks("self")?;
+    for pid in backends {
+        ticks += process_ticks(&pid.to_string())?;
+    }
     ticks += children_ticks();
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let name = entry.file_name();
@@ -542,6 +558,56 @@ fn xdp_run_time_ns(pid: u32) -> Result<u64> {
     Ok(total)
 }
 
+/// The lab and the HTTP servers the benchmark runs on its backends.
+struct Rig {
+    // Field order is drop order: servers stop before the lab goes.
+    backends: Vec<Process>,
+    lab: DsrLab,
+}
+
+impl Rig {
+    fn backend_pids(&self) -> Vec<u32> {
+        self.backends.iter().filter_map(Process::pid).collect()
+    }
+}
+
+/// Replaces the lab's test backends (a thread per connection: their
+/// thread start-ups would dominate what is measured) by HAProxy in HTTP
+/// mode answering `200` with `X-Backend` from memory, one thread each, on
+/// the same `0.0.0.0:<port>`.
+fn http_backends(lab: &mut DsrLab, dir: &Path) -> Result<Vec<Process>> {
+    let mut servers = Vec::new();
+    for (i, name) in PLAN.backends.iter().enumerate() {
+        lab.stop_backend(i);
+        let config = format!(
+            "global\n  maxconn 4096\n  nbthread 1\n\
+             defaults\n  mode http\n  timeout client 30s\n  timeout connect 5s\n  timeout server 30s\n\
+             frontend web\n  bind :{}\n  \
+             http-request return status 200 content-type text/plain string \"{name}\\n\" hdr X-Backend {name}\n",
+            PLAN.port
+        );
+        let path = dir.join(format!("{name}.cfg"));
+        std::fs::write(&path, config)?;
+        let args = ["-db".as_ref(), "-f".as_ref(), path.as_os_str()];
+        let mut p = Process::spawn(
+            &format!("haproxy backend {name}"),
+            Some(&lab.backend_ns[i]),
+            Path::new(HAPROXY),
+            &args,
+            &dir.join(format!("{name}.log")),
+        )?;
+        let target = SocketAddr::new(PLAN.backend_ip(i), PLAN.port);
+        let client = lab.client.clone();
+        wait::until(&format!("backend {name} to answer"), READY_TIMEOUT, || {
+            p.check_running()?;
+            let r = netns::run_in(&client, move || http::get(target, "/"));
+            Ok(r.ok().filter(|m| m.status() == Some(200)).map(|_| ()))
+        })?;
+        servers.push(p);
+    }
+    Ok(servers)
+}
+
 /// Starts edge with the lab's L4 service and waits until it balances.
 fn start_edge(lab: &DsrLab, bin: &Path, dir: &Path) -> Result<Edge> {
     lab.set_return_path(ReturnPath::Direct)?;
@@ -636,7 +702,7 @@ impl<'a> Haproxy<'a> {
             })
             .collect();
         let config = format!(
-            "global\n  maxconn 20000\n\
+            "global\n  maxconn 4096\n\
              defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
              frontend vip\n  bind {}\n  default_backend pool\n\
              backend pool\n  balance roundrobin\n{servers}",
@@ -646,7 +712,7 @@ impl<'a> Haproxy<'a> {
         std::fs::write(&path, config)?;
         let vip = format!("{}/32", PLAN.vip);
         lab.lab.addr(&lab.edge, "lo", &vip)?;
-        let haproxy = Path::new("/usr/sbin/haproxy");
+        let haproxy = Path::new(HAPROXY);
         let args = ["-db".as_ref(), "-f".as_ref(), path.as_os_str()];
         let process = match Process::spawn(
             "haproxy",
@@ -662,7 +728,13 @@ impl<'a> Haproxy<'a> {
             }
         };
         let mut this = Self { lab, process };
-        this.process.check_running()?;
+        let client = lab.client.clone();
+        wait::until("haproxy to answer on the VIP", READY_TIMEOUT, || {
+            this.process.check_running()?;
+            let vip = PLAN.vip_addr();
+            let r = netns::run_in(&client, move || http::get(vip, "/"));
+            Ok(r.ok().map(|_| ()))
+        })?;
         Ok(this)
     }
 
