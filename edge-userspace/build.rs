@@ -14,7 +14,7 @@ use std::{
 };
 
 const PACKAGE: &str = "edge-ebpf";
-const BINARIES: [&str; 1] = ["edge-xdp"];
+const BINARIES: [&str; 2] = ["edge-xdp", "edge-decap"];
 const TARGET: &str = "bpfel-unknown-none";
 
 fn main() {

@@ -21,13 +21,26 @@ pub const MAP_L7_PORTS: &str = "EDGE_L7_PORTS";
 pub const MAP_VIPS: &str = "EDGE_VIPS";
 
 /// Every map the daemon expects to find in the object.
-pub const ALL_MAPS: [&str; 5] = [
+pub const ALL_MAPS: [&str; 15] = [
     MAP_CLASS_STATS,
     MAP_DENY_V4,
     MAP_DENY_V6,
     MAP_L7_PORTS,
     MAP_VIPS,
+    l4::MAP_REALS,
+    l4::MAP_RINGS,
+    l4::MAP_CONNTRACK,
+    l4::MAP_VIP_STATS,
+    l4::MAP_REAL_STATS,
+    l4::MAP_L4_EVENTS,
+    l4::MAP_SYN_BUDGET,
+    l4::MAP_L4_SETTINGS,
+    l4::MAP_IFACES,
+    l4::MAP_TX_PORTS,
 ];
+
+pub mod l4;
+pub use l4::*;
 
 /// Capacity of each deny-list trie.
 pub const MAX_DENY_ENTRIES: u32 = 65_536;
@@ -48,13 +61,14 @@ pub const FAMILY_V6: u8 = 6;
 
 /// What the XDP program decided a packet is; the index into [`MAP_CLASS_STATS`].
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PacketClass {
     /// Destination is an L4 virtual service (VIP:port/proto).
     Vip = 0,
     /// Destination port belongs to an L7 listener.
     L7 = 1,
     /// Anything else: non-IP, other protocols, host traffic.
+    #[default]
     Other = 2,
     /// A header was truncated or inconsistent; the packet was passed to the
     /// kernel, which is the authority on traffic edge does not own.
@@ -177,13 +191,23 @@ impl VipKey {
 }
 
 /// Value of [`MAP_VIPS`]: what the fast path needs to know about a service.
+///
+/// The daemon replaces the whole value in one map update, so the kernel
+/// always sees a ring size and generation that belong together.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipMeta {
-    /// Index of the service in the daemon's table.
+    /// Index of the service in the daemon's table: its stats slot and its
+    /// pair of Maglev rings (below [`MAX_L4_SERVICES`]).
     pub id: u32,
-    /// Per-service flags (reserved; zero).
+    /// `VIP_FLAG_*` bits.
     pub flags: u32,
+    /// Maglev table size M (a prime, at most [`MAX_RING_SIZE`]); zero means
+    /// no table yet, and the packet goes up the stack.
+    pub ring_size: u32,
+    /// Table generation; its lowest bit picks the live half of the
+    /// double-buffered ring (see [`ring_index`]).
+    pub generation: u32,
 }
 
 #[cfg(feature = "user")]
@@ -195,6 +219,14 @@ mod pod {
     unsafe impl aya::Pod for super::PortKey {}
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipMeta {}
+    unsafe impl aya::Pod for super::RealDef {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::L4Counters {}
+    unsafe impl aya::Pod for super::SourceKey {}
+    unsafe impl aya::Pod for super::TokenBucket {}
+    unsafe impl aya::Pod for super::L4Settings {}
+    unsafe impl aya::Pod for super::IfaceDef {}
 }
 
 #[cfg(test)]
@@ -208,7 +240,38 @@ mod tests {
         assert_eq!(size_of::<DenyValue>(), 4);
         assert_eq!(size_of::<PortKey>(), 4);
         assert_eq!(size_of::<VipKey>(), 20);
-        assert_eq!(size_of::<VipMeta>(), 8);
+        assert_eq!(size_of::<VipMeta>(), 16);
+        assert_eq!(size_of::<RealDef>(), 28);
+        assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(size_of::<FlowState>(), 4);
+        assert_eq!(size_of::<L4Counters>(), 32);
+        assert_eq!(size_of::<SourceKey>(), 20);
+        assert_eq!(size_of::<TokenBucket>(), 16);
+        assert_eq!(size_of::<L4Settings>(), 32);
+        assert_eq!(size_of::<IfaceDef>(), 8);
+    }
+
+    #[test]
+    fn event_indices_are_dense() {
+        for (i, e) in L4Event::ALL.iter().enumerate() {
+            assert_eq!(e.index() as usize, i);
+        }
+        for (i, e) in DecapEvent::ALL.iter().enumerate() {
+            assert_eq!(e.index() as usize, i);
+        }
+    }
+
+    #[test]
+    fn rings_do_not_overlap() {
+        // The last slot of one half and the first of the next are adjacent.
+        assert_eq!(ring_index(0, 0, MAX_RING_SIZE - 1) + 1, ring_index(0, 1, 0));
+        assert_eq!(ring_index(0, 1, MAX_RING_SIZE - 1) + 1, ring_index(1, 0, 0));
+        assert_eq!(
+            ring_index(MAX_L4_SERVICES - 1, 1, MAX_RING_SIZE - 1) + 1,
+            ring_entries(MAX_L4_SERVICES)
+        );
+        // Generations alternate halves.
+        assert_eq!(ring_index(3, 2, 5), ring_index(3, 0, 5));
     }
 
     #[test]

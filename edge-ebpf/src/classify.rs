@@ -4,24 +4,58 @@
 //! up the stack; a denied source is dropped before its transport header is
 //! even looked at; then the destination decides between an L4 virtual
 //! service, an L7 listener and everything else.
+//!
+//! For the L4 path: a fragment to a VIP address is dropped (and counted):
+//! later fragments carry no ports, so they could not follow the first to
+//! its backend (Katran drops them too); an ICMP error about a VIP flow is
+//! balanced like the flow it quotes (see [`crate::icmp`]).
 
 use crate::{
-    PacketBuf,
-    parse::{self, ETH_P_IPV4, ETH_P_IPV6, IpAddrs, IpHeader, ParseError},
+    PacketBuf, icmp,
+    parse::{self, ETH_P_IPV4, ETH_P_IPV6, Fragment, IpAddrs, IpHeader, ParseError},
 };
-use edge_common::{PacketClass, PortKey, VipKey};
+use edge_common::{
+    FAMILY_V4, FAMILY_V6, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4Event, PacketClass,
+    PortKey, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+};
+
+/// TCP flag bits.
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// What the program does with the packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {
     /// Hand it to the kernel stack.
+    #[default]
     Pass,
     /// Drop it here.
     Drop,
+    /// Send it to a backend of an L4 service, as [`Verdict::balance`] says.
+    Balance,
+}
+
+/// A packet for an L4 service: everything the forwarding step needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Balance {
+    /// The service.
+    pub meta: VipMeta,
+    /// The flow, as the client sends it (for ICMP errors: the quoted flow
+    /// reversed); ports zeroed for source-hashed services.
+    pub flow: FlowKey,
+    /// Offset of the IP header (the L2 header's length).
+    pub l2_len: usize,
+    /// Whether the packet is IPv6.
+    pub v6: bool,
+    /// A TCP packet that does not open a connection: a conntrack miss on it
+    /// is an LRU miss, not a new flow.
+    pub mid_flow: bool,
+    /// An ICMP error about the flow: forwarded, but never creates state.
+    pub icmp: bool,
 }
 
 /// The outcome for one packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
     /// The class the packet is counted under.
     pub class: PacketClass,
@@ -29,26 +63,10 @@ pub struct Verdict {
     pub action: Action,
     /// Why parsing stopped, for malformed packets.
     pub error: Option<ParseError>,
-}
-
-impl Verdict {
-    const fn pass(class: PacketClass) -> Self {
-        Self {
-            class,
-            action: Action::Pass,
-            error: None,
-        }
-    }
-
-    // Malformed packets are passed: the kernel stack is the authority on
-    // traffic edge does not own, and it drops and counts bad headers itself.
-    const fn malformed(error: ParseError) -> Self {
-        Self {
-            class: PacketClass::Malformed,
-            action: Action::Pass,
-            error: Some(error),
-        }
-    }
+    /// An L4 event to count, if any.
+    pub event: Option<L4Event>,
+    /// For [`Action::Balance`]: the service and flow (zeroed otherwise).
+    pub balance: Balance,
 }
 
 /// The lookups the decision needs; the kernel answers them from BPF maps,
@@ -56,46 +74,100 @@ impl Verdict {
 pub trait Tables {
     /// Whether the source address falls in a denied prefix.
     fn denied(&self, addrs: &IpAddrs) -> bool;
-    /// Whether the destination is an L4 virtual service.
-    fn is_vip(&self, key: &VipKey) -> bool;
+    /// The L4 virtual service at `key`, if there is one.
+    fn vip(&self, key: &VipKey) -> Option<VipMeta>;
     /// Whether the destination port belongs to an L7 listener.
     fn is_l7_port(&self, key: &PortKey) -> bool;
 }
 
 /// Classifies one packet.
 pub fn classify<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T) -> Verdict {
+    let mut v = Verdict::default();
+    classify_into(p, tables, &mut v);
+    v
+}
+
+/// Classifies one packet into `v`, which is reset first.
+///
+/// The kernel keeps the verdict in a per-CPU scratch map rather than on
+/// the stack, and this runs as its own BPF function: a BPF call chain has
+/// 512 bytes of stack, and the parsed addresses alone are spilled byte by
+/// byte around every map lookup.
+#[inline(never)]
+pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mut Verdict) {
+    *v = Verdict::default();
     let eth = match parse::ethernet(p) {
         Ok(eth) => eth,
-        Err(e) => return Verdict::malformed(e),
+        Err(e) => return malformed(v, e),
     };
     let ip = match eth.ether_type {
         ETH_P_IPV4 => parse::ipv4(p, eth.l3_offset),
         ETH_P_IPV6 => parse::ipv6(p, eth.l3_offset),
-        _ => return Verdict::pass(PacketClass::Other),
+        _ => return,
     };
     let ip = match ip {
         Ok(ip) => ip,
-        Err(e) => return Verdict::malformed(e),
+        Err(e) => return malformed(v, e),
     };
     if tables.denied(&ip.addrs) {
-        return Verdict {
-            class: PacketClass::Denied,
-            action: Action::Drop,
-            error: None,
-        };
+        v.class = PacketClass::Denied;
+        v.action = Action::Drop;
+        return;
+    }
+    v.balance.l2_len = eth.l3_offset;
+    v.balance.v6 = eth.ether_type == ETH_P_IPV6;
+    if ip.fragment != Fragment::No && tables.vip(&address_key(&ip)).is_some() {
+        v.class = PacketClass::Vip;
+        v.action = Action::Drop;
+        v.event = Some(L4Event::FragmentDropped);
+        return;
+    }
+    if ip.proto == IPPROTO_ICMP || ip.proto == IPPROTO_ICMPV6 {
+        if let Some(e) = icmp::error_flow(p, &ip)
+            && let Some(meta) = tables.vip(&e.vip)
+        {
+            v.class = PacketClass::Vip;
+            v.action = Action::Balance;
+            v.event = Some(L4Event::IcmpForwarded);
+            v.balance.meta = meta;
+            v.balance.flow = e.flow;
+            v.balance.icmp = true;
+            if meta.flags & VIP_FLAG_SOURCE_HASH != 0 {
+                v.balance.flow.src_port = 0;
+            }
+        }
+        return;
     }
     let ports = match parse::ports(p, &ip) {
         Ok(Some(ports)) => ports,
-        Ok(None) => return Verdict::pass(PacketClass::Other),
-        Err(e) => return Verdict::malformed(e),
+        Ok(None) => return,
+        Err(e) => return malformed(v, e),
     };
-    if tables.is_vip(&vip_key(&ip, ports.dst)) {
-        return Verdict::pass(PacketClass::Vip);
+    if let Some(meta) = tables.vip(&vip_key(&ip, ports.dst)) {
+        v.class = PacketClass::Vip;
+        v.action = Action::Balance;
+        v.balance.meta = meta;
+        // `ports` proved the whole TCP header is there.
+        v.balance.mid_flow = ip.proto == IPPROTO_TCP
+            && p.bytes::<2>(ip.l4_offset + 12)
+                .is_some_and(|[_, f]| f & TCP_SYN == 0 || f & TCP_ACK != 0);
+        fill_flow(&ip, ports.src, ports.dst, &mut v.balance.flow);
+        if meta.flags & VIP_FLAG_SOURCE_HASH != 0 {
+            v.balance.flow.src_port = 0;
+        }
+        return;
     }
     if tables.is_l7_port(&PortKey::new(ports.dst, ip.proto)) {
-        return Verdict::pass(PacketClass::L7);
+        v.class = PacketClass::L7;
     }
-    Verdict::pass(PacketClass::Other)
+}
+
+// Malformed packets are passed: the kernel stack is the authority on
+// traffic edge does not own, and it drops and counts bad headers itself.
+#[inline(always)]
+fn malformed(v: &mut Verdict, error: ParseError) {
+    v.class = PacketClass::Malformed;
+    v.error = Some(error);
 }
 
 /// The VIP key a packet's destination would have.
@@ -103,5 +175,40 @@ pub fn vip_key(ip: &IpHeader, dst_port: u16) -> VipKey {
     match ip.addrs {
         IpAddrs::V4 { dst, .. } => VipKey::v4(dst, dst_port, ip.proto),
         IpAddrs::V6 { dst, .. } => VipKey::v6(dst, dst_port, ip.proto),
+    }
+}
+
+/// The address marker key of a packet's destination: port 0, protocol 0.
+pub fn address_key(ip: &IpHeader) -> VipKey {
+    match ip.addrs {
+        IpAddrs::V4 { dst, .. } => VipKey::v4(dst, 0, 0),
+        IpAddrs::V6 { dst, .. } => VipKey::v6(dst, 0, 0),
+    }
+}
+
+/// The conntrack key of a packet.
+pub fn flow_key(ip: &IpHeader, src_port: u16, dst_port: u16) -> FlowKey {
+    let mut key = FlowKey::default();
+    fill_flow(ip, src_port, dst_port, &mut key);
+    key
+}
+
+/// Writes the conntrack key of a packet into `key` (which is zero).
+#[inline(always)]
+fn fill_flow(ip: &IpHeader, src_port: u16, dst_port: u16, key: &mut FlowKey) {
+    key.src_port = src_port;
+    key.dst_port = dst_port;
+    key.proto = ip.proto;
+    match ip.addrs {
+        IpAddrs::V4 { src, dst } => {
+            key.src[..4].copy_from_slice(&src);
+            key.dst[..4].copy_from_slice(&dst);
+            key.family = FAMILY_V4;
+        }
+        IpAddrs::V6 { src, dst } => {
+            key.src = src;
+            key.dst = dst;
+            key.family = FAMILY_V6;
+        }
     }
 }

@@ -6,7 +6,13 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod classify;
+pub mod decap;
+pub mod encap;
+pub mod hash;
+pub mod icmp;
 pub mod parse;
+pub mod token;
+pub mod xdp;
 
 /// Read-only, bounds-checked access to a packet.
 ///
@@ -44,5 +50,25 @@ impl PacketBuf for [u8] {
     }
 }
 
+/// Bounds-checked writes, for the programs that rewrite packets.
+///
+/// As with [`PacketBuf`], the kernel implementation is the one place that
+/// writes packet memory.
+pub trait PacketBufMut: PacketBuf {
+    /// Writes `bytes` at `offset`; `None` (and nothing written) if they
+    /// would run past the end.
+    fn write<const N: usize>(&mut self, offset: usize, bytes: [u8; N]) -> Option<()>;
+}
+
+impl PacketBufMut for [u8] {
+    fn write<const N: usize>(&mut self, offset: usize, bytes: [u8; N]) -> Option<()> {
+        let end = offset.checked_add(N)?;
+        self.get_mut(offset..end)?.copy_from_slice(&bytes);
+        Some(())
+    }
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_l4;

@@ -1,8 +1,9 @@
-//! edge's XDP program: classify, count, drop denied sources, pass the rest.
+//! edge's XDP program: classify, count, drop denied sources, balance L4
+//! services (conntrack, Maglev, IPIP/IP6IP6 encapsulation), pass the rest.
 //!
-//! The decision lives in the host-testable `edge_ebpf::classify`; this file
-//! only binds it to the XDP context and the maps. The one dereference of
-//! packet memory is [`XdpBuf::bytes`].
+//! The decisions live in host-testable modules of `edge_ebpf` (classify,
+//! hash, token, encap); this file binds them to the XDP context and the
+//! maps. The one dereference of packet memory is `edge_ebpf::xdp::XdpBuf`.
 //!
 //! The program only runs in the kernel; the host build (an empty `main`)
 //! exists so that clippy can check this file.
@@ -10,23 +11,34 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, xdp_md},
+    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head},
     macros::{map, xdp},
-    maps::{HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{
+        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray,
+        lpm_trie::Key,
+    },
     programs::XdpContext,
 };
 use edge_common::{
-    Counters, DenyValue, MAX_DENY_ENTRIES, MAX_L7_PORTS, MAX_VIPS, PacketClass, PortKey, VipKey,
-    VipMeta,
+    Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IfaceDef,
+    L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES, MAX_L7_PORTS,
+    MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP, RealDef,
+    SETTINGS_SYN_BUDGET, SourceKey, TokenBucket, VipKey, VipMeta, ring_entries, ring_index,
 };
 use edge_ebpf::{
     PacketBuf,
-    classify::{Action, Tables, classify},
-    parse::IpAddrs,
+    classify::{Action, Balance, Tables, Verdict, classify_into},
+    encap::{self, Outer},
+    hash,
+    parse::{ETH_HLEN, IpAddrs, VLAN_HLEN},
+    token,
+    xdp::XdpBuf,
 };
 
 // Each map's name is its static's name, which must match the constant of
 // the same name in edge-common; a test checks the built object for each.
+// Sizes marked "loader" are set by the daemon at load time.
 #[map]
 static EDGE_CLASS_STATS: PerCpuArray<Counters> =
     PerCpuArray::with_max_entries(PacketClass::COUNT, 0);
@@ -43,28 +55,47 @@ static EDGE_L7_PORTS: HashMap<PortKey, u8> = HashMap::with_max_entries(MAX_L7_PO
 #[map]
 static EDGE_VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS, 0);
 
-/// The packet behind an XDP context.
-struct XdpBuf<'a>(&'a XdpContext);
+#[map]
+static EDGE_REALS: Array<RealDef> = Array::with_max_entries(MAX_REALS, 0);
 
-impl PacketBuf for XdpBuf<'_> {
-    #[inline(always)]
-    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        let start = self.0.data();
-        let end = self.0.data_end();
-        // The comparison is on packet pointers, the form the verifier tracks.
-        if start + offset + N > end {
-            return None;
-        }
-        // SAFETY: [start + offset, start + offset + N) lies inside the packet,
-        // checked just above; [u8; N] has no alignment or validity demands.
-        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
-    }
+// Loader: sized to the configured services.
+#[map]
+static EDGE_RINGS: Array<u32> = Array::with_max_entries(ring_entries(MAX_L4_SERVICES), 0);
 
-    #[inline(always)]
-    fn len(&self) -> usize {
-        self.0.data_end() - self.0.data()
-    }
-}
+// Loader: `l4.conntrack_capacity`.
+#[map]
+static EDGE_CONNTRACK: LruPerCpuHashMap<edge_common::FlowKey, FlowState> =
+    LruPerCpuHashMap::with_max_entries(DEFAULT_CONNTRACK_CAPACITY, 0);
+
+#[map]
+static EDGE_VIP_STATS: PerCpuArray<L4Counters> = PerCpuArray::with_max_entries(MAX_L4_SERVICES, 0);
+
+#[map]
+static EDGE_REAL_STATS: PerCpuArray<L4Counters> = PerCpuArray::with_max_entries(MAX_REALS, 0);
+
+#[map]
+static EDGE_L4_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(L4Event::COUNT, 0);
+
+// Shared across CPUs on purpose: a per-CPU budget would multiply the
+// allowance by the CPU count. Racing updates may lose a refill or a take,
+// which only blurs the rate slightly.
+#[map]
+static EDGE_SYN_BUDGET: LruHashMap<SourceKey, TokenBucket> =
+    LruHashMap::with_max_entries(MAX_SYN_SOURCES, 0);
+
+// The verdict of the packet being processed: too big for the BPF stack
+// beside the parser's temporaries. Not part of the daemon's interface.
+#[map]
+static EDGE_SCRATCH: PerCpuArray<Verdict> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static EDGE_L4_SETTINGS: Array<L4Settings> = Array::with_max_entries(1, 0);
+
+#[map]
+static EDGE_IFACES: HashMap<u32, IfaceDef> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+#[map]
+static EDGE_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_IFACES, 0);
 
 /// The maps, as the classifier's lookups.
 struct Maps;
@@ -79,8 +110,10 @@ impl Tables for Maps {
     }
 
     #[inline(always)]
-    fn is_vip(&self, key: &VipKey) -> bool {
-        EDGE_VIPS.get_ptr(key).is_some()
+    fn vip(&self, key: &VipKey) -> Option<VipMeta> {
+        // SAFETY: the pointer came from a successful lookup; VipMeta is
+        // plain data, copied out at once.
+        EDGE_VIPS.get_ptr(key).map(|m| unsafe { *m })
     }
 
     #[inline(always)]
@@ -92,11 +125,226 @@ impl Tables for Maps {
 #[xdp]
 pub fn edge_xdp(ctx: XdpContext) -> u32 {
     let buf = XdpBuf(&ctx);
-    let verdict = classify(&buf, &Maps);
-    count(&ctx, verdict.class, buf.len() as u64);
+    let len = buf.len() as u64;
+    let Some(verdict) = EDGE_SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array, from a successful lookup;
+    // nothing else runs on this CPU while the program does.
+    let verdict = unsafe { &mut *verdict };
+    classify_into(&buf, &Maps, verdict);
+    count(&ctx, verdict.class, len);
+    if let Some(e) = verdict.event {
+        event(e);
+    }
     match verdict.action {
         Action::Pass => xdp_action::XDP_PASS,
         Action::Drop => xdp_action::XDP_DROP,
+        Action::Balance => match pick(&verdict.balance, len) {
+            Ok(real) => forward(ctx.ctx, &verdict.balance, real),
+            Err(action) => action,
+        },
+    }
+}
+
+/// The benchmark's baseline: the cheapest program there is.
+#[xdp]
+pub fn edge_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Finds the flow's real (conntrack, else Maglev) and counts the packet;
+/// `Err` carries the action when it cannot be balanced.
+///
+/// The classifier, this and [`forward`] are separate BPF functions called
+/// one after the other: a BPF call chain has 512 bytes of stack, which all
+/// three inlined together would exceed.
+#[inline(never)]
+fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
+    let Some(settings) = EDGE_L4_SETTINGS.get(0) else {
+        event(L4Event::NoBackend);
+        return Err(xdp_action::XDP_PASS);
+    };
+    let mut new_flow = false;
+    let mut lru_miss = false;
+    let mut pick = 0u32;
+    if let Some(state) = EDGE_CONNTRACK.get_ptr(b.flow) {
+        // SAFETY: a per-CPU LRU value from a successful lookup on this CPU.
+        pick = unsafe { (*state).real };
+    }
+    if !real_up(pick) {
+        if b.icmp {
+            // An error about a flow this CPU never saw: still goes to the
+            // flow's Maglev backend, without creating state.
+        } else if b.mid_flow {
+            lru_miss = true;
+        } else {
+            new_flow = true;
+        }
+        if !b.icmp && settings.flags & SETTINGS_SYN_BUDGET != 0 && !within_budget(&b.flow, settings)
+        {
+            event(L4Event::SynBudgetDropped);
+            return Err(xdp_action::XDP_DROP);
+        }
+        let size = b.meta.ring_size;
+        if size == 0 {
+            event(L4Event::NoBackend);
+            return Err(xdp_action::XDP_PASS);
+        }
+        let slot = hash::slot(&b.flow, size);
+        pick = match EDGE_RINGS.get(ring_index(b.meta.id, b.meta.generation, slot)) {
+            Some(id) => *id,
+            None => 0,
+        };
+        if !real_up(pick) {
+            event(L4Event::NoBackend);
+            return Err(xdp_action::XDP_PASS);
+        }
+        if !b.icmp {
+            // On failure (map full is impossible for an LRU) the flow is
+            // simply re-picked next time: same table, same answer.
+            let _ = EDGE_CONNTRACK.insert(b.flow, FlowState { real: pick }, 0);
+        }
+    }
+    add(&EDGE_VIP_STATS, b.meta.id, len, new_flow, lru_miss);
+    add(&EDGE_REAL_STATS, pick, len, new_flow, lru_miss);
+    Ok(pick)
+}
+
+/// Whether real `id` exists and is up.
+#[inline(always)]
+fn real_up(id: u32) -> bool {
+    if id == 0 {
+        return false;
+    }
+    match EDGE_REALS.get(id) {
+        Some(real) => real.family != 0 && real.flags & REAL_FLAG_UP != 0,
+        None => false,
+    }
+}
+
+/// Takes a token from the flow source's bucket.
+#[inline(always)]
+fn within_budget(flow: &edge_common::FlowKey, settings: &L4Settings) -> bool {
+    let key = SourceKey {
+        addr: flow.src,
+        family: flow.family,
+        _pad: [0; 3],
+    };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match EDGE_SYN_BUDGET.get_ptr_mut(key) {
+        Some(bucket) => {
+            // SAFETY: the pointer came from a successful lookup; see the
+            // map's comment on concurrent updates.
+            let bucket = unsafe { &mut *bucket };
+            token::take(bucket, now, settings.syn_rate, settings.syn_burst)
+        }
+        None => {
+            let _ = EDGE_SYN_BUDGET.insert(key, token::first(now, settings.syn_burst), 0);
+            settings.syn_burst > 0
+        }
+    }
+}
+
+/// Encapsulates towards real `id` and transmits. The context travels as
+/// its raw pointer, which stays in a register.
+#[inline(never)]
+fn forward(raw: *mut xdp_md, b: &Balance, id: u32) -> u32 {
+    let ctx = &XdpContext::new(raw);
+    let (Some(real), Some(settings)) = (EDGE_REALS.get(id), EDGE_L4_SETTINGS.get(0)) else {
+        event(L4Event::NoBackend);
+        return xdp_action::XDP_PASS;
+    };
+    let buf = XdpBuf(ctx);
+    // The verdict lives in map memory, where the verifier cannot see that
+    // the L2 length is 14 or 18; restate it as constants.
+    let l2_len = if b.l2_len == ETH_HLEN + VLAN_HLEN {
+        ETH_HLEN + VLAN_HLEN
+    } else {
+        ETH_HLEN
+    };
+    let Some(inner) = encap::inner(&buf, l2_len, b.v6) else {
+        event(L4Event::EncapFailed);
+        return xdp_action::XDP_DROP;
+    };
+    let outer = match (b.v6, real.family) {
+        (false, FAMILY_V4) => Outer::V4 {
+            src: settings.source_v4,
+            dst: [real.addr[0], real.addr[1], real.addr[2], real.addr[3]],
+        },
+        (true, FAMILY_V6) => Outer::V6 {
+            src: settings.source_v6,
+            dst: real.addr,
+        },
+        _ => {
+            event(L4Event::EncapFailed);
+            return xdp_action::XDP_DROP;
+        }
+    };
+    let ingress = ctx.ingress_ifindex() as u32;
+    let redirect = real.ifindex != 0 && real.ifindex != ingress;
+    let egress = if redirect { real.ifindex } else { ingress };
+    let src_mac = match EDGE_IFACES.get_ptr(egress) {
+        // SAFETY: the pointer came from a successful lookup; plain data.
+        Some(i) => unsafe { (*i).mac },
+        // Transmitting back out of the ingress interface: the frame was
+        // addressed to it, so its destination MAC is the interface's.
+        None if !redirect => [
+            inner.eth[0],
+            inner.eth[1],
+            inner.eth[2],
+            inner.eth[3],
+            inner.eth[4],
+            inner.eth[5],
+        ],
+        None => {
+            event(L4Event::NoEgress);
+            return xdp_action::XDP_DROP;
+        }
+    };
+    let grow = outer.len() as i32;
+    // SAFETY: the helper checks the headroom itself and fails cleanly.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
+        event(L4Event::EncapFailed);
+        return xdp_action::XDP_DROP;
+    }
+    let mut buf = XdpBuf(ctx);
+    if encap::write(&mut buf, &inner, &outer, real.mac, src_mac).is_none() {
+        event(L4Event::EncapFailed);
+        return xdp_action::XDP_DROP;
+    }
+    if redirect {
+        event(L4Event::Redirected);
+        return match EDGE_TX_PORTS.redirect(real.ifindex, 0) {
+            Ok(action) => action,
+            Err(_) => {
+                event(L4Event::NoEgress);
+                xdp_action::XDP_DROP
+            }
+        };
+    }
+    xdp_action::XDP_TX
+}
+
+#[inline(always)]
+fn add(map: &PerCpuArray<L4Counters>, index: u32, bytes: u64, new_flow: bool, lru_miss: bool) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // SAFETY: a per-CPU array slot is only touched by this CPU, and the
+        // pointer came from a successful lookup.
+        let c = unsafe { &mut *c };
+        c.packets += 1;
+        c.bytes += bytes;
+        c.new_flows += u64::from(new_flow);
+        c.lru_misses += u64::from(lru_miss);
+    }
+}
+
+#[inline(always)]
+fn event(e: L4Event) {
+    if let Some(c) = EDGE_L4_EVENTS.get_ptr_mut(e.index()) {
+        // SAFETY: per-CPU slot, from a successful lookup.
+        unsafe { *c += 1 };
     }
 }
 

@@ -4,7 +4,7 @@ use crate::{
     classify::{Action, Tables, classify},
     parse::{self, Fragment, IpAddrs, Layer, ParseError},
 };
-use edge_common::{PacketClass, PortKey, VipKey};
+use edge_common::{PacketClass, PortKey, VipKey, VipMeta};
 use edge_tests::packets::{Builder, L4, arp};
 
 const C4: [u8; 4] = [192, 0, 2, 1];
@@ -23,8 +23,8 @@ impl Tables for T {
     fn denied(&self, addrs: &IpAddrs) -> bool {
         self.deny && matches!(addrs, IpAddrs::V4 { src, .. } if *src == C4)
     }
-    fn is_vip(&self, key: &VipKey) -> bool {
-        self.vip.as_ref() == Some(key)
+    fn vip(&self, key: &VipKey) -> Option<VipMeta> {
+        (self.vip.as_ref() == Some(key)).then(VipMeta::default)
     }
     fn is_l7_port(&self, key: &PortKey) -> bool {
         *key == PortKey::new(8080, edge_common::IPPROTO_TCP)

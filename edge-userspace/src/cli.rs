@@ -3,11 +3,12 @@
 use crate::{
     config::{self, Interface, XdpMode},
     daemon,
-    dataplane::{self, Dataplane},
+    dataplane::{self, Dataplane, decap::Decap},
+    decap,
 };
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::{net::IpAddr, path::PathBuf};
 
 /// edge: an L4/L7 load balancer (XDP fast path + Pingora proxy).
 #[derive(Debug, Parser)]
@@ -45,6 +46,28 @@ enum Command {
         /// Fill the deny list and L7 ports from this configuration.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Which program: the edge fast path, or backend-side decapsulation.
+        #[arg(long, value_enum, default_value_t = Program::Xdp)]
+        program: Program,
+        /// With `--program decap`: an allowed outer source (edge's
+        /// forwarding address); may be repeated.
+        #[arg(long = "source", required_if_eq("program", "decap"))]
+        sources: Vec<IpAddr>,
+    },
+    /// Backend side of L4 direct server return: attach the decapsulation
+    /// program to an interface and run until SIGTERM/SIGINT, then detach.
+    /// It strips the outer IPIP/IP6IP6 header of packets from the given
+    /// sources and passes the inner packet (to the VIP on `lo`).
+    Decap {
+        /// Interface name.
+        #[arg(long)]
+        iface: String,
+        /// Attach mode.
+        #[arg(long, value_enum, default_value_t = Mode::Native)]
+        mode: Mode,
+        /// An allowed outer source (edge's forwarding address); may be repeated.
+        #[arg(long = "source", required = true)]
+        sources: Vec<IpAddr>,
     },
     /// Detach an XDP program attached with `edge load`.
     Unload {
@@ -60,6 +83,27 @@ enum Mode {
     Generic,
 }
 
+impl Mode {
+    fn interface(self, name: String) -> Interface {
+        Interface {
+            name,
+            mode: match self {
+                Mode::Native => XdpMode::Native,
+                Mode::Generic => XdpMode::Generic,
+            },
+            fallback_to_generic: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Program {
+    /// The fast path (deny, L4, pass).
+    Xdp,
+    /// Backend-side IPIP/IP6IP6 decapsulation.
+    Decap,
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -71,7 +115,21 @@ pub fn main() -> Result<()> {
             iface,
             mode,
             config,
+            program: Program::Xdp,
+            ..
         } => load(iface, mode, config),
+        Command::Load {
+            iface,
+            mode,
+            program: Program::Decap,
+            sources,
+            ..
+        } => load_decap(mode.interface(iface), &sources),
+        Command::Decap {
+            iface,
+            mode,
+            sources,
+        } => decap::run(&mode.interface(iface), &sources),
         Command::Unload { iface } => {
             dataplane::unpin_program(&iface)?;
             println!("edge XDP detached from {iface}");
@@ -125,18 +183,25 @@ fn load(iface: String, mode: Mode, config: Option<PathBuf>) -> Result<()> {
         dp.tables().set_deny(&cfg.xdp.deny)?;
         dp.tables().set_l7_ports(&cfg.l7_ports())?;
     }
-    let iface = Interface {
-        name: iface,
-        mode: match mode {
-            Mode::Native => XdpMode::Native,
-            Mode::Generic => XdpMode::Generic,
-        },
-        fallback_to_generic: false,
-    };
+    let iface = mode.interface(iface);
     let attached = dataplane::pin_program(&mut dp, &iface)
         .with_context(|| format!("attaching edge XDP to {}", iface.name))?;
     println!(
         "edge XDP attached to {} ({} mode), pinned at {}",
+        iface.name,
+        attached.as_str(),
+        dataplane::pin_dir(&iface.name).display()
+    );
+    Ok(())
+}
+
+fn load_decap(iface: Interface, sources: &[IpAddr]) -> Result<()> {
+    let mut decap = Decap::load()?;
+    decap.set_sources(sources)?;
+    let attached = dataplane::pin_decap(&mut decap, &iface)
+        .with_context(|| format!("attaching edge decap to {}", iface.name))?;
+    println!(
+        "edge decap attached to {} ({} mode), pinned at {}",
         iface.name,
         attached.as_str(),
         dataplane::pin_dir(&iface.name).display()

@@ -53,6 +53,12 @@ pub fn run(path: &Path) -> Result<()> {
         let stats = dataplane.as_ref().map(Dataplane::stats);
         server.add_service(Admin::new(prometheus, stats).service(address));
     }
+    if let Some(dp) = dataplane.as_ref()
+        && !config.l4.services.is_empty()
+    {
+        let l4 = crate::l4::start(dp, &config).context("setting up the L4 services")?;
+        server.add_service(background_service("l4", l4));
+    }
     if let Some(logger) = dataplane.as_mut().and_then(Dataplane::take_logger) {
         server.add_service(background_service(
             "xdp log",
@@ -69,7 +75,7 @@ pub fn run(path: &Path) -> Result<()> {
 }
 
 fn start_dataplane(config: &Config) -> Result<Dataplane> {
-    let mut dp = Dataplane::load()?;
+    let mut dp = Dataplane::load_with(&crate::l4::load_options(&config.l4))?;
     dp.tables().set_deny(&config.xdp.deny)?;
     dp.tables().set_l7_ports(&config.l7_ports())?;
     for iface in &config.xdp.interfaces {

@@ -8,5 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod decap;
+pub mod l4;
 pub mod metrics;
 pub mod proxy;

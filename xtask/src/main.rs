@@ -39,6 +39,12 @@ enum Cmd {
         /// Fill the deny list and L7 ports from this configuration.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// `xdp` (the fast path) or `decap` (backend-side decapsulation).
+        #[arg(long, default_value = "xdp")]
+        program: String,
+        /// With `--program decap`: an allowed outer source; may be repeated.
+        #[arg(long = "source")]
+        sources: Vec<String>,
     },
     /// Detach an XDP program attached with `load`.
     Unload {
@@ -115,9 +121,15 @@ fn dispatch(cli: Cli) -> Result<()> {
             iface,
             mode,
             config,
+            program,
+            sources,
         } => {
             let mut cmd = Command::new(build(&root, true)?);
             cmd.args(["load", "--iface", &iface, "--mode", mode.as_str()]);
+            cmd.args(["--program", &program]);
+            for s in &sources {
+                cmd.args(["--source", s]);
+            }
             if let Some(c) = config {
                 cmd.arg("--config").arg(c);
             }

@@ -4,6 +4,7 @@
 //! `file:line:column: message`.
 
 mod error;
+pub mod l4;
 mod locate;
 pub mod model;
 mod surface;

@@ -11,6 +11,8 @@ pub use super::surface::{Algorithm, XdpMode};
 pub struct Config {
     /// The kernel fast path.
     pub xdp: XdpConfig,
+    /// L4 services balanced in XDP.
+    pub l4: super::l4::L4Config,
     /// L7 listeners.
     pub listeners: Vec<Listener>,
     /// Upstream pools; listeners refer to them by index.
@@ -109,6 +111,18 @@ impl Config {
             ));
         }
         out.push_str(&format!("deny list: {} prefixes\n", self.xdp.deny.len()));
+        for s in &self.l4.services {
+            out.push_str(&format!(
+                "l4 service {} on {} port {}/{} -> {} backend{} (maglev {})\n",
+                s.name,
+                s.vip,
+                s.port,
+                s.protocol.as_str(),
+                s.backends.len(),
+                if s.backends.len() == 1 { "" } else { "s" },
+                s.table_size
+            ));
+        }
         match self.admin {
             Some(a) => out.push_str(&format!("admin (metrics) on http://{a}/metrics\n")),
             None => out.push_str("admin endpoint: off\n"),

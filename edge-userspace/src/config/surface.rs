@@ -14,6 +14,9 @@ pub struct File {
     /// The kernel fast path.
     #[serde(default)]
     pub xdp: Option<Xdp>,
+    /// L4 services balanced in XDP.
+    #[serde(default)]
+    pub l4: Option<super::l4::Surface>,
     /// L7 listeners.
     #[serde(default)]
     pub listeners: Vec<Listener>,

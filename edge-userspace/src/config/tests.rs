@@ -66,7 +66,7 @@ fn unknown_key() {
     assert_eq!(
         errors("listners: []\n"),
         [
-            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `listeners`, `pools`, `admin`, `server`"
+            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `l4`, `listeners`, `pools`, `admin`, `server`"
         ]
     );
 }

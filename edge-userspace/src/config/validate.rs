@@ -97,6 +97,7 @@ pub fn validate(file: &surface::File, locations: &Locations) -> Result<Config, V
         diagnostics: Vec::new(),
     };
     let xdp = xdp(&mut v, file.xdp.as_ref());
+    let l4 = super::l4::validate(&mut v, file.l4.as_ref(), !xdp.interfaces.is_empty());
     let pools = pools(&mut v, &file.pools);
     let listeners = listeners(&mut v, &file.listeners, &pools);
     let admin = file
@@ -122,6 +123,7 @@ pub fn validate(file: &surface::File, locations: &Locations) -> Result<Config, V
     if v.diagnostics.is_empty() {
         Ok(Config {
             xdp,
+            l4,
             listeners,
             pools,
             admin,

@@ -12,7 +12,7 @@ use edge_common::{
 use ipnet::IpNet;
 use std::collections::HashSet;
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
@@ -124,7 +124,7 @@ impl Tables {
         for (id, key) in vips.iter().enumerate() {
             let meta = VipMeta {
                 id: id as u32,
-                flags: 0,
+                ..VipMeta::default()
             };
             self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))?;
         }

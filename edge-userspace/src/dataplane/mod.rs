@@ -2,22 +2,32 @@
 //! fill its maps from the configuration, attach it to interfaces, read its
 //! counters.
 
+pub mod decap;
+mod l4maps;
 mod maps;
 mod pin;
 
+pub use l4maps::L4Maps;
 pub use maps::{ClassStats, Tables};
-pub use pin::{pin_dir, pin_program, unpin_program};
+pub use pin::{pin_decap, pin_dir, pin_program, unpin_program};
 
 use crate::config::{Interface, XdpMode};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, Xdp, XdpMode as AyaMode, xdp::XdpLinkId},
 };
-use edge_common::PROGRAM_XDP;
-use std::sync::Arc;
+use edge_common::{
+    DEFAULT_CONNTRACK_CAPACITY, MAP_CONNTRACK, MAP_RINGS, MAP_VIPS, MAX_L4_SERVICES, PROGRAM_XDP,
+    ring_entries,
+};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The XDP object built from edge-ebpf by this crate's build script.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edge-xdp"));
+
+/// The backend-side decapsulation object (see `edge decap`).
+pub static DECAP_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/edge-decap"));
 
 /// Why the XDP side could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +59,14 @@ pub enum DataplaneError {
         /// The error from the kernel.
         source: ProgramError,
     },
+    /// A devmap update failed.
+    #[error("XDP map {map}: {source}")]
+    Devmap {
+        /// Map name.
+        map: &'static str,
+        /// What went wrong.
+        source: aya::maps::xdp::XdpMapError,
+    },
     /// Pinning to bpffs failed.
     #[error("{what}: {source}")]
     Pin {
@@ -78,19 +96,47 @@ impl AttachedMode {
     }
 }
 
+/// Map sizes chosen at load time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Per-CPU conntrack entries.
+    pub conntrack_capacity: u32,
+    /// L4 services to make Maglev rings for (each costs 2 × 65537 × 4 bytes).
+    pub l4_services: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            conntrack_capacity: DEFAULT_CONNTRACK_CAPACITY,
+            l4_services: 4,
+        }
+    }
+}
+
 /// The loaded XDP program and its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
     tables: Tables,
+    l4: Arc<Mutex<L4Maps>>,
     stats: Arc<ClassStats>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     links: Vec<(String, XdpLinkId)>,
 }
 
 impl Dataplane {
-    /// Loads the embedded object and the program (the verifier runs here).
+    /// Loads the embedded object and the program (the verifier runs here),
+    /// with default map sizes.
     pub fn load() -> Result<Self, DataplaneError> {
+        Self::load_with(&LoadOptions::default())
+    }
+
+    /// Loads the embedded object with the given map sizes.
+    pub fn load_with(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        let services = options.l4_services.clamp(1, MAX_L4_SERVICES);
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_CONNTRACK, options.conntrack_capacity.max(1))
+            .map_max_entries(MAP_RINGS, ring_entries(services))
             .load(XDP_OBJECT)
             .map_err(DataplaneError::Load)?;
         // The logger owns the log ring buffer; it must outlive program load,
@@ -102,7 +148,9 @@ impl Dataplane {
                 None
             }
         };
+        let vips_id = map_id(&ebpf, MAP_VIPS)?;
         let tables = Tables::take(&mut ebpf)?;
+        let l4 = Arc::new(Mutex::new(L4Maps::take(&mut ebpf, vips_id)?));
         let stats = Arc::new(ClassStats::take(&mut ebpf)?);
         let program = program_mut(&mut ebpf)?;
         program.load().map_err(|source| DataplaneError::Program {
@@ -112,6 +160,7 @@ impl Dataplane {
         Ok(Self {
             ebpf,
             tables,
+            l4,
             stats,
             logger,
             links: Vec::new(),
@@ -126,6 +175,40 @@ impl Dataplane {
     /// The maps the configuration fills.
     pub fn tables(&mut self) -> &mut Tables {
         &mut self.tables
+    }
+
+    /// The L4 balancer's maps (locked; the L4 controller shares them).
+    pub fn l4(&self) -> MutexGuard<'_, L4Maps> {
+        self.l4.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The L4 maps, shareable with the L4 controller and its health checks.
+    pub fn l4_shared(&self) -> Arc<Mutex<L4Maps>> {
+        Arc::clone(&self.l4)
+    }
+
+    /// A program of the object by name (e.g. the `edge_pass` baseline),
+    /// loaded on first use; for BPF_PROG_TEST_RUN.
+    pub fn extra_program(&mut self, name: &'static str) -> Result<&mut Xdp, DataplaneError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::Missing {
+                kind: "program",
+                name,
+            })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                what: format!("{name} is not an XDP program"),
+                source,
+            })?;
+        if program.fd().is_err() {
+            program.load().map_err(|source| DataplaneError::Program {
+                what: format!("the kernel refused {name}"),
+                source,
+            })?;
+        }
+        Ok(program)
     }
 
     /// The per-class counters, shareable with the metrics endpoint.
@@ -152,29 +235,7 @@ impl Dataplane {
         &mut self,
         iface: &Interface,
     ) -> Result<(XdpLinkId, AttachedMode), DataplaneError> {
-        let program = program_mut(&mut self.ebpf)?;
-        let (link, mode) = match iface.mode {
-            XdpMode::Generic => (
-                attach(program, &iface.name, AyaMode::Skb)?,
-                AttachedMode::Generic,
-            ),
-            XdpMode::Native => match attach(program, &iface.name, AyaMode::Driver) {
-                Ok(link) => (link, AttachedMode::Native),
-                Err(e) if iface.fallback_to_generic => {
-                    tracing::warn!(
-                        interface = %iface.name,
-                        "native XDP attach failed ({e}); falling back to generic mode as configured \
-                         (fallback_to_generic: true), which is much slower"
-                    );
-                    (
-                        attach(program, &iface.name, AyaMode::Skb)?,
-                        AttachedMode::Generic,
-                    )
-                }
-                Err(e) => return Err(e),
-            },
-        };
-        Ok((link, mode))
+        attach_in_mode(program_mut(&mut self.ebpf)?, iface)
     }
 
     /// Detaches from every interface, in reverse order of attachment.
@@ -199,6 +260,17 @@ impl Drop for Dataplane {
     }
 }
 
+/// The kernel id of map `name`, to open a second handle on it.
+fn map_id(ebpf: &Ebpf, name: &'static str) -> Result<u32, DataplaneError> {
+    let data = match ebpf.map(name) {
+        Some(aya::maps::Map::HashMap(data)) => data,
+        _ => return Err(DataplaneError::Missing { kind: "map", name }),
+    };
+    data.info()
+        .map(|info| info.id())
+        .map_err(|source| DataplaneError::Map { map: name, source })
+}
+
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
     let missing = DataplaneError::Missing {
         kind: "program",
@@ -211,6 +283,35 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
             what: format!("{PROGRAM_XDP} is not an XDP program"),
             source,
         })
+}
+
+/// Attaches `program` to `iface` in its configured mode; native falls back
+/// to generic only when the configuration allows it, and says so.
+fn attach_in_mode(
+    program: &mut Xdp,
+    iface: &Interface,
+) -> Result<(XdpLinkId, AttachedMode), DataplaneError> {
+    Ok(match iface.mode {
+        XdpMode::Generic => (
+            attach(program, &iface.name, AyaMode::Skb)?,
+            AttachedMode::Generic,
+        ),
+        XdpMode::Native => match attach(program, &iface.name, AyaMode::Driver) {
+            Ok(link) => (link, AttachedMode::Native),
+            Err(e) if iface.fallback_to_generic => {
+                tracing::warn!(
+                    interface = %iface.name,
+                    "native XDP attach failed ({e}); falling back to generic mode as configured \
+                     (fallback_to_generic: true), which is much slower"
+                );
+                (
+                    attach(program, &iface.name, AyaMode::Skb)?,
+                    AttachedMode::Generic,
+                )
+            }
+            Err(e) => return Err(e),
+        },
+    })
 }
 
 fn attach(program: &mut Xdp, iface: &str, mode: AyaMode) -> Result<XdpLinkId, DataplaneError> {

@@ -1,11 +1,12 @@
 //! Attaching the XDP program on its own, for operators: the link is pinned
 //! in bpffs so that it outlives the process, and unpinning detaches it.
 
-use super::{AttachedMode, Dataplane, DataplaneError};
+use super::{AttachedMode, Dataplane, DataplaneError, attach_in_mode, decap::Decap};
 use crate::config::Interface;
 use aya::programs::{
+    Xdp,
     links::{FdLink, PinnedLink},
-    xdp::XdpLink,
+    xdp::{XdpLink, XdpLinkId},
 };
 use std::{
     ffi::CString,
@@ -59,9 +60,24 @@ fn ensure_bpffs() -> Result<(), DataplaneError> {
 /// Attaches `dp`'s program to `iface` and pins the link, so the program
 /// stays attached after this process exits.
 pub fn pin_program(dp: &mut Dataplane, iface: &Interface) -> Result<AttachedMode, DataplaneError> {
+    check_free(iface)?;
+    let (link_id, mode) = dp.attach_link(iface)?;
+    pin_link(dp.program()?, link_id, iface)?;
+    Ok(mode)
+}
+
+/// Attaches the decapsulation program to `iface` and pins the link, like
+/// [`pin_program`]; `edge unload` removes either.
+pub fn pin_decap(decap: &mut Decap, iface: &Interface) -> Result<AttachedMode, DataplaneError> {
+    check_free(iface)?;
+    let (link_id, mode) = attach_in_mode(decap.program()?, iface)?;
+    pin_link(decap.program()?, link_id, iface)?;
+    Ok(mode)
+}
+
+fn check_free(iface: &Interface) -> Result<(), DataplaneError> {
     ensure_bpffs()?;
-    let dir = pin_dir(&iface.name);
-    let link_path = dir.join("link");
+    let link_path = pin_dir(&iface.name).join("link");
     if link_path.exists() {
         return Err(DataplaneError::Pin {
             what: format!(
@@ -72,8 +88,16 @@ pub fn pin_program(dp: &mut Dataplane, iface: &Interface) -> Result<AttachedMode
             source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
         });
     }
-    let (link_id, mode) = dp.attach_link(iface)?;
-    let program = dp.program()?;
+    Ok(())
+}
+
+fn pin_link(
+    program: &mut Xdp,
+    link_id: XdpLinkId,
+    iface: &Interface,
+) -> Result<(), DataplaneError> {
+    let dir = pin_dir(&iface.name);
+    let link_path = dir.join("link");
     let link: XdpLink = program
         .take_link(link_id)
         .map_err(|source| DataplaneError::Program {
@@ -92,7 +116,7 @@ pub fn pin_program(dp: &mut Dataplane, iface: &Interface) -> Result<AttachedMode
         what: format!("pinning the link at {}", link_path.display()),
         source: std::io::Error::other(e.to_string()),
     })?;
-    Ok(mode)
+    Ok(())
 }
 
 /// Removes the pinned link of `iface`, which detaches the program.

@@ -1,0 +1,317 @@
+//! The L4 balancer's maps: reals, Maglev rings, connection tracking,
+//! counters, the SYN budget and forwarding settings.
+//!
+//! # Maglev rings: one big array, double-buffered
+//! Every service owns two halves of [`MAP_RINGS`], each [`MAX_RING_SIZE`]
+//! slots long, at `(id * 2 + generation % 2) * MAX_RING_SIZE`. A service's
+//! own table size M (a prime ≤ [`MAX_RING_SIZE`]) uses the first M slots of
+//! a half. The daemon writes the idle half in full and then flips
+//! [`VipMeta::generation`] in one `EDGE_VIPS` update; packets see either
+//! the old table or the new one, never a mix, and the program stays
+//! attached. A flat array was chosen over an array of maps because a lookup
+//! is one array access (no inner-map indirection, which the verifier and
+//! aya-ebpf 0.2 handle less well), and because the loader sizes it to the
+//! configured service count at load time (`set_max_entries`), so unused
+//! capacity costs no memory.
+//!
+//! # Connection tracking
+//! [`MAP_CONNTRACK`] is a per-CPU LRU hash from [`FlowKey`] to the real
+//! chosen for the flow. A table change leaves it alone, so established
+//! flows keep their backend; a real marked down ([`REAL_FLAG_UP`] clear) is
+//! not trusted from the LRU and its flows are re-picked from the ring.
+
+/// Array of [`RealDef`], indexed by real id; id 0 is never used, so a
+/// zeroed ring slot means "no backend".
+pub const MAP_REALS: &str = "EDGE_REALS";
+/// Array of `u32` real ids: the Maglev rings (see the module docs).
+pub const MAP_RINGS: &str = "EDGE_RINGS";
+/// Per-CPU LRU hash [`FlowKey`] → [`FlowState`].
+pub const MAP_CONNTRACK: &str = "EDGE_CONNTRACK";
+/// Per-CPU array of [`L4Counters`], indexed by [`VipMeta::id`].
+pub const MAP_VIP_STATS: &str = "EDGE_VIP_STATS";
+/// Per-CPU array of [`L4Counters`], indexed by real id.
+pub const MAP_REAL_STATS: &str = "EDGE_REAL_STATS";
+/// Per-CPU array of `u64`, indexed by [`L4Event`].
+pub const MAP_L4_EVENTS: &str = "EDGE_L4_EVENTS";
+/// LRU hash [`SourceKey`] → [`TokenBucket`]: the per-source new-flow budget.
+pub const MAP_SYN_BUDGET: &str = "EDGE_SYN_BUDGET";
+/// Array of one [`L4Settings`].
+pub const MAP_L4_SETTINGS: &str = "EDGE_L4_SETTINGS";
+/// Hash ifindex (`u32`) → [`IfaceDef`]: the MAC of each interface edge
+/// transmits on.
+pub const MAP_IFACES: &str = "EDGE_IFACES";
+/// Devmap-hash keyed by ifindex, for `XDP_REDIRECT` to another interface.
+pub const MAP_TX_PORTS: &str = "EDGE_TX_PORTS";
+
+/// Name of the decapsulation program (in the decap object).
+pub const PROGRAM_DECAP: &str = "edge_decap";
+/// Name of the trivial XDP_PASS program, the benchmark's baseline.
+pub const PROGRAM_PASS: &str = "edge_pass";
+/// Hash of allowed outer IPv4 sources (`[u8; 4]` → `u8`) for decap.
+pub const MAP_DECAP_V4: &str = "EDGE_DECAP_V4";
+/// Hash of allowed outer IPv6 sources (`[u8; 16]` → `u8`) for decap.
+pub const MAP_DECAP_V6: &str = "EDGE_DECAP_V6";
+/// Per-CPU array of [`crate::Counters`], indexed by [`DecapEvent`].
+pub const MAP_DECAP_STATS: &str = "EDGE_DECAP_STATS";
+/// Every map of the decap object.
+pub const DECAP_MAPS: [&str; 3] = [MAP_DECAP_V4, MAP_DECAP_V6, MAP_DECAP_STATS];
+
+/// Most L4 services (VIP:port/proto); bounds [`VipMeta::id`].
+pub const MAX_L4_SERVICES: u32 = 64;
+/// Largest Maglev table; each ring half has this many slots.
+pub const MAX_RING_SIZE: u32 = 65_537;
+/// Default Maglev table size (a prime).
+pub const DEFAULT_RING_SIZE: u32 = 65_537;
+/// Capacity of [`MAP_REALS`] (and of the per-real counters); ids start at 1.
+pub const MAX_REALS: u32 = 4_096;
+/// Default conntrack capacity (per CPU).
+pub const DEFAULT_CONNTRACK_CAPACITY: u32 = 65_536;
+/// Capacity of the SYN budget's LRU.
+pub const MAX_SYN_SOURCES: u32 = 65_536;
+/// Capacity of [`MAP_IFACES`] and [`MAP_TX_PORTS`].
+pub const MAX_IFACES: u32 = 64;
+/// Capacity of each decap allow map.
+pub const MAX_DECAP_SOURCES: u32 = 64;
+
+/// [`VipMeta::flags`]: hash on the source address only (not the 5-tuple).
+pub const VIP_FLAG_SOURCE_HASH: u32 = 1;
+/// [`VipMeta::flags`]: an address marker (port 0, proto 0) saying that
+/// some service lives on this address; fragments and ICMP errors to it are
+/// recognised through it.
+pub const VIP_FLAG_ADDRESS: u32 = 2;
+
+/// [`RealDef::flags`]: the real passes its health check; flows remembered
+/// in conntrack for a real without it are re-picked.
+pub const REAL_FLAG_UP: u8 = 1;
+
+/// [`L4Settings::flags`]: the SYN budget is on.
+pub const SETTINGS_SYN_BUDGET: u32 = 1;
+
+/// IANA protocol number for ICMP.
+pub const IPPROTO_ICMP: u8 = 1;
+/// IANA protocol number for IPv4-in-IP encapsulation.
+pub const IPPROTO_IPIP: u8 = 4;
+/// IANA protocol number for IPv6-in-IP encapsulation.
+pub const IPPROTO_IPV6: u8 = 41;
+/// IANA protocol number for ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Nano-tokens per token in [`TokenBucket::nanotokens`]: refilling at
+/// `rate` per second adds `rate` nano-tokens per elapsed nanosecond, so no
+/// division is needed on the fast path.
+pub const NANOTOKENS_PER_TOKEN: u64 = 1_000_000_000;
+
+/// The flat index of `slot` in the live half of service `id`'s rings.
+pub const fn ring_index(id: u32, generation: u32, slot: u32) -> u32 {
+    (id * 2 + (generation & 1)) * MAX_RING_SIZE + slot
+}
+
+/// Entries [`MAP_RINGS`] needs for `services` services.
+pub const fn ring_entries(services: u32) -> u32 {
+    services * 2 * MAX_RING_SIZE
+}
+
+/// Value of [`MAP_REALS`]: where a backend is and how to reach it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealDef {
+    /// Address bytes, network order; IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+    /// Next-hop MAC (the real's own on a shared L2 segment).
+    pub mac: [u8; 6],
+    /// [`crate::FAMILY_V4`] or [`crate::FAMILY_V6`]; zero: unused slot.
+    pub family: u8,
+    /// `REAL_FLAG_*` bits.
+    pub flags: u8,
+    /// Interface to transmit on; zero or the ingress interface: `XDP_TX`,
+    /// any other: `XDP_REDIRECT` through [`MAP_TX_PORTS`].
+    pub ifindex: u32,
+}
+
+/// Key of [`MAP_CONNTRACK`]: a flow as the client sent it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Client address (IPv4 in the first four bytes).
+    pub src: [u8; 16],
+    /// VIP address.
+    pub dst: [u8; 16],
+    /// Client port, host order (zero for source-hashed services).
+    pub src_port: u16,
+    /// VIP port, host order.
+    pub dst_port: u16,
+    /// IANA protocol number.
+    pub proto: u8,
+    /// Address family tag.
+    pub family: u8,
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 2],
+}
+
+/// Value of [`MAP_CONNTRACK`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    /// The real id the flow goes to.
+    pub real: u32,
+}
+
+/// Counters of one service or one real, on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct L4Counters {
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded, as received (before encapsulation).
+    pub bytes: u64,
+    /// Flows that started here: conntrack misses on a TCP SYN or any UDP
+    /// packet, and ICMP errors with no remembered flow.
+    pub new_flows: u64,
+    /// Conntrack misses on a TCP packet other than a SYN: a flow this CPU
+    /// never saw or the LRU evicted (too small a table, or a reshuffle).
+    pub lru_misses: u64,
+}
+
+/// Key of [`MAP_SYN_BUDGET`]: a client address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    /// Address bytes, IPv4 in the first four.
+    pub addr: [u8; 16],
+    /// Address family tag.
+    pub family: u8,
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 3],
+}
+
+/// Value of [`MAP_SYN_BUDGET`]: a token bucket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenBucket {
+    /// Tokens left, in units of 1/[`NANOTOKENS_PER_TOKEN`].
+    pub nanotokens: u64,
+    /// `bpf_ktime_get_ns` of the last refill.
+    pub last_ns: u64,
+}
+
+/// Value of [`MAP_L4_SETTINGS`] (one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct L4Settings {
+    /// Outer source of IPIP packets.
+    pub source_v4: [u8; 4],
+    /// Outer source of IP6IP6 packets.
+    pub source_v6: [u8; 16],
+    /// New flows per second per source, when the budget is on.
+    pub syn_rate: u32,
+    /// Bucket depth, in new flows.
+    pub syn_burst: u32,
+    /// `SETTINGS_*` bits.
+    pub flags: u32,
+}
+
+/// Value of [`MAP_IFACES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceDef {
+    /// The interface's MAC: the source MAC of what edge sends on it.
+    pub mac: [u8; 6],
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 2],
+}
+
+/// Things the L4 path counts besides per-service traffic; the index into
+/// [`MAP_L4_EVENTS`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4Event {
+    /// An IP fragment to a VIP address: dropped (a later fragment carries
+    /// no ports, so it cannot be steered to the first one's backend).
+    FragmentDropped = 0,
+    /// An ICMP/ICMPv6 error about a VIP flow, sent to the flow's backend.
+    IcmpForwarded = 1,
+    /// A packet to a service without a table or backend: passed up.
+    NoBackend = 2,
+    /// A new flow over its source's SYN budget: dropped.
+    SynBudgetDropped = 3,
+    /// `bpf_xdp_adjust_head` failed or the rewrite did not fit: dropped.
+    EncapFailed = 4,
+    /// The real's interface has no MAC or devmap entry: dropped.
+    NoEgress = 5,
+    /// A VIP packet redirected to another interface.
+    Redirected = 6,
+}
+
+impl L4Event {
+    /// Number of events, the length of [`MAP_L4_EVENTS`].
+    pub const COUNT: u32 = 7;
+    /// Every event, in index order.
+    pub const ALL: [L4Event; Self::COUNT as usize] = [
+        L4Event::FragmentDropped,
+        L4Event::IcmpForwarded,
+        L4Event::NoBackend,
+        L4Event::SynBudgetDropped,
+        L4Event::EncapFailed,
+        L4Event::NoEgress,
+        L4Event::Redirected,
+    ];
+
+    /// The label used in metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            L4Event::FragmentDropped => "fragment_dropped",
+            L4Event::IcmpForwarded => "icmp_forwarded",
+            L4Event::NoBackend => "no_backend",
+            L4Event::SynBudgetDropped => "syn_budget_dropped",
+            L4Event::EncapFailed => "encap_failed",
+            L4Event::NoEgress => "no_egress",
+            L4Event::Redirected => "redirected",
+        }
+    }
+
+    /// The index in [`MAP_L4_EVENTS`].
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+}
+
+/// What the decap program did; the index into [`MAP_DECAP_STATS`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecapEvent {
+    /// Outer header stripped, inner packet passed.
+    Decapsulated = 0,
+    /// A tunnel packet from a source not allowed: passed unchanged.
+    NotAllowed = 1,
+    /// Anything else: passed unchanged.
+    Other = 2,
+    /// The inner packet was unreadable or the strip failed: passed unchanged.
+    Malformed = 3,
+}
+
+impl DecapEvent {
+    /// Number of events.
+    pub const COUNT: u32 = 4;
+    /// Every event, in index order.
+    pub const ALL: [DecapEvent; Self::COUNT as usize] = [
+        DecapEvent::Decapsulated,
+        DecapEvent::NotAllowed,
+        DecapEvent::Other,
+        DecapEvent::Malformed,
+    ];
+
+    /// The label used in metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DecapEvent::Decapsulated => "decapsulated",
+            DecapEvent::NotAllowed => "not_allowed",
+            DecapEvent::Other => "other",
+            DecapEvent::Malformed => "malformed",
+        }
+    }
+
+    /// The index in [`MAP_DECAP_STATS`].
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+}

@@ -1,0 +1,185 @@
+//! Typed handles on the L4 balancer's maps: reals, Maglev rings, settings,
+//! egress interfaces, and the per-service / per-real counters.
+
+use super::{DataplaneError, maps::take};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, xdp::DevMapHash},
+};
+use edge_common::{
+    IfaceDef, L4Counters, L4Event, L4Settings, MAP_IFACES, MAP_L4_EVENTS, MAP_L4_SETTINGS,
+    MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_TX_PORTS, MAP_VIP_STATS, MAP_VIPS, MAX_RING_SIZE,
+    RealDef, VipKey, VipMeta, ring_index,
+};
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { map, source }
+}
+
+/// The L4 maps the daemon writes and reads.
+pub struct L4Maps {
+    vips: HashMap<MapData, VipKey, VipMeta>,
+    reals: Array<MapData, RealDef>,
+    rings: Array<MapData, u32>,
+    settings: Array<MapData, L4Settings>,
+    ifaces: HashMap<MapData, u32, IfaceDef>,
+    tx_ports: DevMapHash<MapData>,
+    vip_stats: PerCpuArray<MapData, L4Counters>,
+    real_stats: PerCpuArray<MapData, L4Counters>,
+    events: PerCpuArray<MapData, u64>,
+}
+
+impl L4Maps {
+    /// Takes the L4 maps from `ebpf`, and opens a second handle on the VIP
+    /// map (id `vips_id`), which [`super::Tables`] also holds.
+    pub(super) fn take(ebpf: &mut Ebpf, vips_id: u32) -> Result<Self, DataplaneError> {
+        let vips = MapData::from_id(vips_id)
+            .and_then(|data| HashMap::try_from(Map::HashMap(data)))
+            .map_err(map_err(MAP_VIPS))?;
+        Ok(Self {
+            vips,
+            reals: take(ebpf, MAP_REALS)?,
+            rings: take(ebpf, MAP_RINGS)?,
+            settings: take(ebpf, MAP_L4_SETTINGS)?,
+            ifaces: take(ebpf, MAP_IFACES)?,
+            tx_ports: take(ebpf, MAP_TX_PORTS)?,
+            vip_stats: take(ebpf, MAP_VIP_STATS)?,
+            real_stats: take(ebpf, MAP_REAL_STATS)?,
+            events: take(ebpf, MAP_L4_EVENTS)?,
+        })
+    }
+
+    /// Writes one VIP entry; a service's ring size and generation change
+    /// together, in one update.
+    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))
+    }
+
+    /// The VIP entry at `key`, if any.
+    pub fn vip(&self, key: &VipKey) -> Result<Option<VipMeta>, DataplaneError> {
+        match self.vips.get(key, 0) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(MAP_VIPS)(e)),
+        }
+    }
+
+    /// Removes every VIP entry not in `keep`.
+    pub fn retain_vips(&mut self, keep: &[VipKey]) -> Result<(), DataplaneError> {
+        let mut stale = Vec::new();
+        for key in self.vips.keys() {
+            let key = key.map_err(map_err(MAP_VIPS))?;
+            if !keep.contains(&key) {
+                stale.push(key);
+            }
+        }
+        for key in stale {
+            self.vips.remove(&key).map_err(map_err(MAP_VIPS))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the forwarding settings (outer sources, SYN budget).
+    pub fn set_settings(&mut self, settings: &L4Settings) -> Result<(), DataplaneError> {
+        self.settings
+            .set(0, settings, 0)
+            .map_err(map_err(MAP_L4_SETTINGS))
+    }
+
+    /// Writes real `id` (ids start at 1; 0 means "no backend").
+    pub fn set_real(&mut self, id: u32, real: &RealDef) -> Result<(), DataplaneError> {
+        self.reals.set(id, real, 0).map_err(map_err(MAP_REALS))
+    }
+
+    /// Writes `table` into the half of service `service`'s rings that
+    /// `generation` selects. Write the idle half, then publish the
+    /// generation in the service's `VipMeta`.
+    pub fn write_ring(
+        &mut self,
+        service: u32,
+        generation: u32,
+        table: &[u32],
+    ) -> Result<(), DataplaneError> {
+        if table.len() > MAX_RING_SIZE as usize {
+            return Err(DataplaneError::Map {
+                map: MAP_RINGS,
+                source: aya::maps::MapError::OutOfBounds {
+                    index: table.len() as u32,
+                    max_entries: MAX_RING_SIZE,
+                },
+            });
+        }
+        for (slot, real) in table.iter().enumerate() {
+            self.rings
+                .set(ring_index(service, generation, slot as u32), real, 0)
+                .map_err(map_err(MAP_RINGS))?;
+        }
+        Ok(())
+    }
+
+    /// The real in `slot` of the half `generation` selects (for tests).
+    pub fn ring_slot(
+        &self,
+        service: u32,
+        generation: u32,
+        slot: u32,
+    ) -> Result<u32, DataplaneError> {
+        self.rings
+            .get(&ring_index(service, generation, slot), 0)
+            .map_err(map_err(MAP_RINGS))
+    }
+
+    /// Declares interface `ifindex` (with its MAC) as a place reals may be
+    /// reached through: `XDP_TX` when it is the ingress, otherwise
+    /// `XDP_REDIRECT` through the devmap.
+    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), DataplaneError> {
+        self.ifaces
+            .insert(ifindex, IfaceDef { mac, _pad: [0; 2] }, 0)
+            .map_err(map_err(MAP_IFACES))?;
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|source| DataplaneError::Devmap {
+                map: MAP_TX_PORTS,
+                source,
+            })
+    }
+
+    /// Service `id`'s counters, summed over CPUs.
+    pub fn vip_counters(&self, id: u32) -> Result<L4Counters, DataplaneError> {
+        sum(&self.vip_stats, id, MAP_VIP_STATS)
+    }
+
+    /// Real `id`'s counters, summed over CPUs.
+    pub fn real_counters(&self, id: u32) -> Result<L4Counters, DataplaneError> {
+        sum(&self.real_stats, id, MAP_REAL_STATS)
+    }
+
+    /// Every L4 event's count, summed over CPUs, in [`L4Event::ALL`] order.
+    pub fn events(&self) -> Result<[u64; L4Event::COUNT as usize], DataplaneError> {
+        let mut out = [0u64; L4Event::COUNT as usize];
+        for (slot, e) in out.iter_mut().zip(L4Event::ALL) {
+            let per_cpu = self
+                .events
+                .get(&e.index(), 0)
+                .map_err(map_err(MAP_L4_EVENTS))?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+fn sum(
+    map: &PerCpuArray<MapData, L4Counters>,
+    id: u32,
+    name: &'static str,
+) -> Result<L4Counters, DataplaneError> {
+    let per_cpu = map.get(&id, 0).map_err(map_err(name))?;
+    let mut total = L4Counters::default();
+    for c in per_cpu.iter() {
+        total.packets += c.packets;
+        total.bytes += c.bytes;
+        total.new_flows += c.new_flows;
+        total.lru_misses += c.lru_misses;
+    }
+    Ok(total)
+}
