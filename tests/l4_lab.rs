@@ -114,16 +114,30 @@ fn scrape(client: &str) -> Result<String> {
     Ok(netns::run_in(client, move || http::get(admin, "/metrics"))?.text())
 }
 
-/// Waits until edge reports backend `i` healthy (or not).
-fn wait_health(client: &str, i: usize, healthy: bool) -> Result<()> {
+fn generation(metrics: &str) -> Option<f64> {
+    dsr::sample(metrics, "edge_l4_maglev_generation{service=\"web\"}")
+}
+
+/// Waits until edge reports backend `i` healthy (or not) and, when
+/// `after_generation` is given, has published a Maglev table newer than
+/// it: the health gauge may change before the new table is live.
+fn wait_health(client: &str, i: usize, healthy: bool, after_generation: Option<f64>) -> Result<()> {
     let ip = PLAN.backend_ip(i);
     wait::until(
         &format!(
-            "edge_l4_backend_healthy of {ip} to be {}",
+            "edge_l4_backend_healthy of {ip} to be {} and the table republished",
             u8::from(healthy)
         ),
         DEADLINE,
-        || Ok((dsr::backend_healthy(&scrape(client)?, "web", ip) == Some(healthy)).then_some(())),
+        || {
+            let m = scrape(client)?;
+            let health = dsr::backend_healthy(&m, "web", ip) == Some(healthy);
+            let table = match after_generation {
+                Some(g) => generation(&m).is_some_and(|now| now > g),
+                None => true,
+            };
+            Ok((health && table).then_some(()))
+        },
     )
 }
 
@@ -145,9 +159,12 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
             "edge's XDP program is not attached natively on {EDGE_IFACE}"
         );
         for i in 0..PLAN.backends.len() {
-            wait_health(&client, i, true)?;
+            wait_health(&client, i, true, None)?;
         }
 
+        if let Ok(secs) = std::env::var("HOLD") {
+            std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
+        }
         // Real TCP + HTTP through the XDP path and back directly.
         let counts = spread(&client, SPREAD_CONNECTIONS)?;
         for name in PLAN.backends {
@@ -158,16 +175,19 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
                  expected {SPREAD_MIN}..={SPREAD_MAX}: {counts:?}"
             );
         }
-        let metrics = scrape(&client)?;
-        let flows: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("edge_l4_new_flows_total{service=\"web\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        ensure!(
-            flows >= SPREAD_CONNECTIONS as f64,
-            "edge_l4_new_flows_total counts every connection: {flows}\n{metrics}"
-        );
+        // edge copies the kernel's counters into its metrics periodically.
+        wait::until(
+            "edge_l4_new_flows_total to count every connection",
+            DEADLINE,
+            || {
+                let flows: f64 = scrape(&client)?
+                    .lines()
+                    .filter(|l| l.starts_with("edge_l4_new_flows_total{service=\"web\""))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                Ok((flows >= SPREAD_CONNECTIONS as f64).then_some(()))
+            },
+        )?;
 
         // Keep-alive connections, at least one per backend.
         let mut kept: Vec<KeptAlive> = Vec::new();
@@ -190,8 +210,9 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
 
         // A backend's server dies; its decapsulator and host stay up.
         let dead = PLAN.backends[STOPPED];
+        let before = generation(&scrape(&client)?).context("no Maglev generation")?;
         lab.stop_backend(STOPPED);
-        wait_health(&client, STOPPED, false)?;
+        wait_health(&client, STOPPED, false, Some(before))?;
         let counts = spread(&client, AFTER_CONNECTIONS)
             .context("new connections after the health check removed a backend")?;
         ensure!(!counts.contains_key(dead), "{dead} is out: {counts:?}");
@@ -217,8 +238,9 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
         }
 
         // It comes back: the health check returns it to service.
+        let before = generation(&scrape(&client)?).context("no Maglev generation")?;
         lab.restart_backend(STOPPED)?;
-        wait_health(&client, STOPPED, true)?;
+        wait_health(&client, STOPPED, true, Some(before))?;
         let counts = spread(&client, SPREAD_CONNECTIONS)?;
         ensure!(
             counts.get(dead).copied().unwrap_or(0) > 0,

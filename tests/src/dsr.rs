@@ -17,6 +17,10 @@
 //! own address (which health checks and the NAT/proxy load balancers of
 //! the benchmark use).
 //!
+//! edge's port on the switch runs an XDP program that passes everything
+//! (see [`DsrLab::start_decaps`]), without which the kernel would not
+//! deliver what edge sends with XDP_TX.
+//!
 //! The segment's MTU is raised to make room for the outer header, except
 //! on the client, whose TCP segments therefore always fit encapsulated.
 
@@ -45,6 +49,11 @@ pub const ADMIN_PORT: u16 = 9100;
 const SEGMENT_MTU: &str = "1600";
 /// How long a decapsulator gets to attach.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+/// edge's port on the switch, where edge's XDP_TX frames arrive.
+const SWITCH_EDGE_PORT: &str = "s-e";
+/// An outer source that never occurs in the lab (TEST-NET-1): edge's
+/// decapsulator told to accept only it passes every packet unchanged.
+const NO_SOURCE: &str = "192.0.2.1";
 
 /// Addressing of the lab: two /24s on one segment, given by their first
 /// three octets, and the virtual service.
@@ -152,6 +161,7 @@ pub enum ReturnPath {
 pub struct DsrLab {
     // Field order is drop order: processes stop before namespaces go.
     decaps: Vec<Option<Process>>,
+    switch_pass: Option<Process>,
     backends: Vec<Option<Backend>>,
     /// The namespaces.
     pub lab: Lab,
@@ -204,6 +214,15 @@ impl DsrLab {
             "dev",
             "c0",
         ])?;
+        // The client's veth leaves TCP checksums to "hardware" that never
+        // computes them (the receiving veth trusts them). XDP sees only
+        // bytes: a packet edge sends on with XDP_TX reaches the backend
+        // with the partial checksum, which its stack rejects. Real NICs
+        // fill checksums in before the wire; here the client's kernel must.
+        output(
+            Command::new("ip").args(["netns", "exec", &client, "ethtool", "-K", "c0", "tx", "off"]),
+        )
+        .context("turning checksum offload off on the client (is ethtool installed?)")?;
         for key in ["all", "c0"] {
             // A NAT load balancer forwarding out of the interface the
             // packet came in on would otherwise talk the client into
@@ -216,24 +235,16 @@ impl DsrLab {
             sysctl(&client, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
         }
 
-        lab.link(&edge, EDGE_IFACE, &switch, "s-e")?;
-        lab.enslave(&switch, "s-e", "br0")?;
+        lab.link(&edge, EDGE_IFACE, &switch, SWITCH_EDGE_PORT)?;
+        lab.enslave(&switch, SWITCH_EDGE_PORT, "br0")?;
         lab.addr(&edge, EDGE_IFACE, &format!("{}/24", plan.edge_front_ip()))?;
         lab.addr(&edge, EDGE_IFACE, &format!("{}/24", plan.edge_ip()))?;
         set_mtu(&edge, EDGE_IFACE)?;
-        set_mtu(&switch, "s-e")?;
+        set_mtu(&switch, SWITCH_EDGE_PORT)?;
         for key in ["all", EDGE_IFACE] {
             sysctl(&edge, &format!("net.ipv4.conf.{key}.send_redirects"), "0")?;
             sysctl(&edge, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
         }
-        // XDP_TX on a veth hands the frame to the peer's NAPI, which only
-        // exists when the peer runs an XDP program or has GRO on; without
-        // either the kernel drops the frame (tx_errors in `ethtool -S`).
-        output(Command::new("ip").args([
-            "netns", "exec", &switch, "ethtool", "-K", "s-e", "gro", "on",
-        ]))
-        .context("turning GRO on at the switch port of edge (is ethtool installed?)")?;
-
         let mut backend_ns = Vec::new();
         let mut backends = Vec::new();
         for (i, name) in plan.backends.iter().enumerate() {
@@ -267,6 +278,7 @@ impl DsrLab {
         }
         Ok(Self {
             decaps: plan.backends.iter().map(|_| None).collect(),
+            switch_pass: None,
             backends,
             lab,
             client,
@@ -307,42 +319,68 @@ impl DsrLab {
     /// Runs `<edge_bin> decap` on every backend's [`BACKEND_IFACE`] (native
     /// mode), accepting IPIP from [`DsrPlan::edge_ip`], and waits until
     /// each has attached.
+    ///
+    /// Also attaches an XDP program that passes everything to edge's port
+    /// on the switch: a frame edge's XDP program sends back out of its veth
+    /// (XDP_TX) goes straight into the peer's XDP receive ring, which the
+    /// kernel only drains when the peer runs an XDP program (with GRO on
+    /// instead, frames wait in the ring until unrelated traffic arrives).
+    /// edge's decapsulator accepting only a source that never occurs is
+    /// such a program, with nothing else to install.
     pub fn start_decaps(&mut self, edge_bin: &Path) -> Result<()> {
+        if self.switch_pass.is_none() {
+            let switch = self.switch.clone();
+            let p = self.decap(
+                edge_bin,
+                &switch,
+                SWITCH_EDGE_PORT,
+                NO_SOURCE,
+                "switch-pass",
+            )?;
+            self.switch_pass = Some(p);
+        }
         for i in 0..self.backend_ns.len() {
             if self.decaps[i].is_some() {
                 continue;
             }
             let ns = self.backend_ns[i].clone();
-            let log = self.logs.path().join(format!("decap-{i}.log"));
             let source = self.plan.edge_ip().to_string();
-            let args = [
-                "decap",
-                "--iface",
-                BACKEND_IFACE,
-                "--mode",
-                "native",
-                "--source",
-                &source,
-            ];
-            let mut p = Process::spawn(
-                &format!("edge decap in {ns}"),
-                Some(&ns),
-                edge_bin,
-                &args,
-                &log,
-            )?;
-            let lab = &self.lab;
-            wait::until(
-                &format!("edge decap to attach on {ns}/{BACKEND_IFACE}"),
-                ATTACH_TIMEOUT,
-                || {
-                    p.check_running()?;
-                    Ok(lab.xdp_mode(Some(&ns), BACKEND_IFACE)?.map(|_| ()))
-                },
-            )?;
+            let p = self.decap(edge_bin, &ns, BACKEND_IFACE, &source, &format!("decap-{i}"))?;
             self.decaps[i] = Some(p);
         }
         Ok(())
+    }
+
+    /// Runs `edge decap` on `ns`/`iface` accepting `source`, and waits
+    /// until it has attached.
+    fn decap(
+        &self,
+        edge_bin: &Path,
+        ns: &str,
+        iface: &str,
+        source: &str,
+        log: &str,
+    ) -> Result<Process> {
+        let log = self.logs.path().join(format!("{log}.log"));
+        let args = [
+            "decap", "--iface", iface, "--mode", "native", "--source", source,
+        ];
+        let mut p = Process::spawn(
+            &format!("edge decap in {ns}"),
+            Some(ns),
+            edge_bin,
+            &args,
+            &log,
+        )?;
+        wait::until(
+            &format!("edge decap to attach on {ns}/{iface}"),
+            ATTACH_TIMEOUT,
+            || {
+                p.check_running()?;
+                Ok(self.lab.xdp_mode(Some(ns), iface)?.map(|_| ()))
+            },
+        )?;
+        Ok(p)
     }
 
     /// Stops backend `i`'s decapsulator (SIGTERM; it detaches).
@@ -355,7 +393,12 @@ impl DsrLab {
 
     /// Fails, with its log, if a decapsulator has exited.
     pub fn check_decaps(&mut self) -> Result<()> {
-        for p in self.decaps.iter_mut().flatten() {
+        for p in self
+            .decaps
+            .iter_mut()
+            .flatten()
+            .chain(self.switch_pass.as_mut())
+        {
             p.check_running()?;
         }
         Ok(())

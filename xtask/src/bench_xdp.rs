@@ -48,7 +48,7 @@ use std::{
 };
 
 /// Debian packages the end-to-end benchmark runs.
-const PACKAGES: &[&str] = &["wrk", "haproxy", "nftables", "ethtool"];
+const PACKAGES: &[&str] = &["wrk", "haproxy", "nftables"];
 const PLAN: DsrPlan<'static> = DsrPlan {
     client_net: "10.77.1",
     backend_net: "10.77.2",
