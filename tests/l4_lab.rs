@@ -8,6 +8,7 @@
 //! out, new connections all succeed on the others, and keep-alive
 //! connections opened before to the survivors carry on, on the same
 //! backend; when it comes back, the health check returns it to service.
+//! The same over IPv6 (IP6IP6): connections complete and spread.
 
 use anyhow::{Context, Result, bail, ensure};
 use edge_tests::{
@@ -18,7 +19,7 @@ use edge_tests::{
 use std::{
     collections::HashMap,
     io::{BufReader, Write},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     time::Duration,
 };
 
@@ -28,6 +29,7 @@ const PLAN: DsrPlan<'static> = DsrPlan {
     vip: Ipv4Addr::new(10, 77, 0, 100),
     port: 80,
     backends: &["be1", "be2", "be3"],
+    net6: Some("fd00:77"),
 };
 const HEALTH: HealthCheck<'static> = HealthCheck {
     interval: "200ms",
@@ -47,11 +49,14 @@ const AFTER_CONNECTIONS: usize = 60;
 /// Upper bound on connections opened to get a kept-alive one per backend.
 const KEEPALIVE_ATTEMPTS: usize = 100;
 const STOPPED: usize = 1;
+/// New connections over IPv6: each backend's count is binomial (n = 60,
+/// p = 1/3: mean 20, σ ≈ 3.7); at least 5 is 4σ below the mean.
+const V6_CONNECTIONS: usize = 60;
+const V6_MIN: usize = 5;
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// One request on a new connection to the VIP; the backend that answered.
-fn one_request(client: &str) -> Result<String> {
-    let vip = PLAN.vip_addr();
+/// One request on a new connection to `vip`; the backend that answered.
+fn one_request(client: &str, vip: SocketAddr) -> Result<String> {
     let resp = netns::run_in(client, move || http::get(vip, "/"))?;
     if resp.status() != Some(200) {
         bail!("status {:?}: {resp:?}", resp.status());
@@ -61,11 +66,11 @@ fn one_request(client: &str) -> Result<String> {
         .context("no X-Backend header")
 }
 
-/// `n` new connections; how many each backend answered.
-fn spread(client: &str, n: usize) -> Result<HashMap<String, usize>> {
+/// `n` new connections to `vip`; how many each backend answered.
+fn spread(client: &str, vip: SocketAddr, n: usize) -> Result<HashMap<String, usize>> {
     let mut counts = HashMap::new();
     for i in 0..n {
-        let b = one_request(client).with_context(|| format!("new connection {i} to the VIP"))?;
+        let b = one_request(client, vip).with_context(|| format!("new connection {i} to {vip}"))?;
         *counts.entry(b).or_insert(0) += 1;
     }
     Ok(counts)
@@ -118,6 +123,21 @@ fn generation(metrics: &str) -> Option<f64> {
     dsr::sample(metrics, "edge_l4_maglev_generation{service=\"web\"}")
 }
 
+/// Waits until edge reports every backend of `service` (at `ips`) healthy.
+fn wait_all_healthy(client: &str, service: &str, ips: &[IpAddr]) -> Result<()> {
+    wait::until(
+        &format!("every backend of {service} to be healthy"),
+        DEADLINE,
+        || {
+            let m = scrape(client)?;
+            let all = ips
+                .iter()
+                .all(|ip| dsr::backend_healthy(&m, service, *ip) == Some(true));
+            Ok(all.then_some(()))
+        },
+    )
+}
+
 /// Waits until edge reports backend `i` healthy (or not) and, when
 /// `after_generation` is given, has published a Maglev table newer than
 /// it: the health gauge may change before the new table is live.
@@ -158,15 +178,16 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
             lab.lab.xdp_mode(Some(&lab.edge), EDGE_IFACE)? == Some("native"),
             "edge's XDP program is not attached natively on {EDGE_IFACE}"
         );
-        for i in 0..PLAN.backends.len() {
-            wait_health(&client, i, true, None)?;
-        }
+        let ips: Vec<IpAddr> = (0..PLAN.backends.len())
+            .map(|i| PLAN.backend_ip(i))
+            .collect();
+        wait_all_healthy(&client, "web", &ips)?;
 
         if let Ok(secs) = std::env::var("HOLD") {
             std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
         }
         // Real TCP + HTTP through the XDP path and back directly.
-        let counts = spread(&client, SPREAD_CONNECTIONS)?;
+        let counts = spread(&client, PLAN.vip_addr(), SPREAD_CONNECTIONS)?;
         for name in PLAN.backends {
             let n = counts.get(*name).copied().unwrap_or(0);
             ensure!(
@@ -213,7 +234,7 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
         let before = generation(&scrape(&client)?).context("no Maglev generation")?;
         lab.stop_backend(STOPPED);
         wait_health(&client, STOPPED, false, Some(before))?;
-        let counts = spread(&client, AFTER_CONNECTIONS)
+        let counts = spread(&client, PLAN.vip_addr(), AFTER_CONNECTIONS)
             .context("new connections after the health check removed a backend")?;
         ensure!(!counts.contains_key(dead), "{dead} is out: {counts:?}");
         for (i, name) in PLAN.backends.iter().enumerate() {
@@ -241,7 +262,7 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
         let before = generation(&scrape(&client)?).context("no Maglev generation")?;
         lab.restart_backend(STOPPED)?;
         wait_health(&client, STOPPED, true, Some(before))?;
-        let counts = spread(&client, SPREAD_CONNECTIONS)?;
+        let counts = spread(&client, PLAN.vip_addr(), SPREAD_CONNECTIONS)?;
         ensure!(
             counts.get(dead).copied().unwrap_or(0) > 0,
             "{dead} is back in service: {counts:?}"
@@ -254,6 +275,37 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
             lab.lab.xdp_mode(Some(&lab.edge), EDGE_IFACE)?.is_none(),
             "XDP still attached after edge exited"
         );
+        Ok(())
+    })();
+    result.with_context(|| format!("edge log:\n{}", edge.log_text()))
+}
+
+#[test]
+fn dsr_over_ipv6_with_ip6ip6() -> Result<()> {
+    let bin = edge::binary()?;
+    let mut lab = DsrLab::build(PLAN)?;
+    lab.start_decaps(&bin)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, PLAN.edge_config(Some(HEALTH)))?;
+    let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+    let client = lab.client.clone();
+    let result = (|| -> Result<()> {
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        let ips: Vec<IpAddr> = (0..PLAN.backends.len())
+            .filter_map(|i| PLAN.backend_ip6(i))
+            .collect();
+        wait_all_healthy(&client, "web6", &ips)?;
+        let vip6 = PLAN.vip6_addr().context("the plan has no IPv6")?;
+        let counts = spread(&client, vip6, V6_CONNECTIONS)?;
+        for name in PLAN.backends {
+            let n = counts.get(*name).copied().unwrap_or(0);
+            ensure!(
+                n >= V6_MIN,
+                "{name} answered {n} of {V6_CONNECTIONS} IPv6 connections: {counts:?}"
+            );
+        }
+        lab.check_decaps()?;
         Ok(())
     })();
     result.with_context(|| format!("edge log:\n{}", edge.log_text()))

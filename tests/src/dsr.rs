@@ -33,7 +33,7 @@ use crate::{
 };
 use anyhow::{Context, Result};
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
     process::Command,
     time::Duration,
@@ -69,6 +69,11 @@ pub struct DsrPlan<'a> {
     pub port: u16,
     /// Backend names (and namespace suffixes).
     pub backends: &'a [&'a str],
+    /// IPv6 as well, under this /32-ish prefix, e.g. `"fd00:77"`: the
+    /// client on `<net6>:1::2/64`, edge on `<net6>:1::1` and `<net6>:2::1`,
+    /// backends on `<net6>:2::11..`, the IPv6 VIP `<net6>::100` (service
+    /// `web6` on the same port, IP6IP6).
+    pub net6: Option<&'a str>,
 }
 
 /// A TCP health check for [`DsrPlan::edge_config`].
@@ -117,31 +122,78 @@ impl DsrPlan<'_> {
         SocketAddr::new(IpAddr::V4(self.vip), self.port)
     }
 
+    fn ip6(&self, subnet: u8, host: &str) -> Option<IpAddr> {
+        format!("{}:{subnet}::{host}", self.net6?).parse().ok()
+    }
+
+    /// The client's IPv6 address.
+    pub fn client_ip6(&self) -> Option<IpAddr> {
+        self.ip6(1, "2")
+    }
+
+    /// edge's IPv6 address on the client's subnet.
+    pub fn edge_front_ip6(&self) -> Option<IpAddr> {
+        self.ip6(1, "1")
+    }
+
+    /// edge's IPv6 address on the backends' subnet: the outer source of
+    /// its IP6IP6 packets.
+    pub fn edge_ip6(&self) -> Option<IpAddr> {
+        self.ip6(2, "1")
+    }
+
+    /// IPv6 address of backend `i`.
+    pub fn backend_ip6(&self, i: usize) -> Option<IpAddr> {
+        self.ip6(2, &format!("{}", 11 + i))
+    }
+
+    /// The IPv6 virtual service, `[VIP6]:port`.
+    pub fn vip6_addr(&self) -> Option<SocketAddr> {
+        let vip: IpAddr = format!("{}::100", self.net6?).parse().ok()?;
+        Some(SocketAddr::new(vip, self.port))
+    }
+
     /// edge's admin endpoint (reachable from the client).
     pub fn admin(&self) -> SocketAddr {
         SocketAddr::new(self.edge_front_ip(), ADMIN_PORT)
     }
 
     /// An edge configuration: XDP native on [`EDGE_IFACE`], L4 service
-    /// `web` on the VIP over every backend with equal weights, optionally
-    /// health-checked over TCP, and the admin endpoint.
+    /// `web` on the VIP (and `web6` on the IPv6 VIP) over every backend
+    /// with equal weights, optionally health-checked over TCP, and the
+    /// admin endpoint.
     pub fn edge_config(&self, health: Option<HealthCheck<'_>>) -> String {
-        let backends: String = (0..self.backends.len())
-            .map(|i| format!("        - address: {}\n", self.backend_ip(i)))
-            .collect();
         let health = health.map_or(String::new(), |h| {
             format!(
                 "      health_check:\n        type: tcp\n        port: {}\n        interval: {}\n        timeout: {}\n        rise: {}\n        fall: {}\n",
                 self.port, h.interval, h.timeout, h.rise, h.fall
             )
         });
+        let service = |name: &str, vip: IpAddr, backends: &mut dyn Iterator<Item = IpAddr>| {
+            let backends: String = backends
+                .map(|b| format!("        - address: {b}\n"))
+                .collect();
+            format!(
+                "    - name: {name}\n      vip: {vip}\n      port: {}\n      protocol: tcp\n      backends:\n{backends}{health}",
+                self.port
+            )
+        };
+        let n = self.backends.len();
+        let mut services = service(
+            "web",
+            IpAddr::V4(self.vip),
+            &mut (0..n).map(|i| self.backend_ip(i)),
+        );
+        let mut sources = format!("    source_v4: {}\n", self.edge_ip());
+        if let (Some(vip6), Some(src6)) = (self.vip6_addr(), self.edge_ip6()) {
+            let mut v6 = (0..n).filter_map(|i| self.backend_ip6(i));
+            services.push_str(&service("web6", vip6.ip(), &mut v6));
+            sources.push_str(&format!("    source_v6: {src6}\n"));
+        }
         format!(
             "xdp:\n  interfaces:\n    - name: {EDGE_IFACE}\n      mode: native\n\
-             l4:\n  forwarding:\n    source_v4: {}\n  services:\n    - name: web\n      vip: {}\n      port: {}\n      protocol: tcp\n      backends:\n{backends}{health}\
+             l4:\n  forwarding:\n{sources}  services:\n{services}\
              admin:\n  address: {}\n",
-            self.edge_ip(),
-            self.vip,
-            self.port,
             self.admin()
         )
     }
@@ -214,6 +266,14 @@ impl DsrLab {
             "dev",
             "c0",
         ])?;
+        if let (Some(me), Some(edge6), Some(vip6)) =
+            (plan.client_ip6(), plan.edge_front_ip6(), plan.vip6_addr())
+        {
+            lab.addr(&client, "c0", &format!("{me}/64"))?;
+            lab.route(&client, &format!("{}/128", vip6.ip()), &edge6.to_string())?;
+            let net = format!("{}:2::/64", plan.net6.unwrap_or_default());
+            ip(&["-n", &client, "-6", "route", "add", &net, "dev", "c0"])?;
+        }
         // The client's veth leaves TCP checksums to "hardware" that never
         // computes them (the receiving veth trusts them). XDP sees only
         // bytes: a packet edge sends on with XDP_TX reaches the backend
@@ -239,6 +299,12 @@ impl DsrLab {
         lab.enslave(&switch, SWITCH_EDGE_PORT, "br0")?;
         lab.addr(&edge, EDGE_IFACE, &format!("{}/24", plan.edge_front_ip()))?;
         lab.addr(&edge, EDGE_IFACE, &format!("{}/24", plan.edge_ip()))?;
+        for a in [plan.edge_front_ip6(), plan.edge_ip6()]
+            .into_iter()
+            .flatten()
+        {
+            lab.addr(&edge, EDGE_IFACE, &format!("{a}/64"))?;
+        }
         set_mtu(&edge, EDGE_IFACE)?;
         set_mtu(&switch, SWITCH_EDGE_PORT)?;
         for key in ["all", EDGE_IFACE] {
@@ -256,6 +322,14 @@ impl DsrLab {
             set_mtu(&switch, &port)?;
             lab.addr(&ns, BACKEND_IFACE, &format!("{}/24", plan.backend_ip(i)))?;
             lab.addr(&ns, "lo", &format!("{}/32", plan.vip))?;
+            if let (Some(me), Some(vip6)) = (plan.backend_ip6(i), plan.vip6_addr()) {
+                // IPv6 answers neighbour solicitations only for addresses
+                // of the interface asked, so the VIP on lo stays quiet.
+                lab.addr(&ns, BACKEND_IFACE, &format!("{me}/64"))?;
+                lab.addr(&ns, "lo", &format!("{}/128", vip6.ip()))?;
+                let net = format!("{}:1::/64", plan.net6.unwrap_or_default());
+                ip(&["-n", &ns, "-6", "route", "add", &net, "dev", BACKEND_IFACE])?;
+            }
             // The VIP on lo must not be answered for or announced on the
             // segment (the client reaches it through edge), and packets
             // to it arrive on eth0 from sources routed elsewhere.
@@ -273,7 +347,12 @@ impl DsrLab {
                 "dev",
                 BACKEND_IFACE,
             ])?;
-            backends.push(Some(start_backend(name, &ns, plan.port)?));
+            backends.push(Some(start_backend(
+                name,
+                &ns,
+                plan.port,
+                plan.net6.is_some(),
+            )?));
             backend_ns.push(ns);
         }
         Ok(Self {
@@ -311,7 +390,12 @@ impl DsrLab {
     /// Starts backend `i`'s HTTP server again.
     pub fn restart_backend(&mut self, i: usize) -> Result<()> {
         let name = self.plan.backends.get(i).context("no such backend")?;
-        let b = start_backend(name, &self.backend_ns[i], self.plan.port)?;
+        let b = start_backend(
+            name,
+            &self.backend_ns[i],
+            self.plan.port,
+            self.plan.net6.is_some(),
+        )?;
         self.backends[i] = Some(b);
         Ok(())
     }
@@ -330,13 +414,8 @@ impl DsrLab {
     pub fn start_decaps(&mut self, edge_bin: &Path) -> Result<()> {
         if self.switch_pass.is_none() {
             let switch = self.switch.clone();
-            let p = self.decap(
-                edge_bin,
-                &switch,
-                SWITCH_EDGE_PORT,
-                NO_SOURCE,
-                "switch-pass",
-            )?;
+            let none = [NO_SOURCE.to_string()];
+            let p = self.decap(edge_bin, &switch, SWITCH_EDGE_PORT, &none, "switch-pass")?;
             self.switch_pass = Some(p);
         }
         for i in 0..self.backend_ns.len() {
@@ -344,27 +423,37 @@ impl DsrLab {
                 continue;
             }
             let ns = self.backend_ns[i].clone();
-            let source = self.plan.edge_ip().to_string();
-            let p = self.decap(edge_bin, &ns, BACKEND_IFACE, &source, &format!("decap-{i}"))?;
+            let sources: Vec<String> = std::iter::once(self.plan.edge_ip())
+                .chain(self.plan.edge_ip6())
+                .map(|a| a.to_string())
+                .collect();
+            let p = self.decap(
+                edge_bin,
+                &ns,
+                BACKEND_IFACE,
+                &sources,
+                &format!("decap-{i}"),
+            )?;
             self.decaps[i] = Some(p);
         }
         Ok(())
     }
 
-    /// Runs `edge decap` on `ns`/`iface` accepting `source`, and waits
+    /// Runs `edge decap` on `ns`/`iface` accepting `sources`, and waits
     /// until it has attached.
     fn decap(
         &self,
         edge_bin: &Path,
         ns: &str,
         iface: &str,
-        source: &str,
+        sources: &[String],
         log: &str,
     ) -> Result<Process> {
         let log = self.logs.path().join(format!("{log}.log"));
-        let args = [
-            "decap", "--iface", iface, "--mode", "native", "--source", source,
-        ];
+        let mut args = vec!["decap", "--iface", iface, "--mode", "native"];
+        for s in sources {
+            args.extend(["--source", s.as_str()]);
+        }
         let mut p = Process::spawn(
             &format!("edge decap in {ns}"),
             Some(ns),
@@ -436,9 +525,15 @@ fn set_mtu(ns: &str, iface: &str) -> Result<()> {
     Ok(())
 }
 
-fn start_backend(name: &str, ns: &str, port: u16) -> Result<Backend> {
-    let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-    Backend::start(name, Some(ns), any)
+/// Starts backend `name` on every address of `ns` (`[::]` takes IPv4
+/// too, as v4-mapped addresses, unless `net.ipv6.bindv6only` is set).
+fn start_backend(name: &str, ns: &str, port: u16, ipv6: bool) -> Result<Backend> {
+    let any = if ipv6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    Backend::start(name, Some(ns), SocketAddr::new(any, port))
 }
 
 /// The value of the first Prometheus sample in `metrics` whose name and

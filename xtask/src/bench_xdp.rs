@@ -55,6 +55,7 @@ const PLAN: DsrPlan<'static> = DsrPlan {
     vip: Ipv4Addr::new(10, 77, 0, 100),
     port: 80,
     backends: &["be1", "be2", "be3"],
+    net6: None,
 };
 const NFT_TABLE: &str = "edgebench";
 const HAPROXY: &str = "/usr/sbin/haproxy";
