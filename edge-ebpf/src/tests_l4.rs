@@ -1,1 +1,317 @@
+//! Host tests of the L4 pieces: classification of VIP traffic, ICMP error
+//! flows, the hash, the token bucket, encapsulation and decapsulation.
 
+use crate::{
+    classify::{Action, Tables, classify},
+    decap::{self, Plan, Sources},
+    encap::{self, Outer},
+    hash, icmp,
+    parse::{self, IpAddrs},
+    token,
+};
+use edge_common::{
+    DecapEvent, FAMILY_V4, FlowKey, IPPROTO_TCP, L4Event, NANOTOKENS_PER_TOKEN, PacketClass,
+    PortKey, TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+};
+use edge_tests::l4packets::{
+    Ip, Tcp, decapsulated, icmp4_frag_needed, icmp6_too_big, ip_part, ip6ip6, ipip, tcp, udp,
+};
+
+const SMAC: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
+const DMAC: [u8; 6] = [2, 0, 0, 0, 0xee, 1];
+const RMAC: [u8; 6] = [2, 0, 0, 0, 0xbb, 2];
+const CLIENT: [u8; 4] = [192, 0, 2, 10];
+const VIP: [u8; 4] = [10, 77, 0, 100];
+const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+const VIP6: [u8; 16] = [0xfd, 0, 0, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+
+/// One VIP (VIP:80/tcp and its address marker); `flags` for the service.
+struct T {
+    flags: u32,
+}
+
+impl Tables for T {
+    fn denied(&self, _: &IpAddrs) -> bool {
+        false
+    }
+    fn vip(&self, key: &VipKey) -> Option<VipMeta> {
+        let meta = VipMeta {
+            id: 3,
+            flags: self.flags,
+            ring_size: 7,
+            generation: 0,
+        };
+        if *key == VipKey::v4(VIP, 80, IPPROTO_TCP) || *key == VipKey::v6(VIP6, 80, IPPROTO_TCP) {
+            Some(meta)
+        } else if *key == VipKey::v4(VIP, 0, 0) || *key == VipKey::v6(VIP6, 0, 0) {
+            Some(VipMeta::default())
+        } else {
+            None
+        }
+    }
+    fn is_l7_port(&self, _: &PortKey) -> bool {
+        false
+    }
+}
+
+fn syn() -> Vec<u8> {
+    tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V4(CLIENT),
+        Ip::V4(VIP),
+        40000,
+        80,
+        Tcp::Syn,
+    )
+}
+
+#[test]
+fn vip_packets_are_balanced_with_their_flow() {
+    let v = classify(&syn()[..], &T { flags: 0 });
+    assert_eq!((v.class, v.action), (PacketClass::Vip, Action::Balance));
+    let b = v.balance;
+    assert_eq!(b.meta.id, 3);
+    assert_eq!(b.l2_len, 14);
+    assert!(!b.v6 && !b.mid_flow && !b.icmp);
+    assert_eq!(b.flow.src[..4], CLIENT);
+    assert_eq!(b.flow.dst[..4], VIP);
+    assert_eq!((b.flow.src_port, b.flow.dst_port), (40000, 80));
+    assert_eq!((b.flow.proto, b.flow.family), (IPPROTO_TCP, FAMILY_V4));
+    let ack = tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V4(CLIENT),
+        Ip::V4(VIP),
+        40000,
+        80,
+        Tcp::Ack,
+    );
+    assert!(classify(&ack[..], &T { flags: 0 }).balance.mid_flow);
+    // Source hashing zeroes the client port.
+    let v = classify(
+        &syn()[..],
+        &T {
+            flags: VIP_FLAG_SOURCE_HASH,
+        },
+    );
+    assert_eq!(v.balance.flow.src_port, 0);
+}
+
+#[test]
+fn fragments_to_a_vip_address_are_dropped_and_counted() {
+    let mut p = syn();
+    p[14 + 6] |= 0x20;
+    let v = classify(&p[..], &T { flags: 0 });
+    assert_eq!((v.class, v.action), (PacketClass::Vip, Action::Drop));
+    assert_eq!(v.event, Some(L4Event::FragmentDropped));
+    // Any port: a later fragment has none.
+    let mut other = tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V4(CLIENT),
+        Ip::V4(VIP),
+        1,
+        9999,
+        Tcp::Syn,
+    );
+    other[14 + 6] = 0x00;
+    other[14 + 7] = 0x10;
+    assert_eq!(classify(&other[..], &T { flags: 0 }).action, Action::Drop);
+}
+
+#[test]
+fn icmp_errors_map_back_to_the_client_flow() {
+    let reply = tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V4(VIP),
+        Ip::V4(CLIENT),
+        80,
+        40000,
+        Tcp::Ack,
+    );
+    let p = icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&reply));
+    let ip = parse::ipv4(&p[..], 14).unwrap();
+    let e = icmp::error_flow(&p[..], &ip).unwrap();
+    assert_eq!(e.vip, VipKey::v4(VIP, 80, IPPROTO_TCP));
+    let direct = classify(&syn()[..], &T { flags: 0 }).balance.flow;
+    assert_eq!(
+        e.flow, direct,
+        "the quoted flow reversed is the client's flow"
+    );
+    let v = classify(&p[..], &T { flags: 0 });
+    assert_eq!(v.action, Action::Balance);
+    assert!(v.balance.icmp);
+    assert_eq!(v.event, Some(L4Event::IcmpForwarded));
+
+    let reply6 = tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V6(VIP6),
+        Ip::V6(CLIENT6),
+        80,
+        40000,
+        Tcp::Ack,
+    );
+    let p6 = icmp6_too_big(SMAC, DMAC, CLIENT6, VIP6, ip_part(&reply6));
+    let v = classify(&p6[..], &T { flags: 0 });
+    assert_eq!(v.action, Action::Balance);
+    assert_eq!(v.balance.flow.src, CLIENT6);
+    assert_eq!(
+        (v.balance.flow.src_port, v.balance.flow.dst_port),
+        (40000, 80)
+    );
+    // A quote that did not leave the address the error came to is ignored.
+    let p = icmp4_frag_needed(
+        SMAC,
+        DMAC,
+        [198, 51, 100, 1],
+        [10, 77, 0, 1],
+        ip_part(&reply),
+    );
+    assert_eq!(classify(&p[..], &T { flags: 0 }).class, PacketClass::Other);
+}
+
+#[test]
+fn the_hash_is_deterministic_and_spreads_ports() {
+    let base = classify(&syn()[..], &T { flags: 0 }).balance.flow;
+    assert_eq!(hash::flow_hash(&base), hash::flow_hash(&base));
+    let m = 13u32;
+    let mut count = [0u32; 13];
+    for port in 0..13_000u16 {
+        let f = FlowKey {
+            src_port: port,
+            ..base
+        };
+        count[hash::slot(&f, m) as usize] += 1;
+    }
+    for c in count {
+        assert!((900..1100).contains(&c), "slot counts {count:?}");
+    }
+}
+
+#[test]
+fn token_bucket_refills_at_its_rate_up_to_its_burst() {
+    let mut b = token::first(0, 3);
+    assert_eq!(b.nanotokens, 2 * NANOTOKENS_PER_TOKEN);
+    assert!(token::take(&mut b, 0, 10, 3));
+    assert!(token::take(&mut b, 0, 10, 3));
+    assert!(!token::take(&mut b, 0, 10, 3), "burst used up");
+    // 10 per second: one token every 100 ms.
+    assert!(!token::take(&mut b, 50_000_000, 10, 3));
+    assert!(token::take(&mut b, 100_000_000, 10, 3));
+    // A long idle refills to the burst, no more.
+    let mut idle = TokenBucket {
+        nanotokens: 0,
+        last_ns: 0,
+    };
+    assert!(token::take(&mut idle, 3_600_000_000_000, 10, 3));
+    assert_eq!(idle.nanotokens, 2 * NANOTOKENS_PER_TOKEN);
+}
+
+#[test]
+fn encapsulation_matches_an_independent_ipip_frame() {
+    for (frame, l2) in [
+        (syn(), 14),
+        (
+            tcp(
+                SMAC,
+                DMAC,
+                Some(9),
+                Ip::V4(CLIENT),
+                Ip::V4(VIP),
+                40000,
+                80,
+                Tcp::Syn,
+            ),
+            18,
+        ),
+        (udp(SMAC, DMAC, Ip::V4(CLIENT), Ip::V4(VIP), 1, 80), 14),
+    ] {
+        let inner = encap::inner(&frame[..], l2, false).unwrap();
+        let outer = Outer::V4 {
+            src: [10, 77, 2, 1],
+            dst: [10, 77, 2, 11],
+        };
+        let mut buf = vec![0u8; outer.len()];
+        buf.extend_from_slice(&frame);
+        encap::write(&mut buf[..], &inner, &outer, RMAC, DMAC).unwrap();
+        assert_eq!(
+            buf,
+            ipip(&frame, DMAC, RMAC, [10, 77, 2, 1], [10, 77, 2, 11])
+        );
+    }
+    let frame6 = tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V6(CLIENT6),
+        Ip::V6(VIP6),
+        40000,
+        80,
+        Tcp::Syn,
+    );
+    let inner = encap::inner(&frame6[..], 14, true).unwrap();
+    let outer = Outer::V6 {
+        src: VIP6,
+        dst: CLIENT6,
+    };
+    let mut buf = vec![0u8; 40];
+    buf.extend_from_slice(&frame6);
+    encap::write(&mut buf[..], &inner, &outer, RMAC, DMAC).unwrap();
+    assert_eq!(buf, ip6ip6(&frame6, DMAC, RMAC, VIP6, CLIENT6));
+}
+
+#[test]
+fn ipv4_checksum_matches_rfc_1071_example() {
+    // The header from RFC 1071's worked examples (checksum field zeroed).
+    let h = [
+        0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0, 0, 0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0, 0xc7,
+    ];
+    assert_eq!(encap::ipv4_checksum(&h), 0xb861);
+}
+
+struct Allow;
+
+impl Sources for Allow {
+    fn allowed(&self, addrs: &IpAddrs) -> bool {
+        matches!(
+            addrs,
+            IpAddrs::V4 {
+                src: [10, 77, 2, 1],
+                ..
+            }
+        )
+    }
+}
+
+#[test]
+fn decap_plans_and_rewrites() {
+    let tunnel = ipip(&syn(), DMAC, RMAC, [10, 77, 2, 1], [10, 77, 2, 11]);
+    let Plan::Strip(s) = decap::plan(&tunnel[..], &Allow) else {
+        panic!("an allowed tunnel is stripped");
+    };
+    assert_eq!((s.l2_len, s.outer_len, s.ether_type), (14, 20, 0x0800));
+    let mut rest = tunnel[s.outer_len..].to_vec();
+    decap::write_l2(&mut rest[..], &s).unwrap();
+    assert_eq!(rest, decapsulated(&tunnel, 20, 0x0800));
+    let other = ipip(&syn(), DMAC, RMAC, [10, 77, 2, 9], [10, 77, 2, 11]);
+    assert_eq!(
+        decap::plan(&other[..], &Allow),
+        Plan::Pass(DecapEvent::NotAllowed)
+    );
+    assert_eq!(
+        decap::plan(&syn()[..], &Allow),
+        Plan::Pass(DecapEvent::Other)
+    );
+    assert_eq!(
+        decap::plan(&tunnel[..14 + 20], &Allow),
+        Plan::Pass(DecapEvent::Malformed)
+    );
+}

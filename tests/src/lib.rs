@@ -7,6 +7,7 @@ pub mod backend;
 pub mod dsr;
 pub mod edge;
 pub mod http;
+pub mod l4packets;
 pub mod lab;
 pub mod netns;
 pub mod packets;

@@ -1,0 +1,672 @@
+//! The L4 fast path in the real kernel, Katran-style: each fixture is an
+//! input frame, the action the XDP program must return and the exact frame
+//! it must leave (built independently with etherparse), run through
+//! BPF_PROG_TEST_RUN with the maps filled as the daemon fills them (from a
+//! parsed configuration, through the same plan and Maglev code).
+//!
+//! Conntrack is per CPU, so the tests that depend on remembered flows pin
+//! their thread to one CPU first.
+
+use aya::programs::{TestRun, TestRunOptions};
+use edge_common::{DecapEvent, L4Event, REAL_FLAG_UP};
+use edge_tests::l4packets::{
+    Ip, Tcp, decapsulated, icmp4_echo, icmp4_frag_needed, icmp6_too_big, ip_part, ip6ip6, ipip,
+    tcp, udp,
+};
+use edge_userspace::{
+    config::{self, Config},
+    dataplane::{Dataplane, LoadOptions, decap::Decap},
+    l4::plan::{self, Plan},
+};
+use std::{net::IpAddr, path::Path};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+/// The client's router (the frame's source MAC).
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 1];
+/// edge's interface (the frame's destination MAC).
+const EDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 1];
+
+const CLIENT4: [u8; 4] = [192, 0, 2, 10];
+const CLIENT4B: [u8; 4] = [192, 0, 2, 11];
+const DENIED4: [u8; 4] = [203, 0, 113, 5];
+const ROUTER4: [u8; 4] = [198, 51, 100, 1];
+const VIP4: [u8; 4] = [10, 77, 0, 100];
+const VIP4_THREE: [u8; 4] = [10, 77, 0, 200];
+const HOST4: [u8; 4] = [10, 77, 0, 1];
+const SOURCE4: [u8; 4] = [10, 77, 2, 1];
+const REAL1: [u8; 4] = [10, 77, 2, 11];
+const REAL_DNS: [u8; 4] = [10, 77, 2, 12];
+const THREE: [[u8; 4]; 3] = [[10, 77, 2, 21], [10, 77, 2, 22], [10, 77, 2, 23]];
+
+const CLIENT6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+const ROUTER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const VIP6: [u8; 16] = [0xfd, 0, 0, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+const SOURCE6: [u8; 16] = [0xfd, 0, 0, 0x77, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const REAL6: [u8; 16] = [0xfd, 0, 0, 0x77, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+
+const CONFIG: &str = "
+xdp:
+  interfaces: [{ name: eth0 }]
+  deny: [203.0.113.0/24]
+listeners: [{ name: web, address: '0.0.0.0:8080', pool: p }]
+pools: [{ name: p, backends: [{ address: '127.0.0.1:9' }] }]
+l4:
+  forwarding: { source_v4: 10.77.2.1, source_v6: 'fd00:77:2::1' }
+  conntrack_capacity: 65536
+  services:
+    - { name: one, vip: 10.77.0.100, port: 80, maglev_table_size: 7,
+        backends: [{ address: 10.77.2.11 }] }
+    - { name: dns, vip: 10.77.0.100, port: 53, protocol: udp, hash: source_ip,
+        maglev_table_size: 7, backends: [{ address: 10.77.2.12 }] }
+    - { name: six, vip: 'fd00:77::100', port: 443, maglev_table_size: 7,
+        backends: [{ address: 'fd00:77:2::11' }] }
+    - { name: three, vip: 10.77.0.200, port: 80, maglev_table_size: 65537,
+        backends: [{ address: 10.77.2.21 }, { address: 10.77.2.22 }, { address: 10.77.2.23 }] }
+";
+
+/// The MAC fixtures give real `addr`: its last address byte in the last
+/// MAC byte, so an output frame names its backend twice.
+fn real_mac(addr: IpAddr) -> [u8; 6] {
+    let last = match addr {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15],
+    };
+    [0x02, 0, 0, 0, 0xbb, last]
+}
+
+/// Pins this thread to CPU 0: conntrack is per CPU.
+fn pin_cpu() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it, and
+    // sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity"
+        );
+    }
+}
+
+fn config(text: &str) -> Config {
+    config::parse(text, Path::new("fixtures.yaml")).expect("fixture config")
+}
+
+/// A loaded program with `cfg`'s maps written as the daemon writes them
+/// (next hops given: every real reached with XDP_TX).
+fn dataplane(cfg: &Config) -> (Dataplane, Plan) {
+    let mut dp = Dataplane::load_with(&LoadOptions {
+        conntrack_capacity: cfg.l4.conntrack_capacity,
+        l4_services: cfg.l4.services.len() as u32,
+    })
+    .expect("load the XDP object (run as root)");
+    dp.tables().set_deny(&cfg.xdp.deny).unwrap();
+    dp.tables().set_l7_ports(&cfg.l7_ports()).unwrap();
+    let plan = plan::plan(&cfg.l4);
+    {
+        let mut m = dp.l4();
+        m.set_settings(&plan.settings).unwrap();
+        for svc in &plan.services {
+            for real in &svc.backends {
+                let def = plan::real_def(real.address, real_mac(real.address), 0, true);
+                m.set_real(real.id, &def).unwrap();
+            }
+            let ring = svc.ring(&vec![true; svc.backends.len()]);
+            m.write_ring(svc.id, 0, &ring).unwrap();
+            m.set_vip(&svc.key, &svc.meta(0)).unwrap();
+        }
+        for marker in &plan.markers {
+            m.set_vip(marker, &plan::marker_meta()).unwrap();
+        }
+    }
+    (dp, plan)
+}
+
+/// Runs `input` once through `program`; the action and the frame left.
+fn run_on(program: &mut aya::programs::Xdp, input: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; input.len() + 256];
+    let result = program
+        .test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+fn run(dp: &mut Dataplane, input: &[u8]) -> (u32, Vec<u8>) {
+    run_on(dp.program().unwrap(), input)
+}
+
+/// One Katran-style fixture.
+struct Fixture {
+    name: &'static str,
+    input: Vec<u8>,
+    action: u32,
+    /// The frame expected out; `None`: the input, unchanged.
+    output: Option<Vec<u8>>,
+}
+
+fn check(dp: &mut Dataplane, fixtures: &[Fixture]) {
+    for f in fixtures {
+        let (action, out) = run(dp, &f.input);
+        assert_eq!(action, f.action, "{}: action", f.name);
+        let want = f.output.as_ref().unwrap_or(&f.input);
+        assert_eq!(&out, want, "{}: output frame", f.name);
+    }
+}
+
+fn v4_tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: Tcp) -> Vec<u8> {
+    tcp(
+        ROUTER_MAC,
+        EDGE_MAC,
+        None,
+        Ip::V4(src),
+        Ip::V4(dst),
+        sport,
+        dport,
+        flags,
+    )
+}
+
+fn v6_tcp(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, flags: Tcp) -> Vec<u8> {
+    tcp(
+        ROUTER_MAC,
+        EDGE_MAC,
+        None,
+        Ip::V6(src),
+        Ip::V6(dst),
+        sport,
+        dport,
+        flags,
+    )
+}
+
+fn to_real1(frame: &[u8]) -> Vec<u8> {
+    ipip(
+        frame,
+        EDGE_MAC,
+        real_mac(IpAddr::from(REAL1)),
+        SOURCE4,
+        REAL1,
+    )
+}
+
+fn to_real6(frame: &[u8]) -> Vec<u8> {
+    ip6ip6(
+        frame,
+        EDGE_MAC,
+        real_mac(IpAddr::from(REAL6)),
+        SOURCE6,
+        REAL6,
+    )
+}
+
+/// Sets the "more fragments" bit of an untagged IPv4 frame.
+fn more_fragments(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[14 + 6] |= 0x20;
+    frame
+}
+
+/// Inserts an IPv6 fragment header (offset `offset` units of 8 bytes,
+/// more-fragments `more`) after the fixed header of an untagged frame.
+fn v6_fragment(frame: &[u8], offset: u16, more: bool) -> Vec<u8> {
+    let next = frame[14 + 6];
+    let mut out = frame[..14 + 40].to_vec();
+    out[14 + 6] = 44;
+    let payload = u16::from_be_bytes([out[18], out[19]]) + 8;
+    out[18..20].copy_from_slice(&payload.to_be_bytes());
+    let frag = (offset << 3) | u16::from(more);
+    out.extend_from_slice(&[next, 0]);
+    out.extend_from_slice(&frag.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 7]);
+    out.extend_from_slice(&frame[14 + 40..]);
+    out
+}
+
+#[test]
+fn fixtures() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, _) = dataplane(&cfg);
+    let syn4 = v4_tcp(CLIENT4, VIP4, 40000, 80, Tcp::Syn);
+    let ack4 = v4_tcp(CLIENT4, VIP4, 40000, 80, Tcp::Ack);
+    let syn6 = v6_tcp(CLIENT6, VIP6, 40000, 443, Tcp::Syn);
+    let ack6 = v6_tcp(CLIENT6, VIP6, 40000, 443, Tcp::Ack);
+    let udp4 = udp(
+        ROUTER_MAC,
+        EDGE_MAC,
+        Ip::V4(CLIENT4),
+        Ip::V4(VIP4),
+        5353,
+        53,
+    );
+    let vlan_syn = tcp(
+        ROUTER_MAC,
+        EDGE_MAC,
+        Some(42),
+        Ip::V4(CLIENT4),
+        Ip::V4(VIP4),
+        40001,
+        80,
+        Tcp::Syn,
+    );
+    // The reply the backend sent (VIP:80 → client:40000), as a router
+    // quotes it back in its ICMP error.
+    let reply4 = v4_tcp(VIP4, CLIENT4, 80, 40000, Tcp::Ack);
+    let frag_needed = icmp4_frag_needed(ROUTER_MAC, EDGE_MAC, ROUTER4, VIP4, ip_part(&reply4));
+    let reply6 = v6_tcp(VIP6, CLIENT6, 443, 40000, Tcp::Ack);
+    let too_big = icmp6_too_big(ROUTER_MAC, EDGE_MAC, ROUTER6, VIP6, ip_part(&reply6));
+    let other_reply = v4_tcp(HOST4, CLIENT4, 80, 40000, Tcp::Ack);
+    let frag_needed_other =
+        icmp4_frag_needed(ROUTER_MAC, EDGE_MAC, ROUTER4, HOST4, ip_part(&other_reply));
+    let fixtures = vec![
+        Fixture {
+            name: "IPv4 TCP SYN to a VIP: IPIP to its backend",
+            output: Some(to_real1(&syn4)),
+            input: syn4.clone(),
+            action: XDP_TX,
+        },
+        Fixture {
+            name: "IPv4 TCP mid-flow to a VIP: same backend",
+            output: Some(to_real1(&ack4)),
+            input: ack4.clone(),
+            action: XDP_TX,
+        },
+        Fixture {
+            name: "IPv6 TCP SYN to a VIP: IP6IP6 to its backend",
+            output: Some(to_real6(&syn6)),
+            input: syn6.clone(),
+            action: XDP_TX,
+        },
+        Fixture {
+            name: "IPv6 TCP mid-flow to a VIP",
+            output: Some(to_real6(&ack6)),
+            input: ack6.clone(),
+            action: XDP_TX,
+        },
+        Fixture {
+            name: "UDP to a source-hashed VIP",
+            output: Some(ipip(
+                &udp4,
+                EDGE_MAC,
+                real_mac(IpAddr::from(REAL_DNS)),
+                SOURCE4,
+                REAL_DNS,
+            )),
+            input: udp4.clone(),
+            action: XDP_TX,
+        },
+        Fixture {
+            name: "VLAN-tagged SYN to a VIP: the tag stays",
+            output: Some(to_real1(&vlan_syn)),
+            input: vlan_syn.clone(),
+            action: XDP_TX,
+        },
+        Fixture {
+            name: "ICMP fragmentation needed about a VIP flow: to the flow's backend",
+            output: Some(to_real1(&frag_needed)),
+            input: frag_needed.clone(),
+            action: XDP_TX,
+        },
+        Fixture {
+            name: "ICMPv6 packet too big about a VIP flow: to the flow's backend",
+            output: Some(to_real6(&too_big)),
+            input: too_big.clone(),
+            action: XDP_TX,
+        },
+        Fixture {
+            name: "ICMP error about a non-VIP flow: passed",
+            input: frag_needed_other,
+            action: XDP_PASS,
+            output: None,
+        },
+        Fixture {
+            name: "ICMP echo to a VIP address: passed",
+            input: icmp4_echo(ROUTER_MAC, EDGE_MAC, CLIENT4, VIP4),
+            action: XDP_PASS,
+            output: None,
+        },
+        Fixture {
+            name: "first IPv4 fragment to a VIP: dropped",
+            input: more_fragments(v4_tcp(CLIENT4, VIP4, 40002, 80, Tcp::Syn)),
+            action: XDP_DROP,
+            output: None,
+        },
+        Fixture {
+            name: "later IPv6 fragment to a VIP address: dropped",
+            input: v6_fragment(&v6_tcp(CLIENT6, VIP6, 40002, 443, Tcp::Syn), 100, false),
+            action: XDP_DROP,
+            output: None,
+        },
+        Fixture {
+            name: "IPv4 fragment to another address: passed",
+            input: more_fragments(v4_tcp(CLIENT4, HOST4, 40002, 80, Tcp::Syn)),
+            action: XDP_PASS,
+            output: None,
+        },
+        Fixture {
+            name: "VIP address, port that is no service: passed unchanged",
+            input: v4_tcp(CLIENT4, VIP4, 40000, 22, Tcp::Syn),
+            action: XDP_PASS,
+            output: None,
+        },
+        Fixture {
+            name: "UDP to a TCP service's port: passed unchanged",
+            input: udp(
+                ROUTER_MAC,
+                EDGE_MAC,
+                Ip::V4(CLIENT4),
+                Ip::V4(VIP4),
+                5353,
+                80,
+            ),
+            action: XDP_PASS,
+            output: None,
+        },
+        Fixture {
+            name: "L7 listener packet: passed unchanged",
+            input: v4_tcp(CLIENT4, HOST4, 40000, 8080, Tcp::Syn),
+            action: XDP_PASS,
+            output: None,
+        },
+        Fixture {
+            name: "denied source to a VIP: dropped",
+            input: v4_tcp(DENIED4, VIP4, 40000, 80, Tcp::Syn),
+            action: XDP_DROP,
+            output: None,
+        },
+    ];
+    check(&mut dp, &fixtures);
+
+    let one = dp.l4().vip_counters(0).unwrap();
+    // SYN, VLAN SYN, ICMP error (no new flow), and one mid-flow hit.
+    assert_eq!(one.packets, 4, "service one's packets: {one:?}");
+    assert_eq!(one.new_flows, 2, "service one's new flows");
+    assert_eq!(one.lru_misses, 0);
+    assert_eq!(
+        one.bytes,
+        (syn4.len() + ack4.len() + vlan_syn.len() + frag_needed.len()) as u64
+    );
+    let real = dp.l4().real_counters(1).unwrap();
+    assert_eq!(real, one, "one backend: its counters are the service's");
+    let events = dp.l4().events().unwrap();
+    assert_eq!(events[L4Event::FragmentDropped.index() as usize], 2);
+    assert_eq!(events[L4Event::IcmpForwarded.index() as usize], 2);
+    assert_eq!(events[L4Event::SynBudgetDropped.index() as usize], 0);
+}
+
+#[test]
+fn mid_flow_miss_counts_as_lru_miss_and_still_forwards() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, _) = dataplane(&cfg);
+    let ack = v4_tcp(CLIENT4B, VIP4, 41000, 80, Tcp::Ack);
+    check(
+        &mut dp,
+        &[Fixture {
+            name: "mid-flow packet of a flow never seen",
+            output: Some(to_real1(&ack)),
+            input: ack,
+            action: XDP_TX,
+        }],
+    );
+    let c = dp.l4().vip_counters(0).unwrap();
+    assert_eq!((c.new_flows, c.lru_misses), (0, 1));
+}
+
+#[test]
+fn truncated_and_malformed_vip_packets_pass_unchanged() {
+    let cfg = config(CONFIG);
+    let (mut dp, _) = dataplane(&cfg);
+    let syn = v4_tcp(CLIENT4, VIP4, 40000, 80, Tcp::Syn);
+    // Cut inside the TCP header, IPv4 length made to match.
+    let mut cut_tcp = syn[..14 + 20 + 10].to_vec();
+    cut_tcp[16..18].copy_from_slice(&30u16.to_be_bytes());
+    // IHL 4: an IPv4 header shorter than its minimum.
+    let mut bad_ihl = syn.clone();
+    bad_ihl[14] = 0x44;
+    // Total length beyond the frame.
+    let long = syn[..syn.len() - 3].to_vec();
+    // An ICMP error whose quote is too short to hold ports.
+    let reply = v4_tcp(VIP4, CLIENT4, 80, 40000, Tcp::Ack);
+    let short_quote =
+        icmp4_frag_needed(ROUTER_MAC, EDGE_MAC, ROUTER4, VIP4, &ip_part(&reply)[..22]);
+    // An IPv6 header cut short.
+    let v6 = v6_tcp(CLIENT6, VIP6, 40000, 443, Tcp::Syn);
+    let cut6 = v6[..14 + 30].to_vec();
+    let fixtures: Vec<Fixture> = [
+        ("TCP header cut short", cut_tcp),
+        ("IPv4 IHL below 5", bad_ihl),
+        ("IPv4 total length beyond the frame", long),
+        ("ICMP quote without ports", short_quote),
+        ("IPv6 header cut short", cut6),
+        ("Ethernet header only", syn[..14].to_vec()),
+    ]
+    .into_iter()
+    .map(|(name, input)| Fixture {
+        name,
+        input,
+        action: XDP_PASS,
+        output: None,
+    })
+    .collect();
+    check(&mut dp, &fixtures);
+    assert_eq!(dp.l4().vip_counters(0).unwrap().packets, 0);
+}
+
+#[test]
+fn same_flow_same_backend_and_table_changes_keep_existing_flows() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, plan) = dataplane(&cfg);
+    let svc = &plan.services[3];
+    let backend_of = |frame: &[u8]| -> [u8; 4] {
+        assert_eq!(frame[14 + 9], 4, "an IPIP frame");
+        let dst: [u8; 4] = frame[14 + 16..14 + 20].try_into().unwrap();
+        assert!(
+            THREE.contains(&dst),
+            "outer destination {dst:?} is a backend"
+        );
+        assert_eq!(
+            frame[..6],
+            real_mac(IpAddr::from(dst)),
+            "MAC of that backend"
+        );
+        dst
+    };
+    let flow = |port: u16, flags| v4_tcp(CLIENT4, VIP4_THREE, port, 80, flags);
+
+    let (action, first) = run(&mut dp, &flow(50000, Tcp::Syn));
+    assert_eq!(action, XDP_TX);
+    let chosen = backend_of(&first);
+    assert_eq!(
+        first,
+        ipip(
+            &flow(50000, Tcp::Syn),
+            EDGE_MAC,
+            first[..6].try_into().unwrap(),
+            SOURCE4,
+            chosen
+        )
+    );
+    let (_, again) = run(&mut dp, &flow(50000, Tcp::Syn));
+    assert_eq!(again, first, "the same flow twice goes to the same backend");
+
+    // Flows spread over all three backends.
+    let mut seen = std::collections::HashSet::new();
+    for port in 30000..30060 {
+        let (_, out) = run(&mut dp, &flow(port, Tcp::Syn));
+        seen.insert(backend_of(&out));
+    }
+    assert_eq!(seen.len(), 3, "60 flows reach every backend");
+
+    // Drain the chosen backend (weight 0: out of the table, still up) by
+    // publishing generation 1, as the controller does.
+    let idx = THREE.iter().position(|b| *b == chosen).unwrap();
+    let mut up = vec![true; 3];
+    up[idx] = false;
+    let ring = svc.ring(&up);
+    {
+        let mut m = dp.l4();
+        m.write_ring(svc.id, 1, &ring).unwrap();
+        m.set_vip(&svc.key, &svc.meta(1)).unwrap();
+    }
+    let (_, kept) = run(&mut dp, &flow(50000, Tcp::Ack));
+    assert_eq!(
+        backend_of(&kept),
+        chosen,
+        "an existing flow keeps its backend"
+    );
+    for port in 20000..20060 {
+        let (_, out) = run(&mut dp, &flow(port, Tcp::Syn));
+        assert_ne!(
+            backend_of(&out),
+            chosen,
+            "no new flow goes to a drained backend"
+        );
+    }
+    // Down (health check failed): its flows are re-picked.
+    let real = &svc.backends[idx];
+    let mut def = plan::real_def(real.address, real_mac(real.address), 0, false);
+    assert_eq!(def.flags & REAL_FLAG_UP, 0);
+    dp.l4().set_real(real.id, &def).unwrap();
+    let (_, moved) = run(&mut dp, &flow(50000, Tcp::Ack));
+    assert_ne!(backend_of(&moved), chosen, "a down backend's flow moves");
+    // And back: generation 2 is generation 0's table again.
+    def.flags = REAL_FLAG_UP;
+    dp.l4().set_real(real.id, &def).unwrap();
+    let full = svc.ring(&[true; 3]);
+    {
+        let mut m = dp.l4();
+        m.write_ring(svc.id, 2, &full).unwrap();
+        m.set_vip(&svc.key, &svc.meta(2)).unwrap();
+        assert_eq!(m.ring_slot(svc.id, 2, 12345).unwrap(), full[12345]);
+    }
+}
+
+#[test]
+fn syn_budget_drops_a_sources_excess_new_flows() {
+    pin_cpu();
+    let text = CONFIG.replace(
+        "  conntrack_capacity: 65536\n",
+        "  conntrack_capacity: 65536\n  syn_budget: { rate: 1, burst: 2 }\n",
+    );
+    let cfg = config(&text);
+    let (mut dp, _) = dataplane(&cfg);
+    let syn = |src, port| v4_tcp(src, VIP4, port, 80, Tcp::Syn);
+    let s1 = syn(CLIENT4, 42001);
+    let s2 = syn(CLIENT4, 42002);
+    let s3 = syn(CLIENT4, 42003);
+    let other = syn(CLIENT4B, 42001);
+    let ack1 = v4_tcp(CLIENT4, VIP4, 42001, 80, Tcp::Ack);
+    check(
+        &mut dp,
+        &[
+            Fixture {
+                name: "first new flow: within budget",
+                output: Some(to_real1(&s1)),
+                input: s1,
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "second new flow: within the burst",
+                output: Some(to_real1(&s2)),
+                input: s2,
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "third new flow in the same second: over budget",
+                input: s3,
+                action: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "an established flow is not charged",
+                output: Some(to_real1(&ack1)),
+                input: ack1,
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "another source has its own budget",
+                output: Some(to_real1(&other)),
+                input: other,
+                action: XDP_TX,
+            },
+        ],
+    );
+    let events = dp.l4().events().unwrap();
+    assert_eq!(events[L4Event::SynBudgetDropped.index() as usize], 1);
+}
+
+#[test]
+fn decap_strips_tunnels_from_allowed_sources_only() {
+    let mut decap = Decap::load().expect("load the decap object (run as root)");
+    decap
+        .set_sources(&[IpAddr::from(SOURCE4), IpAddr::from(SOURCE6)])
+        .unwrap();
+    let syn4 = v4_tcp(CLIENT4, VIP4, 40000, 80, Tcp::Syn);
+    let tunnel4 = to_real1(&syn4);
+    let vlan_syn = tcp(
+        ROUTER_MAC,
+        EDGE_MAC,
+        Some(7),
+        Ip::V4(CLIENT4),
+        Ip::V4(VIP4),
+        40000,
+        80,
+        Tcp::Syn,
+    );
+    let vlan_tunnel = to_real1(&vlan_syn);
+    let syn6 = v6_tcp(CLIENT6, VIP6, 40000, 443, Tcp::Syn);
+    let tunnel6 = to_real6(&syn6);
+    let stranger = ipip(
+        &syn4,
+        EDGE_MAC,
+        [2, 0, 0, 0, 0xbb, 11],
+        [10, 77, 2, 99],
+        REAL1,
+    );
+    let cut = tunnel4[..14 + 20].to_vec();
+    let cases = [
+        (
+            "IPIP from edge: stripped",
+            tunnel4.clone(),
+            Some(decapsulated(&tunnel4, 20, 0x0800)),
+        ),
+        (
+            "VLAN-tagged IPIP: stripped, tag kept",
+            vlan_tunnel.clone(),
+            Some(decapsulated(&vlan_tunnel, 20, 0x0800)),
+        ),
+        (
+            "IP6IP6 from edge: stripped",
+            tunnel6.clone(),
+            Some(decapsulated(&tunnel6, 40, 0x86dd)),
+        ),
+        ("IPIP from another source: unchanged", stranger, None),
+        ("plain TCP: unchanged", syn4.clone(), None),
+        ("IPIP with no inner packet: unchanged", cut, None),
+    ];
+    let program = decap.program().unwrap();
+    for (name, input, want) in cases {
+        let (action, out) = run_on(program, &input);
+        assert_eq!(action, XDP_PASS, "{name}: action");
+        assert_eq!(&out, want.as_ref().unwrap_or(&input), "{name}: output");
+    }
+    // The stripped frame carries exactly the client's packet.
+    let (_, out) = run_on(program, &tunnel4);
+    assert_eq!(ip_part(&out), ip_part(&syn4));
+    let stats = decap.stats().unwrap();
+    assert_eq!(stats[DecapEvent::Decapsulated.index() as usize].packets, 4);
+    assert_eq!(stats[DecapEvent::NotAllowed.index() as usize].packets, 1);
+    assert_eq!(stats[DecapEvent::Malformed.index() as usize].packets, 1);
+}
