@@ -176,6 +176,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     let logs = tempfile::tempdir()?;
     let backends = http_backends(&mut lab, logs.path())?;
     let mut lab = Rig { backends, lab };
+    let machine = machine();
     let mut cells = Vec::new();
     for &lb in &lbs {
         println!("xtask: measuring {}", lb.label());
@@ -186,8 +187,36 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     lab.lab.check_decaps()?;
     drop(lab);
     let table = report(&cells, opts);
-    println!("\n{table}");
+    println!("\n{machine}\n\n{table}");
     Ok(())
+}
+
+/// What the numbers were measured on: date, CPU, kernel, and the load the
+/// machine carried before the run (others' work shares the CPUs).
+fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let loadavg = read("/proc/loadavg");
+    let load: Vec<&str> = loadavg.split_whitespace().take(3).collect();
+    format!(
+        "{date}; {cpus} × {model}; Linux {}; load average before the run {}",
+        read("/proc/sys/kernel/osrelease").trim(),
+        load.join(" ")
+    )
 }
 
 /// The TestRun micro-benchmark, if this tree has it.
