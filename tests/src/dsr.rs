@@ -13,8 +13,10 @@
 //! enters edge's `l0`, leaves it again encapsulated in IPIP (outer source
 //! [`DsrPlan::edge_ip`]) towards a backend's MAC, and the backend's answer
 //! goes straight to the client across the bridge ([`ReturnPath::Direct`]).
-//! Every backend serves HTTP on `0.0.0.0:<port>`, so on the VIP and on its
-//! own address (which health checks and the NAT/proxy load balancers of
+//! With [`DsrPlan::net6`] the same runs over IPv6 (IP6IP6) beside it.
+//! Every backend serves HTTP on all its addresses (`0.0.0.0:<port>`, or
+//! `[::]:<port>` when the plan has IPv6), so on the VIP and on its own
+//! address (which health checks and the NAT/proxy load balancers of
 //! the benchmark use).
 //!
 //! edge's port on the switch runs an XDP program that passes everything
@@ -45,7 +47,7 @@ pub const EDGE_IFACE: &str = "l0";
 pub const BACKEND_IFACE: &str = "eth0";
 /// Port of edge's admin endpoint (on [`DsrPlan::edge_front_ip`]).
 pub const ADMIN_PORT: u16 = 9100;
-/// MTU of the segment behind the client: room for an IPIP header.
+/// MTU of the segment behind the client: room for an IPIP or IP6IP6 header.
 const SEGMENT_MTU: &str = "1600";
 /// How long a decapsulator gets to attach.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
