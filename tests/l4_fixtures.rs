@@ -608,6 +608,18 @@ fn syn_budget_drops_a_sources_excess_new_flows() {
 }
 
 #[test]
+fn decap_object_has_its_maps() {
+    let ebpf = aya::Ebpf::load(edge_userspace::dataplane::DECAP_OBJECT).expect("load object");
+    for name in edge_common::DECAP_MAPS {
+        assert!(
+            ebpf.map(name).is_some(),
+            "map {name} missing from the decap object"
+        );
+    }
+    assert!(ebpf.program(edge_common::PROGRAM_DECAP).is_some());
+}
+
+#[test]
 fn decap_strips_tunnels_from_allowed_sources_only() {
     let mut decap = Decap::load().expect("load the decap object (run as root)");
     decap

@@ -106,6 +106,11 @@ impl Edge {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// edge's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What edge has logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -4,6 +4,7 @@
 //! hand-built packets for the kernel tests, and deadline-bounded waits.
 
 pub mod backend;
+pub mod dsr;
 pub mod edge;
 pub mod http;
 pub mod l4packets;
@@ -11,6 +12,7 @@ pub mod lab;
 pub mod loopback;
 pub mod netns;
 pub mod packets;
+pub mod process;
 pub mod proxy;
 pub mod tls;
 pub mod topology;

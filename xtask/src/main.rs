@@ -1,7 +1,8 @@
-//! `cargo xtask build | load | unload | run | test | lint`: the project's
+//! `cargo xtask build | load | unload | run | test | lint | bench`: the project's
 //! developer and operator commands. Each installs what it needs first.
 
 mod bench_l7;
+mod bench_xdp;
 mod demo;
 mod toolchain;
 
@@ -70,7 +71,7 @@ enum Cmd {
     Test,
     /// cargo fmt --check and clippy -D warnings, for every crate.
     Lint,
-    /// Benchmarks (installs what they need; prints and writes a report).
+    /// Benchmarks (need root; install what they need; print and write a report).
     Bench {
         #[command(subcommand)]
         which: Bench,
@@ -82,6 +83,9 @@ enum Bench {
     /// edge vs nginx vs HAProxy as L7 proxies on loopback (wrk): proxied
     /// small and 64 KiB responses, cache hit, HTTPS; writes target/bench/l7.md.
     L7,
+    /// The L4 XDP path: TestRun per packet, then end to end in the DSR lab
+    /// beside nftables DNAT and HAProxy.
+    Xdp(bench_xdp::Options),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -163,6 +167,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Test => test(&root),
         Cmd::Lint => lint(&root),
         Cmd::Bench { which: Bench::L7 } => bench_l7::run(&root),
+        Cmd::Bench {
+            which: Bench::Xdp(opts),
+        } => bench_xdp::run(&root, &opts),
     }
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use std::{path::PathBuf, process::Command};
 
 /// Debian packages: the kernel-side toolchain, what Pingora's build needs,
-/// and what the labs use (ip, curl).
+/// and what the labs use (ip, curl, ethtool).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -22,6 +22,7 @@ const PACKAGES: &[&str] = &[
     "pkg-config",
     "iproute2",
     "curl",
+    "ethtool",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

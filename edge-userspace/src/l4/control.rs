@@ -150,6 +150,15 @@ impl Controller {
                         );
                         let up = self.state().healthy[s][b];
                         let def = plan::real_def(real.address, route.mac, route.ifindex, up);
+                        // The egress interface needs its MAC (the frame's
+                        // source) and a devmap entry, should it not be one
+                        // the program is attached to.
+                        if let Err(e) = neigh::interface(&route.dev)
+                            .and_then(|(i, mac)| Ok(self.maps().set_iface(i, mac)?))
+                        {
+                            tracing::error!("registering interface {}: {e:#}", route.dev);
+                            continue;
+                        }
                         if let Err(e) = self.maps().set_real(real.id, &def) {
                             tracing::error!("writing backend {}: {e}", real.address);
                             continue;

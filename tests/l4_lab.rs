@@ -1,0 +1,312 @@
+//! The L4 fast path in a real network lab (`edge_tests::dsr`): edge's XDP
+//! program, attached natively, balances TCP connections to a VIP over three
+//! backends with Maglev, encapsulating in IPIP; the backends decapsulate
+//! with `edge decap`, own the VIP on `lo` and answer the client directly.
+//!
+//! Checked: real HTTP over TCP through DSR; new connections spread over the
+//! backends; when one backend's server stops, the health check takes it
+//! out, new connections all succeed on the others, and keep-alive
+//! connections opened before to the survivors carry on, on the same
+//! backend; when it comes back, the health check returns it to service.
+//! The same over IPv6 (IP6IP6): connections complete and spread.
+
+use anyhow::{Context, Result, bail, ensure};
+use edge_tests::{
+    dsr::{self, DsrLab, DsrPlan, EDGE_IFACE, HealthCheck},
+    edge::{self, Edge},
+    http, netns, wait,
+};
+use std::{
+    collections::HashMap,
+    io::{BufReader, Write},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    time::Duration,
+};
+
+const PLAN: DsrPlan<'static> = DsrPlan {
+    client_net: "10.77.1",
+    backend_net: "10.77.2",
+    vip: Ipv4Addr::new(10, 77, 0, 100),
+    port: 80,
+    backends: &["be1", "be2", "be3"],
+    net6: Some("fd00:77"),
+};
+const HEALTH: HealthCheck<'static> = HealthCheck {
+    interval: "200ms",
+    timeout: "200ms",
+    rise: 2,
+    fall: 2,
+};
+/// New connections whose spread is checked. Each backend's count is
+/// binomial (n = 120, p = 1/3: mean 40, σ ≈ 5.2); accepting 20..=60
+/// (±3.9σ) makes a false failure rarer than 1 in 3000 runs.
+const SPREAD_CONNECTIONS: usize = 120;
+const SPREAD_MIN: usize = 20;
+const SPREAD_MAX: usize = 60;
+/// New connections after a backend is removed: all must succeed, none on
+/// the removed backend, each survivor with at least a quarter.
+const AFTER_CONNECTIONS: usize = 60;
+/// Upper bound on connections opened to get a kept-alive one per backend.
+const KEEPALIVE_ATTEMPTS: usize = 100;
+const STOPPED: usize = 1;
+/// New connections over IPv6: each backend's count is binomial (n = 60,
+/// p = 1/3: mean 20, σ ≈ 3.7); at least 5 is 4σ below the mean.
+const V6_CONNECTIONS: usize = 60;
+const V6_MIN: usize = 5;
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// One request on a new connection to `vip`; the backend that answered.
+fn one_request(client: &str, vip: SocketAddr) -> Result<String> {
+    let resp = netns::run_in(client, move || http::get(vip, "/"))?;
+    if resp.status() != Some(200) {
+        bail!("status {:?}: {resp:?}", resp.status());
+    }
+    resp.header("x-backend")
+        .map(str::to_string)
+        .context("no X-Backend header")
+}
+
+/// `n` new connections to `vip`; how many each backend answered.
+fn spread(client: &str, vip: SocketAddr, n: usize) -> Result<HashMap<String, usize>> {
+    let mut counts = HashMap::new();
+    for i in 0..n {
+        let b = one_request(client, vip).with_context(|| format!("new connection {i} to {vip}"))?;
+        *counts.entry(b).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// A keep-alive connection to the VIP, made in the client's namespace.
+struct KeptAlive {
+    reader: BufReader<TcpStream>,
+    backend: String,
+}
+
+impl KeptAlive {
+    fn open(client: &str) -> Result<Self> {
+        let vip = PLAN.vip_addr();
+        let stream = netns::run_in(client, move || {
+            TcpStream::connect_timeout(&vip, Duration::from_secs(5))
+                .with_context(|| format!("connecting to {vip}"))
+        })?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut this = Self {
+            reader: BufReader::new(stream),
+            backend: String::new(),
+        };
+        this.backend = this.request()?;
+        Ok(this)
+    }
+
+    /// One request on this connection; the backend that answered.
+    fn request(&mut self) -> Result<String> {
+        let vip: SocketAddr = PLAN.vip_addr();
+        let req = format!("GET /kept HTTP/1.1\r\nHost: {vip}\r\n\r\n");
+        self.reader.get_mut().write_all(req.as_bytes())?;
+        let resp = http::read_message(&mut self.reader)?
+            .context("the connection closed without a response")?;
+        if resp.status() != Some(200) {
+            bail!("status {:?}", resp.status());
+        }
+        resp.header("x-backend")
+            .map(str::to_string)
+            .context("no X-Backend header")
+    }
+}
+
+fn scrape(client: &str) -> Result<String> {
+    let admin = PLAN.admin();
+    Ok(netns::run_in(client, move || http::get(admin, "/metrics"))?.text())
+}
+
+fn generation(metrics: &str) -> Option<f64> {
+    dsr::sample(metrics, "edge_l4_maglev_generation{service=\"web\"}")
+}
+
+/// Waits until edge reports every backend of `service` (at `ips`) healthy.
+fn wait_all_healthy(client: &str, service: &str, ips: &[IpAddr]) -> Result<()> {
+    wait::until(
+        &format!("every backend of {service} to be healthy"),
+        DEADLINE,
+        || {
+            let m = scrape(client)?;
+            let all = ips
+                .iter()
+                .all(|ip| dsr::backend_healthy(&m, service, *ip) == Some(true));
+            Ok(all.then_some(()))
+        },
+    )
+}
+
+/// Waits until edge reports backend `i` healthy (or not) and, when
+/// `after_generation` is given, has published a Maglev table newer than
+/// it: the health gauge may change before the new table is live.
+fn wait_health(client: &str, i: usize, healthy: bool, after_generation: Option<f64>) -> Result<()> {
+    let ip = PLAN.backend_ip(i);
+    wait::until(
+        &format!(
+            "edge_l4_backend_healthy of {ip} to be {} and the table republished",
+            u8::from(healthy)
+        ),
+        DEADLINE,
+        || {
+            let m = scrape(client)?;
+            let health = dsr::backend_healthy(&m, "web", ip) == Some(healthy);
+            let table = match after_generation {
+                Some(g) => generation(&m).is_some_and(|now| now > g),
+                None => true,
+            };
+            Ok((health && table).then_some(()))
+        },
+    )
+}
+
+#[test]
+fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()> {
+    let bin = edge::binary()?;
+    let mut lab = DsrLab::build(PLAN)?;
+    lab.start_decaps(&bin)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, PLAN.edge_config(Some(HEALTH)))?;
+    // Declared after the lab: dropped (stopped) before it.
+    let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+    let client = lab.client.clone();
+    let result = (|| -> Result<()> {
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        ensure!(
+            lab.lab.xdp_mode(Some(&lab.edge), EDGE_IFACE)? == Some("native"),
+            "edge's XDP program is not attached natively on {EDGE_IFACE}"
+        );
+        let ips: Vec<IpAddr> = (0..PLAN.backends.len())
+            .map(|i| PLAN.backend_ip(i))
+            .collect();
+        wait_all_healthy(&client, "web", &ips)?;
+
+        if let Ok(secs) = std::env::var("HOLD") {
+            std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
+        }
+        // Real TCP + HTTP through the XDP path and back directly.
+        let counts = spread(&client, PLAN.vip_addr(), SPREAD_CONNECTIONS)?;
+        for name in PLAN.backends {
+            let n = counts.get(*name).copied().unwrap_or(0);
+            ensure!(
+                (SPREAD_MIN..=SPREAD_MAX).contains(&n),
+                "{name} answered {n} of {SPREAD_CONNECTIONS} new connections, \
+                 expected {SPREAD_MIN}..={SPREAD_MAX}: {counts:?}"
+            );
+        }
+        // edge copies the kernel's counters into its metrics periodically.
+        wait::until(
+            "edge_l4_new_flows_total to count every connection",
+            DEADLINE,
+            || {
+                let flows: f64 = scrape(&client)?
+                    .lines()
+                    .filter(|l| l.starts_with("edge_l4_new_flows_total{service=\"web\""))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                Ok((flows >= SPREAD_CONNECTIONS as f64).then_some(()))
+            },
+        )?;
+
+        // Keep-alive connections, at least one per backend.
+        let mut kept: Vec<KeptAlive> = Vec::new();
+        for _ in 0..KEEPALIVE_ATTEMPTS {
+            if PLAN
+                .backends
+                .iter()
+                .all(|b| kept.iter().any(|k| k.backend == *b))
+            {
+                break;
+            }
+            kept.push(KeptAlive::open(&client)?);
+        }
+        for b in PLAN.backends {
+            ensure!(
+                kept.iter().any(|k| k.backend == *b),
+                "no kept-alive connection reached {b} in {KEEPALIVE_ATTEMPTS} attempts"
+            );
+        }
+
+        // A backend's server dies; its decapsulator and host stay up.
+        let dead = PLAN.backends[STOPPED];
+        let before = generation(&scrape(&client)?).context("no Maglev generation")?;
+        lab.stop_backend(STOPPED);
+        wait_health(&client, STOPPED, false, Some(before))?;
+        let counts = spread(&client, PLAN.vip_addr(), AFTER_CONNECTIONS)
+            .context("new connections after the health check removed a backend")?;
+        ensure!(!counts.contains_key(dead), "{dead} is out: {counts:?}");
+        for (i, name) in PLAN.backends.iter().enumerate() {
+            if i != STOPPED {
+                let n = counts.get(*name).copied().unwrap_or(0);
+                ensure!(
+                    n >= AFTER_CONNECTIONS / 4,
+                    "{name} answered {n} of {AFTER_CONNECTIONS}: {counts:?}"
+                );
+            }
+        }
+        // Connections to the survivors live on, on the same backend.
+        for k in kept.iter_mut().filter(|k| k.backend != dead) {
+            let before = k.backend.clone();
+            let now = k
+                .request()
+                .with_context(|| format!("kept-alive connection to {before}"))?;
+            ensure!(
+                now == before,
+                "a kept-alive connection moved from {before} to {now}"
+            );
+        }
+
+        // It comes back: the health check returns it to service.
+        let before = generation(&scrape(&client)?).context("no Maglev generation")?;
+        lab.restart_backend(STOPPED)?;
+        wait_health(&client, STOPPED, true, Some(before))?;
+        let counts = spread(&client, PLAN.vip_addr(), SPREAD_CONNECTIONS)?;
+        ensure!(
+            counts.get(dead).copied().unwrap_or(0) > 0,
+            "{dead} is back in service: {counts:?}"
+        );
+        lab.check_decaps()?;
+
+        let code = edge.stop(Duration::from_secs(15))?;
+        ensure!(code == Some(0), "edge exited with {code:?}");
+        ensure!(
+            lab.lab.xdp_mode(Some(&lab.edge), EDGE_IFACE)?.is_none(),
+            "XDP still attached after edge exited"
+        );
+        Ok(())
+    })();
+    result.with_context(|| format!("edge log:\n{}", edge.log_text()))
+}
+
+#[test]
+fn dsr_over_ipv6_with_ip6ip6() -> Result<()> {
+    let bin = edge::binary()?;
+    let mut lab = DsrLab::build(PLAN)?;
+    lab.start_decaps(&bin)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, PLAN.edge_config(Some(HEALTH)))?;
+    let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+    let client = lab.client.clone();
+    let result = (|| -> Result<()> {
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        let ips: Vec<IpAddr> = (0..PLAN.backends.len())
+            .filter_map(|i| PLAN.backend_ip6(i))
+            .collect();
+        wait_all_healthy(&client, "web6", &ips)?;
+        let vip6 = PLAN.vip6_addr().context("the plan has no IPv6")?;
+        let counts = spread(&client, vip6, V6_CONNECTIONS)?;
+        for name in PLAN.backends {
+            let n = counts.get(*name).copied().unwrap_or(0);
+            ensure!(
+                n >= V6_MIN,
+                "{name} answered {n} of {V6_CONNECTIONS} IPv6 connections: {counts:?}"
+            );
+        }
+        lab.check_decaps()?;
+        Ok(())
+    })();
+    result.with_context(|| format!("edge log:\n{}", edge.log_text()))
+}
