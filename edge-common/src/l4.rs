@@ -16,8 +16,7 @@
 //!
 //! # Connection tracking
 //! [`MAP_CONNTRACK`] is a per-CPU LRU hash from [`FlowKey`] to the real
-//! chosen for the flow, with per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`): its
-//! capacity is split across CPUs, and each CPU evicts only its own flows. A table change leaves it alone, so established
+//! chosen for the flow. A table change leaves it alone, so established
 //! flows keep their backend; a real marked down ([`REAL_FLAG_UP`] clear) is
 //! not trusted from the LRU and its flows are re-picked from the ring.
 

@@ -11,7 +11,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_COMMON_LRU, xdp_action, xdp_md},
+    bindings::{xdp_action, xdp_md},
     helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head},
     macros::{map, xdp},
     maps::{
@@ -62,12 +62,10 @@ static EDGE_REALS: Array<RealDef> = Array::with_max_entries(MAX_REALS, 0);
 #[map]
 static EDGE_RINGS: Array<u32> = Array::with_max_entries(ring_entries(MAX_L4_SERVICES), 0);
 
-// Loader: `l4.conntrack_capacity`. Each CPU keeps its own LRU list
-// (BPF_F_NO_COMMON_LRU), as Katran's per-CPU flow tables do: eviction on a
-// full table then never contends with other CPUs.
+// Loader: `l4.conntrack_capacity`.
 #[map]
 static EDGE_CONNTRACK: LruPerCpuHashMap<edge_common::FlowKey, FlowState> =
-    LruPerCpuHashMap::with_max_entries(DEFAULT_CONNTRACK_CAPACITY, BPF_F_NO_COMMON_LRU);
+    LruPerCpuHashMap::with_max_entries(DEFAULT_CONNTRACK_CAPACITY, 0);
 
 #[map]
 static EDGE_VIP_STATS: PerCpuArray<L4Counters> = PerCpuArray::with_max_entries(MAX_L4_SERVICES, 0);
