@@ -385,12 +385,12 @@ fn main() {
     let base = rows[0].median.max(1.0);
     println!();
     println!(
-        "| {:<40} | {:>10} | {:>10} | {:>13} | {:>8} |",
-        "path", "median ns", "min ns", "median/trivial", "target"
+        "| {:<40} | {:>10} | {:>10} | {:>14} | {:>12} | {:>12} |",
+        "path", "median ns", "min ns", "median/trivial", "per-call p50", "target"
     );
     println!(
-        "|{:-<42}|{:-<12}|{:-<12}|{:-<15}|{:-<10}|",
-        "", "", "", "", ""
+        "|{:-<42}|{:-<12}|{:-<12}|{:-<16}|{:-<14}|{:-<14}|",
+        "", "", "", "", "", ""
     );
     for r in &rows {
         let target = match r.target {
