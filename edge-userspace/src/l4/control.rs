@@ -195,10 +195,10 @@ impl Controller {
             }
             st.healthy[s][b] = up;
         }
-        metrics::l4_healthy(&svc.name, &real.address.to_string(), up);
         let route = self.state().routes[s][b].clone();
         let Some(route) = route else {
             // Not in the table anyway; its real is written once resolved.
+            metrics::l4_healthy(&svc.name, &real.address.to_string(), up);
             return Ok(());
         };
         let def = plan::real_def(real.address, route.mac, route.ifindex, up);
@@ -212,6 +212,9 @@ impl Controller {
             self.publish(s)?;
             self.maps().set_real(real.id, &def)?;
         }
+        // The gauge changes once the kernel's table does, so whoever waits
+        // on it sees the new table in effect.
+        metrics::l4_healthy(&svc.name, &real.address.to_string(), up);
         tracing::info!(
             service = %svc.name,
             backend = %real.address,
