@@ -1,138 +1,22 @@
-//! L4 health checks: a TCP connect, or an HTTP/1.1 GET whose status must
-//! match; and the rise/fall thresholds that turn results into a state.
+//! L4 health checks: the shared probe ([`crate::health`]) with an L4
+//! service's settings.
 
-use crate::config::l4::{HealthCheck, HealthCheckKind};
-use std::net::SocketAddr;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+use crate::config::{
+    CheckKind,
+    l4::{HealthCheck, HealthCheckKind},
 };
+pub use crate::health::Tracker;
+use std::net::SocketAddr;
 
 /// Runs one check of `addr` within `hc.timeout`; `Err` says why it failed.
 pub async fn probe(addr: SocketAddr, hc: &HealthCheck) -> Result<(), String> {
-    match tokio::time::timeout(hc.timeout, attempt(addr, hc)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {:?}", hc.timeout)),
-    }
-}
-
-async fn attempt(addr: SocketAddr, hc: &HealthCheck) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    if hc.kind == HealthCheckKind::Tcp {
-        return Ok(());
-    }
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: edge-health\r\nConnection: close\r\n\r\n",
-        hc.path,
-        addr.ip()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    // The status line fits in the first read of any sane server; read a
-    // bounded amount until it is complete.
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 256];
-    while !buf.contains(&b'\n') && buf.len() < 4096 {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let status = status_of(&buf).ok_or_else(|| "no HTTP status line".to_string())?;
-    if status == hc.expected_status {
-        Ok(())
-    } else {
-        Err(format!("status {status}, expected {}", hc.expected_status))
-    }
-}
-
-/// The status code of an HTTP/1.x response's first line.
-pub fn status_of(response: &[u8]) -> Option<u16> {
-    let line = response.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut words = line.split_whitespace();
-    if !words.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    words.next()?.parse().ok()
-}
-
-/// A backend's health as rise/fall thresholds see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tracker {
-    /// Current state.
-    pub up: bool,
-    streak: u32,
-}
-
-impl Tracker {
-    /// A backend starts up: traffic flows at once, and `fall` failures take
-    /// it out (as HAProxy and Envoy do by default).
-    pub fn new() -> Self {
-        Self {
-            up: true,
-            streak: 0,
-        }
-    }
-
-    /// Records one result; returns the new state when it changed.
-    pub fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
-        if ok == self.up {
-            self.streak = 0;
-            return None;
-        }
-        self.streak += 1;
-        let needed = if self.up { fall } else { rise };
-        if self.streak >= needed {
-            self.up = ok;
-            self.streak = 0;
-            Some(ok)
-        } else {
-            None
-        }
-    }
-}
-
-impl Default for Tracker {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rise_and_fall() {
-        let mut t = Tracker::new();
-        assert_eq!(t.observe(false, 2, 3), None);
-        assert_eq!(t.observe(true, 2, 3), None, "a success resets the streak");
-        assert_eq!(t.observe(false, 2, 3), None);
-        assert_eq!(t.observe(false, 2, 3), None);
-        assert_eq!(t.observe(false, 2, 3), Some(false));
-        assert_eq!(t.observe(false, 2, 3), None);
-        assert_eq!(t.observe(true, 2, 3), None);
-        assert_eq!(t.observe(true, 2, 3), Some(true));
-        assert!(t.up);
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Some(200));
-        assert_eq!(
-            status_of(b"HTTP/1.0 503 Service Unavailable\r\n"),
-            Some(503)
-        );
-        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(status_of(b""), None);
-    }
+    let kind = match hc.kind {
+        HealthCheckKind::Tcp => CheckKind::Tcp,
+        HealthCheckKind::Http => CheckKind::Http {
+            path: hc.path.clone(),
+            host: Some(addr.ip().to_string()),
+            statuses: vec![hc.expected_status],
+        },
+    };
+    crate::health::probe(addr, &kind, hc.timeout).await
 }

@@ -1,0 +1,155 @@
+//! Health probing shared by the L7 pools and the L4 services: one check
+//! (a TCP connect, or an HTTP/1.1 GET whose status must be acceptable)
+//! and the rise/fall thresholds that turn results into a state.
+
+use crate::config::CheckKind;
+use std::{net::SocketAddr, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Longest status line a check reads.
+const MAX_STATUS_LINE: usize = 1024;
+
+/// One check of `addr` within `timeout`; `Err` says why it failed.
+pub async fn probe(addr: SocketAddr, kind: &CheckKind, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, attempt(addr, kind)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn attempt(addr: SocketAddr, kind: &CheckKind) -> Result<(), String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let CheckKind::Http {
+        path,
+        host,
+        statuses,
+    } = kind
+    else {
+        return Ok(());
+    };
+    let host = host.clone().unwrap_or_else(|| addr.to_string());
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: edge-health-check\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 256];
+    while !buf.contains(&b'\n') && buf.len() < MAX_STATUS_LINE {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let status = status_of(&buf).ok_or_else(|| {
+        let line = String::from_utf8_lossy(&buf);
+        format!(
+            "not an HTTP response: {:?}",
+            line.lines().next().unwrap_or("")
+        )
+    })?;
+    let ok = if statuses.is_empty() {
+        (200..400).contains(&status)
+    } else {
+        statuses.contains(&status)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+/// The status code of an HTTP/1.x response's first line.
+pub fn status_of(response: &[u8]) -> Option<u16> {
+    let line = response.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_whitespace();
+    if !words.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    words.next()?.parse().ok()
+}
+
+/// A backend's health as rise/fall thresholds see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracker {
+    /// Current state.
+    pub up: bool,
+    streak: u32,
+}
+
+impl Tracker {
+    /// A backend starts up: traffic flows at once, and `fall` failures take
+    /// it out (as HAProxy and Envoy do by default).
+    pub fn new() -> Self {
+        Self {
+            up: true,
+            streak: 0,
+        }
+    }
+
+    /// Records one result; returns the new state when it changed.
+    pub fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+        if ok == self.up {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if self.up { fall } else { rise };
+        if self.streak >= needed {
+            self.up = ok;
+            self.streak = 0;
+            Some(ok)
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rise_and_fall() {
+        let mut t = Tracker::new();
+        assert_eq!(t.observe(false, 2, 3), None);
+        assert_eq!(t.observe(true, 2, 3), None, "a success resets the streak");
+        assert_eq!(t.observe(false, 2, 3), None);
+        assert_eq!(t.observe(false, 2, 3), None);
+        assert_eq!(t.observe(false, 2, 3), Some(false));
+        assert_eq!(t.observe(false, 2, 3), None);
+        assert_eq!(t.observe(true, 2, 3), None);
+        assert_eq!(t.observe(true, 2, 3), Some(true));
+        assert!(t.up);
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(
+            status_of(b"HTTP/1.0 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(status_of(b""), None);
+    }
+}
