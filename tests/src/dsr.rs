@@ -538,15 +538,7 @@ fn start_backend(name: &str, ns: &str, port: u16, ipv6: bool) -> Result<Backend>
     Backend::start(name, Some(ns), SocketAddr::new(any, port))
 }
 
-/// The value of the first Prometheus sample in `metrics` whose name and
-/// labels start with `prefix`.
-pub fn sample(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+pub use crate::proxy::sample;
 
 /// `edge_l4_backend_healthy` of `backend` in `service`, if exported. The
 /// backend label may be the address alone or `address:port`.
