@@ -16,6 +16,7 @@ use edge_tests::{
     http,
     lab::Lab,
     netns,
+    proxy::sample,
     topology::{self, EDGE_IFACE, Plan},
     wait,
 };
@@ -27,15 +28,6 @@ const PLAN: Plan<'static> = Plan {
     backends: &["be1", "be2"],
 };
 const REQUESTS: usize = 6;
-
-/// The value of the Prometheus sample whose name and labels start `prefix`.
-fn sample(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 fn scrape(client: &str) -> Result<String> {
     let admin: SocketAddr = PLAN.admin();
