@@ -47,6 +47,7 @@ pub fn run(path: &Path) -> Result<()> {
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.grace_period_seconds),
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        work_stealing: config.server.work_stealing,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

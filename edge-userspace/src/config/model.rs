@@ -366,6 +366,8 @@ pub struct ServerConfig {
     pub grace_period_seconds: u64,
     /// Idle upstream connections kept, over all pools.
     pub upstream_keepalive_pool_size: usize,
+    /// Work-stealing runtimes for the services.
+    pub work_stealing: bool,
 }
 
 impl Config {

@@ -502,4 +502,8 @@ pub struct Server {
     /// Idle upstream connections kept, over all pools; default 128.
     #[serde(default)]
     pub upstream_keepalive_pool_size: Option<usize>,
+    /// Whether a service's worker threads share one work-stealing runtime
+    /// (true) or each run their own; default true.
+    #[serde(default)]
+    pub work_stealing: Option<bool>,
 }

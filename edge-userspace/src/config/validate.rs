@@ -269,5 +269,6 @@ fn server(v: &mut Validator<'_>, server: Option<&surface::Server>) -> ServerConf
         upstream_keepalive_pool_size: server
             .and_then(|s| s.upstream_keepalive_pool_size)
             .unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE),
+        work_stealing: server.and_then(|s| s.work_stealing).unwrap_or(true),
     }
 }
