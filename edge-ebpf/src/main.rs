@@ -285,22 +285,28 @@ fn forward(raw: *mut xdp_md, b: &Balance, id: u32) -> u32 {
     let ingress = ctx.ingress_ifindex() as u32;
     let redirect = real.ifindex != 0 && real.ifindex != ingress;
     let egress = if redirect { real.ifindex } else { ingress };
-    let src_mac = match EDGE_IFACES.get_ptr(egress) {
-        // SAFETY: the pointer came from a successful lookup; plain data.
-        Some(i) => unsafe { (*i).mac },
-        // Transmitting back out of the ingress interface: the frame was
-        // addressed to it, so its destination MAC is the interface's.
-        None if !redirect => [
-            inner.eth[0],
-            inner.eth[1],
-            inner.eth[2],
-            inner.eth[3],
-            inner.eth[4],
-            inner.eth[5],
-        ],
-        None => {
-            event(L4Event::NoEgress);
-            return xdp_action::XDP_DROP;
+    let frame_dst = [
+        inner.eth[0],
+        inner.eth[1],
+        inner.eth[2],
+        inner.eth[3],
+        inner.eth[4],
+        inner.eth[5],
+    ];
+    // Transmitting back out of the ingress interface, a unicast frame was
+    // addressed to that interface: its destination MAC is the interface's,
+    // and no lookup is needed (Katran does the same).
+    let src_mac = if !redirect && frame_dst[0] & 1 == 0 {
+        frame_dst
+    } else {
+        match EDGE_IFACES.get_ptr(egress) {
+            // SAFETY: the pointer came from a successful lookup; plain data.
+            Some(i) => unsafe { (*i).mac },
+            None if !redirect => frame_dst,
+            None => {
+                event(L4Event::NoEgress);
+                return xdp_action::XDP_DROP;
+            }
         }
     };
     let grow = outer.len() as i32;
