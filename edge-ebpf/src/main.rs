@@ -21,10 +21,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use edge_common::{
-    Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IfaceDef,
-    L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES, MAX_L7_PORTS,
-    MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP, RealDef,
-    SETTINGS_SYN_BUDGET, SourceKey, TokenBucket, VipKey, VipMeta, ring_entries, ring_index,
+    Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IPPROTO_TCP,
+    IfaceDef, L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES,
+    MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP,
+    RealDef, SETTINGS_SYN_BUDGET, SourceKey, TokenBucket, VipKey, VipMeta, ring_entries,
+    ring_index,
 };
 use edge_ebpf::{
     PacketBuf,
@@ -168,7 +169,12 @@ fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
     let mut new_flow = false;
     let mut lru_miss = false;
     let mut pick = 0u32;
-    if let Some(state) = EDGE_CONNTRACK.get_ptr(b.flow) {
+    // A TCP SYN opens a flow: it skips the conntrack lookup (a miss, on the
+    // new-flow path) and takes the Maglev pick, which it then remembers, as
+    // Katran does. A retransmitted SYN gets the same pick from the same
+    // table; after a table change it starts afresh on the new owner.
+    let syn = b.flow.proto == IPPROTO_TCP && !b.mid_flow && !b.icmp;
+    if !syn && let Some(state) = EDGE_CONNTRACK.get_ptr(b.flow) {
         // SAFETY: a per-CPU LRU value from a successful lookup on this CPU.
         pick = unsafe { (*state).real };
     }
