@@ -129,7 +129,11 @@ pub struct RealDef {
 }
 
 /// Key of [`MAP_CONNTRACK`]: a flow as the client sent it.
-#[repr(C)]
+///
+/// Aligned to 4 (its layout is the same as at 2): the BPF compiler may then
+/// read and write it in 32-bit words instead of bytes and halves, when the
+/// program hashes it and copies it.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// Client address (IPv4 in the first four bytes).

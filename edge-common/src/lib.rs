@@ -166,13 +166,10 @@ pub struct VipKey {
 impl VipKey {
     /// The key of an IPv4 service.
     pub const fn v4(addr: [u8; 4], port: u16, proto: u8) -> Self {
-        let mut a = [0u8; 16];
-        a[0] = addr[0];
-        a[1] = addr[1];
-        a[2] = addr[2];
-        a[3] = addr[3];
+        // A zero extension rather than byte stores into a zeroed array: in
+        // BPF the latter becomes a call to the byte-by-byte `memset`.
         Self {
-            addr: a,
+            addr: (u32::from_le_bytes(addr) as u128).to_le_bytes(),
             port,
             proto,
             family: FAMILY_V4,

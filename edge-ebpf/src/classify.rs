@@ -87,7 +87,12 @@ pub fn classify<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T) -> Verdict 
     v
 }
 
-/// Classifies one packet into `v`, which is reset first.
+/// Classifies one packet into `v`.
+///
+/// `class`, `action`, `error` and `event` are always written; `balance` is
+/// written in full only for [`Action::Balance`] (otherwise it may keep an
+/// earlier packet's values), so that the kernel does not clear the whole
+/// verdict (a byte-by-byte `memset` in BPF) on every packet.
 ///
 /// The kernel keeps the verdict in a per-CPU scratch map rather than on
 /// the stack, and this runs as its own BPF function: a BPF call chain has
@@ -95,7 +100,10 @@ pub fn classify<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T) -> Verdict 
 /// byte around every map lookup.
 #[inline(never)]
 pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mut Verdict) {
-    *v = Verdict::default();
+    v.class = PacketClass::Other;
+    v.action = Action::Pass;
+    v.error = None;
+    v.event = None;
     let eth = match parse::ethernet(p) {
         Ok(eth) => eth,
         Err(e) => return malformed(v, e),
@@ -131,6 +139,7 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
             v.event = Some(L4Event::IcmpForwarded);
             v.balance.meta = meta;
             v.balance.flow = e.flow;
+            v.balance.mid_flow = false;
             v.balance.icmp = true;
             if meta.flags & VIP_FLAG_SOURCE_HASH != 0 {
                 v.balance.flow.src_port = 0;
@@ -151,6 +160,7 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
         v.balance.mid_flow = ip.proto == IPPROTO_TCP
             && p.bytes::<2>(ip.l4_offset + 12)
                 .is_some_and(|[_, f]| f & TCP_SYN == 0 || f & TCP_ACK != 0);
+        v.balance.icmp = false;
         fill_flow(&ip, ports.src, ports.dst, &mut v.balance.flow);
         if meta.flags & VIP_FLAG_SOURCE_HASH != 0 {
             v.balance.flow.src_port = 0;
@@ -193,16 +203,17 @@ pub fn flow_key(ip: &IpHeader, src_port: u16, dst_port: u16) -> FlowKey {
     key
 }
 
-/// Writes the conntrack key of a packet into `key` (which is zero).
+/// Writes every field of the conntrack key of a packet into `key`.
 #[inline(always)]
 fn fill_flow(ip: &IpHeader, src_port: u16, dst_port: u16, key: &mut FlowKey) {
     key.src_port = src_port;
     key.dst_port = dst_port;
     key.proto = ip.proto;
+    key._pad = [0; 2];
     match ip.addrs {
         IpAddrs::V4 { src, dst } => {
-            key.src[..4].copy_from_slice(&src);
-            key.dst[..4].copy_from_slice(&dst);
+            key.src = widen_v4(src);
+            key.dst = widen_v4(dst);
             key.family = FAMILY_V4;
         }
         IpAddrs::V6 { src, dst } => {
@@ -211,4 +222,13 @@ fn fill_flow(ip: &IpHeader, src_port: u16, dst_port: u16, key: &mut FlowKey) {
             key.family = FAMILY_V6;
         }
     }
+}
+
+/// An IPv4 address in the first four bytes of sixteen, the rest zero.
+///
+/// Written as a zero extension so that BPF gets two 64-bit stores, not a
+/// call to the byte-by-byte `memset`.
+#[inline(always)]
+fn widen_v4(a: [u8; 4]) -> [u8; 16] {
+    u128::from(u32::from_le_bytes(a)).to_le_bytes()
 }

@@ -21,10 +21,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use edge_common::{
-    Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IfaceDef,
-    L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES, MAX_L7_PORTS,
-    MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP, RealDef,
-    SETTINGS_SYN_BUDGET, SourceKey, TokenBucket, VipKey, VipMeta, ring_entries, ring_index,
+    Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IPPROTO_TCP,
+    IfaceDef, L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES,
+    MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP,
+    RealDef, SETTINGS_SYN_BUDGET, SourceKey, TokenBucket, VipKey, VipMeta, ring_entries,
+    ring_index,
 };
 use edge_ebpf::{
     PacketBuf,
@@ -168,7 +169,12 @@ fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
     let mut new_flow = false;
     let mut lru_miss = false;
     let mut pick = 0u32;
-    if let Some(state) = EDGE_CONNTRACK.get_ptr(b.flow) {
+    // A TCP SYN opens a flow: it skips the conntrack lookup (a miss, on the
+    // new-flow path) and takes the Maglev pick, which it then remembers, as
+    // Katran does. A retransmitted SYN gets the same pick from the same
+    // table; after a table change it starts afresh on the new owner.
+    let syn = b.flow.proto == IPPROTO_TCP && !b.mid_flow && !b.icmp;
+    if !syn && let Some(state) = EDGE_CONNTRACK.get_ptr(b.flow) {
         // SAFETY: a per-CPU LRU value from a successful lookup on this CPU.
         pick = unsafe { (*state).real };
     }
@@ -285,22 +291,28 @@ fn forward(raw: *mut xdp_md, b: &Balance, id: u32) -> u32 {
     let ingress = ctx.ingress_ifindex() as u32;
     let redirect = real.ifindex != 0 && real.ifindex != ingress;
     let egress = if redirect { real.ifindex } else { ingress };
-    let src_mac = match EDGE_IFACES.get_ptr(egress) {
-        // SAFETY: the pointer came from a successful lookup; plain data.
-        Some(i) => unsafe { (*i).mac },
-        // Transmitting back out of the ingress interface: the frame was
-        // addressed to it, so its destination MAC is the interface's.
-        None if !redirect => [
-            inner.eth[0],
-            inner.eth[1],
-            inner.eth[2],
-            inner.eth[3],
-            inner.eth[4],
-            inner.eth[5],
-        ],
-        None => {
-            event(L4Event::NoEgress);
-            return xdp_action::XDP_DROP;
+    let frame_dst = [
+        inner.eth[0],
+        inner.eth[1],
+        inner.eth[2],
+        inner.eth[3],
+        inner.eth[4],
+        inner.eth[5],
+    ];
+    // Transmitting back out of the ingress interface, a unicast frame was
+    // addressed to that interface: its destination MAC is the interface's,
+    // and no lookup is needed (Katran does the same).
+    let src_mac = if !redirect && frame_dst[0] & 1 == 0 {
+        frame_dst
+    } else {
+        match EDGE_IFACES.get_ptr(egress) {
+            // SAFETY: the pointer came from a successful lookup; plain data.
+            Some(i) => unsafe { (*i).mac },
+            None if !redirect => frame_dst,
+            None => {
+                event(L4Event::NoEgress);
+                return xdp_action::XDP_DROP;
+            }
         }
     };
     let grow = outer.len() as i32;
