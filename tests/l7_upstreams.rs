@@ -98,7 +98,9 @@ fn round_robin_and_weighted_round_robin_distributions() -> Result<()> {
 fn least_connections_and_p2c_avoid_the_busy_backend() -> Result<()> {
     let slow: Handler = Arc::new(|req: &Message| {
         if req.start.contains("/slow") {
-            std::thread::sleep(Duration::from_millis(1500));
+            // Long enough that the quick requests below finish while it is held,
+            // even on a loaded machine.
+            std::thread::sleep(Duration::from_secs(3));
         }
         echo(req)
     });
