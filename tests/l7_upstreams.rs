@@ -492,3 +492,55 @@ fn access_log_and_request_metrics() -> Result<()> {
     );
     Ok(())
 }
+
+/// Health checks of a TLS pool speak TLS and verify as the proxy does: the
+/// right CA keeps the backend up, another CA takes it down.
+#[test]
+fn health_checks_of_a_tls_pool_use_tls() -> Result<()> {
+    use edge_tests::tls::{Ca, TlsBackend};
+    let right = Ca::new("backend CA")?;
+    let wrong = Ca::new("some other CA")?;
+    let backend = TlsBackend::start(&right.issue("backend", &["backend.test"])?, "ok")?;
+    let be = backend.addr();
+    let p = Proxy::start_with(
+        |dir| {
+            right.write(dir, "right-ca")?;
+            wrong.write(dir, "wrong-ca")?;
+            Ok(())
+        },
+        |listen, _| {
+            format!(
+                "\
+listeners:
+  - {{ name: web, address: '{listen}', pool: good }}
+pools:
+  - name: good
+    backends: [{{address: '{be}'}}]
+    tls: {{ sni: backend.test, ca: right-ca.pem }}
+    health_check: {{ path: /health, interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
+  - name: untrusted
+    backends: [{{address: '{be}'}}]
+    tls: {{ sni: backend.test, ca: wrong-ca.pem }}
+    health_check: {{ path: /health, interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
+"
+            )
+        },
+    )?;
+    let gauge =
+        |pool: &str| format!("edge_upstream_backend_healthy{{pool=\"{pool}\",backend=\"{be}\"}}");
+    wait::until(
+        "the untrusted pool's backend to be marked down",
+        DEADLINE,
+        || Ok((p.sample(&gauge("untrusted"))? == Some(0.0)).then_some(())),
+    )?;
+    // Checks of both pools have completed handshakes by now; the good one
+    // stays up through several more.
+    let seen = backend.handshakes();
+    wait::until("more TLS health checks", DEADLINE, || {
+        Ok((backend.handshakes() >= seen + 3).then_some(()))
+    })?;
+    assert_eq!(p.sample(&gauge("good"))?, Some(1.0));
+    let r = http::get(p.listen, "/")?;
+    assert_eq!((r.status(), r.text().as_str()), (Some(200), "ok"));
+    Ok(())
+}

@@ -1,29 +1,93 @@
 //! Health probing shared by the L7 pools and the L4 services: one check
-//! (a TCP connect, or an HTTP/1.1 GET whose status must be acceptable)
+//! (a TCP connect, or an HTTP/1.1 GET whose status must be acceptable,
+//! over TLS for pools whose backends speak it)
 //! and the rise/fall thresholds that turn results into a state.
 
-use crate::config::CheckKind;
+use crate::config::{CheckKind, UpstreamTls};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
+use tokio_openssl::SslStream;
 
 /// Longest status line a check reads.
 const MAX_STATUS_LINE: usize = 1024;
 
-/// One check of `addr` within `timeout`; `Err` says why it failed.
-pub async fn probe(addr: SocketAddr, kind: &CheckKind, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, attempt(addr, kind)).await {
+/// TLS for checks of backends that speak it: the pool's `tls` settings,
+/// with the connector built once.
+pub struct TlsProbe {
+    connector: SslConnector,
+    sni: Option<String>,
+    verify: bool,
+}
+
+impl TlsProbe {
+    /// The probe for a pool with upstream `tls`.
+    pub fn new(tls: &UpstreamTls) -> Result<Self, String> {
+        let mut b = SslConnector::builder(SslMethod::tls_client())
+            .map_err(|e| format!("TLS client setup: {e}"))?;
+        if let Some(ca) = &tls.ca {
+            b.set_ca_file(ca)
+                .map_err(|e| format!("reading CA file {}: {e}", ca.display()))?;
+        }
+        if !tls.verify {
+            b.set_verify(SslVerifyMode::NONE);
+        }
+        Ok(Self {
+            connector: b.build(),
+            sni: tls.sni.clone(),
+            verify: tls.verify,
+        })
+    }
+}
+
+/// One check of `addr` within `timeout`, over TLS when `tls` is given;
+/// `Err` says why it failed.
+pub async fn probe(
+    addr: SocketAddr,
+    kind: &CheckKind,
+    timeout: Duration,
+    tls: Option<&TlsProbe>,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, attempt(addr, kind, tls)).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
-async fn attempt(addr: SocketAddr, kind: &CheckKind) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
+async fn attempt(addr: SocketAddr, kind: &CheckKind, tls: Option<&TlsProbe>) -> Result<(), String> {
+    let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let Some(tls) = tls else {
+        return http_check(tcp, addr, kind, None).await;
+    };
+    let ssl = tls
+        .connector
+        .configure()
+        .map_err(|e| format!("TLS: {e}"))?
+        .verify_hostname(tls.verify)
+        .use_server_name_indication(tls.sni.is_some())
+        .into_ssl(tls.sni.as_deref().unwrap_or(""))
+        .map_err(|e| format!("TLS: {e}"))?;
+    let mut stream = SslStream::new(ssl, tcp).map_err(|e| format!("TLS: {e}"))?;
+    std::pin::Pin::new(&mut stream)
+        .connect()
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    http_check(stream, addr, kind, tls.sni.as_deref()).await
+}
+
+/// The HTTP part of a check on an open connection (a TCP check passes as
+/// soon as it is open).
+async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    addr: SocketAddr,
+    kind: &CheckKind,
+    sni: Option<&str>,
+) -> Result<(), String> {
     let CheckKind::Http {
         path,
         host,
@@ -32,7 +96,10 @@ async fn attempt(addr: SocketAddr, kind: &CheckKind) -> Result<(), String> {
     else {
         return Ok(());
     };
-    let host = host.clone().unwrap_or_else(|| addr.to_string());
+    let host = host
+        .clone()
+        .or_else(|| sni.map(str::to_string))
+        .unwrap_or_else(|| addr.to_string());
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: edge-health-check\r\nConnection: close\r\n\r\n"
     );

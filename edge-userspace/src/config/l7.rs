@@ -73,22 +73,6 @@ pub(super) fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool>
             .health_check
             .as_ref()
             .map(|h| health_check(v, &format!("{path}.health_check"), h));
-        if pool.tls.is_some()
-            && matches!(
-                &health_check,
-                Some(HealthCheck {
-                    kind: CheckKind::Http { .. },
-                    ..
-                })
-            )
-        {
-            // The checker speaks plain HTTP; against a TLS port it would
-            // mark every backend down.
-            v.error(
-                format!("{path}.health_check"),
-                "HTTP health checks over TLS are not supported yet: use type: tcp for a TLS pool",
-            );
-        }
         let outlier = pool.outlier_detection.as_ref().map(|o| {
             let opath = format!("{path}.outlier_detection");
             if o.consecutive_failures == 0 {

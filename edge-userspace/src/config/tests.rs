@@ -284,20 +284,3 @@ fn a_listener_needs_somewhere_to_send_requests() {
         ]
     );
 }
-
-#[test]
-fn http_health_checks_are_refused_for_tls_pools() {
-    let yaml = "\
-pools:
-  - name: app
-    backends: [{address: 10.0.0.1:443}]
-    tls: {sni: app.internal}
-    health_check: {path: /healthz}
-";
-    assert_eq!(
-        errors(yaml),
-        [
-            "edge.yaml:5:19: pools[0].health_check: HTTP health checks over TLS are not supported yet: use type: tcp for a TLS pool"
-        ]
-    );
-}

@@ -18,5 +18,5 @@ pub async fn probe(addr: SocketAddr, hc: &HealthCheck) -> Result<(), String> {
             statuses: vec![hc.expected_status],
         },
     };
-    crate::health::probe(addr, &kind, hc.timeout).await
+    crate::health::probe(addr, &kind, hc.timeout, None).await
 }

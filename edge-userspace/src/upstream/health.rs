@@ -3,7 +3,7 @@
 //! and flips its health after `rise` successes or `fall` failures in a row.
 
 use super::pool::UpstreamPool;
-use crate::health::{Tracker, probe};
+use crate::health::{TlsProbe, Tracker, probe};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -43,6 +43,13 @@ async fn check_pool(pool: Arc<UpstreamPool>) {
     let Some(check) = pool.config.health_check.clone() else {
         return;
     };
+    let tls = match pool.config.tls.as_ref().map(TlsProbe::new).transpose() {
+        Ok(tls) => tls.map(Arc::new),
+        Err(e) => {
+            tracing::error!(pool = %pool.name, "health checks disabled: {e}");
+            return;
+        }
+    };
     let mut trackers = vec![Tracker::new(); pool.backends().len()];
     let mut interval = tokio::time::interval(check.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,8 +57,9 @@ async fn check_pool(pool: Arc<UpstreamPool>) {
         interval.tick().await;
         let mut probes = JoinSet::new();
         for (i, b) in pool.backends().iter().enumerate() {
-            let (addr, kind, timeout) = (b.address, check.kind.clone(), check.timeout);
-            probes.spawn(async move { (i, probe(addr, &kind, timeout).await) });
+            let (addr, kind, timeout, tls) =
+                (b.address, check.kind.clone(), check.timeout, tls.clone());
+            probes.spawn(async move { (i, probe(addr, &kind, timeout, tls.as_deref()).await) });
         }
         while let Some(Ok((i, result))) = probes.join_next().await {
             let Some(up) = trackers[i].observe(result.is_ok(), check.rise, check.fall) else {
