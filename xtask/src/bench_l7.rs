@@ -19,7 +19,7 @@
 mod configs;
 mod proc;
 mod report;
-mod wrk;
+pub(crate) mod wrk;
 
 use crate::toolchain;
 use anyhow::{Context, Result, bail};

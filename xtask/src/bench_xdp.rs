@@ -26,7 +26,10 @@
 //! its process time; nftables has no process of its own, so only the lab
 //! total minus the baseline's shows its cost.
 
-use crate::{build, cargo, require_root, run_status, toolchain};
+use crate::{
+    bench_l7::wrk::{self, Measurement},
+    build, cargo, require_root, run_status, toolchain,
+};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use edge_tests::{
@@ -129,22 +132,11 @@ impl Load {
 struct Cell {
     lb: Lb,
     load: Load,
-    wrk: WrkResult,
+    wrk: Measurement,
     /// CPU of the whole lab per request, microseconds.
     lab_cpu_us: f64,
     /// CPU of the LB itself per request, microseconds, where measurable.
     lb_cpu_us: Option<f64>,
-}
-
-/// What wrk reports.
-#[derive(Clone, Debug, Default)]
-struct WrkResult {
-    requests: u64,
-    rate: f64,
-    p50_us: f64,
-    p99_us: f64,
-    /// Socket errors plus non-2xx/3xx responses.
-    errors: u64,
 }
 
 /// Runs the benchmark.
@@ -313,10 +305,10 @@ fn cell(
     println!(
         "  {:<24} {:>9.0}/s  p50 {:>8}  p99 {:>8}  errors {}",
         load.label(),
-        result.rate,
+        result.rps,
         fmt_us(result.p50_us),
         fmt_us(result.p99_us),
-        result.errors
+        result.failed
     );
     Ok(Cell {
         lb,
@@ -347,7 +339,7 @@ fn wrk(
     load: Load,
     secs: u64,
     connections: u32,
-) -> Result<WrkResult> {
+) -> Result<Measurement> {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &lab.client, "wrk", "--latency", "-t", "1"])
         .arg("-c")
@@ -359,49 +351,7 @@ fn wrk(
     }
     cmd.arg(format!("http://{target}/"));
     let out = output(&mut cmd)?;
-    parse_wrk(&out).with_context(|| format!("reading wrk's output:\n{out}"))
-}
-
-fn parse_wrk(out: &str) -> Result<WrkResult> {
-    let mut r = WrkResult::default();
-    let mut rate = None;
-    for line in out.lines().map(str::trim) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["50%", v] => r.p50_us = parse_duration_us(v)?,
-            ["99%", v] => r.p99_us = parse_duration_us(v)?,
-            ["Requests/sec:", v] => rate = Some(v.parse::<f64>()?),
-            [n, "requests", "in", ..] => r.requests = n.parse()?,
-            ["Non-2xx", "or", "3xx", "responses:", n] => r.errors += n.parse::<u64>()?,
-            ["Socket", "errors:", rest @ ..] => {
-                // connect N, read N, write N, timeout N
-                for pair in rest.chunks(2) {
-                    if let [_, n] = pair {
-                        r.errors += n.trim_end_matches(',').parse::<u64>()?;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    r.rate = rate.context("no Requests/sec line")?;
-    Ok(r)
-}
-
-/// wrk's durations: `812.00us`, `1.23ms`, `2.00s`.
-fn parse_duration_us(v: &str) -> Result<f64> {
-    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1e3)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60e6)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1e6)
-    } else {
-        bail!("unknown duration {v}");
-    };
-    Ok(num.parse::<f64>()? * scale)
+    wrk::parse(&out).with_context(|| format!("reading wrk's output:\n{out}"))
 }
 
 fn fmt_us(us: f64) -> String {
@@ -815,10 +765,10 @@ fn report(cells: &[Cell], opts: &Options) -> String {
                 "| {} | {} | {:.0}/s | {} | {} | {} | {:.1} | {own} |",
                 load.label(),
                 c.lb.label(),
-                c.wrk.rate,
+                c.wrk.rps,
                 fmt_us(c.wrk.p50_us),
                 fmt_us(c.wrk.p99_us),
-                c.wrk.errors,
+                c.wrk.failed,
                 c.lab_cpu_us,
             );
         }
@@ -854,7 +804,7 @@ fn report(cells: &[Cell], opts: &Options) -> String {
                 "| {} | edge / {} | {:.2} | {:.2} | {:.2} | {over} |",
                 load.label(),
                 other.label(),
-                edge.wrk.rate / o.wrk.rate,
+                edge.wrk.rps / o.wrk.rps,
                 edge.wrk.p99_us / o.wrk.p99_us,
                 edge.lab_cpu_us / o.lab_cpu_us,
             );
@@ -885,10 +835,10 @@ mod tests {
 Requests/sec:  25055.50
 Transfer/sec:      4.58MB
 ";
-        let r = parse_wrk(out)?;
+        let r = wrk::parse(out)?;
         assert_eq!(r.requests, 50111);
-        assert_eq!(r.errors, 9);
-        assert!((r.rate - 25055.5).abs() < 1e-6);
+        assert_eq!(r.failed, 9);
+        assert!((r.rps - 25055.5).abs() < 1e-6);
         assert!((r.p50_us - 812.0).abs() < 1e-6);
         assert!((r.p99_us - 3100.0).abs() < 1e-6);
         Ok(())

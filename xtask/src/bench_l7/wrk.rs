@@ -36,6 +36,8 @@ pub struct Measurement {
     pub requests: u64,
     /// Socket errors and non-2xx/3xx responses, as wrk words them.
     pub errors: Vec<String>,
+    /// How many of those there were in all.
+    pub failed: u64,
 }
 
 /// Runs wrk on `url` pinned to `cpus`, output to `log`; returns what it
@@ -76,6 +78,7 @@ pub fn parse(text: &str) -> Result<Measurement> {
     let mut p99 = None;
     let mut requests = None;
     let mut errors = Vec::new();
+    let mut failed = 0;
     for line in text.lines().map(str::trim) {
         if let Some(v) = line.strip_prefix("Requests/sec:") {
             rps = Some(v.trim().parse::<f64>().context("Requests/sec")?);
@@ -86,8 +89,14 @@ pub fn parse(text: &str) -> Result<Measurement> {
         } else if let Some((n, _)) = line.split_once(" requests in ") {
             requests = Some(n.trim().parse::<u64>().context("request count")?);
         } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            // connect N, read N, write N, timeout N
+            for part in v.split(',') {
+                let n = part.split_whitespace().nth(1).unwrap_or("0");
+                failed += n.parse::<u64>().context("socket error count")?;
+            }
             errors.push(format!("socket errors:{v}"));
         } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            failed += v.trim().parse::<u64>().context("non-2xx/3xx count")?;
             errors.push(format!("{} non-2xx/3xx responses", v.trim()));
         }
     }
@@ -98,6 +107,7 @@ pub fn parse(text: &str) -> Result<Measurement> {
             p99_us,
             requests,
             errors,
+            failed,
         }),
         _ => bail!("no Requests/sec, 50%, 99% or request count in wrk's output"),
     }
@@ -156,6 +166,7 @@ Transfer/sec:     12.00MB
                     "socket errors: connect 0, read 2, write 0, timeout 5".into(),
                     "3 non-2xx/3xx responses".into()
                 ],
+                failed: 10,
             }
         );
     }
