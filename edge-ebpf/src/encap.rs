@@ -16,24 +16,9 @@ use edge_common::{IPPROTO_IPIP, IPPROTO_IPV6};
 /// TTL / hop limit of the outer header.
 pub const OUTER_TTL: u8 = 64;
 
-/// Where the packet goes and from where.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outer {
-    /// IPv4-in-IPv4.
-    V4 {
-        /// edge's configured source.
-        src: [u8; 4],
-        /// The real.
-        dst: [u8; 4],
-    },
-    /// IPv6-in-IPv6.
-    V6 {
-        /// edge's configured source.
-        src: [u8; 16],
-        /// The real.
-        dst: [u8; 16],
-    },
-}
+/// Where the packet goes (the real) and from where (edge's configured
+/// source): an address pair, as the parser reports the inner one.
+pub type Outer = crate::parse::IpAddrs;
 
 impl Outer {
     /// Bytes the outer header adds.
