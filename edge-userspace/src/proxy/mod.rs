@@ -79,6 +79,9 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// The pool's circuit breaker refused this request.
     breaker_open: bool,
+    /// The requested host, once worked out (routing, forwarded headers
+    /// and the access log all need it).
+    host: Option<Option<String>>,
     /// Cache policy and status of this request.
     cache: cache::RequestCache,
     /// Compression policy and encoder of this request.
@@ -184,6 +187,7 @@ impl ProxyHttp for EdgeProxy {
             upstream_failed: false,
             local_status: None,
             breaker_open: false,
+            host: None,
             cache: cache::RequestCache::default(),
             compression: compression::RequestCompression::default(),
         }
@@ -216,13 +220,12 @@ impl ProxyHttp for EdgeProxy {
     /// breaker whether it may go upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        let host = host_of(req);
-        let method = req.method.as_str().to_string();
+        let host = ctx.host.get_or_insert_with(|| host_of(req));
         let view = router::RequestView {
             host: host.as_deref(),
             path: req.uri.path(),
             query: req.uri.query(),
-            method: &method,
+            method: req.method.as_str(),
             headers: &req.headers,
         };
         ctx.route = router::select(&self.config.routes, &view);
@@ -255,9 +258,10 @@ impl ProxyHttp for EdgeProxy {
             }
             Action::Redirect { location, status } => {
                 let req = session.req_header();
+                let host = ctx.host.as_ref().and_then(Option::as_deref);
                 let target = actions::redirect_location(
                     location,
-                    host.as_deref().unwrap_or_default(),
+                    host.unwrap_or_default(),
                     req.uri.path(),
                     req.uri.query(),
                 );
@@ -490,7 +494,9 @@ impl ProxyHttp for EdgeProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let host = host_of(session.req_header());
+        let host = ctx
+            .host
+            .get_or_insert_with(|| host_of(session.req_header()));
         let client = headers::Client {
             peer: client_ip(session),
             trusted: &self.config.trusted_proxies,
@@ -644,7 +650,7 @@ impl ProxyHttp for EdgeProxy {
         });
         if let Some(log) = &self.access_log {
             let req = session.req_header();
-            let host = host_of(req);
+            let host = ctx.host.take().unwrap_or_else(|| host_of(req));
             let path = req
                 .uri
                 .path_and_query()
