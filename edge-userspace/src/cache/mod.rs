@@ -2,18 +2,24 @@
 //! policy of its listener (or route) in [`RequestCache`].
 //!
 //! The proxy's `ProxyHttp` callbacks are one-liners calling the functions
-//! in [`filters`]; the RFC 9111 decisions are in [`policy`], the store in
-//! [`storage`], keys and Vary in [`key`].
+//! in [`filters`]; the RFC 9111 decisions are in [`policy`] (with [`age`],
+//! [`fields`] and the RFC 9213 [`targeted`] field), invalidation by unsafe
+//! methods in [`invalidate`], the store in [`storage`], keys and Vary in
+//! [`key`].
 //!
 //! Compression runs after the cache (in `response_filter`), so stored
 //! objects are what the upstream sent and each client gets the encoding it
 //! negotiated, also on hits.
 
 pub mod admin;
+pub mod age;
+pub mod fields;
 pub mod filters;
+pub mod invalidate;
 pub mod key;
 pub mod policy;
 pub mod storage;
+pub mod targeted;
 
 use crate::config::{CacheConfig, CachePolicy};
 use pingora::cache::{
