@@ -2,7 +2,7 @@
 //! `proxy/mod.rs` is a one-line call to the function of the same name here,
 //! so the proxy can be rebuilt (routes, policies) without touching this.
 
-use super::{ListenerCache, RequestCache, key, policy, storage};
+use super::{ListenerCache, RequestCache, age::Exchange, fields, invalidate, key, policy, storage};
 use crate::metrics;
 use http::header;
 use pingora::cache::{
@@ -12,6 +12,7 @@ use pingora::cache::{
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, Result};
+use std::time::SystemTime;
 
 /// The method that removes a URL (every variant) from the cache.
 pub const PURGE: &str = "PURGE";
@@ -79,6 +80,7 @@ pub fn request_cache_filter(
         return Ok(());
     }
     state.authorized = req.headers.contains_key(header::AUTHORIZATION);
+    state.requested_at = Some(SystemTime::now());
     let cache = listener.cache;
     let mut overrides = CacheOptionOverrides::default();
     overrides.wait_timeout = Some(cache.config().lock_timeout);
@@ -115,11 +117,34 @@ pub fn cache_vary_filter(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBi
     key::variance(meta, req)
 }
 
-/// `response_cache_filter`.
+/// `upstream_response_filter`: keeps a 304 for [`response_cache_filter`],
+/// which Pingora then calls with the stored response (RFC 9111 §4.3.4).
+/// A 304 that is no revalidation's is never looked at: Pingora does not
+/// run the cache filter for it.
+pub fn upstream_response_filter(resp: &ResponseHeader, state: &mut RequestCache) {
+    if resp.status == http::StatusCode::NOT_MODIFIED {
+        state.not_modified = Some(Box::new(resp.clone()));
+    }
+}
+
+/// `response_cache_filter`. After a 304, `resp` is the stored response
+/// with the few fields Pingora merges; every other field of the 304 is
+/// merged here, so that what is stored and served is the updated response.
 pub fn response_cache_filter(resp: &ResponseHeader, state: &RequestCache) -> Result<RespCacheable> {
-    Ok(match &state.policy {
-        Some(p) => policy::response_cacheable(p, resp, state.authorized),
-        None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+    let Some(p) = &state.policy else {
+        return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+    };
+    let received = SystemTime::now();
+    let exchange = Exchange {
+        requested: state.requested_at.unwrap_or(received),
+        received,
+    };
+    Ok(match &state.not_modified {
+        Some(not_modified) => {
+            let merged = fields::merge_not_modified(resp, not_modified, received);
+            policy::response_cacheable(p, &merged, state.authorized, exchange)
+        }
+        None => policy::response_cacheable(p, resp, state.authorized, exchange),
     })
 }
 
@@ -165,8 +190,31 @@ fn status(session: &Session, state: &RequestCache) -> Option<&'static str> {
     })
 }
 
-/// `response_filter`: records the cache status and reports it in the
-/// status header (if configured).
+/// Removes what the cache holds for the target of an unsafe request that
+/// succeeded, and for its same-host `Location` and `Content-Location`
+/// (RFC 9111 §4.4), every Vary variant of each. A fetch of the old
+/// representation still in flight may store it again afterwards: the
+/// invalidation is not a lock.
+fn invalidate(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    listener: &ListenerCache,
+    state: &RequestCache,
+) {
+    if is_purge_method(req) || !invalidate::invalidates(&req.method, resp.status) {
+        return;
+    }
+    let namespace = state.namespace.as_deref().unwrap_or(&listener.namespace);
+    let host = key::host(req);
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    listener.cache.purge(namespace, host, path);
+    for (host, path) in invalidate::locations(host, path, &resp.headers) {
+        listener.cache.purge(namespace, &host, &path);
+    }
+}
+
+/// `response_filter`: invalidates after unsafe requests, records the cache
+/// status and reports it in the status header (if configured).
 pub fn response_filter(
     session: &Session,
     resp: &mut ResponseHeader,
@@ -176,6 +224,7 @@ pub fn response_filter(
     let Some(listener) = listener else {
         return Ok(());
     };
+    invalidate(session.req_header(), resp, listener, state);
     let Some(status) = status(session, state) else {
         return Ok(());
     };

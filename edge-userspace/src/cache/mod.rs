@@ -26,7 +26,8 @@ use pingora::cache::{
     eviction::{EvictionManager, lru},
     lock::{CacheKeyLockImpl, CacheLock},
 };
-use std::sync::Arc;
+use pingora::http::ResponseHeader;
+use std::{sync::Arc, time::SystemTime};
 use storage::MemoryStorage;
 
 /// Below this bound the store uses one exact LRU; above it, 16 shards so
@@ -134,6 +135,12 @@ pub struct RequestCache {
     authorized: bool,
     /// The status reported in the status header and metrics.
     status: Option<&'static str>,
+    /// When the request reached the cache: the start of the exchange its
+    /// response's age is measured from (RFC 9111 §4.2.3).
+    requested_at: Option<SystemTime>,
+    /// The upstream's 304 to a revalidation, whose fields update the
+    /// stored response (Pingora's own merge keeps only a few).
+    not_modified: Option<Box<ResponseHeader>>,
 }
 
 impl RequestCache {

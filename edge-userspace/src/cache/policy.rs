@@ -3,8 +3,14 @@
 //!
 //! pingora-cache parses Cache-Control and computes validators; what a
 //! shared cache may store is decided here, with the listener's (or route's)
-//! [`CachePolicy`] supplying what the response leaves open.
+//! [`CachePolicy`] supplying what the response leaves open. The response's
+//! age is in [`super::age`], the fields it keeps in [`super::fields`], the
+//! targeted field that may replace Cache-Control in [`super::targeted`].
 
+use super::{
+    age::{self, Exchange},
+    fields, targeted,
+};
 use crate::config::CachePolicy;
 use http::{HeaderMap, Method, StatusCode, header};
 use pingora::cache::{
@@ -57,12 +63,52 @@ fn heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
+/// The directives that decide caching for this cache: those of the
+/// policy's targeted field (RFC 9213) when it applies, else Cache-Control.
+/// The flag says whether the targeted field applies (then Expires does not).
+fn directives(policy: &CachePolicy, resp: &ResponseHeader) -> (Option<CacheControl>, bool) {
+    if let Some(name) = &policy.targeted_cache_control
+        && targeted::applies(&resp.headers, name)
+    {
+        return (
+            CacheControl::from_resp_headers_named(name.as_str(), resp),
+            true,
+        );
+    }
+    (CacheControl::from_resp_headers(resp), false)
+}
+
+/// The freshness lifetime (RFC 9111 §4.2.1) explicitly given: s-maxage or
+/// max-age, else (without a targeted field) `Expires` minus `Date`, so an
+/// origin whose clock is off gets the lifetime it meant; an invalid
+/// Expires is a time in the past (§5.3). `date` is the response's Date, or
+/// when it arrived if it has none.
+fn explicit_lifetime(
+    cc: Option<&CacheControl>,
+    targeted: bool,
+    resp: &ResponseHeader,
+    date: SystemTime,
+) -> Option<Duration> {
+    if let Some(ttl) = cc.and_then(|cc| cc.fresh_duration()) {
+        return Some(ttl);
+    }
+    if targeted {
+        return None;
+    }
+    calculate_expires_header_time(resp)
+        .map(|expires| expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
 /// Decides whether `resp` (the answer to a request that carried
-/// Authorization if `authorized`) may be stored, and builds its metadata.
+/// Authorization if `authorized`, exchanged at `exchange`) may be stored,
+/// and builds its metadata: freshness counted from the response's own age
+/// (RFC 9111 §4.2.3), so that a response that was already old when it
+/// arrived is fresh only for what is left and hits report its true `Age`.
 pub fn response_cacheable(
     policy: &CachePolicy,
     resp: &ResponseHeader,
     authorized: bool,
+    exchange: Exchange,
 ) -> RespCacheable {
     use RespCacheable::Uncacheable;
     let status = resp.status;
@@ -74,7 +120,7 @@ pub fn response_cacheable(
     {
         return Uncacheable(NoCacheReason::OriginNotCache);
     }
-    let cc = CacheControl::from_resp_headers(resp);
+    let (cc, targeted) = directives(policy, resp);
     if let Some(cc) = &cc
         && cc.is_cacheable() == Cacheable::No
     {
@@ -99,29 +145,22 @@ pub fn response_cacheable(
         return Uncacheable(NoCacheReason::Custom("set-cookie"));
     }
 
-    let now = SystemTime::now();
-    // The response's age when it reached us (RFC 9111 §4.2.3), so an
-    // upstream cache's time is not counted twice.
-    let age = resp
-        .headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
-    let explicit = cc
-        .as_ref()
-        .and_then(|cc| cc.fresh_duration())
-        .map(|ttl| now + ttl.saturating_sub(age))
-        .or_else(|| calculate_expires_header_time(resp));
-    let fresh_until = match explicit {
-        Some(t) => t,
-        None if policy.heuristic_freshness && heuristically_cacheable(status) => {
-            now + policy.default_ttl.saturating_sub(age)
-        }
+    let now = exchange.received;
+    let date = age::date_value(&resp.headers);
+    let lifetime = match explicit_lifetime(cc.as_ref(), targeted, resp, date.unwrap_or(now)) {
+        Some(lifetime) => lifetime,
+        None if policy.heuristic_freshness && heuristically_cacheable(status) => policy.default_ttl,
         None => return Uncacheable(NoCacheReason::OriginNotCache),
     };
+    // The response's age is counted from an epoch before its arrival:
+    // Pingora measures both freshness and the Age it sends from it.
+    let epoch = now
+        .checked_sub(age::initial_age(&resp.headers, exchange))
+        .unwrap_or(now);
+    let fresh_until = epoch.checked_add(lifetime).unwrap_or(now);
     // Not fresh at all: stored only if it can be revalidated, else useless.
     let fresh_until = if fresh_until <= now {
-        now.checked_sub(Duration::from_secs(1)).unwrap_or(now)
+        fresh_until.min(now.checked_sub(Duration::from_secs(1)).unwrap_or(now))
     } else {
         fresh_until
     };
@@ -159,12 +198,21 @@ pub fn response_cacheable(
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
     }
-    // Hop-by-hop and per-connection fields are not part of the stored
-    // representation; the Age we send is computed from our own clock.
-    for h in [header::CONNECTION, header::AGE] {
-        header.remove_header(&h);
+    // Per-connection fields are not part of the stored representation
+    // (RFC 9111 §3.1); the Age we send is computed from the epoch.
+    fields::strip_hop_by_hop(&mut header);
+    header.remove_header(&header::AGE);
+    // RFC 9110 §6.6.1: a response cached without Date gets the time it
+    // arrived, so later age and Expires arithmetic has a Date to use.
+    if date.is_none() {
+        header.remove_header(&header::DATE);
+        let _ = header.insert_header(header::DATE, httpdate::fmt_http_date(now));
     }
-    RespCacheable::Cacheable(CacheMeta::new(fresh_until, now, swr, sie, header))
+    let mut meta = CacheMeta::new(fresh_until, now, swr, sie, header);
+    if epoch != now {
+        meta.set_epoch_override(epoch);
+    }
+    RespCacheable::Cacheable(meta)
 }
 
 /// The field names a response varies on, lower case.
@@ -190,17 +238,54 @@ mod tests {
         r
     }
 
-    fn fresh_secs(c: RespCacheable) -> Option<u64> {
+    /// When the test responses arrive: a whole second, as HTTP dates
+    /// have no fractions.
+    fn arrival() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn at() -> Exchange {
+        Exchange::at(arrival())
+    }
+
+    fn date(offset: i64) -> String {
+        let t = if offset >= 0 {
+            arrival() + Duration::from_secs(offset.unsigned_abs())
+        } else {
+            arrival() - Duration::from_secs(offset.unsigned_abs())
+        };
+        httpdate::fmt_http_date(t)
+    }
+
+    fn cacheable(c: RespCacheable) -> Option<CacheMeta> {
         match c {
-            RespCacheable::Cacheable(m) => Some(m.fresh_sec()),
+            RespCacheable::Cacheable(m) => Some(m),
             RespCacheable::Uncacheable(_) => None,
         }
+    }
+
+    /// How long after arrival the response stays fresh.
+    fn fresh_secs(c: RespCacheable) -> Option<u64> {
+        cacheable(c).map(|m| {
+            m.fresh_until()
+                .duration_since(arrival())
+                .map_or(0, |d| d.as_secs())
+        })
+    }
+
+    /// How old the response was on arrival, as the Age of a hit counts it.
+    fn age_secs(c: RespCacheable) -> Option<u64> {
+        cacheable(c).map(|m| {
+            arrival()
+                .duration_since(m.epoch())
+                .map_or(0, |d| d.as_secs())
+        })
     }
 
     #[test]
     fn freshness_sources() {
         let p = CachePolicy::default();
-        let c = |h: &[(&str, &str)]| fresh_secs(response_cacheable(&p, &resp(200, h), false));
+        let c = |h: &[(&str, &str)]| fresh_secs(response_cacheable(&p, &resp(200, h), false, at()));
         assert_eq!(c(&[("cache-control", "max-age=60")]), Some(60));
         assert_eq!(c(&[("cache-control", "max-age=60, s-maxage=5")]), Some(5));
         assert_eq!(
@@ -235,15 +320,15 @@ mod tests {
             ..CachePolicy::default()
         };
         assert_eq!(
-            fresh_secs(response_cacheable(&h, &resp(200, &[]), false)),
+            fresh_secs(response_cacheable(&h, &resp(200, &[]), false, at())),
             Some(30)
         );
         assert_eq!(
-            fresh_secs(response_cacheable(&h, &resp(302, &[]), false)),
+            fresh_secs(response_cacheable(&h, &resp(302, &[]), false, at())),
             None
         );
         assert_eq!(
-            fresh_secs(response_cacheable(&h, &resp(206, &[]), false)),
+            fresh_secs(response_cacheable(&h, &resp(206, &[]), false, at())),
             None
         );
     }
@@ -251,7 +336,7 @@ mod tests {
     #[test]
     fn authorization_needs_explicit_permission() {
         let p = CachePolicy::default();
-        let c = |h: &[(&str, &str)]| fresh_secs(response_cacheable(&p, &resp(200, h), true));
+        let c = |h: &[(&str, &str)]| fresh_secs(response_cacheable(&p, &resp(200, h), true, at()));
         assert_eq!(c(&[("cache-control", "max-age=60")]), None);
         assert_eq!(c(&[("cache-control", "public, max-age=60")]), Some(60));
         assert_eq!(c(&[("cache-control", "s-maxage=60")]), Some(60));
@@ -268,7 +353,7 @@ mod tests {
             stale_if_error: Duration::from_secs(8),
             ..CachePolicy::default()
         };
-        let meta = |h: &[(&str, &str)]| match response_cacheable(&p, &resp(200, h), false) {
+        let meta = |h: &[(&str, &str)]| match response_cacheable(&p, &resp(200, h), false, at()) {
             RespCacheable::Cacheable(m) => (m.stale_while_revalidate_sec(), m.stale_if_error_sec()),
             RespCacheable::Uncacheable(r) => panic!("uncacheable: {r:?}"),
         };
@@ -289,6 +374,198 @@ mod tests {
             (0, 0)
         );
         assert_eq!(meta(&[("cache-control", "s-maxage=1")]), (0, 0));
+    }
+
+    #[test]
+    fn upstream_age_and_date_shorten_freshness_and_set_the_age() {
+        let p = CachePolicy::default();
+        let c = |h: &[(&str, String)]| {
+            let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = response_cacheable(&p, &resp(200, &h), false, at());
+            let age = age_secs(response_cacheable(&p, &resp(200, &h), false, at()));
+            (fresh_secs(r), age)
+        };
+        let cc = |v: &str| ("cache-control", v.to_string());
+        // Age from an upstream cache.
+        assert_eq!(
+            c(&[cc("max-age=60"), ("age", "50".into())]),
+            (Some(10), Some(50))
+        );
+        // Age implied by Date (apparent_age).
+        assert_eq!(
+            c(&[cc("max-age=60"), ("date", date(-45))]),
+            (Some(15), Some(45))
+        );
+        // Both: the larger.
+        assert_eq!(
+            c(&[cc("max-age=60"), ("date", date(-45)), ("age", "5".into())]),
+            (Some(15), Some(45))
+        );
+        // A Date from a fast clock implies no age.
+        assert_eq!(
+            c(&[cc("max-age=60"), ("date", date(3600))]),
+            (Some(60), Some(0))
+        );
+        // Expires counts from Date, not from our clock.
+        assert_eq!(
+            c(&[("date", date(3600)), ("expires", date(3602))]),
+            (Some(2), Some(0))
+        );
+        assert_eq!(
+            c(&[("date", date(-10)), ("expires", date(20))]),
+            (Some(20), Some(10))
+        );
+        // Older than its lifetime: stale on arrival.
+        assert_eq!(
+            c(&[
+                cc("max-age=60"),
+                ("age", "90".into()),
+                ("etag", "\"1\"".into())
+            ]),
+            (Some(0), Some(90))
+        );
+        assert_eq!(c(&[cc("max-age=60"), ("age", "90".into())]).0, None);
+        // The round trip counts too.
+        let slow = Exchange {
+            requested: arrival() - Duration::from_secs(3),
+            received: arrival(),
+        };
+        let m = cacheable(response_cacheable(
+            &p,
+            &resp(200, &[("cache-control", "max-age=60")]),
+            false,
+            slow,
+        ))
+        .unwrap();
+        assert_eq!(
+            m.fresh_until().duration_since(arrival()).unwrap(),
+            Duration::from_secs(57)
+        );
+    }
+
+    #[test]
+    fn stored_headers_lose_hop_by_hop_fields_and_gain_a_date() {
+        let p = CachePolicy::default();
+        let r = resp(
+            200,
+            &[
+                ("cache-control", "max-age=60"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+                ("keep-alive", "timeout=5"),
+                ("transfer-encoding", "chunked"),
+                ("upgrade", "h2c"),
+                ("age", "3"),
+                ("x-kept", "2"),
+            ],
+        );
+        let meta = cacheable(response_cacheable(&p, &r, false, at())).unwrap();
+        let h = meta.headers();
+        for name in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
+            "age",
+        ] {
+            assert!(!h.contains_key(name), "{name} stored");
+        }
+        assert_eq!(h.get("x-kept").unwrap(), "2");
+        assert_eq!(h.get("date").unwrap().to_str().unwrap(), date(0));
+        let dated = resp(200, &[("cache-control", "max-age=60"), ("date", &date(-5))]);
+        let meta = cacheable(response_cacheable(&p, &dated, false, at())).unwrap();
+        assert_eq!(
+            meta.headers().get("date").unwrap().to_str().unwrap(),
+            date(-5)
+        );
+    }
+
+    #[test]
+    fn a_targeted_field_replaces_cache_control_and_expires() {
+        let p = CachePolicy::default();
+        let c = |h: &[(&str, &str)]| fresh_secs(response_cacheable(&p, &resp(200, h), false, at()));
+        let cdn = |v| ("cdn-cache-control", v);
+        assert_eq!(
+            c(&[("cache-control", "no-store"), cdn("max-age=600")]),
+            Some(600)
+        );
+        assert_eq!(
+            c(&[("cache-control", "private"), cdn("max-age=600")]),
+            Some(600)
+        );
+        assert_eq!(c(&[("cache-control", "max-age=60"), cdn("no-store")]), None);
+        assert_eq!(c(&[("cache-control", "max-age=60"), cdn("private")]), None);
+        // 'none' is no directive: nothing explicit, and Expires is ignored.
+        assert_eq!(c(&[("cache-control", "no-store"), cdn("none")]), None);
+        let expires = date(3600);
+        assert_eq!(c(&[("expires", &expires), cdn("none")]), None);
+        assert_eq!(c(&[("expires", &expires), cdn("max-age=5")]), Some(5));
+        // Invalid or empty: Cache-Control decides.
+        assert_eq!(
+            c(&[("cache-control", "max-age=60"), cdn("no-store,,")]),
+            Some(60)
+        );
+        assert_eq!(c(&[("cache-control", "max-age=60"), cdn("")]), Some(60));
+        assert_eq!(
+            c(&[("cache-control", "max-age=60"), cdn("Max-Age=5")]),
+            Some(60)
+        );
+        // Its s-maxage and stale windows are the ones used.
+        assert_eq!(c(&[cdn("max-age=600, s-maxage=30")]), Some(30));
+        let windows = cacheable(response_cacheable(
+            &p,
+            &resp(
+                200,
+                &[
+                    ("cache-control", "max-age=1, stale-while-revalidate=99"),
+                    cdn("max-age=1, stale-while-revalidate=7"),
+                ],
+            ),
+            false,
+            at(),
+        ))
+        .unwrap();
+        assert_eq!(windows.stale_while_revalidate_sec(), 7);
+        // An authorized request needs the targeted field's permission.
+        let auth =
+            |h: &[(&str, &str)]| fresh_secs(response_cacheable(&p, &resp(200, h), true, at()));
+        assert_eq!(
+            auth(&[("cache-control", "public, max-age=60"), cdn("max-age=60")]),
+            None
+        );
+        assert_eq!(auth(&[cdn("public, max-age=60")]), Some(60));
+        // Another target, or none.
+        let other = CachePolicy {
+            targeted_cache_control: Some(http::HeaderName::from_static("edge-cache-control")),
+            ..CachePolicy::default()
+        };
+        let o =
+            |h: &[(&str, &str)]| fresh_secs(response_cacheable(&other, &resp(200, h), false, at()));
+        assert_eq!(
+            o(&[("cache-control", "no-store"), cdn("max-age=600")]),
+            None
+        );
+        assert_eq!(
+            o(&[
+                ("cache-control", "no-store"),
+                ("edge-cache-control", "max-age=9")
+            ]),
+            Some(9)
+        );
+        let off = CachePolicy {
+            targeted_cache_control: None,
+            ..CachePolicy::default()
+        };
+        assert_eq!(
+            fresh_secs(response_cacheable(
+                &off,
+                &resp(200, &[("cache-control", "max-age=60"), cdn("no-store")]),
+                false,
+                at()
+            )),
+            Some(60)
+        );
     }
 
     #[test]

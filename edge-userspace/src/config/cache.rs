@@ -22,6 +22,9 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_STATUS_HEADER: &str = "X-Cache-Status";
 /// Default freshness given by heuristics to responses that carry none.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// Default targeted cache-control field (RFC 9213) the cache obeys ahead
+/// of Cache-Control: the one aimed at CDNs.
+pub const DEFAULT_TARGETED_CACHE_CONTROL: &str = "cdn-cache-control";
 
 /// `cache:` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +66,10 @@ pub struct PolicySurface {
     /// Stale-if-error window when the response does not give one.
     #[serde(default)]
     pub stale_if_error: Option<Quantity>,
+    /// The targeted cache-control field obeyed ahead of Cache-Control
+    /// (RFC 9213); `""` obeys Cache-Control only.
+    #[serde(default)]
+    pub targeted_cache_control: Option<String>,
 }
 
 /// The process-wide cache store.
@@ -94,6 +101,10 @@ pub struct CachePolicy {
     pub stale_while_revalidate: Duration,
     /// Stale-if-error when the response says nothing.
     pub stale_if_error: Duration,
+    /// The targeted field (RFC 9213) whose directives, when present and
+    /// valid, replace Cache-Control and Expires for this cache; `None`
+    /// when only Cache-Control counts.
+    pub targeted_cache_control: Option<HeaderName>,
 }
 
 impl Default for CachePolicy {
@@ -104,6 +115,7 @@ impl Default for CachePolicy {
             default_ttl: DEFAULT_TTL,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            targeted_cache_control: Some(HeaderName::from_static(DEFAULT_TARGETED_CACHE_CONTROL)),
         }
     }
 }
@@ -237,11 +249,35 @@ pub(super) fn policy(
             "default_ttl must be longer than 0 (or turn heuristic_freshness off)",
         );
     }
+    let targeted_cache_control = match s.targeted_cache_control.as_deref() {
+        None => defaults.targeted_cache_control,
+        Some("") => None,
+        Some(name) => match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if h == http::header::CACHE_CONTROL => {
+                v.error(
+                    format!("{path}.targeted_cache_control"),
+                    "targeted_cache_control names a field other than Cache-Control (e.g. CDN-Cache-Control), or \"\" to obey Cache-Control only",
+                );
+                None
+            }
+            Ok(h) => Some(h),
+            Err(_) => {
+                v.error(
+                    format!("{path}.targeted_cache_control"),
+                    format!(
+                        "bad header name {name:?}: letters, digits and !#$%&'*+-.^_`|~ only, or \"\" to obey Cache-Control only"
+                    ),
+                );
+                None
+            }
+        },
+    };
     Some(CachePolicy {
         enabled,
         heuristic_freshness,
         default_ttl,
         stale_while_revalidate,
         stale_if_error,
+        targeted_cache_control,
     })
 }

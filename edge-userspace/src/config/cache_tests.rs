@@ -26,6 +26,7 @@ listeners:
       default_ttl: 2m
       stale_while_revalidate: 10s
       stale_if_error: 1h
+      targeted_cache_control: Edge-Cache-Control
     compression:
       algorithms: [gzip, br]
       content_types: [text/html, Application/JSON]
@@ -53,6 +54,7 @@ listeners:
             default_ttl: Duration::from_secs(120),
             stale_while_revalidate: Duration::from_secs(10),
             stale_if_error: Duration::from_secs(3600),
+            targeted_cache_control: Some(http::HeaderName::from_static("edge-cache-control")),
         }
     );
     let comp = c.listeners[0].compression.clone().unwrap();
@@ -79,6 +81,26 @@ fn defaults() {
     assert_eq!(cache.status_header.unwrap().as_str(), "x-cache-status");
     assert!(cache.purge_allow.is_empty());
     assert_eq!(c.listeners[0].cache, Some(CachePolicy::default()));
+    assert_eq!(
+        CachePolicy::default()
+            .targeted_cache_control
+            .as_ref()
+            .map(|h| h.as_str()),
+        Some("cdn-cache-control"),
+        "CDN-Cache-Control is obeyed unless configured otherwise"
+    );
+    let off = format!(
+        "cache: {{}}\nlisteners:\n  - {{name: web, address: '0.0.0.0:80', pool: app, cache: {{targeted_cache_control: ''}}}}\n{POOLS}"
+    );
+    let c2 = parse(&off, Path::new(FILE)).unwrap();
+    assert_eq!(
+        c2.listeners[0]
+            .cache
+            .clone()
+            .unwrap()
+            .targeted_cache_control,
+        None
+    );
     let comp = c.listeners[0].compression.clone().unwrap();
     assert_eq!(
         comp.algorithms,
@@ -149,6 +171,13 @@ listeners:
       enabled: false
       heuristic_freshness: true
       default_ttl: 0s
+      targeted_cache_control: 'CDN Cache Control'
+  - name: third
+    address: 0.0.0.0:82
+    pool: app
+    cache:
+      enabled: false
+      targeted_cache_control: Cache-Control
 {POOLS}"
     );
     assert_eq!(
@@ -158,6 +187,8 @@ listeners:
             "edge.yaml:6:20: listeners[0].cache.default_ttl: default_ttl only applies with heuristic_freshness: true",
             "edge.yaml:7:23: listeners[0].cache.stale_if_error: bad duration \"soon\": expected a number with a unit, such as 250ms, 5s, 2m or 1h",
             "edge.yaml:14:20: listeners[1].cache.default_ttl: default_ttl must be longer than 0 (or turn heuristic_freshness off)",
+            "edge.yaml:15:31: listeners[1].cache.targeted_cache_control: bad header name \"CDN Cache Control\": letters, digits and !#$%&'*+-.^_`|~ only, or \"\" to obey Cache-Control only",
+            "edge.yaml:21:31: listeners[2].cache.targeted_cache_control: targeted_cache_control names a field other than Cache-Control (e.g. CDN-Cache-Control), or \"\" to obey Cache-Control only",
         ]
     );
     assert_eq!(
@@ -165,7 +196,7 @@ listeners:
             "listeners:\n  - {{name: web, address: '0.0.0.0:80', pool: app, cache: {{ttl: 5s}}}}\n{POOLS}"
         )),
         [
-            "edge.yaml:2:59: listeners[0].cache: unknown field `ttl`, expected one of `enabled`, `heuristic_freshness`, `default_ttl`, `stale_while_revalidate`, `stale_if_error`"
+            "edge.yaml:2:59: listeners[0].cache: unknown field `ttl`, expected one of `enabled`, `heuristic_freshness`, `default_ttl`, `stale_while_revalidate`, `stale_if_error`, `targeted_cache_control`"
         ]
     );
 }
