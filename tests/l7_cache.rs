@@ -594,3 +594,293 @@ fn a_client_no_cache_forces_revalidation() -> Result<()> {
     ensure!(origin.requests() == 2, "origin saw {}", origin.requests());
     Ok(())
 }
+
+/// The request's Host, port included (X-Forwarded-Host has no port).
+fn host_of(req: &Message) -> String {
+    req.header("host").unwrap_or_default().to_string()
+}
+
+fn method_of(req: &Message) -> String {
+    req.start
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn unsafe_methods_invalidate_the_target_and_same_host_locations() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| {
+        let path = path_of(req);
+        match (method_of(req).as_str(), path.as_str()) {
+            ("GET", _) => Response::new(200, format!("{path} {}", host_of(req)))
+                .header("Cache-Control", "max-age=60")
+                .header("Vary", "Accept-Language"),
+            ("POST", "/r") => Response::new(201, "created")
+                .header("Location", "/loc")
+                .header("Content-Location", format!("http://{}/cloc", host_of(req))),
+            ("PUT", "/r2") => {
+                Response::new(200, "put").header("Location", "http://other.example/x")
+            }
+            ("DELETE", _) => Response::new(404, "no such thing"),
+            _ => Response::new(200, "done"),
+        }
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    let en = [("Accept-Language", "en")];
+    let fr = [("Accept-Language", "fr")];
+    let other = [("Host", "other.example")];
+    let cached: [(&str, &[(&str, &str)]); 10] = [
+        ("/r", &en),
+        ("/r", &fr),
+        ("/loc", &[]),
+        ("/cloc", &[]),
+        ("/r2", &[]),
+        ("/x", &other),
+        ("/gone", &[]),
+        ("/u", &[]),
+        ("/o", &[]),
+        ("/d", &[]),
+    ];
+    for (path, headers) in cached {
+        edge.request("GET", path, headers)?;
+        let m = edge.request("GET", path, headers)?;
+        ensure!(status(&m) == "HIT", "{path} {headers:?} not cached: {m:?}");
+    }
+    let post = edge.request("POST", "/r", &[])?;
+    ensure!(post.status() == Some(201), "{post:?}");
+    // The target (every variant) and both same-host locations went.
+    for (path, headers) in [("/r", &en[..]), ("/r", &fr), ("/loc", &[]), ("/cloc", &[])] {
+        let m = edge.request("GET", path, headers)?;
+        ensure!(
+            status(&m) == "MISS",
+            "{path} {headers:?} still cached: {m:?}"
+        );
+    }
+    // A Location on another host is not ours to invalidate.
+    let put = edge.request("PUT", "/r2", &[])?;
+    ensure!(put.status() == Some(200), "{put:?}");
+    ensure!(status(&edge.get("/r2")?) == "MISS");
+    let x = edge.request("GET", "/x", &other)?;
+    ensure!(status(&x) == "HIT", "{x:?}");
+    // An error answer changed nothing, so nothing is invalidated.
+    let delete = edge.request("DELETE", "/gone", &[])?;
+    ensure!(delete.status() == Some(404), "{delete:?}");
+    ensure!(status(&edge.get("/gone")?) == "HIT");
+    // Safe methods leave the entry alone; unknown methods are unsafe.
+    let options = edge.request("OPTIONS", "/o", &[])?;
+    ensure!(options.status() == Some(200), "{options:?}");
+    ensure!(status(&edge.get("/o")?) == "HIT");
+    let frob = edge.request("FROB", "/u", &[])?;
+    ensure!(frob.status() == Some(200), "{frob:?}");
+    ensure!(status(&edge.get("/u")?) == "MISS");
+    let delete = edge.request("PATCH", "/d", &[("Content-Length", "0")])?;
+    ensure!(delete.status() == Some(200), "{delete:?}");
+    ensure!(status(&edge.get("/d")?) == "MISS");
+    Ok(())
+}
+
+#[test]
+fn not_modified_updates_the_stored_headers() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| {
+        if req.header("if-none-match") == Some("\"v1\"") {
+            return Response::new(304, "")
+                .header("Cache-Control", "max-age=60")
+                .header("ETag", "\"v1\"")
+                .header("X-Version", "2")
+                .header("Last-Modified", "Thu, 01 Jan 2026 00:00:00 GMT")
+                .header("Connection", "x-hop")
+                .header("X-Hop", "per-connection");
+        }
+        Response::new(200, "original")
+            .header("Cache-Control", "max-age=1")
+            .header("ETag", "\"v1\"")
+            .header("X-Version", "1")
+            .header("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    let first = edge.get("/m")?;
+    expect(&first, 200, "MISS", "original")?;
+    ensure!(first.header("x-version") == Some("1"), "{first:?}");
+    let revalidated = until_not_hit(&edge, "/m", &[])?;
+    expect(&revalidated, 200, "REVALIDATED", "original")?;
+    let hit = edge.get("/m")?;
+    expect(&hit, 200, "HIT", "original")?;
+    for m in [&revalidated, &hit] {
+        ensure!(m.header("x-version") == Some("2"), "not updated: {m:?}");
+        ensure!(
+            m.header("last-modified") == Some("Thu, 01 Jan 2026 00:00:00 GMT"),
+            "not updated: {m:?}"
+        );
+        ensure!(
+            m.header("x-hop").is_none(),
+            "a 304's hop-by-hop field was kept: {m:?}"
+        );
+        ensure!(m.header("content-length") == Some("8"), "{m:?}");
+    }
+    Ok(())
+}
+
+/// `t` as an IMF-fixdate (RFC 9110 §5.6.7), for origins that send Date.
+fn http_date(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn upstream_age_and_date_count_against_freshness() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| {
+        let now = std::time::SystemTime::now();
+        let r = Response::new(200, "aged");
+        match path_of(req).as_str() {
+            // An upstream cache already held it for 50 of its 60 seconds.
+            "/age" => r.header("Cache-Control", "max-age=60").header("Age", "50"),
+            // Sent 50 s ago by the origin's clock, fresh for 53.
+            "/date" => r
+                .header("Cache-Control", "max-age=53")
+                .header("Date", http_date(now - Duration::from_secs(50))),
+            // An origin whose clock is an hour ahead: Expires is 2 s after
+            // its Date, so the response is fresh for 2 s, not an hour.
+            _ => {
+                let date = now + Duration::from_secs(3600);
+                r.header("Date", http_date(date))
+                    .header("Expires", http_date(date + Duration::from_secs(2)))
+            }
+        }
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    let age =
+        |m: &Message| -> Result<u64> { Ok(m.header("age").context("a hit has Age")?.parse()?) };
+    edge.get("/age")?;
+    let hit = edge.get("/age")?;
+    expect(&hit, 200, "HIT", "aged")?;
+    let a = age(&hit)?;
+    ensure!(
+        (50..=60).contains(&a),
+        "Age {a}: the upstream's 50 s are not counted"
+    );
+
+    edge.get("/date")?;
+    let hit = edge.get("/date")?;
+    expect(&hit, 200, "HIT", "aged")?;
+    let a = age(&hit)?;
+    ensure!(
+        (50..=53).contains(&a),
+        "Age {a}: the time since Date is not counted"
+    );
+    let later = until_not_hit(&edge, "/date", &[])?;
+    expect(&later, 200, "EXPIRED", "aged")?;
+
+    edge.get("/expires")?;
+    let hit = edge.get("/expires")?;
+    expect(&hit, 200, "HIT", "aged")?;
+    ensure!(age(&hit)? <= 2, "{hit:?}");
+    let later = until_not_hit(&edge, "/expires", &[])?;
+    expect(&later, 200, "EXPIRED", "aged")?;
+    Ok(())
+}
+
+#[test]
+fn hop_by_hop_fields_are_not_stored() -> Result<()> {
+    let origin = backend(fixed(
+        "hop",
+        &[
+            ("Cache-Control", "max-age=60"),
+            ("Connection", "X-Hop, keep-alive"),
+            ("X-Hop", "per-connection"),
+            ("Keep-Alive", "timeout=30"),
+            ("Proxy-Connection", "keep-alive"),
+            ("X-Kept", "end-to-end"),
+        ],
+    ))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/h")?, 200, "MISS", "hop")?;
+    let hit = edge.get("/h")?;
+    expect(&hit, 200, "HIT", "hop")?;
+    for name in ["x-hop", "keep-alive", "proxy-connection"] {
+        ensure!(
+            hit.header(name).is_none(),
+            "{name} served from the cache: {hit:?}"
+        );
+    }
+    ensure!(hit.header("x-kept") == Some("end-to-end"), "{hit:?}");
+    Ok(())
+}
+
+#[test]
+fn cdn_cache_control_is_obeyed_ahead_of_cache_control() -> Result<()> {
+    let origin = backend(Arc::new(|req: &Message| {
+        let r = Response::new(200, "cdn");
+        match path_of(req).as_str() {
+            "/cdn" => r
+                .header("Cache-Control", "no-store")
+                .header("CDN-Cache-Control", "max-age=60"),
+            "/cdn-no-store" => r
+                .header("Cache-Control", "max-age=60")
+                .header("CDN-Cache-Control", "no-store"),
+            // Not a valid Dictionary: ignored, Cache-Control applies.
+            "/cdn-invalid" => r
+                .header("Cache-Control", "max-age=60")
+                .header("CDN-Cache-Control", "no-store,,"),
+            _ => r
+                .header("Cache-Control", "no-store")
+                .header("Edge-Cache-Control", "max-age=60"),
+        }
+    }))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    expect(&edge.get("/cdn")?, 200, "MISS", "cdn")?;
+    let hit = edge.get("/cdn")?;
+    expect(&hit, 200, "HIT", "cdn")?;
+    // Forwarded unchanged, for CDN caches further down.
+    ensure!(
+        hit.header("cdn-cache-control") == Some("max-age=60"),
+        "{hit:?}"
+    );
+    ensure!(hit.header("cache-control") == Some("no-store"), "{hit:?}");
+    expect(&edge.get("/cdn-no-store")?, 200, "UNCACHEABLE", "cdn")?;
+    expect(&edge.get("/cdn-no-store")?, 200, "UNCACHEABLE", "cdn")?;
+    edge.get("/cdn-invalid")?;
+    expect(&edge.get("/cdn-invalid")?, 200, "HIT", "cdn")?;
+    expect(&edge.get("/own")?, 200, "UNCACHEABLE", "cdn")?;
+    drop(edge);
+
+    // Another target field, or none.
+    let edge = LoopbackEdge::start(config(
+        origin.addr(),
+        "{}",
+        "{targeted_cache_control: Edge-Cache-Control}",
+    ))?;
+    edge.get("/own")?;
+    expect(&edge.get("/own")?, 200, "HIT", "cdn")?;
+    expect(&edge.get("/cdn")?, 200, "UNCACHEABLE", "cdn")?;
+    drop(edge);
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{targeted_cache_control: ''}"))?;
+    expect(&edge.get("/cdn")?, 200, "UNCACHEABLE", "cdn")?;
+    edge.get("/cdn-no-store")?;
+    expect(&edge.get("/cdn-no-store")?, 200, "HIT", "cdn")?;
+    Ok(())
+}
