@@ -19,6 +19,11 @@
 //! chosen for the flow. A table change leaves it alone, so established
 //! flows keep their backend; a real marked down ([`REAL_FLAG_UP`] clear) is
 //! not trusted from the LRU and its flows are re-picked from the ring.
+//! The key is always the whole 5-tuple, also for source-hashed services
+//! (whose Maglev hash ignores the client port): a key without the port
+//! would make all of a client's connections one entry, and the first new
+//! connection after a table change (a SYN skips the lookup and overwrites
+//! the entry) would move every established one to the new owner.
 
 /// Array of [`RealDef`], indexed by real id; id 0 is never used, so a
 /// zeroed ring slot means "no backend".
@@ -87,6 +92,14 @@ pub const REAL_FLAG_UP: u8 = 1;
 /// [`L4Settings::flags`]: the SYN budget is on.
 pub const SETTINGS_SYN_BUDGET: u32 = 1;
 
+/// The egress MTU the kernel assumes while [`L4Settings::mtu`] is zero
+/// (Ethernet's).
+pub const DEFAULT_MTU: u32 = 1_500;
+/// The smallest MTU the daemon writes into [`L4Settings::mtu`]: IPv4's
+/// minimum datagram size every host must accept (RFC 791). Below it the
+/// quote of an ICMP "fragmentation needed" could be longer than the packet.
+pub const MIN_MTU: u32 = 576;
+
 /// IANA protocol number for ICMP.
 pub const IPPROTO_ICMP: u8 = 1;
 /// IANA protocol number for IPv4-in-IP encapsulation.
@@ -140,7 +153,8 @@ pub struct FlowKey {
     pub src: [u8; 16],
     /// VIP address.
     pub dst: [u8; 16],
-    /// Client port, host order (zero for source-hashed services).
+    /// Client port, host order (kept for source-hashed services too: see
+    /// the module docs).
     pub src_port: u16,
     /// VIP port, host order.
     pub dst_port: u16,
@@ -212,6 +226,12 @@ pub struct L4Settings {
     pub syn_burst: u32,
     /// `SETTINGS_*` bits.
     pub flags: u32,
+    /// The smallest MTU of the interfaces edge transmits on (layer 3 bytes,
+    /// as `ip link` shows it); zero: [`DEFAULT_MTU`]. An encapsulated
+    /// packet longer than this is answered with ICMP "fragmentation needed"
+    /// / ICMPv6 "packet too big" instead of being handed to a driver that
+    /// would drop it silently.
+    pub mtu: u32,
 }
 
 /// Value of [`MAP_IFACES`].
@@ -244,11 +264,29 @@ pub enum L4Event {
     NoEgress = 5,
     /// A VIP packet redirected to another interface.
     Redirected = 6,
+    /// A VIP packet too big for the egress MTU once encapsulated, answered
+    /// with ICMP "fragmentation needed" / ICMPv6 "packet too big" (`XDP_TX`).
+    TooBigReplied = 7,
+    /// A VIP packet too big for the egress MTU that gets no ICMP answer:
+    /// IPv4 without DF (its sender does not do path MTU discovery, and
+    /// edge drops fragments to VIPs anyway), an ICMP error (never answered
+    /// with another), or a packet shorter than the quote: dropped.
+    TooBigDropped = 8,
+    /// An IPv6 packet to a VIP address whose extension headers go on
+    /// beyond what the parser walks: its fragment state and transport are
+    /// unknown, so it is dropped.
+    ExtHeadersDropped = 9,
+    /// The program's per-CPU scratch slot was missing (a build or load
+    /// bug): the packet was passed unclassified, counted as "other".
+    NoScratch = 10,
+    /// A conntrack or SYN-budget insert failed: the flow is not
+    /// remembered (it is re-picked from the same table next time).
+    MapUpdateFailed = 11,
 }
 
 impl L4Event {
     /// Number of events, the length of [`MAP_L4_EVENTS`].
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 12;
     /// Every event, in index order.
     pub const ALL: [L4Event; Self::COUNT as usize] = [
         L4Event::FragmentDropped,
@@ -258,6 +296,11 @@ impl L4Event {
         L4Event::EncapFailed,
         L4Event::NoEgress,
         L4Event::Redirected,
+        L4Event::TooBigReplied,
+        L4Event::TooBigDropped,
+        L4Event::ExtHeadersDropped,
+        L4Event::NoScratch,
+        L4Event::MapUpdateFailed,
     ];
 
     /// The label used in metrics.
@@ -270,6 +313,11 @@ impl L4Event {
             L4Event::EncapFailed => "encap_failed",
             L4Event::NoEgress => "no_egress",
             L4Event::Redirected => "redirected",
+            L4Event::TooBigReplied => "too_big_replied",
+            L4Event::TooBigDropped => "too_big_dropped",
+            L4Event::ExtHeadersDropped => "ext_headers_dropped",
+            L4Event::NoScratch => "no_scratch",
+            L4Event::MapUpdateFailed => "map_update_failed",
         }
     }
 

@@ -75,11 +75,14 @@ pub enum PacketClass {
     Malformed = 3,
     /// The source address matched the deny list; the packet was dropped.
     Denied = 4,
+    /// More VLAN tags than edge parses (two): the source is unknown, so the
+    /// deny list cannot be applied, and the packet was dropped.
+    Unparsed = 5,
 }
 
 impl PacketClass {
     /// Number of classes, the length of [`MAP_CLASS_STATS`].
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
     /// Every class, in index order.
     pub const ALL: [PacketClass; Self::COUNT as usize] = [
         PacketClass::Vip,
@@ -87,6 +90,7 @@ impl PacketClass {
         PacketClass::Other,
         PacketClass::Malformed,
         PacketClass::Denied,
+        PacketClass::Unparsed,
     ];
 
     /// The label used in metrics and logs.
@@ -97,6 +101,7 @@ impl PacketClass {
             PacketClass::Other => "other",
             PacketClass::Malformed => "malformed",
             PacketClass::Denied => "denied",
+            PacketClass::Unparsed => "unparsed",
         }
     }
 
@@ -244,7 +249,7 @@ mod tests {
         assert_eq!(size_of::<L4Counters>(), 32);
         assert_eq!(size_of::<SourceKey>(), 20);
         assert_eq!(size_of::<TokenBucket>(), 16);
-        assert_eq!(size_of::<L4Settings>(), 32);
+        assert_eq!(size_of::<L4Settings>(), 36);
         assert_eq!(size_of::<IfaceDef>(), 8);
     }
 
