@@ -1,14 +1,18 @@
 //! The fast path's decision for one packet: which class it is and what to do.
 //!
 //! The order is fixed and cheap-first: a packet edge cannot read as IP goes
-//! up the stack; a denied source is dropped before its transport header is
-//! even looked at; then the destination decides between an L4 virtual
-//! service, an L7 listener and everything else.
+//! up the stack (except a frame with more VLAN tags than edge parses: its
+//! source is unknown, so it could dodge the deny list, and it is dropped);
+//! a denied source is dropped before its transport header is even looked
+//! at; then the destination decides between an L4 virtual service, an L7
+//! listener and everything else.
 //!
 //! For the L4 path: a fragment to a VIP address is dropped (and counted):
 //! later fragments carry no ports, so they could not follow the first to
-//! its backend (Katran drops them too); an ICMP error about a VIP flow is
-//! balanced like the flow it quotes (see [`crate::icmp`]).
+//! its backend (Katran drops them too), and so is an IPv6 packet whose
+//! extension headers go on beyond the parser's walk (it may be a fragment);
+//! an ICMP error about a VIP flow is balanced like the flow it quotes (see
+//! [`crate::icmp`]).
 
 use crate::{
     PacketBuf, icmp,
@@ -16,7 +20,7 @@ use crate::{
 };
 use edge_common::{
     FAMILY_V4, FAMILY_V6, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4Event, PacketClass,
-    PortKey, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+    PortKey, VipKey, VipMeta,
 };
 
 /// TCP flag bits.
@@ -41,7 +45,8 @@ pub struct Balance {
     /// The service.
     pub meta: VipMeta,
     /// The flow, as the client sends it (for ICMP errors: the quoted flow
-    /// reversed); ports zeroed for source-hashed services.
+    /// reversed), ports included also for source-hashed services: it is
+    /// the conntrack key, and the hash leaves the client port out itself.
     pub flow: FlowKey,
     /// Offset of the IP header (the L2 header's length).
     pub l2_len: usize,
@@ -52,6 +57,9 @@ pub struct Balance {
     pub mid_flow: bool,
     /// An ICMP error about the flow: forwarded, but never creates state.
     pub icmp: bool,
+    /// Length of the IP packet (header and payload, without Ethernet
+    /// padding), for the egress MTU check.
+    pub ip_len: u32,
 }
 
 /// The outcome for one packet.
@@ -106,6 +114,12 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
     v.event = None;
     let eth = match parse::ethernet(p) {
         Ok(eth) => eth,
+        Err(e @ ParseError::Unsupported(_)) => {
+            v.class = PacketClass::Unparsed;
+            v.action = Action::Drop;
+            v.error = Some(e);
+            return;
+        }
         Err(e) => return malformed(v, e),
     };
     let ip = match eth.ether_type {
@@ -124,10 +138,15 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
     }
     v.balance.l2_len = eth.l3_offset;
     v.balance.v6 = eth.ether_type == ETH_P_IPV6;
+    v.balance.ip_len = ip.len;
     if ip.fragment != Fragment::No && tables.vip(&address_key(&ip)).is_some() {
         v.class = PacketClass::Vip;
         v.action = Action::Drop;
-        v.event = Some(L4Event::FragmentDropped);
+        v.event = Some(if ip.fragment == Fragment::Unknown {
+            L4Event::ExtHeadersDropped
+        } else {
+            L4Event::FragmentDropped
+        });
         return;
     }
     if ip.proto == IPPROTO_ICMP || ip.proto == IPPROTO_ICMPV6 {
@@ -141,9 +160,6 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
             v.balance.flow = e.flow;
             v.balance.mid_flow = false;
             v.balance.icmp = true;
-            if meta.flags & VIP_FLAG_SOURCE_HASH != 0 {
-                v.balance.flow.src_port = 0;
-            }
         }
         return;
     }
@@ -162,9 +178,6 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
                 .is_some_and(|[_, f]| f & TCP_SYN == 0 || f & TCP_ACK != 0);
         v.balance.icmp = false;
         fill_flow(&ip, ports.src, ports.dst, &mut v.balance.flow);
-        if meta.flags & VIP_FLAG_SOURCE_HASH != 0 {
-            v.balance.flow.src_port = 0;
-        }
         return;
     }
     if tables.is_l7_port(&PortKey::new(ports.dst, ip.proto)) {

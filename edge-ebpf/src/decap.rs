@@ -8,7 +8,8 @@
 
 use crate::{
     PacketBuf, PacketBufMut,
-    parse::{self, ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, Fragment, IpAddrs, VLAN_HLEN},
+    encap::{self, Tags},
+    parse::{self, ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, Fragment, IpAddrs, MAX_L2_HLEN, VLAN_HLEN},
 };
 use edge_common::{DecapEvent, IPPROTO_IPIP, IPPROTO_IPV6};
 
@@ -23,9 +24,9 @@ pub trait Sources {
 pub struct Strip {
     /// The original Ethernet header (the EtherType is replaced).
     pub eth: [u8; ETH_HLEN],
-    /// The VLAN tag after it, if `l2_len` is 18.
-    pub vlan: [u8; VLAN_HLEN],
-    /// Length of the L2 header: 14, or 18 with a tag.
+    /// The VLAN tags after it (`l2_len` says how many; the rest is zero).
+    pub tags: Tags,
+    /// Length of the L2 header: 14, 18 with a tag, 22 with two.
     pub l2_len: usize,
     /// Length of the outer IP header, options and extension headers
     /// included: how far the packet start moves.
@@ -73,19 +74,13 @@ pub fn plan<P: PacketBuf + ?Sized, S: Sources>(p: &P, sources: &S) -> Plan {
         Some(b) if b >> 4 == version => {}
         _ => return Plan::Pass(DecapEvent::Malformed),
     }
-    let (Some(head), Some(vlan)) = (
-        p.bytes::<ETH_HLEN>(0),
-        if eth.l3_offset == ETH_HLEN + VLAN_HLEN {
-            p.bytes::<VLAN_HLEN>(ETH_HLEN)
-        } else {
-            Some([0; VLAN_HLEN])
-        },
-    ) else {
+    let (Some(head), Some(tags)) = (p.bytes::<ETH_HLEN>(0), encap::read_tags(p, eth.l3_offset))
+    else {
         return Plan::Pass(DecapEvent::Malformed);
     };
     Plan::Strip(Strip {
         eth: head,
-        vlan,
+        tags,
         l2_len: eth.l3_offset,
         outer_len: ip.l4_offset - eth.l3_offset,
         ether_type,
@@ -98,15 +93,18 @@ pub fn plan<P: PacketBuf + ?Sized, S: Sources>(p: &P, sources: &S) -> Plan {
 pub fn write_l2<P: PacketBufMut + ?Sized>(p: &mut P, s: &Strip) -> Option<()> {
     let et = s.ether_type.to_be_bytes();
     let mut eth = s.eth;
-    if s.l2_len == ETH_HLEN + VLAN_HLEN {
-        p.write(0, eth)?;
-        let mut vlan = s.vlan;
-        vlan[2] = et[0];
-        vlan[3] = et[1];
-        p.write(ETH_HLEN, vlan)
+    let mut tags = s.tags;
+    // The EtherType is the last two bytes of the L2 header: the innermost
+    // tag's, or the Ethernet header's.
+    if s.l2_len >= MAX_L2_HLEN {
+        tags[6] = et[0];
+        tags[7] = et[1];
+    } else if s.l2_len >= ETH_HLEN + VLAN_HLEN {
+        tags[2] = et[0];
+        tags[3] = et[1];
     } else {
         eth[12] = et[0];
         eth[13] = et[1];
-        p.write(0, eth)
     }
+    encap::write_l2_header(p, eth, &tags, s.l2_len)
 }

@@ -2,19 +2,28 @@
 //!
 //! The caller makes room in front of the packet (`bpf_xdp_adjust_head` in
 //! the kernel, a longer buffer in tests); [`write`] then lays down the
-//! Ethernet header (and VLAN tag) with the next hop's MACs, and the outer IP
-//! header, in the room. The inner packet is not touched. The outer family is
-//! always the inner family (IPv4 VIPs have IPv4 reals, IPv6 VIPs IPv6
+//! Ethernet header (and VLAN tags) with the next hop's MACs, and the outer
+//! IP header, in the room. The inner packet is not touched. The outer family
+//! is always the inner family (IPv4 VIPs have IPv4 reals, IPv6 VIPs IPv6
 //! reals: the configuration enforces it), so the EtherType stays as it was.
+//!
+//! The outer IPv4 header has ID 0 and DF set, always. With DF clear, every
+//! outer packet having the same ID would let a router's fragments of two
+//! different packets be reassembled into one (RFC 6864 allows a constant ID
+//! only for atomic datagrams, those with DF set); edge itself checks the
+//! egress MTU and answers packets that would need fragmenting with ICMP
+//! instead (see [`crate::toobig`]). Katran leaves DF clear.
 
 use crate::{
     PacketBuf, PacketBufMut,
-    parse::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, VLAN_HLEN},
+    parse::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, MAX_L2_HLEN, VLAN_HLEN},
 };
 use edge_common::{IPPROTO_IPIP, IPPROTO_IPV6};
 
 /// TTL / hop limit of the outer header.
 pub const OUTER_TTL: u8 = 64;
+/// The DF bit in the flags / fragment offset field of an IPv4 header.
+pub const IPV4_DF: u16 = 0x4000;
 
 /// Where the packet goes (the real) and from where (edge's configured
 /// source): an address pair, as the parser reports the inner one.
@@ -43,9 +52,9 @@ impl Outer {
 pub struct Inner {
     /// The original Ethernet header (its MACs are replaced).
     pub eth: [u8; ETH_HLEN],
-    /// The VLAN tag after it, if `l2_len` is 18.
-    pub vlan: [u8; VLAN_HLEN],
-    /// Length of the L2 header: 14, or 18 with a tag.
+    /// The VLAN tags after it (`l2_len` says how many; the rest is zero).
+    pub tags: Tags,
+    /// Length of the L2 header: 14, 18 with a tag, 22 with two.
     pub l2_len: usize,
     /// IPv4 TOS / IPv6 traffic class, copied to the outer header.
     pub tos: u8,
@@ -53,15 +62,49 @@ pub struct Inner {
     pub ip_len: u16,
 }
 
+/// Up to two VLAN tags, as they follow the Ethernet header.
+pub type Tags = [u8; MAX_L2_HLEN - ETH_HLEN];
+
+/// Reads the VLAN tags of a frame whose L2 header is `l2_len` long (14,
+/// 18 or 22); zero where there is no tag.
+#[inline(always)]
+pub fn read_tags<P: PacketBuf + ?Sized>(p: &P, l2_len: usize) -> Option<Tags> {
+    let mut tags = [0u8; MAX_L2_HLEN - ETH_HLEN];
+    if l2_len >= ETH_HLEN + VLAN_HLEN {
+        let t: [u8; VLAN_HLEN] = p.bytes(ETH_HLEN)?;
+        tags[..VLAN_HLEN].copy_from_slice(&t);
+    }
+    if l2_len >= MAX_L2_HLEN {
+        let t: [u8; VLAN_HLEN] = p.bytes(ETH_HLEN + VLAN_HLEN)?;
+        tags[VLAN_HLEN..].copy_from_slice(&t);
+    }
+    Some(tags)
+}
+
+/// Writes `eth` and the first `l2_len - 14` bytes of `tags` at the start of
+/// `p`.
+#[inline(always)]
+pub fn write_l2_header<P: PacketBufMut + ?Sized>(
+    p: &mut P,
+    eth: [u8; ETH_HLEN],
+    tags: &Tags,
+    l2_len: usize,
+) -> Option<()> {
+    p.write(0, eth)?;
+    if l2_len >= ETH_HLEN + VLAN_HLEN {
+        p.write(ETH_HLEN, [tags[0], tags[1], tags[2], tags[3]])?;
+    }
+    if l2_len >= MAX_L2_HLEN {
+        p.write(ETH_HLEN + VLAN_HLEN, [tags[4], tags[5], tags[6], tags[7]])?;
+    }
+    Some(())
+}
+
 /// Reads [`Inner`] from a packet whose IP header starts at `l2_len`.
 #[inline(always)]
 pub fn inner<P: PacketBuf + ?Sized>(p: &P, l2_len: usize, v6: bool) -> Option<Inner> {
     let eth: [u8; ETH_HLEN] = p.bytes(0)?;
-    let vlan: [u8; VLAN_HLEN] = if l2_len == ETH_HLEN + VLAN_HLEN {
-        p.bytes(ETH_HLEN)?
-    } else {
-        [0; VLAN_HLEN]
-    };
+    let tags = read_tags(p, l2_len)?;
     let h: [u8; 6] = p.bytes(l2_len)?;
     let (tos, ip_len) = if v6 {
         let payload = u16::from_be_bytes([h[4], h[5]]);
@@ -74,7 +117,7 @@ pub fn inner<P: PacketBuf + ?Sized>(p: &P, l2_len: usize, v6: bool) -> Option<In
     };
     Some(Inner {
         eth,
-        vlan,
+        tags,
         l2_len,
         tos,
         ip_len,
@@ -95,10 +138,12 @@ pub fn ipv4_checksum(h: &[u8; IPV4_MIN_HLEN]) -> u16 {
     !(sum as u16)
 }
 
-/// The outer IPv4 header for an inner packet of `inner_len` bytes.
+/// The outer IPv4 header for an inner packet of `inner_len` bytes: ID 0,
+/// DF set (see the module docs).
 #[inline(always)]
 pub fn ipv4_header(src: [u8; 4], dst: [u8; 4], tos: u8, inner_len: u16) -> Option<[u8; 20]> {
     let total = inner_len.checked_add(IPV4_MIN_HLEN as u16)?.to_be_bytes();
+    let df = IPV4_DF.to_be_bytes();
     let mut h = [
         0x45,
         tos,
@@ -106,8 +151,8 @@ pub fn ipv4_header(src: [u8; 4], dst: [u8; 4], tos: u8, inner_len: u16) -> Optio
         total[1],
         0,
         0,
-        0,
-        0,
+        df[0],
+        df[1],
         OUTER_TTL,
         IPPROTO_IPIP,
         0,
@@ -179,9 +224,5 @@ fn write_l2<P: PacketBufMut + ?Sized>(
     let mut eth = inner.eth;
     eth[..6].copy_from_slice(&dst_mac);
     eth[6..12].copy_from_slice(&src_mac);
-    p.write(0, eth)?;
-    if inner.l2_len == ETH_HLEN + VLAN_HLEN {
-        p.write(ETH_HLEN, inner.vlan)?;
-    }
-    Some(())
+    write_l2_header(p, eth, &inner.tags, inner.l2_len)
 }

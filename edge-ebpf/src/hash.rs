@@ -36,10 +36,12 @@ fn word(b: &[u8; 16], i: usize) -> u32 {
     u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
-/// The hash of `flow`. Source-hashed services zero the ports in the key
-/// before calling this, so the same function serves both modes.
+/// The hash of `flow`; with `source_only` (a source-hashed service) the
+/// client port is left out, so all of a client's flows share a slot. The
+/// key itself keeps the port: it is also the conntrack key.
 #[inline(always)]
-pub fn flow_hash(flow: &FlowKey) -> u32 {
+pub fn flow_hash(flow: &FlowKey, source_only: bool) -> u32 {
+    let src_port = if source_only { 0 } else { flow.src_port };
     let mut h = SEED;
     h = mix(h, word(&flow.src, 0));
     h = mix(h, word(&flow.src, 4));
@@ -49,13 +51,14 @@ pub fn flow_hash(flow: &FlowKey) -> u32 {
     h = mix(h, word(&flow.dst, 4));
     h = mix(h, word(&flow.dst, 8));
     h = mix(h, word(&flow.dst, 12));
-    h = mix(h, u32::from(flow.src_port) << 16 | u32::from(flow.dst_port));
+    h = mix(h, u32::from(src_port) << 16 | u32::from(flow.dst_port));
     h = mix(h, u32::from(flow.proto) << 8 | u32::from(flow.family));
     finish(h, 40)
 }
 
-/// The Maglev slot of `flow` in a table of `size` slots (`size` > 0).
+/// The Maglev slot of `flow` in a table of `size` slots (`size` > 0); see
+/// [`flow_hash`] for `source_only`.
 #[inline(always)]
-pub fn slot(flow: &FlowKey, size: u32) -> u32 {
-    flow_hash(flow) % size
+pub fn slot(flow: &FlowKey, source_only: bool, size: u32) -> u32 {
+    flow_hash(flow, source_only) % size
 }

@@ -12,6 +12,7 @@ pub mod hash;
 pub mod icmp;
 pub mod parse;
 pub mod token;
+pub mod toobig;
 pub mod xdp;
 
 /// Read-only, bounds-checked access to a packet.
@@ -36,6 +37,21 @@ pub trait PacketBuf {
     /// The big-endian `u16` at `offset`.
     fn be16_at(&self, offset: usize) -> Option<u16> {
         self.bytes::<2>(offset).map(u16::from_be_bytes)
+    }
+    /// The one's-complement sum (RFC 1071, folded, not complemented) of the
+    /// `N` bytes at `offset` read as big-endian 16-bit words, for checksums
+    /// over packet data; `N` is a multiple of 4. `None` if they would run
+    /// past the end.
+    fn sum16<const N: usize>(&self, offset: usize) -> Option<u16> {
+        let mut sum = 0u32;
+        let mut i = 0;
+        while i < N {
+            sum += u32::from(self.be16_at(offset + i)?);
+            i += 2;
+        }
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        Some(sum as u16)
     }
 }
 

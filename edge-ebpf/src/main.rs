@@ -12,7 +12,7 @@
 
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
-    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head},
+    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     macros::{map, xdp},
     maps::{
         Array, DevMapHash, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray,
@@ -24,16 +24,16 @@ use edge_common::{
     Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IPPROTO_TCP,
     IfaceDef, L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES,
     MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP,
-    RealDef, SETTINGS_SYN_BUDGET, SourceKey, TokenBucket, VipKey, VipMeta, ring_entries,
-    ring_index,
+    RealDef, SETTINGS_SYN_BUDGET, SourceKey, TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+    ring_entries, ring_index,
 };
 use edge_ebpf::{
     PacketBuf,
     classify::{Action, Balance, Tables, Verdict, classify_into},
     encap::{self, Outer},
     hash,
-    parse::{ETH_HLEN, IpAddrs, VLAN_HLEN},
-    token,
+    parse::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, IpAddrs, MAX_L2_HLEN, VLAN_HLEN},
+    token, toobig,
     xdp::XdpBuf,
 };
 
@@ -128,6 +128,10 @@ pub fn edge_xdp(ctx: XdpContext) -> u32 {
     let buf = XdpBuf(&ctx);
     let len = buf.len() as u64;
     let Some(verdict) = EDGE_SCRATCH.get_ptr_mut(0) else {
+        // Cannot happen with a well-built object; if it does, the packet
+        // goes to the stack unexamined, and both counters say so.
+        count(&ctx, PacketClass::Other, len);
+        event(L4Event::NoScratch);
         return xdp_action::XDP_PASS;
     };
     // SAFETY: this CPU's slot of a per-CPU array, from a successful lookup;
@@ -141,11 +145,92 @@ pub fn edge_xdp(ctx: XdpContext) -> u32 {
     match verdict.action {
         Action::Pass => xdp_action::XDP_PASS,
         Action::Drop => xdp_action::XDP_DROP,
-        Action::Balance => match pick(&verdict.balance, len) {
-            Ok(real) => forward(ctx.ctx, &verdict.balance, real),
-            Err(action) => action,
-        },
+        Action::Balance => {
+            let mtu = match EDGE_L4_SETTINGS.get(0) {
+                Some(s) => s.mtu,
+                None => 0,
+            };
+            let b = &verdict.balance;
+            // Checked before a backend is picked: a packet answered here
+            // creates no flow and is not counted as forwarded.
+            if toobig::exceeds(b.ip_len, overhead(b.v6), mtu) {
+                return too_big(ctx.ctx, b, mtu);
+            }
+            match pick(b, len) {
+                Ok(real) => forward(ctx.ctx, b, real),
+                Err(action) => action,
+            }
+        }
     }
+}
+
+/// Bytes the tunnel adds to an IPv6 (or IPv4) packet.
+#[inline(always)]
+fn overhead(v6: bool) -> u32 {
+    if v6 {
+        IPV6_HLEN as u32
+    } else {
+        IPV4_MIN_HLEN as u32
+    }
+}
+
+/// The L2 length of a verdict restated as a constant: the verdict lives in
+/// map memory, where the verifier cannot see that it is 14, 18 or 22.
+#[inline(always)]
+fn l2_len_of(b: &Balance) -> usize {
+    if b.l2_len == MAX_L2_HLEN {
+        MAX_L2_HLEN
+    } else if b.l2_len == ETH_HLEN + VLAN_HLEN {
+        ETH_HLEN + VLAN_HLEN
+    } else {
+        ETH_HLEN
+    }
+}
+
+/// Answers a VIP packet too big for the egress `mtu` (zero: the default)
+/// with ICMP "fragmentation needed" / ICMPv6 "packet too big", back out of
+/// the ingress interface; or drops it when it gets no answer (see
+/// [`toobig`]).
+#[inline(never)]
+fn too_big(raw: *mut xdp_md, b: &Balance, mtu: u32) -> u32 {
+    let ctx = &XdpContext::new(raw);
+    let mtu = if mtu == 0 {
+        edge_common::DEFAULT_MTU
+    } else {
+        mtu
+    };
+    let l2_len = l2_len_of(b);
+    let reply = if b.icmp {
+        None
+    } else {
+        toobig::reply(
+            &XdpBuf(ctx),
+            l2_len,
+            b.v6,
+            mtu.saturating_sub(overhead(b.v6)),
+        )
+    };
+    let Some(reply) = reply else {
+        event(L4Event::TooBigDropped);
+        return xdp_action::XDP_DROP;
+    };
+    let keep = l2_len + reply.quote();
+    let cut = XdpBuf(ctx).len().saturating_sub(keep) as i32;
+    // SAFETY: the helpers check the new bounds against the buffer and fail
+    // cleanly; packet pointers are re-read after each (see XdpBuf::write).
+    if unsafe { bpf_xdp_adjust_tail(raw, -cut) } != 0
+        || unsafe { bpf_xdp_adjust_head(raw, -(reply.headroom() as i32)) } != 0
+    {
+        event(L4Event::TooBigDropped);
+        return xdp_action::XDP_DROP;
+    }
+    let mut buf = XdpBuf(ctx);
+    if toobig::write(&mut buf, &reply).is_none() {
+        event(L4Event::TooBigDropped);
+        return xdp_action::XDP_DROP;
+    }
+    event(L4Event::TooBigReplied);
+    xdp_action::XDP_TX
 }
 
 /// The benchmark's baseline: the cheapest program there is.
@@ -197,7 +282,8 @@ fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
             event(L4Event::NoBackend);
             return Err(xdp_action::XDP_PASS);
         }
-        let slot = hash::slot(&b.flow, size);
+        let source_only = b.meta.flags & VIP_FLAG_SOURCE_HASH != 0;
+        let slot = hash::slot(&b.flow, source_only, size);
         pick = match EDGE_RINGS.get(ring_index(b.meta.id, b.meta.generation, slot)) {
             Some(id) => *id,
             None => 0,
@@ -206,10 +292,14 @@ fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
             event(L4Event::NoBackend);
             return Err(xdp_action::XDP_PASS);
         }
-        if !b.icmp {
-            // On failure (map full is impossible for an LRU) the flow is
-            // simply re-picked next time: same table, same answer.
-            let _ = EDGE_CONNTRACK.insert(b.flow, FlowState { real: pick }, 0);
+        // On failure (map full is impossible for an LRU) the flow is simply
+        // re-picked next time: same table, same answer.
+        if !b.icmp
+            && EDGE_CONNTRACK
+                .insert(b.flow, FlowState { real: pick }, 0)
+                .is_err()
+        {
+            event(L4Event::MapUpdateFailed);
         }
     }
     add(&EDGE_VIP_STATS, b.meta.id, len, new_flow, lru_miss);
@@ -247,7 +337,12 @@ fn within_budget(flow: &edge_common::FlowKey, settings: &L4Settings) -> bool {
             token::take(bucket, now, settings.syn_rate, settings.syn_burst)
         }
         None => {
-            let _ = EDGE_SYN_BUDGET.insert(key, token::first(now, settings.syn_burst), 0);
+            if EDGE_SYN_BUDGET
+                .insert(key, token::first(now, settings.syn_burst), 0)
+                .is_err()
+            {
+                event(L4Event::MapUpdateFailed);
+            }
             settings.syn_burst > 0
         }
     }
@@ -263,13 +358,7 @@ fn forward(raw: *mut xdp_md, b: &Balance, id: u32) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let buf = XdpBuf(ctx);
-    // The verdict lives in map memory, where the verifier cannot see that
-    // the L2 length is 14 or 18; restate it as constants.
-    let l2_len = if b.l2_len == ETH_HLEN + VLAN_HLEN {
-        ETH_HLEN + VLAN_HLEN
-    } else {
-        ETH_HLEN
-    };
+    let l2_len = l2_len_of(b);
     let Some(inner) = encap::inner(&buf, l2_len, b.v6) else {
         event(L4Event::EncapFailed);
         return xdp_action::XDP_DROP;

@@ -1,5 +1,6 @@
-//! Header parsers: Ethernet (with one VLAN tag), IPv4 (with options), IPv6
-//! (with a bounded walk over extension headers), TCP and UDP.
+//! Header parsers: Ethernet (with up to two VLAN tags: 802.1Q, or QinQ),
+//! IPv4 (with options), IPv6 (with a bounded walk over extension headers),
+//! TCP and UDP.
 //!
 //! Each parser takes the offset of its header and returns what the next
 //! layer needs; none of them trusts a length field without checking it
@@ -28,14 +29,26 @@ pub const IPV6_HLEN: usize = 40;
 pub const TCP_MIN_HLEN: usize = 20;
 /// UDP header length.
 pub const UDP_HLEN: usize = 8;
+/// Most VLAN tags parsed (an 802.1ad service tag and an 802.1Q customer
+/// tag); a frame with more is [`ParseError::Unsupported`].
+pub const MAX_VLAN_TAGS: usize = 2;
+/// Longest L2 header parsed: Ethernet and [`MAX_VLAN_TAGS`] tags.
+pub const MAX_L2_HLEN: usize = ETH_HLEN + MAX_VLAN_TAGS * VLAN_HLEN;
 /// How many IPv6 extension headers are skipped before giving up on finding
-/// the transport header; bounds the loop for the verifier.
+/// the transport header; bounds the loop for the verifier. A chain longer
+/// than this is reported as [`Fragment::Unknown`].
 pub const MAX_IPV6_EXT_HEADERS: usize = 4;
 
 const IPV6_EXT_HOP_BY_HOP: u8 = 0;
 const IPV6_EXT_ROUTING: u8 = 43;
 const IPV6_EXT_FRAGMENT: u8 = 44;
+const IPV6_EXT_AUTH: u8 = 51;
 const IPV6_EXT_DEST_OPTS: u8 = 60;
+const IPV6_EXT_MOBILITY: u8 = 135;
+const IPV6_EXT_HIP: u8 = 139;
+const IPV6_EXT_SHIM6: u8 = 140;
+const IPV6_EXT_EXPERIMENT1: u8 = 253;
+const IPV6_EXT_EXPERIMENT2: u8 = 254;
 
 /// The protocol layer a parse error happened at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,14 +72,17 @@ pub enum ParseError {
     Truncated(Layer),
     /// This layer's header contradicts itself (bad version, length field).
     Invalid(Layer),
+    /// This layer goes on beyond what edge parses (a third VLAN tag): the
+    /// network header was never reached.
+    Unsupported(Layer),
 }
 
 /// What follows the Ethernet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ethernet {
-    /// EtherType of the payload, after a VLAN tag if there was one.
+    /// EtherType of the payload, after the VLAN tags if there were any.
     pub ether_type: u16,
-    /// The VLAN ID if the frame carried a tag.
+    /// The VLAN ID of the innermost tag, if the frame carried one.
     pub vlan: Option<u16>,
     /// Offset of the network header.
     pub l3_offset: usize,
@@ -100,6 +116,9 @@ pub enum Fragment {
     First,
     /// A later fragment: no transport header.
     Later,
+    /// The IPv6 extension header chain goes on beyond the parser's walk:
+    /// neither the fragment state nor the transport header is known.
+    Unknown,
 }
 
 /// A parsed network header.
@@ -113,6 +132,9 @@ pub struct IpHeader {
     pub l4_offset: usize,
     /// Fragmentation state.
     pub fragment: Fragment,
+    /// Length of the IP packet, header included, from its length field
+    /// (checked against the frame, which may be longer: Ethernet padding).
+    pub len: u32,
 }
 
 /// Transport ports, host byte order.
@@ -124,24 +146,40 @@ pub struct Ports {
     pub dst: u16,
 }
 
-/// Parses the Ethernet header and at most one VLAN tag.
+/// Parses the Ethernet header and up to [`MAX_VLAN_TAGS`] VLAN tags
+/// (802.1Q or 802.1ad, in any order).
 pub fn ethernet<P: PacketBuf + ?Sized>(p: &P) -> Result<Ethernet, ParseError> {
     let truncated = ParseError::Truncated(Layer::Ethernet);
-    let ether_type = p.be16_at(12).ok_or(truncated)?;
-    if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
-        return Ok(Ethernet {
-            ether_type,
-            vlan: None,
-            l3_offset: ETH_HLEN,
-        });
+    let mut ether_type = p.be16_at(12).ok_or(truncated)?;
+    let mut vlan = None;
+    let mut l3_offset = ETH_HLEN;
+    // Unrolled by hand: one read of a whole tag per step, at an offset the
+    // verifier sees as a constant.
+    if is_vlan(ether_type) {
+        let tag: [u8; VLAN_HLEN] = p.bytes(ETH_HLEN).ok_or(truncated)?;
+        vlan = Some(u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff);
+        ether_type = u16::from_be_bytes([tag[2], tag[3]]);
+        l3_offset = ETH_HLEN + VLAN_HLEN;
+        if is_vlan(ether_type) {
+            let tag: [u8; VLAN_HLEN] = p.bytes(ETH_HLEN + VLAN_HLEN).ok_or(truncated)?;
+            vlan = Some(u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff);
+            ether_type = u16::from_be_bytes([tag[2], tag[3]]);
+            l3_offset = MAX_L2_HLEN;
+            if is_vlan(ether_type) {
+                return Err(ParseError::Unsupported(Layer::Ethernet));
+            }
+        }
     }
-    let tci = p.be16_at(ETH_HLEN).ok_or(truncated)?;
-    let inner = p.be16_at(ETH_HLEN + 2).ok_or(truncated)?;
     Ok(Ethernet {
-        ether_type: inner,
-        vlan: Some(tci & 0x0fff),
-        l3_offset: ETH_HLEN + VLAN_HLEN,
+        ether_type,
+        vlan,
+        l3_offset,
     })
+}
+
+#[inline(always)]
+fn is_vlan(ether_type: u16) -> bool {
+    ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD
 }
 
 /// Parses an IPv4 header (with options) at `off`.
@@ -180,11 +218,15 @@ pub fn ipv4<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseE
         proto: h[9],
         l4_offset: off + hlen,
         fragment,
+        len: total as u32,
     })
 }
 
 /// Parses an IPv6 header at `off`, skipping up to [`MAX_IPV6_EXT_HEADERS`]
-/// hop-by-hop, routing, destination-options and fragment headers.
+/// extension headers (hop-by-hop, routing, fragment, authentication,
+/// destination options, mobility, HIP, shim6, experimental). A chain that
+/// goes on beyond them gives [`Fragment::Unknown`], with `proto` the type
+/// of the first header not walked.
 pub fn ipv6<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseError> {
     let truncated = ParseError::Truncated(Layer::Ipv6);
     let fixed: [u8; 8] = p.bytes(off).ok_or(truncated)?;
@@ -202,10 +244,17 @@ pub fn ipv6<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseE
     let mut fragment = Fragment::No;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
-            IPV6_EXT_HOP_BY_HOP | IPV6_EXT_ROUTING | IPV6_EXT_DEST_OPTS => {
+            IPV6_EXT_HOP_BY_HOP | IPV6_EXT_ROUTING | IPV6_EXT_DEST_OPTS | IPV6_EXT_MOBILITY
+            | IPV6_EXT_HIP | IPV6_EXT_SHIM6 | IPV6_EXT_EXPERIMENT1 | IPV6_EXT_EXPERIMENT2 => {
                 let ext: [u8; 2] = p.bytes(l4_offset).ok_or(truncated)?;
                 next = ext[0];
                 l4_offset += (usize::from(ext[1]) + 1) * 8;
+            }
+            // The authentication header counts its length in 4-byte units.
+            IPV6_EXT_AUTH => {
+                let ext: [u8; 2] = p.bytes(l4_offset).ok_or(truncated)?;
+                next = ext[0];
+                l4_offset += (usize::from(ext[1]) + 2) * 4;
             }
             IPV6_EXT_FRAGMENT => {
                 let ext: [u8; 8] = p.bytes(l4_offset).ok_or(truncated)?;
@@ -223,18 +272,41 @@ pub fn ipv6<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseE
             _ => break,
         }
     }
+    if fragment != Fragment::Later && is_ipv6_ext(next) {
+        fragment = Fragment::Unknown;
+    }
     Ok(IpHeader {
         addrs: IpAddrs::V6 { src, dst },
         proto: next,
         l4_offset,
         fragment,
+        len: (IPV6_HLEN + payload) as u32,
     })
 }
 
-/// Parses the TCP or UDP header of `ip`; `Ok(None)` for other protocols and
-/// for later fragments, which carry no transport header.
+/// Whether `next` is an IPv6 extension header the walk follows.
+#[inline(always)]
+fn is_ipv6_ext(next: u8) -> bool {
+    matches!(
+        next,
+        IPV6_EXT_HOP_BY_HOP
+            | IPV6_EXT_ROUTING
+            | IPV6_EXT_FRAGMENT
+            | IPV6_EXT_AUTH
+            | IPV6_EXT_DEST_OPTS
+            | IPV6_EXT_MOBILITY
+            | IPV6_EXT_HIP
+            | IPV6_EXT_SHIM6
+            | IPV6_EXT_EXPERIMENT1
+            | IPV6_EXT_EXPERIMENT2
+    )
+}
+
+/// Parses the TCP or UDP header of `ip`; `Ok(None)` for other protocols, for
+/// later fragments (which carry no transport header) and for packets whose
+/// extension headers were not walked to the end.
 pub fn ports<P: PacketBuf + ?Sized>(p: &P, ip: &IpHeader) -> Result<Option<Ports>, ParseError> {
-    if ip.fragment == Fragment::Later {
+    if ip.fragment == Fragment::Later || ip.fragment == Fragment::Unknown {
         return Ok(None);
     }
     let off = ip.l4_offset;

@@ -209,3 +209,79 @@ fn vip_wins_over_l7_port() {
     };
     assert_eq!(classify(&p[..], &t).class, PacketClass::Vip);
 }
+
+#[test]
+fn two_vlan_tags_are_parsed_and_a_third_is_unsupported() {
+    let p = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    let qinq = edge_tests::l4packets::with_tags(&p, &[(0x88a8, 100), (0x8100, 42)]);
+    let eth = parse::ethernet(&qinq[..]).unwrap();
+    assert_eq!(
+        (eth.ether_type, eth.vlan, eth.l3_offset),
+        (0x0800, Some(42), 22)
+    );
+    assert_eq!(class(&qinq), PacketClass::L7);
+    // The deny list sees through both tags.
+    let t = T {
+        deny: true,
+        ..T::default()
+    };
+    let v = classify(&qinq[..], &t);
+    assert_eq!((v.class, v.action), (PacketClass::Denied, Action::Drop));
+    // A third tag: the source is unknown, so nothing is passed unchecked.
+    let three = edge_tests::l4packets::with_tags(&p, &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)]);
+    let v = classify(&three[..], &T::default());
+    assert_eq!((v.class, v.action), (PacketClass::Unparsed, Action::Drop));
+    assert_eq!(v.error, Some(ParseError::Unsupported(Layer::Ethernet)));
+    // A second tag cut short is truncated, as the first one is.
+    assert_eq!(
+        parse::ethernet(&qinq[..20]),
+        Err(ParseError::Truncated(Layer::Ethernet))
+    );
+}
+
+#[test]
+fn ipv6_chains_longer_than_the_walk_have_an_unknown_fragment_state() {
+    let p = Builder::new().v6(C6, H6, L4::Tcp(1, 8080));
+    let four = edge_tests::l4packets::with_v6_ext(&p, 4, None);
+    let ip = parse::ipv6(&four[..], 14).unwrap();
+    assert_eq!(
+        (ip.proto, ip.fragment),
+        (edge_common::IPPROTO_TCP, Fragment::No)
+    );
+    assert_eq!(class(&four), PacketClass::L7);
+    let five = edge_tests::l4packets::with_v6_ext(&p, 4, Some((0, false)));
+    let ip = parse::ipv6(&five[..], 14).unwrap();
+    assert_eq!(ip.fragment, Fragment::Unknown);
+    assert_eq!(parse::ports(&five[..], &ip), Ok(None));
+    // Not to a VIP: passed, to the kernel, which owns it.
+    assert_eq!(class(&five), PacketClass::Other);
+    // An authentication header counts in 4-byte units.
+    let mut ah = with_ext(&p, 51, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    ah[14 + 40 + 1] = 1;
+    let ip = parse::ipv6(&ah[..], 14).unwrap();
+    assert_eq!(
+        (ip.proto, ip.l4_offset),
+        (edge_common::IPPROTO_TCP, 14 + 40 + 12)
+    );
+}
+
+#[test]
+fn ip_len_is_the_header_length_field_not_the_frame() {
+    let mut p = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    let len = p.len() - 14;
+    p.extend_from_slice(&[0; 6]); // Ethernet padding
+    assert_eq!(parse::ipv4(&p[..], 14).unwrap().len as usize, len);
+    let p6 = Builder::new().v6(C6, H6, L4::Tcp(1, 8080));
+    assert_eq!(
+        parse::ipv6(&p6[..], 14).unwrap().len as usize,
+        p6.len() - 14
+    );
+}
+
+#[test]
+fn sum16_is_the_rfc_1071_sum() {
+    // RFC 1071's example bytes, then padded to a multiple of four.
+    let b = [0x00u8, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+    assert_eq!(crate::PacketBuf::sum16::<8>(&b[..], 0), Some(0xddf2));
+    assert_eq!(crate::PacketBuf::sum16::<8>(&b[..], 1), None);
+}

@@ -7,14 +7,15 @@ use crate::{
     encap::{self, Outer},
     hash, icmp,
     parse::{self, IpAddrs},
-    token,
+    token, toobig,
 };
 use edge_common::{
     DecapEvent, FAMILY_V4, FlowKey, IPPROTO_TCP, L4Event, NANOTOKENS_PER_TOKEN, PacketClass,
     PortKey, TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
 };
 use edge_tests::l4packets::{
-    Ip, Tcp, decapsulated, icmp4_frag_needed, icmp6_too_big, ip_part, ip6ip6, ipip, tcp, udp,
+    Ip, Tcp, decapsulated, icmp4_frag_needed, icmp6_too_big, ip_part, ip6ip6, ipip, tcp, tcp_with,
+    too_big_reply, udp, with_tags, with_v6_ext, without_df,
 };
 
 const SMAC: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
@@ -90,14 +91,41 @@ fn vip_packets_are_balanced_with_their_flow() {
         Tcp::Ack,
     );
     assert!(classify(&ack[..], &T { flags: 0 }).balance.mid_flow);
-    // Source hashing zeroes the client port.
+    // Source hashing keeps the client port in the flow (the conntrack
+    // key); the hash leaves it out.
     let v = classify(
         &syn()[..],
         &T {
             flags: VIP_FLAG_SOURCE_HASH,
         },
     );
-    assert_eq!(v.balance.flow.src_port, 0);
+    assert_eq!(v.balance.flow.src_port, 40000);
+}
+
+#[test]
+fn source_hashing_ignores_the_client_port_but_the_flow_keeps_it() {
+    let base = classify(
+        &syn()[..],
+        &T {
+            flags: VIP_FLAG_SOURCE_HASH,
+        },
+    )
+    .balance
+    .flow;
+    let other = FlowKey {
+        src_port: 40001,
+        ..base
+    };
+    assert_ne!(base, other, "two connections, two conntrack keys");
+    assert_eq!(
+        hash::flow_hash(&base, true),
+        hash::flow_hash(&other, true),
+        "one client, one slot"
+    );
+    assert_ne!(
+        hash::flow_hash(&base, false),
+        hash::flow_hash(&other, false)
+    );
 }
 
 #[test]
@@ -181,7 +209,7 @@ fn icmp_errors_map_back_to_the_client_flow() {
 #[test]
 fn the_hash_is_deterministic_and_spreads_ports() {
     let base = classify(&syn()[..], &T { flags: 0 }).balance.flow;
-    assert_eq!(hash::flow_hash(&base), hash::flow_hash(&base));
+    assert_eq!(hash::flow_hash(&base, false), hash::flow_hash(&base, false));
     let m = 13u32;
     let mut count = [0u32; 13];
     for port in 0..13_000u16 {
@@ -189,7 +217,7 @@ fn the_hash_is_deterministic_and_spreads_ports() {
             src_port: port,
             ..base
         };
-        count[hash::slot(&f, m) as usize] += 1;
+        count[hash::slot(&f, false, m) as usize] += 1;
     }
     for c in count {
         assert!((900..1100).contains(&c), "slot counts {count:?}");
@@ -314,4 +342,124 @@ fn decap_plans_and_rewrites() {
         decap::plan(&tunnel[..14 + 20], &Allow),
         Plan::Pass(DecapEvent::Malformed)
     );
+}
+
+#[test]
+fn vip_fragments_behind_a_long_extension_chain_are_dropped() {
+    let syn6 = tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V6(CLIENT6),
+        Ip::V6(VIP6),
+        40000,
+        80,
+        Tcp::Syn,
+    );
+    let long = with_v6_ext(&syn6, 5, Some((100, false)));
+    let v = classify(&long[..], &T { flags: 0 });
+    assert_eq!((v.class, v.action), (PacketClass::Vip, Action::Drop));
+    assert_eq!(v.event, Some(L4Event::ExtHeadersDropped));
+    let short = with_v6_ext(&syn6, 2, Some((100, false)));
+    assert_eq!(
+        classify(&short[..], &T { flags: 0 }).event,
+        Some(L4Event::FragmentDropped)
+    );
+}
+
+#[test]
+fn qinq_frames_are_encapsulated_and_decapsulated_with_both_tags() {
+    let frame = with_tags(&syn(), &[(0x88a8, 100), (0x8100, 42)]);
+    let v = classify(&frame[..], &T { flags: 0 });
+    assert_eq!(v.action, Action::Balance);
+    assert_eq!(v.balance.l2_len, 22);
+    let inner = encap::inner(&frame[..], 22, false).unwrap();
+    let outer = Outer::V4 {
+        src: [10, 77, 2, 1],
+        dst: [10, 77, 2, 11],
+    };
+    let mut buf = vec![0u8; outer.len()];
+    buf.extend_from_slice(&frame);
+    encap::write(&mut buf[..], &inner, &outer, RMAC, DMAC).unwrap();
+    let tunnel = ipip(&frame, DMAC, RMAC, [10, 77, 2, 1], [10, 77, 2, 11]);
+    assert_eq!(buf, tunnel);
+    let Plan::Strip(s) = decap::plan(&tunnel[..], &Allow) else {
+        panic!("an allowed QinQ tunnel is stripped");
+    };
+    assert_eq!((s.l2_len, s.outer_len), (22, 20));
+    let mut rest = tunnel[s.outer_len..].to_vec();
+    decap::write_l2(&mut rest[..], &s).unwrap();
+    assert_eq!(rest, decapsulated(&tunnel, 20, 0x0800));
+}
+
+#[test]
+fn the_outer_ipv4_header_has_df_set() {
+    let inner = encap::inner(&syn()[..], 14, false).unwrap();
+    let h = encap::ipv4_header([10, 77, 2, 1], [10, 77, 2, 11], 0, inner.ip_len).unwrap();
+    assert_eq!(u16::from_be_bytes([h[4], h[5]]), 0, "ID 0");
+    assert_eq!(u16::from_be_bytes([h[6], h[7]]), 0x4000, "DF, offset 0");
+    let mut zeroed = h;
+    zeroed[10] = 0;
+    zeroed[11] = 0;
+    assert_eq!(
+        encap::ipv4_checksum(&zeroed),
+        u16::from_be_bytes([h[10], h[11]])
+    );
+}
+
+/// Applies a too-big reply to `frame` as the kernel does: trim to the
+/// quote, grow in front, write.
+fn apply(frame: &[u8], r: &toobig::Reply) -> Vec<u8> {
+    let mut out = vec![0u8; r.headroom()];
+    out.extend_from_slice(&frame[..r.l2_len + r.quote()]);
+    toobig::write(&mut out[..], r).unwrap();
+    out
+}
+
+fn big(vlan: Option<u16>, src: Ip, dst: Ip, payload: usize) -> Vec<u8> {
+    tcp_with(
+        SMAC,
+        DMAC,
+        vlan,
+        src,
+        dst,
+        40000,
+        80,
+        Tcp::Ack,
+        &vec![7u8; payload],
+    )
+}
+
+#[test]
+fn too_big_replies_match_independent_icmp_frames() {
+    assert!(!toobig::exceeds(1480, 20, 1500));
+    assert!(toobig::exceeds(1481, 20, 1500));
+    assert!(toobig::exceeds(1481, 20, 0), "zero: the default MTU");
+    assert!(!toobig::exceeds(8000, 40, 9000));
+    for (frame, l2) in [
+        (big(None, Ip::V4(CLIENT), Ip::V4(VIP), 1460), 14),
+        (big(Some(9), Ip::V4(CLIENT), Ip::V4(VIP), 1460), 18),
+    ] {
+        let r = toobig::reply(&frame[..], l2, false, 1480).unwrap();
+        assert_eq!(apply(&frame, &r), too_big_reply(&frame, 1480));
+    }
+    let qinq = with_tags(
+        &big(None, Ip::V4(CLIENT), Ip::V4(VIP), 1460),
+        &[(0x88a8, 5), (0x8100, 6)],
+    );
+    let r = toobig::reply(&qinq[..], 22, false, 1480).unwrap();
+    assert_eq!(apply(&qinq, &r), too_big_reply(&qinq, 1480));
+    let v6 = big(None, Ip::V6(CLIENT6), Ip::V6(VIP6), 1440);
+    let r = toobig::reply(&v6[..], 14, true, 1460).unwrap();
+    assert_eq!(apply(&v6, &r), too_big_reply(&v6, 1460));
+    // No DF: no reply.
+    let no_df = without_df(&big(None, Ip::V4(CLIENT), Ip::V4(VIP), 1460));
+    assert_eq!(toobig::reply(&no_df[..], 14, false, 1480), None);
+    // Shorter than the quote: no reply.
+    let small = big(None, Ip::V4(CLIENT), Ip::V4(VIP), 10);
+    assert_eq!(toobig::reply(&small[..], 14, false, 1480), None);
+    // A frame to a group MAC: no reply from a multicast source MAC.
+    let mut group = big(None, Ip::V4(CLIENT), Ip::V4(VIP), 1460);
+    group[0] |= 1;
+    assert_eq!(toobig::reply(&group[..], 14, false, 1480), None);
 }

@@ -32,7 +32,7 @@ pub enum Ip {
 }
 
 /// A TCP packet `src:sport → dst:dport` between MACs `smac → dmac`,
-/// optionally VLAN-tagged.
+/// optionally VLAN-tagged, carrying [`PAYLOAD`].
 #[allow(clippy::too_many_arguments)]
 pub fn tcp(
     smac: [u8; 6],
@@ -44,6 +44,23 @@ pub fn tcp(
     dport: u16,
     flags: Tcp,
 ) -> Vec<u8> {
+    tcp_with(smac, dmac, vlan, src, dst, sport, dport, flags, PAYLOAD)
+}
+
+/// Like [`tcp`], carrying `payload` (IPv4 with DF set, as etherparse
+/// builds it).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_with(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    vlan: Option<u16>,
+    src: Ip,
+    dst: Ip,
+    sport: u16,
+    dport: u16,
+    flags: Tcp,
+    payload: &[u8],
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(smac, dmac);
     let mut out = Vec::new();
     macro_rules! finish {
@@ -53,7 +70,7 @@ pub fn tcp(
                 Tcp::Syn => t.syn(),
                 Tcp::Ack => t.ack(1),
             };
-            t.write(&mut out, PAYLOAD).expect("write to Vec");
+            t.write(&mut out, payload).expect("write to Vec");
         }};
     }
     match (vlan, src, dst) {
@@ -142,10 +159,10 @@ pub fn icmp6_too_big(
     out
 }
 
-/// The frame edge sends for `frame` (untagged or with one VLAN tag):
+/// The frame edge sends for `frame` (untagged or with up to two VLAN tags):
 /// the same L2 header with MACs `smac → dmac`, an outer IPv4 header
-/// `outer_src → outer_dst` (protocol 4, TTL 64, no DF, TOS copied), and the
-/// original IP packet.
+/// `outer_src → outer_dst` (protocol 4, TTL 64, ID 0, DF set, TOS copied),
+/// and the original IP packet.
 pub fn ipip(
     frame: &[u8],
     smac: [u8; 6],
@@ -157,7 +174,7 @@ pub fn ipip(
     let inner = &frame[l2..];
     let mut h = Ipv4Header::new(inner.len() as u16, 64, IpNumber::IPV4, outer_src, outer_dst)
         .expect("outer header");
-    h.dont_fragment = false;
+    h.dont_fragment = true;
     h.dscp = etherparse::IpDscp::try_new(inner[1] >> 2).expect("dscp");
     h.ecn = etherparse::IpEcn::try_new(inner[1] & 3).expect("ecn");
     let mut out = l2_header(frame, smac, dmac);
@@ -192,12 +209,129 @@ pub fn ip6ip6(
     out
 }
 
-fn l2_len(frame: &[u8]) -> usize {
-    if frame[12..14] == [0x81, 0x00] {
-        18
-    } else {
-        14
+/// The length of `frame`'s L2 header: 14, plus 4 per VLAN tag (802.1Q or
+/// 802.1ad), at most two.
+pub fn l2_len(frame: &[u8]) -> usize {
+    let mut len = 14;
+    while len < 22 && matches!(frame[len - 2..len], [0x81, 0x00] | [0x88, 0xa8]) {
+        len += 4;
     }
+    len
+}
+
+/// `frame` (untagged) with VLAN tags inserted after its MACs, outermost
+/// first: `(TPID, VLAN id)` each (0x8100 for 802.1Q, 0x88a8 for 802.1ad).
+pub fn with_tags(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    for (tpid, vid) in tags {
+        out.extend_from_slice(&tpid.to_be_bytes());
+        out.extend_from_slice(&vid.to_be_bytes());
+    }
+    out.extend_from_slice(&frame[12..]);
+    out
+}
+
+/// `frame` (untagged IPv4) with the DF bit cleared and the header checksum
+/// recomputed.
+pub fn without_df(frame: &[u8]) -> Vec<u8> {
+    let (mut h, rest) = Ipv4Header::from_slice(&frame[14..]).expect("an IPv4 frame");
+    h.dont_fragment = false;
+    h.header_checksum = h.calc_header_checksum();
+    let mut out = frame[..14].to_vec();
+    h.write(&mut out).expect("write to Vec");
+    out.extend_from_slice(rest);
+    out
+}
+
+/// `frame` (untagged IPv6) with `n` empty destination-options headers
+/// inserted after the fixed header, then, if `fragment` is given, a
+/// fragment header (offset in 8-byte units, more-fragments).
+pub fn with_v6_ext(frame: &[u8], n: usize, fragment: Option<(u16, bool)>) -> Vec<u8> {
+    const DEST_OPTS: u8 = 60;
+    const FRAGMENT: u8 = 44;
+    let transport = frame[14 + 6];
+    let mut chain = Vec::new();
+    let mut next_headers = vec![DEST_OPTS; n];
+    if fragment.is_some() {
+        next_headers.push(FRAGMENT);
+    }
+    next_headers.push(transport);
+    for (i, _) in (0..n).enumerate() {
+        // Next header, length 0 (8 bytes), a PadN option of four bytes.
+        chain.extend_from_slice(&[next_headers[i + 1], 0, 1, 4, 0, 0, 0, 0]);
+    }
+    if let Some((offset, more)) = fragment {
+        let frag = (offset << 3) | u16::from(more);
+        chain.extend_from_slice(&[transport, 0]);
+        chain.extend_from_slice(&frag.to_be_bytes());
+        chain.extend_from_slice(&[0, 0, 0, 7]);
+    }
+    let mut out = frame[..14 + 40].to_vec();
+    out[14 + 6] = next_headers[0];
+    let payload = u16::from_be_bytes([out[18], out[19]]) + chain.len() as u16;
+    out[18..20].copy_from_slice(&payload.to_be_bytes());
+    out.extend_from_slice(&chain);
+    out.extend_from_slice(&frame[14 + 40..]);
+    out
+}
+
+/// Bytes of the offending IP packet an ICMP "fragmentation needed" from
+/// edge quotes (Katran's size).
+pub const TOO_BIG_QUOTE_V4: usize = 84;
+/// Bytes an ICMPv6 "packet too big" from edge quotes (Katran's size).
+pub const TOO_BIG_QUOTE_V6: usize = 248;
+
+/// The ICMP error edge answers an oversized client `frame` with: back
+/// out of the same L2 header with the MACs swapped, from the VIP to the
+/// client (TTL 64, ID 0, DF set, TOS 0), "fragmentation needed" with
+/// `mtu` (IPv4) or "packet too big" with `mtu` (IPv6), quoting the first
+/// bytes of the client's IP packet.
+pub fn too_big_reply(frame: &[u8], mtu: u32) -> Vec<u8> {
+    let l2 = l2_len(frame);
+    let ip = &frame[l2..];
+    let mut out = frame[..l2].to_vec();
+    out[..6].copy_from_slice(&frame[6..12]);
+    out[6..12].copy_from_slice(&frame[..6]);
+    let mut rest = Vec::new();
+    if ip[0] >> 4 == 4 {
+        let (src, dst): ([u8; 4], [u8; 4]) = (
+            ip[12..16].try_into().expect("4 bytes"),
+            ip[16..20].try_into().expect("4 bytes"),
+        );
+        PacketBuilder::ip(etherparse::IpHeaders::Ipv4(
+            Ipv4Header::new(0, TTL, IpNumber::ICMP, dst, src).expect("header"),
+            Default::default(),
+        ))
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: mtu as u16,
+            },
+        ))
+        .write(&mut rest, &ip[..TOO_BIG_QUOTE_V4])
+        .expect("write to Vec");
+    } else {
+        let (src, dst): ([u8; 16], [u8; 16]) = (
+            ip[8..24].try_into().expect("16 bytes"),
+            ip[24..40].try_into().expect("16 bytes"),
+        );
+        PacketBuilder::ip(etherparse::IpHeaders::Ipv6(
+            Ipv6Header {
+                traffic_class: 0,
+                flow_label: Ipv6FlowLabel::ZERO,
+                payload_length: 0,
+                next_header: IpNumber::IPV6_ICMP,
+                hop_limit: TTL,
+                source: dst,
+                destination: src,
+            },
+            Default::default(),
+        ))
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu })
+        .write(&mut rest, &ip[..TOO_BIG_QUOTE_V6])
+        .expect("write to Vec");
+    }
+    out.extend_from_slice(&rest);
+    out
 }
 
 fn l2_header(frame: &[u8], smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
