@@ -8,10 +8,10 @@
 //! their thread to one CPU first.
 
 use aya::programs::{TestRun, TestRunOptions};
-use edge_common::{DecapEvent, L4Event, REAL_FLAG_UP};
+use edge_common::{DecapEvent, L4Event, PacketClass, REAL_FLAG_UP};
 use edge_tests::l4packets::{
     Ip, Tcp, decapsulated, icmp4_echo, icmp4_frag_needed, icmp6_too_big, ip_part, ip6ip6, ipip,
-    tcp, udp,
+    tcp, tcp_with, too_big_reply, udp, with_tags, with_v6_ext, without_df,
 };
 use edge_userspace::{
     config::{self, Config},
@@ -40,6 +40,7 @@ const SOURCE4: [u8; 4] = [10, 77, 2, 1];
 const REAL1: [u8; 4] = [10, 77, 2, 11];
 const REAL_DNS: [u8; 4] = [10, 77, 2, 12];
 const THREE: [[u8; 4]; 3] = [[10, 77, 2, 21], [10, 77, 2, 22], [10, 77, 2, 23]];
+const STICKY: [[u8; 4]; 3] = [[10, 77, 2, 31], [10, 77, 2, 32], [10, 77, 2, 33]];
 
 const CLIENT6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
@@ -67,6 +68,8 @@ l4:
         backends: [{ address: 'fd00:77:2::11' }] }
     - { name: three, vip: 10.77.0.200, port: 80, maglev_table_size: 65537,
         backends: [{ address: 10.77.2.21 }, { address: 10.77.2.22 }, { address: 10.77.2.23 }] }
+    - { name: sticky, vip: 10.77.0.200, port: 443, hash: source_ip, maglev_table_size: 65537,
+        backends: [{ address: 10.77.2.31 }, { address: 10.77.2.32 }, { address: 10.77.2.33 }] }
 ";
 
 /// The MAC fixtures give real `addr`: its last address byte in the last
@@ -681,4 +684,240 @@ fn decap_strips_tunnels_from_allowed_sources_only() {
     assert_eq!(stats[DecapEvent::Decapsulated.index() as usize].packets, 4);
     assert_eq!(stats[DecapEvent::NotAllowed.index() as usize].packets, 1);
     assert_eq!(stats[DecapEvent::Malformed.index() as usize].packets, 1);
+}
+
+/// The outer destination of an IPIP frame, checked to be one of `pool`
+/// and to match the frame's destination MAC.
+fn ipip_backend(frame: &[u8], pool: &[[u8; 4]]) -> [u8; 4] {
+    assert_eq!(frame[14 + 9], 4, "an IPIP frame");
+    let dst: [u8; 4] = frame[14 + 16..14 + 20].try_into().unwrap();
+    assert!(
+        pool.contains(&dst),
+        "outer destination {dst:?} is a backend"
+    );
+    assert_eq!(
+        frame[..6],
+        real_mac(IpAddr::from(dst)),
+        "MAC of that backend"
+    );
+    dst
+}
+
+#[test]
+fn source_hashed_flows_keep_their_backend_after_a_table_change() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, plan) = dataplane(&cfg);
+    let svc = &plan.services[4];
+    assert_eq!(svc.name, "sticky");
+    let flow = |port: u16, flags| v4_tcp(CLIENT4, VIP4_THREE, port, 443, flags);
+    let (action, first) = run(&mut dp, &flow(50000, Tcp::Syn));
+    assert_eq!(action, XDP_TX);
+    let chosen = ipip_backend(&first, &STICKY);
+    let (_, ack) = run(&mut dp, &flow(50000, Tcp::Ack));
+    assert_eq!(ipip_backend(&ack, &STICKY), chosen);
+    let (_, other) = run(&mut dp, &flow(50001, Tcp::Syn));
+    assert_eq!(
+        ipip_backend(&other, &STICKY),
+        chosen,
+        "source hashing: the client's other flows go to the same backend"
+    );
+
+    // Drain the client's backend: the client's source now hashes elsewhere.
+    let idx = STICKY.iter().position(|b| *b == chosen).unwrap();
+    let mut up = vec![true; 3];
+    up[idx] = false;
+    {
+        let mut m = dp.l4();
+        m.write_ring(svc.id, 1, &svc.ring(&up)).unwrap();
+        m.set_vip(&svc.key, &svc.meta(1)).unwrap();
+    }
+    let (_, new_flow) = run(&mut dp, &flow(50002, Tcp::Syn));
+    let moved = ipip_backend(&new_flow, &STICKY);
+    assert_ne!(moved, chosen, "a new flow goes to the new owner");
+    for port in [50000, 50001] {
+        let (_, out) = run(&mut dp, &flow(port, Tcp::Ack));
+        assert_eq!(
+            ipip_backend(&out, &STICKY),
+            chosen,
+            "established flow {port} keeps its backend after the client's new SYN"
+        );
+    }
+    let (_, out) = run(&mut dp, &flow(50002, Tcp::Ack));
+    assert_eq!(ipip_backend(&out, &STICKY), moved, "and the new flow stays");
+}
+
+/// A TCP ACK to `dst:dport` whose IP packet is `ip_len` bytes long.
+fn sized(vlan: Option<u16>, src: Ip, dst: Ip, dport: u16, ip_len: usize) -> Vec<u8> {
+    let headers = match dst {
+        Ip::V4(_) => 20 + 20,
+        Ip::V6(_) => 40 + 20,
+    };
+    let payload = vec![0x5a; ip_len - headers];
+    tcp_with(
+        ROUTER_MAC,
+        EDGE_MAC,
+        vlan,
+        src,
+        dst,
+        40100,
+        dport,
+        Tcp::Ack,
+        &payload,
+    )
+}
+
+#[test]
+fn oversized_vip_packets_are_answered_with_icmp_too_big() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, _) = dataplane(&cfg);
+    // Egress MTU 1500 (the default): IPIP adds 20 bytes, IP6IP6 40.
+    let fits4 = sized(None, Ip::V4(CLIENT4), Ip::V4(VIP4), 80, 1480);
+    let big4 = sized(None, Ip::V4(CLIENT4), Ip::V4(VIP4), 80, 1481);
+    let big4_vlan = sized(Some(42), Ip::V4(CLIENT4), Ip::V4(VIP4), 80, 1500);
+    let fits6 = sized(None, Ip::V6(CLIENT6), Ip::V6(VIP6), 443, 1460);
+    let big6 = sized(None, Ip::V6(CLIENT6), Ip::V6(VIP6), 443, 1461);
+    let big4_no_df = without_df(&big4);
+    check(
+        &mut dp,
+        &[
+            Fixture {
+                name: "IPv4 packet that fits the MTU once encapsulated",
+                output: Some(to_real1(&fits4)),
+                input: fits4.clone(),
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "IPv4 packet one byte too big, DF set: fragmentation needed, MTU 1480",
+                output: Some(too_big_reply(&big4, 1480)),
+                input: big4.clone(),
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "VLAN-tagged IPv4 packet too big: the reply keeps the tag",
+                output: Some(too_big_reply(&big4_vlan, 1480)),
+                input: big4_vlan,
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "IPv4 packet too big without DF: dropped",
+                input: big4_no_df,
+                action: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "IPv6 packet that fits the MTU once encapsulated",
+                output: Some(to_real6(&fits6)),
+                input: fits6.clone(),
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "IPv6 packet one byte too big: packet too big, MTU 1460",
+                output: Some(too_big_reply(&big6, 1460)),
+                input: big6,
+                action: XDP_TX,
+            },
+        ],
+    );
+    // Only the packets that fit were forwarded.
+    let one = dp.l4().vip_counters(0).unwrap();
+    assert_eq!(one.packets, 1, "service one forwarded only what fits");
+    let events = dp.l4().events().unwrap();
+    assert_eq!(events[L4Event::TooBigReplied.index() as usize], 3);
+    assert_eq!(events[L4Event::TooBigDropped.index() as usize], 1);
+}
+
+#[test]
+fn stacked_vlan_tags_are_parsed_and_checked_against_the_deny_list() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, _) = dataplane(&cfg);
+    let syn = v4_tcp(CLIENT4, VIP4, 40010, 80, Tcp::Syn);
+    let denied = v4_tcp(DENIED4, VIP4, 40010, 80, Tcp::Syn);
+    let qinq = with_tags(&syn, &[(0x88a8, 100), (0x8100, 42)]);
+    let stacked = with_tags(&syn, &[(0x8100, 100), (0x8100, 42)]);
+    check(
+        &mut dp,
+        &[
+            Fixture {
+                name: "QinQ (802.1ad + 802.1Q) SYN to a VIP: IPIP, both tags kept",
+                output: Some(to_real1(&qinq)),
+                input: qinq.clone(),
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "two stacked 802.1Q tags: IPIP, both tags kept",
+                output: Some(to_real1(&stacked)),
+                input: stacked,
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "QinQ from a denied source: dropped",
+                input: with_tags(&denied, &[(0x88a8, 100), (0x8100, 42)]),
+                action: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "stacked 802.1Q from a denied source to a host address: dropped",
+                input: with_tags(
+                    &v4_tcp(DENIED4, HOST4, 40010, 22, Tcp::Syn),
+                    &[(0x8100, 100), (0x8100, 42)],
+                ),
+                action: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "three tags (more than edge parses): dropped, whatever the source",
+                input: with_tags(&syn, &[(0x88a8, 100), (0x8100, 42), (0x8100, 7)]),
+                action: XDP_DROP,
+                output: None,
+            },
+        ],
+    );
+    let classes = dp.stats().read().unwrap();
+    assert_eq!(classes[PacketClass::Denied.index() as usize].packets, 2);
+    assert_eq!(classes[PacketClass::Unparsed.index() as usize].packets, 1);
+}
+
+#[test]
+fn ipv6_beyond_the_extension_header_walk_never_skips_the_fragment_check() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, _) = dataplane(&cfg);
+    let syn6 = v6_tcp(CLIENT6, VIP6, 40020, 443, Tcp::Syn);
+    let host6 = v6_tcp(CLIENT6, ROUTER6, 40020, 443, Tcp::Syn);
+    let two = with_v6_ext(&syn6, 2, None);
+    check(
+        &mut dp,
+        &[
+            Fixture {
+                name: "two destination-options headers: walked, balanced",
+                output: Some(to_real6(&two)),
+                input: two.clone(),
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "a later fragment behind five extension headers to a VIP: dropped",
+                input: with_v6_ext(&syn6, 5, Some((100, false))),
+                action: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "eight extension headers to a VIP: dropped",
+                input: with_v6_ext(&syn6, 8, None),
+                action: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "eight extension headers to another address: passed",
+                input: with_v6_ext(&host6, 8, None),
+                action: XDP_PASS,
+                output: None,
+            },
+        ],
+    );
+    let events = dp.l4().events().unwrap();
+    assert_eq!(events[L4Event::ExtHeadersDropped.index() as usize], 2);
+    assert_eq!(events[L4Event::FragmentDropped.index() as usize], 0);
 }
