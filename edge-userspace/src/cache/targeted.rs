@@ -4,9 +4,11 @@
 //! its directives are the response's caching policy for this cache, and
 //! Cache-Control and Expires are ignored (RFC 9213 §2.2).
 //!
-//! The field is forwarded unchanged (§3 lets a CDN keep it for CDN caches
-//! further down); an operator who does not want that lists it in the
-//! listener's hidden upstream headers, which also stops edge obeying it.
+//! The field is forwarded unchanged, on misses and hits alike: §3 expects
+//! a CDN to pass it on for CDN caches further down and only allows
+//! removing it. A route that must not pass it on removes it with
+//! `response_headers: {remove: [CDN-Cache-Control]}`, which applies after
+//! the cache has used it.
 
 use http::{HeaderMap, HeaderName};
 
