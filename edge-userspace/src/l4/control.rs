@@ -6,6 +6,12 @@
 //! update flips the generation. Established flows keep their backend through
 //! the conntrack LRU; a backend that goes down is also marked down in its
 //! real entry, so its flows are re-picked instead of black-holed.
+//!
+//! The kernel checks each encapsulated packet against one egress MTU, in
+//! the forwarding settings: the smallest MTU of the interfaces edge is
+//! attached to and of those its backends are reached through, as sysfs
+//! reports them when they are registered (never below `MIN_MTU`). A later
+//! `ip link set mtu` is not followed until edge restarts.
 
 use super::{
     neigh::{self, Route},
@@ -13,6 +19,7 @@ use super::{
 };
 use crate::{config::l4::L4Config, dataplane::L4Maps, metrics};
 use anyhow::{Context, Result};
+use edge_common::MIN_MTU;
 use std::{
     net::IpAddr,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -31,6 +38,8 @@ struct State {
     routes: Vec<Vec<Option<Route>>>,
     /// Each service's live table generation.
     generation: Vec<u32>,
+    /// The egress MTU written into the settings; 0 until one is known.
+    mtu: u32,
 }
 
 /// Owns the L4 maps' contents.
@@ -70,6 +79,7 @@ impl Controller {
                 healthy,
                 routes,
                 generation,
+                mtu: 0,
             }),
             plan,
         });
@@ -81,6 +91,9 @@ impl Controller {
                 maps.set_iface(ifindex, mac)
                     .with_context(|| format!("registering interface {dev}"))?;
             }
+        }
+        for dev in interfaces {
+            me.note_mtu(dev);
         }
         me.resolve_routes(RESOLVE_DEADLINE);
         let st = me.state();
@@ -159,6 +172,7 @@ impl Controller {
                             tracing::error!("registering interface {}: {e:#}", route.dev);
                             continue;
                         }
+                        self.note_mtu(&route.dev);
                         if let Err(e) = self.maps().set_real(real.id, &def) {
                             tracing::error!("writing backend {}: {e}", real.address);
                             continue;
@@ -173,6 +187,38 @@ impl Controller {
             }
         }
         changed
+    }
+
+    /// Lowers the settings' egress MTU to `dev`'s if that is smaller; a
+    /// failure leaves the MTU as it was (logged: packets may then be handed
+    /// to a driver that drops them).
+    fn note_mtu(&self, dev: &str) {
+        let dev_mtu = match neigh::mtu(dev) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("L4 egress MTU: {e:#}; oversized packets may be lost on {dev}");
+                return;
+            }
+        };
+        // State, then maps: the order `publish` takes them in.
+        let mut st = self.state();
+        let mtu = lower_mtu(st.mtu, dev_mtu);
+        if mtu == st.mtu {
+            return;
+        }
+        let mut settings = self.plan.settings;
+        settings.mtu = mtu;
+        match self.maps().set_settings(&settings) {
+            Ok(()) => {
+                st.mtu = mtu;
+                tracing::info!(
+                    interface = %dev,
+                    mtu,
+                    "L4 egress MTU: larger encapsulated packets get ICMP too big"
+                );
+            }
+            Err(e) => tracing::error!("writing the L4 egress MTU: {e}"),
+        }
     }
 
     /// Whether any real still lacks a route.
@@ -299,9 +345,31 @@ fn write_table(
         .with_context(|| format!("writing the Maglev table of service {}", svc.name))
 }
 
+/// The egress MTU once an interface of MTU `dev_mtu` is added to those
+/// already seen (`current`, 0 for none): the smallest, and never below
+/// [`MIN_MTU`], under which an ICMP error could not quote the packet.
+pub fn lower_mtu(current: u32, dev_mtu: u32) -> u32 {
+    let dev = dev_mtu.max(MIN_MTU);
+    if current == 0 { dev } else { current.min(dev) }
+}
+
 fn mac_text(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_egress_mtu_is_the_smallest_seen_and_never_below_the_minimum() {
+        assert_eq!(lower_mtu(0, 1500), 1500);
+        assert_eq!(lower_mtu(1500, 9000), 1500);
+        assert_eq!(lower_mtu(9000, 1450), 1450);
+        assert_eq!(lower_mtu(0, 100), MIN_MTU);
+        assert_eq!(lower_mtu(1500, 65536), 1500);
+    }
 }

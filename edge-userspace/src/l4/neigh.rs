@@ -82,6 +82,16 @@ pub fn interface(dev: &str) -> Result<(u32, [u8; 6])> {
     Ok((ifindex, mac))
 }
 
+/// An interface's MTU (layer 3 bytes), from sysfs.
+pub fn mtu(dev: &str) -> Result<u32> {
+    let path = std::path::Path::new("/sys/class/net").join(dev).join("mtu");
+    std::fs::read_to_string(&path)
+        .with_context(|| format!("interface {dev}: no MTU ({})", path.display()))?
+        .trim()
+        .parse()
+        .with_context(|| format!("interface {dev}: bad MTU in {}", path.display()))
+}
+
 /// Resolves how to reach `addr`: its egress interface and the next hop's
 /// MAC (`fixed_mac` if given), waiting at most `deadline` for the kernel to
 /// resolve the neighbour.
