@@ -66,11 +66,39 @@ pub const L4_MAGLEV_GENERATION: &str = "edge_l4_maglev_generation";
 /// L4 path events (fragments dropped, ICMP forwarded, SYN budget drops...).
 pub const L4_EVENTS: &str = "edge_l4_events_total";
 
-/// Installs the global recorder and returns the handle that renders it.
+/// How often histogram samples are folded into their buckets.
+///
+/// The recorder keeps every raw histogram sample until something folds
+/// them, and only a scrape did: with nobody scraping, each request left
+/// about 40 bytes behind for good. Folding on a schedule bounds that to
+/// the samples of one interval.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the global recorder and returns the handle that renders it,
+/// with a thread that folds histogram samples every [`UPKEEP_INTERVAL`].
+///
+/// Call it only when something can read the metrics (the admin endpoint):
+/// without a recorder, recording is a no-op and holds nothing.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets(&LATENCY_BUCKETS)?
         .install_recorder()?;
+    let upkeep = handle.clone();
+    // A plain thread: the recorder is installed before Pingora starts its
+    // runtimes, and the fold must go on whatever they do.
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(
+            "cannot start the metrics upkeep thread ({e}): histograms fold only when scraped"
+        );
+    }
     metrics::describe_counter!(XDP_PACKETS, "Packets seen by the XDP program, by class.");
     metrics::describe_counter!(XDP_BYTES, "Bytes seen by the XDP program, by class.");
     metrics::describe_counter!(
@@ -260,6 +288,14 @@ pub fn retry(pool: &Arc<str>) {
 /// Records a circuit breaker's state.
 pub fn breaker_state(pool: &Arc<str>, state: BreakerState) {
     metrics::gauge!(BREAKER_STATE, "pool" => Arc::clone(pool)).set(state as u8 as f64);
+}
+
+/// Requests answered 508 because they came back round to this edge.
+pub const LOOPS: &str = "edge_http_loops_detected_total";
+
+/// Counts a request refused as a forwarding loop.
+pub fn loop_detected(listener: &Arc<str>) {
+    metrics::counter!(LOOPS, "listener" => Arc::clone(listener)).increment(1);
 }
 
 /// Counts access log lines dropped.
