@@ -1,8 +1,16 @@
-//! The admin endpoint: `/metrics` (Prometheus text) and `/healthz`.
+//! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, and
+//! cache purges.
+//!
+//! Reads are open to whoever reaches the address. Every request that
+//! changes something (any method but GET and HEAD) must come from a peer
+//! in `admin.allow` (loopback by default) and, when `admin.token` is set,
+//! carry `Authorization: Bearer TOKEN`; each one is logged with who and
+//! what.
 
 use crate::{cache, dataplane::ClassStats, metrics};
 use async_trait::async_trait;
 use http::{Response, StatusCode, header};
+use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pingora::{apps::http_app::ServeHttp, protocols::http::ServerSession};
 use std::{net::SocketAddr, sync::Arc};
@@ -12,6 +20,8 @@ pub struct Admin {
     prometheus: PrometheusHandle,
     xdp: Option<Arc<ClassStats>>,
     cache: Option<&'static cache::Cache>,
+    allow: Vec<IpNet>,
+    token: Option<String>,
 }
 
 impl Admin {
@@ -21,7 +31,61 @@ impl Admin {
             prometheus,
             xdp,
             cache: None,
+            allow: Vec::new(),
+            token: None,
         }
+    }
+
+    /// Who may make changes: peers in `allow`, with `token` when set.
+    pub fn with_access(mut self, allow: Vec<IpNet>, token: Option<String>) -> Self {
+        self.allow = allow;
+        self.token = token;
+        self
+    }
+
+    /// Refuses a changing request from a peer or without the token that
+    /// `admin:` requires: 403 or 401, with the reason.
+    fn refuse_change(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+        let req = session.req_header();
+        if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+            return None;
+        }
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let what = format!("{} {}", req.method, req.uri.path());
+        if !peer.is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip))) {
+            tracing::warn!(peer = ?peer, request = %what, "admin change refused: peer not in admin.allow");
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                b"forbidden: changes are allowed only from admin.allow\n".to_vec(),
+            ));
+        }
+        if let Some(token) = &self.token {
+            let given = req
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                tracing::warn!(peer = ?peer, request = %what, "admin change refused: bad or missing token");
+                let mut resp = reply(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain",
+                    b"unauthorized: a bearer token is required\n".to_vec(),
+                );
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"edge-admin\""),
+                );
+                return Some(resp);
+            }
+        }
+        tracing::info!(peer = ?peer, request = %what, "admin change");
+        None
     }
 
     /// Also serves purge by key (`PURGE /cache/<listener>/<host><path>`).
@@ -36,6 +100,12 @@ impl Admin {
         service.add_tcp(&address.to_string());
         service
     }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// tells nothing about how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -53,6 +123,9 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if let Some(refused) = self.refuse_change(session) {
+            return refused;
+        }
         if let Some((status, body)) = self
             .cache
             .and_then(|c| cache::admin::handle(c, session.req_header()))

@@ -25,6 +25,18 @@ const DEFAULT_BREAKER_OPEN: Duration = Duration::from_secs(10);
 const DEFAULT_BREAKER_PROBES: u32 = 3;
 /// Upstream response headers hidden unless `pass_upstream_headers` names them.
 const HIDDEN_BY_DEFAULT: [&str; 2] = ["server", "x-powered-by"];
+/// Headers a client could use to claim another address or URL: removed
+/// from requests of peers that are not trusted proxies, by default.
+const UNTRUSTED_BY_DEFAULT: [&str; 8] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
 
 /// Checks `pools[]`.
 pub(super) fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool> {
@@ -364,6 +376,24 @@ pub(super) fn listeners(
             .enumerate()
             .filter_map(|(j, c)| parse_cidr(v, format!("{path}.trusted_proxies[{j}]"), c))
             .collect();
+        let untrusted_headers = match &l.untrusted_headers {
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(j, h)| {
+                    let name = h.to_ascii_lowercase();
+                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        v.error(
+                            format!("{path}.untrusted_headers[{j}]"),
+                            format!("{h:?} is not a valid header name"),
+                        );
+                        return None;
+                    }
+                    Some(name)
+                })
+                .collect(),
+            None => UNTRUSTED_BY_DEFAULT.iter().map(|h| h.to_string()).collect(),
+        };
         let passed: Vec<String> = l
             .pass_upstream_headers
             .iter()
@@ -394,6 +424,8 @@ pub(super) fn listeners(
             address,
             routes,
             trusted_proxies,
+            untrusted_headers,
+            merge_slashes: l.merge_slashes.unwrap_or(true),
             hidden_upstream_headers,
             transport,
             cache,

@@ -24,7 +24,7 @@ pub struct Config {
     /// Upstream pools; listeners refer to them by index.
     pub pools: Vec<Pool>,
     /// Admin endpoint, if any.
-    pub admin: Option<SocketAddr>,
+    pub admin: Option<AdminConfig>,
     /// Process-wide settings.
     pub server: ServerConfig,
     /// The HTTP cache store; `None`: nothing is cached anywhere.
@@ -32,6 +32,31 @@ pub struct Config {
     /// Where the JSON access log goes, if anywhere.
     pub access_log: Option<LogTarget>,
 }
+
+/// The admin endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Address it listens on.
+    pub address: SocketAddr,
+    /// Peers allowed to make changes (purge).
+    pub allow: Vec<IpNet>,
+    /// Bearer token changes must carry, if set.
+    pub token: Option<String>,
+}
+
+// The token is a secret: never print it.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("address", &self.address)
+            .field("allow", &self.allow)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Who may change things through the admin endpoint by default: loopback.
+pub const ADMIN_ALLOW_DEFAULT: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
 /// Access log destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +99,10 @@ pub struct Listener {
     pub routes: Vec<Route>,
     /// Peers whose X-Forwarded-* headers are kept.
     pub trusted_proxies: Vec<IpNet>,
+    /// Lower-case names of headers removed from untrusted peers' requests.
+    pub untrusted_headers: Vec<String>,
+    /// Whether runs of `/` in paths are merged before routing.
+    pub merge_slashes: bool,
     /// Lower-case names of upstream response headers hidden from clients.
     pub hidden_upstream_headers: Vec<String>,
     /// TLS, HTTP/2 and limits.
@@ -451,8 +480,11 @@ impl Config {
                 }
             ));
         }
-        match self.admin {
-            Some(a) => out.push_str(&format!("admin (metrics) on http://{a}/metrics\n")),
+        match &self.admin {
+            Some(a) => out.push_str(&format!(
+                "admin (metrics) on http://{}/metrics\n",
+                a.address
+            )),
             None => out.push_str("admin endpoint: off\n"),
         }
         out

@@ -111,6 +111,15 @@ pub struct Listener {
     /// Peers whose X-Forwarded-* headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Headers removed from requests of peers not in `trusted_proxies`
+    /// (they claim a client address or a URL edge did not see); default
+    /// `Forwarded`, `X-Real-IP`, `X-Forwarded-Port`, `X-Forwarded-Prefix`,
+    /// `X-Client-IP`, `True-Client-IP`, `X-Original-URL`, `X-Rewrite-URL`.
+    #[serde(default)]
+    pub untrusted_headers: Option<Vec<String>>,
+    /// Merge runs of `/` in request paths before routing (default true).
+    #[serde(default)]
+    pub merge_slashes: Option<bool>,
     /// Upstream response headers passed on that edge hides by default
     /// (`Server`, `X-Powered-By`).
     #[serde(default)]
@@ -487,6 +496,14 @@ pub struct Keepalive {
 pub struct Admin {
     /// `IP:port` serving `/metrics` and `/healthz`.
     pub address: String,
+    /// Client prefixes allowed to change anything (purge); default
+    /// loopback only.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// A bearer token every changing request must carry as
+    /// `Authorization: Bearer TOKEN`.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// `server:`.

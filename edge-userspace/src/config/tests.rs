@@ -56,7 +56,7 @@ fn a_good_file_becomes_the_model() {
     ));
     assert_eq!(c.pools[0].algorithm, Algorithm::RoundRobin);
     assert_eq!(c.l7_ports(), vec![8080, 8081]);
-    assert_eq!(c.admin.unwrap().to_string(), "127.0.0.1:9100");
+    assert_eq!(c.admin.unwrap().address.to_string(), "127.0.0.1:9100");
     assert_eq!(c.server.threads, 3);
 }
 
@@ -65,7 +65,7 @@ fn unknown_key() {
     assert_eq!(
         errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
         [
-            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `pass_upstream_headers`, `tls`, `http2`, `limits`, `cache`, `compression`"
+            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `untrusted_headers`, `merge_slashes`, `pass_upstream_headers`, `tls`, `http2`, `limits`, `cache`, `compression`"
         ]
     );
     assert_eq!(

@@ -64,6 +64,29 @@ pub struct LimitsSurface {
     /// Concurrent connections on this listener.
     #[serde(default)]
     pub max_connections: Option<u64>,
+    /// Longest wait for the next piece of a request body.
+    #[serde(default)]
+    pub body_read_timeout: Option<Quantity>,
+    /// Slowest average request body rate accepted, in bytes per second
+    /// (`0B` turns it off).
+    #[serde(default)]
+    pub min_body_rate: Option<Quantity>,
+    /// Longest request target (path and query).
+    #[serde(default)]
+    pub max_uri_length: Option<Quantity>,
+    /// Most request header fields.
+    #[serde(default)]
+    pub max_request_headers: Option<u64>,
+    /// Largest request head (target and header fields).
+    #[serde(default)]
+    pub max_request_head_size: Option<Quantity>,
+    /// Most concurrent HTTP/2 streams per connection.
+    #[serde(default)]
+    pub http2_max_streams: Option<u64>,
+    /// Response bytes buffered for one HTTP/2 connection's streams, all
+    /// together (each stream gets an equal share).
+    #[serde(default)]
+    pub http2_connection_buffer: Option<Quantity>,
 }
 
 /// `pools[].tls`.
@@ -222,8 +245,62 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Request bodies larger than this get 413; `None`: no limit.
     pub max_body_size: Option<u64>,
-    /// Concurrent connections; `None`: no limit.
+    /// Concurrent connections (default [`DEFAULT_MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,
+    /// Longest wait for the next piece of a request body (408).
+    pub body_read_timeout: Duration,
+    /// Slowest average body rate, bytes per second, once
+    /// [`MIN_RATE_GRACE`] has passed (408); `None`: off.
+    pub min_body_rate: Option<u64>,
+    /// Longest request target (414).
+    pub max_uri_length: usize,
+    /// Most request header fields (431).
+    pub max_request_headers: usize,
+    /// Largest request head, target plus fields (431).
+    pub max_request_head_size: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub http2_max_streams: u32,
+    /// Response bytes buffered per HTTP/2 connection, over all streams.
+    pub http2_connection_buffer: usize,
+}
+
+/// Default `max_connections`: enough for a busy host, small enough that
+/// a flood of idle connections cannot take the memory of the machine.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `body_read_timeout` (nginx's `client_body_timeout` is 60s).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `min_body_rate`, bytes per second (Apache's mod_reqtimeout
+/// default is 500).
+pub const DEFAULT_MIN_BODY_RATE: u64 = 500;
+/// Time a body is given before `min_body_rate` is enforced.
+pub const MIN_RATE_GRACE: Duration = Duration::from_secs(5);
+/// Default `max_uri_length` (8 KiB, as nginx's `large_client_header_buffers`).
+pub const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
+/// Default `max_request_headers`.
+pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+/// Default `max_request_head_size`.
+pub const DEFAULT_MAX_REQUEST_HEAD_SIZE: usize = 64 * 1024;
+/// Pingora's own ceilings: what a listener may be configured up to (its
+/// parser refuses more with 400 whatever edge says).
+pub const PINGORA_MAX_HEADERS: usize = 256;
+/// Pingora's request head buffer.
+pub const PINGORA_MAX_HEAD: usize = 1024 * 1024;
+/// Default `http2_max_streams` (Pingora's and nginx's default).
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 100;
+/// Most `http2_max_streams` accepted.
+pub const MAX_HTTP2_STREAMS: u64 = 1000;
+/// Default `http2_connection_buffer`.
+pub const DEFAULT_HTTP2_CONNECTION_BUFFER: usize = 1024 * 1024;
+/// Smallest per-stream HTTP/2 send buffer: one frame of the default size.
+pub const MIN_HTTP2_STREAM_BUFFER: usize = 16 * 1024;
+
+impl Limits {
+    /// Each HTTP/2 stream's send buffer: the connection's budget shared
+    /// among its streams, at least one frame.
+    pub fn http2_stream_buffer(&self) -> usize {
+        (self.http2_connection_buffer / self.http2_max_streams.max(1) as usize)
+            .max(MIN_HTTP2_STREAM_BUFFER)
+    }
 }
 
 impl Default for Limits {
@@ -232,7 +309,14 @@ impl Default for Limits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_body_size: None,
-            max_connections: None,
+            max_connections: Some(DEFAULT_MAX_CONNECTIONS),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            min_body_rate: Some(DEFAULT_MIN_BODY_RATE),
+            max_uri_length: DEFAULT_MAX_URI_LENGTH,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            max_request_head_size: DEFAULT_MAX_REQUEST_HEAD_SIZE,
+            http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
+            http2_connection_buffer: DEFAULT_HTTP2_CONNECTION_BUFFER,
         }
     }
 }
@@ -540,7 +624,70 @@ fn limits(v: &mut Validator<'_>, path: &str, l: Option<&LimitsSurface>) -> Limit
         Some(n) => out.max_connections = Some(usize::try_from(n).unwrap_or(usize::MAX)),
         None => {}
     }
+    request_limits(v, path, l, &mut out);
     out
+}
+
+/// The request-level limits of `limits:` (body pace, head sizes, HTTP/2).
+fn request_limits(v: &mut Validator<'_>, path: &str, l: &LimitsSurface, out: &mut Limits) {
+    if let Some(q) = &l.body_read_timeout {
+        let p = format!("{path}.body_read_timeout");
+        match v.duration(p.clone(), q) {
+            Some(d) if d.is_zero() => v.error(p, "body_read_timeout must be greater than 0"),
+            Some(d) => out.body_read_timeout = d,
+            None => {}
+        }
+    }
+    if let Some(q) = &l.min_body_rate {
+        out.min_body_rate = v
+            .size(format!("{path}.min_body_rate"), q)
+            .and_then(|n| (n > 0).then_some(n));
+    }
+    let bounded = |v: &mut Validator<'_>, key: &str, n: Option<u64>, max: usize| {
+        let n = n?;
+        if n == 0 || n > max as u64 {
+            v.error(
+                format!("{path}.{key}"),
+                format!("{key} must be between 1 and {max} (Pingora's own ceiling)"),
+            );
+            return None;
+        }
+        usize::try_from(n).ok()
+    };
+    let uri = l
+        .max_uri_length
+        .as_ref()
+        .and_then(|q| v.size(format!("{path}.max_uri_length"), q));
+    if let Some(n) = bounded(v, "max_uri_length", uri, PINGORA_MAX_HEAD) {
+        out.max_uri_length = n;
+    }
+    if let Some(n) = bounded(v, "max_request_headers", l.max_request_headers, PINGORA_MAX_HEADERS) {
+        out.max_request_headers = n;
+    }
+    let head = l
+        .max_request_head_size
+        .as_ref()
+        .and_then(|q| v.size(format!("{path}.max_request_head_size"), q));
+    if let Some(n) = bounded(v, "max_request_head_size", head, PINGORA_MAX_HEAD) {
+        out.max_request_head_size = n;
+    }
+    if let Some(n) = bounded(
+        v,
+        "http2_max_streams",
+        l.http2_max_streams,
+        MAX_HTTP2_STREAMS as usize,
+    ) {
+        out.http2_max_streams = u32::try_from(n).unwrap_or(DEFAULT_HTTP2_MAX_STREAMS);
+    }
+    let buffer = l
+        .http2_connection_buffer
+        .as_ref()
+        .and_then(|q| v.size(format!("{path}.http2_connection_buffer"), q));
+    // A quarter of a GiB per connection is far past any use; more would
+    // let a few connections take the machine.
+    if let Some(n) = bounded(v, "http2_connection_buffer", buffer, 256 * 1024 * 1024) {
+        out.http2_connection_buffer = n.max(MIN_HTTP2_STREAM_BUFFER);
+    }
 }
 
 /// Checks a pool's `tls` at `path` (`pools[i].tls`).

@@ -4,7 +4,7 @@ use super::{
     error::Diagnostic,
     l7,
     locate::Locations,
-    model::{Config, Interface, LogTarget, ServerConfig, XdpConfig},
+    model::{ADMIN_ALLOW_DEFAULT, AdminConfig, Config, Interface, LogTarget, ServerConfig, XdpConfig},
     surface,
     units::{self, Quantity},
 };
@@ -118,11 +118,8 @@ pub fn validate(
     let pools = l7::pools(&mut v, &file.pools);
     let cache = super::cache::store(&mut v, file.cache.as_ref());
     let listeners = l7::listeners(&mut v, &file.listeners, &pools, cache.is_some());
-    let admin = file
-        .admin
-        .as_ref()
-        .and_then(|a| v.socket_addr("admin.address".into(), &a.address));
-    if let Some(admin) = admin {
+    let admin = file.admin.as_ref().and_then(|a| admin(&mut v, a));
+    if let Some(admin) = admin.as_ref().map(|a| a.address) {
         for (i, l) in listeners.iter().enumerate() {
             if overlaps(admin, l.address) {
                 v.error(
@@ -271,4 +268,35 @@ fn server(v: &mut Validator<'_>, server: Option<&surface::Server>) -> ServerConf
             .unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE),
         work_stealing: server.and_then(|s| s.work_stealing).unwrap_or(true),
     }
+}
+
+/// Checks `admin:`.
+fn admin(v: &mut Validator<'_>, a: &surface::Admin) -> Option<AdminConfig> {
+    let address = v.socket_addr("admin.address".into(), &a.address);
+    let allow = match &a.allow {
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| parse_cidr(v, format!("admin.allow[{i}]"), c))
+            .collect(),
+        None => ADMIN_ALLOW_DEFAULT
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
+    };
+    let token = match &a.token {
+        Some(t) if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+            v.error(
+                "admin.token".into(),
+                "the token must be at least 16 visible ASCII characters",
+            );
+            None
+        }
+        t => t.clone(),
+    };
+    Some(AdminConfig {
+        address: address?,
+        allow,
+        token,
+    })
 }

@@ -21,6 +21,8 @@ pub struct Client<'a> {
     pub peer: Option<IpAddr>,
     /// Peers whose X-Forwarded-* are kept.
     pub trusted: &'a [IpNet],
+    /// Headers removed from the requests of peers not in `trusted`.
+    pub untrusted_headers: &'a [String],
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The Host the client asked for.
@@ -35,14 +37,26 @@ pub fn forwarded(req: &mut RequestHeader, client: &Client<'_>) -> Result<()> {
     let trusted = client
         .peer
         .is_some_and(|ip| client.trusted.iter().any(|n| n.contains(&ip)));
+    // Every line, in order: a chain split over several lines by the
+    // proxies before edge is still one list (RFC 9110 §5.3), and keeping
+    // only the first line would keep the client's claim and lose theirs.
     let existing = |req: &RequestHeader, name: &str| {
-        req.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+        let joined = req
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
-            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        (!joined.is_empty()).then_some(joined)
     };
+    if !trusted {
+        for name in client.untrusted_headers {
+            req.remove_header(name.as_str());
+        }
+    }
     match client.peer {
         Some(ip) => {
             let value = match existing(req, XFF) {
@@ -93,8 +107,95 @@ pub fn via_request(req: &mut RequestHeader, client_version: http::Version) -> Re
     Ok(())
 }
 
+/// Hop-by-hop fields of a response (RFC 9110 §7.6.1), besides those the
+/// `Connection` header names. `Transfer-Encoding` is Pingora's to rewrite
+/// for the client's framing, so it is left to it.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The header names listed in `Connection` fields, lower-case.
+fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Removes the hop-by-hop fields of an upstream response: they describe
+/// the upstream connection, not the client's. A `101 Switching
+/// Protocols` keeps `Connection` and `Upgrade`, which make the switch.
+pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+    let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    for name in connection_tokens(&resp.headers) {
+        if switching && name == "upgrade" {
+            continue;
+        }
+        // Never let Connection name the framing or the identity fields.
+        if matches!(name.as_str(), "transfer-encoding" | "content-length") {
+            continue;
+        }
+        resp.remove_header(name.as_str());
+    }
+    for name in HOP_BY_HOP {
+        if switching && (name == "connection" || name == "upgrade") {
+            continue;
+        }
+        resp.remove_header(name);
+    }
+}
+
+/// Joins an HTTP/2 request's `cookie` crumbs into one field for an
+/// HTTP/1.1 upstream (RFC 9113 §8.2.3), which expects a single line.
+pub fn join_cookies(req: &mut RequestHeader) -> Result<()> {
+    let crumbs: Vec<String> = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    if crumbs.len() > 1 {
+        req.insert_header(http::header::COOKIE, crumbs.join("; "))?;
+    }
+    Ok(())
+}
+
+/// The hop header that marks a request as having passed this edge
+/// (RFC 8586 `CDN-Loop`, which no intermediary may remove).
+pub const LOOP_HEADER: &str = "cdn-loop";
+
+/// Whether `req` already carries `token` in its loop header: it has been
+/// through this edge before, so forwarding it again would loop.
+pub fn is_loop(req: &RequestHeader, token: &str) -> bool {
+    req.headers
+        .get_all(LOOP_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|entry| {
+            let id = entry.split(';').next().unwrap_or_default().trim();
+            id.eq_ignore_ascii_case(token)
+        })
+}
+
+/// Adds `token` to the request's loop header.
+pub fn mark_loop(req: &mut RequestHeader, token: &str) -> Result<()> {
+    req.append_header(LOOP_HEADER, token)?;
+    Ok(())
+}
+
 /// Adds edge to the response's `Via` and hides upstream headers.
 pub fn upstream_response(resp: &mut ResponseHeader, hidden: &[String]) -> Result<()> {
+    strip_hop_by_hop(resp);
     for name in hidden {
         resp.remove_header(name.as_str());
     }
@@ -168,10 +269,13 @@ mod tests {
             .map(|v| v.to_str().unwrap().to_string())
     }
 
+    const UNTRUSTED: [String; 0] = [];
+
     fn client<'a>(peer: &str, trusted: &'a [IpNet]) -> Client<'a> {
         Client {
             peer: Some(peer.parse().unwrap()),
             trusted,
+            untrusted_headers: &UNTRUSTED,
             scheme: "http",
             host: Some("example.com"),
         }
@@ -199,6 +303,86 @@ mod tests {
         assert_eq!(header(&req, XFF).as_deref(), Some("198.51.100.1, 10.1.2.3"));
         assert_eq!(header(&req, XFP).as_deref(), Some("https"));
         assert_eq!(header(&req, XFH).as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn a_chain_over_several_lines_is_joined_in_order() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header(XFF, "198.51.100.1").unwrap();
+        req.append_header(XFF, "10.9.9.9, 10.8.8.8").unwrap();
+        forwarded(&mut req, &client("10.1.2.3", &trusted)).unwrap();
+        assert_eq!(
+            header(&req, XFF).as_deref(),
+            Some("198.51.100.1, 10.9.9.9, 10.8.8.8, 10.1.2.3")
+        );
+        assert_eq!(req.headers.get_all(XFF).iter().count(), 1);
+    }
+
+    #[test]
+    fn untrusted_peers_lose_the_address_claims() {
+        let list = ["x-real-ip".to_string(), "forwarded".to_string()];
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-real-ip", "1.2.3.4").unwrap();
+        req.insert_header("forwarded", "for=1.2.3.4").unwrap();
+        let mut c = client("192.0.2.7", &trusted);
+        c.untrusted_headers = &list;
+        forwarded(&mut req, &c).unwrap();
+        assert!(req.headers.get("x-real-ip").is_none());
+        assert!(req.headers.get("forwarded").is_none());
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-real-ip", "1.2.3.4").unwrap();
+        let mut c = client("10.0.0.1", &trusted);
+        c.untrusted_headers = &list;
+        forwarded(&mut req, &c).unwrap();
+        assert_eq!(header(&req, "x-real-ip").as_deref(), Some("1.2.3.4"));
+    }
+
+    #[test]
+    fn hop_by_hop_response_fields_are_removed() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("connection", "keep-alive, X-Secret")
+            .unwrap();
+        resp.insert_header("keep-alive", "timeout=5").unwrap();
+        resp.insert_header("proxy-connection", "keep-alive")
+            .unwrap();
+        resp.insert_header("x-secret", "1").unwrap();
+        resp.insert_header("x-kept", "1").unwrap();
+        resp.insert_header("content-length", "3").unwrap();
+        strip_hop_by_hop(&mut resp);
+        for gone in ["connection", "keep-alive", "proxy-connection", "x-secret"] {
+            assert!(resp.headers.get(gone).is_none(), "{gone}");
+        }
+        assert!(resp.headers.get("x-kept").is_some());
+        assert!(resp.headers.get("content-length").is_some());
+        let mut up = ResponseHeader::build(101, None).unwrap();
+        up.insert_header("connection", "upgrade").unwrap();
+        up.insert_header("upgrade", "websocket").unwrap();
+        strip_hop_by_hop(&mut up);
+        assert!(up.headers.get("upgrade").is_some());
+        assert!(up.headers.get("connection").is_some());
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("cookie", "a=1").unwrap();
+        req.append_header("cookie", "b=2").unwrap();
+        join_cookies(&mut req).unwrap();
+        assert_eq!(header(&req, "cookie").as_deref(), Some("a=1; b=2"));
+        assert_eq!(req.headers.get_all("cookie").iter().count(), 1);
+    }
+
+    #[test]
+    fn loops_are_seen_by_token() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        assert!(!is_loop(&req, "edge-a"));
+        req.append_header(LOOP_HEADER, "cdn1, edge-b; v=1").unwrap();
+        assert!(!is_loop(&req, "edge-a"));
+        mark_loop(&mut req, "edge-a").unwrap();
+        assert!(is_loop(&req, "edge-a"));
+        assert!(is_loop(&req, "EDGE-A"));
     }
 
     #[test]

@@ -50,6 +50,14 @@ where
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(limits.idle_timeout);
     app.server_options = Some(options);
+    // Pingora's bounded defaults, with this listener's stream limit and a
+    // send buffer per stream that keeps the connection's total within
+    // `http2_connection_buffer` (h2's own default is 400 KiB per stream,
+    // 40 MiB for a connection of 100 streams nobody reads).
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(limits.http2_max_streams);
+    h2.max_send_buffer_size(limits.http2_stream_buffer());
+    app.h2_options = Some(h2);
     let slots = limits
         .max_connections
         .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
@@ -173,6 +181,10 @@ where
         let (stream, next) = HeadTimeout::new(stream, self.limits.header_read_timeout);
         let idle = self.limits.idle_timeout.as_secs().max(1);
         let mut session = ServerSession::new_http1(Box::new(stream));
+        // Requests a client sends before the previous response are served
+        // in order (RFC 9112 §9.3.2); the setting carries over to every
+        // later session of the connection.
+        session.set_pipelining_enabled(true);
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else {

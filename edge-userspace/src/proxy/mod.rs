@@ -11,6 +11,7 @@ mod head_timeout;
 mod headers;
 pub mod limits;
 pub mod listener;
+pub mod normalize;
 pub mod router;
 pub mod tls;
 
@@ -51,6 +52,9 @@ pub struct EdgeProxy {
     pools: Vec<Arc<UpstreamPool>>,
     access_log: Option<Arc<AccessLog>>,
     none: Arc<str>,
+    /// This process's entry in `CDN-Loop`: a request that arrives with it
+    /// has come round through a pool that points back at edge.
+    loop_token: Arc<str>,
     /// Each pool's upstream TLS, loaded (by pool index).
     upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]>,
     /// The process cache and this listener's namespace, if caching is set up.
@@ -82,10 +86,16 @@ pub struct RequestCtx {
     /// The requested host, once worked out (routing, forwarded headers
     /// and the access log all need it).
     host: Option<Option<String>>,
+    /// The normalised path routes match against, when it differs from the
+    /// request's (normalised) path: `;parameters` left out.
+    match_path: Option<String>,
     /// Cache policy and status of this request.
     cache: cache::RequestCache,
     /// Compression policy and encoder of this request.
     compression: compression::RequestCompression,
+    /// Counts the request as in flight until it is dropped (SIGTERM
+    /// waits for these).
+    _in_flight: crate::drain::InFlight,
 }
 
 impl EdgeProxy {
@@ -105,6 +115,59 @@ impl EdgeProxy {
             pool.done(b, success);
         }
         ctx.upstream_failed = !success;
+    }
+
+    /// Replaces the request's target and Host with their normal form
+    /// ([`normalize`]), so that routing, the cache key, redirects and the
+    /// upstream request all see the same request; an absolute-form target
+    /// becomes origin-form with its authority in Host.
+    fn normalize(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<(), normalize::Reject> {
+        let req = session.req_header();
+        let hosts: Vec<&[u8]> = req
+            .headers
+            .get_all(http::header::HOST)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let host = normalize::request_host(&normalize::HostSources {
+            authority: req.uri.authority().map(|a| a.as_str()),
+            host_headers: &hosts,
+            http11: req.version == http::Version::HTTP_11,
+            http2: req.version >= http::Version::HTTP_2,
+        })?;
+        let path = normalize::normalize_path(req.uri.path(), self.config.merge_slashes)?;
+        let target = match req.uri.query() {
+            Some(q) => format!("{}?{q}", path.path),
+            None => path.path.clone(),
+        };
+        let changed_target = req.uri.authority().is_some()
+            || req.uri.path_and_query().map(|p| p.as_str()) != Some(target.as_str());
+        let host_value = host.as_ref().map(normalize::Host::header_value);
+        let changed_host = match &host_value {
+            Some(v) => hosts.first().is_none_or(|h| *h != v.as_bytes()),
+            None => false,
+        };
+        if path.match_path() != path.path {
+            ctx.match_path = Some(path.match_path().to_string());
+        }
+        ctx.host = Some(host.map(|h| h.name));
+        let req = session.req_header_mut();
+        if changed_target {
+            // Only characters a parsed URI already held, or fewer: this parses.
+            let uri = target
+                .parse::<http::Uri>()
+                .map_err(|_| normalize::Reject::NotAbsolute)?;
+            req.set_uri(uri);
+        }
+        if changed_host && let Some(v) = host_value {
+            req.insert_header(http::header::HOST, v)
+                .map_err(|_| normalize::Reject::BadHost)?;
+        }
+        Ok(())
     }
 
     /// Whether another attempt may follow a failed one.
@@ -188,8 +251,10 @@ impl ProxyHttp for EdgeProxy {
             local_status: None,
             breaker_open: false,
             host: None,
+            match_path: None,
             cache: cache::RequestCache::default(),
             compression: compression::RequestCompression::default(),
+            _in_flight: crate::drain::InFlight::start(),
         }
     }
 
@@ -200,7 +265,13 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
-        limits::check_declared_length(session, self.config.transport.limits.max_body_size)
+        let l = &self.config.transport.limits;
+        limits::check_head(session, l)?;
+        limits::normalize_framing(session)?;
+        // Pingora's wait for each piece of an HTTP/1 body (HTTP/2 streams
+        // are paced by min_body_rate alone).
+        session.set_read_timeout(Some(l.body_read_timeout));
+        limits::check_declared_length(session, l.max_body_size)
     }
 
     /// Runs on each piece of request body: enforces `max_body_size` on
@@ -210,20 +281,36 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         _body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
-        limits::check_body_read(session, self.config.transport.limits.max_body_size)
+        let l = &self.config.transport.limits;
+        limits::check_body_read(session, l.max_body_size)?;
+        limits::check_body_rate(session, ctx.started, l)
     }
 
     /// Runs once the request head is read: routes it, answers it when the
     /// route does so itself (returns `true`), else asks the pool's circuit
     /// breaker whether it may go upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if let Err(reject) = self.normalize(session, ctx) {
+            let body = Bytes::from(format!("bad request: {reject}\n"));
+            let status = actions::respond(session, 400, &[], &Default::default(), body).await?;
+            ctx.local_status = Some(status);
+            return Ok(true);
+        }
+        if headers::is_loop(session.req_header(), &self.loop_token) {
+            metrics::loop_detected(&self.listener);
+            let body =
+                Bytes::from_static(b"loop detected: this request has already passed this edge\n");
+            let status = actions::respond(session, 508, &[], &Default::default(), body).await?;
+            ctx.local_status = Some(status);
+            return Ok(true);
+        }
         let req = session.req_header();
         let host = ctx.host.get_or_insert_with(|| host_of(req));
         let view = router::RequestView {
             host: host.as_deref(),
-            path: req.uri.path(),
+            path: ctx.match_path.as_deref().unwrap_or(req.uri.path()),
             query: req.uri.query(),
             method: req.method.as_str(),
             headers: &req.headers,
@@ -500,11 +587,16 @@ impl ProxyHttp for EdgeProxy {
         let client = headers::Client {
             peer: client_ip(session),
             trusted: &self.config.trusted_proxies,
+            untrusted_headers: &self.config.untrusted_headers,
             scheme: tls::downstream_scheme(session),
             host: host.as_deref(),
         };
         headers::forwarded(upstream_request, &client)?;
         headers::via_request(upstream_request, session.req_header().version)?;
+        headers::mark_loop(upstream_request, &self.loop_token)?;
+        if session.req_header().version == http::Version::HTTP_2 {
+            headers::join_cookies(upstream_request)?;
+        }
         let Some(route) = self.route(ctx) else {
             return Ok(());
         };
@@ -546,7 +638,10 @@ impl ProxyHttp for EdgeProxy {
         }
         let success = upstream_response.status.as_u16() < 500;
         self.finish_attempt(ctx, success);
-        headers::upstream_response(upstream_response, &self.config.hidden_upstream_headers)
+        headers::upstream_response(upstream_response, &self.config.hidden_upstream_headers)?;
+        // A revalidation's 304 updates the stored response's fields.
+        cache_filters::upstream_response_filter(upstream_response, &mut ctx.cache);
+        Ok(())
     }
 
     /// The response head going to the client (also from the cache): cache
@@ -581,9 +676,19 @@ impl ProxyHttp for EdgeProxy {
     ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
+            // An upstream that did not answer in time, whichever timeout
+            // (per operation, or `total` capping it) ran out: 504, as
+            // nginx and Envoy answer.
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {
+                    // The client stopped sending its body.
+                    ErrorType::ReadTimedout => 408,
                     // The client is gone: nobody to answer.
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
                     _ => 400,
@@ -716,6 +821,9 @@ pub fn services(
         .map(|p| p.tls.as_ref().map(tls::UpstreamTlsPeer::load).transpose())
         .collect::<anyhow::Result<Vec<_>>>()?
         .into();
+    // Random per process, so that two edges chained on purpose (or one
+    // after a restart) never take each other for a loop.
+    let loop_token: Arc<str> = Arc::from(format!("edge-{:016x}", fastrand::u64(..)));
     config
         .listeners
         .iter()
@@ -731,6 +839,7 @@ pub fn services(
                 pools: pools.to_vec(),
                 access_log: access_log.clone(),
                 none: Arc::from(NONE),
+                loop_token: loop_token.clone(),
                 upstream_tls: upstream_tls.clone(),
                 cache: process_cache.map(|c| cache::ListenerCache {
                     cache: c,

@@ -151,7 +151,7 @@ pools:
     assert_eq!(plain.limits.header_read_timeout, Duration::from_secs(10));
     assert_eq!(plain.limits.idle_timeout, Duration::from_secs(60));
     assert_eq!(plain.limits.max_body_size, None);
-    assert_eq!(plain.limits.max_connections, None);
+    assert_eq!(plain.limits.max_connections, Some(10_000), "the default");
 
     let up = c.pools[0].tls.as_ref().unwrap();
     assert_eq!(up.sni.as_deref(), Some("backend.internal"));
@@ -301,7 +301,7 @@ listeners:
     assert_eq!(
         errors(dir.path(), &yaml),
         [
-            "edge.yaml:13:41: listeners[1].limits: unknown field `surprise`, expected one of `header_read_timeout`, `idle_timeout`, `max_body_size`, `max_connections`"
+            "edge.yaml:13:41: listeners[1].limits: unknown field `surprise`, expected one of `header_read_timeout`, `idle_timeout`, `max_body_size`, `max_connections`, `body_read_timeout`, `min_body_rate`, `max_uri_length`, `max_request_headers`, `max_request_head_size`, `http2_max_streams`, `http2_connection_buffer`"
         ]
     );
     let yaml = yaml.replace(", surprise: 1", "");

@@ -1,0 +1,454 @@
+//! The one normal form of a request's target and host, worked out before
+//! anything decides on it.
+//!
+//! Routing, the cache key, redirects and the upstream request all use the
+//! normalised path and host, so a route (say `respond: 403` on `/admin`)
+//! cannot be walked around with `//admin`, `/./admin`, `/%61dmin`,
+//! `/x/../admin`, `/admin;x`, `Host: admin.example.` or `Host:
+//! admin.example:abc`: each of these either normalises to what the route
+//! sees, or is refused with 400.
+//!
+//! The path, by RFC 3986:
+//! - percent-encodings of unreserved characters (`A-Z a-z 0-9 - . _ ~`)
+//!   are decoded (§6.2.2.2); every other encoding is kept, with its hex
+//!   digits upper-cased (§6.2.2.1). `%2F` stays encoded: decoding it would
+//!   change the path's segments. `%00` and a `%` not followed by two hex
+//!   digits are refused.
+//! - runs of `/` are merged into one when `merge_slashes` is on (the
+//!   default, as nginx does).
+//! - dot segments are removed (§5.2.4); a segment that is a dot segment
+//!   but for `;parameters` (`..;x`, as Tomcat reads it) counts as one. A
+//!   path that climbs above the root is refused, as nginx does.
+//!
+//! For matching only, the `;parameters` of each segment are left out
+//! ([`Normalized::match_path`]): `/admin;x` is matched as `/admin`, since
+//! servlet containers serve it as that. The path forwarded keeps them.
+
+use std::net::Ipv6Addr;
+
+/// Longest host name accepted (RFC 1035's 253 characters, plus a
+/// trailing dot and a port).
+const MAX_HOST: usize = 261;
+
+/// Why a request target or host cannot be normalised (answered with 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    /// The path does not start with `/` (and is not `*`).
+    #[error("the request target is not an absolute path")]
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    #[error("bad percent-encoding in the path")]
+    BadEncoding,
+    /// `%00`, or a raw control character or space.
+    #[error("forbidden character in the path")]
+    Forbidden,
+    /// `..` above the root.
+    #[error("the path climbs above the root")]
+    AboveRoot,
+    /// Not a valid Host (RFC 9110 §7.2, RFC 3986 §3.2.2).
+    #[error("invalid Host")]
+    BadHost,
+    /// Several Host header lines, or a Host unlike the request target's.
+    #[error("conflicting Host")]
+    ConflictingHost,
+    /// An HTTP/1.1 request without Host.
+    #[error("missing Host")]
+    MissingHost,
+}
+
+/// A normalised path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalized {
+    /// The path forwarded upstream (parameters kept).
+    pub path: String,
+    /// The path routes are matched against: `path` without each
+    /// segment's `;parameters`. `None` when it equals `path`.
+    match_path: Option<String>,
+}
+
+impl Normalized {
+    /// The path routes match against.
+    pub fn match_path(&self) -> &str {
+        self.match_path.as_deref().unwrap_or(&self.path)
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes unreserved percent-encodings and upper-cases the others.
+fn decode_unreserved(raw: &str) -> Result<String, Reject> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(Reject::BadEncoding);
+            };
+            let decoded = hi * 16 + lo;
+            if decoded == 0 {
+                return Err(Reject::Forbidden);
+            }
+            if is_unreserved(decoded) {
+                out.push(char::from(decoded));
+            } else {
+                out.push('%');
+                out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+                out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+            }
+            i += 3;
+            continue;
+        }
+        if b <= b' ' || b == 0x7f {
+            return Err(Reject::Forbidden);
+        }
+        // Non-ASCII bytes cannot reach here through a parsed URI; a path
+        // is ASCII, so byte-wise pushing keeps it valid UTF-8.
+        if !b.is_ascii() {
+            return Err(Reject::Forbidden);
+        }
+        out.push(char::from(b));
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// The name of a segment without its `;parameters`.
+fn segment_name(segment: &str) -> &str {
+    segment.split_once(';').map_or(segment, |(name, _)| name)
+}
+
+/// Normalises an origin-form path (no query) as the module describes.
+pub fn normalize_path(raw: &str, merge_slashes: bool) -> Result<Normalized, Reject> {
+    if !raw.starts_with('/') {
+        return Err(Reject::NotAbsolute);
+    }
+    let decoded = decode_unreserved(raw)?;
+    // Segments after the leading '/'; an empty last one is a trailing '/'.
+    let mut out: Vec<&str> = Vec::new();
+    let mut segments = decoded[1..].split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment_name(segment) {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.pop().is_none() {
+                    return Err(Reject::AboveRoot);
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            "" if merge_slashes && !last => {}
+            _ => out.push(segment),
+        }
+    }
+    let path = format!("/{}", out.join("/"));
+    let match_path = if path.contains(';') {
+        let stripped: Vec<&str> = out.iter().map(|s| segment_name(s)).collect();
+        Some(format!("/{}", stripped.join("/")))
+    } else {
+        None
+    };
+    Ok(Normalized { path, match_path })
+}
+
+/// A validated host: lower-case, no trailing dot, port split off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The name or address (IPv6 in brackets), lower-case, without port.
+    pub name: String,
+    /// The port, if one was given.
+    pub port: Option<u16>,
+}
+
+impl Host {
+    /// The form sent upstream in `Host`.
+    pub fn header_value(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Parses and normalises a Host value (RFC 9110 §7.2: `uri-host [ ":"
+/// port ]`). A reg-name may hold letters, digits, `-`, `.` and `_`; a
+/// single trailing dot is dropped (`example.com.` is `example.com`);
+/// percent-encoding and the other sub-delims are refused, since no DNS
+/// name has them and backends disagree on what they mean.
+pub fn parse_host(raw: &str) -> Result<Host, Reject> {
+    if raw.is_empty() || raw.len() > MAX_HOST {
+        return Err(Reject::BadHost);
+    }
+    let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').ok_or(Reject::BadHost)?;
+        addr.parse::<Ipv6Addr>().map_err(|_| Reject::BadHost)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(Reject::BadHost)?),
+        };
+        (format!("[{}]", addr.to_ascii_lowercase()), port)
+    } else {
+        let (name, port) = match raw.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (raw, None),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            && !name.starts_with('.')
+            && !name.contains("..");
+        if !valid {
+            return Err(Reject::BadHost);
+        }
+        (name.to_ascii_lowercase(), port)
+    };
+    let port = match port {
+        // RFC 3986 allows an empty port; it means the default.
+        None | Some("") => None,
+        Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().map_err(|_| Reject::BadHost)?)
+        }
+        Some(_) => return Err(Reject::BadHost),
+    };
+    Ok(Host { name, port })
+}
+
+/// What the request says about its host, gathered for [`request_host`].
+pub struct HostSources<'a> {
+    /// The request target's authority (absolute-form, or HTTP/2's
+    /// `:authority`).
+    pub authority: Option<&'a str>,
+    /// Every `Host` header line.
+    pub host_headers: &'a [&'a [u8]],
+    /// Whether the request is HTTP/1.1 (which must carry Host).
+    pub http11: bool,
+    /// Whether it is HTTP/2 or later.
+    pub http2: bool,
+}
+
+/// The request's host, by RFC 9112 §3.2: more than one Host line, or an
+/// invalid one, is refused; an HTTP/1.1 request without Host is refused;
+/// for an absolute-form target the target's authority wins over Host (and
+/// Host is then rewritten to match). In HTTP/2, `:authority` and Host
+/// must agree when both are there (RFC 9113 §8.3.1).
+pub fn request_host(src: &HostSources<'_>) -> Result<Option<Host>, Reject> {
+    if src.host_headers.len() > 1 {
+        return Err(Reject::ConflictingHost);
+    }
+    let header = match src.host_headers.first() {
+        Some(v) => Some(parse_host(
+            std::str::from_utf8(v).map_err(|_| Reject::BadHost)?,
+        )?),
+        None => None,
+    };
+    let authority = match src.authority {
+        Some(a) => {
+            // userinfo has no place in an HTTP target (RFC 9110 §4.2.4).
+            if a.contains('@') {
+                return Err(Reject::BadHost);
+            }
+            Some(parse_host(a)?)
+        }
+        None => None,
+    };
+    match (authority, header) {
+        (Some(a), Some(h)) => {
+            if src.http2 && a != h {
+                return Err(Reject::ConflictingHost);
+            }
+            Ok(Some(a))
+        }
+        (Some(a), None) => {
+            if src.http11 && !src.http2 {
+                return Err(Reject::MissingHost);
+            }
+            Ok(Some(a))
+        }
+        (None, Some(h)) => Ok(Some(h)),
+        (None, None) if src.http11 => Err(Reject::MissingHost),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, Reject> {
+        normalize_path(p, true).map(|n| n.path)
+    }
+
+    fn matched(p: &str) -> String {
+        normalize_path(p, true).unwrap().match_path().to_string()
+    }
+
+    #[test]
+    fn bypasses_normalise_to_the_same_path() {
+        for p in [
+            "/admin",
+            "//admin",
+            "/./admin",
+            "/%61dmin",
+            "/%61%64%6D%69%6E",
+            "/x/../admin",
+            "/x/%2e%2e/admin",
+            "/x/%2E./admin",
+            "/x/..;/admin",
+            "///admin",
+            "/./x/./../admin",
+        ] {
+            assert_eq!(norm(p).as_deref(), Ok("/admin"), "{p}");
+        }
+        assert_eq!(matched("/admin;x"), "/admin");
+        assert_eq!(matched("/admin;jsessionid=1/a;b=2"), "/admin/a");
+        assert_eq!(norm("/admin;x").as_deref(), Ok("/admin;x"));
+    }
+
+    #[test]
+    fn trailing_slashes_and_dots() {
+        assert_eq!(norm("/").as_deref(), Ok("/"));
+        assert_eq!(norm("/a/").as_deref(), Ok("/a/"));
+        assert_eq!(norm("/a/.").as_deref(), Ok("/a/"));
+        assert_eq!(norm("/a/b/..").as_deref(), Ok("/a/"));
+        assert_eq!(norm("/a/..").as_deref(), Ok("/"));
+        assert_eq!(norm("/a//b//").as_deref(), Ok("/a/b/"));
+        assert_eq!(
+            normalize_path("/a//b", false).map(|n| n.path).as_deref(),
+            Ok("/a//b")
+        );
+        assert_eq!(norm("/a...b/.x").as_deref(), Ok("/a...b/.x"));
+    }
+
+    #[test]
+    fn reserved_encodings_stay_encoded() {
+        assert_eq!(norm("/a%2fb").as_deref(), Ok("/a%2Fb"));
+        assert_eq!(norm("/a%3Fb%20c").as_deref(), Ok("/a%3Fb%20c"));
+        assert_eq!(norm("/%7e%41").as_deref(), Ok("/~A"));
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        assert_eq!(norm("/../etc/passwd"), Err(Reject::AboveRoot));
+        assert_eq!(norm("/api/../../etc/passwd"), Err(Reject::AboveRoot));
+        assert_eq!(norm("/%2e%2e/x"), Err(Reject::AboveRoot));
+        assert_eq!(norm("/a%zz"), Err(Reject::BadEncoding));
+        assert_eq!(norm("/a%2"), Err(Reject::BadEncoding));
+        assert_eq!(norm("/a%00b"), Err(Reject::Forbidden));
+        assert_eq!(norm("admin"), Err(Reject::NotAbsolute));
+        assert_eq!(norm(""), Err(Reject::NotAbsolute));
+    }
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        for p in ["/a/./b/../c//d;x/%41%2f", "/x/..;/y/", "/%7E/%2e/"] {
+            let once = normalize_path(p, true).unwrap();
+            let twice = normalize_path(&once.path, true).unwrap();
+            assert_eq!(once, twice, "{p}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let h = |s: &str| parse_host(s).map(|h| h.header_value());
+        assert_eq!(h("Admin.Example.").as_deref(), Ok("admin.example"));
+        assert_eq!(h("admin.example:8080").as_deref(), Ok("admin.example:8080"));
+        assert_eq!(h("admin.example:").as_deref(), Ok("admin.example"));
+        assert_eq!(h("[::1]:80").as_deref(), Ok("[::1]:80"));
+        assert_eq!(h("127.0.0.1").as_deref(), Ok("127.0.0.1"));
+        for bad in [
+            "admin.example:abc",
+            "admin.example:99999",
+            "admin.example:80:80",
+            "a b",
+            "a%41",
+            "",
+            ".",
+            "..",
+            "a..b",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            "ex@mple",
+            "a/b",
+        ] {
+            assert_eq!(parse_host(bad), Err(Reject::BadHost), "{bad}");
+        }
+        assert_eq!(
+            parse_host("admin.example:80").unwrap().name,
+            "admin.example"
+        );
+    }
+
+    #[test]
+    fn host_sources() {
+        let one: &[&[u8]] = &[b"a.example"];
+        let two: &[&[u8]] = &[b"a.example", b"b.example"];
+        let none: &[&[u8]] = &[];
+        let src = |authority, host_headers, http2| HostSources {
+            authority,
+            host_headers,
+            http11: true,
+            http2,
+        };
+        let name = |r: Result<Option<Host>, Reject>| r.map(|h| h.map(|h| h.name));
+        assert_eq!(
+            name(request_host(&src(None, one, false))),
+            Ok(Some("a.example".into()))
+        );
+        assert_eq!(
+            request_host(&src(None, two, false)),
+            Err(Reject::ConflictingHost)
+        );
+        assert_eq!(
+            request_host(&src(None, none, false)),
+            Err(Reject::MissingHost)
+        );
+        assert_eq!(
+            request_host(&src(Some("x.example"), none, false)),
+            Err(Reject::MissingHost)
+        );
+        assert_eq!(
+            name(request_host(&src(Some("x.example"), one, false))),
+            Ok(Some("x.example".into()))
+        );
+        assert_eq!(
+            name(request_host(&src(Some("x.example"), none, true))),
+            Ok(Some("x.example".into()))
+        );
+        assert_eq!(
+            request_host(&src(Some("x.example"), one, true)),
+            Err(Reject::ConflictingHost)
+        );
+        let http10 = HostSources {
+            authority: None,
+            host_headers: none,
+            http11: false,
+            http2: false,
+        };
+        assert_eq!(request_host(&http10), Ok(None));
+    }
+}
