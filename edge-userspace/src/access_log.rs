@@ -53,9 +53,16 @@ pub struct Entry<'a> {
     pub error: Option<String>,
 }
 
+/// What the writer thread is sent.
+enum Msg {
+    Line(String),
+    /// Write everything before this, then answer.
+    Flush(SyncSender<()>),
+}
+
 /// A running access log.
 pub struct AccessLog {
-    tx: SyncSender<String>,
+    tx: SyncSender<Msg>,
 }
 
 impl AccessLog {
@@ -82,26 +89,42 @@ impl AccessLog {
         let Ok(line) = serde_json::to_string(entry) else {
             return;
         };
-        match self.tx.try_send(line) {
+        match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => metrics::access_log_dropped(),
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
+
+    /// Waits (at most `timeout`) until every line queued so far is written:
+    /// before the process exits, so that no request goes unlogged.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        let (done, wait) = sync_channel(1);
+        if self.tx.send(Msg::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(timeout);
+        }
+    }
 }
 
-fn write_loop(rx: Receiver<String>, out: Box<dyn Write + Send>) {
+fn write_loop(rx: Receiver<Msg>, out: Box<dyn Write + Send>) {
     let mut out = BufWriter::new(out);
-    while let Ok(line) = rx.recv() {
-        let mut ok = writeln!(out, "{line}").is_ok();
+    while let Ok(first) = rx.recv() {
+        let mut ok = true;
+        let mut waiting = Vec::new();
         // Write what is queued, then flush once: lines reach the file in
         // batches under load and at once when idle.
-        while let Ok(line) = rx.try_recv() {
-            ok &= writeln!(out, "{line}").is_ok();
+        for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            match msg {
+                Msg::Line(line) => ok &= writeln!(out, "{line}").is_ok(),
+                Msg::Flush(done) => waiting.push(done),
+            }
         }
         ok &= out.flush().is_ok();
         if !ok {
             tracing::warn!("access log write failed");
+        }
+        for done in waiting {
+            let _ = done.try_send(());
         }
     }
 }

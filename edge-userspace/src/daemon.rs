@@ -19,6 +19,7 @@ use std::{
     net::TcpListener,
     path::Path,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -34,13 +35,19 @@ pub fn run(path: &Path) -> Result<()> {
         tracing::info!("{line}");
     }
     preflight_binds(&config)?;
-    let prometheus = metrics::install().context("installing the metrics recorder")?;
+    // Nothing may be recorded that nothing can read: without an admin
+    // endpoint no recorder is installed and recording costs nothing.
+    let prometheus = match config.admin {
+        Some(_) => Some(metrics::install().context("installing the metrics recorder")?),
+        None => None,
+    };
 
     let mut dataplane = if config.xdp.interfaces.is_empty() {
         None
     } else {
         Some(start_dataplane(&config)?)
     };
+    let grace = Duration::from_secs(config.server.grace_period_seconds);
 
     let conf = ServerConf {
         threads: config.server.threads,
@@ -60,6 +67,7 @@ pub fn run(path: &Path) -> Result<()> {
         )),
         None => None,
     };
+    let log_for_exit = access_log.clone();
     let pools = proxy::pools(&config);
     let cache = config.cache.as_ref().map(cache::Cache::new);
     for service in proxy::services(&conf, &config, &pools, access_log, cache)
@@ -70,12 +78,13 @@ pub fn run(path: &Path) -> Result<()> {
     if let Some(checker) = proxy::health_checker(&pools) {
         server.add_service(background_service("health checks", checker));
     }
-    if let Some(address) = config.admin {
+    if let (Some(admin), Some(prometheus)) = (&config.admin, prometheus) {
         let stats = dataplane.as_ref().map(Dataplane::stats);
         server.add_service(
             Admin::new(prometheus, stats)
                 .with_cache(cache)
-                .service(address),
+                .with_access(admin.allow.clone(), admin.token.clone())
+                .service(admin.address),
         );
     }
     if let Some(dp) = dataplane.as_ref()
@@ -91,13 +100,39 @@ pub fn run(path: &Path) -> Result<()> {
         ));
     }
 
-    tracing::info!("edge running; SIGTERM drains, SIGINT stops");
-    server.run(RunArgs::default());
+    // The drain may end the process itself (see `drain`): it then runs
+    // the same last steps as the end of this function.
+    let dataplane = Arc::new(Mutex::new(dataplane));
+    let last_steps = {
+        let dataplane = Arc::clone(&dataplane);
+        let log = log_for_exit.clone();
+        move || {
+            if let Some(log) = &log {
+                log.flush(LOG_FLUSH_TIMEOUT);
+            }
+            // Dropping the dataplane detaches XDP from every interface.
+            if let Ok(mut dp) = dataplane.lock() {
+                dp.take();
+            }
+        }
+    };
+    let watch = crate::drain::Watch::new(grace, Box::new(last_steps));
+    tracing::info!("edge running; SIGTERM drains, SIGINT stops, a second signal stops at once");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(watch),
+    });
     tracing::info!("edge stopping");
-    // Dropping the dataplane detaches XDP from every interface.
-    drop(dataplane);
+    if let Some(log) = &log_for_exit {
+        log.flush(LOG_FLUSH_TIMEOUT);
+    }
+    if let Ok(mut dp) = dataplane.lock() {
+        dp.take();
+    }
     Ok(())
 }
+
+/// Longest wait for the access log to be written out at exit.
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn start_dataplane(config: &Config) -> Result<Dataplane> {
     let mut dp = Dataplane::load_with(&crate::l4::load_options(&config.l4))?;
@@ -114,7 +149,10 @@ fn start_dataplane(config: &Config) -> Result<Dataplane> {
 /// Pingora binds listeners inside its service threads and panics there if
 /// it cannot; binding once here first turns that into a clear error.
 fn preflight_binds(config: &Config) -> Result<()> {
-    let admin = config.admin.map(|a| ("admin".to_string(), a));
+    let admin = config
+        .admin
+        .as_ref()
+        .map(|a| ("admin".to_string(), a.address));
     let all = config
         .listeners
         .iter()

@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod decap;
+pub mod drain;
 pub mod health;
 pub mod l4;
 pub mod metrics;

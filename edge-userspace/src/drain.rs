@@ -1,0 +1,166 @@
+//! Stopping: SIGTERM drains, SIGINT (or a second signal) stops at once.
+//!
+//! Pingora on SIGTERM stops accepting and then sleeps the whole grace
+//! period before it shuts its runtimes down, whether or not anything is in
+//! flight, and listens for no further signal while it sleeps. edge counts
+//! the requests in flight ([`InFlight`]) and watches the signals itself:
+//! once SIGTERM has stopped the listeners, the process exits as soon as
+//! nothing is in flight, when the grace period ends, or at a second
+//! SIGTERM or a SIGINT, whichever comes first. Before it exits it runs the
+//! hooks given to [`Watch::new`] (flushing the access log, detaching XDP).
+
+use async_trait::async_trait;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Requests being served, over every listener.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// How often the drain looks at the count.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Time after SIGTERM before an empty count is believed: connections
+/// accepted just before the listeners stopped get to start their request.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// One request in flight, for as long as it lives.
+pub struct InFlight(());
+
+impl InFlight {
+    /// Counts a request that has begun.
+    pub fn start() -> Self {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+
+    /// Requests in flight now.
+    pub fn count() -> usize {
+        IN_FLIGHT.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// The shutdown signal watch given to Pingora.
+pub struct Watch {
+    grace: Duration,
+    hooks: Mutex<Option<Hook>>,
+}
+
+impl Watch {
+    /// A watch that drains for at most `grace` and runs `on_exit` before
+    /// it ends the process early.
+    pub fn new(grace: Duration, on_exit: Hook) -> Self {
+        Self {
+            grace,
+            hooks: Mutex::new(Some(on_exit)),
+        }
+    }
+
+    fn take_hooks(&self) -> Option<Hook> {
+        self.hooks.lock().ok().and_then(|mut h| h.take())
+    }
+}
+
+/// Why the drain ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Drained,
+    GraceOver,
+    Signal,
+}
+
+/// Waits until nothing is in flight (after [`SETTLE`]), `grace` has
+/// passed, or another SIGTERM or SIGINT arrives.
+async fn drain(grace: Duration) -> End {
+    let started = Instant::now();
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handling the grace period still bounds the wait.
+        tokio::time::sleep(grace).await;
+        return End::GraceOver;
+    };
+    loop {
+        let elapsed = started.elapsed();
+        if elapsed >= grace {
+            return End::GraceOver;
+        }
+        if elapsed >= SETTLE && InFlight::count() == 0 {
+            return End::Drained;
+        }
+        tokio::select! {
+            _ = term.recv() => return End::Signal,
+            _ = int.recv() => return End::Signal,
+            _ = tokio::time::sleep(POLL.min(grace - elapsed)) => {}
+        }
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Watch {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot watch for signals: stop edge with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => {
+                let grace = self.grace;
+                let hooks = self.take_hooks();
+                // Pingora stops the listeners once this returns, then
+                // sleeps out the grace period; the drain ends the process
+                // sooner when it can.
+                tokio::spawn(async move {
+                    let end = drain(grace).await;
+                    tracing::info!(
+                        in_flight = InFlight::count(),
+                        "drain ended ({end:?}): exiting"
+                    );
+                    if let Some(hooks) = hooks {
+                        hooks();
+                    }
+                    std::process::exit(0);
+                });
+                ShutdownSignal::GracefulTerminate
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_drain_ends_at_once_and_a_busy_one_at_the_grace() {
+        let t = Instant::now();
+        assert_eq!(drain(Duration::from_secs(30)).await, End::Drained);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let busy = InFlight::start();
+        let t = Instant::now();
+        assert_eq!(drain(Duration::from_millis(300)).await, End::GraceOver);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        drop(busy);
+    }
+}
