@@ -3,7 +3,9 @@
 use super::locate::Position;
 use std::{fmt, path::PathBuf};
 
-/// One problem found in a configuration file.
+/// One problem found in a configuration file. Whether it is an error (the
+/// file is refused) or a warning (it loads) is said by the list it is in:
+/// [`ConfigError::Invalid`] or [`Checked::warnings`](super::Checked).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     /// Where, if known.
@@ -49,13 +51,27 @@ fn render(file: &std::path::Path, diagnostics: &[Diagnostic]) -> String {
 impl Diagnostic {
     /// Renders as `file:line:column: message`.
     pub fn display_in<'a>(&'a self, file: &'a std::path::Path) -> impl fmt::Display + 'a {
-        DisplayIn { d: self, file }
+        DisplayIn {
+            d: self,
+            file,
+            warning: false,
+        }
+    }
+
+    /// Renders as a warning: `file:line:column: warning: message`.
+    pub fn warning_in<'a>(&'a self, file: &'a std::path::Path) -> impl fmt::Display + 'a {
+        DisplayIn {
+            d: self,
+            file,
+            warning: true,
+        }
     }
 }
 
 struct DisplayIn<'a> {
     d: &'a Diagnostic,
     file: &'a std::path::Path,
+    warning: bool,
 }
 
 impl fmt::Display for DisplayIn<'_> {
@@ -65,6 +81,9 @@ impl fmt::Display for DisplayIn<'_> {
             write!(f, ":{}:{}", p.line, p.column)?;
         }
         write!(f, ": ")?;
+        if self.warning {
+            write!(f, "warning: ")?;
+        }
         if !self.d.path.is_empty() {
             write!(f, "{}: ", self.d.path)?;
         }

@@ -1,8 +1,9 @@
 //! Configuration: YAML → serde surface structs → validated [`Config`].
 //!
-//! [`load`] is the only way in; it reports every problem it finds as
-//! `file:line:column: message`.
+//! [`load`] (or [`check`], which also returns the warnings) is the only way
+//! in; it reports every problem it finds as `file:line:column: message`.
 
+pub mod bounds;
 pub mod cache;
 pub mod compression;
 mod error;
@@ -10,6 +11,9 @@ pub mod l4;
 mod l7;
 mod locate;
 pub mod model;
+mod preflight;
+mod prescan;
+mod report;
 mod surface;
 pub mod tls;
 pub mod units;
@@ -19,29 +23,78 @@ pub use error::{ConfigError, Diagnostic};
 pub use locate::Position;
 pub use model::*;
 
+use bounds::{MAX_FILE_SIZE, show_size};
 use std::path::{Path, PathBuf};
 
-/// Reads and checks the configuration at `file`.
+/// A configuration that loads, and what edge noticed about it on the way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    /// The checked configuration.
+    pub config: Config,
+    /// Things that are allowed but probably wrong (a pool that forwards to
+    /// edge's own listener), rendered with [`Diagnostic::warning_in`].
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads and checks the configuration at `file`, logging its warnings.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let checked = check(file)?;
+    for w in &checked.warnings {
+        tracing::warn!("{}", w.warning_in(file));
+    }
+    Ok(checked.config)
+}
+
+/// Reads and checks the configuration at `file`, returning its warnings.
+///
+/// At most [`MAX_FILE_SIZE`] bytes are read: a larger file is refused
+/// without reading the rest.
+pub fn check(file: &Path) -> Result<Checked, ConfigError> {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read {
         file: file.to_path_buf(),
         source,
-    })?;
-    parse(&text, file)
+    };
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_string(&mut text))
+        .map_err(read_error)?;
+    check_text(&text, file)
 }
 
 /// Checks configuration `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    check_text(text, file).map(|c| c.config)
+}
+
+/// Checks configuration `text`, returning its warnings; `file` names it
+/// in errors and gives the directory relative paths resolve against.
+pub fn check_text(text: &str, file: &Path) -> Result<Checked, ConfigError> {
     let invalid = |diagnostics| ConfigError::Invalid {
         file: PathBuf::from(file),
         diagnostics,
     };
+    let whole = |message: String| Diagnostic {
+        position: None,
+        path: String::new(),
+        message,
+    };
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(invalid(vec![whole(format!(
+            "the file is larger than {}: a configuration must be at most {}",
+            show_size(MAX_FILE_SIZE),
+            show_size(MAX_FILE_SIZE)
+        ))]));
+    }
     if text.trim().is_empty() {
-        return Err(invalid(vec![Diagnostic {
-            position: None,
-            path: String::new(),
-            message: "the file is empty: configure listeners and/or xdp.interfaces".into(),
-        }]));
+        return Err(invalid(vec![whole(
+            "the file is empty: configure listeners and/or xdp.interfaces".into(),
+        )]));
+    }
+    // Before either parser builds anything: both are slow on deep nesting,
+    // and serde expands aliases.
+    if let Some(d) = prescan::scan(text) {
+        return Err(invalid(vec![d]));
     }
     let surface: surface::File =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![from_serde(&e)]))?;
@@ -50,15 +103,38 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
-    let config = validate::validate(&surface, &locations, base_dir).map_err(invalid)?;
-    if config.listeners.is_empty() && config.xdp.interfaces.is_empty() {
-        return Err(invalid(vec![Diagnostic {
-            position: None,
-            path: String::new(),
-            message: "nothing to run: configure listeners and/or xdp.interfaces".into(),
-        }]));
+    // Files the validators read whole must be small regular files first.
+    let mut files = report::Report::new(&locations);
+    preflight::files(&mut files, &surface, base_dir);
+    if !files.diagnostics.is_empty() {
+        return Err(invalid(files.diagnostics));
     }
-    Ok(config)
+    // The section validators, then the passes beside them: bounds, and
+    // what `edge run` would meet. All their errors are reported together.
+    let validated = validate::validate(&surface, &locations, base_dir);
+    let mut more = report::Report::new(&locations);
+    bounds::check(&mut more, &surface);
+    preflight::check(&mut more, &surface, base_dir);
+    let config = match validated {
+        Ok(config) if more.diagnostics.is_empty() => config,
+        result => {
+            let mut diagnostics = result.err().unwrap_or_default();
+            diagnostics.append(&mut more.diagnostics);
+            diagnostics.sort_by_key(|d| d.position.map(|p| (p.line, p.column)));
+            return Err(invalid(diagnostics));
+        }
+    };
+    if config.listeners.is_empty() && config.xdp.interfaces.is_empty() {
+        return Err(invalid(vec![whole(
+            "nothing to run: configure listeners and/or xdp.interfaces".into(),
+        )]));
+    }
+    let mut warnings = report::Report::new(&locations);
+    preflight::warnings(&mut warnings, &config);
+    Ok(Checked {
+        config,
+        warnings: warnings.diagnostics,
+    })
 }
 
 fn from_serde(e: &serde_yaml::Error) -> Diagnostic {
@@ -82,5 +158,7 @@ fn from_serde(e: &serde_yaml::Error) -> Diagnostic {
 
 #[cfg(test)]
 mod cache_tests;
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;
