@@ -32,7 +32,8 @@ pub enum Admission {
 
 struct Inner {
     state: State,
-    /// (requests, errors) per second.
+    /// (requests, errors) per bucket of the window (a fixed number of
+    /// buckets, whatever the window's length).
     window: Window,
     opened_at_ms: u64,
     probes_sent: u32,
@@ -78,7 +79,8 @@ impl Breaker {
 
     fn tick(&self, inner: &mut Inner, now_ms: u64) {
         if inner.state == State::Open
-            && now_ms.saturating_sub(inner.opened_at_ms) >= self.config.open_for.as_millis() as u64
+            && now_ms.saturating_sub(inner.opened_at_ms)
+                >= u64::try_from(self.config.open_for.as_millis()).unwrap_or(u64::MAX)
         {
             inner.state = State::HalfOpen;
             inner.probes_sent = 0;
@@ -183,6 +185,19 @@ mod tests {
         let p = b.admit_at(6_000);
         assert_eq!(b.record_at(6_001, p, false), State::Open);
         assert_eq!(b.admit_at(7_000), Admission::Rejected);
+    }
+
+    #[test]
+    fn an_hour_long_window_counts_the_whole_hour() {
+        let b = Breaker::new(Config {
+            window: Duration::from_secs(3600),
+            ..breaker().config
+        });
+        // Two errors 50 minutes apart, two successes in between: 0.5.
+        assert_eq!(b.record_at(0, OK, false), State::Closed);
+        assert_eq!(b.record_at(1_000_000, OK, true), State::Closed);
+        assert_eq!(b.record_at(2_000_000, OK, true), State::Closed);
+        assert_eq!(b.record_at(3_000_000, OK, false), State::Open);
     }
 
     #[test]

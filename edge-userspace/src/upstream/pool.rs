@@ -157,10 +157,16 @@ impl UpstreamPool {
         if !allowed || self.ejected(b, now) {
             return;
         }
-        let n = (b.ejections.fetch_add(1, Ordering::Relaxed) + 1).min(MAX_EJECTION_MULTIPLE);
-        let duration = outlier.ejection_time * n;
-        b.ejected_until_ms
-            .store(now + duration.as_millis() as u64, Ordering::Relaxed);
+        let n = b
+            .ejections
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
+            .min(MAX_EJECTION_MULTIPLE);
+        // Saturating all the way: validation bounds ejection_time (at most
+        // an hour), but an overflow here would panic on the request path.
+        let duration = outlier.ejection_time.saturating_mul(n);
+        let until = now.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        b.ejected_until_ms.store(until, Ordering::Relaxed);
         b.failures.store(0, Ordering::Relaxed);
         metrics::ejection(&self.name, &b.label);
         tracing::warn!(
@@ -221,5 +227,69 @@ impl UpstreamPool {
             .load(Ordering::Relaxed)
             .checked_sub(self.now_ms())?;
         (left > 0).then(|| Duration::from_millis(left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Outlier, Pool};
+
+    fn pool(ejection_time: Duration) -> UpstreamPool {
+        let backends = ["10.0.0.1:80", "10.0.0.2:80"]
+            .iter()
+            .map(|a| crate::config::BackendSpec {
+                address: a.parse().unwrap(),
+                weight: 1,
+            })
+            .collect();
+        UpstreamPool::new(&Pool {
+            name: "p".into(),
+            algorithm: crate::config::Algorithm::RoundRobin,
+            hash_key: Default::default(),
+            backends,
+            health_check: None,
+            outlier: Some(Outlier {
+                consecutive_failures: 1,
+                ejection_time,
+                max_ejected_percent: 100,
+            }),
+            timeouts: Default::default(),
+            retries: Default::default(),
+            breaker: None,
+            keepalive_idle: None,
+            tls: None,
+        })
+    }
+
+    #[test]
+    fn an_enormous_ejection_time_saturates_instead_of_overflowing() {
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        // Its milliseconds do not fit a u64: truncated, they were 384 ms.
+        let p = pool(Duration::from_secs(u64::MAX / 1000 + 1));
+        p.start(0);
+        p.done(0, false);
+        assert!(p.ejected_for(0).is_some_and(|d| d > YEAR));
+        assert!(p.ejected_for(1).is_none());
+        // A sixth ejection multiplies the time by 6: that overflowed (a panic).
+        let p = pool(Duration::from_secs(u64::MAX / 4));
+        p.backends[0].ejections.store(5, Ordering::Relaxed);
+        p.start(0);
+        p.done(0, false);
+        assert!(p.ejected_for(0).is_some_and(|d| d > YEAR));
+    }
+
+    #[test]
+    fn an_ejection_lasts_the_ejection_time_then_grows() {
+        let p = pool(Duration::from_secs(30));
+        p.start(0);
+        p.done(0, false);
+        let first = p.ejected_for(0).unwrap();
+        assert!(first <= Duration::from_secs(30) && first > Duration::from_secs(29));
+        p.backends[0].ejected_until_ms.store(0, Ordering::Relaxed);
+        p.start(0);
+        p.done(0, false);
+        let second = p.ejected_for(0).unwrap();
+        assert!(second > Duration::from_secs(59), "{second:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! now. Pure apart from their own small state, so the distributions are
 //! unit-tested here.
 
-use crate::config::{Algorithm, BackendSpec};
+use crate::config::{Algorithm, BackendSpec, bounds::MAX_KETAMA_WEIGHT};
 use pingora_ketama::{Bucket, Continuum};
 use std::{
     collections::HashMap,
@@ -30,15 +30,22 @@ pub struct Selector {
     /// Smooth weighted round robin's current weights.
     smooth: Mutex<Vec<i64>>,
     ring: Option<(Continuum, HashMap<SocketAddr, usize>)>,
+    /// Points on the ketama ring: one walk around it visits every backend.
+    ring_points: usize,
 }
 
 impl Selector {
     /// A selector for `backends` with `algorithm`.
     pub fn new(algorithm: Algorithm, backends: &[BackendSpec]) -> Self {
         let ring = (algorithm == Algorithm::Ketama).then(|| {
+            // Each unit of weight is DEFAULT_POINT_MULTIPLE ring points, and
+            // the ring builder sums weights in a u32: validation bounds them
+            // (MAX_KETAMA_WEIGHT, MAX_KETAMA_TOTAL_WEIGHT), and the clamp
+            // keeps a model built some other way from allocating gigabytes
+            // or hitting the builder's assertion on weight 0.
             let buckets: Vec<Bucket> = backends
                 .iter()
-                .map(|b| Bucket::new(b.address, b.weight))
+                .map(|b| Bucket::new(b.address, b.weight.clamp(1, MAX_KETAMA_WEIGHT)))
                 .collect();
             let index = backends
                 .iter()
@@ -52,6 +59,11 @@ impl Selector {
             weights: backends.iter().map(|b| b.weight.max(1)).collect(),
             counter: AtomicUsize::new(0),
             smooth: Mutex::new(vec![0; backends.len()]),
+            ring_points: backends
+                .iter()
+                .map(|b| b.weight.clamp(1, MAX_KETAMA_WEIGHT) as usize)
+                .sum::<usize>()
+                .saturating_mul(pingora_ketama::DEFAULT_POINT_MULTIPLE as usize),
             ring,
         }
     }
@@ -143,8 +155,10 @@ impl Selector {
         let (ring, index) = self.ring.as_ref()?;
         // Walking the ring from the key's point skips unavailable
         // backends while keeping every other key where it was.
+        // One turn of the ring at most: with weights, a heavy backend's
+        // points can fill far more than a per-backend share of it.
         ring.node_iter(key)
-            .take(self.weights.len() * 4 * pingora_ketama::DEFAULT_POINT_MULTIPLE as usize)
+            .take(self.ring_points)
             .filter_map(|addr| index.get(addr).copied())
             .find(|i| candidates.binary_search(i).is_ok())
             .or_else(|| candidates.first().copied())
@@ -260,6 +274,28 @@ mod tests {
             }
             assert_eq!(pick(&[0, 1, 2, 3], k), *b);
         }
+    }
+
+    #[test]
+    fn ketama_weights_are_bounded_and_still_weigh() {
+        // 10^8 is 1.6e10 ring points (25 GB, and a u32 overflow in the ring
+        // builder); the selector clamps it to MAX_KETAMA_WEIGHT.
+        let sel = Selector::new(Algorithm::Ketama, &specs(&[100_000_000, 1, 1]));
+        let share = counts(&sel, 3, 3000, |k| format!("k{k}").into_bytes());
+        assert!(share[0] > (share[1] + share[2]) * 50, "{share:?}");
+        // With the heavy backend down, keys walk the ring to the others
+        // and spread over them, not all to the first.
+        let moved: Vec<usize> = (0..200)
+            .map(|k| {
+                let key = format!("k{k}").into_bytes();
+                let input = PickInput {
+                    client: None,
+                    hash_key: &key,
+                };
+                sel.pick(&[1, 2], &[0; 3], input).unwrap()
+            })
+            .collect();
+        assert!(moved.iter().filter(|i| **i == 2).count() > 40, "{moved:?}");
     }
 
     #[test]
