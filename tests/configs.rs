@@ -60,3 +60,58 @@ fn a_broken_file_fails_with_line_numbers() -> Result<()> {
     );
     Ok(())
 }
+
+/// `edge check … | head -1`: the reader goes away after one line. Rust
+/// ignores SIGPIPE, so every later write fails with EPIPE, which the print
+/// macros turn into a panic; edge must stop writing and exit with the
+/// check's own status instead.
+#[test]
+fn a_closed_pipe_ends_edge_check_quietly() -> Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+
+    // Standard output: "FILE: OK" and a summary per good file, far more
+    // than a pipe holds (64 KiB), closed after the first line.
+    let good = config_dir().join("l7.yaml");
+    let files = vec![good; 500];
+    let mut child = Command::new(edge_tests::edge::binary()?)
+        .arg("check")
+        .args(&files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first)?;
+    assert!(first.ends_with(": OK\n"), "{first}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)?;
+    let status = child.wait()?;
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "{status}: {stderr}");
+
+    // Standard error: every error of many broken files, closed after the
+    // first line. The exit status is the check's (1), not a panic's (101).
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.yaml");
+    let mut text = String::from("xdp:\n  deny:\n");
+    for i in 0..500 {
+        text.push_str(&format!("    - 10.{}.{}.1/8\n", i / 250, i % 250));
+    }
+    std::fs::write(&bad, text)?;
+    let mut child = Command::new(edge_tests::edge::binary()?)
+        .arg("check")
+        .args(vec![bad; 50])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().expect("piped")).read_line(&mut first)?;
+    assert!(first.contains("has host bits set"), "{first}");
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(1), "{status}");
+    Ok(())
+}

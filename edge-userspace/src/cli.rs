@@ -8,7 +8,7 @@ use crate::{
 };
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::{net::IpAddr, path::PathBuf};
+use std::{io::Write, net::IpAddr, path::PathBuf};
 
 /// edge: an L4/L7 load balancer (XDP fast path + Pingora proxy).
 #[derive(Debug, Parser)]
@@ -132,7 +132,7 @@ pub fn main() -> Result<()> {
         } => decap::run(&mode.interface(iface), &sources),
         Command::Unload { iface } => {
             dataplane::unpin_program(&iface)?;
-            println!("edge XDP detached from {iface}");
+            say(format_args!("edge XDP detached from {iface}"));
             Ok(())
         }
     }
@@ -152,28 +152,69 @@ fn check(files: Vec<PathBuf>) -> Result<()> {
     if files.is_empty() {
         bail!("edge check: name at least one configuration file");
     }
+    let mut out = Output::default();
     let mut failed = 0;
     for file in &files {
-        match config::load(file) {
-            Ok(cfg) => {
-                println!("{}: OK", file.display());
-                for line in cfg.summary().lines() {
-                    println!("  {line}");
+        match config::check(file) {
+            Ok(checked) => {
+                for w in &checked.warnings {
+                    out.err(w.warning_in(file));
+                }
+                out.out(format_args!("{}: OK", file.display()));
+                for line in checked.config.summary().lines() {
+                    out.out(format_args!("  {line}"));
                 }
             }
             Err(e) => {
-                eprintln!("{e}");
+                out.err(&e);
                 failed += 1;
             }
         }
     }
     if failed > 0 {
+        if out.stderr_gone {
+            // main() would print this error to the closed stderr, and
+            // eprintln! panics there: exit with the check's status instead.
+            std::process::exit(1);
+        }
         bail!(
             "{failed} of {} configuration files have errors",
             files.len()
         );
     }
     Ok(())
+}
+
+/// Writes lines to standard output and standard error, and stops writing
+/// to one quietly once its reader has gone (`edge check ... | head -1`):
+/// the print macros would panic there, since Rust ignores SIGPIPE and every
+/// write to a closed pipe then fails with EPIPE.
+#[derive(Default)]
+struct Output {
+    stdout_gone: bool,
+    stderr_gone: bool,
+}
+
+impl Output {
+    /// A line to standard output.
+    fn out(&mut self, line: impl std::fmt::Display) {
+        if !self.stdout_gone {
+            self.stdout_gone = writeln!(std::io::stdout().lock(), "{line}").is_err();
+        }
+    }
+
+    /// A line to standard error.
+    fn err(&mut self, line: impl std::fmt::Display) {
+        if !self.stderr_gone {
+            self.stderr_gone = writeln!(std::io::stderr().lock(), "{line}").is_err();
+        }
+    }
+}
+
+/// Prints a one-line report of a command that has done its work; a closed
+/// standard output loses the line but is no reason to fail (or panic).
+fn say(line: impl std::fmt::Display) {
+    Output::default().out(line);
 }
 
 fn load(iface: String, mode: Mode, config: Option<PathBuf>) -> Result<()> {
@@ -186,12 +227,12 @@ fn load(iface: String, mode: Mode, config: Option<PathBuf>) -> Result<()> {
     let iface = mode.interface(iface);
     let attached = dataplane::pin_program(&mut dp, &iface)
         .with_context(|| format!("attaching edge XDP to {}", iface.name))?;
-    println!(
+    say(format_args!(
         "edge XDP attached to {} ({} mode), pinned at {}",
         iface.name,
         attached.as_str(),
         dataplane::pin_dir(&iface.name).display()
-    );
+    ));
     Ok(())
 }
 
@@ -200,11 +241,11 @@ fn load_decap(iface: Interface, sources: &[IpAddr]) -> Result<()> {
     decap.set_sources(sources)?;
     let attached = dataplane::pin_decap(&mut decap, &iface)
         .with_context(|| format!("attaching edge decap to {}", iface.name))?;
-    println!(
+    say(format_args!(
         "edge decap attached to {} ({} mode), pinned at {}",
         iface.name,
         attached.as_str(),
         dataplane::pin_dir(&iface.name).display()
-    );
+    ));
     Ok(())
 }
