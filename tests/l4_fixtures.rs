@@ -7,6 +7,7 @@
 //! Conntrack is per CPU, so the tests that depend on remembered flows pin
 //! their thread to one CPU first.
 
+#[path = "l4_fixtures/setup.rs"]
 mod setup;
 
 use edge_common::{DecapEvent, L4Event, PacketClass, REAL_FLAG_UP};
@@ -522,6 +523,7 @@ fn decap_strips_tunnels_from_allowed_sources_only() {
         [10, 77, 2, 99],
         REAL1,
     );
+    let qinq_tunnel = to_real1(&with_tags(&syn4, &[(0x88a8, 100), (0x8100, 42)]));
     let cut = tunnel4[..14 + 20].to_vec();
     let cases = [
         (
@@ -533,6 +535,11 @@ fn decap_strips_tunnels_from_allowed_sources_only() {
             "VLAN-tagged IPIP: stripped, tag kept",
             vlan_tunnel.clone(),
             Some(decapsulated(&vlan_tunnel, 20, 0x0800)),
+        ),
+        (
+            "QinQ IPIP: stripped, both tags kept",
+            qinq_tunnel.clone(),
+            Some(decapsulated(&qinq_tunnel, 20, 0x0800)),
         ),
         (
             "IP6IP6 from edge: stripped",
@@ -553,7 +560,7 @@ fn decap_strips_tunnels_from_allowed_sources_only() {
     let (_, out) = run_on(program, &tunnel4);
     assert_eq!(ip_part(&out), ip_part(&syn4));
     let stats = decap.stats().unwrap();
-    assert_eq!(stats[DecapEvent::Decapsulated.index() as usize].packets, 4);
+    assert_eq!(stats[DecapEvent::Decapsulated.index() as usize].packets, 5);
     assert_eq!(stats[DecapEvent::NotAllowed.index() as usize].packets, 1);
     assert_eq!(stats[DecapEvent::Malformed.index() as usize].packets, 1);
 }
@@ -698,6 +705,37 @@ fn oversized_vip_packets_are_answered_with_icmp_too_big() {
     let events = dp.l4().events().unwrap();
     assert_eq!(events[L4Event::TooBigReplied.index() as usize], 3);
     assert_eq!(events[L4Event::TooBigDropped.index() as usize], 1);
+
+    // A smaller egress MTU, as the daemon writes it from the interfaces.
+    let mut settings = plan::plan(&cfg.l4).settings;
+    settings.mtu = 1400;
+    dp.l4().set_settings(&settings).unwrap();
+    let fits = sized(None, Ip::V4(CLIENT4), Ip::V4(VIP4), 80, 1380);
+    let big = sized(None, Ip::V4(CLIENT4), Ip::V4(VIP4), 80, 1381);
+    let big6 = sized(None, Ip::V6(CLIENT6), Ip::V6(VIP6), 443, 1361);
+    check(
+        &mut dp,
+        &[
+            Fixture {
+                name: "MTU 1400: 1380 bytes fit",
+                output: Some(to_real1(&fits)),
+                input: fits.clone(),
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "MTU 1400: 1381 bytes get fragmentation needed, MTU 1380",
+                output: Some(too_big_reply(&big, 1380)),
+                input: big,
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "MTU 1400: IPv6 1361 bytes get packet too big, MTU 1360",
+                output: Some(too_big_reply(&big6, 1360)),
+                input: big6,
+                action: XDP_TX,
+            },
+        ],
+    );
 }
 
 #[test]
