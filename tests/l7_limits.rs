@@ -344,6 +344,13 @@ fn websocket_upgrade_is_passed_through() -> Result<()> {
         reader.read_exact(&mut back)?;
         assert_eq!(back, msg);
     }
+    // A tunnel may stay quiet longer than the body-rate grace (5 s): the
+    // minimum body rate is for uploads, not for what the application paces.
+    std::thread::sleep(Duration::from_millis(5_500));
+    c.write_all(b"\x81\x02hi")?;
+    let mut back = [0u8; 4];
+    reader.read_exact(&mut back)?;
+    assert_eq!(&back, b"\x81\x02hi");
     drop(reader);
     drop(c);
     let head = server

@@ -142,6 +142,19 @@ pub fn normalize_framing(session: &mut Session) -> Result<()> {
     Ok(())
 }
 
+/// Whether the request body is a stream the application paces, not an
+/// upload: a WebSocket tunnel or a gRPC stream may rightly stay quiet for
+/// minutes, so no minimum rate applies to it.
+fn paced_by_the_application(session: &Session) -> bool {
+    session.is_upgrade_req()
+        || session.was_upgraded()
+        || session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// Whether a body of `read` bytes after `elapsed` is slower than
 /// `min_rate` bytes per second, once the grace time is over.
 fn too_slow(read: u64, elapsed: Duration, min_rate: Option<u64>) -> bool {
@@ -158,6 +171,9 @@ fn too_slow(read: u64, elapsed: Duration, min_rate: Option<u64>) -> bool {
 /// client trickling one byte a second would otherwise hold a request and
 /// an upstream connection for as long as it likes.
 pub fn check_body_rate(session: &Session, started: Instant, limits: &Limits) -> Result<()> {
+    if paced_by_the_application(session) {
+        return Ok(());
+    }
     let read = session.as_ref().body_bytes_read() as u64;
     if too_slow(read, started.elapsed(), limits.min_body_rate) {
         return Err(Error::explain(

@@ -269,8 +269,11 @@ impl ProxyHttp for EdgeProxy {
         limits::check_head(session, l)?;
         limits::normalize_framing(session)?;
         // Pingora's wait for each piece of an HTTP/1 body (HTTP/2 streams
-        // are paced by min_body_rate alone).
-        session.set_read_timeout(Some(l.body_read_timeout));
+        // are paced by min_body_rate alone). An upgrade (WebSocket) keeps
+        // Pingora's own, longer, idle limit for its tunnel.
+        if !session.is_upgrade_req() {
+            session.set_read_timeout(Some(l.body_read_timeout));
+        }
         limits::check_declared_length(session, l.max_body_size)
     }
 
