@@ -504,25 +504,50 @@ fn sigterm_with_nothing_in_flight_stops_at_once() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn sigterm_finishes_what_is_in_flight_then_stops() -> Result<()> {
-    let handler: Handler = Arc::new(|req: &Message| {
+/// An edge with a long grace period and one request in flight, held by
+/// its backend for `hold`.
+struct InFlight {
+    edge: edge_tests::edge::Edge,
+    client: std::thread::JoinHandle<Result<Message>>,
+    _dir: tempfile::TempDir,
+    _app: Backend,
+}
+
+fn one_in_flight(hold: Duration) -> Result<InFlight> {
+    let handler: Handler = Arc::new(move |req: &Message| {
         if req.start.contains("/slow") {
-            std::thread::sleep(Duration::from_millis(1500));
+            std::thread::sleep(hold);
         }
         echo(req)
     });
     let app = backend_with("app", handler)?;
-    let (mut edge, listen, _dir) = long_grace(&app)?;
-    let slow = std::thread::spawn(move || http::get(listen, "/slow"));
+    let (edge, listen, dir) = long_grace(&app)?;
+    let client = std::thread::spawn(move || http::get(listen, "/slow"));
     wait::until(
         "the slow request to reach the backend",
         Duration::from_secs(5),
         || Ok((app.requests() > 0).then_some(())),
     )?;
+    Ok(InFlight {
+        edge,
+        client,
+        _dir: dir,
+        _app: app,
+    })
+}
+
+#[test]
+fn sigterm_finishes_what_is_in_flight_then_stops() -> Result<()> {
+    // Every part bound, so nothing of the setup is dropped early.
+    let InFlight {
+        mut edge,
+        client,
+        _dir,
+        _app,
+    } = one_in_flight(Duration::from_millis(1500))?;
     let t = Instant::now();
     signal(&edge, libc::SIGTERM)?;
-    let r = slow
+    let r = client
         .join()
         .map_err(|_| anyhow::anyhow!("client panicked"))??;
     assert_eq!(r.status(), Some(200), "the request in flight was served");
@@ -537,20 +562,12 @@ fn sigterm_finishes_what_is_in_flight_then_stops() -> Result<()> {
 
 #[test]
 fn a_second_signal_during_the_drain_stops_at_once() -> Result<()> {
-    let handler: Handler = Arc::new(|req: &Message| {
-        if req.start.contains("/hang") {
-            std::thread::sleep(Duration::from_secs(20));
-        }
-        echo(req)
-    });
-    let app = backend_with("app", handler)?;
-    let (mut edge, listen, _dir) = long_grace(&app)?;
-    let _hung = std::thread::spawn(move || http::get(listen, "/hang"));
-    wait::until(
-        "the request to reach the backend",
-        Duration::from_secs(5),
-        || Ok((app.requests() > 0).then_some(())),
-    )?;
+    let InFlight {
+        mut edge,
+        client: _client,
+        _dir,
+        _app,
+    } = one_in_flight(Duration::from_secs(20))?;
     signal(&edge, libc::SIGTERM)?;
     // Still draining a while later: the request is in flight.
     std::thread::sleep(Duration::from_millis(500));
@@ -668,16 +685,31 @@ fn http2_requests_are_normalised_and_their_cookies_joined() -> Result<()> {
     )?;
     let curl = |path: &str| -> Result<String> {
         let out = std::process::Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--http2", "--path-as-is", "--cacert"])
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--http2",
+                "--path-as-is",
+                "--cacert",
+            ])
             .arg(p.dir().join("ca.pem"))
             .arg("--resolve")
-            .arg(format!("a.example.test:{}:{}", p.listen.port(), p.listen.ip()))
+            .arg(format!(
+                "a.example.test:{}:{}",
+                p.listen.port(),
+                p.listen.ip()
+            ))
             .args(["-H", "Cookie: a=1", "-H", "Cookie: b=2"])
             .args(["-w", "\n%{http_version} %{http_code}"])
             .arg(format!("https://a.example.test:{}{path}", p.listen.port()))
             .output()
             .context("running curl")?;
-        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let out = curl("/x/../admin")?;
@@ -706,6 +738,10 @@ fn a_body_that_stops_coming_gets_408() -> Result<()> {
     let mut reader = BufReader::new(s);
     let r = http::read_message(&mut reader)?.context("no response")?;
     assert_eq!(r.status(), Some(408), "{}", r.start);
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
     Ok(())
 }
