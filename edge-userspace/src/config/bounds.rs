@@ -86,6 +86,13 @@ pub const MAX_PEM_FILE: u64 = 1 << 20;
 pub const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Longest `limits.idle_timeout`.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest `limits.body_read_timeout`.
+pub const MAX_BODY_READ_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Largest `limits.min_body_rate`, bytes per second: above 1 GiB/s every
+/// client would be "too slow".
+pub const MAX_MIN_BODY_RATE: u64 = 1 << 30;
+/// Longest `admin.token`.
+pub const MAX_TOKEN_LEN: usize = 4096;
 /// Largest `limits.max_body_size` (a limit, not a buffer: bodies stream).
 pub const MAX_BODY_SIZE: u64 = 64 << 30;
 /// Most `limits.max_connections` (one file descriptor each).
@@ -217,6 +224,14 @@ pub(super) fn check(v: &mut Report<'_>, file: &surface::File) {
         );
         count(v, "cache.purge_allow", c.purge_allow.len(), MAX_PREFIXES);
     }
+    if let Some(a) = &file.admin {
+        if let Some(allow) = &a.allow {
+            count(v, "admin.allow", allow.len(), MAX_PREFIXES);
+        }
+        if let Some(t) = &a.token {
+            text(v, "admin.token", t, MAX_TOKEN_LEN);
+        }
+    }
     count(v, "listeners", file.listeners.len(), MAX_LISTENERS);
     for (i, l) in file.listeners.iter().enumerate() {
         listener(v, &format!("listeners[{i}]"), l);
@@ -260,6 +275,14 @@ fn listener(v: &mut Report<'_>, path: &str, l: &surface::Listener) {
         l.pass_upstream_headers.len(),
         MAX_LIST,
     );
+    if let Some(list) = &l.untrusted_headers {
+        count(
+            v,
+            &format!("{path}.untrusted_headers"),
+            list.len(),
+            MAX_LIST,
+        );
+    }
     if let Some(tls) = &l.tls {
         let p = format!("{path}.tls.certificates");
         count(v, &p, tls.certificates.len(), MAX_CERTIFICATES);
@@ -301,6 +324,19 @@ fn listener(v: &mut Report<'_>, path: &str, l: &surface::Listener) {
             &format!("{p}.max_connections"),
             limits.max_connections,
             MAX_CONNECTIONS,
+        );
+        duration(
+            v,
+            &format!("{p}.body_read_timeout"),
+            &limits.body_read_timeout,
+            Duration::ZERO,
+            MAX_BODY_READ_TIMEOUT,
+        );
+        size(
+            v,
+            &format!("{p}.min_body_rate"),
+            &limits.min_body_rate,
+            MAX_MIN_BODY_RATE,
         );
     }
     cache_policy(v, &format!("{path}.cache"), l.cache.as_ref());

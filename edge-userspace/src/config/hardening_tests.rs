@@ -95,16 +95,20 @@ fn every_duration_count_and_size_of_a_pool_has_a_bound() {
 #[test]
 fn listener_cache_and_l4_values_have_bounds() {
     let body = "x".repeat(1024 * 1024 + 1);
+    let token = "t".repeat(4097);
+    let untrusted = vec!["x-a"; 65].join(", ");
     let yaml = format!(
         "listeners:
   - name: web
     address: '127.0.0.1:8080'
-    limits: {{ header_read_timeout: 6m, idle_timeout: 2h, max_body_size: 65GiB, max_connections: 1000001 }}
+    limits: {{ header_read_timeout: 6m, idle_timeout: 2h, max_body_size: 65GiB, max_connections: 1000001, body_read_timeout: 2h, min_body_rate: 2GiB }}
+    untrusted_headers: [{untrusted}]
     compression: {{ min_size: 2GiB }}
     cache: {{ heuristic_freshness: true, default_ttl: 8761h }}
     routes:
       - respond: {{ status: 200, body: {body} }}
 cache: {{ max_size: 65GiB, max_object_size: 2GiB, lock_timeout: 2m }}
+admin: {{ address: '127.0.0.1:9100', token: {token} }}
 server: {{ upstream_keepalive_pool_size: 65537 }}
 xdp:
   interfaces: [{{ name: eth0 }}]
@@ -125,15 +129,19 @@ l4:
             "edge.yaml:4:54: listeners[0].limits.idle_timeout: idle_timeout is 2h: must be at most 1h",
             "edge.yaml:4:73: listeners[0].limits.max_body_size: max_body_size is 65GiB: must be at most 64GiB",
             "edge.yaml:4:97: listeners[0].limits.max_connections: max_connections is 1000001: must be at most 1000000",
-            "edge.yaml:5:30: listeners[0].compression.min_size: min_size is 2GiB: must be at most 1GiB",
-            "edge.yaml:6:54: listeners[0].cache.default_ttl: default_ttl is 8761h: must be at most 8760h",
-            "edge.yaml:8:39: listeners[0].routes[0].respond.body: body is 1048577 bytes: must be at most 1MiB",
-            "edge.yaml:9:20: cache.max_size: max_size is 65GiB: must be at most 64GiB",
-            "edge.yaml:9:44: cache.max_object_size: max_object_size is 2GiB: must be at most 1GiB",
-            "edge.yaml:9:64: cache.lock_timeout: lock_timeout is 2m: must be at most 1m",
-            "edge.yaml:10:41: server.upstream_keepalive_pool_size: upstream_keepalive_pool_size is 65537: must be at most 65536",
-            "edge.yaml:20:44: l4.services[0].health_check.interval: interval is 2h: must be at most 1h",
-            "edge.yaml:20:67: l4.services[0].health_check.rise: rise is 101: must be at most 100",
+            "edge.yaml:4:125: listeners[0].limits.body_read_timeout: body_read_timeout is 2h: must be at most 1h",
+            "edge.yaml:4:144: listeners[0].limits.min_body_rate: min_body_rate is 2GiB: must be at most 1GiB",
+            "edge.yaml:5:24: listeners[0].untrusted_headers: untrusted_headers has 65 entries: must have at most 64",
+            "edge.yaml:6:30: listeners[0].compression.min_size: min_size is 2GiB: must be at most 1GiB",
+            "edge.yaml:7:54: listeners[0].cache.default_ttl: default_ttl is 8761h: must be at most 8760h",
+            "edge.yaml:9:39: listeners[0].routes[0].respond.body: body is 1048577 bytes: must be at most 1MiB",
+            "edge.yaml:10:20: cache.max_size: max_size is 65GiB: must be at most 64GiB",
+            "edge.yaml:10:44: cache.max_object_size: max_object_size is 2GiB: must be at most 1GiB",
+            "edge.yaml:10:64: cache.lock_timeout: lock_timeout is 2m: must be at most 1m",
+            "edge.yaml:11:44: admin.token: token is 4097 bytes long: must be at most 4KiB",
+            "edge.yaml:12:41: server.upstream_keepalive_pool_size: upstream_keepalive_pool_size is 65537: must be at most 65536",
+            "edge.yaml:22:44: l4.services[0].health_check.interval: interval is 2h: must be at most 1h",
+            "edge.yaml:22:67: l4.services[0].health_check.rise: rise is 101: must be at most 100",
         ]
     );
 }
