@@ -729,13 +729,19 @@ fn header_pairs(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (k, val) in map {
-        let ok_name = http::HeaderName::from_bytes(k.as_bytes()).is_ok();
-        let ok_value = http::HeaderValue::from_str(val).is_ok();
-        if !ok_name || !ok_value {
-            v.error(
-                format!("{path}.{k}"),
-                format!("bad header field {k:?}: {val:?}"),
-            );
+        // Say which half is wrong and why: CR or LF in a value would split
+        // the message, so no HTTP library sends it, and every request of
+        // the route would fail.
+        let why = if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            Some(format!(
+                "bad header name {k:?}: letters, digits and !#$%&'*+-.^_`|~ only"
+            ))
+        } else {
+            super::preflight::bad_header_value(val)
+                .map(|why| format!("header {k}: value {val:?} cannot be sent: {why}"))
+        };
+        if let Some(why) = why {
+            v.error(format!("{path}.{k}"), why);
             continue;
         }
         out.push((k.clone(), val.clone()));

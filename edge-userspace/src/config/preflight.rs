@@ -198,7 +198,7 @@ fn header_name(r: &mut Report<'_>, path: String, name: &str) {
 /// Why `value` cannot be an HTTP header value, if it cannot: CR, LF, NUL
 /// and the other control characters but tab are refused by every HTTP
 /// library (and CR/LF would split the response).
-fn bad_header_value(value: &str) -> Option<String> {
+pub(super) fn bad_header_value(value: &str) -> Option<String> {
     value
         .bytes()
         .enumerate()
