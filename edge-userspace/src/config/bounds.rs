@@ -43,6 +43,11 @@ pub const MAX_ALIASES: usize = 100;
 /// Most worker threads per listener service (`server.threads`); Pingora
 /// spawns them all at start-up and aborts when the system refuses one.
 pub const MAX_THREADS: usize = 1024;
+/// Most worker threads over all listener services (`server.threads` times
+/// the number of listeners; `threads` defaults to the CPUs of the host
+/// that checks): a thread has a stack of its own, and the system's limit on
+/// threads is commonly a few tens of thousands.
+pub const MAX_WORKER_THREADS: usize = 16_384;
 /// Longest drain after SIGTERM (`server.grace_period_seconds`): an hour;
 /// a supervisor waits this long for edge to exit.
 pub const MAX_GRACE_PERIOD_SECONDS: u64 = 3600;
@@ -233,6 +238,7 @@ pub(super) fn check(v: &mut Report<'_>, file: &surface::File) {
         }
     }
     count(v, "listeners", file.listeners.len(), MAX_LISTENERS);
+    worker_threads(v, file);
     for (i, l) in file.listeners.iter().enumerate() {
         listener(v, &format!("listeners[{i}]"), l);
     }
@@ -258,6 +264,29 @@ fn server(v: &mut Report<'_>, s: &surface::Server) {
         s.upstream_keepalive_pool_size,
         MAX_UPSTREAM_KEEPALIVE,
     );
+}
+
+/// Each listener is a Pingora service with `server.threads` threads.
+fn worker_threads(v: &mut Report<'_>, file: &surface::File) {
+    let set = file.server.as_ref().and_then(|s| s.threads);
+    let threads =
+        set.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let listeners = file.listeners.len();
+    let total = threads.saturating_mul(listeners);
+    // A thread count over its own bound is reported as such already.
+    if total > MAX_WORKER_THREADS && threads <= MAX_THREADS {
+        let (path, what) = match set {
+            Some(_) => ("server.threads", "server.threads"),
+            None => ("listeners", "threads (the CPUs of this host)"),
+        };
+        v.error(
+            path.to_string(),
+            format!(
+                "{listeners} listeners with {threads} {what} each are {total} worker threads: \
+                 must be at most {MAX_WORKER_THREADS} (lower server.threads)"
+            ),
+        );
+    }
 }
 
 fn listener(v: &mut Report<'_>, path: &str, l: &surface::Listener) {

@@ -176,6 +176,27 @@ pools:
 }
 
 #[test]
+fn listeners_times_threads_is_bounded() {
+    let listeners: String = (0..20)
+        .map(|i| {
+            format!(
+                "  - {{ name: l{i}, address: '127.0.0.1:{}', pool: app }}\n",
+                8000 + i
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "listeners:\n{listeners}pools: [{{ name: app, backends: [{{ address: '10.0.0.1:80' }}] }}]\nserver: {{ threads: 1000 }}\n"
+    );
+    assert_eq!(
+        errors(&yaml),
+        [
+            "edge.yaml:23:20: server.threads: 20 listeners with 1000 server.threads each are 20000 worker threads: must be at most 16384 (lower server.threads)"
+        ]
+    );
+}
+
+#[test]
 fn a_redirect_location_must_be_a_valid_header_value() {
     let yaml = "\
 listeners:
