@@ -831,3 +831,33 @@ fn ipv6_beyond_the_extension_header_walk_never_skips_the_fragment_check() {
     assert_eq!(events[L4Event::ExtHeadersDropped.index() as usize], 2);
     assert_eq!(events[L4Event::FragmentDropped.index() as usize], 0);
 }
+
+#[test]
+fn too_big_replies_are_rate_limited_per_cpu() {
+    use edge_common::{TOO_BIG_BURST, TOO_BIG_RATE};
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, _) = dataplane(&cfg);
+    let big = sized(None, Ip::V4(CLIENT4), Ip::V4(VIP4), 80, 1481);
+    let sent = 2 * u64::from(TOO_BIG_BURST);
+    let start = std::time::Instant::now();
+    for _ in 0..sent {
+        let (action, _) = run(&mut dp, &big);
+        assert!(action == XDP_TX || action == XDP_DROP, "action {action}");
+    }
+    let elapsed = start.elapsed();
+    let events = dp.l4().events().unwrap();
+    let replied = events[L4Event::TooBigReplied.index() as usize];
+    let limited = events[L4Event::TooBigRateLimited.index() as usize];
+    assert_eq!(replied + limited, sent, "every packet answered or counted");
+    // The burst, then what the rate refilled while the loop ran.
+    let refilled = (elapsed.as_secs_f64() * f64::from(TOO_BIG_RATE)).ceil() as u64 + 1;
+    assert!(
+        replied >= u64::from(TOO_BIG_BURST).min(sent),
+        "replied {replied}"
+    );
+    assert!(
+        replied <= u64::from(TOO_BIG_BURST) + refilled,
+        "replied {replied} in {elapsed:?}"
+    );
+}

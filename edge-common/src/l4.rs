@@ -95,6 +95,14 @@ pub const SETTINGS_SYN_BUDGET: u32 = 1;
 /// The egress MTU the kernel assumes while [`L4Settings::mtu`] is zero
 /// (Ethernet's).
 pub const DEFAULT_MTU: u32 = 1_500;
+/// ICMP "too big" replies each CPU may send per second: enough for every
+/// client of a busy service to learn its path MTU within seconds, little
+/// enough that a flood of spoofed oversized packets does not turn edge
+/// into a reflector at line rate (Linux rate-limits the same ICMP types).
+pub const TOO_BIG_RATE: u32 = 1_000;
+/// Replies each CPU may send in a burst, above [`TOO_BIG_RATE`].
+pub const TOO_BIG_BURST: u32 = 100;
+
 /// The smallest MTU the daemon writes into [`L4Settings::mtu`]: IPv4's
 /// minimum datagram size every host must accept (RFC 791). Below it the
 /// quote of an ICMP "fragmentation needed" could be longer than the packet.
@@ -282,11 +290,15 @@ pub enum L4Event {
     /// A conntrack or SYN-budget insert failed: the flow is not
     /// remembered (it is re-picked from the same table next time).
     MapUpdateFailed = 11,
+    /// A VIP packet too big for the egress MTU, over this CPU's budget of
+    /// ICMP replies ([`TOO_BIG_RATE`], [`TOO_BIG_BURST`]): dropped
+    /// unanswered (its sender retransmits and gets a reply later).
+    TooBigRateLimited = 12,
 }
 
 impl L4Event {
     /// Number of events, the length of [`MAP_L4_EVENTS`].
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
     /// Every event, in index order.
     pub const ALL: [L4Event; Self::COUNT as usize] = [
         L4Event::FragmentDropped,
@@ -301,6 +313,7 @@ impl L4Event {
         L4Event::ExtHeadersDropped,
         L4Event::NoScratch,
         L4Event::MapUpdateFailed,
+        L4Event::TooBigRateLimited,
     ];
 
     /// The label used in metrics.
@@ -318,6 +331,7 @@ impl L4Event {
             L4Event::ExtHeadersDropped => "ext_headers_dropped",
             L4Event::NoScratch => "no_scratch",
             L4Event::MapUpdateFailed => "map_update_failed",
+            L4Event::TooBigRateLimited => "too_big_rate_limited",
         }
     }
 

@@ -24,8 +24,8 @@ use edge_common::{
     Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IPPROTO_TCP,
     IfaceDef, L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES,
     MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP,
-    RealDef, SETTINGS_SYN_BUDGET, SourceKey, TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
-    ring_entries, ring_index,
+    RealDef, SETTINGS_SYN_BUDGET, SourceKey, TOO_BIG_BURST, TOO_BIG_RATE, TokenBucket,
+    VIP_FLAG_SOURCE_HASH, VipKey, VipMeta, ring_entries, ring_index,
 };
 use edge_ebpf::{
     PacketBuf,
@@ -88,6 +88,11 @@ static EDGE_SYN_BUDGET: LruHashMap<SourceKey, TokenBucket> =
 // beside the parser's temporaries. Not part of the daemon's interface.
 #[map]
 static EDGE_SCRATCH: PerCpuArray<Verdict> = PerCpuArray::with_max_entries(1, 0);
+
+// This CPU's budget of ICMP too-big replies; per CPU on purpose (no shared
+// cache line on the path of a flood). Not part of the daemon's interface.
+#[map]
+static EDGE_TOO_BIG_BUDGET: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static EDGE_L4_SETTINGS: Array<L4Settings> = Array::with_max_entries(1, 0);
@@ -214,6 +219,10 @@ fn too_big(raw: *mut xdp_md, b: &Balance, mtu: u32) -> u32 {
         event(L4Event::TooBigDropped);
         return xdp_action::XDP_DROP;
     };
+    if !too_big_budget() {
+        event(L4Event::TooBigRateLimited);
+        return xdp_action::XDP_DROP;
+    }
     let keep = l2_len + reply.quote();
     let cut = XdpBuf(ctx).len().saturating_sub(keep) as i32;
     // SAFETY: the helpers check the new bounds against the buffer and fail
@@ -317,6 +326,24 @@ fn real_up(id: u32) -> bool {
         Some(real) => real.family != 0 && real.flags & REAL_FLAG_UP != 0,
         None => false,
     }
+}
+
+/// Takes a token from this CPU's budget of ICMP too-big replies. A zeroed
+/// bucket (the first use) starts full.
+#[inline(always)]
+fn too_big_budget() -> bool {
+    let Some(bucket) = EDGE_TOO_BIG_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array, from a successful lookup.
+    let bucket = unsafe { &mut *bucket };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if bucket.last_ns == 0 {
+        *bucket = token::first(now, TOO_BIG_BURST);
+        return true;
+    }
+    token::take(bucket, now, TOO_BIG_RATE, TOO_BIG_BURST)
 }
 
 /// Takes a token from the flow source's bucket.

@@ -17,6 +17,11 @@
 //!   as much as fits), [`QUOTE_V6`] for IPv6 (RFC 4443: as much as fits
 //!   in 1280), so the reply is always much smaller than what it answers,
 //!   and one reply per offending packet amplifies nothing;
+//! - at most [`edge_common::TOO_BIG_RATE`] replies per second per CPU
+//!   (burst [`edge_common::TOO_BIG_BURST`]), so that spoofed oversized
+//!   packets cannot make edge a reflector at line rate (Katran has no such
+//!   limit; Linux rate-limits these ICMP types too); over it, the packet is
+//!   dropped and counted, and its sender's retransmission gets the reply;
 //! - IPv4 only when the packet has DF set: without DF the sender leaves
 //!   fragmentation to the network, does no path MTU discovery, and a
 //!   router would fragment it; edge cannot send two frames from XDP, and
@@ -26,7 +31,9 @@
 //! - the outer IPv4 header of the reply has TTL 64, ID 0, DF set (as edge's
 //!   tunnel packets: see [`crate::encap`]); IPv6 hop limit 64, traffic class
 //!   and flow label 0; checksums computed in full (RFC 1071; ICMPv6 over
-//!   the pseudo-header).
+//!   the pseudo-header);
+//! - the advertised MTU is not raised to IPv6's 1280 minimum when the
+//!   egress MTU less 40 is below it: RFC 8201 has the client clamp it.
 //!
 //! Everything here is pure: [`reply`] reads the packet and returns the
 //! headers to write; the kernel trims the packet to the quote, makes room
