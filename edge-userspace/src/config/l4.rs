@@ -7,6 +7,7 @@
 use super::{units::Quantity, validate::Validator};
 use edge_common::{
     DEFAULT_CONNTRACK_CAPACITY, DEFAULT_RING_SIZE, MAX_L4_SERVICES, MAX_REALS, MAX_RING_SIZE,
+    MIN_MTU,
 };
 use serde::Deserialize;
 use std::{
@@ -27,6 +28,8 @@ pub const DEFAULT_HC_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_HC_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default rise / fall thresholds.
 pub const DEFAULT_HC_THRESHOLD: u32 = 2;
+/// Largest `l4.forwarding.mtu` accepted (an IP packet's length field).
+pub const MAX_MTU: u32 = 65_535;
 
 // ---------------------------------------------------------------- surface
 
@@ -61,6 +64,9 @@ pub struct ForwardingSurface {
     /// A fixed next-hop MAC for every real.
     #[serde(default)]
     pub next_hop_mac: Option<String>,
+    /// A cap on the egress MTU (default: the interfaces' own).
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 /// `l4.syn_budget`.
@@ -201,6 +207,10 @@ pub struct L4Config {
     pub source_v6: Option<Ipv6Addr>,
     /// A fixed next-hop MAC for every real, instead of the neighbour table.
     pub next_hop_mac: Option<[u8; 6]>,
+    /// A cap on the MTU encapsulated packets are checked against, for a
+    /// path to the backends narrower than edge's interfaces; the smallest
+    /// interface MTU applies below it (and alone when this is `None`).
+    pub mtu: Option<u32>,
     /// Per-CPU conntrack entries.
     pub conntrack_capacity: u32,
     /// The SYN budget, if on.
@@ -215,6 +225,7 @@ impl Default for L4Config {
             source_v4: None,
             source_v6: None,
             next_hop_mac: None,
+            mtu: None,
             conntrack_capacity: DEFAULT_CONNTRACK_CAPACITY,
             syn_budget: None,
             services: Vec::new(),
@@ -329,6 +340,19 @@ pub(super) fn validate(
                         "bad MAC address {mac:?}: expected six hex pairs such as 02:00:00:00:00:01"
                     ),
                 ),
+            }
+        }
+        if let Some(mtu) = f.mtu {
+            if (MIN_MTU..=MAX_MTU).contains(&mtu) {
+                out.mtu = Some(mtu);
+            } else {
+                v.error(
+                    "l4.forwarding.mtu".into(),
+                    format!(
+                        "mtu must be {MIN_MTU} to {MAX_MTU}, not {mtu} (IPv4 hosts must accept \
+                         {MIN_MTU}-byte packets; edge's ICMP replies quote up to 248 bytes)"
+                    ),
+                );
             }
         }
     }
@@ -854,6 +878,26 @@ mod tests {
                 "edge.yaml:17:40: l4.services[1].health_check.path: path only applies to type: http",
                 "edge.yaml:17:67: l4.services[1].health_check.timeout: timeout 2s is longer than interval 1s: checks would overlap; shorten the timeout",
                 "edge.yaml:17:77: l4.services[1].health_check.rise: rise must be at least 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_mtu_cap_is_bounded() {
+        let cfg = |mtu: u32| {
+            format!(
+                "{HEAD}l4:
+  forwarding: {{ source_v4: 10.0.0.9, mtu: {mtu} }}
+  services: [{{ name: a, vip: 10.0.0.2, port: 80, backends: [{{ address: 10.0.0.1 }}] }}]
+"
+            )
+        };
+        let c = parse(&cfg(1400), Path::new("edge.yaml")).unwrap();
+        assert_eq!(c.l4.mtu, Some(1400));
+        assert_eq!(
+            errors(&cfg(500)),
+            [
+                "edge.yaml:4:43: l4.forwarding.mtu: mtu must be 576 to 65535, not 500 (IPv4 hosts must accept 576-byte packets; edge's ICMP replies quote up to 248 bytes)"
             ]
         );
     }

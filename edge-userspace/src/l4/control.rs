@@ -10,8 +10,9 @@
 //! The kernel checks each encapsulated packet against one egress MTU, in
 //! the forwarding settings: the smallest MTU of the interfaces edge is
 //! attached to and of those its backends are reached through, as sysfs
-//! reports them when they are registered (never below `MIN_MTU`). A later
-//! `ip link set mtu` is not followed until edge restarts.
+//! reports them when they are registered (never below `MIN_MTU`), and of
+//! `l4.forwarding.mtu` if set. A later `ip link set mtu` is not followed
+//! until edge restarts.
 
 use super::{
     neigh::{self, Route},
@@ -79,7 +80,7 @@ impl Controller {
                 healthy,
                 routes,
                 generation,
-                mtu: 0,
+                mtu: cfg.mtu.unwrap_or(0),
             }),
             plan,
         });

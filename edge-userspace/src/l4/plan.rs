@@ -128,6 +128,8 @@ pub fn plan(cfg: &L4Config) -> Plan {
     if let Some(a) = cfg.source_v6 {
         settings.source_v6 = a.octets();
     }
+    // The cap, if configured; the controller lowers it to the interfaces'.
+    settings.mtu = cfg.mtu.unwrap_or(0);
     if let Some(b) = cfg.syn_budget {
         settings.syn_rate = b.rate;
         settings.syn_burst = b.burst;
