@@ -139,12 +139,18 @@ impl EdgeProxy {
             http11: req.version == http::Version::HTTP_11,
             http2: req.version >= http::Version::HTTP_2,
         })?;
+        // The target as it will go on the wire decides, not the URI alone:
+        // Pingora keeps an absolute-form target (and anything it could
+        // not read as origin-form, such as `GET  /admin`) verbatim and
+        // gives the URI only a path, which routing would otherwise see.
+        let form = normalize::target_form(req.raw_path())?;
         let path = normalize::normalize_path(req.uri.path(), self.config.merge_slashes)?;
         let target = match req.uri.query() {
             Some(q) => format!("{}?{q}", path.path),
             None => path.path.clone(),
         };
-        let changed_target = req.uri.authority().is_some()
+        let changed_target = form == normalize::TargetForm::Absolute
+            || req.uri.authority().is_some()
             || req.uri.path_and_query().map(|p| p.as_str()) != Some(target.as_str());
         let host_value = host.as_ref().map(normalize::Host::header_value);
         let changed_host = match &host_value {

@@ -172,6 +172,29 @@ pub fn normalize_path(raw: &str, merge_slashes: bool) -> Result<Normalized, Reje
     Ok(Normalized { path, match_path })
 }
 
+/// The form of a request target (RFC 9112 §3.2) that edge accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    /// `/path?query`.
+    Origin,
+    /// `http://host/path?query`: forwarded in origin form.
+    Absolute,
+}
+
+/// Classifies the target bytes as received: origin-form and absolute-form
+/// (`http` or `https`) are served; anything else (asterisk-form, a
+/// target that does not start with `/`) is refused.
+pub fn target_form(raw: &[u8]) -> Result<TargetForm, Reject> {
+    let scheme = |s: &[u8]| raw.len() > s.len() && raw[..s.len()].eq_ignore_ascii_case(s);
+    if raw.starts_with(b"/") {
+        Ok(TargetForm::Origin)
+    } else if scheme(b"http://") || scheme(b"https://") {
+        Ok(TargetForm::Absolute)
+    } else {
+        Err(Reject::NotAbsolute)
+    }
+}
+
 /// A validated host: lower-case, no trailing dot, port split off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
@@ -368,6 +391,16 @@ mod tests {
             let once = normalize_path(p, true).unwrap();
             let twice = normalize_path(&once.path, true).unwrap();
             assert_eq!(once, twice, "{p}");
+        }
+    }
+
+    #[test]
+    fn target_forms() {
+        assert_eq!(target_form(b"/a?b"), Ok(TargetForm::Origin));
+        assert_eq!(target_form(b"http://a/x"), Ok(TargetForm::Absolute));
+        assert_eq!(target_form(b"HTTPS://a"), Ok(TargetForm::Absolute));
+        for bad in [&b"%20/admin"[..], b"*", b"a.example:443", b"http://", b"ftp://a/x", b""] {
+            assert_eq!(target_form(bad), Err(Reject::NotAbsolute), "{bad:?}");
         }
     }
 
