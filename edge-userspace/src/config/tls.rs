@@ -661,7 +661,12 @@ fn request_limits(v: &mut Validator<'_>, path: &str, l: &LimitsSurface, out: &mu
     if let Some(n) = bounded(v, "max_uri_length", uri, PINGORA_MAX_HEAD) {
         out.max_uri_length = n;
     }
-    if let Some(n) = bounded(v, "max_request_headers", l.max_request_headers, PINGORA_MAX_HEADERS) {
+    if let Some(n) = bounded(
+        v,
+        "max_request_headers",
+        l.max_request_headers,
+        PINGORA_MAX_HEADERS,
+    ) {
         out.max_request_headers = n;
     }
     let head = l

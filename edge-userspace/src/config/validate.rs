@@ -4,7 +4,9 @@ use super::{
     error::Diagnostic,
     l7,
     locate::Locations,
-    model::{ADMIN_ALLOW_DEFAULT, AdminConfig, Config, Interface, LogTarget, ServerConfig, XdpConfig},
+    model::{
+        ADMIN_ALLOW_DEFAULT, AdminConfig, Config, Interface, LogTarget, ServerConfig, XdpConfig,
+    },
     surface,
     units::{self, Quantity},
 };

@@ -399,7 +399,14 @@ mod tests {
         assert_eq!(target_form(b"/a?b"), Ok(TargetForm::Origin));
         assert_eq!(target_form(b"http://a/x"), Ok(TargetForm::Absolute));
         assert_eq!(target_form(b"HTTPS://a"), Ok(TargetForm::Absolute));
-        for bad in [&b"%20/admin"[..], b"*", b"a.example:443", b"http://", b"ftp://a/x", b""] {
+        for bad in [
+            &b"%20/admin"[..],
+            b"*",
+            b"a.example:443",
+            b"http://",
+            b"ftp://a/x",
+            b"",
+        ] {
             assert_eq!(target_form(bad), Err(Reject::NotAbsolute), "{bad:?}");
         }
     }
