@@ -102,9 +102,20 @@ pools:
         )?;
         assert_eq!(r.status(), Some(403), "Host {host}: {}", r.start);
     }
+    // HTTP/1.0 needs no Host: an absolute-form target's host is routed on.
+    let r = raw_one(
+        p.listen,
+        "GET http://admin.example/ HTTP/1.0\r\nConnection: close\r\n\r\n",
+    )?;
+    assert_eq!(r.status(), Some(403), "{}", r.start);
     // Hosts and targets that cannot be normalised safely.
     for request in [
         "GET / HTTP/1.1\r\nHost: admin.example:abc\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: admin.example..\r\nConnection: close\r\n\r\n",
+        "GET /admin%2Fsecret HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n",
+        "GET /admin%5csecret HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n",
+        "GET /x\\..\\admin HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n",
+        "GET /admin\\x HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a.example\r\nHost: admin.example\r\nConnection: close\r\n\r\n",
         "GET http://admin.example/ HTTP/1.1\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -744,4 +755,49 @@ fn a_body_that_stops_coming_gets_408() -> Result<()> {
         t.elapsed()
     );
     Ok(())
+}
+
+#[test]
+fn sigquit_drains_like_sigterm() -> Result<()> {
+    let app = backend("app")?;
+    let (mut edge, listen, _dir) = long_grace(&app)?;
+    assert_eq!(http::get(listen, "/")?.status(), Some(200));
+    let t = Instant::now();
+    signal(&edge, libc::SIGQUIT)?;
+    assert_eq!(edge.wait_exit(Duration::from_secs(10))?, Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bodiless_request_retried_after_the_rate_grace_is_not_408() -> Result<()> {
+    // The first backend answers too late (past the 5 s grace of
+    // min_body_rate); the GET is retried on the second and must be served.
+    let handler: Handler = Arc::new(|req: &Message| {
+        std::thread::sleep(Duration::from_secs(8));
+        echo(req)
+    });
+    let slow = backend_with("slow", handler)?;
+    let fast = backend("fast")?;
+    let p = Proxy::start(|listen| {
+        format!(
+            "listeners:\n  - name: web\n    address: {listen}\n    pool: app\npools:\n  - name: app\n    backends: [{{address: {}}}, {{address: {}}}]\n    timeouts: {{ read: 5500ms }}\n    retries: {{ attempts: 1 }}\n",
+            slow.addr(),
+            fast.addr()
+        )
+    })?;
+    // Round robin: one of the first two requests goes to the slow one.
+    for _ in 0..2 {
+        let r = http::get(p.listen, "/")?;
+        assert_eq!(r.status(), Some(200), "{} {}", r.start, r.text());
+        assert_eq!(r.header("x-backend"), Some("fast"));
+        if slow.requests() > 0 {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("no request went to the slow backend");
 }

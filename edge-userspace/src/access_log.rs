@@ -99,10 +99,21 @@ impl AccessLog {
     /// Waits (at most `timeout`) until every line queued so far is written:
     /// before the process exits, so that no request goes unlogged.
     pub fn flush(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
         let (done, wait) = sync_channel(1);
-        if self.tx.send(Msg::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(timeout);
+        let mut msg = Msg::Flush(done);
+        // Never block on a full queue: a stuck writer must not hang the exit.
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(_) => return,
+            }
         }
+        let _ = wait.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
     }
 }
 
@@ -110,21 +121,22 @@ fn write_loop(rx: Receiver<Msg>, out: Box<dyn Write + Send>) {
     let mut out = BufWriter::new(out);
     while let Ok(first) = rx.recv() {
         let mut ok = true;
-        let mut waiting = Vec::new();
         // Write what is queued, then flush once: lines reach the file in
         // batches under load and at once when idle.
         for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {
                 Msg::Line(line) => ok &= writeln!(out, "{line}").is_ok(),
-                Msg::Flush(done) => waiting.push(done),
+                // Answered as soon as what came before it is written, even
+                // if lines keep coming.
+                Msg::Flush(done) => {
+                    ok &= out.flush().is_ok();
+                    let _ = done.try_send(());
+                }
             }
         }
         ok &= out.flush().is_ok();
         if !ok {
             tracing::warn!("access log write failed");
-        }
-        for done in waiting {
-            let _ = done.try_send(());
         }
     }
 }

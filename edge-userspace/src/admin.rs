@@ -53,7 +53,7 @@ impl Admin {
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+            .map(|a| a.ip().to_canonical());
         let what = format!("{} {}", req.method, req.uri.path());
         if !peer.is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip))) {
             tracing::warn!(peer = ?peer, request = %what, "admin change refused: peer not in admin.allow");
@@ -68,8 +68,9 @@ impl Admin {
                 .headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim());
             if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
                 tracing::warn!(peer = ?peer, request = %what, "admin change refused: bad or missing token");
                 let mut resp = reply(

@@ -1,4 +1,5 @@
-//! Stopping: SIGTERM drains, SIGINT (or a second signal) stops at once.
+//! Stopping: SIGTERM (or SIGQUIT) drains, SIGINT (or a second signal)
+//! stops at once.
 //!
 //! Pingora on SIGTERM stops accepting and then sleeps the whole grace
 //! period before it shuts its runtimes down, whether or not anything is in
@@ -83,18 +84,28 @@ enum End {
     Signal,
 }
 
-/// Waits until nothing is in flight (after [`SETTLE`]), `grace` has
-/// passed, or another SIGTERM or SIGINT arrives.
-async fn drain(grace: Duration) -> End {
-    let started = Instant::now();
-    let (Ok(mut term), Ok(mut int)) = (
+/// Resolves at the next SIGTERM, SIGINT or SIGQUIT (never, if they
+/// cannot be watched: the grace period still bounds the drain).
+async fn another_signal() {
+    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
     ) else {
-        // Without signal handling the grace period still bounds the wait.
-        tokio::time::sleep(grace).await;
-        return End::GraceOver;
+        return std::future::pending().await;
     };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = quit.recv() => {}
+    }
+}
+
+/// Waits until nothing is in flight (after [`SETTLE`]), `grace` has
+/// passed, or `stop` resolves.
+async fn drain(grace: Duration, stop: impl std::future::Future<Output = ()>) -> End {
+    let started = Instant::now();
+    tokio::pin!(stop);
     loop {
         let elapsed = started.elapsed();
         if elapsed >= grace {
@@ -104,8 +115,7 @@ async fn drain(grace: Duration) -> End {
             return End::Drained;
         }
         tokio::select! {
-            _ = term.recv() => return End::Signal,
-            _ = int.recv() => return End::Signal,
+            _ = &mut stop => return End::Signal,
             _ = tokio::time::sleep(POLL.min(grace - elapsed)) => {}
         }
     }
@@ -122,17 +132,19 @@ impl ShutdownSignalWatch for Watch {
             tracing::error!("cannot watch for signals: stop edge with SIGKILL");
             return std::future::pending().await;
         };
+        // SIGQUIT drains like SIGTERM (nginx users send it for a graceful
+        // stop): Pingora's reading of it, handing the listening sockets to
+        // a new process through a socket in /tmp, is not set up by edge.
         tokio::select! {
             _ = int.recv() => ShutdownSignal::FastShutdown,
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
-            _ = term.recv() => {
+            _ = async { tokio::select! { _ = term.recv() => {}, _ = quit.recv() => {} } } => {
                 let grace = self.grace;
                 let hooks = self.take_hooks();
                 // Pingora stops the listeners once this returns, then
                 // sleeps out the grace period; the drain ends the process
                 // sooner when it can.
                 tokio::spawn(async move {
-                    let end = drain(grace).await;
+                    let end = drain(grace, another_signal()).await;
                     tracing::info!(
                         in_flight = InFlight::count(),
                         "drain ended ({end:?}): exiting"
@@ -154,13 +166,21 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_drain_ends_at_once_and_a_busy_one_at_the_grace() {
+        let never = std::future::pending::<()>;
         let t = Instant::now();
-        assert_eq!(drain(Duration::from_secs(30)).await, End::Drained);
+        assert_eq!(drain(Duration::from_secs(30), never()).await, End::Drained);
         assert!(t.elapsed() < Duration::from_secs(5));
         let busy = InFlight::start();
         let t = Instant::now();
-        assert_eq!(drain(Duration::from_millis(300)).await, End::GraceOver);
+        assert_eq!(
+            drain(Duration::from_millis(300), never()).await,
+            End::GraceOver
+        );
         assert!(t.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            drain(Duration::from_secs(30), std::future::ready(())).await,
+            End::Signal
+        );
         drop(busy);
     }
 }

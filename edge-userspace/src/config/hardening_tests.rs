@@ -461,3 +461,45 @@ fn bounds_render_as_the_yaml_writes_them() {
     assert_eq!(bounds::show_size(1 << 20), "1MiB");
     assert_eq!(bounds::show_size(1000), "1000 bytes");
 }
+
+#[test]
+fn routes_that_no_normalised_request_can_match_are_refused() {
+    let yaml = "\
+listeners:
+  - name: web
+    address: '127.0.0.1:8080'
+    pool: app
+    encoded_slashes: sometimes
+    routes:
+      - { match: { path: { prefix: /a/../admin } }, respond: { status: 403 } }
+      - { match: { path: { exact: /%7euser } }, respond: { status: 403 } }
+      - { match: { path: { prefix: /admin;x } }, respond: { status: 403 } }
+      - { match: { hosts: [admin.example.] }, respond: { status: 403 } }
+      - { match: { hosts: ['*.a..b'] }, respond: { status: 403 } }
+      - { match: { path: { prefix: /ok/path }, hosts: [ok.example, '*.ok.example'] }, respond: { status: 200 } }
+pools:
+  - name: app
+    backends: [{ address: '10.0.0.1:80' }]
+";
+    let e = errors(yaml);
+    let has = |needle: &str| e.iter().any(|m| m.contains(needle));
+    assert!(
+        has("encoded_slashes is \"sometimes\": expected reject or keep"),
+        "{e:#?}"
+    );
+    assert!(
+        has("path \"/a/../admin\" can never match: requests are matched as \"/admin\""),
+        "{e:#?}"
+    );
+    assert!(
+        has("path \"/%7euser\" can never match: requests are matched as \"/~user\""),
+        "{e:#?}"
+    );
+    assert!(
+        has("path \"/admin;x\" can never match: requests are matched as \"/admin\""),
+        "{e:#?}"
+    );
+    assert!(has("host \"admin.example.\" can never match"), "{e:#?}");
+    assert!(has("host \"*.a..b\" can never match"), "{e:#?}");
+    assert_eq!(e.len(), 6, "only the bad ones: {e:#?}");
+}

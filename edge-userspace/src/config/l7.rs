@@ -2,9 +2,9 @@
 
 use super::{
     model::{
-        Action, BackendSpec, Breaker, CachePolicy, CheckKind, CompressionPolicy, HashKey,
-        HeaderOps, HealthCheck, HostMatch, Listener, Outlier, PathMatch, Pattern, Pool,
-        RetryPolicy, Route, RouteMatch, Timeouts, ValueCond, ValueMatch,
+        Action, BackendSpec, Breaker, CachePolicy, CheckKind, CompressionPolicy, EncodedSlashes,
+        HashKey, HeaderOps, HealthCheck, HostMatch, Listener, Outlier, PathMatch, PathOptions,
+        Pattern, Pool, RetryPolicy, Route, RouteMatch, Timeouts, ValueCond, ValueMatch,
     },
     surface,
     validate::{Validator, overlaps, parse_cidr},
@@ -27,15 +27,22 @@ const DEFAULT_BREAKER_PROBES: u32 = 3;
 const HIDDEN_BY_DEFAULT: [&str; 2] = ["server", "x-powered-by"];
 /// Headers a client could use to claim another address or URL: removed
 /// from requests of peers that are not trusted proxies, by default.
-const UNTRUSTED_BY_DEFAULT: [&str; 8] = [
+/// The method overrides are among them: a route decided on `GET` would
+/// otherwise run as the `DELETE` a Rails or Express backend reads there.
+const UNTRUSTED_BY_DEFAULT: [&str; 13] = [
     "forwarded",
     "x-real-ip",
     "x-forwarded-port",
     "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-original-host",
     "x-client-ip",
     "true-client-ip",
     "x-original-url",
     "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Checks `pools[]`.
@@ -376,6 +383,17 @@ pub(super) fn listeners(
             .enumerate()
             .filter_map(|(j, c)| parse_cidr(v, format!("{path}.trusted_proxies[{j}]"), c))
             .collect();
+        let encoded_slashes = match l.encoded_slashes.as_deref() {
+            None | Some("reject") => EncodedSlashes::Reject,
+            Some("keep") => EncodedSlashes::Keep,
+            Some(other) => {
+                v.error(
+                    format!("{path}.encoded_slashes"),
+                    format!("encoded_slashes is {other:?}: expected reject or keep"),
+                );
+                EncodedSlashes::Reject
+            }
+        };
         let untrusted_headers = match &l.untrusted_headers {
             Some(list) => list
                 .iter()
@@ -425,7 +443,10 @@ pub(super) fn listeners(
             routes,
             trusted_proxies,
             untrusted_headers,
-            merge_slashes: l.merge_slashes.unwrap_or(true),
+            paths: PathOptions {
+                merge_slashes: l.merge_slashes.unwrap_or(true),
+                encoded_slashes,
+            },
             hidden_upstream_headers,
             transport,
             cache,
@@ -620,6 +641,25 @@ fn route_match(v: &mut Validator<'_>, path: &str, m: &surface::Match) -> RouteMa
             );
             continue;
         }
+        // Requests are matched on their normalised host: a name that is
+        // not in normal form (a trailing dot, an empty label) would never
+        // match, and a deny rule written so would be silently dead.
+        let probe = h
+            .strip_prefix('*')
+            .map_or_else(|| h.clone(), |s| format!("x{s}"));
+        match crate::proxy::normalize::parse_host(&probe) {
+            Ok(n) if n.port.is_none() && n.name == probe => {}
+            _ => {
+                v.error(
+                    format!("{path}.hosts[{i}]"),
+                    format!(
+                        "host {h:?} can never match: requests are matched on their normalised host \
+                         (lower case, no trailing dot, labels of 1 to 63 letters, digits, '-' or '_')"
+                    ),
+                );
+                continue;
+            }
+        }
         hosts.push(match h.strip_prefix('*') {
             Some(suffix) => HostMatch::Suffix(suffix.to_string()),
             None => HostMatch::Exact(h),
@@ -644,6 +684,30 @@ fn route_match(v: &mut Validator<'_>, path: &str, m: &surface::Match) -> RouteMa
                     format!("path {value:?} must start with '/'"),
                 );
                 return None;
+            }
+            // Requests are matched on their normalised path, so a path
+            // not in that form (`/a/../b`, `/%7euser`, `/a;x`) would never
+            // match: say so rather than leave a dead rule.
+            if let Some(value) = value {
+                let lenient = super::model::PathOptions {
+                    merge_slashes: false,
+                    encoded_slashes: super::model::EncodedSlashes::Keep,
+                };
+                let normal = crate::proxy::normalize::normalize_path(value, lenient);
+                let same = normal
+                    .as_ref()
+                    .is_ok_and(|n| n.path == *value && n.match_path() == value.as_str());
+                if !same {
+                    let hint = match &normal {
+                        Ok(n) => format!("requests are matched as {:?}", n.match_path()),
+                        Err(e) => format!("no request is: {e}"),
+                    };
+                    v.error(
+                        format!("{ppath}.{key}"),
+                        format!("path {value:?} can never match: {hint}"),
+                    );
+                    return None;
+                }
             }
         }
         if let Some(e) = &p.exact {

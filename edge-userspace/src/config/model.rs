@@ -101,8 +101,8 @@ pub struct Listener {
     pub trusted_proxies: Vec<IpNet>,
     /// Lower-case names of headers removed from untrusted peers' requests.
     pub untrusted_headers: Vec<String>,
-    /// Whether runs of `/` in paths are merged before routing.
-    pub merge_slashes: bool,
+    /// How request paths are normalised before routing.
+    pub paths: PathOptions,
     /// Lower-case names of upstream response headers hidden from clients.
     pub hidden_upstream_headers: Vec<String>,
     /// TLS, HTTP/2 and limits.
@@ -111,6 +111,34 @@ pub struct Listener {
     pub cache: Option<CachePolicy>,
     /// Default response compression of the listener.
     pub compression: Option<CompressionPolicy>,
+}
+
+/// What to do with `%2F`, `%5C` in a request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodedSlashes {
+    /// Refuse the request (400).
+    #[default]
+    Reject,
+    /// Pass them on encoded (a raw `\` is still refused).
+    Keep,
+}
+
+/// How a listener normalises request paths (see `proxy::normalize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathOptions {
+    /// Merge runs of `/`.
+    pub merge_slashes: bool,
+    /// `%2F` / `%5C` handling.
+    pub encoded_slashes: EncodedSlashes,
+}
+
+impl Default for PathOptions {
+    fn default() -> Self {
+        Self {
+            merge_slashes: true,
+            encoded_slashes: EncodedSlashes::Reject,
+        }
+    }
 }
 
 /// A route: conditions and what to do.

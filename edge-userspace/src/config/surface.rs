@@ -120,6 +120,10 @@ pub struct Listener {
     /// Merge runs of `/` in request paths before routing (default true).
     #[serde(default)]
     pub merge_slashes: Option<bool>,
+    /// `reject` (default) or `keep`: what to do with `%2F` and `%5C` in
+    /// request paths.
+    #[serde(default)]
+    pub encoded_slashes: Option<String>,
     /// Upstream response headers passed on that edge hides by default
     /// (`Server`, `X-Powered-By`).
     #[serde(default)]

@@ -35,8 +35,16 @@ pub async fn respond(
 }
 
 /// Fills `{host}`, `{path}` and `{query}` (with its `?`) into `template`.
+///
+/// A path that starts with `//` (possible with `merge_slashes: false`) is
+/// given one leading `/`: `Location: //evil.example` would send the client
+/// to another site.
 pub fn redirect_location(template: &str, host: &str, path: &str, query: Option<&str>) -> String {
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    let path = match path.trim_start_matches('/') {
+        rest if rest.len() + 1 < path.len() => &path[path.len() - rest.len() - 1..],
+        _ => path,
+    };
     template
         .replace("{host}", host)
         .replace("{path}", path)
@@ -212,5 +220,10 @@ mod tests {
             "https://a.example/x?q=1"
         );
         assert_eq!(redirect_location("/new", "h", "/old", None), "/new");
+        assert_eq!(
+            redirect_location("{path}", "h", "//evil.example/x", None),
+            "/evil.example/x"
+        );
+        assert_eq!(redirect_location("{path}", "h", "/", None), "/");
     }
 }

@@ -34,8 +34,10 @@ pub struct Client<'a> {
 /// -Host are kept; from anyone else they are replaced, since a client could
 /// write anything there.
 pub fn forwarded(req: &mut RequestHeader, client: &Client<'_>) -> Result<()> {
+    // An IPv4 client on a `[::]` listener arrives as ::ffff:a.b.c.d.
     let trusted = client
         .peer
+        .map(|ip| ip.to_canonical())
         .is_some_and(|ip| client.trusted.iter().any(|n| n.contains(&ip)));
     // Every line, in order: a chain split over several lines by the
     // proxies before edge is still one list (RFC 9110 §5.3), and keeping

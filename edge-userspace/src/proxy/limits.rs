@@ -166,16 +166,30 @@ fn too_slow(read: u64, elapsed: Duration, min_rate: Option<u64>) -> bool {
     }
 }
 
+/// The pace of one request's body, for `min_body_rate`.
+#[derive(Debug, Default)]
+pub struct BodyPace {
+    /// When the first body byte arrived.
+    first: Option<Instant>,
+    /// Body bytes read from the client when last looked at.
+    seen: u64,
+}
+
 /// Fails with 408 when the request body comes in slower than
-/// `min_body_rate` on average since the head arrived (at `started`): a
-/// client trickling one byte a second would otherwise hold a request and
-/// an upstream connection for as long as it likes.
-pub fn check_body_rate(session: &Session, started: Instant, limits: &Limits) -> Result<()> {
-    if paced_by_the_application(session) {
+/// `min_body_rate` on average since its first byte: a client trickling one
+/// byte a second would otherwise hold a request and an upstream connection
+/// for as long as it likes. Only new bytes from the client count: the
+/// filter also runs for requests without a body (after a connect that may
+/// take long) and for the body replayed on a retry, and neither says
+/// anything about the client.
+pub fn check_body_rate(session: &Session, pace: &mut BodyPace, limits: &Limits) -> Result<()> {
+    let read = session.as_ref().body_bytes_read() as u64;
+    if read <= pace.seen || paced_by_the_application(session) {
         return Ok(());
     }
-    let read = session.as_ref().body_bytes_read() as u64;
-    if too_slow(read, started.elapsed(), limits.min_body_rate) {
+    pace.seen = read;
+    let first = *pace.first.get_or_insert_with(Instant::now);
+    if too_slow(read, first.elapsed(), limits.min_body_rate) {
         return Err(Error::explain(
             ErrorType::HTTPStatus(408),
             format!(

@@ -93,6 +93,8 @@ pub struct RequestCtx {
     cache: cache::RequestCache,
     /// Compression policy and encoder of this request.
     compression: compression::RequestCompression,
+    /// The request body's pace, for `min_body_rate`.
+    body_pace: limits::BodyPace,
     /// Counts the request as in flight until it is dropped (SIGTERM
     /// waits for these).
     _in_flight: crate::drain::InFlight,
@@ -133,18 +135,28 @@ impl EdgeProxy {
             .iter()
             .map(|v| v.as_bytes())
             .collect();
-        let host = normalize::request_host(&normalize::HostSources {
-            authority: req.uri.authority().map(|a| a.as_str()),
-            host_headers: &hosts,
-            http11: req.version == http::Version::HTTP_11,
-            http2: req.version >= http::Version::HTTP_2,
-        })?;
         // The target as it will go on the wire decides, not the URI alone:
         // Pingora keeps an absolute-form target (and anything it could
         // not read as origin-form, such as `GET  /admin`) verbatim and
         // gives the URI only a path, which routing would otherwise see.
-        let form = normalize::target_form(req.raw_path())?;
-        let path = normalize::normalize_path(req.uri.path(), self.config.merge_slashes)?;
+        let raw = req.raw_path();
+        let form = normalize::target_form(raw)?;
+        // An HTTP/1 absolute-form target's authority is only in the raw
+        // target (HTTP/2's `:authority` is in the URI).
+        let raw_authority = match form {
+            normalize::TargetForm::Absolute => pingora::http::authority::raw_target_authority(raw)
+                .authority()
+                .map(|a| std::str::from_utf8(a).map_err(|_| normalize::Reject::BadHost))
+                .transpose()?,
+            normalize::TargetForm::Origin => None,
+        };
+        let host = normalize::request_host(&normalize::HostSources {
+            authority: raw_authority.or(req.uri.authority().map(|a| a.as_str())),
+            host_headers: &hosts,
+            http11: req.version == http::Version::HTTP_11,
+            http2: req.version >= http::Version::HTTP_2,
+        })?;
+        let path = normalize::normalize_path(req.uri.path(), self.config.paths)?;
         let target = match req.uri.query() {
             Some(q) => format!("{}?{q}", path.path),
             None => path.path.clone(),
@@ -260,6 +272,7 @@ impl ProxyHttp for EdgeProxy {
             match_path: None,
             cache: cache::RequestCache::default(),
             compression: compression::RequestCompression::default(),
+            body_pace: limits::BodyPace::default(),
             _in_flight: crate::drain::InFlight::start(),
         }
     }
@@ -294,7 +307,7 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         let l = &self.config.transport.limits;
         limits::check_body_read(session, l.max_body_size)?;
-        limits::check_body_rate(session, ctx.started, l)
+        limits::check_body_rate(session, &mut ctx.body_pace, l)
     }
 
     /// Runs once the request head is read: routes it, answers it when the
@@ -302,6 +315,9 @@ impl ProxyHttp for EdgeProxy {
     /// breaker whether it may go upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         if let Err(reject) = self.normalize(session, ctx) {
+            // A request edge cannot read safely ends its connection: what
+            // follows on it (a body, a pipelined request) is not trusted.
+            session.set_keepalive(None);
             let body = Bytes::from(format!("bad request: {reject}\n"));
             let status = actions::respond(session, 400, &[], &Default::default(), body).await?;
             ctx.local_status = Some(status);
@@ -309,6 +325,7 @@ impl ProxyHttp for EdgeProxy {
         }
         if headers::is_loop(session.req_header(), &self.loop_token) {
             metrics::loop_detected(&self.listener);
+            session.set_keepalive(None);
             let body =
                 Bytes::from_static(b"loop detected: this request has already passed this edge\n");
             let status = actions::respond(session, 508, &[], &Default::default(), body).await?;
@@ -688,7 +705,10 @@ impl ProxyHttp for EdgeProxy {
             // An upstream that did not answer in time, whichever timeout
             // (per operation, or `total` capping it) ran out: 504, as
             // nginx and Envoy answer.
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout
                 if e.esource() == &ErrorSource::Upstream =>
             {
                 504
@@ -699,7 +719,10 @@ impl ProxyHttp for EdgeProxy {
                     // The client stopped sending its body.
                     ErrorType::ReadTimedout => 408,
                     // The client is gone: nobody to answer.
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    ErrorType::WriteError
+                    | ErrorType::WriteTimedout
+                    | ErrorType::ReadError
+                    | ErrorType::ConnectionClosed => 0,
                     _ => 400,
                 },
                 ErrorSource::Internal | ErrorSource::Unset => 500,
@@ -830,9 +853,6 @@ pub fn services(
         .map(|p| p.tls.as_ref().map(tls::UpstreamTlsPeer::load).transpose())
         .collect::<anyhow::Result<Vec<_>>>()?
         .into();
-    // Random per process, so that two edges chained on purpose (or one
-    // after a restart) never take each other for a loop.
-    let loop_token: Arc<str> = Arc::from(format!("edge-{:016x}", fastrand::u64(..)));
     config
         .listeners
         .iter()
@@ -848,7 +868,11 @@ pub fn services(
                 pools: pools.to_vec(),
                 access_log: access_log.clone(),
                 none: Arc::from(NONE),
-                loop_token: loop_token.clone(),
+                // Random per listener and process, so that two edges
+                // chained on purpose, one after a restart, or one listener
+                // of edge proxying to another never take each other for a
+                // loop; a request that comes back to the same listener does.
+                loop_token: Arc::from(format!("edge-{:016x}", fastrand::u64(..))),
                 upstream_tls: upstream_tls.clone(),
                 cache: process_cache.map(|c| cache::ListenerCache {
                     cache: c,

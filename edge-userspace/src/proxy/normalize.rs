@@ -11,9 +11,13 @@
 //! The path, by RFC 3986:
 //! - percent-encodings of unreserved characters (`A-Z a-z 0-9 - . _ ~`)
 //!   are decoded (§6.2.2.2); every other encoding is kept, with its hex
-//!   digits upper-cased (§6.2.2.1). `%2F` stays encoded: decoding it would
-//!   change the path's segments. `%00` and a `%` not followed by two hex
-//!   digits are refused.
+//!   digits upper-cased (§6.2.2.1). An encoded slash or backslash (`%2F`,
+//!   `%5C`) and a raw `\` are refused by default: edge cannot decode them
+//!   without changing the path's segments, and many backends (WSGI, Tomcat
+//!   with encoded slashes allowed, IIS) do, so `/admin%2Fx` would reach
+//!   `/admin/x` past a route on `/admin` (Envoy's and Apache's default);
+//!   `encoded_slashes: keep` passes them on encoded. `%00` and a `%` not
+//!   followed by two hex digits are refused.
 //! - runs of `/` are merged into one when `merge_slashes` is on (the
 //!   default, as nginx does).
 //! - dot segments are removed (§5.2.4); a segment that is a dot segment
@@ -24,6 +28,7 @@
 //! ([`Normalized::match_path`]): `/admin;x` is matched as `/admin`, since
 //! servlet containers serve it as that. The path forwarded keeps them.
 
+pub use crate::config::{EncodedSlashes, PathOptions};
 use std::net::Ipv6Addr;
 
 /// Longest host name accepted (RFC 1035's 253 characters, plus a
@@ -42,6 +47,9 @@ pub enum Reject {
     /// `%00`, or a raw control character or space.
     #[error("forbidden character in the path")]
     Forbidden,
+    /// `%2F`, `%5C` or a raw backslash, with `encoded_slashes: reject`.
+    #[error("encoded slash or backslash in the path")]
+    EncodedSlash,
     /// `..` above the root.
     #[error("the path climbs above the root")]
     AboveRoot,
@@ -87,7 +95,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Decodes unreserved percent-encodings and upper-cases the others.
-fn decode_unreserved(raw: &str) -> Result<String, Reject> {
+fn decode_unreserved(raw: &str, slashes: EncodedSlashes) -> Result<String, Reject> {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
@@ -104,6 +112,9 @@ fn decode_unreserved(raw: &str) -> Result<String, Reject> {
             if decoded == 0 {
                 return Err(Reject::Forbidden);
             }
+            if matches!(decoded, b'/' | b'\\') && slashes == EncodedSlashes::Reject {
+                return Err(Reject::EncodedSlash);
+            }
             if is_unreserved(decoded) {
                 out.push(char::from(decoded));
             } else {
@@ -116,6 +127,10 @@ fn decode_unreserved(raw: &str) -> Result<String, Reject> {
         }
         if b <= b' ' || b == 0x7f {
             return Err(Reject::Forbidden);
+        }
+        // Some servers read `\` as `/`: `/x\..\admin` would be `/admin`.
+        if b == b'\\' {
+            return Err(Reject::EncodedSlash);
         }
         // Non-ASCII bytes cannot reach here through a parsed URI; a path
         // is ASCII, so byte-wise pushing keeps it valid UTF-8.
@@ -134,11 +149,12 @@ fn segment_name(segment: &str) -> &str {
 }
 
 /// Normalises an origin-form path (no query) as the module describes.
-pub fn normalize_path(raw: &str, merge_slashes: bool) -> Result<Normalized, Reject> {
+pub fn normalize_path(raw: &str, options: PathOptions) -> Result<Normalized, Reject> {
     if !raw.starts_with('/') {
         return Err(Reject::NotAbsolute);
     }
-    let decoded = decode_unreserved(raw)?;
+    let merge_slashes = options.merge_slashes;
+    let decoded = decode_unreserved(raw, options.encoded_slashes)?;
     // Segments after the leading '/'; an empty last one is a trailing '/'.
     let mut out: Vec<&str> = Vec::new();
     let mut segments = decoded[1..].split('/').peekable();
@@ -237,13 +253,15 @@ pub fn parse_host(raw: &str) -> Result<Host, Reject> {
             None => (raw, None),
         };
         let name = name.strip_suffix('.').unwrap_or(name);
+        // Every label 1 to 63 bytes: `admin.example..` (an empty label
+        // after the one trailing dot dropped) is refused, not routed as a
+        // host no route names while the backend reads `admin.example`.
         let valid = !name.is_empty()
             && name.len() <= 253
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-            && !name.starts_with('.')
-            && !name.contains("..");
+            && name.split('.').all(|l| (1..=63).contains(&l.len()));
         if !valid {
             return Err(Reject::BadHost);
         }
@@ -321,12 +339,24 @@ pub fn request_host(src: &HostSources<'_>) -> Result<Option<Host>, Reject> {
 mod tests {
     use super::*;
 
+    const KEEP: PathOptions = PathOptions {
+        merge_slashes: true,
+        encoded_slashes: EncodedSlashes::Keep,
+    };
+    const NO_MERGE: PathOptions = PathOptions {
+        merge_slashes: false,
+        encoded_slashes: EncodedSlashes::Reject,
+    };
+
     fn norm(p: &str) -> Result<String, Reject> {
-        normalize_path(p, true).map(|n| n.path)
+        normalize_path(p, PathOptions::default()).map(|n| n.path)
     }
 
     fn matched(p: &str) -> String {
-        normalize_path(p, true).unwrap().match_path().to_string()
+        normalize_path(p, PathOptions::default())
+            .unwrap()
+            .match_path()
+            .to_string()
     }
 
     #[test]
@@ -360,7 +390,7 @@ mod tests {
         assert_eq!(norm("/a/..").as_deref(), Ok("/"));
         assert_eq!(norm("/a//b//").as_deref(), Ok("/a/b/"));
         assert_eq!(
-            normalize_path("/a//b", false).map(|n| n.path).as_deref(),
+            normalize_path("/a//b", NO_MERGE).map(|n| n.path).as_deref(),
             Ok("/a//b")
         );
         assert_eq!(norm("/a...b/.x").as_deref(), Ok("/a...b/.x"));
@@ -368,7 +398,13 @@ mod tests {
 
     #[test]
     fn reserved_encodings_stay_encoded() {
-        assert_eq!(norm("/a%2fb").as_deref(), Ok("/a%2Fb"));
+        let keep = |p: &str| normalize_path(p, KEEP).map(|n| n.path);
+        assert_eq!(keep("/a%2fb").as_deref(), Ok("/a%2Fb"));
+        assert_eq!(keep("/a%5cb").as_deref(), Ok("/a%5Cb"));
+        assert_eq!(norm("/admin%2Fsecret"), Err(Reject::EncodedSlash));
+        assert_eq!(norm("/admin%5csecret"), Err(Reject::EncodedSlash));
+        assert_eq!(norm("/x\\..\\admin"), Err(Reject::EncodedSlash));
+        assert_eq!(keep("/x\\admin"), Err(Reject::EncodedSlash));
         assert_eq!(norm("/a%3Fb%20c").as_deref(), Ok("/a%3Fb%20c"));
         assert_eq!(norm("/%7e%41").as_deref(), Ok("/~A"));
     }
@@ -388,8 +424,8 @@ mod tests {
     #[test]
     fn normalising_twice_changes_nothing() {
         for p in ["/a/./b/../c//d;x/%41%2f", "/x/..;/y/", "/%7E/%2e/"] {
-            let once = normalize_path(p, true).unwrap();
-            let twice = normalize_path(&once.path, true).unwrap();
+            let once = normalize_path(p, KEEP).unwrap();
+            let twice = normalize_path(&once.path, KEEP).unwrap();
             assert_eq!(once, twice, "{p}");
         }
     }
@@ -429,6 +465,10 @@ mod tests {
             ".",
             "..",
             "a..b",
+            "admin.example..",
+            "admin.example..:80",
+            "a..",
+            ".a",
             "[::1",
             "[zz]",
             "[::1]x",
