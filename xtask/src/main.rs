@@ -1,9 +1,10 @@
-//! `cargo xtask build | load | unload | run | test | lint | bench`: the project's
+//! `cargo xtask build | load | unload | run | test | lint | bench | fuzz`: the project's
 //! developer and operator commands. Each installs what it needs first.
 
 mod bench_l7;
 mod bench_xdp;
 mod demo;
+mod fuzz;
 mod toolchain;
 
 use anyhow::{Context, Result, bail};
@@ -71,6 +72,8 @@ enum Cmd {
     Test,
     /// cargo fmt --check and clippy -D warnings, for every crate.
     Lint,
+    /// Run the cargo-fuzz targets (tests/fuzz) for a bounded time each.
+    Fuzz(fuzz::Options),
     /// Benchmarks (need root; install what they need; print and write a report).
     Bench {
         #[command(subcommand)]
@@ -166,6 +169,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root),
         Cmd::Lint => lint(&root),
+        Cmd::Fuzz(opts) => fuzz::run(&root, &opts),
         Cmd::Bench { which: Bench::L7 } => bench_l7::run(&root),
         Cmd::Bench {
             which: Bench::Xdp(opts),

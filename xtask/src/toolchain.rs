@@ -26,6 +26,8 @@ const PACKAGES: &[&str] = &[
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// For `cargo xtask fuzz` and the suite's fuzz smoke run.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Debian's rustc, which builds the kernel side (see edge-userspace/build.rs).
 const BPF_RUSTC: &str = "/usr/bin/rustc";
 
@@ -143,6 +145,36 @@ fn ensure_bpf_linker() -> Result<()> {
         .context("running cargo install bpf-linker")?;
     if !status.success() {
         bail!("cargo install bpf-linker failed with {status}");
+    }
+    Ok(())
+}
+
+/// cargo-fuzz, and the C++ compiler libFuzzer is built with; the fuzz
+/// targets build on the stable toolchain (see `fuzz.rs`).
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    add_cargo_bin_to_path();
+    ensure_packages(&["g++"])?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let current = Command::new(&cargo).args(["fuzz", "--version"]).output();
+    if let Ok(out) = &current
+        && out.status.success()
+        && String::from_utf8_lossy(&out.stdout).contains(CARGO_FUZZ_VERSION)
+    {
+        return Ok(());
+    }
+    println!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} (a minute, once)");
+    let status = Command::new(&cargo)
+        .args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ])
+        .status()
+        .context("running cargo install cargo-fuzz")?;
+    if !status.success() {
+        bail!("cargo install cargo-fuzz failed with {status}");
     }
     Ok(())
 }
