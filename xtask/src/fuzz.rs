@@ -1,5 +1,6 @@
 //! `cargo xtask fuzz [TARGET] [--seconds N]`: edge's cargo-fuzz targets
-//! (`tests/fuzz`), each run for a bounded time.
+//! (`tests/fuzz`), each run for a bounded time; and the short smoke run of
+//! every target that `cargo xtask test` makes.
 //!
 //! The targets need nightly compiler flags (`-Zsanitizer`, and cargo-fuzz
 //! passes no others); the machine's stable rustc takes them with
@@ -25,6 +26,8 @@ use std::{
 
 /// Where the fuzz project lives, from the workspace root.
 const FUZZ_DIR: &str = "tests/fuzz";
+/// Seconds per target in `cargo xtask test`.
+pub const SMOKE_SECONDS: u64 = 5;
 /// An input that runs longer than this is a hang, reported like a crash.
 const INPUT_TIMEOUT_SECONDS: u64 = 10;
 
@@ -128,6 +131,25 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
         bail!("{failed} of {} fuzz targets failed", targets.len());
     }
     Ok(())
+}
+
+/// The smoke run of `cargo xtask test`: every target for [`SMOKE_SECONDS`]
+/// with AddressSanitizer. Returns how many passed and how many failed; an
+/// error if the targets could not be built or started.
+pub fn smoke(root: &Path) -> Result<(u64, u64)> {
+    let bins = build(root, Sanitizer::Address)?;
+    let (mut passed, mut failed) = (0, 0);
+    for target in list(root)? {
+        let run = run_target(root, &bins, &target, SMOKE_SECONDS, false, &[])?;
+        println!("{}", run.summary());
+        if run.failure.is_some() {
+            failed += 1;
+            print_tail(&run.log);
+        } else {
+            passed += 1;
+        }
+    }
+    Ok((passed, failed))
 }
 
 fn host_triple() -> String {

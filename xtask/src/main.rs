@@ -67,8 +67,8 @@ enum Cmd {
         #[arg(long, conflicts_with = "config")]
         check: bool,
     },
-    /// Run every test: unit, kernel (BPF_PROG_TEST_RUN), network labs, and
-    /// a check of the `run` lab.
+    /// Run every test: unit, kernel (BPF_PROG_TEST_RUN), network labs, a
+    /// check of the `run` lab, and a short run of each fuzz target.
     Test,
     /// cargo fmt --check and clippy -D warnings, for every crate.
     Lint,
@@ -286,6 +286,22 @@ fn test(root: &Path) -> Result<()> {
         Ok(()) => tally.passed += 1,
         Err(e) => {
             eprintln!("lab check failed: {e:#}");
+            tally.failed += 1;
+            ok = false;
+        }
+    }
+    println!(
+        "\nxtask: fuzz smoke run, {} s per target",
+        fuzz::SMOKE_SECONDS
+    );
+    match fuzz::smoke(root) {
+        Ok((passed, failed)) => {
+            tally.passed += passed;
+            tally.failed += failed;
+            ok &= failed == 0;
+        }
+        Err(e) => {
+            eprintln!("fuzz smoke run failed: {e:#}");
             tally.failed += 1;
             ok = false;
         }
