@@ -203,10 +203,18 @@ pub fn response_cacheable(
     fields::strip_hop_by_hop(&mut header);
     header.remove_header(&header::AGE);
     // RFC 9110 §6.6.1: a response cached without Date gets the time it
-    // arrived, so later age and Expires arithmetic has a Date to use.
-    if date.is_none() {
-        header.remove_header(&header::DATE);
-        let _ = header.insert_header(header::DATE, httpdate::fmt_http_date(now));
+    // arrived, so later age and Expires arithmetic has a Date to use; one
+    // whose Date was named by Connection or `private="date"` (and so just
+    // removed) keeps the Date it was read with.
+    match date {
+        None => {
+            header.remove_header(&header::DATE);
+            let _ = header.insert_header(header::DATE, httpdate::fmt_http_date(now));
+        }
+        Some(d) if !header.headers.contains_key(header::DATE) => {
+            let _ = header.insert_header(header::DATE, httpdate::fmt_http_date(d));
+        }
+        Some(_) => {}
     }
     let mut meta = CacheMeta::new(fresh_until, now, swr, sie, header);
     if epoch != now {
@@ -441,6 +449,24 @@ mod tests {
             m.fresh_until().duration_since(arrival()).unwrap(),
             Duration::from_secs(57)
         );
+    }
+
+    #[test]
+    fn a_date_named_by_connection_or_private_is_kept_all_the_same() {
+        // Found by the cache_control fuzz target (tests/fuzz/artifacts-found).
+        let p = CachePolicy::default();
+        for named in [
+            ("connection", "date"),
+            ("cache-control", "max-age=60, private=\"date\""),
+        ] {
+            let r = resp(
+                200,
+                &[("cache-control", "max-age=60"), ("date", &date(-5)), named],
+            );
+            let meta = cacheable(response_cacheable(&p, &r, false, at())).unwrap();
+            let dates: Vec<_> = meta.headers().get_all("date").iter().collect();
+            assert_eq!(dates, [date(-5).as_str()], "{named:?}");
+        }
     }
 
     #[test]
