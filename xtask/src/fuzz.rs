@@ -8,8 +8,9 @@
 //! in its own target directory, `tests/fuzz/target/<sanitizer>`, so it is
 //! cached apart from the workspace's and never fights it over flags.
 //!
-//! Seeds are read from `tests/fuzz/corpus/<target>` (committed) and never
-//! written to: what a run finds goes to `tests/fuzz/target/corpus/<target>`
+//! Seeds are read from `tests/fuzz/corpus/<target>` (committed; with the
+//! libFuzzer dictionary `tests/fuzz/dict/<target>.dict` if there is one)
+//! and never written to: what a run finds goes to `tests/fuzz/target/corpus/<target>`
 //! (kept between runs, so later runs start from it), crashes to
 //! `tests/fuzz/artifacts/<target>`, libFuzzer's output to
 //! `tests/fuzz/target/logs/<target>.log`.
@@ -244,6 +245,10 @@ fn run_target(
     cmd.arg(&corpus);
     if seeds.is_dir() {
         cmd.arg(&seeds);
+    }
+    let dict = fuzz.join("dict").join(format!("{target}.dict"));
+    if dict.is_file() {
+        cmd.arg(format!("-dict={}", dict.display()));
     }
     cmd.arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg(format!("-max_total_time={seconds}"))
