@@ -47,6 +47,10 @@ pub struct Options {
     /// Print libFuzzer's output as it runs (it always goes to the log).
     #[arg(long, short)]
     verbose: bool,
+    /// Run what `cargo xtask test` runs: every target for a few seconds,
+    /// from its seeds alone.
+    #[arg(long, conflicts_with_all = ["target", "seconds", "sanitizer", "libfuzzer_args"])]
+    smoke: bool,
     /// Further libFuzzer options, after `--` (e.g. `-- -max_len=512`).
     #[arg(last = true)]
     libfuzzer_args: Vec<String>,
@@ -105,6 +109,13 @@ impl Run {
 
 /// `cargo xtask fuzz`.
 pub fn run(root: &Path, opts: &Options) -> Result<()> {
+    if opts.smoke {
+        let (passed, failed) = smoke(root)?;
+        if failed > 0 {
+            bail!("{failed} of {} fuzz targets failed", passed + failed);
+        }
+        return Ok(());
+    }
     let bins = build(root, opts.sanitizer)?;
     let all = list(root)?;
     let targets = match &opts.target {
@@ -119,6 +130,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
             &bins,
             target,
             opts.seconds,
+            Corpus::Kept,
             opts.verbose,
             &opts.libfuzzer_args,
         )?;
@@ -135,13 +147,21 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
 }
 
 /// The smoke run of `cargo xtask test`: every target for [`SMOKE_SECONDS`]
-/// with AddressSanitizer. Returns how many passed and how many failed; an
+/// with AddressSanitizer, from its seeds. Returns how many passed and how many failed; an
 /// error if the targets could not be built or started.
 pub fn smoke(root: &Path) -> Result<(u64, u64)> {
     let bins = build(root, Sanitizer::Address)?;
     let (mut passed, mut failed) = (0, 0);
     for target in list(root)? {
-        let run = run_target(root, &bins, &target, SMOKE_SECONDS, false, &[])?;
+        let run = run_target(
+            root,
+            &bins,
+            &target,
+            SMOKE_SECONDS,
+            Corpus::Fresh,
+            false,
+            &[],
+        )?;
         println!("{}", run.summary());
         if run.failure.is_some() {
             failed += 1;
@@ -219,17 +239,38 @@ fn list(root: &Path) -> Result<Vec<String>> {
     Ok(targets)
 }
 
+/// Where a run keeps what it finds.
+enum Corpus {
+    /// `tests/fuzz/target/corpus/<target>`, kept between runs: a run starts
+    /// from everything earlier runs found.
+    Kept,
+    /// Emptied first: the run starts from the seeds alone, so its start-up
+    /// (replaying the corpus) stays short however much earlier runs found.
+    Fresh,
+}
+
 /// Runs one target's binary for `seconds` over its corpus and seeds.
 fn run_target(
     root: &Path,
     bins: &Path,
     target: &str,
     seconds: u64,
+    corpus: Corpus,
     echo: bool,
     extra: &[String],
 ) -> Result<Run> {
     let fuzz = root.join(FUZZ_DIR);
-    let corpus = fuzz.join("target/corpus").join(target);
+    let corpus = match corpus {
+        Corpus::Kept => fuzz.join("target/corpus").join(target),
+        Corpus::Fresh => {
+            let dir = fuzz.join("target/smoke-corpus").join(target);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("emptying {}", dir.display()))?;
+            }
+            dir
+        }
+    };
     let seeds = fuzz.join("corpus").join(target);
     let artifacts = fuzz.join("artifacts").join(target);
     let logs = fuzz.join("target/logs");
