@@ -129,34 +129,8 @@ impl EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> std::result::Result<(), normalize::Reject> {
         let req = session.req_header();
-        let hosts: Vec<&[u8]> = req
-            .headers
-            .get_all(http::header::HOST)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        // The target as it will go on the wire decides, not the URI alone:
-        // Pingora keeps an absolute-form target (and anything it could
-        // not read as origin-form, such as `GET  /admin`) verbatim and
-        // gives the URI only a path, which routing would otherwise see.
-        let raw = req.raw_path();
-        let form = normalize::target_form(raw)?;
-        // An HTTP/1 absolute-form target's authority is only in the raw
-        // target (HTTP/2's `:authority` is in the URI).
-        let raw_authority = match form {
-            normalize::TargetForm::Absolute => pingora::http::authority::raw_target_authority(raw)
-                .authority()
-                .map(|a| std::str::from_utf8(a).map_err(|_| normalize::Reject::BadHost))
-                .transpose()?,
-            normalize::TargetForm::Origin => None,
-        };
-        let host = normalize::request_host(&normalize::HostSources {
-            authority: raw_authority.or(req.uri.authority().map(|a| a.as_str())),
-            host_headers: &hosts,
-            http11: req.version == http::Version::HTTP_11,
-            http2: req.version >= http::Version::HTTP_2,
-        })?;
-        let path = normalize::normalize_path(req.uri.path(), self.config.paths)?;
+        let normalize::NormalRequest { form, host, path } =
+            normalize::normalize_request(req, self.config.paths)?;
         let target = match req.uri.query() {
             Some(q) => format!("{}?{q}", path.path),
             None => path.path.clone(),
@@ -166,7 +140,10 @@ impl EdgeProxy {
             || req.uri.path_and_query().map(|p| p.as_str()) != Some(target.as_str());
         let host_value = host.as_ref().map(normalize::Host::header_value);
         let changed_host = match &host_value {
-            Some(v) => hosts.first().is_none_or(|h| *h != v.as_bytes()),
+            Some(v) => {
+                let mut lines = req.headers.get_all(http::header::HOST).iter();
+                lines.next().is_none_or(|h| h.as_bytes() != v.as_bytes())
+            }
             None => false,
         };
         if path.match_path() != path.path {

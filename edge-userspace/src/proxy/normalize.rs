@@ -29,6 +29,7 @@
 //! servlet containers serve it as that. The path forwarded keeps them.
 
 pub use crate::config::{EncodedSlashes, PathOptions};
+use pingora::http::RequestHeader;
 use std::net::Ipv6Addr;
 
 /// Longest host name accepted (RFC 1035's 253 characters, plus a
@@ -335,6 +336,56 @@ pub fn request_host(src: &HostSources<'_>) -> Result<Option<Host>, Reject> {
     }
 }
 
+/// A request's target and host in normal form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalRequest {
+    /// The form the target came in.
+    pub form: TargetForm,
+    /// The host, when the request names one.
+    pub host: Option<Host>,
+    /// The normalised path.
+    pub path: Normalized,
+}
+
+/// Works out the normal form of `req`'s target and host: the one place
+/// that decides what a request asks for, used by the proxy before routing
+/// (and by the fuzz targets).
+///
+/// The target as it will go on the wire decides, not the URI alone:
+/// Pingora keeps an absolute-form target (and anything it could not read
+/// as origin-form, such as `GET  /admin`) verbatim and gives the URI only
+/// a path, which routing would otherwise see. An HTTP/1 absolute-form
+/// target's authority is only in that raw target; HTTP/2's `:authority`
+/// is in the URI.
+pub fn normalize_request(
+    req: &RequestHeader,
+    options: PathOptions,
+) -> Result<NormalRequest, Reject> {
+    let raw = req.raw_path();
+    let form = target_form(raw)?;
+    let raw_authority = match form {
+        TargetForm::Absolute => pingora::http::authority::raw_target_authority(raw)
+            .authority()
+            .map(|a| std::str::from_utf8(a).map_err(|_| Reject::BadHost))
+            .transpose()?,
+        TargetForm::Origin => None,
+    };
+    let host_headers: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let host = request_host(&HostSources {
+        authority: raw_authority.or(req.uri.authority().map(|a| a.as_str())),
+        host_headers: &host_headers,
+        http11: req.version == http::Version::HTTP_11,
+        http2: req.version >= http::Version::HTTP_2,
+    })?;
+    let path = normalize_path(req.uri.path(), options)?;
+    Ok(NormalRequest { form, host, path })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +479,23 @@ mod tests {
             let twice = normalize_path(&once.path, KEEP).unwrap();
             assert_eq!(once, twice, "{p}");
         }
+    }
+
+    #[test]
+    fn whole_requests() {
+        let req = |target: &[u8], host: Option<&str>| {
+            let mut r = RequestHeader::build("GET", target, None).unwrap();
+            if let Some(h) = host {
+                r.insert_header("host", h).unwrap();
+            }
+            normalize_request(&r, PathOptions::default())
+        };
+        let n = req(b"http://Admin.Example./a/../x", Some("Admin.Example.")).unwrap();
+        assert_eq!(n.form, TargetForm::Absolute);
+        assert_eq!(n.host.unwrap().name, "admin.example");
+        assert_eq!(n.path.path, "/x");
+        assert_eq!(req(b"/x", None), Err(Reject::MissingHost));
+        assert_eq!(req(b"%20/admin", Some("a")), Err(Reject::NotAbsolute));
     }
 
     #[test]

@@ -33,11 +33,10 @@ use edge_userspace::config::{
     self, HostMatch, PathMatch, Pattern, Route, RouteMatch, ValueCond, ValueMatch,
 };
 use edge_userspace::proxy::{
-    normalize::{self, HostSources, PathOptions, normalize_path, request_host, target_form},
+    normalize::{PathOptions, normalize_request},
     router,
 };
 use libfuzzer_sys::fuzz_target;
-use pingora::http::RequestHeader;
 use std::sync::OnceLock;
 
 const MAX_ROUTES: usize = 16;
@@ -124,18 +123,9 @@ fn route(i: usize, line: &str) -> Option<Route> {
 
 fuzz_target!(|data: &[u8]| {
     let (request, rest) = head(data);
-    let [method, target] = request.start[..] else {
+    let Some(req) = edge_fuzz::request(&request) else {
         return;
     };
-    let Ok(mut req) = RequestHeader::build(method, target, None) else {
-        return;
-    };
-    for (name, value) in &request.fields {
-        let Ok(name) = http::HeaderName::from_bytes(name) else {
-            return;
-        };
-        let _ = req.append_header(name, *value);
-    }
     let mut routes = Vec::new();
     for line in lines(rest).filter(|l| words(l).next().is_some()) {
         let Some(r) = text(line).and_then(|l| route(routes.len(), l)) else {
@@ -147,41 +137,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let host_headers: Vec<&[u8]> = req
-        .headers
-        .get_all(http::header::HOST)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    let raw = req.raw_path();
-    let Ok(form) = target_form(raw) else {
+    // What request_filter does before routing.
+    let Ok(normal) = normalize_request(&req, PathOptions::default()) else {
         return;
     };
-    // An HTTP/1 absolute-form target's authority is only in the raw target.
-    let raw_authority = match form {
-        normalize::TargetForm::Absolute => {
-            match pingora::http::authority::raw_target_authority(raw)
-                .authority()
-                .map(std::str::from_utf8)
-            {
-                Some(Ok(a)) => Some(a),
-                Some(Err(_)) => return,
-                None => None,
-            }
-        }
-        normalize::TargetForm::Origin => None,
-    };
-    let Ok(host) = request_host(&HostSources {
-        authority: raw_authority.or(req.uri.authority().map(|a| a.as_str())),
-        host_headers: &host_headers,
-        http11: req.version == http::Version::HTTP_11,
-        http2: false,
-    }) else {
-        return;
-    };
-    let Ok(path) = normalize_path(req.uri.path(), PathOptions::default()) else {
-        return;
-    };
+    let (host, path) = (normal.host, normal.path);
     let view = router::RequestView {
         host: host.as_ref().map(|h| h.name.as_str()),
         path: path.match_path(),
