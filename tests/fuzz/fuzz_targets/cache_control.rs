@@ -31,7 +31,7 @@ use edge_userspace::cache::{age::Exchange, key, policy};
 use edge_userspace::config::CachePolicy;
 use libfuzzer_sys::fuzz_target;
 use pingora::cache::{CacheMeta, RespCacheable};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use std::time::{Duration, SystemTime};
 
 fn seconds(v: &str) -> Option<Duration> {
@@ -40,18 +40,9 @@ fn seconds(v: &str) -> Option<Duration> {
 
 fuzz_target!(|data: &[u8]| {
     let (request, rest) = head(data);
-    let [method, target] = request.start[..] else {
+    let Some(req) = edge_fuzz::request(&request) else {
         return;
     };
-    let Ok(mut req) = RequestHeader::build(method, target, None) else {
-        return;
-    };
-    for (name, value) in &request.fields {
-        let Ok(name) = http::HeaderName::from_bytes(name) else {
-            return;
-        };
-        let _ = req.append_header(name, *value);
-    }
     let eligible = policy::request_eligible(&req);
     if req.method != http::Method::GET && req.method != http::Method::HEAD {
         assert_eq!(eligible, Err(policy::Skip::Method));

@@ -68,3 +68,18 @@ pub fn words(line: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub fn text(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes).ok()
 }
+
+/// The request a head with a two-word start line (`METHOD TARGET`)
+/// describes, built as Pingora builds one; `None` when Pingora or the
+/// `http` crate would not accept it.
+pub fn request(head: &Head<'_>) -> Option<pingora::http::RequestHeader> {
+    let [method, target] = head.start[..] else {
+        return None;
+    };
+    let mut req = pingora::http::RequestHeader::build(method, target, None).ok()?;
+    for (name, value) in &head.fields {
+        let name = http::HeaderName::from_bytes(name).ok()?;
+        let _ = req.append_header(name, *value);
+    }
+    Some(req)
+}
