@@ -345,20 +345,7 @@ fn same_flow_same_backend_and_table_changes_keep_existing_flows() {
     let cfg = config(CONFIG);
     let (mut dp, plan) = dataplane(&cfg);
     let svc = &plan.services[3];
-    let backend_of = |frame: &[u8]| -> [u8; 4] {
-        assert_eq!(frame[14 + 9], 4, "an IPIP frame");
-        let dst: [u8; 4] = frame[14 + 16..14 + 20].try_into().unwrap();
-        assert!(
-            THREE.contains(&dst),
-            "outer destination {dst:?} is a backend"
-        );
-        assert_eq!(
-            frame[..6],
-            real_mac(IpAddr::from(dst)),
-            "MAC of that backend"
-        );
-        dst
-    };
+    let backend_of = |frame: &[u8]| ipip_backend(frame, &THREE);
     let flow = |port: u16, flags| v4_tcp(CLIENT4, VIP4_THREE, port, 80, flags);
 
     let (action, first) = run(&mut dp, &flow(50000, Tcp::Syn));

@@ -34,6 +34,17 @@ fn pool(name: &str, b: &Backend) -> String {
     )
 }
 
+/// edge with one listener whose catch-all is pool `app` of `app`;
+/// `listener` is added to the listener, `pool` to the pool (YAML lines).
+fn proxy(app: &Backend, listener: &str, pool_extra: &str) -> Result<Proxy> {
+    Proxy::start(|listen| {
+        format!(
+            "listeners:\n  - name: web\n    address: {listen}\n    pool: app\n{listener}pools:\n{}{pool_extra}",
+            pool("app", app)
+        )
+    })
+}
+
 /// Sends `raw` bytes as they are and reads every response until the
 /// connection closes (or 10 s pass).
 fn raw(addr: SocketAddr, raw: &[u8]) -> Result<Vec<Message>> {
@@ -260,12 +271,7 @@ fn hop_by_hop_response_fields_stay_upstream() -> Result<()> {
             .header("X-Public", "yes")
     });
     let app = backend_with("app", handler)?;
-    let p = Proxy::start(|listen| {
-        format!(
-            "listeners:\n  - name: web\n    address: {listen}\n    pool: app\npools:\n{}",
-            pool("app", &app)
-        )
-    })?;
+    let p = proxy(&app, "", "")?;
     let r = http::get(p.listen, "/")?;
     assert_eq!(r.status(), Some(200));
     assert_eq!(r.header("x-public"), Some("yes"));
@@ -284,12 +290,7 @@ fn hop_by_hop_response_fields_stay_upstream() -> Result<()> {
 #[test]
 fn pipelined_requests_are_answered_in_order() -> Result<()> {
     let app = backend("app")?;
-    let p = Proxy::start(|listen| {
-        format!(
-            "listeners:\n  - name: web\n    address: {listen}\n    pool: app\npools:\n{}",
-            pool("app", &app)
-        )
-    })?;
+    let p = proxy(&app, "", "")?;
     let responses = raw(
         p.listen,
         b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n\
@@ -320,12 +321,7 @@ fn upstream_timeouts_answer_504() -> Result<()> {
         echo(req)
     });
     let app = backend_with("app", handler)?;
-    let p = Proxy::start(|listen| {
-        format!(
-            "listeners:\n  - name: web\n    address: {listen}\n    pool: app\npools:\n{}    timeouts: {{ read: 10s, total: 300ms }}\n",
-            pool("app", &app)
-        )
-    })?;
+    let p = proxy(&app, "", "    timeouts: { read: 10s, total: 300ms }\n")?;
     let t = Instant::now();
     let r = http::get(p.listen, "/slow")?;
     assert_eq!(r.status(), Some(504), "{}", r.start);
@@ -414,12 +410,11 @@ fn admin_changes_need_the_allow_list_and_the_token() -> Result<()> {
 #[test]
 fn request_heads_over_the_limits_get_414_and_431() -> Result<()> {
     let app = backend("app")?;
-    let p = Proxy::start(|listen| {
-        format!(
-            "listeners:\n  - name: web\n    address: {listen}\n    pool: app\n    limits: {{ max_uri_length: 100B, max_request_headers: 10, max_request_head_size: 2KiB }}\npools:\n{}",
-            pool("app", &app)
-        )
-    })?;
+    let p = proxy(
+        &app,
+        "    limits: { max_uri_length: 100B, max_request_headers: 10, max_request_head_size: 2KiB }\n",
+        "",
+    )?;
     let long = format!("/{}", "a".repeat(200));
     assert_eq!(http::get(p.listen, &long)?.status(), Some(414));
     let many: Vec<(String, String)> = (0..12).map(|i| (format!("X-H{i}"), "v".into())).collect();
@@ -441,12 +436,7 @@ fn request_heads_over_the_limits_get_414_and_431() -> Result<()> {
 #[test]
 fn a_trickling_body_gets_408() -> Result<()> {
     let app = backend("app")?;
-    let p = Proxy::start(|listen| {
-        format!(
-            "listeners:\n  - name: web\n    address: {listen}\n    pool: app\n    limits: {{ min_body_rate: 1KiB }}\npools:\n{}",
-            pool("app", &app)
-        )
-    })?;
+    let p = proxy(&app, "    limits: { min_body_rate: 1KiB }\n", "")?;
     let mut s = TcpStream::connect(p.listen)?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")?;
@@ -736,12 +726,7 @@ fn http2_requests_are_normalised_and_their_cookies_joined() -> Result<()> {
 #[test]
 fn a_body_that_stops_coming_gets_408() -> Result<()> {
     let app = backend("app")?;
-    let p = Proxy::start(|listen| {
-        format!(
-            "listeners:\n  - name: web\n    address: {listen}\n    pool: app\n    limits: {{ body_read_timeout: 1s }}\npools:\n{}",
-            pool("app", &app)
-        )
-    })?;
+    let p = proxy(&app, "    limits: { body_read_timeout: 1s }\n", "")?;
     let mut s = TcpStream::connect(p.listen)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let t = Instant::now();
