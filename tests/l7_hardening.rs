@@ -479,6 +479,11 @@ fn long_grace(app: &Backend) -> Result<(edge_tests::edge::Edge, SocketAddr, temp
     Ok((edge, listen, dir))
 }
 
+/// Fails unless `t` is less than `limit` ago: how long a stop took.
+fn took_less_than(t: Instant, limit: Duration) {
+    assert!(t.elapsed() < limit, "took {:?}", t.elapsed());
+}
+
 fn signal(edge: &edge_tests::edge::Edge, sig: libc::c_int) -> Result<()> {
     let pid = edge.pid().context("edge is not running")?;
     // SAFETY: kill(2) on the PID of our own, not yet reaped, child.
@@ -497,11 +502,7 @@ fn sigterm_with_nothing_in_flight_stops_at_once() -> Result<()> {
     signal(&edge, libc::SIGTERM)?;
     let code = edge.wait_exit(Duration::from_secs(10))?;
     assert_eq!(code, Some(0));
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
-    );
+    took_less_than(t, Duration::from_secs(5));
     Ok(())
 }
 
@@ -553,11 +554,7 @@ fn sigterm_finishes_what_is_in_flight_then_stops() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("client panicked"))??;
     assert_eq!(r.status(), Some(200), "the request in flight was served");
     assert_eq!(edge.wait_exit(Duration::from_secs(10))?, Some(0));
-    assert!(
-        t.elapsed() < Duration::from_secs(6),
-        "took {:?}",
-        t.elapsed()
-    );
+    took_less_than(t, Duration::from_secs(6));
     Ok(())
 }
 
@@ -579,11 +576,7 @@ fn a_second_signal_during_the_drain_stops_at_once() -> Result<()> {
     let t = Instant::now();
     signal(&edge, libc::SIGINT)?;
     edge.wait_exit(Duration::from_secs(5))?;
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        t.elapsed()
-    );
+    took_less_than(t, Duration::from_secs(3));
     Ok(())
 }
 
@@ -734,11 +727,7 @@ fn a_body_that_stops_coming_gets_408() -> Result<()> {
     let mut reader = BufReader::new(s);
     let r = http::read_message(&mut reader)?.context("no response")?;
     assert_eq!(r.status(), Some(408), "{}", r.start);
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
-    );
+    took_less_than(t, Duration::from_secs(5));
     Ok(())
 }
 
@@ -750,11 +739,7 @@ fn sigquit_drains_like_sigterm() -> Result<()> {
     let t = Instant::now();
     signal(&edge, libc::SIGQUIT)?;
     assert_eq!(edge.wait_exit(Duration::from_secs(10))?, Some(0));
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
-    );
+    took_less_than(t, Duration::from_secs(5));
     Ok(())
 }
 

@@ -8,18 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const FILE: &str = "edge.yaml";
-
-fn errors(yaml: &str) -> Vec<String> {
-    match parse(yaml, Path::new(FILE)) {
-        Ok(c) => panic!("expected errors, got {c:?}"),
-        Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
-            .iter()
-            .map(|d| d.display_in(Path::new(FILE)).to_string())
-            .collect(),
-        Err(e) => panic!("unexpected error {e}"),
-    }
-}
+use super::tests::{FILE, errors};
 
 /// A listener and a pool to hang the value under test on.
 const HEAD: &str = "\
