@@ -493,17 +493,21 @@ fn signal(edge: &edge_tests::edge::Edge, sig: libc::c_int) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn sigterm_with_nothing_in_flight_stops_at_once() -> Result<()> {
+/// With nothing in flight, `sig` stops an edge with a 30 s grace at once.
+fn an_idle_edge_stops_at_once_on(sig: libc::c_int) -> Result<()> {
     let app = backend("app")?;
     let (mut edge, listen, _dir) = long_grace(&app)?;
     assert_eq!(http::get(listen, "/")?.status(), Some(200));
     let t = Instant::now();
-    signal(&edge, libc::SIGTERM)?;
-    let code = edge.wait_exit(Duration::from_secs(10))?;
-    assert_eq!(code, Some(0));
+    signal(&edge, sig)?;
+    assert_eq!(edge.wait_exit(Duration::from_secs(10))?, Some(0));
     took_less_than(t, Duration::from_secs(5));
     Ok(())
+}
+
+#[test]
+fn sigterm_with_nothing_in_flight_stops_at_once() -> Result<()> {
+    an_idle_edge_stops_at_once_on(libc::SIGTERM)
 }
 
 /// An edge with a long grace period and one request in flight, held by
@@ -733,14 +737,7 @@ fn a_body_that_stops_coming_gets_408() -> Result<()> {
 
 #[test]
 fn sigquit_drains_like_sigterm() -> Result<()> {
-    let app = backend("app")?;
-    let (mut edge, listen, _dir) = long_grace(&app)?;
-    assert_eq!(http::get(listen, "/")?.status(), Some(200));
-    let t = Instant::now();
-    signal(&edge, libc::SIGQUIT)?;
-    assert_eq!(edge.wait_exit(Duration::from_secs(10))?, Some(0));
-    took_less_than(t, Duration::from_secs(5));
-    Ok(())
+    an_idle_edge_stops_at_once_on(libc::SIGQUIT)
 }
 
 #[test]

@@ -159,6 +159,16 @@ pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
 /// Joins an HTTP/2 request's `cookie` crumbs into one field for an
 /// HTTP/1.1 upstream (RFC 9113 §8.2.3), which expects a single line.
 pub fn join_cookies(req: &mut RequestHeader) -> Result<()> {
+    // The common case, one field or none, copies nothing.
+    if req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .nth(1)
+        .is_none()
+    {
+        return Ok(());
+    }
     let crumbs: Vec<String> = req
         .headers
         .get_all(http::header::COOKIE)
