@@ -613,6 +613,45 @@ fn source_hashed_flows_keep_their_backend_after_a_table_change() {
     assert_eq!(ipip_backend(&out, &STICKY), moved, "and the new flow stays");
 }
 
+#[test]
+fn a_conntrack_entry_of_another_service_is_not_used() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, plan) = dataplane(&cfg);
+    let (three, sticky) = (&plan.services[3], &plan.services[4]);
+    assert_eq!(
+        (three.name.as_str(), sticky.name.as_str()),
+        ("three", "sticky")
+    );
+    let flow = |flags| v4_tcp(CLIENT4, VIP4_THREE, 50100, 80, flags);
+    let (action, syn) = run(&mut dp, &flow(Tcp::Syn));
+    assert_eq!(action, XDP_TX);
+    let chosen = ipip_backend(&syn, &THREE);
+    let (_, ack) = run(&mut dp, &flow(Tcp::Ack));
+    assert_eq!(
+        ipip_backend(&ack, &THREE),
+        chosen,
+        "the flow's entry is used"
+    );
+
+    // A reload gives VIP 10.77.0.200:80 the id of another service, whose
+    // table holds other reals: the flow's entry, written for the old id,
+    // must not steer it.
+    let mut meta = sticky.meta(0);
+    meta.flags = three.flags;
+    dp.l4().set_vip(&three.key, &meta).unwrap();
+    let (action, ack) = run(&mut dp, &flow(Tcp::Ack));
+    assert_eq!(action, XDP_TX);
+    let now = ipip_backend(&ack, &STICKY);
+    assert!(
+        STICKY.contains(&now),
+        "re-picked from the service's own table"
+    );
+    // And the re-pick is remembered for the new service.
+    let (_, again) = run(&mut dp, &flow(Tcp::Ack));
+    assert_eq!(ipip_backend(&again, &STICKY), now);
+}
+
 /// A TCP ACK to `dst:dport` whose IP packet is `ip_len` bytes long.
 fn sized(vlan: Option<u16>, src: Ip, dst: Ip, dport: u16, ip_len: usize) -> Vec<u8> {
     let headers = match dst {

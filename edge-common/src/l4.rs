@@ -180,6 +180,10 @@ pub struct FlowKey {
 pub struct FlowState {
     /// The real id the flow goes to.
     pub real: u32,
+    /// The service the flow belongs to. The hit path uses the entry only
+    /// when this is the id of the VIP the packet is for: a real id that a
+    /// reload gave to another service can never steer a flow there.
+    pub service: u32,
 }
 
 /// Counters of one service or one real, on one CPU.

@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(size_of::<VipMeta>(), 16);
         assert_eq!(size_of::<RealDef>(), 28);
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(size_of::<FlowState>(), 4);
+        assert_eq!(size_of::<FlowState>(), 8);
         assert_eq!(size_of::<L4Counters>(), 32);
         assert_eq!(size_of::<SourceKey>(), 20);
         assert_eq!(size_of::<TokenBucket>(), 16);

@@ -270,7 +270,13 @@ fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
     let syn = b.flow.proto == IPPROTO_TCP && !b.mid_flow && !b.icmp;
     if !syn && let Some(state) = EDGE_CONNTRACK.get_ptr(b.flow) {
         // SAFETY: a per-CPU LRU value from a successful lookup on this CPU.
-        pick = unsafe { (*state).real };
+        let state = unsafe { *state };
+        // An entry written for another service (its VIP's id was reused
+        // by a reload) is a miss: the flow is re-picked from this
+        // service's table.
+        if state.service == b.meta.id {
+            pick = state.real;
+        }
     }
     if !real_up(pick) {
         if b.icmp {
@@ -305,7 +311,14 @@ fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
         // re-picked next time: same table, same answer.
         if !b.icmp
             && EDGE_CONNTRACK
-                .insert(b.flow, FlowState { real: pick }, 0)
+                .insert(
+                    b.flow,
+                    FlowState {
+                        real: pick,
+                        service: b.meta.id,
+                    },
+                    0,
+                )
                 .is_err()
         {
             event(L4Event::MapUpdateFailed);

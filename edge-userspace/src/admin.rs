@@ -1,5 +1,7 @@
-//! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, and
-//! cache purges.
+//! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, cache
+//! purges, and `POST /reload` (the same reload as SIGHUP and `edge
+//! reload`: 200 with the new generation, or 422 with every error while the
+//! running configuration stays).
 //!
 //! Reads are open to whoever reaches the address. Every request that
 //! changes something (any method but GET and HEAD) must come from a peer
@@ -7,7 +9,7 @@
 //! carry `Authorization: Bearer TOKEN`; each one is logged with who and
 //! what.
 
-use crate::{cache, dataplane::ClassStats, metrics};
+use crate::{cache, dataplane::ClassStats, metrics, runtime::Reloader};
 use async_trait::async_trait;
 use http::{Response, StatusCode, header};
 use ipnet::IpNet;
@@ -22,6 +24,7 @@ pub struct Admin {
     cache: Option<&'static cache::Cache>,
     allow: Vec<IpNet>,
     token: Option<String>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl Admin {
@@ -33,6 +36,7 @@ impl Admin {
             cache: None,
             allow: Vec::new(),
             token: None,
+            reloader: None,
         }
     }
 
@@ -87,6 +91,50 @@ impl Admin {
         }
         tracing::info!(peer = ?peer, request = %what, "admin change");
         None
+    }
+
+    /// Also serves `POST /reload`.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// Reloads the configuration: 200 and the new generation, or 422 and
+    /// every reason the running configuration stays.
+    async fn reload(&self, method: &http::Method) -> Response<Vec<u8>> {
+        if method != http::Method::POST {
+            let mut resp = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"method not allowed: POST /reload reloads the configuration\n".to_vec(),
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return resp;
+        }
+        let Some(reloader) = self.reloader.clone() else {
+            return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
+        };
+        match tokio::task::spawn_blocking(move || reloader.reload("POST /reload")).await {
+            Ok(Ok(applied)) => {
+                let mut body = format!("reloaded: generation {}\n", applied.generation);
+                for w in &applied.warnings {
+                    body.push_str(w);
+                    body.push('\n');
+                }
+                reply(StatusCode::OK, "text/plain", body.into_bytes())
+            }
+            Ok(Err(e)) => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "text/plain",
+                format!("reload refused; the running configuration stays:\n{e}\n").into_bytes(),
+            ),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("the reload task failed: {e}\n").into_bytes(),
+            ),
+        }
     }
 
     /// Also serves purge by key (`PURGE /cache/<listener>/<host><path>`).
@@ -145,6 +193,10 @@ impl ServeHttp for Admin {
                 )
             }
             "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/reload" => {
+                let method = session.req_header().method.clone();
+                self.reload(&method).await
+            }
             _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
     }

@@ -1,4 +1,4 @@
-//! The command line: `edge run | check | load | unload`.
+//! The command line: `edge run | check | reload | load | unload | decap`.
 
 use crate::{
     config::{self, Interface, XdpMode},
@@ -25,6 +25,17 @@ enum Command {
         /// Configuration file (YAML).
         #[arg(short, long)]
         config: PathBuf,
+    },
+    /// Ask the running edge to reload its configuration file (as SIGHUP and
+    /// `POST /reload` do), and print what it did or every error; the
+    /// running configuration stays when the file has any.
+    Reload {
+        /// The configuration file the daemon runs (names its control socket).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The daemon's control socket, if not the one `--config` names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
     /// Check configuration files; print every error with its line and column.
     Check {
@@ -110,6 +121,7 @@ pub fn main() -> Result<()> {
     init_logging();
     match cli.command {
         Command::Run { config } => daemon::run(&config),
+        Command::Reload { config, socket } => reload(&config, socket),
         Command::Check { configs, files } => check(configs.into_iter().chain(files).collect()),
         Command::Load {
             iface,
@@ -215,6 +227,22 @@ impl Output {
 /// standard output loses the line but is no reason to fail (or panic).
 fn say(line: impl std::fmt::Display) {
     Output::default().out(line);
+}
+
+fn reload(config: &std::path::Path, socket: Option<PathBuf>) -> Result<()> {
+    let socket = match socket {
+        Some(s) => s,
+        None => crate::runtime::control::socket_for(config)?,
+    };
+    let (generation, warnings) = crate::runtime::control::request_reload(&socket)?;
+    if !warnings.is_empty() {
+        Output::default().err(warnings.trim_end());
+    }
+    say(format_args!(
+        "{}: reloaded, generation {generation} is live",
+        config.display()
+    ));
+    Ok(())
 }
 
 fn load(iface: String, mode: Mode, config: Option<PathBuf>) -> Result<()> {

@@ -1,5 +1,9 @@
 //! `edge run`: assemble the dataplane, the proxy and the admin endpoint
 //! from a checked configuration, run until SIGINT/SIGTERM, then detach.
+//!
+//! Beside Pingora's runtimes runs one small control runtime: the pools'
+//! health checks, SIGHUP and the control socket, which reload the
+//! configuration through one [`Reloader`].
 
 use crate::{
     access_log::AccessLog,
@@ -8,6 +12,7 @@ use crate::{
     config::{self, Config},
     dataplane::Dataplane,
     metrics, proxy,
+    runtime::{Reloader, control},
 };
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
@@ -68,21 +73,29 @@ pub fn run(path: &Path) -> Result<()> {
         None => None,
     };
     let log_for_exit = access_log.clone();
-    let pools = proxy::pools(&config);
     let cache = config.cache.as_ref().map(cache::Cache::new);
-    for service in proxy::services(&conf, &config, &pools, access_log, cache)
+    let control_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("edge-control")
+        .enable_all()
+        .build()
+        .context("starting the control runtime")?;
+    let reloader = Arc::new(
+        Reloader::start(path, config.clone(), control_rt.handle().clone(), cache)
+            .context("compiling the configuration")?,
+    );
+    watch_reloads(&control_rt, &reloader, path)?;
+    for service in proxy::services(&conf, &reloader, &config.listeners, access_log)
         .context("building the listeners")?
     {
         server.add_boxed_service(service);
-    }
-    if let Some(checker) = proxy::health_checker(&pools) {
-        server.add_service(background_service("health checks", checker));
     }
     if let (Some(admin), Some(prometheus)) = (&config.admin, prometheus) {
         let stats = dataplane.as_ref().map(Dataplane::stats);
         server.add_service(
             Admin::new(prometheus, stats)
                 .with_cache(cache)
+                .with_reloader(Arc::clone(&reloader))
                 .with_access(admin.allow.clone(), admin.token.clone())
                 .service(admin.address),
         );
@@ -127,6 +140,38 @@ pub fn run(path: &Path) -> Result<()> {
     }
     if let Ok(mut dp) = dataplane.lock() {
         dp.take();
+    }
+    Ok(())
+}
+
+/// SIGHUP and the control socket reload the configuration. SIGHUP's
+/// handler is installed before this returns, so from here on a SIGHUP
+/// (which service managers send for "reload") never ends the process.
+fn watch_reloads(
+    control_rt: &tokio::runtime::Runtime,
+    reloader: &Arc<Reloader>,
+    path: &Path,
+) -> Result<()> {
+    let _in = control_rt.enter();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("watching SIGHUP")?;
+    let r = Arc::clone(reloader);
+    control_rt.spawn(async move {
+        while hangup.recv().await.is_some() {
+            let r = Arc::clone(&r);
+            // A refused reload is logged and counted by the reloader.
+            let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+        }
+    });
+    let socket = control::socket_for(path)?;
+    match control::bind(&socket) {
+        Ok(listener) => {
+            tracing::info!(socket = %socket.display(), "control socket ready: `edge reload --config {}` reloads", path.display());
+            control_rt.spawn(control::serve(listener, Arc::clone(reloader)));
+        }
+        Err(e) => tracing::warn!(
+            "{e:#}; `edge reload` cannot reach this daemon (SIGHUP and POST /reload still reload)"
+        ),
     }
     Ok(())
 }

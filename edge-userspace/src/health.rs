@@ -161,10 +161,13 @@ impl Tracker {
     /// A backend starts up: traffic flows at once, and `fall` failures take
     /// it out (as HAProxy and Envoy do by default).
     pub fn new() -> Self {
-        Self {
-            up: true,
-            streak: 0,
-        }
+        Self::starting(true)
+    }
+
+    /// A tracker that starts from a known state (a backend carried over by
+    /// a reload keeps its verdict).
+    pub fn starting(up: bool) -> Self {
+        Self { up, streak: 0 }
     }
 
     /// Records one result; returns the new state when it changed.

@@ -17,4 +17,5 @@ pub mod health;
 pub mod l4;
 pub mod metrics;
 pub mod proxy;
+pub mod runtime;
 pub mod upstream;

@@ -118,6 +118,12 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     metrics::describe_counter!(HTTP_REQUEST_BYTES, "Request body bytes read from clients.");
     metrics::describe_counter!(HTTP_RESPONSE_BYTES, "Response body bytes sent to clients.");
     metrics::describe_gauge!(BACKEND_HEALTHY, "1 while the backend passes health checks.");
+    metrics::describe_counter!(CONFIG_RELOADS, "Configuration reloads, by result.");
+    metrics::describe_gauge!(CONFIG_GENERATION, "The live configuration's generation.");
+    // Both results from the start, so a dashboard sees 0 rather than nothing.
+    for result in ["ok", "error"] {
+        metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
+    }
     metrics::describe_counter!(EJECTIONS, "Outlier ejections of a backend.");
     metrics::describe_counter!(RETRIES, "Retries granted, by pool.");
     metrics::describe_gauge!(
@@ -296,6 +302,21 @@ pub const LOOPS: &str = "edge_http_loops_detected_total";
 /// Counts a request refused as a forwarding loop.
 pub fn loop_detected(listener: &Arc<str>) {
     metrics::counter!(LOOPS, "listener" => Arc::clone(listener)).increment(1);
+}
+
+/// Configuration reloads, by result (`ok`, `error`).
+pub const CONFIG_RELOADS: &str = "edge_config_reloads_total";
+/// The live configuration's generation (1 at start, one more per reload).
+pub const CONFIG_GENERATION: &str = "edge_config_generation";
+
+/// Counts a reload that was applied (`ok`) or refused (`error`).
+pub fn config_reload(ok: bool) {
+    metrics::counter!(CONFIG_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// Records the live configuration generation.
+pub fn config_generation(generation: u64) {
+    metrics::gauge!(CONFIG_GENERATION).set(generation as f64);
 }
 
 /// Counts access log lines dropped.

@@ -353,12 +353,12 @@ pub(super) fn listeners(
             }
         }
         if let Some(pool) = &l.pool {
-            if let Some(index) = pool_index(v, format!("{path}.pool"), pool, pools) {
+            if let Some(pool) = pool_ref(v, format!("{path}.pool"), pool, pools) {
                 routes.push(Route {
                     name: "default".into(),
                     matcher: RouteMatch::default(),
                     action: Action::Proxy {
-                        pool: index,
+                        pool,
                         strip_prefix: None,
                         rewrite: None,
                     },
@@ -463,9 +463,11 @@ struct Defaults<'a> {
     cache_store: bool,
 }
 
-fn pool_index(v: &mut Validator<'_>, path: String, name: &str, pools: &[Pool]) -> Option<usize> {
-    let index = pools.iter().position(|p| p.name == name);
-    if index.is_none() {
+/// The name of pool `name` if it is defined (routes refer to pools by
+/// name, so that a reload that reorders pools changes nothing).
+fn pool_ref(v: &mut Validator<'_>, path: String, name: &str, pools: &[Pool]) -> Option<String> {
+    let found = pools.iter().any(|p| p.name == name);
+    if !found {
         let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
         v.error(
             path,
@@ -479,7 +481,7 @@ fn pool_index(v: &mut Validator<'_>, path: String, name: &str, pools: &[Pool]) -
             ),
         );
     }
-    index
+    found.then(|| name.to_string())
 }
 
 fn regex(v: &mut Validator<'_>, path: String, text: &str) -> Option<Pattern> {
@@ -534,7 +536,7 @@ fn route(
         return None;
     }
     let action = if let Some(p) = &r.proxy {
-        let pool = pool_index(v, format!("{path}.proxy.pool"), &p.pool, pools)?;
+        let pool = pool_ref(v, format!("{path}.proxy.pool"), &p.pool, pools)?;
         if let Some(prefix) = &p.strip_prefix
             && !prefix.starts_with('/')
         {

@@ -50,6 +50,12 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 /// At most [`MAX_FILE_SIZE`] bytes are read: a larger file is refused
 /// without reading the rest.
 pub fn check(file: &Path) -> Result<Checked, ConfigError> {
+    check_text(&read(file)?, file)
+}
+
+/// Reads the text of `file`: at most [`MAX_FILE_SIZE`] bytes and one more,
+/// so that [`check_text`] can refuse a larger file without reading it all.
+pub fn read(file: &Path) -> Result<String, ConfigError> {
     use std::io::Read;
     let read_error = |source| ConfigError::Read {
         file: file.to_path_buf(),
@@ -59,7 +65,12 @@ pub fn check(file: &Path) -> Result<Checked, ConfigError> {
     std::fs::File::open(file)
         .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_string(&mut text))
         .map_err(read_error)?;
-    check_text(&text, file)
+    Ok(text)
+}
+
+/// Where the value at `path` (`listeners[1].address`) stands in `text`.
+pub fn locate(text: &str, path: &str) -> Option<Position> {
+    locate::Locations::index(text).find(path)
 }
 
 /// Checks configuration `text`; `file` names it in errors.

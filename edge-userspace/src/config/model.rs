@@ -21,7 +21,7 @@ pub struct Config {
     pub l4: super::l4::L4Config,
     /// L7 listeners.
     pub listeners: Vec<Listener>,
-    /// Upstream pools; listeners refer to them by index.
+    /// Upstream pools; routes refer to them by name.
     pub pools: Vec<Pool>,
     /// Admin endpoint, if any.
     pub admin: Option<AdminConfig>,
@@ -231,8 +231,8 @@ pub enum ValueCond {
 pub enum Action {
     /// Proxy to a pool.
     Proxy {
-        /// Index into [`Config::pools`].
-        pool: usize,
+        /// The name of one of [`Config::pools`].
+        pool: String,
         /// Prefix removed from the path.
         strip_prefix: Option<String>,
         /// Regex rewrite of the path.

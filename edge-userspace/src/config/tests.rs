@@ -51,8 +51,8 @@ fn a_good_file_becomes_the_model() {
     assert_eq!(c.xdp.deny[2].to_string(), "198.51.100.7/32");
     assert_eq!(c.listeners[1].address.to_string(), "[::1]:8081");
     assert!(matches!(
-        c.listeners[1].routes[0].action,
-        Action::Proxy { pool: 0, .. }
+        &c.listeners[1].routes[0].action,
+        Action::Proxy { pool, .. } if pool == "app"
     ));
     assert_eq!(c.pools[0].algorithm, Algorithm::RoundRobin);
     assert_eq!(c.l7_ports(), vec![8080, 8081]);

@@ -21,8 +21,12 @@
 //! timeouts added.
 
 use super::head_timeout::HeadTimeout;
-use crate::config::{Limits, Listener};
+use crate::{
+    config::{Limits, Listener},
+    runtime::ListenerRuntime,
+};
 use anyhow::Result;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::{
     apps::{HttpServerApp, HttpServerOptions, ServerApp},
@@ -35,10 +39,12 @@ use pingora::{
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Builds the Pingora service for listener `l` around `proxy`.
+/// Builds the Pingora service for listener `l` around `proxy`; a TLS
+/// listener takes each handshake's certificate from `runtime`.
 pub fn service<SV>(
     conf: &Arc<ServerConf>,
     l: &Listener,
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
     proxy: SV,
 ) -> Result<Box<dyn ServiceWithDependents>>
 where
@@ -72,7 +78,7 @@ where
     let address = l.address.to_string();
     match &l.transport.tls {
         Some(tls) => {
-            let settings = super::tls::listener_settings(tls, l.transport.http2)?;
+            let settings = super::tls::listener_settings(tls, l.transport.http2, runtime)?;
             if let Some(slots) = slots {
                 let check = FullBeforeHandshake { metrics, slots };
                 service.endpoints().set_pre_tls_callback(Arc::new(check));

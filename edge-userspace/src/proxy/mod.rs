@@ -1,6 +1,9 @@
 //! The L7 reverse proxy: one Pingora HTTP proxy service per listener.
 //!
-//! Each request is routed ([`router`]); routes that answer by themselves
+//! Each request takes the listener's current runtime
+//! ([`crate::runtime::ListenerRuntime`]) once, in `new_ctx`, and every
+//! later phase reads that snapshot, so a reload never changes a request
+//! under way. Each request is routed ([`router`]); routes that answer by themselves
 //! ([`actions`]) do so in `request_filter`, proxied ones go through the
 //! pool's circuit breaker, selection, retries and outlier detection
 //! ([`crate::upstream`]), with the reverse-proxy header hygiene of
@@ -19,10 +22,12 @@ use crate::{
     access_log::{self, AccessLog},
     cache::{self, filters as cache_filters},
     compression,
-    config::{Action, CachePolicy, CompressionPolicy, Config, HashKey, Listener, Route},
+    config::{Action, HashKey, Listener},
     metrics,
-    upstream::{Admission, PickInput, UpstreamPool, health::HealthChecker},
+    runtime::{ListenerRuntime, Reloader, RouteRuntime},
+    upstream::{Admission, PickInput, UpstreamPool, tls as upstream_tls},
 };
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::cache::key::HashBinary;
@@ -47,30 +52,24 @@ const NONE: &str = "none";
 /// The proxy logic of one listener.
 pub struct EdgeProxy {
     listener: Arc<str>,
-    config: Listener,
-    route_names: Vec<Arc<str>>,
-    pools: Vec<Arc<UpstreamPool>>,
+    /// The listener's runtime; a reload swaps it.
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
     access_log: Option<Arc<AccessLog>>,
     none: Arc<str>,
     /// This process's entry in `CDN-Loop`: a request that arrives with it
     /// has come round through a pool that points back at edge.
     loop_token: Arc<str>,
-    /// Each pool's upstream TLS, loaded (by pool index).
-    upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]>,
-    /// The process cache and this listener's namespace, if caching is set up.
-    cache: Option<cache::ListenerCache>,
-    /// Each route's cache policy (its own or the listener's).
-    route_cache: Vec<Option<Arc<CachePolicy>>>,
-    /// Each route's response compression (its own or the listener's).
-    route_compression: Vec<Option<Arc<CompressionPolicy>>>,
 }
 
 /// Per-request state.
 pub struct RequestCtx {
     started: Instant,
     started_at: SystemTime,
-    route: Option<usize>,
-    pool: Option<usize>,
+    /// The listener's runtime when the request started: every phase reads
+    /// this one.
+    rt: Arc<ListenerRuntime>,
+    route: Option<Arc<RouteRuntime>>,
+    pool: Option<Arc<UpstreamPool>>,
     admission: Option<Admission>,
     /// The backend of the current attempt (counted in flight).
     backend: Option<usize>,
@@ -101,19 +100,9 @@ pub struct RequestCtx {
 }
 
 impl EdgeProxy {
-    fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
-        ctx.route.and_then(|i| self.config.routes.get(i))
-    }
-
-    fn pool(&self, ctx: &RequestCtx) -> Option<&Arc<UpstreamPool>> {
-        ctx.pool.and_then(|i| self.pools.get(i))
-    }
-
     /// Ends the current attempt's accounting on its backend.
     fn finish_attempt(&self, ctx: &mut RequestCtx, success: bool) {
-        if let (Some(pool), Some(b)) =
-            (ctx.pool.and_then(|i| self.pools.get(i)), ctx.backend.take())
-        {
+        if let (Some(pool), Some(b)) = (&ctx.pool, ctx.backend.take()) {
             pool.done(b, success);
         }
         ctx.upstream_failed = !success;
@@ -130,7 +119,7 @@ impl EdgeProxy {
     ) -> std::result::Result<(), normalize::Reject> {
         let req = session.req_header();
         let normalize::NormalRequest { form, host, path } =
-            normalize::normalize_request(req, self.config.paths)?;
+            normalize::normalize_request(req, ctx.rt.config.paths)?;
         let target = match req.uri.query() {
             Some(q) => format!("{}?{q}", path.path),
             None => path.path.clone(),
@@ -167,7 +156,7 @@ impl EdgeProxy {
 
     /// Whether another attempt may follow a failed one.
     fn may_retry(&self, ctx: &RequestCtx) -> bool {
-        self.pool(ctx).is_some_and(|p| p.may_retry(ctx.attempts))
+        ctx.pool.as_ref().is_some_and(|p| p.may_retry(ctx.attempts))
     }
 }
 
@@ -234,6 +223,7 @@ impl ProxyHttp for EdgeProxy {
         RequestCtx {
             started: Instant::now(),
             started_at: SystemTime::now(),
+            rt: self.runtime.load_full(),
             route: None,
             pool: None,
             admission: None,
@@ -256,12 +246,8 @@ impl ProxyHttp for EdgeProxy {
 
     /// Runs first, once the request head is read: refuses a declared body
     /// over the listener's `max_body_size` with 413.
-    async fn early_request_filter(
-        &self,
-        session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()> {
-        let l = &self.config.transport.limits;
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        let l = &ctx.rt.config.transport.limits;
         limits::check_head(session, l)?;
         limits::normalize_framing(session)?;
         // Pingora's wait for each piece of an HTTP/1 body (HTTP/2 streams
@@ -282,7 +268,7 @@ impl ProxyHttp for EdgeProxy {
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let l = &self.config.transport.limits;
+        let l = &ctx.rt.config.transport.limits;
         limits::check_body_read(session, l.max_body_size)?;
         limits::check_body_rate(session, &mut ctx.body_pace, l)
     }
@@ -318,8 +304,9 @@ impl ProxyHttp for EdgeProxy {
             method: req.method.as_str(),
             headers: &req.headers,
         };
-        ctx.route = router::select(&self.config.routes, &view);
-        let Some(route) = self.route(ctx) else {
+        ctx.route = router::select(ctx.rt.routes.iter().map(|r| &r.route), &view)
+            .and_then(|i| ctx.rt.routes.get(i).cloned());
+        let Some(compiled) = ctx.route.clone() else {
             let status = actions::respond(
                 session,
                 404,
@@ -331,20 +318,23 @@ impl ProxyHttp for EdgeProxy {
             ctx.local_status = Some(status);
             return Ok(true);
         };
+        let route = &compiled.route;
         let status = match &route.action {
-            Action::Proxy { pool, .. } => {
-                ctx.pool = Some(*pool);
-                let index = ctx.route.unwrap_or_default();
-                ctx.cache.policy = self.route_cache.get(index).cloned().flatten();
-                let compression = self.route_compression.get(index).cloned().flatten();
+            Action::Proxy { .. } => {
+                ctx.pool = compiled.pool.clone();
+                ctx.cache.policy = compiled.cache.clone();
                 compression::request_filter(
                     session.req_header(),
-                    compression.as_ref(),
+                    compiled.compression.as_ref(),
                     &mut ctx.compression,
                 );
                 // PURGE from a client that may not purge is answered here.
-                return cache_filters::request_filter(session, self.cache.as_ref(), &mut ctx.cache)
-                    .await;
+                return cache_filters::request_filter(
+                    session,
+                    ctx.rt.cache.as_ref(),
+                    &mut ctx.cache,
+                )
+                .await;
             }
             Action::Redirect { location, status } => {
                 let req = session.req_header();
@@ -400,12 +390,12 @@ impl ProxyHttp for EdgeProxy {
 
     /// Turns the cache on for requests that may use it.
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
-        cache_filters::request_cache_filter(session, self.cache.as_ref(), &mut ctx.cache)
+        cache_filters::request_cache_filter(session, ctx.rt.cache.as_ref(), &mut ctx.cache)
     }
 
     /// The cache key: listener, host, path and query.
     fn cache_key_callback(&self, session: &Session, ctx: &mut Self::CTX) -> Result<CacheKey> {
-        cache_filters::cache_key_callback(session, self.cache.as_ref(), &ctx.cache)
+        cache_filters::cache_key_callback(session, ctx.rt.cache.as_ref(), &ctx.cache)
     }
 
     /// Vary: the variant of the request.
@@ -473,7 +463,7 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let Some(pool) = self.pool(ctx).cloned() else {
+        let Some(pool) = ctx.pool.clone() else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(500),
                 "no pool for this route",
@@ -523,11 +513,7 @@ impl ProxyHttp for EdgeProxy {
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
         let addr: SocketAddr = pool.backends()[index].address;
-        let upstream_tls = ctx
-            .pool
-            .and_then(|i| self.upstream_tls.get(i))
-            .and_then(Option::as_ref);
-        let mut peer = tls::upstream_peer(upstream_tls, addr);
+        let mut peer = upstream_tls::upstream_peer(pool.tls.as_ref(), addr);
         // The total budget caps every per-operation timeout.
         let cap = |d: Option<std::time::Duration>| match (d, remaining) {
             (Some(d), Some(r)) => Some(d.min(r)),
@@ -589,8 +575,8 @@ impl ProxyHttp for EdgeProxy {
             .get_or_insert_with(|| host_of(session.req_header()));
         let client = headers::Client {
             peer: client_ip(session),
-            trusted: &self.config.trusted_proxies,
-            untrusted_headers: &self.config.untrusted_headers,
+            trusted: &ctx.rt.config.trusted_proxies,
+            untrusted_headers: &ctx.rt.config.untrusted_headers,
             scheme: tls::downstream_scheme(session),
             host: host.as_deref(),
         };
@@ -600,9 +586,10 @@ impl ProxyHttp for EdgeProxy {
         if session.req_header().version == http::Version::HTTP_2 {
             headers::join_cookies(upstream_request)?;
         }
-        let Some(route) = self.route(ctx) else {
+        let Some(compiled) = &ctx.route else {
             return Ok(());
         };
+        let route = &compiled.route;
         if let Action::Proxy {
             strip_prefix,
             rewrite,
@@ -634,14 +621,14 @@ impl ProxyHttp for EdgeProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let (Some(start), Some(pool)) = (ctx.upstream_started, self.pool(ctx)) {
+        if let (Some(start), Some(pool)) = (ctx.upstream_started, &ctx.pool) {
             let secs = start.elapsed().as_secs_f64();
             metrics::upstream_latency(&pool.name, secs);
             ctx.upstream_ms = Some(secs * 1000.0);
         }
         let success = upstream_response.status.as_u16() < 500;
         self.finish_attempt(ctx, success);
-        headers::upstream_response(upstream_response, &self.config.hidden_upstream_headers)?;
+        headers::upstream_response(upstream_response, &ctx.rt.config.hidden_upstream_headers)?;
         // A revalidation's 304 updates the stored response's fields.
         cache_filters::upstream_response_filter(upstream_response, &mut ctx.cache);
         Ok(())
@@ -658,12 +645,14 @@ impl ProxyHttp for EdgeProxy {
         cache_filters::response_filter(
             session,
             upstream_response,
-            self.cache.as_ref(),
+            ctx.rt.cache.as_ref(),
             &mut ctx.cache,
         )?;
         compression::response_filter(upstream_response, &mut ctx.compression)?;
-        match self.route(ctx) {
-            Some(route) => headers::apply_response(upstream_response, &route.response_headers),
+        match &ctx.route {
+            Some(route) => {
+                headers::apply_response(upstream_response, &route.route.response_headers)
+            }
             None => Ok(()),
         }
     }
@@ -737,17 +726,14 @@ impl ProxyHttp for EdgeProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .or(ctx.local_status);
-        if let (Some(pool), Some(admission)) = (self.pool(ctx), ctx.admission)
+        if let (Some(pool), Some(admission)) = (&ctx.pool, ctx.admission)
             && admission != Admission::Rejected
         {
             let failed = ctx.upstream_failed || status.is_none_or(|s| s >= 500);
             pool.record(admission, !failed);
         }
-        let route = ctx
-            .route
-            .and_then(|i| self.route_names.get(i))
-            .unwrap_or(&self.none);
-        let pool_name = self.pool(ctx).map(|p| &p.name).unwrap_or(&self.none);
+        let route = ctx.route.as_ref().map_or(&self.none, |r| &r.name);
+        let pool_name = ctx.pool.as_ref().map_or(&self.none, |p| &p.name);
         let seconds = ctx.started.elapsed().as_secs_f64();
         let (bytes_in, bytes_out) = (
             session.as_ref().body_bytes_read() as u64,
@@ -769,10 +755,10 @@ impl ProxyHttp for EdgeProxy {
                 .uri
                 .path_and_query()
                 .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string());
-            let upstream = ctx
-                .tried
-                .last()
-                .and_then(|i| self.pool(ctx).map(|p| p.backends()[*i].address.to_string()));
+            let upstream = ctx.tried.last().and_then(|i| {
+                let pool = ctx.pool.as_ref()?;
+                Some(pool.backends().get(*i)?.address.to_string())
+            });
             log.log(&access_log::Entry {
                 time: access_log::rfc3339(ctx.started_at),
                 listener: &self.listener,
@@ -790,8 +776,8 @@ impl ProxyHttp for EdgeProxy {
                 bytes_out,
                 duration_ms: seconds * 1000.0,
                 upstream_ms: ctx.upstream_ms,
-                route: ctx.route.map(|_| route.as_ref()),
-                pool: self.pool(ctx).map(|p| p.name.as_ref()),
+                route: ctx.route.as_ref().map(|_| route.as_ref()),
+                pool: ctx.pool.as_ref().map(|p| p.name.as_ref()),
                 upstream,
                 attempts: ctx.attempts,
                 cache: ctx.cache.status(),
@@ -801,48 +787,24 @@ impl ProxyHttp for EdgeProxy {
     }
 }
 
-/// The run-time pools of `config`, in its order.
-pub fn pools(config: &Config) -> Vec<Arc<UpstreamPool>> {
-    config
-        .pools
-        .iter()
-        .map(|p| Arc::new(UpstreamPool::new(p)))
-        .collect()
-}
-
-/// The health checker for `pools`, if any pool is checked.
-pub fn health_checker(pools: &[Arc<UpstreamPool>]) -> Option<HealthChecker> {
-    HealthChecker::new(pools)
-}
-
 /// One Pingora service per listener, each bound to its address (plain or
-/// TLS, with its limits: see [`listener`]).
+/// TLS, with its limits: see [`listener`]) and serving from the listener's
+/// runtime in `reloader`.
 pub fn services(
     conf: &Arc<ServerConf>,
-    config: &Config,
-    pools: &[Arc<UpstreamPool>],
+    reloader: &Reloader,
+    listeners: &[Listener],
     access_log: Option<Arc<AccessLog>>,
-    process_cache: Option<&'static cache::Cache>,
 ) -> anyhow::Result<Vec<Box<dyn ServiceWithDependents>>> {
-    let upstream_tls: Arc<[Option<tls::UpstreamTlsPeer>]> = config
-        .pools
-        .iter()
-        .map(|p| p.tls.as_ref().map(tls::UpstreamTlsPeer::load).transpose())
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into();
-    config
-        .listeners
+    listeners
         .iter()
         .map(|l: &Listener| {
+            let runtime = reloader
+                .listener(&l.name)
+                .ok_or_else(|| anyhow::anyhow!("listener {} has no runtime", l.name))?;
             let proxy = EdgeProxy {
                 listener: Arc::from(l.name.as_str()),
-                route_names: l
-                    .routes
-                    .iter()
-                    .map(|r| Arc::from(r.name.as_str()))
-                    .collect(),
-                config: l.clone(),
-                pools: pools.to_vec(),
+                runtime: Arc::clone(&runtime),
                 access_log: access_log.clone(),
                 none: Arc::from(NONE),
                 // Random per listener and process, so that two edges
@@ -850,24 +812,8 @@ pub fn services(
                 // of edge proxying to another never take each other for a
                 // loop; a request that comes back to the same listener does.
                 loop_token: Arc::from(format!("edge-{:016x}", fastrand::u64(..))),
-                upstream_tls: upstream_tls.clone(),
-                cache: process_cache.map(|c| cache::ListenerCache {
-                    cache: c,
-                    policy: l.cache.clone().map(Arc::new),
-                    namespace: Arc::from(l.name.as_str()),
-                }),
-                route_cache: l
-                    .routes
-                    .iter()
-                    .map(|r| r.cache.clone().map(Arc::new))
-                    .collect(),
-                route_compression: l
-                    .routes
-                    .iter()
-                    .map(|r| r.compression.clone().map(Arc::new))
-                    .collect(),
             };
-            listener::service(conf, l, proxy)
+            listener::service(conf, l, runtime, proxy)
         })
         .collect()
 }

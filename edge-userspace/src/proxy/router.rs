@@ -28,10 +28,14 @@ pub struct RequestView<'a> {
 /// Ranks a match: larger is more specific.
 type Rank = (u8, usize, u8, usize, usize);
 
-/// Picks the route for `req` among `routes`, by the precedence above.
-pub fn select(routes: &[Route], req: &RequestView<'_>) -> Option<usize> {
+/// Picks the route for `req` among `routes` (its position among them), by
+/// the precedence above.
+pub fn select<'r>(
+    routes: impl IntoIterator<Item = &'r Route>,
+    req: &RequestView<'_>,
+) -> Option<usize> {
     let mut best: Option<(Rank, usize)> = None;
-    for (i, route) in routes.iter().enumerate() {
+    for (i, route) in routes.into_iter().enumerate() {
         let Some(rank) = rank(&route.matcher, req) else {
             continue;
         };

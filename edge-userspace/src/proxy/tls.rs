@@ -1,13 +1,17 @@
-//! TLS at both ends of the proxy: termination on listeners (certificates
-//! chosen by SNI, minimum version, ALPN) and TLS towards upstream pools
-//! (SNI, verification, trusted CAs).
+//! TLS termination on listeners: certificates chosen by SNI from the
+//! listener's current runtime (so a reload changes them for the next
+//! handshake), minimum version, ALPN. TLS towards pools is in
+//! [`crate::upstream::tls`].
 
-use crate::config::{TlsTermination, TlsVersion, UpstreamTls};
+use crate::{
+    config::{TlsTermination, TlsVersion},
+    runtime::ListenerRuntime,
+};
 use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::{
     listeners::{TlsAccept, tls::TlsSettings},
-    prelude::HttpPeer,
     protocols::tls::TlsRef,
     proxy::Session,
     tls::{
@@ -17,13 +21,7 @@ use pingora::{
         x509::X509,
     },
 };
-use std::{
-    collections::HashMap,
-    hash::{Hash, Hasher},
-    net::SocketAddr,
-    path::Path,
-    sync::Arc,
-};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 /// One certificate chain and its key, ready to hand to a handshake.
 struct Identity {
@@ -44,8 +42,16 @@ pub struct SniCertificates {
 }
 
 impl SniCertificates {
-    /// Loads the files of a checked configuration.
+    /// Loads the files of a checked configuration, warning about expired
+    /// certificates.
     pub fn load(tls: &TlsTermination) -> Result<Self> {
+        for c in tls.certificates.iter().filter(|c| c.expired) {
+            tracing::warn!(
+                certificate = %c.cert.display(),
+                not_after = %c.not_after,
+                "serving an EXPIRED certificate: clients will refuse it"
+            );
+        }
         let mut out = Self {
             identities: Vec::new(),
             exact: HashMap::new(),
@@ -83,11 +89,9 @@ impl SniCertificates {
     }
 }
 
-#[async_trait]
-impl TlsAccept for SniCertificates {
-    /// Runs in the middle of each handshake, once the ClientHello (and so
-    /// the SNI) is known: installs the chosen chain and key.
-    async fn certificate_callback(&self, ssl: &mut TlsRef) {
+impl SniCertificates {
+    /// Installs the certificate for the handshake's SNI into `ssl`.
+    fn install(&self, ssl: &mut TlsRef) {
         let i = self.select(ssl.servername(NameType::HOST_NAME));
         let Some(id) = self.identities.get(i) else {
             return;
@@ -110,19 +114,36 @@ impl TlsAccept for SniCertificates {
     }
 }
 
-/// Pingora TLS settings for a listener: SNI certificate selection, the
-/// minimum version, and ALPN (`h2` preferred when `http2`, else HTTP/1.1
-/// only).
-pub fn listener_settings(tls: &TlsTermination, http2: bool) -> Result<TlsSettings> {
-    for c in tls.certificates.iter().filter(|c| c.expired) {
-        tracing::warn!(
-            certificate = %c.cert.display(),
-            not_after = %c.not_after,
-            "serving an EXPIRED certificate: clients will refuse it"
-        );
+/// Picks each handshake's certificate from the listener's runtime as it is
+/// when the handshake starts: a reload that changes certificates changes
+/// them for the next handshake, with no restart.
+struct CurrentCertificates(Arc<ArcSwap<ListenerRuntime>>);
+
+#[async_trait]
+impl TlsAccept for CurrentCertificates {
+    /// Runs in the middle of each handshake, once the ClientHello (and so
+    /// the SNI) is known: installs the chosen chain and key.
+    async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        let runtime = self.0.load();
+        match &runtime.certificates {
+            Some(certs) => certs.install(ssl),
+            None => tracing::warn!(
+                listener = %runtime.config.name,
+                "TLS handshake on a listener whose runtime has no certificates"
+            ),
+        }
     }
-    let certs = SniCertificates::load(tls)?;
-    let mut settings = TlsSettings::with_callbacks(Box::new(certs))
+}
+
+/// Pingora TLS settings for a listener: SNI certificate selection from the
+/// listener's current runtime, the minimum version, and ALPN (`h2`
+/// preferred when `http2`, else HTTP/1.1 only).
+pub fn listener_settings(
+    tls: &TlsTermination,
+    http2: bool,
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
+) -> Result<TlsSettings> {
+    let mut settings = TlsSettings::with_callbacks(Box::new(CurrentCertificates(runtime)))
         .map_err(|e| anyhow::anyhow!("building the TLS acceptor: {e}"))?;
     let min = match tls.min_version {
         TlsVersion::Tls12 => SslVersion::TLS1_2,
@@ -137,58 +158,6 @@ pub fn listener_settings(tls: &TlsTermination, http2: bool) -> Result<TlsSetting
     Ok(settings)
 }
 
-/// A pool's upstream TLS, loaded.
-pub struct UpstreamTlsPeer {
-    sni: String,
-    verify: bool,
-    ca: Option<Arc<Box<[X509]>>>,
-    /// Pingora reuses upstream connections by a peer hash that leaves out
-    /// the trusted CAs; this key (a digest of them) keeps a connection that
-    /// one pool verified with its CAs from serving a pool that trusts others.
-    group_key: u64,
-}
-
-impl UpstreamTlsPeer {
-    /// Loads the CA file of a checked configuration.
-    pub fn load(tls: &UpstreamTls) -> Result<Self> {
-        let ca = match &tls.ca {
-            Some(path) => Some(read_chain(path)?),
-            None => None,
-        };
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for c in ca.iter().flatten() {
-            c.to_der()?.hash(&mut hasher);
-        }
-        Ok(Self {
-            sni: tls.sni.clone().unwrap_or_default(),
-            verify: tls.verify,
-            group_key: if ca.is_some() { hasher.finish() } else { 0 },
-            ca: ca.map(|c| Arc::new(c.into_boxed_slice())),
-        })
-    }
-
-    /// A TLS peer for backend `addr`.
-    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
-        let mut peer = HttpPeer::new(addr, true, self.sni.clone());
-        // Pingora checks the chain and, through `verify_hostname`, that the
-        // certificate names the SNI (validation insists on an SNI when
-        // verifying: without one Pingora would skip verification).
-        peer.options.verify_cert = self.verify;
-        peer.options.verify_hostname = self.verify;
-        peer.options.ca = self.ca.clone();
-        peer.group_key = self.group_key;
-        peer
-    }
-}
-
-/// A peer for backend `addr`: plain, or with the pool's TLS.
-pub fn upstream_peer(tls: Option<&UpstreamTlsPeer>, addr: SocketAddr) -> HttpPeer {
-    match tls {
-        Some(tls) => tls.peer(addr),
-        None => HttpPeer::new(addr, false, String::new()),
-    }
-}
-
 /// `https` when the client connected over TLS, else `http`
 /// (for X-Forwarded-Proto).
 pub fn downstream_scheme(session: &Session) -> &'static str {
@@ -196,11 +165,11 @@ pub fn downstream_scheme(session: &Session) -> &'static str {
     if tls { "https" } else { "http" }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn read_chain(path: &Path) -> Result<Vec<X509>> {
+pub(crate) fn read_chain(path: &Path) -> Result<Vec<X509>> {
     let chain = X509::stack_from_pem(&read(path)?)
         .with_context(|| format!("parsing certificates in {}", path.display()))?;
     if chain.is_empty() {

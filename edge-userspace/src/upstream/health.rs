@@ -1,45 +1,29 @@
-//! Active health checks: a background task per checked pool probes every
+//! Active health checks: each checked pool owns one task that probes every
 //! backend each interval (HTTP GET or TCP connect, bounded by the timeout)
 //! and flips its health after `rise` successes or `fall` failures in a row.
+//!
+//! The task holds its pool only weakly between rounds and the pool aborts
+//! it when dropped, so a reload that replaces or removes a pool stops its
+//! checks; a replacement pool's task starts from each carried-over
+//! backend's current health.
 
 use super::pool::UpstreamPool;
 use crate::health::{TlsProbe, Tracker, probe};
-use async_trait::async_trait;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
-use std::sync::Arc;
-use tokio::task::JoinSet;
+use std::sync::{Arc, Weak};
+use tokio::{runtime::Handle, task::JoinSet};
 
-/// The health checker of the pools that have `health_check`.
-pub struct HealthChecker {
-    pools: Vec<Arc<UpstreamPool>>,
-}
-
-impl HealthChecker {
-    /// Checks those of `pools` that configure it.
-    pub fn new(pools: &[Arc<UpstreamPool>]) -> Option<Self> {
-        let pools: Vec<_> = pools
-            .iter()
-            .filter(|p| p.config.health_check.is_some())
-            .cloned()
-            .collect();
-        (!pools.is_empty()).then_some(Self { pools })
+/// Starts `pool`'s health checks on `handle`, if it has any; the pool owns
+/// the task from then on.
+pub fn start(pool: &Arc<UpstreamPool>, handle: &Handle) {
+    if pool.config.health_check.is_none() {
+        return;
     }
+    let task = handle.spawn(check_pool(Arc::downgrade(pool)));
+    pool.own_health_task(task.abort_handle());
 }
 
-#[async_trait]
-impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tasks = JoinSet::new();
-        for pool in &self.pools {
-            tasks.spawn(check_pool(pool.clone()));
-        }
-        let _ = shutdown.changed().await;
-        tasks.abort_all();
-    }
-}
-
-async fn check_pool(pool: Arc<UpstreamPool>) {
+async fn check_pool(weak: Weak<UpstreamPool>) {
+    let Some(pool) = weak.upgrade() else { return };
     let Some(check) = pool.config.health_check.clone() else {
         return;
     };
@@ -50,11 +34,17 @@ async fn check_pool(pool: Arc<UpstreamPool>) {
             return;
         }
     };
-    let mut trackers = vec![Tracker::new(); pool.backends().len()];
+    let mut trackers: Vec<Tracker> = pool
+        .backends()
+        .iter()
+        .map(|b| Tracker::starting(b.healthy()))
+        .collect();
+    drop(pool);
     let mut interval = tokio::time::interval(check.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        let Some(pool) = weak.upgrade() else { return };
         let mut probes = JoinSet::new();
         for (i, b) in pool.backends().iter().enumerate() {
             let (addr, kind, timeout, tls) =
@@ -62,7 +52,10 @@ async fn check_pool(pool: Arc<UpstreamPool>) {
             probes.spawn(async move { (i, probe(addr, &kind, timeout, tls.as_deref()).await) });
         }
         while let Some(Ok((i, result))) = probes.join_next().await {
-            let Some(up) = trackers[i].observe(result.is_ok(), check.rise, check.fall) else {
+            let Some(tracker) = trackers.get_mut(i) else {
+                continue;
+            };
+            let Some(up) = tracker.observe(result.is_ok(), check.rise, check.fall) else {
                 continue;
             };
             if let Err(why) = &result {

@@ -1,11 +1,12 @@
 //! Upstream pools at run time: selection, health, outlier ejection,
-//! circuit breaking and the retry budget.
+//! circuit breaking, the retry budget and upstream TLS.
 
 mod breaker;
 mod budget;
 pub mod health;
 mod pool;
 pub mod select;
+pub mod tls;
 mod window;
 
 pub use breaker::{Admission, State as BreakerState};

@@ -1,6 +1,15 @@
 //! A pool at run time: its backends' live state (health, ejection, load),
-//! its selector, circuit breaker and retry budget.
+//! its selector, circuit breaker, retry budget and upstream TLS.
+//!
+//! A reload builds a new `UpstreamPool` for a pool whose configuration
+//! changed and hands it the previous one ([`UpstreamPool::new`]): backends
+//! are carried over by address (their health, ejection and in-flight
+//! counts are the same objects), and the breaker and retry budget when
+//! their settings did not change. A backend the reload removes stays in
+//! the previous pool, which requests that started before the reload still
+//! hold: they finish on it, and the pool goes when the last one does.
 
+use super::tls::UpstreamTlsPeer;
 use super::{
     breaker::{Admission, Breaker, State},
     budget::RetryBudget,
@@ -45,24 +54,44 @@ pub struct UpstreamPool {
     pub name: Arc<str>,
     /// Its configuration.
     pub config: Pool,
-    backends: Vec<Backend>,
+    backends: Vec<Arc<Backend>>,
     selector: Selector,
-    breaker: Option<Breaker>,
-    budget: RetryBudget,
+    breaker: Option<Arc<Breaker>>,
+    budget: Arc<RetryBudget>,
+    /// TLS towards the backends, loaded; `None`: plain.
+    pub tls: Option<UpstreamTlsPeer>,
+    /// Ejection deadlines count from here; carried over with the backends.
     epoch: Instant,
+    /// The pool's health-check task, stopped when the pool is dropped.
+    health_task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for UpstreamPool {
+    fn drop(&mut self) {
+        if let Some(task) = self.health_task.get_mut().take() {
+            task.abort();
+        }
+    }
 }
 
 impl UpstreamPool {
-    /// Builds the run-time pool for `config`; every backend starts healthy.
-    pub fn new(config: &Pool) -> Self {
+    /// Builds the run-time pool for `config`, carrying over the state of
+    /// `previous` (the same pool before a reload): backends by address,
+    /// the breaker and the retry budget when their settings are unchanged.
+    /// A new backend starts healthy, as at start-up (the pool's health
+    /// check, if any, takes it out after `fall` failures).
+    pub fn new(config: &Pool, previous: Option<&UpstreamPool>) -> anyhow::Result<Self> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let backends = config
             .backends
             .iter()
             .map(|b| {
+                if let Some(old) = previous.and_then(|p| p.backend_at(b.address)) {
+                    return old;
+                }
                 let label: Arc<str> = Arc::from(b.address.to_string().as_str());
                 metrics::backend_health(&name, &label, true);
-                Backend {
+                Arc::new(Backend {
                     address: b.address,
                     label,
                     healthy: AtomicBool::new(true),
@@ -70,25 +99,59 @@ impl UpstreamPool {
                     failures: AtomicU32::new(0),
                     ejections: AtomicU32::new(0),
                     active: AtomicUsize::new(0),
-                }
+                })
             })
             .collect();
-        if config.breaker.is_some() {
-            metrics::breaker_state(&name, State::Closed);
-        }
-        Self {
+        let breaker = match (previous, &config.breaker) {
+            (Some(p), Some(b)) if p.config.breaker.as_ref() == Some(b) => p.breaker.clone(),
+            (_, Some(b)) => {
+                metrics::breaker_state(&name, State::Closed);
+                Some(Arc::new(Breaker::new(b.clone())))
+            }
+            (_, None) => None,
+        };
+        let budget = match previous {
+            Some(p) if p.config.retries == config.retries => Arc::clone(&p.budget),
+            _ => Arc::new(RetryBudget::new(
+                config.retries.budget_percent,
+                config.retries.min_per_window,
+            )),
+        };
+        let tls = config.tls.as_ref().map(UpstreamTlsPeer::load).transpose()?;
+        Ok(Self {
             selector: Selector::new(config.algorithm, &config.backends),
-            breaker: config.breaker.clone().map(Breaker::new),
-            budget: RetryBudget::new(config.retries.budget_percent, config.retries.min_per_window),
+            breaker,
+            budget,
+            tls,
             backends,
             name,
             config: config.clone(),
-            epoch: Instant::now(),
+            epoch: previous.map_or_else(Instant::now, |p| p.epoch),
+            health_task: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// The backend at `address`, shared.
+    fn backend_at(&self, address: std::net::SocketAddr) -> Option<Arc<Backend>> {
+        self.backends.iter().find(|b| b.address == address).cloned()
+    }
+
+    /// Gives the pool its health-check task, which it stops when dropped.
+    pub fn own_health_task(&self, task: tokio::task::AbortHandle) {
+        if let Some(old) = self.health_task.lock().replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Stops the health checks (the pool was replaced by a reload).
+    pub fn stop_health_checks(&self) {
+        if let Some(task) = self.health_task.lock().take() {
+            task.abort();
         }
     }
 
     /// The backends.
-    pub fn backends(&self) -> &[Backend] {
+    pub fn backends(&self) -> &[Arc<Backend>] {
         &self.backends
     }
 
@@ -243,23 +306,27 @@ mod tests {
                 weight: 1,
             })
             .collect();
-        UpstreamPool::new(&Pool {
-            name: "p".into(),
-            algorithm: crate::config::Algorithm::RoundRobin,
-            hash_key: Default::default(),
-            backends,
-            health_check: None,
-            outlier: Some(Outlier {
-                consecutive_failures: 1,
-                ejection_time,
-                max_ejected_percent: 100,
-            }),
-            timeouts: Default::default(),
-            retries: Default::default(),
-            breaker: None,
-            keepalive_idle: None,
-            tls: None,
-        })
+        UpstreamPool::new(
+            &Pool {
+                name: "p".into(),
+                algorithm: crate::config::Algorithm::RoundRobin,
+                hash_key: Default::default(),
+                backends,
+                health_check: None,
+                outlier: Some(Outlier {
+                    consecutive_failures: 1,
+                    ejection_time,
+                    max_ejected_percent: 100,
+                }),
+                timeouts: Default::default(),
+                retries: Default::default(),
+                breaker: None,
+                keepalive_idle: None,
+                tls: None,
+            },
+            None,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -277,6 +344,42 @@ mod tests {
         p.start(0);
         p.done(0, false);
         assert!(p.ejected_for(0).is_some_and(|d| d > YEAR));
+    }
+
+    #[test]
+    fn a_rebuilt_pool_keeps_the_state_of_the_backends_it_keeps() {
+        let old = pool(Duration::from_secs(30));
+        old.set_health(1, false);
+        old.start(0);
+        old.done(0, false);
+        old.start(0);
+        let mut config = old.config.clone();
+        config.backends.reverse();
+        config.backends.push(crate::config::BackendSpec {
+            address: "10.0.0.3:80".parse().unwrap(),
+            weight: 1,
+        });
+        let new = UpstreamPool::new(&config, Some(&old)).unwrap();
+        let at = |p: &UpstreamPool, a: &str| {
+            let a: SocketAddr = a.parse().unwrap();
+            p.backends().iter().position(|b| b.address == a).unwrap()
+        };
+        // Same objects, found by address whatever their position.
+        let (one, two, three) = (
+            at(&new, "10.0.0.1:80"),
+            at(&new, "10.0.0.2:80"),
+            at(&new, "10.0.0.3:80"),
+        );
+        assert!(!new.backends()[two].healthy(), "health carried over");
+        assert!(new.ejected_for(one).is_some(), "ejection carried over");
+        assert_eq!(new.backends()[one].active.load(Ordering::Relaxed), 1);
+        // The old pool's request ends on the shared backend.
+        old.done(0, true);
+        assert_eq!(new.backends()[one].active.load(Ordering::Relaxed), 0);
+        assert!(
+            new.backends()[three].healthy(),
+            "a new backend starts healthy"
+        );
     }
 
     #[test]

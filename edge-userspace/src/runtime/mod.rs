@@ -1,0 +1,111 @@
+//! The compiled, swappable form of the configuration, and reload.
+//!
+//! Each L7 listener serves from a [`ListenerRuntime`] held behind an atomic
+//! swap ([`Listeners`]). A request loads the runtime once when it starts
+//! and every later phase reads that snapshot: its route, pool and policies
+//! are `Arc`s inside it, so a reload in the middle of a request changes
+//! nothing for that request. [`reload::Reloader`] builds the next
+//! generation from the file and swaps every listener's runtime (and the L4
+//! tables) in, or keeps the running one and says why.
+
+pub mod control;
+mod pools;
+pub mod reload;
+mod restart;
+
+pub use pools::Pools;
+pub use reload::{ReloadError, Reloader};
+
+use crate::{
+    cache,
+    config::{CachePolicy, CompressionPolicy, Listener, Route},
+    proxy::tls::SniCertificates,
+    upstream::UpstreamPool,
+};
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use std::{collections::HashMap, sync::Arc};
+
+/// One listener's compiled configuration.
+pub struct ListenerRuntime {
+    /// The configuration generation this runtime belongs to.
+    pub generation: u64,
+    /// The listener's settings. Its `routes` are moved into [`Self::routes`].
+    pub config: Listener,
+    /// Routes in file order, each with what it needs resolved.
+    pub routes: Vec<Arc<RouteRuntime>>,
+    /// The certificates a TLS listener's handshakes choose from.
+    pub certificates: Option<SniCertificates>,
+    /// The process cache with this listener's policy, if caching is set up.
+    pub cache: Option<cache::ListenerCache>,
+}
+
+/// One route, compiled.
+pub struct RouteRuntime {
+    /// The route's conditions and action.
+    pub route: Route,
+    /// Its name, as a metric label.
+    pub name: Arc<str>,
+    /// The pool a proxying route sends to.
+    pub pool: Option<Arc<UpstreamPool>>,
+    /// Its cache policy (its own or the listener's).
+    pub cache: Option<Arc<CachePolicy>>,
+    /// Its response compression (its own or the listener's).
+    pub compression: Option<Arc<CompressionPolicy>>,
+}
+
+impl ListenerRuntime {
+    /// Compiles listener `l` of generation `generation`: resolves each
+    /// route's pool in `pools` and loads the certificates.
+    pub fn compile(
+        l: &Listener,
+        pools: &Pools,
+        process_cache: Option<&'static cache::Cache>,
+        generation: u64,
+    ) -> Result<Self> {
+        let routes = l
+            .routes
+            .iter()
+            .map(|r| {
+                let pool = match &r.action {
+                    crate::config::Action::Proxy { pool, .. } => Some(
+                        pools
+                            .get(pool)
+                            .with_context(|| format!("route {}: no pool {pool}", r.name))?,
+                    ),
+                    _ => None,
+                };
+                Ok(Arc::new(RouteRuntime {
+                    name: Arc::from(r.name.as_str()),
+                    pool,
+                    cache: r.cache.clone().map(Arc::new),
+                    compression: r.compression.clone().map(Arc::new),
+                    route: r.clone(),
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let certificates = l
+            .transport
+            .tls
+            .as_ref()
+            .map(SniCertificates::load)
+            .transpose()
+            .with_context(|| format!("listener {}: loading its certificates", l.name))?;
+        let mut config = l.clone();
+        config.routes = Vec::new();
+        Ok(Self {
+            generation,
+            cache: process_cache.map(|c| cache::ListenerCache {
+                cache: c,
+                policy: l.cache.clone().map(Arc::new),
+                namespace: Arc::from(l.name.as_str()),
+            }),
+            config,
+            routes,
+            certificates,
+        })
+    }
+}
+
+/// Every listener's swappable runtime, by listener name.
+pub type Listeners = HashMap<String, Arc<ArcSwap<ListenerRuntime>>>;

@@ -1,0 +1,225 @@
+//! Reload: read the file, check it completely, build the next generation,
+//! and swap it in whole — or keep the running one and report every error.
+//!
+//! SIGHUP, `edge reload` (the control socket) and `POST /reload` on the
+//! admin endpoint all call [`Reloader::reload`]; reloads are serialised.
+
+use super::{
+    ListenerRuntime, Listeners, Pools,
+    restart::{self, Fixed},
+};
+use crate::{
+    cache,
+    config::{self, Config, ConfigError, Diagnostic},
+    metrics,
+};
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+};
+use tokio::runtime::Handle;
+
+/// Why a reload kept the running configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file could not be read or is not a valid configuration.
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+    /// The file is valid but could not be made live (a certificate or CA
+    /// file that changed on disk since it was checked, an L4 map update).
+    #[error("{}: {why:#}", file.display())]
+    Apply {
+        /// The file.
+        file: PathBuf,
+        /// What failed.
+        why: anyhow::Error,
+    },
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The generation now live.
+    pub generation: u64,
+    /// Warnings the check found (rendered with the file name).
+    pub warnings: Vec<String>,
+}
+
+/// Something that applies a generation's L4 section (the XDP maps).
+pub trait L4Apply: Send + Sync {
+    /// Applies `next` in place of `running`; on error nothing of `next` is
+    /// live.
+    fn apply(&self, running: &Config, next: &Config) -> anyhow::Result<()>;
+}
+
+/// The live generation.
+struct Live {
+    config: Config,
+    pools: Pools,
+    generation: u64,
+}
+
+/// Owns the live configuration and makes new ones live.
+pub struct Reloader {
+    path: PathBuf,
+    handle: Handle,
+    cache: Option<&'static cache::Cache>,
+    listeners: Listeners,
+    l4: Option<Box<dyn L4Apply>>,
+    live: Mutex<Live>,
+}
+
+impl Reloader {
+    /// Compiles generation 1 from `config` (read from `path`); the pools'
+    /// health checks run on `handle`.
+    pub fn start(
+        path: &Path,
+        config: Config,
+        handle: Handle,
+        cache: Option<&'static cache::Cache>,
+    ) -> anyhow::Result<Self> {
+        let mut pools = Pools::build(&config, &Pools::default())?;
+        let mut listeners = Listeners::new();
+        for l in &config.listeners {
+            let rt = ListenerRuntime::compile(l, &pools, cache, 1)?;
+            listeners.insert(l.name.clone(), Arc::new(ArcSwap::from_pointee(rt)));
+        }
+        pools.go_live(&Pools::default(), &handle);
+        metrics::config_generation(1);
+        Ok(Self {
+            path: path.to_path_buf(),
+            handle,
+            cache,
+            listeners,
+            l4: None,
+            live: Mutex::new(Live {
+                config,
+                pools,
+                generation: 1,
+            }),
+        })
+    }
+
+    /// Makes reloads apply the L4 section through `l4` too.
+    pub fn with_l4(mut self, l4: Box<dyn L4Apply>) -> Self {
+        self.l4 = Some(l4);
+        self
+    }
+
+    /// The configuration file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Listener `name`'s swappable runtime.
+    pub fn listener(&self, name: &str) -> Option<Arc<ArcSwap<ListenerRuntime>>> {
+        self.listeners.get(name).cloned()
+    }
+
+    /// The live generation.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// The live configuration.
+    pub fn config(&self) -> Config {
+        self.lock().config.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the file again and makes it live, or keeps the running
+    /// configuration and returns why; `trigger` names what asked (for the
+    /// log). Blocking: it reads files and writes maps.
+    pub fn reload(&self, trigger: &str) -> Result<Applied, ReloadError> {
+        let mut live = self.lock();
+        let result = self.next_generation(&mut live);
+        match &result {
+            Ok(applied) => {
+                metrics::config_reload(true);
+                metrics::config_generation(applied.generation);
+                tracing::info!(
+                    trigger,
+                    generation = applied.generation,
+                    "configuration reloaded in place: routes, pools, backends, certificates and \
+                     L4 tables of the new generation are live"
+                );
+            }
+            Err(e) => {
+                metrics::config_reload(false);
+                tracing::error!(
+                    trigger,
+                    generation = live.generation,
+                    "configuration reload refused; the running configuration stays:\n{e}"
+                );
+            }
+        }
+        result
+    }
+
+    fn next_generation(&self, live: &mut Live) -> Result<Applied, ReloadError> {
+        let text = config::read(&self.path)?;
+        let checked = config::check_text(&text, &self.path)?;
+        let next = checked.config;
+        let fixed = restart::fixed_changes(&live.config, &next);
+        if !fixed.is_empty() {
+            return Err(self.fixed_error(&text, fixed).into());
+        }
+        let apply = |why: anyhow::Error| ReloadError::Apply {
+            file: self.path.clone(),
+            why,
+        };
+        let generation = live.generation + 1;
+        let mut pools = Pools::build(&next, &live.pools).map_err(apply)?;
+        let mut runtimes = Vec::with_capacity(next.listeners.len());
+        for l in &next.listeners {
+            let rt = ListenerRuntime::compile(l, &pools, self.cache, generation).map_err(apply)?;
+            let slot = self
+                .listeners
+                .get(&l.name)
+                .with_context(|| format!("listener {} is not running", l.name))
+                .map_err(apply)?;
+            runtimes.push((Arc::clone(slot), Arc::new(rt)));
+        }
+        // The kernel side last before the swap: if it fails, nothing of
+        // the new generation is live yet.
+        if let Some(l4) = &self.l4 {
+            l4.apply(&live.config, &next).map_err(apply)?;
+        }
+        for (slot, rt) in runtimes {
+            slot.store(rt);
+        }
+        pools.go_live(&live.pools, &self.handle);
+        *live = Live {
+            config: next,
+            pools,
+            generation,
+        };
+        Ok(Applied {
+            generation,
+            warnings: checked
+                .warnings
+                .iter()
+                .map(|w| w.warning_in(&self.path).to_string())
+                .collect(),
+        })
+    }
+
+    fn fixed_error(&self, text: &str, fixed: Vec<Fixed>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.path.clone(),
+            diagnostics: fixed
+                .into_iter()
+                .map(|f| Diagnostic {
+                    position: config::locate(text, &f.path),
+                    path: f.path,
+                    message: f.message,
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What a reload cannot change in place: the process's sockets and threads
+//! and the objects built once around them. A file that changes any of them
+//! is refused by `edge reload` (the running configuration stays), each
+//! change named with where it is in the file and what to do instead.
+
+use crate::config::{Config, Listener};
+
+/// One setting that differs from the running configuration and cannot be
+/// changed in place: its path in the file and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fixed {
+    /// The path of the value (`listeners[1].address`).
+    pub path: String,
+    /// What changed and what applies it.
+    pub message: String,
+}
+
+const UPGRADE: &str = "restart edge to apply it";
+
+/// The settings `next` changes that only a restart applies.
+pub fn fixed_changes(running: &Config, next: &Config) -> Vec<Fixed> {
+    let mut out = Vec::new();
+    let mut fixed = |path: String, what: &str| {
+        out.push(Fixed {
+            path,
+            message: format!("{what} cannot change while edge runs: {UPGRADE}"),
+        })
+    };
+    if running.server != next.server {
+        fixed(
+            "server".into(),
+            "server settings (threads, grace period, keep-alive pool)",
+        );
+    }
+    if running.admin.as_ref().map(|a| a.address) != next.admin.as_ref().map(|a| a.address)
+        || running.admin.is_some() != next.admin.is_some()
+    {
+        fixed("admin".into(), "the admin endpoint's address");
+    } else if running.admin != next.admin {
+        fixed("admin".into(), "admin.allow and admin.token");
+    }
+    if running.access_log != next.access_log {
+        fixed("access_log".into(), "the access log's destination");
+    }
+    if running.cache != next.cache {
+        fixed("cache".into(), "the cache store's sizes");
+    }
+    if running.xdp.interfaces != next.xdp.interfaces {
+        fixed("xdp.interfaces".into(), "the set of XDP interfaces");
+    }
+    if running.xdp.deny != next.xdp.deny {
+        fixed("xdp.deny".into(), "the deny list");
+    }
+    if running.l4 != next.l4 {
+        fixed("l4".into(), "the L4 services");
+    }
+    let names = |c: &Config| {
+        c.listeners
+            .iter()
+            .map(|l| l.name.clone())
+            .collect::<Vec<_>>()
+    };
+    for (i, l) in next.listeners.iter().enumerate() {
+        let path = format!("listeners[{i}]");
+        match running.listeners.iter().find(|r| r.name == l.name) {
+            None => fixed(
+                format!("{path}.name"),
+                &format!("a new listener ({})", l.name),
+            ),
+            Some(r) => listener_changes(r, l, &path, &mut fixed),
+        }
+    }
+    for r in &running.listeners {
+        if !next.listeners.iter().any(|l| l.name == r.name) {
+            fixed(
+                "listeners".into(),
+                &format!(
+                    "removing listener {} (listeners now: {})",
+                    r.name,
+                    names(next).join(", ")
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// The socket-level settings of one listener: its address, TLS on or off
+/// and its minimum version, HTTP/2, and its connection limits, which the
+/// listening service is built with.
+fn listener_changes(r: &Listener, l: &Listener, path: &str, fixed: &mut impl FnMut(String, &str)) {
+    if r.address != l.address {
+        fixed(format!("{path}.address"), "a listener's address");
+    }
+    let (rt, lt) = (&r.transport, &l.transport);
+    if rt.tls.is_some() != lt.tls.is_some() {
+        fixed(format!("{path}.tls"), "turning TLS on or off");
+    } else if let (Some(a), Some(b)) = (&rt.tls, &lt.tls)
+        && a.min_version != b.min_version
+    {
+        fixed(format!("{path}.tls.min_version"), "the minimum TLS version");
+    }
+    if rt.http2 != lt.http2 {
+        fixed(format!("{path}.http2"), "HTTP/2 on or off");
+    }
+    if rt.limits != lt.limits {
+        fixed(format!("{path}.limits"), "a listener's limits");
+    }
+}
