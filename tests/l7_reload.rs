@@ -228,7 +228,11 @@ fn new_connection_client(
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) && n < 100_000 {
         n += 1;
-        let path = if n % 2 == 0 { "/which" } else { "/app/y" };
+        let path = if n.is_multiple_of(2) {
+            "/which"
+        } else {
+            "/app/y"
+        };
         match http::get(addr, path) {
             Ok(m) if m.status() == Some(200) => ok.fetch_add(1, Ordering::Relaxed),
             other => {
@@ -306,11 +310,11 @@ fn reloads_under_load_lose_no_request_and_take_effect() -> Result<()> {
     }
 
     let started = Instant::now();
-    let mut reloads = 0;
+    let mut reloads = 0usize;
     let mut result = Ok(());
     // One reload a second for 20 s, alternating the files and the triggers.
     while started.elapsed() < Duration::from_secs(20) {
-        let next_is_b = reloads % 2 == 0;
+        let next_is_b = reloads.is_multiple_of(2);
         let trigger = TRIGGERS[reloads % 3];
         let step = (|| -> Result<()> {
             live.write(if next_is_b { &file_b } else { &file_a })?;

@@ -181,8 +181,10 @@ pub struct FlowState {
     /// The real id the flow goes to.
     pub real: u32,
     /// The service the flow belongs to. The hit path uses the entry only
-    /// when this is the id of the VIP the packet is for: a real id that a
-    /// reload gave to another service can never steer a flow there.
+    /// when this is the id of the VIP the packet is for: a service id that
+    /// a configuration change gives to another VIP never sends that VIP's
+    /// flows to the old service's real. (A real id reused within the same
+    /// service is not caught by this.)
     pub service: u32,
 }
 

@@ -35,6 +35,11 @@ use tokio::io::unix::AsyncFd;
 /// the process exits (and the kernel detaches it by itself should the
 /// process die, since it is attached through a bpf_link).
 pub fn run(path: &Path) -> Result<()> {
+    // SIGHUP means "reload" to service managers; until the reload handler
+    // is installed (below), one is ignored rather than fatal.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no
+    // preconditions; no handler of ours is replaced.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     let config = config::load(path)?;
     for line in config.summary().lines() {
         tracing::info!("{line}");

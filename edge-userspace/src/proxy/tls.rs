@@ -58,11 +58,25 @@ impl SniCertificates {
             wildcard: HashMap::new(),
         };
         for (i, c) in tls.certificates.iter().enumerate() {
-            out.identities.push(Identity {
-                chain: read_chain(&c.cert)?,
-                key: PKey::private_key_from_pem(&read(&c.key)?)
-                    .with_context(|| format!("parsing key {}", c.key.display()))?,
-            });
+            let chain = read_chain(&c.cert)?;
+            let key = PKey::private_key_from_pem(&read(&c.key)?)
+                .with_context(|| format!("parsing key {}", c.key.display()))?;
+            // The files were checked, but a renewal may have rewritten one
+            // of them since: a pair that does not match would fail every
+            // handshake, so it is refused here (the reload with it).
+            let matches = chain
+                .first()
+                .and_then(|leaf| leaf.public_key().ok())
+                .is_some_and(|public| public.public_eq(&key));
+            if !matches {
+                bail!(
+                    "{} does not match the certificate in {} (was one of them rewritten \
+                     since the check?)",
+                    c.key.display(),
+                    c.cert.display()
+                );
+            }
+            out.identities.push(Identity { chain, key });
             for name in &c.server_names {
                 match name.strip_prefix("*.") {
                     Some(base) => out.wildcard.entry(base.to_string()).or_insert(i),

@@ -14,7 +14,10 @@ use super::Reloader;
 use anyhow::{Context, Result, bail};
 use std::{
     io::{Read, Write},
-    os::unix::{fs::PermissionsExt, net::UnixStream as StdUnixStream},
+    os::unix::{
+        fs::{FileTypeExt, MetadataExt, PermissionsExt},
+        net::UnixStream as StdUnixStream,
+    },
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -37,9 +40,13 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_ANSWER: u64 = 1 << 20;
 
 /// The control socket of the daemon that runs configuration `config`.
+///
+/// The path is made absolute but symbolic links are not resolved: a file
+/// deployed by switching a link (a Kubernetes ConfigMap, a release
+/// directory) keeps naming the same daemon.
 pub fn socket_for(config: &Path) -> Result<PathBuf> {
-    let canonical = std::fs::canonicalize(config)
-        .with_context(|| format!("{}: cannot resolve the path", config.display()))?;
+    let canonical = std::path::absolute(config)
+        .with_context(|| format!("{}: cannot make the path absolute", config.display()))?;
     // FNV-1a: stable across builds and processes, unlike std's hasher.
     let hash = canonical
         .as_os_str()
@@ -57,18 +64,37 @@ pub fn socket_for(config: &Path) -> Result<PathBuf> {
 pub fn bind(path: &Path) -> Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Whoever owns the directory could replace the socket and answer
+        // `edge reload` in edge's name: it must be a real directory of ours.
+        let meta = std::fs::symlink_metadata(dir)
+            .with_context(|| format!("inspecting {}", dir.display()))?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_dir() || meta.uid() != me {
+            bail!(
+                "{} must be a directory owned by uid {me}, not a link or another user's",
+                dir.display()
+            );
+        }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", dir.display()))?;
     }
-    if path.exists() {
-        if StdUnixStream::connect(path).is_ok() {
-            bail!(
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket: remove it", path.display());
+        }
+        match StdUnixStream::connect(path) {
+            Ok(_) => bail!(
                 "control socket {} is in use: is another edge running this configuration?",
                 path.display()
-            );
+            ),
+            // Nobody listens: left by a daemon that is gone.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            }
+            Err(e) => bail!("control socket {}: {e}", path.display()),
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
@@ -137,22 +163,40 @@ pub fn request_reload(socket: &Path) -> Result<(u64, String)> {
             socket.display()
         )
     })?;
-    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
-    stream.write_all(b"reload\n")?;
-    let mut answer = String::new();
+    let at = || format!("control socket {}", socket.display());
+    stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .with_context(at)?;
+    stream.write_all(b"reload\n").with_context(at)?;
+    let mut bytes = Vec::new();
     stream
         .take(MAX_ANSWER)
-        .read_to_string(&mut answer)
-        .context("reading edge's answer")?;
-    let (first, rest) = answer.split_once('\n').unwrap_or((answer.as_str(), ""));
-    match first.strip_prefix("ok ") {
-        Some(generation) => Ok((
-            generation.trim().parse().context("a malformed answer")?,
+        .read_to_end(&mut bytes)
+        .with_context(|| {
+            format!(
+                "{}: no complete answer within {ANSWER_TIMEOUT:?}; whether the reload was \
+                 applied is unknown: see edge's log or edge_config_generation",
+                at()
+            )
+        })?;
+    let answer = String::from_utf8_lossy(&bytes);
+    let (first, rest) = answer.split_once('\n').unwrap_or((&answer, ""));
+    match (first.strip_prefix("ok "), first) {
+        (Some(generation), _) => Ok((
+            generation
+                .trim()
+                .parse()
+                .with_context(|| format!("{}: a malformed answer {first:?}", at()))?,
             rest.to_string(),
         )),
-        None => bail!(
+        (None, "error") => bail!(
             "reload refused; the running configuration stays:\n{}",
             rest.trim_end()
+        ),
+        (None, _) => bail!(
+            "{}: edge closed the connection without an answer (stopping?); whether the \
+             reload was applied is unknown: see edge's log",
+            at()
         ),
     }
 }

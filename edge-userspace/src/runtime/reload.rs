@@ -89,7 +89,9 @@ impl Reloader {
         pools.go_live(&Pools::default(), &handle);
         metrics::config_generation(1);
         Ok(Self {
-            path: path.to_path_buf(),
+            // Absolute, so a reload reads the same file whatever the
+            // working directory has become.
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             handle,
             cache,
             listeners,
@@ -142,11 +144,14 @@ impl Reloader {
             Ok(applied) => {
                 metrics::config_reload(true);
                 metrics::config_generation(applied.generation);
+                for w in &applied.warnings {
+                    tracing::warn!("{w}");
+                }
                 tracing::info!(
                     trigger,
                     generation = applied.generation,
-                    "configuration reloaded in place: routes, pools, backends, certificates and \
-                     L4 tables of the new generation are live"
+                    "configuration reloaded in place: the new generation's routes, pools, \
+                     backends and certificates are live"
                 );
             }
             Err(e) => {

@@ -43,7 +43,7 @@ pub fn fixed_changes(running: &Config, next: &Config) -> Vec<Fixed> {
         fixed("access_log".into(), "the access log's destination");
     }
     if running.cache != next.cache {
-        fixed("cache".into(), "the cache store's sizes");
+        fixed("cache".into(), "the cache section");
     }
     if running.xdp.interfaces != next.xdp.interfaces {
         fixed("xdp.interfaces".into(), "the set of XDP interfaces");

@@ -118,7 +118,7 @@ impl UpstreamPool {
             )),
         };
         let tls = config.tls.as_ref().map(UpstreamTlsPeer::load).transpose()?;
-        Ok(Self {
+        let pool = Self {
             selector: Selector::new(config.algorithm, &config.backends),
             breaker,
             budget,
@@ -128,7 +128,20 @@ impl UpstreamPool {
             config: config.clone(),
             epoch: previous.map_or_else(Instant::now, |p| p.epoch),
             health_task: parking_lot::Mutex::new(None),
-        })
+        };
+        // State that only the removed mechanism could undo would otherwise
+        // stay for good: with no health check nothing marks a backend up
+        // again, and with no outlier detection an ejection has no reason.
+        for (i, b) in pool.backends.iter().enumerate() {
+            if pool.config.health_check.is_none() && !b.healthy() {
+                pool.set_health(i, true);
+            }
+            if pool.config.outlier.is_none() {
+                b.ejected_until_ms.store(0, Ordering::Relaxed);
+                b.failures.store(0, Ordering::Relaxed);
+            }
+        }
+        Ok(pool)
     }
 
     /// The backend at `address`, shared.
