@@ -733,7 +733,9 @@ fn oversized_vip_packets_are_answered_with_icmp_too_big() {
     assert_eq!(events[L4Event::TooBigDropped.index() as usize], 1);
 
     // A smaller egress MTU, as the daemon writes it from the interfaces.
-    let mut settings = plan::plan(&cfg.l4).settings;
+    let mut settings = plan::plan(&cfg.l4, &Default::default(), edge_common::MAX_L4_SERVICES)
+        .expect("plan")
+        .settings;
     settings.mtu = 1400;
     dp.l4().set_settings(&settings).unwrap();
     let fits = sized(None, Ip::V4(CLIENT4), Ip::V4(VIP4), 80, 1380);

@@ -310,3 +310,159 @@ fn dsr_over_ipv6_with_ip6ip6() -> Result<()> {
     })();
     result.with_context(|| format!("edge log:\n{}", edge.log_text()))
 }
+
+/// Asks the edge running `config` to reload it; fails with edge's answer.
+fn reload(config: &std::path::Path) -> Result<()> {
+    let out = std::process::Command::new(edge::binary()?)
+        .arg("reload")
+        .arg("--config")
+        .arg(config)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "edge reload: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// The IPv4 service's backends in `config` as `(backend index, weight)`.
+fn with_backends(plan: &DsrPlan<'_>, backends: &[(usize, u32)]) -> String {
+    let full = plan.edge_config(Some(HEALTH));
+    let all: String = (0..plan.backends.len())
+        .map(|i| format!("        - address: {}\n", plan.backend_ip(i)))
+        .collect();
+    let chosen: String = backends
+        .iter()
+        .map(|(i, w)| {
+            format!(
+                "        - {{address: {}, weight: {w}}}\n",
+                plan.backend_ip(*i)
+            )
+        })
+        .collect();
+    full.replacen(&all, &chosen, 1)
+}
+
+/// New connections, one after another, until `stop`: each must succeed.
+fn stream_of_new_connections(
+    client: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut ok, mut failures) = (0, Vec::new());
+        // Bounded by the flag and by count.
+        for i in 0..20_000 {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            match one_request(&client, PLAN.vip_addr()) {
+                Ok(_) => ok += 1,
+                Err(e) => failures.push(format!("new connection {i}: {e:#}")),
+            }
+        }
+        (ok, failures)
+    })
+}
+
+#[test]
+fn reloads_add_drain_and_remove_backends_without_breaking_a_flow() -> Result<()> {
+    let bin = edge::binary()?;
+    let mut lab = DsrLab::build(PLAN)?;
+    lab.start_decaps(&bin)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, with_backends(&PLAN, &[(0, 1), (1, 1)]))?;
+    let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+    let client = lab.client.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut stream = None;
+    let result = (|| -> Result<()> {
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        wait_all_healthy(&client, "web", &[PLAN.backend_ip(0), PLAN.backend_ip(1)])?;
+        // Long-lived connections to be1 and be2, opened before any change.
+        let mut kept: Vec<KeptAlive> = Vec::new();
+        for _ in 0..KEEPALIVE_ATTEMPTS {
+            if ["be1", "be2"]
+                .iter()
+                .all(|b| kept.iter().any(|k| k.backend == *b))
+            {
+                break;
+            }
+            kept.push(KeptAlive::open(&client)?);
+        }
+        ensure!(
+            ["be1", "be2"]
+                .iter()
+                .all(|b| kept.iter().any(|k| k.backend == *b)),
+            "no kept-alive connection to each of be1 and be2"
+        );
+        stream = Some(stream_of_new_connections(client.clone(), stop.clone()));
+        let still_there = |kept: &mut Vec<KeptAlive>, step: &str| -> Result<()> {
+            for k in kept.iter_mut() {
+                let before = k.backend.clone();
+                let now = k
+                    .request()
+                    .with_context(|| format!("{step}: the connection to {before}"))?;
+                ensure!(
+                    now == before,
+                    "{step}: a connection moved from {before} to {now}"
+                );
+            }
+            Ok(())
+        };
+
+        // (1) be3 added.
+        std::fs::write(&config, with_backends(&PLAN, &[(0, 1), (1, 1), (2, 1)]))?;
+        reload(&config)?;
+        let counts = spread(&client, PLAN.vip_addr(), AFTER_CONNECTIONS)?;
+        ensure!(
+            counts.get("be3").copied().unwrap_or(0) > 0,
+            "be3 was added: {counts:?}"
+        );
+        still_there(&mut kept, "after adding be3")?;
+
+        // (2) be1 drained (weight 0): no new flows, its flows carry on.
+        std::fs::write(&config, with_backends(&PLAN, &[(0, 0), (1, 1), (2, 1)]))?;
+        reload(&config)?;
+        let counts = spread(&client, PLAN.vip_addr(), AFTER_CONNECTIONS)?;
+        ensure!(!counts.contains_key("be1"), "be1 is drained: {counts:?}");
+        still_there(&mut kept, "after draining be1")?;
+
+        // (3) be2 removed: no new flows, its flows carry on.
+        std::fs::write(&config, with_backends(&PLAN, &[(0, 0), (2, 1)]))?;
+        reload(&config)?;
+        let counts = spread(&client, PLAN.vip_addr(), AFTER_CONNECTIONS)?;
+        ensure!(
+            counts.keys().all(|b| b == "be3"),
+            "only be3 takes new flows: {counts:?}"
+        );
+        still_there(&mut kept, "after removing be2")?;
+
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failures) = stream
+            .take()
+            .context("no connection stream")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the connection stream panicked"))?;
+        eprintln!(
+            "new connections during the reloads: {ok} succeeded, {} failed",
+            failures.len()
+        );
+        ensure!(
+            failures.is_empty(),
+            "{} of {} failed: {failures:?}",
+            failures.len(),
+            ok + failures.len()
+        );
+        ensure!(ok > 0, "no new connection was made during the reloads");
+        lab.check_decaps()?;
+        Ok(())
+    })();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(s) = stream {
+        let _ = s.join();
+    }
+    result.with_context(|| format!("edge log:\n{}", edge.log_text()))
+}

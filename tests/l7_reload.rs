@@ -390,14 +390,22 @@ fn line_of(text: &str, marker: &str) -> Result<usize> {
         .with_context(|| format!("{marker:?} is not in the file"))
 }
 
-#[test]
-fn a_bad_file_by_any_path_keeps_the_running_configuration() -> Result<()> {
+/// edge serving file A (body "A", backend `a`, certificate `a`): the
+/// running edge, the file's text and the backend.
+fn serving_a() -> Result<(Live, String, Backend)> {
     let dir = tempfile::tempdir()?;
     write_certificates(dir.path())?;
     let a = backend("a")?;
     let at = loopback::endpoints(2);
     let good = config(&at, "A", &[a.addr()], "a");
-    let live = Live::start(dir, at.clone(), &good)?;
+    let live = Live::start(dir, at, &good)?;
+    Ok((live, good, a))
+}
+
+#[test]
+fn a_bad_file_by_any_path_keeps_the_running_configuration() -> Result<()> {
+    let (live, good, _a) = serving_a()?;
+    let at = live.at.clone();
     let web = at.listeners[0];
     // Each bad file, and the line its error must point at.
     let syntax = good.replace(
@@ -515,12 +523,8 @@ server: {{threads: 2, grace_period_seconds: 1}}
 
 #[test]
 fn what_only_a_restart_can_change_is_refused_with_where_it_is() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    write_certificates(dir.path())?;
-    let a = backend("a")?;
-    let at = loopback::endpoints(2);
-    let good = config(&at, "A", &[a.addr()], "a");
-    let live = Live::start(dir, at.clone(), &good)?;
+    let (live, good, _a) = serving_a()?;
+    let at = live.at.clone();
     let moved = SocketAddr::new(at.listeners[0].ip(), at.listeners[0].port() + 10);
     let text = good.replacen(
         &format!("address: {}", at.listeners[0]),

@@ -117,11 +117,11 @@ impl Admin {
         };
         match tokio::task::spawn_blocking(move || reloader.reload("POST /reload")).await {
             Ok(Ok(applied)) => {
-                let mut body = format!("reloaded: generation {}\n", applied.generation);
-                for w in &applied.warnings {
-                    body.push_str(w);
-                    body.push('\n');
-                }
+                let body = format!(
+                    "reloaded: generation {}\n{}",
+                    applied.generation,
+                    applied.warning_lines()
+                );
                 reply(StatusCode::OK, "text/plain", body.into_bytes())
             }
             Ok(Err(e)) => reply(

@@ -12,7 +12,7 @@ use crate::{
     config::{self, Config},
     dataplane::Dataplane,
     metrics, proxy,
-    runtime::{Reloader, control},
+    runtime::{Reloader, control, kernel::Kernel},
 };
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
@@ -57,6 +57,18 @@ pub fn run(path: &Path) -> Result<()> {
     } else {
         Some(start_dataplane(&config)?)
     };
+    let xdp_stats = dataplane.as_ref().map(Dataplane::stats);
+    let xdp_logger = dataplane.as_mut().and_then(Dataplane::take_logger);
+    let l4 = match dataplane.as_ref() {
+        Some(dp) => Some(crate::l4::start(dp, &config).context("setting up the L4 services")?),
+        None => None,
+    };
+    let (l4_background, l4_reload) = match l4 {
+        Some((background, reload)) => (Some(background), Some(reload)),
+        None => (None, None),
+    };
+    // Shared with the reloads (the deny list) and the last steps (detach).
+    let dataplane = Arc::new(Mutex::new(dataplane));
     let grace = Duration::from_secs(config.server.grace_period_seconds);
 
     let conf = ServerConf {
@@ -86,8 +98,17 @@ pub fn run(path: &Path) -> Result<()> {
         .build()
         .context("starting the control runtime")?;
     let reloader = Arc::new(
-        Reloader::start(path, config.clone(), control_rt.handle().clone(), cache)
-            .context("compiling the configuration")?,
+        Reloader::start(
+            path,
+            config.clone(),
+            control_rt.handle().clone(),
+            cache,
+            Some(Box::new(Kernel {
+                dataplane: Arc::clone(&dataplane),
+                l4: l4_reload,
+            })),
+        )
+        .context("compiling the configuration")?,
     );
     watch_reloads(&control_rt, &reloader, path)?;
     for service in proxy::services(&conf, &reloader, &config.listeners, access_log)
@@ -96,22 +117,18 @@ pub fn run(path: &Path) -> Result<()> {
         server.add_boxed_service(service);
     }
     if let (Some(admin), Some(prometheus)) = (&config.admin, prometheus) {
-        let stats = dataplane.as_ref().map(Dataplane::stats);
         server.add_service(
-            Admin::new(prometheus, stats)
+            Admin::new(prometheus, xdp_stats)
                 .with_cache(cache)
                 .with_reloader(Arc::clone(&reloader))
                 .with_access(admin.allow.clone(), admin.token.clone())
                 .service(admin.address),
         );
     }
-    if let Some(dp) = dataplane.as_ref()
-        && !config.l4.services.is_empty()
-    {
-        let l4 = crate::l4::start(dp, &config).context("setting up the L4 services")?;
+    if let Some(l4) = l4_background {
         server.add_service(background_service("l4", l4));
     }
-    if let Some(logger) = dataplane.as_mut().and_then(Dataplane::take_logger) {
+    if let Some(logger) = xdp_logger {
         server.add_service(background_service(
             "xdp log",
             XdpLog(Mutex::new(Some(logger))),
@@ -120,7 +137,6 @@ pub fn run(path: &Path) -> Result<()> {
 
     // The drain may end the process itself (see `drain`): it then runs
     // the same last steps as the end of this function.
-    let dataplane = Arc::new(Mutex::new(dataplane));
     let last_steps = {
         let dataplane = Arc::clone(&dataplane);
         let log = log_for_exit.clone();

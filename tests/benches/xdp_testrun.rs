@@ -88,7 +88,7 @@ fn load() -> Dataplane {
     .expect("load the XDP object (run as root)");
     dp.tables().set_deny(&cfg.xdp.deny).expect("deny list");
     dp.tables().set_l7_ports(&cfg.l7_ports()).expect("L7 ports");
-    let p = plan::plan(&cfg.l4);
+    let p = plan::plan(&cfg.l4, &Default::default(), edge_common::MAX_L4_SERVICES).expect("plan");
     let mut m = dp.l4();
     m.set_settings(&p.settings).expect("settings");
     for svc in &p.services {

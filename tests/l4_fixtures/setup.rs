@@ -105,7 +105,8 @@ pub fn dataplane(cfg: &Config) -> (Dataplane, Plan) {
     .expect("load the XDP object (run as root)");
     dp.tables().set_deny(&cfg.xdp.deny).unwrap();
     dp.tables().set_l7_ports(&cfg.l7_ports()).unwrap();
-    let plan = plan::plan(&cfg.l4);
+    let plan =
+        plan::plan(&cfg.l4, &Default::default(), edge_common::MAX_L4_SERVICES).expect("plan");
     {
         let mut m = dp.l4();
         m.set_settings(&plan.settings).unwrap();

@@ -7,9 +7,9 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, PerCpuArray, xdp::DevMapHash},
 };
 use edge_common::{
-    IfaceDef, L4Counters, L4Event, L4Settings, MAP_IFACES, MAP_L4_EVENTS, MAP_L4_SETTINGS,
-    MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_TX_PORTS, MAP_VIP_STATS, MAP_VIPS, MAX_RING_SIZE,
-    RealDef, VipKey, VipMeta, ring_index,
+    FAMILY_V4, FAMILY_V6, IfaceDef, L4Counters, L4Event, L4Settings, MAP_IFACES, MAP_L4_EVENTS,
+    MAP_L4_SETTINGS, MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_TX_PORTS, MAP_VIP_STATS, MAP_VIPS,
+    MAX_RING_SIZE, RealDef, VIP_FLAG_ADDRESS, VipKey, VipMeta, ring_index,
 };
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
@@ -77,6 +77,39 @@ impl L4Maps {
             self.vips.remove(&key).map_err(map_err(MAP_VIPS))?;
         }
         Ok(())
+    }
+
+    /// The service and real ids the maps hold now (services by VIP key,
+    /// with their live generation; reals by address), from which a plan
+    /// keeps its ids stable.
+    pub fn assigned(&self) -> Result<crate::l4::plan::Assigned, DataplaneError> {
+        let mut out = crate::l4::plan::Assigned::default();
+        for entry in self.vips.iter() {
+            let (key, meta) = entry.map_err(map_err(MAP_VIPS))?;
+            if meta.flags & VIP_FLAG_ADDRESS == 0 {
+                out.services.insert(key, (meta.id, meta.generation));
+            }
+        }
+        for id in 1..self.reals.len() {
+            let real = self.reals.get(&id, 0).map_err(map_err(MAP_REALS))?;
+            if let Some(addr) = real_address(&real) {
+                out.reals.insert(addr, id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many services the ring map was sized for.
+    pub fn service_capacity(&self) -> u32 {
+        self.rings.len() / (2 * MAX_RING_SIZE)
+    }
+
+    /// Removes the VIP entry at `key`, if any.
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        match self.vips.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(MAP_VIPS)(e)),
+        }
     }
 
     /// Writes the forwarding settings (outer sources, SYN budget).
@@ -165,6 +198,18 @@ impl L4Maps {
             *slot = per_cpu.iter().sum();
         }
         Ok(out)
+    }
+}
+
+/// The address of a written real entry (`None` for an unused slot).
+fn real_address(real: &RealDef) -> Option<std::net::IpAddr> {
+    match real.family {
+        FAMILY_V4 => {
+            let [a, b, c, d, ..] = real.addr;
+            Some(std::net::IpAddr::from([a, b, c, d]))
+        }
+        FAMILY_V6 => Some(std::net::IpAddr::from(real.addr)),
+        _ => None,
     }
 }
 

@@ -1,11 +1,20 @@
 //! The L4 controller: writes the plan into the maps, keeps each service's
-//! Maglev table in step with backend health, and exports counters.
+//! Maglev table in step with backend health and with the configuration,
+//! and exports counters.
 //!
 //! A table change never detaches the program: the new table goes into the
 //! idle half of the service's double-buffered ring, then one `EDGE_VIPS`
 //! update flips the generation. Established flows keep their backend through
 //! the conntrack LRU; a backend that goes down is also marked down in its
 //! real entry, so its flows are re-picked instead of black-holed.
+//!
+//! A configuration change ([`Controller::apply`]) is planned with the ids
+//! the maps already hold ([`plan::Assigned`]): a service keeps its id while
+//! its VIP:port/proto stays, a real its id while its address is in the
+//! maps. A backend drained (weight 0) or removed leaves the tables, so it
+//! gets no new flows, but its real entry stays up: flows that conntrack
+//! holds for it carry on until they end or the LRU evicts them. A removed
+//! service's VIP entry goes, and its traffic goes up the stack.
 //!
 //! The kernel checks each encapsulated packet against one egress MTU, in
 //! the forwarding settings: the smallest MTU of the interfaces edge is
@@ -16,29 +25,53 @@
 
 use super::{
     neigh::{self, Route},
-    plan::{self, Plan},
+    plan::{self, Plan, ServicePlan},
 };
-use crate::{config::l4::L4Config, dataplane::L4Maps, metrics};
+use crate::{
+    config::l4::{HealthCheck, L4Config},
+    dataplane::L4Maps,
+    metrics,
+};
 use anyhow::{Context, Result};
-use edge_common::MIN_MTU;
+use edge_common::{MIN_MTU, VipKey};
 use std::{
+    collections::HashMap,
     net::IpAddr,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
-/// How long start-up waits for each real's next hop to resolve.
+/// How long start-up and a reload wait for each new real's next hop.
 pub const RESOLVE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Mutable state: health, routes and table generations.
+/// One backend of one service that has a health check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    /// The service's VIP key.
+    pub service: VipKey,
+    /// The service's name, for logs.
+    pub name: String,
+    /// The backend.
+    pub address: IpAddr,
+    /// How it is checked.
+    pub check: HealthCheck,
+    /// Its health now (a check task starts from it).
+    pub healthy: bool,
+}
+
+/// The controller's state; always locked before the maps.
 #[derive(Debug)]
 struct State {
-    /// `healthy[service][backend]`: the health check's verdict.
-    healthy: Vec<Vec<bool>>,
-    /// `routes[service][backend]`: how to reach it, once resolved.
-    routes: Vec<Vec<Option<Route>>>,
+    cfg: L4Config,
+    plan: Plan,
+    /// The health check's verdict, by service and backend.
+    healthy: HashMap<(VipKey, IpAddr), bool>,
+    /// How each real is reached, once resolved.
+    routes: HashMap<IpAddr, Route>,
     /// Each service's live table generation.
-    generation: Vec<u32>,
+    generation: HashMap<VipKey, u32>,
+    /// The smallest interface MTU seen; 0 until one is known.
+    dev_mtu: u32,
     /// The egress MTU written into the settings; 0 until one is known.
     mtu: u32,
 }
@@ -46,73 +79,47 @@ struct State {
 /// Owns the L4 maps' contents.
 pub struct Controller {
     maps: Arc<Mutex<L4Maps>>,
-    plan: Plan,
-    next_hop_mac: Option<[u8; 6]>,
+    interfaces: Vec<String>,
     state: Mutex<State>,
 }
 
 impl Controller {
     /// Writes `cfg` into the maps: settings, interfaces, reals (resolving
-    /// their next hops), rings and VIPs. A real whose next hop does not
-    /// resolve stays out of its table (logged) until a later
+    /// their next hops), rings and VIPs, keeping the ids and table
+    /// generations the maps already hold. A real whose next hop does not
+    /// resolve stays out of its tables (logged) until a later
     /// [`Controller::retry_routes`] resolves it.
     pub fn install(
         maps: Arc<Mutex<L4Maps>>,
         cfg: &L4Config,
         interfaces: &[String],
     ) -> Result<Arc<Self>> {
-        let plan = plan::plan(cfg);
-        let healthy = plan
-            .services
-            .iter()
-            .map(|s| vec![true; s.backends.len()])
-            .collect();
-        let routes = plan
-            .services
-            .iter()
-            .map(|s| vec![None; s.backends.len()])
-            .collect();
-        let generation = vec![0; plan.services.len()];
         let me = Arc::new(Self {
             maps,
-            next_hop_mac: cfg.next_hop_mac,
+            interfaces: interfaces.to_vec(),
             state: Mutex::new(State {
-                healthy,
-                routes,
-                generation,
-                mtu: cfg.mtu.unwrap_or(0),
+                cfg: L4Config::default(),
+                plan: Plan {
+                    services: Vec::new(),
+                    markers: Vec::new(),
+                    settings: Default::default(),
+                },
+                healthy: HashMap::new(),
+                routes: HashMap::new(),
+                generation: HashMap::new(),
+                dev_mtu: 0,
+                mtu: 0,
             }),
-            plan,
         });
         {
             let mut maps = me.maps();
-            maps.set_settings(&me.plan.settings)?;
             for dev in interfaces {
                 let (ifindex, mac) = neigh::interface(dev)?;
                 maps.set_iface(ifindex, mac)
                     .with_context(|| format!("registering interface {dev}"))?;
             }
         }
-        for dev in interfaces {
-            me.note_mtu(dev);
-        }
-        me.resolve_routes(RESOLVE_DEADLINE);
-        let st = me.state();
-        let mut maps = me.maps();
-        let mut keep = me.plan.markers.clone();
-        for (s, svc) in me.plan.services.iter().enumerate() {
-            write_table(&mut maps, &me.plan, &st, s, 0)?;
-            maps.set_vip(&svc.key, &svc.meta(0))?;
-            keep.push(svc.key);
-            metrics::l4_generation(&svc.name, 0);
-        }
-        for marker in &me.plan.markers {
-            maps.set_vip(marker, &plan::marker_meta())?;
-        }
-        maps.retain_vips(&keep)?;
-        drop(maps);
-        drop(st);
-        me.export_health();
+        me.apply(cfg)?;
         Ok(me)
     }
 
@@ -124,36 +131,133 @@ impl Controller {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The plan (services, real ids).
-    pub fn plan(&self) -> &Plan {
-        &self.plan
+    /// The plan in force (services, real ids).
+    pub fn plan(&self) -> Plan {
+        self.state().plan.clone()
     }
 
-    /// Service `s`'s live table generation.
-    pub fn generation(&self, s: usize) -> u32 {
-        self.state().generation.get(s).copied().unwrap_or(0)
+    /// Makes `cfg` the L4 configuration: plans it with the ids in the maps,
+    /// resolves new reals, writes every service's table into its idle half
+    /// and flips to it, then removes the VIPs of services that are gone.
+    /// Health verdicts carry over by service and backend; a new backend
+    /// starts up. On error the maps may hold new reals and idle halves,
+    /// but every VIP still points at its old table.
+    pub fn apply(&self, cfg: &L4Config) -> Result<()> {
+        let mut st = self.state();
+        let (assigned, capacity) = {
+            let maps = self.maps();
+            (maps.assigned()?, maps.service_capacity())
+        };
+        let plan = plan::plan(cfg, &assigned, capacity)?;
+        if st.cfg.next_hop_mac != cfg.next_hop_mac {
+            // Every next hop is looked up again with the new setting.
+            st.routes.clear();
+        }
+        let new_keys: Vec<VipKey> = plan.services.iter().map(|s| s.key).collect();
+        if st.dev_mtu == 0 {
+            for dev in &self.interfaces {
+                note_mtu(&mut st, dev);
+            }
+        }
+        // Reals: resolve and write those without a route yet.
+        for svc in &plan.services {
+            for real in &svc.backends {
+                st.healthy.entry((svc.key, real.address)).or_insert(true);
+            }
+        }
+        self.resolve(&mut st, &plan, cfg, RESOLVE_DEADLINE);
+        // The settings before any table names a new real: outer sources,
+        // SYN budget, and the egress MTU of every interface seen.
+        self.write_settings(&mut st, &plan, cfg.mtu)?;
+        // Tables: each service's new table into its idle half, then flip.
+        // Every table first, each into its idle half: a failure here leaves
+        // every VIP on its old table. Then one VIP update per service flips.
+        let mut maps = self.maps();
+        let mut flips = Vec::with_capacity(plan.services.len());
+        for svc in &plan.services {
+            let next = match assigned.services.get(&svc.key) {
+                Some(_) => svc.generation.wrapping_add(1),
+                None => 0,
+            };
+            write_table(&mut maps, svc, &st, next)?;
+            flips.push((svc, next));
+        }
+        for (svc, next) in flips {
+            maps.set_vip(&svc.key, &svc.meta(next))?;
+            st.generation.insert(svc.key, next);
+            metrics::l4_generation(&svc.name, next);
+        }
+        for marker in &plan.markers {
+            maps.set_vip(marker, &plan::marker_meta())?;
+        }
+        let mut keep = plan.markers.clone();
+        keep.extend(new_keys.iter().copied());
+        maps.retain_vips(&keep)?;
+        drop(maps);
+        st.generation.retain(|k, _| new_keys.contains(k));
+        st.healthy.retain(|(k, a), _| {
+            plan.services
+                .iter()
+                .any(|s| s.key == *k && s.backends.iter().any(|b| b.address == *a))
+        });
+        for svc in &plan.services {
+            for real in &svc.backends {
+                let up = st
+                    .healthy
+                    .get(&(svc.key, real.address))
+                    .copied()
+                    .unwrap_or(true);
+                metrics::l4_healthy(&svc.name, &real.address.to_string(), up);
+            }
+        }
+        st.cfg = cfg.clone();
+        st.plan = plan;
+        Ok(())
+    }
+
+    /// Service `name`'s live table generation.
+    pub fn generation(&self, name: &str) -> Option<u32> {
+        let st = self.state();
+        let svc = st.plan.services.iter().find(|s| s.name == name)?;
+        st.generation.get(&svc.key).copied()
     }
 
     /// Resolves every real without a route (waiting up to `deadline` for
     /// each) and republishes the services that gained one.
     pub fn retry_routes(&self, deadline: Duration) {
-        for s in self.resolve_routes(deadline) {
-            if let Err(e) = self.publish(s) {
-                tracing::error!("republishing service {}: {e:#}", self.plan.services[s].name);
+        let mut st = self.state();
+        let plan = st.plan.clone();
+        let cfg = st.cfg.clone();
+        let changed = self.resolve(&mut st, &plan, &cfg, deadline);
+        if let Err(e) = self.write_settings(&mut st, &plan, cfg.mtu) {
+            tracing::error!("writing the L4 settings: {e:#}");
+        }
+        for key in changed {
+            if let Err(e) = self.publish(&mut st, key) {
+                tracing::error!("republishing an L4 service after a route resolved: {e:#}");
             }
         }
     }
 
-    /// Resolves every real without a route and writes its real entry;
-    /// returns the services that gained a backend.
-    fn resolve_routes(&self, deadline: Duration) -> Vec<usize> {
+    /// Resolves every real of `plan` without a route and writes its real
+    /// entry; returns the services that gained a backend.
+    fn resolve(
+        &self,
+        st: &mut State,
+        plan: &Plan,
+        cfg: &L4Config,
+        deadline: Duration,
+    ) -> Vec<VipKey> {
         let mut changed = Vec::new();
-        for (s, svc) in self.plan.services.iter().enumerate() {
-            for (b, real) in svc.backends.iter().enumerate() {
-                if self.state().routes[s][b].is_some() {
+        for svc in &plan.services {
+            for real in &svc.backends {
+                if st.routes.contains_key(&real.address) {
+                    // Known: written again, as its health now says (it may
+                    // come back after a reload removed it while down).
+                    self.write_real(st, svc, real.address, real.id);
                     continue;
                 }
-                match neigh::resolve(real.address, self.next_hop_mac, deadline) {
+                match neigh::resolve(real.address, cfg.next_hop_mac, deadline) {
                     Ok(route) => {
                         tracing::info!(
                             service = %svc.name,
@@ -162,8 +266,6 @@ impl Controller {
                             mac = %mac_text(route.mac),
                             "L4 backend reachable"
                         );
-                        let up = self.state().healthy[s][b];
-                        let def = plan::real_def(real.address, route.mac, route.ifindex, up);
                         // The egress interface needs its MAC (the frame's
                         // source) and a devmap entry, should it not be one
                         // the program is attached to.
@@ -173,14 +275,11 @@ impl Controller {
                             tracing::error!("registering interface {}: {e:#}", route.dev);
                             continue;
                         }
-                        self.note_mtu(&route.dev);
-                        if let Err(e) = self.maps().set_real(real.id, &def) {
-                            tracing::error!("writing backend {}: {e}", real.address);
-                            continue;
-                        }
-                        self.state().routes[s][b] = Some(route);
-                        if !changed.contains(&s) {
-                            changed.push(s);
+                        note_mtu(st, &route.dev);
+                        st.routes.insert(real.address, route);
+                        self.write_real(st, svc, real.address, real.id);
+                        if !changed.contains(&svc.key) {
+                            changed.push(svc.key);
                         }
                     }
                     Err(e) => tracing::warn!(service = %svc.name, "{e:#}"),
@@ -190,114 +289,114 @@ impl Controller {
         changed
     }
 
-    /// Lowers the settings' egress MTU to `dev`'s if that is smaller; a
-    /// failure leaves the MTU as it was (logged: packets may then be handed
-    /// to a driver that drops them).
-    fn note_mtu(&self, dev: &str) {
-        let dev_mtu = match neigh::mtu(dev) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("L4 egress MTU: {e:#}; oversized packets may be lost on {dev}");
-                return;
-            }
-        };
-        // State, then maps: the order `publish` takes them in.
-        let mut st = self.state();
-        let mtu = lower_mtu(st.mtu, dev_mtu);
-        if mtu == st.mtu {
+    /// Writes real `id` at `address`: up unless every service that has it
+    /// found it down.
+    fn write_real(&self, st: &State, svc: &ServicePlan, address: IpAddr, id: u32) {
+        let Some(route) = st.routes.get(&address) else {
             return;
+        };
+        let up = real_up(st, address);
+        let def = plan::real_def(address, route.mac, route.ifindex, up);
+        if let Err(e) = self.maps().set_real(id, &def) {
+            tracing::error!(service = %svc.name, "writing backend {address}: {e}");
         }
-        let mut settings = self.plan.settings;
-        settings.mtu = mtu;
-        match self.maps().set_settings(&settings) {
-            Ok(()) => {
-                st.mtu = mtu;
-                tracing::info!(
-                    interface = %dev,
-                    mtu,
-                    "L4 egress MTU: larger encapsulated packets get ICMP too big"
-                );
-            }
-            Err(e) => tracing::error!("writing the L4 egress MTU: {e}"),
+    }
+
+    /// Writes `plan`'s settings with the egress MTU: the smallest of the
+    /// interfaces seen, capped by `cap`.
+    fn write_settings(&self, st: &mut State, plan: &Plan, cap: Option<u32>) -> Result<()> {
+        let mut settings = plan.settings;
+        settings.mtu = effective_mtu(cap, st.dev_mtu);
+        self.maps().set_settings(&settings)?;
+        if settings.mtu != st.mtu {
+            tracing::info!(
+                mtu = settings.mtu,
+                "L4 egress MTU: larger encapsulated packets get ICMP too big"
+            );
+            st.mtu = settings.mtu;
         }
+        Ok(())
     }
 
     /// Whether any real still lacks a route.
     pub fn unresolved(&self) -> bool {
-        self.state()
-            .routes
-            .iter()
-            .any(|r| r.iter().any(Option::is_none))
+        let st = self.state();
+        st.plan.services.iter().any(|s| {
+            s.backends
+                .iter()
+                .any(|b| !st.routes.contains_key(&b.address))
+        })
     }
 
-    /// Records backend `b` of service `s` as healthy or not and, when that
-    /// changes its table, publishes the new one.
-    pub fn set_healthy(&self, s: usize, b: usize, up: bool) -> Result<()> {
-        let svc = &self.plan.services[s];
-        let real = &svc.backends[b];
-        {
-            let mut st = self.state();
-            if st.healthy[s][b] == up {
-                return Ok(());
-            }
-            st.healthy[s][b] = up;
-        }
-        let route = self.state().routes[s][b].clone();
-        let Some(route) = route else {
-            // Not in the table anyway; its real is written once resolved.
-            metrics::l4_healthy(&svc.name, &real.address.to_string(), up);
+    /// Records backend `address` of service `service` as healthy or not
+    /// and, when that changes its table, publishes the new one.
+    pub fn set_healthy(&self, service: VipKey, address: IpAddr, up: bool) -> Result<()> {
+        let mut st = self.state();
+        let Some(svc) = st.plan.services.iter().find(|s| s.key == service).cloned() else {
+            // The service went in a reload while the check ran.
             return Ok(());
         };
-        let def = plan::real_def(real.address, route.mac, route.ifindex, up);
+        let Some(real) = svc.backends.iter().find(|b| b.address == address).cloned() else {
+            return Ok(());
+        };
+        match st.healthy.insert((service, address), up) {
+            Some(was) if was == up => return Ok(()),
+            _ => {}
+        }
+        if !st.routes.contains_key(&address) {
+            // Not in the table anyway; its real is written once resolved.
+            metrics::l4_healthy(&svc.name, &address.to_string(), up);
+            return Ok(());
+        }
         if up {
             // Up first, then into the table: a picked real is always up.
-            self.maps().set_real(real.id, &def)?;
-            self.publish(s)?;
+            self.write_real(&st, &svc, address, real.id);
+            self.publish(&mut st, service)?;
         } else {
             // Out of the table first, then down: its flows are re-picked
             // from a table that no longer has it.
-            self.publish(s)?;
-            self.maps().set_real(real.id, &def)?;
+            self.publish(&mut st, service)?;
+            self.write_real(&st, &svc, address, real.id);
         }
         // The gauge changes once the kernel's table does, so whoever waits
         // on it sees the new table in effect.
-        metrics::l4_healthy(&svc.name, &real.address.to_string(), up);
+        metrics::l4_healthy(&svc.name, &address.to_string(), up);
         tracing::info!(
             service = %svc.name,
-            backend = %real.address,
+            backend = %address,
             state = if up { "up" } else { "down" },
-            generation = self.generation(s),
+            generation = st.generation.get(&service).copied().unwrap_or(0),
             "L4 backend health changed; Maglev table republished"
         );
         Ok(())
     }
 
-    /// Writes service `s`'s table into its idle ring half and flips to it.
-    fn publish(&self, s: usize) -> Result<()> {
-        let mut st = self.state();
-        let next = st.generation[s].wrapping_add(1);
+    /// Writes service `key`'s table into its idle ring half and flips to it.
+    fn publish(&self, st: &mut State, key: VipKey) -> Result<()> {
+        let Some(svc) = st.plan.services.iter().find(|s| s.key == key).cloned() else {
+            return Ok(());
+        };
+        let next = st
+            .generation
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+            .wrapping_add(1);
         let mut maps = self.maps();
-        write_table(&mut maps, &self.plan, &st, s, next)?;
-        let svc = &self.plan.services[s];
+        write_table(&mut maps, &svc, st, next)?;
         maps.set_vip(&svc.key, &svc.meta(next))?;
-        st.generation[s] = next;
+        st.generation.insert(key, next);
         metrics::l4_generation(&svc.name, next);
         Ok(())
     }
 
-    fn export_health(&self) {
-        let st = self.state();
-        for (s, svc) in self.plan.services.iter().enumerate() {
-            for (b, real) in svc.backends.iter().enumerate() {
-                metrics::l4_healthy(&svc.name, &real.address.to_string(), st.healthy[s][b]);
-            }
-        }
-    }
-
     /// Copies the kernel's per-backend counters into the metrics recorder.
+    /// A backend in several services is one real: each service shows its
+    /// whole count.
     pub fn refresh_metrics(&self) {
+        let plan = self.plan();
         let maps = self.maps();
-        for svc in &self.plan.services {
+        for svc in &plan.services {
             for real in &svc.backends {
                 match maps.real_counters(real.id) {
                     Ok(c) => metrics::l4_counters(&svc.name, &real.address.to_string(), &c),
@@ -311,39 +410,78 @@ impl Controller {
         }
     }
 
-    /// Every backend that has a health check: `(service, backend, address)`.
-    pub fn checked_backends(&self, cfg: &L4Config) -> Vec<(usize, usize, IpAddr)> {
+    /// Every backend that has a health check, with its health now.
+    pub fn checked_backends(&self) -> Vec<Checked> {
+        let st = self.state();
         let mut out = Vec::new();
-        for (s, svc) in cfg.services.iter().enumerate() {
-            if svc.health_check.is_none() {
+        for (svc, cfg) in st.plan.services.iter().zip(&st.cfg.services) {
+            let Some(check) = &cfg.health_check else {
                 continue;
-            }
-            for (b, backend) in svc.backends.iter().enumerate() {
-                out.push((s, b, backend.address));
+            };
+            for b in &cfg.backends {
+                out.push(Checked {
+                    service: svc.key,
+                    name: svc.name.clone(),
+                    address: b.address,
+                    check: check.clone(),
+                    healthy: st
+                        .healthy
+                        .get(&(svc.key, b.address))
+                        .copied()
+                        .unwrap_or(true),
+                });
             }
         }
         out
     }
 }
 
-/// Writes service `s`'s table (reals that are healthy and reachable) into
+/// Lowers the smallest interface MTU seen to `dev`'s; a failure leaves it
+/// as it was (logged: packets may then be handed to a driver that drops
+/// them).
+fn note_mtu(st: &mut State, dev: &str) {
+    match neigh::mtu(dev) {
+        Ok(m) => st.dev_mtu = lower_mtu(st.dev_mtu, m),
+        Err(e) => {
+            tracing::warn!("L4 egress MTU: {e:#}; oversized packets may be lost on {dev}");
+        }
+    }
+}
+
+/// Whether the real at `address` is up: not found down by any service
+/// that has it (a real found down by one service's check is down for all:
+/// it is one host).
+fn real_up(st: &State, address: IpAddr) -> bool {
+    !st.healthy.iter().any(|((_, a), up)| *a == address && !*up)
+}
+
+/// Writes service `svc`'s table (reals that are healthy and reachable) into
 /// the ring half of `generation`.
-fn write_table(
-    maps: &mut L4Maps,
-    plan: &Plan,
-    st: &State,
-    s: usize,
-    generation: u32,
-) -> Result<()> {
-    let svc = &plan.services[s];
-    let up: Vec<bool> = st.healthy[s]
+fn write_table(maps: &mut L4Maps, svc: &ServicePlan, st: &State, generation: u32) -> Result<()> {
+    let up: Vec<bool> = svc
+        .backends
         .iter()
-        .zip(&st.routes[s])
-        .map(|(h, r)| *h && r.is_some())
+        .map(|b| {
+            st.healthy
+                .get(&(svc.key, b.address))
+                .copied()
+                .unwrap_or(true)
+                && st.routes.contains_key(&b.address)
+        })
         .collect();
     let ring = svc.ring(&up);
     maps.write_ring(svc.id, generation, &ring)
         .with_context(|| format!("writing the Maglev table of service {}", svc.name))
+}
+
+/// The egress MTU from the configured cap (if any) and the smallest
+/// interface MTU seen (0: none yet).
+fn effective_mtu(cap: Option<u32>, seen: u32) -> u32 {
+    match (cap, seen) {
+        (Some(cap), 0) => cap,
+        (Some(cap), seen) => cap.min(seen),
+        (None, seen) => seen,
+    }
 }
 
 /// The egress MTU once an interface of MTU `dev_mtu` is added to those
@@ -372,5 +510,8 @@ mod tests {
         assert_eq!(lower_mtu(9000, 1450), 1450);
         assert_eq!(lower_mtu(0, 100), MIN_MTU);
         assert_eq!(lower_mtu(1500, 65536), 1500);
+        assert_eq!(effective_mtu(Some(1400), 1500), 1400);
+        assert_eq!(effective_mtu(None, 1500), 1500);
+        assert_eq!(effective_mtu(Some(1400), 0), 1400);
     }
 }

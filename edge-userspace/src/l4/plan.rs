@@ -1,19 +1,58 @@
 //! From the `l4:` configuration to what the maps hold: service ids, real
 //! ids, VIP keys and address markers, settings. Pure, so it is unit-tested.
+//!
+//! Ids are stable: [`Assigned`] holds the ids already in the kernel's maps
+//! (read back from them, so a reload and a restart that adopts pinned maps
+//! see the same), and a service keeps its id as long as its VIP:port/proto
+//! stays, a real its id as long as its address is in the maps. A real
+//! serving several services has one id. New reals take ids after the
+//! highest in use, wrapping, so a freed id is not handed to another
+//! address while flows may still name it.
 
 use crate::config::l4::{L4Config, L4Hash};
 use edge_common::{
-    FAMILY_V4, FAMILY_V6, L4Settings, REAL_FLAG_UP, RealDef, SETTINGS_SYN_BUDGET, VIP_FLAG_ADDRESS,
-    VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+    FAMILY_V4, FAMILY_V6, L4Settings, MAX_REALS, REAL_FLAG_UP, RealDef, SETTINGS_SYN_BUDGET,
+    VIP_FLAG_ADDRESS, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
 };
-use std::net::IpAddr;
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use super::maglev;
+
+/// The ids already in the kernel's maps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assigned {
+    /// Each service's id and live table generation, by VIP key.
+    pub services: HashMap<VipKey, (u32, u32)>,
+    /// Each real's id, by address.
+    pub reals: HashMap<IpAddr, u32>,
+}
+
+/// Why a configuration cannot be planned into the maps as loaded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// More services than the ring map was sized for at start-up.
+    #[error(
+        "{wanted} L4 services, but the Maglev ring map was sized for {capacity} when edge \
+         started: restart edge to grow it"
+    )]
+    Services {
+        /// Services configured.
+        wanted: usize,
+        /// Services the map holds.
+        capacity: u32,
+    },
+    /// More distinct backend addresses than real ids.
+    #[error("{0} distinct L4 backend addresses: at most {max} fit", max = MAX_REALS - 1)]
+    Reals(usize),
+}
 
 /// Every service, with the ids the kernel knows it and its reals by.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    /// Services, in configuration order; `services[i].id == i`.
+    /// Services, in configuration order, with their stable ids.
     pub services: Vec<ServicePlan>,
     /// One marker per distinct VIP address (port 0, protocol 0).
     pub markers: Vec<VipKey>,
@@ -36,10 +75,12 @@ pub struct ServicePlan {
     pub table_size: u32,
     /// Its reals.
     pub backends: Vec<RealPlan>,
+    /// The generation its live table has in the maps (0 for a new one).
+    pub generation: u32,
 }
 
-/// One real of a service (a real serving two services has two ids, so
-/// counters are per service and backend).
+/// One real of a service (a real serving two services has one id in
+/// both).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RealPlan {
     /// Kernel real id, from 1.
@@ -83,33 +124,108 @@ impl ServicePlan {
     }
 }
 
-/// Builds the plan of `cfg`.
-pub fn plan(cfg: &L4Config) -> Plan {
-    let mut next_real = 1u32;
+/// Builds the plan of `cfg` with the ids `assigned` already holds, for a
+/// ring map of `capacity` services.
+pub fn plan(cfg: &L4Config, assigned: &Assigned, capacity: u32) -> Result<Plan, PlanError> {
+    if cfg.services.len() > capacity as usize {
+        return Err(PlanError::Services {
+            wanted: cfg.services.len(),
+            capacity,
+        });
+    }
+    let keys: Vec<VipKey> = cfg
+        .services
+        .iter()
+        .map(|s| vip_key(s.vip, s.port, s.protocol.number()))
+        .collect();
+    // Service ids: kept by key; a new key takes the lowest id no kept
+    // service holds, preferring ids no service held before.
+    let kept: HashSet<u32> = keys
+        .iter()
+        .filter_map(|k| assigned.services.get(k).map(|(id, _)| *id))
+        .collect();
+    let held: HashSet<u32> = assigned.services.values().map(|(id, _)| *id).collect();
+    let mut free: Vec<u32> = (0..capacity).filter(|id| !kept.contains(id)).collect();
+    free.sort_by_key(|id| (held.contains(id), *id));
+    let mut free = free.into_iter();
+    // Real ids: kept by address; a new address takes the next id after the
+    // highest in use, wrapping, skipping every id in use.
+    let addresses: Vec<IpAddr> = {
+        let mut seen = HashSet::new();
+        cfg.services
+            .iter()
+            .flat_map(|s| s.backends.iter().map(|b| b.address))
+            .filter(|a| seen.insert(*a))
+            .collect()
+    };
+    if addresses.len() >= MAX_REALS as usize {
+        return Err(PlanError::Reals(addresses.len()));
+    }
+    let mut in_use: HashSet<u32> = assigned.reals.values().copied().collect();
+    let mut cursor = in_use.iter().copied().max().unwrap_or(0);
+    let mut real_ids: HashMap<IpAddr, u32> = HashMap::new();
+    for a in &addresses {
+        if let Some(id) = assigned.reals.get(a) {
+            real_ids.insert(*a, *id);
+        }
+    }
+    let wanted: HashSet<u32> = real_ids.values().copied().collect();
+    for a in &addresses {
+        if real_ids.contains_key(a) {
+            continue;
+        }
+        // Ids from 1; 0 means "no backend". With every id taken, the id of
+        // an address no service uses any more is overwritten.
+        let mut next = None;
+        for _ in 0..MAX_REALS {
+            cursor = if cursor + 1 >= MAX_REALS {
+                1
+            } else {
+                cursor + 1
+            };
+            if !in_use.contains(&cursor) {
+                next = Some(cursor);
+                break;
+            }
+        }
+        let id = match next {
+            Some(id) => id,
+            None => (1..MAX_REALS)
+                .find(|id| !wanted.contains(id) && !real_ids.values().any(|v| v == id))
+                .ok_or(PlanError::Reals(addresses.len()))?,
+        };
+        in_use.insert(id);
+        real_ids.insert(*a, id);
+    }
     let mut services = Vec::new();
     let mut markers: Vec<VipKey> = Vec::new();
-    for (i, s) in cfg.services.iter().enumerate() {
-        let key = vip_key(s.vip, s.port, s.protocol.number());
+    for (s, key) in cfg.services.iter().zip(keys) {
         let marker = vip_key(s.vip, 0, 0);
         if !markers.contains(&marker) {
             markers.push(marker);
         }
+        let (id, generation) = match assigned.services.get(&key) {
+            Some(&(id, generation)) => (id, generation),
+            None => (
+                free.next().ok_or(PlanError::Services {
+                    wanted: cfg.services.len(),
+                    capacity,
+                })?,
+                0,
+            ),
+        };
         let backends = s
             .backends
             .iter()
-            .map(|b| {
-                let id = next_real;
-                next_real += 1;
-                RealPlan {
-                    id,
-                    address: b.address,
-                    weight: b.weight,
-                    key: maglev::key(b.address.to_string().as_bytes()),
-                }
+            .map(|b| RealPlan {
+                id: real_ids.get(&b.address).copied().unwrap_or(0),
+                address: b.address,
+                weight: b.weight,
+                key: maglev::key(b.address.to_string().as_bytes()),
             })
             .collect();
         services.push(ServicePlan {
-            id: i as u32,
+            id,
             name: s.name.clone(),
             key,
             flags: if s.hash == L4Hash::SourceIp {
@@ -119,6 +235,7 @@ pub fn plan(cfg: &L4Config) -> Plan {
             },
             table_size: s.table_size,
             backends,
+            generation,
         });
     }
     let mut settings = L4Settings::default();
@@ -135,11 +252,11 @@ pub fn plan(cfg: &L4Config) -> Plan {
         settings.syn_burst = b.burst;
         settings.flags |= SETTINGS_SYN_BUDGET;
     }
-    Plan {
+    Ok(Plan {
         services,
         markers,
         settings,
-    }
+    })
 }
 
 /// The marker entry of a VIP address.
@@ -187,7 +304,7 @@ mod tests {
     fn ids_markers_and_settings() {
         let text = include_str!("../../../config/l4.yaml");
         let cfg = parse(text, Path::new("l4.yaml")).unwrap();
-        let p = plan(&cfg.l4);
+        let p = plan(&cfg.l4, &Assigned::default(), 8).unwrap();
         assert_eq!(p.services.len(), 3);
         assert_eq!(p.services[1].id, 1);
         let ids: Vec<u32> = p
@@ -195,8 +312,10 @@ mod tests {
             .iter()
             .flat_map(|s| s.backends.iter().map(|b| b.id))
             .collect();
-        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7]);
-        // Two services share nothing but each VIP address gets one marker.
+        // The second service has the first two backends of the first: one
+        // real id per address.
+        assert_eq!(ids, [1, 2, 3, 1, 2, 4, 5]);
+        // Each VIP address gets one marker.
         assert_eq!(p.markers.len(), 3);
         assert_eq!(p.services[1].flags, VIP_FLAG_SOURCE_HASH);
         assert_eq!(p.settings.source_v4, [10, 77, 2, 1]);
@@ -207,5 +326,71 @@ mod tests {
         assert_eq!(ring.len(), 65537);
         assert!(!ring.contains(&3));
         assert!(ring.iter().all(|r| *r == 1 || *r == 2));
+    }
+
+    /// What the maps would hold after `p` is written.
+    fn written(p: &Plan) -> Assigned {
+        Assigned {
+            services: p
+                .services
+                .iter()
+                .map(|s| (s.key, (s.id, s.generation)))
+                .collect(),
+            reals: p
+                .services
+                .iter()
+                .flat_map(|s| s.backends.iter().map(|b| (b.address, b.id)))
+                .collect(),
+        }
+    }
+
+    fn l4(text: &str) -> L4Config {
+        let yaml = format!(
+            "xdp: {{interfaces: [{{name: eth0}}]}}\nl4:\n  forwarding: {{source_v4: 10.0.0.1}}\n  services:\n{text}"
+        );
+        parse(&yaml, Path::new("l4.yaml")).unwrap().l4
+    }
+
+    #[test]
+    fn ids_stay_with_their_vip_and_address_across_changes() {
+        let before = l4("    - {name: a, vip: 10.1.0.1, port: 80, backends: [{address: 10.2.0.1}, {address: 10.2.0.2}]}
+    - {name: b, vip: 10.1.0.2, port: 80, backends: [{address: 10.2.0.2}]}
+");
+        let first = plan(&before, &Assigned::default(), 4).unwrap();
+        let ids = |p: &Plan, s: usize| {
+            p.services[s]
+                .backends
+                .iter()
+                .map(|b| b.id)
+                .collect::<Vec<_>>()
+        };
+        // One id per address, shared across services.
+        assert_eq!(ids(&first, 0), [1, 2]);
+        assert_eq!(ids(&first, 1), [2]);
+        // Reordered services, a removed backend, a new one, a new service.
+        let after = l4(
+            "    - {name: c, vip: 10.1.0.3, port: 80, backends: [{address: 10.2.0.3}]}
+    - {name: b, vip: 10.1.0.2, port: 80, backends: [{address: 10.2.0.2}, {address: 10.2.0.1}]}
+",
+        );
+        let mut seen = written(&first);
+        seen.services.get_mut(&first.services[1].key).unwrap().1 = 7;
+        let second = plan(&after, &seen, 4).unwrap();
+        assert_eq!(
+            second.services[1].id, first.services[1].id,
+            "b keeps its id"
+        );
+        assert_eq!(second.services[1].generation, 7, "and its live generation");
+        assert_eq!(ids(&second, 1), [2, 1], "addresses keep their ids");
+        assert_eq!(ids(&second, 0), [3], "a new address takes a new id");
+        // The new service prefers an id no service held (a's was 0).
+        assert_eq!(second.services[0].id, 2);
+        assert_eq!(
+            plan(&after, &seen, 1),
+            Err(PlanError::Services {
+                wanted: 2,
+                capacity: 1
+            })
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! The L4 background service of `edge run`: health checks, next-hop
-//! retries and the counter export, until shutdown.
+//! retries and the counter export, until shutdown. A reload restarts the
+//! health checks from the new plan, each from its backend's health.
 
 use super::{control::Controller, health};
-use crate::config::l4::L4Config;
 use async_trait::async_trait;
 use pingora::{server::ShutdownWatch, services::background::BackgroundService};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{sync::watch, task::JoinSet};
 
 /// How often the kernel's L4 counters are copied into the metrics.
 pub const METRICS_INTERVAL: Duration = Duration::from_secs(1);
@@ -15,55 +16,68 @@ pub const RESOLVE_RETRY: Duration = Duration::from_secs(2);
 /// Runs the L4 controller's periodic work.
 pub struct L4Background {
     controller: Arc<Controller>,
-    config: L4Config,
+    /// Bumped by each applied reload: the health checks restart then.
+    changes: watch::Receiver<u64>,
 }
 
 impl L4Background {
-    /// The service for `controller`, configured by `config`.
-    pub fn new(controller: Arc<Controller>, config: L4Config) -> Self {
-        Self { controller, config }
+    /// The service for `controller`; a value sent on `changes` (after a
+    /// reload) restarts the health checks from the controller's new plan.
+    pub fn new(controller: Arc<Controller>, changes: watch::Receiver<u64>) -> Self {
+        Self {
+            controller,
+            changes,
+        }
     }
+}
+
+/// Starts one health-check task per checked backend of `controller`, each
+/// from the backend's health now.
+fn start_checks(controller: &Arc<Controller>) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    for c in controller.checked_backends() {
+        let controller = Arc::clone(controller);
+        tasks.spawn(async move {
+            let hc = c.check;
+            let target = SocketAddr::new(c.address, hc.port);
+            let mut tracker = health::Tracker::starting(c.healthy);
+            let mut tick = tokio::time::interval(hc.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let result = health::probe(target, &hc).await;
+                if let Err(why) = &result {
+                    tracing::debug!(service = %c.name, backend = %target, "health check failed: {why}");
+                }
+                if let Some(up) = tracker.observe(result.is_ok(), hc.rise, hc.fall) {
+                    if let Err(why) = &result {
+                        tracing::warn!(service = %c.name, backend = %target, "backend down: {why}");
+                    }
+                    let ctl = Arc::clone(&controller);
+                    let (service, address) = (c.service, c.address);
+                    let done =
+                        tokio::task::spawn_blocking(move || ctl.set_healthy(service, address, up))
+                            .await;
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!("{e:#}"),
+                        Err(e) => tracing::error!("health update task: {e}"),
+                    }
+                }
+            }
+        });
+    }
+    tasks
 }
 
 #[async_trait]
 impl BackgroundService for L4Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (s, b, address) in self.controller.checked_backends(&self.config) {
-            let Some(hc) = self.config.services[s].health_check.clone() else {
-                continue;
-            };
-            let controller = Arc::clone(&self.controller);
-            let name = self.config.services[s].name.clone();
-            tasks.spawn(async move {
-                let target = SocketAddr::new(address, hc.port);
-                let mut tracker = health::Tracker::new();
-                let mut tick = tokio::time::interval(hc.interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let result = health::probe(target, &hc).await;
-                    if let Err(why) = &result {
-                        tracing::debug!(service = %name, backend = %target, "health check failed: {why}");
-                    }
-                    if let Some(up) = tracker.observe(result.is_ok(), hc.rise, hc.fall) {
-                        if let Err(why) = &result {
-                            tracing::warn!(service = %name, backend = %target, "backend down: {why}");
-                        }
-                        let c = Arc::clone(&controller);
-                        let done =
-                            tokio::task::spawn_blocking(move || c.set_healthy(s, b, up)).await;
-                        match done {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => tracing::error!("{e:#}"),
-                            Err(e) => tracing::error!("health update task: {e}"),
-                        }
-                    }
-                }
-            });
-        }
+        let mut checks = start_checks(&self.controller);
+        let mut changes = self.changes.clone();
+        let mut upkeep = tokio::task::JoinSet::new();
         let controller = Arc::clone(&self.controller);
-        tasks.spawn(async move {
+        upkeep.spawn(async move {
             let mut tick = tokio::time::interval(METRICS_INTERVAL);
             let mut since_retry = Duration::ZERO;
             loop {
@@ -84,7 +98,21 @@ impl BackgroundService for L4Background {
                 .await;
             }
         });
-        let _ = shutdown.changed().await;
-        tasks.shutdown().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The reloader is gone: keep the checks as they are.
+                        let _ = shutdown.changed().await;
+                        break;
+                    }
+                    checks.shutdown().await;
+                    checks = start_checks(&self.controller);
+                }
+            }
+        }
+        checks.shutdown().await;
+        upkeep.shutdown().await;
     }
 }

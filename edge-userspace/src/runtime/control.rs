@@ -135,12 +135,7 @@ async fn answer(mut stream: tokio::net::UnixStream, reloader: Arc<Reloader>) -> 
             let r = Arc::clone(&reloader);
             match tokio::task::spawn_blocking(move || r.reload("edge reload")).await {
                 Ok(Ok(applied)) => {
-                    let mut out = format!("ok {}\n", applied.generation);
-                    for w in &applied.warnings {
-                        out.push_str(w);
-                        out.push('\n');
-                    }
-                    out
+                    format!("ok {}\n{}", applied.generation, applied.warning_lines())
                 }
                 Ok(Err(e)) => format!("error\n{e}\n"),
                 Err(e) => format!("error\nthe reload task failed: {e}\n"),

@@ -5,16 +5,18 @@
 //! and every later phase reads that snapshot: its route, pool and policies
 //! are `Arc`s inside it, so a reload in the middle of a request changes
 //! nothing for that request. [`reload::Reloader`] builds the next
-//! generation from the file and swaps every listener's runtime (and the L4
-//! tables) in, or keeps the running one and says why.
+//! generation from the file and swaps every listener's runtime in, with the
+//! deny list and L4 services changed in the maps ([`kernel`]), or keeps the
+//! running one and says why.
 
 pub mod control;
+pub mod kernel;
 mod pools;
 pub mod reload;
 mod restart;
 
 pub use pools::Pools;
-pub use reload::{ReloadError, Reloader};
+pub use reload::{KernelApply, ReloadError, Reloader};
 
 use crate::{
     cache,

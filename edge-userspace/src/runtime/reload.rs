@@ -28,7 +28,8 @@ pub enum ReloadError {
     #[error("{0}")]
     Invalid(#[from] ConfigError),
     /// The file is valid but could not be made live (a certificate or CA
-    /// file that changed on disk since it was checked, an L4 map update).
+    /// file that changed on disk since it was checked, more L4 services
+    /// than the maps hold, a map update).
     #[error("{}: {why:#}", file.display())]
     Apply {
         /// The file.
@@ -47,10 +48,17 @@ pub struct Applied {
     pub warnings: Vec<String>,
 }
 
-/// Something that applies a generation's L4 section (the XDP maps).
-pub trait L4Apply: Send + Sync {
-    /// Applies `next` in place of `running`; on error nothing of `next` is
-    /// live.
+impl Applied {
+    /// The warnings, one a line, each ending in a newline.
+    pub fn warning_lines(&self) -> String {
+        self.warnings.iter().map(|w| format!("{w}\n")).collect()
+    }
+}
+
+/// Applies what a reload changes in the kernel's maps.
+pub trait KernelApply: Send + Sync {
+    /// Makes `next`'s kernel side live in place of `running`'s; on error
+    /// the VIPs still point at their old tables.
     fn apply(&self, running: &Config, next: &Config) -> anyhow::Result<()>;
 }
 
@@ -67,18 +75,20 @@ pub struct Reloader {
     handle: Handle,
     cache: Option<&'static cache::Cache>,
     listeners: Listeners,
-    l4: Option<Box<dyn L4Apply>>,
+    kernel: Option<Box<dyn KernelApply>>,
     live: Mutex<Live>,
 }
 
 impl Reloader {
     /// Compiles generation 1 from `config` (read from `path`); the pools'
-    /// health checks run on `handle`.
+    /// health checks run on `handle`; reloads change the kernel's maps
+    /// through `kernel`.
     pub fn start(
         path: &Path,
         config: Config,
         handle: Handle,
         cache: Option<&'static cache::Cache>,
+        kernel: Option<Box<dyn KernelApply>>,
     ) -> anyhow::Result<Self> {
         let mut pools = Pools::build(&config, &Pools::default())?;
         let mut listeners = Listeners::new();
@@ -95,19 +105,13 @@ impl Reloader {
             handle,
             cache,
             listeners,
-            l4: None,
+            kernel,
             live: Mutex::new(Live {
                 config,
                 pools,
                 generation: 1,
             }),
         })
-    }
-
-    /// Makes reloads apply the L4 section through `l4` too.
-    pub fn with_l4(mut self, l4: Box<dyn L4Apply>) -> Self {
-        self.l4 = Some(l4);
-        self
     }
 
     /// The configuration file.
@@ -151,7 +155,7 @@ impl Reloader {
                     trigger,
                     generation = applied.generation,
                     "configuration reloaded in place: the new generation's routes, pools, \
-                     backends and certificates are live"
+                     backends, certificates, deny list and L4 services are live"
                 );
             }
             Err(e) => {
@@ -190,10 +194,10 @@ impl Reloader {
                 .map_err(apply)?;
             runtimes.push((Arc::clone(slot), Arc::new(rt)));
         }
-        // The kernel side last before the swap: if it fails, nothing of
-        // the new generation is live yet.
-        if let Some(l4) = &self.l4 {
-            l4.apply(&live.config, &next).map_err(apply)?;
+        // The kernel side last before the swap: if it fails, no listener
+        // has the new generation.
+        if let Some(kernel) = &self.kernel {
+            kernel.apply(&live.config, &next).map_err(apply)?;
         }
         for (slot, rt) in runtimes {
             slot.store(rt);

@@ -48,11 +48,11 @@ pub fn fixed_changes(running: &Config, next: &Config) -> Vec<Fixed> {
     if running.xdp.interfaces != next.xdp.interfaces {
         fixed("xdp.interfaces".into(), "the set of XDP interfaces");
     }
-    if running.xdp.deny != next.xdp.deny {
-        fixed("xdp.deny".into(), "the deny list");
-    }
-    if running.l4 != next.l4 {
-        fixed("l4".into(), "the L4 services");
+    if running.l4.conntrack_capacity != next.l4.conntrack_capacity {
+        fixed(
+            "l4.conntrack_capacity".into(),
+            "the size of the connection table",
+        );
     }
     let names = |c: &Config| {
         c.listeners

@@ -367,6 +367,13 @@ mod tests {
         old.done(0, false);
         old.start(0);
         let mut config = old.config.clone();
+        config.health_check = Some(crate::config::HealthCheck {
+            kind: crate::config::CheckKind::Tcp,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            rise: 1,
+            fall: 1,
+        });
         config.backends.reverse();
         config.backends.push(crate::config::BackendSpec {
             address: "10.0.0.3:80".parse().unwrap(),
