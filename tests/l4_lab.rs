@@ -368,6 +368,7 @@ fn stream_of_new_connections(
 
 #[test]
 fn reloads_add_drain_and_remove_backends_without_breaking_a_flow() -> Result<()> {
+    one_cpu()?;
     let bin = edge::binary()?;
     let mut lab = DsrLab::build(PLAN)?;
     lab.start_decaps(&bin)?;
@@ -465,4 +466,201 @@ fn reloads_add_drain_and_remove_backends_without_breaking_a_flow() -> Result<()>
         let _ = s.join();
     }
     result.with_context(|| format!("edge log:\n{}", edge.log_text()))
+}
+
+/// A bpffs mounted for one test (edge pins there, so its pins outlive the
+/// private mount namespace `ip netns exec` gives each edge); unmounted,
+/// which also drops whatever is still pinned, when dropped.
+struct Bpffs {
+    dir: tempfile::TempDir,
+}
+
+impl Bpffs {
+    fn mount() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(dir.path())
+            .status()?;
+        ensure!(
+            status.success(),
+            "mounting bpffs on {}",
+            dir.path().display()
+        );
+        Ok(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Keeps this thread, and the threads it starts from now on (the lab's
+/// backends, the clients), on CPU 0. The connection table is per CPU, as
+/// Katran's is: a flow must keep to one CPU, which a NIC's RSS does and a
+/// veth does not (each packet is handled on the CPU that sent it). On one
+/// CPU the whole path of a test's packets behaves as with RSS.
+fn one_cpu() -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it, and
+    // sched_setaffinity only reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    ensure!(
+        rc == 0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Stops edge with `signal` and waits for it to exit.
+fn stop_with(edge: &mut Edge, signal: libc::c_int) -> Result<()> {
+    let pid = edge.pid().context("edge is not running")?;
+    // SAFETY: kill(2) on the PID of the edge this test started and has not
+    // reaped.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
+    edge.wait_exit(Duration::from_secs(15))?;
+    Ok(())
+}
+
+#[test]
+fn restarts_keep_every_flow_and_unload_removes_what_is_pinned() -> Result<()> {
+    one_cpu()?;
+    let bin = edge::binary()?;
+    let mut lab = DsrLab::build(PLAN)?;
+    lab.start_decaps(&bin)?;
+    let bpffs = Bpffs::mount()?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("edge.yaml");
+    let text = PLAN.edge_config(Some(HEALTH)).replacen(
+        "xdp:\n",
+        &format!("xdp:\n  bpffs: {}\n", bpffs.path().display()),
+        1,
+    );
+    std::fs::write(&config, &text)?;
+    let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+    let client = lab.client.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut stream = None;
+    let mut logs = String::new();
+    let result = (|| -> Result<()> {
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        let ips: Vec<IpAddr> = (0..PLAN.backends.len())
+            .map(|i| PLAN.backend_ip(i))
+            .collect();
+        wait_all_healthy(&client, "web", &ips)?;
+        let mut kept: Vec<KeptAlive> = Vec::new();
+        for _ in 0..KEEPALIVE_ATTEMPTS {
+            if PLAN
+                .backends
+                .iter()
+                .all(|b| kept.iter().any(|k| k.backend == *b))
+            {
+                break;
+            }
+            kept.push(KeptAlive::open(&client)?);
+        }
+        stream = Some(stream_of_new_connections(client.clone(), stop.clone()));
+        for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
+            stop_with(&mut edge, signal)?;
+            logs.push_str(&edge.log_text());
+            ensure!(
+                lab.lab.xdp_mode(Some(&lab.edge), EDGE_IFACE)?.is_some(),
+                "XDP left {EDGE_IFACE} when edge exited ({name})"
+            );
+            // With no daemon at all, the kernel keeps forwarding.
+            for k in kept.iter_mut() {
+                let before = k.backend.clone();
+                let now = k.request().with_context(|| {
+                    format!("the connection to {before} while edge is down ({name})")
+                })?;
+                ensure!(
+                    now == before,
+                    "{name}: a connection moved from {before} to {now}"
+                );
+            }
+            edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+            edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+            let log = edge.log_text();
+            ensure!(
+                log.contains("adopted the pinned XDP maps")
+                    && log.contains("replaced in place on the pinned link"),
+                "the new edge did not adopt what was pinned ({name}):\n{log}"
+            );
+            for k in kept.iter_mut() {
+                let before = k.backend.clone();
+                let now = k.request().with_context(|| {
+                    format!("the connection to {before} after the restart ({name})")
+                })?;
+                ensure!(
+                    now == before,
+                    "{name}: a connection moved from {before} to {now}"
+                );
+            }
+            let counts = spread(&client, PLAN.vip_addr(), AFTER_CONNECTIONS)?;
+            ensure!(
+                counts.len() == PLAN.backends.len(),
+                "after {name}: {counts:?}"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failures) = stream
+            .take()
+            .context("no connection stream")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the connection stream panicked"))?;
+        eprintln!(
+            "new connections across the restarts: {ok} succeeded, {} failed",
+            failures.len()
+        );
+        ensure!(
+            failures.is_empty(),
+            "{} of {} failed: {failures:?}",
+            failures.len(),
+            ok + failures.len()
+        );
+
+        // edge unload --config removes the program and the maps.
+        stop_with(&mut edge, libc::SIGTERM)?;
+        let out = std::process::Command::new(&bin)
+            .args(["unload", "--config"])
+            .arg(&config)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "edge unload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(
+            lab.lab.xdp_mode(Some(&lab.edge), EDGE_IFACE)?.is_none(),
+            "XDP still attached after edge unload"
+        );
+        ensure!(
+            !bpffs.path().join("edge").exists(),
+            "edge unload left pins under {}",
+            bpffs.path().display()
+        );
+        lab.check_decaps()?;
+        Ok(())
+    })();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(s) = stream {
+        let _ = s.join();
+    }
+    // Whatever happened, nothing stays pinned once the mount goes; the
+    // program leaves the interface with it.
+    drop(edge);
+    drop(bpffs);
+    result.with_context(|| format!("edge logs:\n{logs}"))
 }

@@ -20,7 +20,15 @@ pub const MAP_L7_PORTS: &str = "EDGE_L7_PORTS";
 /// Hash of the L4 virtual services: key [`VipKey`], value [`VipMeta`].
 pub const MAP_VIPS: &str = "EDGE_VIPS";
 
+/// The version of the maps' layout: their names, key and value types and
+/// what they mean. `edge run` pins its maps in a directory named after it,
+/// so a daemon never adopts maps of another layout; bump it whenever a map
+/// or a type in this crate changes (the size tests below are a reminder).
+pub const PIN_LAYOUT: u32 = 2;
+
 /// Every map the daemon expects to find in the object.
+/// `edge run` pins each of these (and its XDP links), and a later `edge
+/// run` of the same layout adopts them.
 pub const ALL_MAPS: [&str; 15] = [
     MAP_CLASS_STATS,
     MAP_DENY_V4,

@@ -80,11 +80,16 @@ enum Command {
         #[arg(long = "source", required = true)]
         sources: Vec<IpAddr>,
     },
-    /// Detach an XDP program attached with `edge load`.
+    /// Detach an XDP program attached with `edge load --iface`, or remove
+    /// everything `edge run --config` left pinned (its program stays
+    /// attached after it exits, for the next `edge run` to adopt).
     Unload {
-        /// Interface name.
-        #[arg(long)]
-        iface: String,
+        /// Interface name (what `edge load` attached).
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        iface: Option<String>,
+        /// The configuration an `edge run` ran (names its pins).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -142,11 +147,17 @@ pub fn main() -> Result<()> {
             mode,
             sources,
         } => decap::run(&mode.interface(iface), &sources),
-        Command::Unload { iface } => {
+        Command::Unload {
+            iface: Some(iface), ..
+        } => {
             dataplane::unpin_program(&iface)?;
             say(format_args!("edge XDP detached from {iface}"));
             Ok(())
         }
+        Command::Unload {
+            config: Some(path), ..
+        } => unload_daemon(&path),
+        Command::Unload { .. } => bail!("edge unload: name --iface or --config"),
     }
 }
 
@@ -242,6 +253,28 @@ fn reload(config: &std::path::Path, socket: Option<PathBuf>) -> Result<()> {
         "{}: reloaded, generation {generation} is live",
         config.display()
     ));
+    Ok(())
+}
+
+/// Removes what `edge run --config path` pinned: its links (so the program
+/// leaves the interfaces) and its maps.
+fn unload_daemon(path: &std::path::Path) -> Result<()> {
+    let cfg = config::load(path)?;
+    let instance = crate::runtime::control::instance(path)?;
+    let removed = dataplane::unpin_daemon(&cfg.xdp.bpffs, &instance)?;
+    if removed.is_empty() {
+        say(format_args!(
+            "nothing pinned for {} under {}",
+            path.display(),
+            cfg.xdp.bpffs.display()
+        ));
+    }
+    for dir in removed {
+        say(format_args!(
+            "removed {}: edge's XDP program detached and its maps freed",
+            dir.display()
+        ));
+    }
     Ok(())
 }
 

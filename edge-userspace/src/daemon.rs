@@ -10,7 +10,7 @@ use crate::{
     admin::Admin,
     cache,
     config::{self, Config},
-    dataplane::Dataplane,
+    dataplane::{AttachedMode, Dataplane, PinAt, Pinned},
     metrics, proxy,
     runtime::{Reloader, control, kernel::Kernel},
 };
@@ -55,14 +55,19 @@ pub fn run(path: &Path) -> Result<()> {
     let mut dataplane = if config.xdp.interfaces.is_empty() {
         None
     } else {
-        Some(start_dataplane(&config)?)
+        Some(load_dataplane(&config, path)?)
     };
     let xdp_stats = dataplane.as_ref().map(Dataplane::stats);
     let xdp_logger = dataplane.as_mut().and_then(Dataplane::take_logger);
+    // The maps are filled before the program goes on the interfaces: a
+    // program that replaces a running one in place finds every table.
     let l4 = match dataplane.as_ref() {
         Some(dp) => Some(crate::l4::start(dp, &config).context("setting up the L4 services")?),
         None => None,
     };
+    if let Some(dp) = dataplane.as_mut() {
+        attach(dp, &config)?;
+    }
     let (l4_background, l4_reload) = match l4 {
         Some((background, reload)) => (Some(background), Some(reload)),
         None => (None, None),
@@ -144,7 +149,8 @@ pub fn run(path: &Path) -> Result<()> {
             if let Some(log) = &log {
                 log.flush(LOG_FLUSH_TIMEOUT);
             }
-            // Dropping the dataplane detaches XDP from every interface.
+            // Dropping the dataplane detaches what is not pinned; the
+            // pinned program stays, for the next edge to adopt.
             if let Ok(mut dp) = dataplane.lock() {
                 dp.take();
             }
@@ -200,16 +206,50 @@ fn watch_reloads(
 /// Longest wait for the access log to be written out at exit.
 const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn start_dataplane(config: &Config) -> Result<Dataplane> {
-    let mut dp = Dataplane::load_with(&crate::l4::load_options(&config.l4))?;
+/// Loads the XDP object with its maps pinned under `xdp.bpffs` (adopting
+/// what an earlier edge on this configuration pinned) and fills the deny
+/// list and L7 ports.
+fn load_dataplane(config: &Config, path: &Path) -> Result<Dataplane> {
+    let pin = PinAt {
+        root: config.xdp.bpffs.clone(),
+        instance: control::instance(path)?,
+    };
+    let mut dp = Dataplane::load_with(&crate::l4::load_options(&config.l4, Some(pin)))?;
+    if let Some((dir, found)) = dp.pinned() {
+        match found {
+            Pinned::Nothing => {
+                tracing::info!(dir = %dir.display(), "XDP maps pinned afresh")
+            }
+            Pinned::Adopted => tracing::info!(
+                dir = %dir.display(),
+                "adopted the pinned XDP maps of an earlier edge: conntrack and counters go on"
+            ),
+            Pinned::Rebuilt(why) => tracing::warn!(
+                dir = %dir.display(),
+                "the pinned XDP maps do not fit ({why}): fresh maps, filled from the \
+                 configuration; established L4 flows are picked again"
+            ),
+        }
+    }
     dp.tables().set_deny(&config.xdp.deny)?;
     dp.tables().set_l7_ports(&config.l7_ports())?;
+    Ok(dp)
+}
+
+/// Puts the program on every configured interface (in place of the
+/// program of a link an earlier edge pinned).
+fn attach(dp: &mut Dataplane, config: &Config) -> Result<()> {
     for iface in &config.xdp.interfaces {
         let mode = dp.attach(iface)?;
         metrics::xdp_attached(&iface.name, mode.as_str());
-        tracing::info!(interface = %iface.name, mode = mode.as_str(), "XDP attached");
+        let how = if mode == AttachedMode::Replaced {
+            "XDP program replaced in place on the pinned link (bpf_link_update)"
+        } else {
+            "XDP attached"
+        };
+        tracing::info!(interface = %iface.name, mode = mode.as_str(), "{how}");
     }
-    Ok(dp)
+    Ok(())
 }
 
 /// Pingora binds listeners inside its service threads and panics there if

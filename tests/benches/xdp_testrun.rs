@@ -82,6 +82,7 @@ fn pin_cpu() -> usize {
 fn load() -> Dataplane {
     let cfg = config::parse(CONFIG, Path::new("bench.yaml")).expect("bench config");
     let mut dp = Dataplane::load_with(&LoadOptions {
+        pin: None,
         conntrack_capacity: cfg.l4.conntrack_capacity,
         l4_services: 1,
     })

@@ -99,6 +99,7 @@ pub fn config(text: &str) -> Config {
 /// (next hops given: every real reached with XDP_TX).
 pub fn dataplane(cfg: &Config) -> (Dataplane, Plan) {
     let mut dp = Dataplane::load_with(&LoadOptions {
+        pin: None,
         conntrack_capacity: cfg.l4.conntrack_capacity,
         l4_services: cfg.l4.services.len() as u32,
     })

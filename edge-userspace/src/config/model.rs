@@ -68,12 +68,27 @@ pub enum LogTarget {
 }
 
 /// The XDP program's settings.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct XdpConfig {
     /// Interfaces to attach to.
     pub interfaces: Vec<Interface>,
     /// Denied source prefixes, host bits clear.
     pub deny: Vec<IpNet>,
+    /// The bpffs mount `edge run` pins its maps and links under.
+    pub bpffs: PathBuf,
+}
+
+/// Where `edge run` pins by default.
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            deny: Vec::new(),
+            bpffs: PathBuf::from(DEFAULT_BPFFS),
+        }
+    }
 }
 
 /// One interface the XDP program runs on.

@@ -57,6 +57,9 @@ pub struct Xdp {
     /// Source prefixes (CIDR) dropped before anything else.
     #[serde(default)]
     pub deny: Vec<String>,
+    /// The bpffs mount `edge run` pins its maps and links under.
+    #[serde(default)]
+    pub bpffs: Option<String>,
 }
 
 /// `xdp.interfaces[]`.

@@ -5,7 +5,8 @@ use super::{
     l7,
     locate::Locations,
     model::{
-        ADMIN_ALLOW_DEFAULT, AdminConfig, Config, Interface, LogTarget, ServerConfig, XdpConfig,
+        ADMIN_ALLOW_DEFAULT, AdminConfig, Config, DEFAULT_BPFFS, Interface, LogTarget,
+        ServerConfig, XdpConfig,
     },
     surface,
     units::{self, Quantity},
@@ -14,7 +15,7 @@ use ipnet::IpNet;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    path::Path,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -204,7 +205,22 @@ fn xdp(v: &mut Validator<'_>, xdp: Option<&surface::Xdp>) -> XdpConfig {
         });
         deny.push(net);
     }
-    XdpConfig { interfaces, deny }
+    let bpffs = match &xdp.bpffs {
+        Some(path) if !path.starts_with('/') => {
+            v.error(
+                "xdp.bpffs".into(),
+                format!("bpffs {path:?} must be an absolute path, such as /sys/fs/bpf"),
+            );
+            PathBuf::from(DEFAULT_BPFFS)
+        }
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(DEFAULT_BPFFS),
+    };
+    XdpConfig {
+        interfaces,
+        deny,
+        bpffs,
+    }
 }
 
 pub(super) fn parse_cidr(v: &mut Validator<'_>, path: String, text: &str) -> Option<IpNet> {

@@ -9,7 +9,7 @@ mod pin;
 
 pub use l4maps::L4Maps;
 pub use maps::{ClassStats, Tables};
-pub use pin::{pin_decap, pin_dir, pin_program, unpin_program};
+pub use pin::{Pinned, daemon_dir, pin_decap, pin_dir, pin_program, unpin_daemon, unpin_program};
 
 use crate::config::{Interface, XdpMode};
 use aya::{
@@ -84,6 +84,9 @@ pub enum AttachedMode {
     Native,
     /// Generic (skb) mode.
     Generic,
+    /// The program replaced the one on a link pinned by an earlier edge,
+    /// in place, in the mode that link was attached in.
+    Replaced,
 }
 
 impl AttachedMode {
@@ -92,17 +95,30 @@ impl AttachedMode {
         match self {
             AttachedMode::Native => "native",
             AttachedMode::Generic => "generic",
+            AttachedMode::Replaced => "replaced",
         }
     }
 }
 
-/// Map sizes chosen at load time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Map sizes chosen at load time, and where the maps are pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Per-CPU conntrack entries.
     pub conntrack_capacity: u32,
     /// L4 services to make Maglev rings for (each costs 2 × 65537 × 4 bytes).
     pub l4_services: u32,
+    /// Pin the maps and links (`edge run`), adopting those an earlier
+    /// daemon pinned; `None`: nothing outlives the process.
+    pub pin: Option<PinAt>,
+}
+
+/// Where a daemon pins its maps and links.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinAt {
+    /// A bpffs mount (mounted there if none is).
+    pub root: std::path::PathBuf,
+    /// The daemon's name among others on this host.
+    pub instance: String,
 }
 
 impl Default for LoadOptions {
@@ -110,6 +126,7 @@ impl Default for LoadOptions {
         Self {
             conntrack_capacity: DEFAULT_CONNTRACK_CAPACITY,
             l4_services: 4,
+            pin: None,
         }
     }
 }
@@ -122,6 +139,8 @@ pub struct Dataplane {
     stats: Arc<ClassStats>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     links: Vec<(String, XdpLinkId)>,
+    /// Where the maps and links are pinned, and what was found there.
+    pinned: Option<(PinAt, std::path::PathBuf, Pinned)>,
 }
 
 impl Dataplane {
@@ -134,11 +153,24 @@ impl Dataplane {
     /// Loads the embedded object with the given map sizes.
     pub fn load_with(options: &LoadOptions) -> Result<Self, DataplaneError> {
         let services = options.l4_services.clamp(1, MAX_L4_SERVICES);
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_CONNTRACK, options.conntrack_capacity.max(1))
-            .map_max_entries(MAP_RINGS, ring_entries(services))
-            .load(XDP_OBJECT)
-            .map_err(DataplaneError::Load)?;
+        let conntrack = options.conntrack_capacity.max(1);
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(MAP_CONNTRACK, conntrack)
+            .map_max_entries(MAP_RINGS, ring_entries(services));
+        let pinned = match &options.pin {
+            Some(at) => {
+                pin::ensure_bpffs_at(&at.root)?;
+                let dir = pin::daemon_dir(&at.root, &at.instance);
+                let found = pin::prepare(&dir, conntrack, ring_entries(services))?;
+                for name in edge_common::ALL_MAPS {
+                    loader.map_pin_path(name, dir.join(name));
+                }
+                Some((at.clone(), dir, found))
+            }
+            None => None,
+        };
+        let mut ebpf = loader.load(XDP_OBJECT).map_err(DataplaneError::Load)?;
         // The logger owns the log ring buffer; it must outlive program load,
         // or the kernel sees a closed map fd.
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -164,7 +196,15 @@ impl Dataplane {
             stats,
             logger,
             links: Vec::new(),
+            pinned,
         })
+    }
+
+    /// What a pinned load found (`None`: not pinned).
+    pub fn pinned(&self) -> Option<(&std::path::Path, &Pinned)> {
+        self.pinned
+            .as_ref()
+            .map(|(_, dir, found)| (dir.as_path(), found))
     }
 
     /// The program, for attaching elsewhere or for BPF_PROG_TEST_RUN.
@@ -223,7 +263,20 @@ impl Dataplane {
 
     /// Attaches to `iface` in its configured mode; native falls back to
     /// generic only when the configuration allows it, and says so.
+    ///
+    /// A pinned dataplane replaces the program of the link an earlier edge
+    /// pinned for `iface` in place, or pins its new link: either way it
+    /// stays attached when this process exits.
     pub fn attach(&mut self, iface: &Interface) -> Result<AttachedMode, DataplaneError> {
+        if let Some((at, dir, _)) = self.pinned.clone() {
+            return pin::attach_pinned(
+                program_mut(&mut self.ebpf)?,
+                iface,
+                &at.root,
+                &dir,
+                &at.instance,
+            );
+        }
         let (link, mode) = self.attach_link(iface)?;
         self.links.push((iface.name.clone(), link));
         Ok(mode)
@@ -257,6 +310,14 @@ impl Dataplane {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         self.detach_all();
+        if let Some((_, dir, _)) = &self.pinned {
+            tracing::info!(
+                dir = %dir.display(),
+                "XDP stays attached with its maps pinned: L4 flows go on being forwarded and \
+                 the next edge on this configuration adopts them; `edge unload --config` \
+                 detaches it"
+            );
+        }
     }
 }
 

@@ -1,5 +1,13 @@
-//! Attaching the XDP program on its own, for operators: the link is pinned
-//! in bpffs so that it outlives the process, and unpinning detaches it.
+//! Pinning in bpffs, so the XDP program outlives the process.
+//!
+//! - `edge load` attaches the program on its own and pins its link in
+//!   `/sys/fs/bpf/edge/IFACE`; `edge unload --iface` unpins it.
+//! - `edge run` pins its maps and links in [`daemon_dir`]: the layout
+//!   version is in the path. A later `edge run` of the same daemon adopts
+//!   the maps (conntrack and counters go on) and replaces the program of
+//!   the pinned links in place (`bpf_link_update`); after a layout change
+//!   it replaces the program of the older layout's link the same way and
+//!   starts from fresh maps. `edge unload --config` removes it all.
 
 use super::{AttachedMode, Dataplane, DataplaneError, attach_in_mode, decap::Decap};
 use crate::config::Interface;
@@ -26,35 +34,7 @@ fn pin_err(what: String) -> impl FnOnce(std::io::Error) -> DataplaneError {
 }
 
 fn ensure_bpffs() -> Result<(), DataplaneError> {
-    let path = CString::new(BPFFS).map_err(|e| DataplaneError::Pin {
-        what: "bpffs path".into(),
-        source: std::io::Error::other(e),
-    })?;
-    // SAFETY: statfs writes into the zeroed struct we own; the path is a
-    // valid NUL-terminated string.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    std::fs::create_dir_all(BPFFS).map_err(pin_err(format!("creating {BPFFS}")))?;
-    let fstype = c"bpf";
-    // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            path.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(DataplaneError::Pin {
-            what: format!("mounting bpffs on {BPFFS}"),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    ensure_bpffs_at(Path::new(BPFFS))
 }
 
 /// Attaches `dp`'s program to `iface` and pins the link, so the program
@@ -97,7 +77,18 @@ fn pin_link(
     iface: &Interface,
 ) -> Result<(), DataplaneError> {
     let dir = pin_dir(&iface.name);
-    let link_path = dir.join("link");
+    std::fs::create_dir_all(&dir).map_err(pin_err(format!("creating {}", dir.display())))?;
+    pin_link_at(program, link_id, iface, &dir.join("link"))
+}
+
+/// Takes link `link_id` from `program` and pins it at `link_path`, so it
+/// outlives the process.
+fn pin_link_at(
+    program: &mut Xdp,
+    link_id: XdpLinkId,
+    iface: &Interface,
+    link_path: &Path,
+) -> Result<(), DataplaneError> {
     let link: XdpLink = program
         .take_link(link_id)
         .map_err(|source| DataplaneError::Program {
@@ -111,8 +102,7 @@ fn pin_link(
         ),
         source: std::io::Error::other(e.to_string()),
     })?;
-    std::fs::create_dir_all(&dir).map_err(pin_err(format!("creating {}", dir.display())))?;
-    fd_link.pin(&link_path).map_err(|e| DataplaneError::Pin {
+    fd_link.pin(link_path).map_err(|e| DataplaneError::Pin {
         what: format!("pinning the link at {}", link_path.display()),
         source: std::io::Error::other(e.to_string()),
     })?;
@@ -140,5 +130,236 @@ pub fn unpin_program(iface: &str) -> Result<(), DataplaneError> {
     if let Some(parent) = dir.parent() {
         let _ = std::fs::remove_dir(parent);
     }
+    Ok(())
+}
+
+/// Where `edge run` pins the maps and links of the daemon identified by
+/// `instance`, under bpffs `root`: the layout version is in the path, so a
+/// daemon of another layout never adopts them.
+pub fn daemon_dir(root: &Path, instance: &str) -> PathBuf {
+    root.join("edge")
+        .join(format!("layout-{}", edge_common::PIN_LAYOUT))
+        .join(instance)
+}
+
+/// The pin of the XDP link on `iface` in a daemon's directory.
+pub fn link_pin(dir: &Path, iface: &str) -> PathBuf {
+    dir.join(format!("link-{iface}"))
+}
+
+/// What `edge run` found pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinned {
+    /// Nothing: fresh maps, pinned now.
+    Nothing,
+    /// Maps of this layout and size, adopted: conntrack and counters go on.
+    Adopted,
+    /// Maps of this layout of another size, dropped (the reason): fresh
+    /// maps, filled from the configuration.
+    Rebuilt(String),
+}
+
+/// Mounts bpffs at `root` if none is mounted there.
+pub(super) fn ensure_bpffs_at(root: &Path) -> Result<(), DataplaneError> {
+    let path =
+        CString::new(root.as_os_str().as_encoded_bytes()).map_err(|e| DataplaneError::Pin {
+            what: format!("bpffs path {}", root.display()),
+            source: std::io::Error::other(e),
+        })?;
+    // SAFETY: statfs writes into the zeroed struct we own; the path is a
+    // valid NUL-terminated string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    std::fs::create_dir_all(root).map_err(pin_err(format!("creating {}", root.display())))?;
+    let fstype = c"bpf";
+    // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(DataplaneError::Pin {
+            what: format!("mounting bpffs on {}", root.display()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Readies `dir` for a load that pins its maps there: maps pinned by an
+/// earlier daemon are kept for adoption when they have the sizes this one
+/// asks for (`conntrack` entries, `rings` entries), and removed otherwise
+/// (the links stay: the new program replaces theirs in place).
+pub(super) fn prepare(dir: &Path, conntrack: u32, rings: u32) -> Result<Pinned, DataplaneError> {
+    std::fs::create_dir_all(dir).map_err(pin_err(format!("creating {}", dir.display())))?;
+    let size = |name: &str| {
+        aya::maps::MapData::from_pin(dir.join(name))
+            .ok()
+            .and_then(|m| m.info().ok())
+            .map(|i| i.max_entries())
+    };
+    let found = edge_common::ALL_MAPS
+        .iter()
+        .filter(|m| dir.join(m).exists())
+        .count();
+    if found == 0 {
+        return Ok(Pinned::Nothing);
+    }
+    let why = if found != edge_common::ALL_MAPS.len() {
+        Some(format!(
+            "{found} of {} maps were pinned",
+            edge_common::ALL_MAPS.len()
+        ))
+    } else if size(edge_common::MAP_CONNTRACK) != Some(conntrack) {
+        Some(format!(
+            "the connection table holds {:?} entries per CPU, the configuration asks for {conntrack}",
+            size(edge_common::MAP_CONNTRACK)
+        ))
+    } else if size(edge_common::MAP_RINGS) != Some(rings) {
+        Some(format!(
+            "the Maglev ring map holds {:?} entries, this start needs {rings}",
+            size(edge_common::MAP_RINGS)
+        ))
+    } else {
+        None
+    };
+    let Some(why) = why else {
+        return Ok(Pinned::Adopted);
+    };
+    for name in edge_common::ALL_MAPS {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(pin_err(format!("removing {}", path.display())))?;
+        }
+    }
+    Ok(Pinned::Rebuilt(why))
+}
+
+/// A link pinned for `iface` by a daemon `instance` of another layout
+/// under `root`, if any: the new program replaces its program in place.
+pub(super) fn older_link(root: &Path, instance: &str, iface: &str) -> Option<PathBuf> {
+    let current = format!("layout-{}", edge_common::PIN_LAYOUT);
+    std::fs::read_dir(root.join("edge"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("layout-") && name != current.as_str()
+        })
+        .map(|e| link_pin(&e.path().join(instance), iface))
+        .find(|p| p.exists())
+}
+
+/// Removes what `edge run` pinned for daemon `instance` under `root`, in
+/// every layout: its links (which detaches the program) and its maps.
+/// Returns the directories removed.
+pub fn unpin_daemon(root: &Path, instance: &str) -> Result<Vec<PathBuf>, DataplaneError> {
+    let mut removed = Vec::new();
+    let Ok(layouts) = std::fs::read_dir(root.join("edge")) else {
+        return Ok(removed);
+    };
+    for layout in layouts.filter_map(Result::ok) {
+        if !layout.file_name().to_string_lossy().starts_with("layout-") {
+            continue;
+        }
+        let dir = layout.path().join(instance);
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir)
+            .map_err(pin_err(format!("reading {}", dir.display())))?
+            .filter_map(Result::ok)
+        {
+            std::fs::remove_file(entry.path())
+                .map_err(pin_err(format!("removing {}", entry.path().display())))?;
+        }
+        std::fs::remove_dir(&dir).map_err(pin_err(format!("removing {}", dir.display())))?;
+        // The layout's directory goes with its last daemon.
+        let _ = std::fs::remove_dir(layout.path());
+        removed.push(dir);
+    }
+    let _ = std::fs::remove_dir(root.join("edge"));
+    Ok(removed)
+}
+
+/// Attaches `program` to `iface` through the link pinned in `dir`, or the
+/// one an older layout pinned, replacing the program in place with
+/// `bpf_link_update` (no moment without a program); else attaches afresh
+/// and pins the new link. Returns how it attached.
+pub(super) fn attach_pinned(
+    program: &mut Xdp,
+    iface: &Interface,
+    root: &Path,
+    dir: &Path,
+    instance: &str,
+) -> Result<AttachedMode, DataplaneError> {
+    let pin = link_pin(dir, &iface.name);
+    let existing = if pin.exists() {
+        Some(pin.clone())
+    } else {
+        older_link(root, instance, &iface.name)
+    };
+    if let Some(path) = existing {
+        match replace_in(program, &path) {
+            Ok(()) => {
+                if path != pin {
+                    // Moved into this layout's directory: pin it here
+                    // first, so it is never unpinned everywhere at once.
+                    let moved = PinnedLink::from_pin(&path)
+                        .map_err(|e| DataplaneError::Pin {
+                            what: format!("opening {}", path.display()),
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                        .and_then(|l| {
+                            FdLink::from(l).pin(&pin).map_err(|e| DataplaneError::Pin {
+                                what: format!("pinning the link at {}", pin.display()),
+                                source: std::io::Error::other(e.to_string()),
+                            })
+                        })?;
+                    drop(moved);
+                    std::fs::remove_file(&path)
+                        .map_err(pin_err(format!("removing {}", path.display())))?;
+                }
+                return Ok(AttachedMode::Replaced);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    interface = %iface.name,
+                    "the pinned link {} could not take the new program ({e}); attaching afresh",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let (link_id, mode) = attach_in_mode(program, iface)?;
+    pin_link_at(program, link_id, iface, &pin)?;
+    Ok(mode)
+}
+
+/// Replaces the program of the XDP link pinned at `path` with `program`.
+fn replace_in(program: &mut Xdp, path: &Path) -> Result<(), DataplaneError> {
+    let err = |e: String| DataplaneError::Pin {
+        what: format!("the XDP link pinned at {}", path.display()),
+        source: std::io::Error::other(e),
+    };
+    let pinned = PinnedLink::from_pin(path).map_err(|e| err(e.to_string()))?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| err(e.to_string()))?;
+    let id = program
+        .attach_to_link(link)
+        .map_err(|source| DataplaneError::Program {
+            what: format!("replacing the program of {}", path.display()),
+            source,
+        })?;
+    // The link stays pinned; this handle on it is closed, not detached.
+    let _ = program.take_link(id);
     Ok(())
 }

@@ -20,11 +20,12 @@ use std::sync::Arc;
 /// The map sizes `cfg` needs, with room for reloads to add services: twice
 /// those configured, at least [`MIN_SERVICE_ROOM`] (each costs 2 × 65537 ×
 /// 4 bytes of ring), at most `MAX_L4_SERVICES`.
-pub fn load_options(cfg: &L4Config) -> LoadOptions {
+pub fn load_options(cfg: &L4Config, pin: Option<crate::dataplane::PinAt>) -> LoadOptions {
     let services = (cfg.services.len() as u32).saturating_mul(2);
     LoadOptions {
         conntrack_capacity: cfg.conntrack_capacity,
         l4_services: services.clamp(MIN_SERVICE_ROOM, edge_common::MAX_L4_SERVICES),
+        pin,
     }
 }
 

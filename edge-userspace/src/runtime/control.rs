@@ -45,17 +45,24 @@ const MAX_ANSWER: u64 = 1 << 20;
 /// deployed by switching a link (a Kubernetes ConfigMap, a release
 /// directory) keeps naming the same daemon.
 pub fn socket_for(config: &Path) -> Result<PathBuf> {
-    let canonical = std::path::absolute(config)
+    Ok(Path::new(SOCKET_DIR).join(format!("{}.sock", instance(config)?)))
+}
+
+/// The name of the daemon that runs configuration `config` among others on
+/// this host (`edge-` and a hash of the file's absolute path): it names
+/// its control socket and its pinned maps.
+pub fn instance(config: &Path) -> Result<String> {
+    let absolute = std::path::absolute(config)
         .with_context(|| format!("{}: cannot make the path absolute", config.display()))?;
     // FNV-1a: stable across builds and processes, unlike std's hasher.
-    let hash = canonical
+    let hash = absolute
         .as_os_str()
         .as_encoded_bytes()
         .iter()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
         });
-    Ok(Path::new(SOCKET_DIR).join(format!("edge-{hash:016x}.sock")))
+    Ok(format!("edge-{hash:016x}"))
 }
 
 /// Binds the control socket at `path`. A socket file left by a daemon that

@@ -48,6 +48,9 @@ pub fn fixed_changes(running: &Config, next: &Config) -> Vec<Fixed> {
     if running.xdp.interfaces != next.xdp.interfaces {
         fixed("xdp.interfaces".into(), "the set of XDP interfaces");
     }
+    if running.xdp.bpffs != next.xdp.bpffs {
+        fixed("xdp.bpffs".into(), "where the maps are pinned");
+    }
     if running.l4.conntrack_capacity != next.l4.conntrack_capacity {
         fixed(
             "l4.conntrack_capacity".into(),
