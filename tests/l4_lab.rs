@@ -14,7 +14,9 @@ use anyhow::{Context, Result, bail, ensure};
 use edge_tests::{
     dsr::{self, DsrLab, DsrPlan, EDGE_IFACE, HealthCheck},
     edge::{self, Edge},
-    http, netns, wait,
+    http, netns,
+    process::{Adopted, upgraded_pid},
+    wait,
 };
 use std::{
     collections::HashMap,
@@ -353,7 +355,7 @@ fn stream_of_new_connections(
     std::thread::spawn(move || {
         let (mut ok, mut failures) = (0, Vec::new());
         // Bounded by the flag and by count.
-        for i in 0..20_000 {
+        for i in 0..200_000 {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
@@ -535,7 +537,7 @@ fn stop_with(edge: &mut Edge, signal: libc::c_int) -> Result<()> {
 }
 
 #[test]
-fn restarts_keep_every_flow_and_unload_removes_what_is_pinned() -> Result<()> {
+fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> Result<()> {
     one_cpu()?;
     let bin = edge::binary()?;
     let mut lab = DsrLab::build(PLAN)?;
@@ -614,6 +616,49 @@ fn restarts_keep_every_flow_and_unload_removes_what_is_pinned() -> Result<()> {
                 "after {name}: {counts:?}"
             );
         }
+        // (c) a graceful upgrade, run where edge runs: the new process
+        // adopts the maps and replaces the program in place; the old one
+        // drains and exits.
+        let log = dir.path().join("upgrade.log");
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.edge])
+            .arg(&bin)
+            .args(["upgrade", "--config"])
+            .arg(&config)
+            .arg("--log")
+            .arg(&log)
+            .output()?;
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(out.status.success(), "edge upgrade: {said}");
+        let new = Adopted(upgraded_pid(&said).with_context(|| format!("no PID in: {said}"))?);
+        let code = edge.wait_exit(Duration::from_secs(30))?;
+        ensure!(code == Some(0), "the old edge exited with {code:?}");
+        let upgraded = std::fs::read_to_string(&log)?;
+        logs.push_str(&upgraded);
+        ensure!(
+            upgraded.contains("adopted the pinned XDP maps")
+                && upgraded.contains("replaced in place on the pinned link"),
+            "the upgraded edge did not adopt what was pinned:\n{upgraded}"
+        );
+        for k in kept.iter_mut() {
+            let before = k.backend.clone();
+            let now = k
+                .request()
+                .with_context(|| format!("the connection to {before} after the upgrade"))?;
+            ensure!(
+                now == before,
+                "upgrade: a connection moved from {before} to {now}"
+            );
+        }
+        let counts = spread(&client, PLAN.vip_addr(), AFTER_CONNECTIONS)?;
+        ensure!(
+            counts.len() == PLAN.backends.len(),
+            "after the upgrade: {counts:?}"
+        );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (ok, failures) = stream
             .take()
@@ -621,7 +666,7 @@ fn restarts_keep_every_flow_and_unload_removes_what_is_pinned() -> Result<()> {
             .join()
             .map_err(|_| anyhow::anyhow!("the connection stream panicked"))?;
         eprintln!(
-            "new connections across the restarts: {ok} succeeded, {} failed",
+            "new connections across the restarts and the upgrade: {ok} succeeded, {} failed",
             failures.len()
         );
         ensure!(
@@ -631,8 +676,9 @@ fn restarts_keep_every_flow_and_unload_removes_what_is_pinned() -> Result<()> {
             ok + failures.len()
         );
 
-        // edge unload --config removes the program and the maps.
-        stop_with(&mut edge, libc::SIGTERM)?;
+        // edge unload --config removes the program and the maps; the new
+        // process goes first (SIGTERM: it leaves what is pinned).
+        drop(new);
         let out = std::process::Command::new(&bin)
             .args(["unload", "--config"])
             .arg(&config)

@@ -11,6 +11,7 @@ use edge_tests::{
     edge::Edge,
     http,
     loopback::{self, Endpoints},
+    process::{Adopted, upgraded_pid},
     proxy::{refusing_port, sample},
     tls::{self, Ca, ClientOptions},
     wait,
@@ -174,44 +175,64 @@ server: {{threads: 2, grace_period_seconds: 1}}
     )
 }
 
+/// What the load clients counted.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    failed: AtomicUsize,
+    /// Requests sent again on a new connection because a kept-alive one
+    /// was closed before any byte of their response: what HTTP clients do
+    /// (RFC 9112 §9.3.1) for an idempotent request. Not failures.
+    retried: AtomicUsize,
+}
+
 /// Sends requests on one keep-alive connection (a new one only when edge
-/// closes it between requests) until `stop`; counts answers and failures.
-fn keepalive_client(addr: SocketAddr, stop: &AtomicBool, ok: &AtomicUsize, failed: &AtomicUsize) {
+/// closes it between requests) until `stop`.
+fn keepalive_client(addr: SocketAddr, stop: &AtomicBool, tally: &Tally) {
     let paths = ["/which", "/app/x"];
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    let mut reused = false;
     let mut n = 0usize;
     // Bounded in time (stop) and in count.
     while !stop.load(Ordering::Relaxed) && n < 400_000 {
         n += 1;
         if conn.is_none() {
             let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-                failed.fetch_add(1, Ordering::Relaxed);
+                eprintln!("keep-alive: connection refused");
+                tally.failed.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
             let Ok(r) = s.try_clone() else { continue };
             conn = Some((s, BufReader::new(r)));
+            reused = false;
         }
         let Some((s, r)) = conn.as_mut() else {
             continue;
         };
         let path = paths[n % 2];
         let req = format!("GET {path} HTTP/1.1\r\nHost: reload.test\r\n\r\n");
-        if s.write_all(req.as_bytes()).is_err() {
-            // Closed by edge before this request was sent: not a failure.
-            conn = None;
-            continue;
-        }
-        match http::read_message(r) {
+        let answer = match s.write_all(req.as_bytes()) {
+            Ok(()) => http::read_message(r),
+            Err(e) => Err(e.into()),
+        };
+        match answer {
             Ok(Some(m)) if m.status() == Some(200) => {
-                ok.fetch_add(1, Ordering::Relaxed);
+                tally.ok.fetch_add(1, Ordering::Relaxed);
+                reused = true;
                 if m.header("connection") == Some("close") {
                     conn = None;
                 }
             }
+            // Closed under a request that got no byte back, on a connection
+            // that had served one: sent again on a new connection.
+            Ok(None) | Err(_) if reused => {
+                tally.retried.fetch_add(1, Ordering::Relaxed);
+                conn = None;
+            }
             other => {
                 eprintln!("keep-alive {path}: {other:?}");
-                failed.fetch_add(1, Ordering::Relaxed);
+                tally.failed.fetch_add(1, Ordering::Relaxed);
                 conn = None;
             }
         }
@@ -219,12 +240,7 @@ fn keepalive_client(addr: SocketAddr, stop: &AtomicBool, ok: &AtomicUsize, faile
 }
 
 /// One new connection per request until `stop`.
-fn new_connection_client(
-    addr: SocketAddr,
-    stop: &AtomicBool,
-    ok: &AtomicUsize,
-    failed: &AtomicUsize,
-) {
+fn new_connection_client(addr: SocketAddr, stop: &AtomicBool, tally: &Tally) {
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) && n < 100_000 {
         n += 1;
@@ -234,35 +250,73 @@ fn new_connection_client(
             "/app/y"
         };
         match http::get(addr, path) {
-            Ok(m) if m.status() == Some(200) => ok.fetch_add(1, Ordering::Relaxed),
+            Ok(m) if m.status() == Some(200) => tally.ok.fetch_add(1, Ordering::Relaxed),
             other => {
                 eprintln!("new connection {path}: {other:?}");
-                failed.fetch_add(1, Ordering::Relaxed)
+                tally.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
     }
 }
 
 /// TLS handshakes and a request each until `stop`.
-fn tls_client(
-    addr: SocketAddr,
-    ca: &X509,
-    stop: &AtomicBool,
-    ok: &AtomicUsize,
-    failed: &AtomicUsize,
-) {
+fn tls_client(addr: SocketAddr, ca: &X509, stop: &AtomicBool, tally: &Tally) {
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) && n < 50_000 {
         n += 1;
         let r = tls::connect(addr, ca, &ClientOptions::default())
             .and_then(|s| tls::get(s, "secure.test", "/which"));
         match r {
-            Ok(m) if m.status() == Some(200) => ok.fetch_add(1, Ordering::Relaxed),
+            Ok(m) if m.status() == Some(200) => tally.ok.fetch_add(1, Ordering::Relaxed),
             other => {
                 eprintln!("tls: {other:?}");
-                failed.fetch_add(1, Ordering::Relaxed)
+                tally.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
+    }
+}
+
+/// Two keep-alive clients and one new-connection client on `web`, and one
+/// TLS client on `secure`, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+    clients: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(web: SocketAddr, secure: SocketAddr, ca: &X509) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        let clients = (0..4)
+            .map(|kind| {
+                let (stop, tally, trust) = (stop.clone(), tally.clone(), ca.clone());
+                thread::spawn(move || match kind {
+                    0 | 1 => keepalive_client(web, &stop, &tally),
+                    2 => new_connection_client(web, &stop, &tally),
+                    _ => tls_client(secure, &trust, &stop, &tally),
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            tally,
+            clients,
+        }
+    }
+
+    /// Stops the clients: requests answered, failed, and sent again.
+    fn stop(self) -> (usize, usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            let _ = c.join();
+        }
+        let t = &self.tally;
+        (
+            t.ok.load(Ordering::Relaxed),
+            t.failed.load(Ordering::Relaxed),
+            t.retried.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -295,19 +349,7 @@ fn reloads_under_load_lose_no_request_and_take_effect() -> Result<()> {
     let live = Live::start(dir, at.clone(), &file_a)?;
     let (web, secure) = (at.listeners[0], at.listeners[1]);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for kind in 0..4 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        let trust = ca.cert.clone();
-        clients.push(thread::spawn(move || match kind {
-            0 | 1 => keepalive_client(web, &stop, &ok, &failed),
-            2 => new_connection_client(web, &stop, &ok, &failed),
-            _ => tls_client(secure, &trust, &stop, &ok, &failed),
-        }));
-    }
+    let load = Load::start(web, secure, &ca.cert);
 
     let started = Instant::now();
     let mut reloads = 0usize;
@@ -349,18 +391,19 @@ fn reloads_under_load_lose_no_request_and_take_effect() -> Result<()> {
         // About one reload a second: the checks above take some of it.
         thread::sleep(Duration::from_millis(800));
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        let _ = c.join();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    eprintln!("{reloads} reloads, {ok} requests answered, {failed} failed");
+    let (ok, failed, retried) = load.stop();
+    eprintln!("{reloads} reloads, {ok} requests answered, {failed} failed, {retried} sent again");
     if let Err(e) = result {
         bail!("{e:#}\nedge log:\n{}", live.edge.log_text());
     }
     ensure!(reloads >= 15, "only {reloads} reloads in 20 s");
     ensure!(ok > 1000, "only {ok} requests in 20 s");
     ensure!(failed == 0, "{failed} of {} requests failed", ok + failed);
+    // A reload closes no connection: nothing needed sending again.
+    ensure!(
+        retried == 0,
+        "{retried} requests were sent again after a reload"
+    );
     ensure!(
         live.generation()? == (reloads + 1) as f64,
         "generation {} after {reloads} reloads",
@@ -522,7 +565,7 @@ server: {{threads: 2, grace_period_seconds: 1}}
 }
 
 #[test]
-fn what_only_a_restart_can_change_is_refused_with_where_it_is() -> Result<()> {
+fn what_only_a_new_process_can_change_is_refused_in_place_with_where_it_is() -> Result<()> {
     let (live, good, _a) = serving_a()?;
     let at = live.at.clone();
     let moved = SocketAddr::new(at.listeners[0].ip(), at.listeners[0].port() + 10);
@@ -532,13 +575,103 @@ fn what_only_a_restart_can_change_is_refused_with_where_it_is() -> Result<()> {
         1,
     );
     live.write(&text)?;
-    let (applied, answer) = live.reload(Trigger::Cli)?;
-    ensure!(!applied, "a new listener address was applied");
     let line = line_of(&text, &moved.to_string())?;
-    ensure!(
-        reports_line(&answer, &live.config(), line) && answer.contains("restart"),
-        "the answer does not say where and what to do:\n{answer}"
+    // SIGHUP and POST /reload change in place only; `edge reload` would
+    // upgrade (see the upgrade test).
+    for trigger in [Trigger::Sighup, Trigger::Admin] {
+        let (applied, answer) = live.reload(trigger)?;
+        ensure!(!applied, "{trigger:?}: a new listener address was applied");
+        ensure!(
+            reports_line(&answer, &live.config(), line) && answer.contains("graceful upgrade"),
+            "{trigger:?}: the answer does not say where and what to do:\n{answer}"
+        );
+        ensure!(http::get(at.listeners[0], "/which")?.text() == "A");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_graceful_upgrade_under_load_refuses_no_connection_and_fails_no_request() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = write_certificates(dir.path())?;
+    let a = backend("a")?;
+    let at = loopback::endpoints(2);
+    let file = config(&at, "A", &[a.addr()], "a");
+    let mut live = Live::start(dir, at.clone(), &file)?;
+    let (web, secure) = (at.listeners[0], at.listeners[1]);
+    let old = live.edge.pid().context("edge is not running")?;
+    let load = Load::start(web, secure, &ca.cert);
+    let mut new = None;
+    let result = (|| -> Result<()> {
+        // Load on the old process first.
+        wait::until("requests to be answered", Duration::from_secs(10), || {
+            Ok((http::get(web, "/which")?.text() == "A").then_some(()))
+        })?;
+        // Another thread count only a new process can have: `edge reload`
+        // upgrades. The new process logs where `edge reload` writes.
+        live.write(
+            &file
+                .replace("threads: 2", "threads: 1")
+                .replace("body: \"A\"", "body: \"U\""),
+        )?;
+        let log = live.dir.path().join("upgrade.log");
+        let out = Command::new(edge_tests::edge::binary()?)
+            .arg("reload")
+            .arg("--config")
+            .arg(live.config())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(live.dir.path().join("upgrade.err"))?)
+            .status()?;
+        let said = std::fs::read_to_string(&log)?
+            + &std::fs::read_to_string(live.dir.path().join("upgrade.err"))?;
+        ensure!(out.success(), "edge reload failed:\n{said}");
+        let pid = upgraded_pid(&said).with_context(|| format!("no new PID in:\n{said}"))?;
+        new = Some(Adopted(pid));
+        ensure!(pid != old, "the PID did not change");
+        ensure!(
+            said.contains("threads"),
+            "the reason for the upgrade is not said:\n{said}"
+        );
+        wait::until("the new process to answer", Duration::from_secs(20), || {
+            Ok((http::get(web, "/which")?.text() == "U").then_some(()))
+        })?;
+        // The old process drains and exits by itself, while the load goes on.
+        let code = live.edge.wait_exit(Duration::from_secs(30))?;
+        ensure!(code == Some(0), "the old edge exited with {code:?}");
+        // The new process owns the control socket: a reload in place.
+        live.write(
+            &file
+                .replace("threads: 2", "threads: 1")
+                .replace("body: \"A\"", "body: \"U2\""),
+        )?;
+        let out = Command::new(edge_tests::edge::binary()?)
+            .arg("reload")
+            .arg("--config")
+            .arg(live.config())
+            .output()?;
+        ensure!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("in place"),
+            "a reload after the upgrade: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(http::get(web, "/which")?.text() == "U2");
+        Ok(())
+    })();
+    let (ok, failed, retried) = load.stop();
+    eprintln!("upgrade under load: {ok} requests answered, {failed} failed, {retried} sent again");
+    let logs = format!(
+        "old edge:\n{}\nnew edge:\n{}",
+        live.edge.log_text(),
+        std::fs::read_to_string(live.dir.path().join("upgrade.err")).unwrap_or_default()
     );
-    ensure!(http::get(at.listeners[0], "/which")?.text() == "A");
+    drop(new);
+    result.with_context(|| logs.clone())?;
+    ensure!(ok > 100, "only {ok} requests");
+    ensure!(
+        failed == 0,
+        "{failed} of {} requests failed\n{logs}",
+        ok + failed
+    );
     Ok(())
 }

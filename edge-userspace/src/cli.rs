@@ -25,6 +25,25 @@ enum Command {
         /// Configuration file (YAML).
         #[arg(short, long)]
         config: PathBuf,
+        /// Take the listening sockets over from the running edge (started
+        /// by `edge upgrade`).
+        #[arg(long, hide = true)]
+        upgrade: bool,
+    },
+    /// Replace the running edge by a new process (of this binary, or of
+    /// `--binary`) on the same configuration, without refusing a
+    /// connection: the old one hands its listening sockets over and drains.
+    Upgrade {
+        /// The configuration file the daemon runs.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The edge binary to run instead of this one.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Where the new process logs (appended); by default, to this
+        /// command's standard output and error, which it keeps open.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
     /// Ask the running edge to reload its configuration file (as SIGHUP and
     /// `POST /reload` do), and print what it did or every error; the
@@ -36,6 +55,10 @@ enum Command {
         /// The daemon's control socket, if not the one `--config` names.
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// When the change needs a graceful upgrade: where the new process
+        /// logs (see `edge upgrade --log`).
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
     /// Check configuration files; print every error with its line and column.
     Check {
@@ -125,8 +148,17 @@ pub fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Run { config } => daemon::run(&config),
-        Command::Reload { config, socket } => reload(&config, socket),
+        Command::Run { config, upgrade } => daemon::run(&config, upgrade),
+        Command::Upgrade {
+            config,
+            binary,
+            log,
+        } => upgrade(&config, binary, log.as_deref()),
+        Command::Reload {
+            config,
+            socket,
+            log,
+        } => reload(&config, socket, log.as_deref()),
         Command::Check { configs, files } => check(configs.into_iter().chain(files).collect()),
         Command::Load {
             iface,
@@ -240,18 +272,44 @@ fn say(line: impl std::fmt::Display) {
     Output::default().out(line);
 }
 
-fn reload(config: &std::path::Path, socket: Option<PathBuf>) -> Result<()> {
+fn reload(
+    config: &std::path::Path,
+    socket: Option<PathBuf>,
+    log: Option<&std::path::Path>,
+) -> Result<()> {
     let socket = match socket {
         Some(s) => s,
         None => crate::runtime::control::socket_for(config)?,
     };
-    let (generation, warnings) = crate::runtime::control::request_reload(&socket)?;
-    if !warnings.is_empty() {
-        Output::default().err(warnings.trim_end());
+    match crate::runtime::control::request(&socket, "reload")? {
+        crate::runtime::control::Answer::Ok(generation, warnings) => {
+            if !warnings.is_empty() {
+                Output::default().err(warnings.trim_end());
+            }
+            say(format_args!(
+                "{}: reloaded in place, generation {generation} is live",
+                config.display()
+            ));
+            Ok(())
+        }
+        crate::runtime::control::Answer::Upgrade(why) => {
+            Output::default().err(format_args!("{why}\nthese need a new process: upgrading"));
+            upgrade(config, None, log)
+        }
     }
+}
+
+fn upgrade(
+    config: &std::path::Path,
+    binary: Option<PathBuf>,
+    log: Option<&std::path::Path>,
+) -> Result<()> {
+    let done = crate::runtime::upgrade::upgrade(config, binary, log)?;
     say(format_args!(
-        "{}: reloaded, generation {generation} is live",
-        config.display()
+        "{}: upgraded, edge {} took over from edge {} (which drains, then exits)",
+        config.display(),
+        done.new,
+        done.old
     ));
     Ok(())
 }

@@ -12,12 +12,19 @@ use crate::{
     config::{self, Config},
     dataplane::{AttachedMode, Dataplane, PinAt, Pinned},
     metrics, proxy,
-    runtime::{Reloader, control, kernel::Kernel},
+    runtime::{
+        Reloader,
+        control::{self, Handover},
+        kernel::Kernel,
+    },
 };
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use pingora::{
-    server::{RunArgs, Server, ShutdownWatch, configuration::ServerConf},
+    server::{
+        RunArgs, Server, ShutdownWatch,
+        configuration::{Opt, ServerConf},
+    },
     services::background::{BackgroundService, background_service},
 };
 use std::{
@@ -34,7 +41,10 @@ use tokio::io::unix::AsyncFd;
 /// SIGINT stops at once. Either way the XDP program is detached before
 /// the process exits (and the kernel detaches it by itself should the
 /// process die, since it is attached through a bpf_link).
-pub fn run(path: &Path) -> Result<()> {
+///
+/// With `upgrade`, the listening sockets come from the edge running the
+/// same configuration (see `edge upgrade`), once everything else is ready.
+pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     // SIGHUP means "reload" to service managers; until the reload handler
     // is installed (below), one is ignored rather than fatal.
     // SAFETY: setting a signal's disposition to SIG_IGN has no
@@ -44,7 +54,7 @@ pub fn run(path: &Path) -> Result<()> {
     for line in config.summary().lines() {
         tracing::info!("{line}");
     }
-    preflight_binds(&config)?;
+    preflight_binds(&config, upgrade)?;
     // Nothing may be recorded that nothing can read: without an admin
     // endpoint no recorder is installed and recording costs nothing.
     let prometheus = match config.admin {
@@ -72,11 +82,15 @@ pub fn run(path: &Path) -> Result<()> {
         Some((background, reload)) => (Some(background), Some(reload)),
         None => (None, None),
     };
+    let l4_controller = l4_reload.as_ref().map(crate::l4::L4Reload::controller);
     // Shared with the reloads (the deny list) and the last steps (detach).
     let dataplane = Arc::new(Mutex::new(dataplane));
     let grace = Duration::from_secs(config.server.grace_period_seconds);
 
+    control::socket_dir()?;
+    let upgrade_socket = control::upgrade_socket_for(path)?;
     let conf = ServerConf {
+        upgrade_sock: upgrade_socket.to_string_lossy().into_owned(),
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.grace_period_seconds),
@@ -84,8 +98,11 @@ pub fn run(path: &Path) -> Result<()> {
         work_stealing: config.server.work_stealing,
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
 
     let conf = server.configuration.clone();
     let access_log = match &config.access_log {
@@ -115,7 +132,7 @@ pub fn run(path: &Path) -> Result<()> {
         )
         .context("compiling the configuration")?,
     );
-    watch_reloads(&control_rt, &reloader, path)?;
+    watch_sighup(&control_rt, &reloader)?;
     for service in proxy::services(&conf, &reloader, &config.listeners, access_log)
         .context("building the listeners")?
     {
@@ -140,45 +157,59 @@ pub fn run(path: &Path) -> Result<()> {
         ));
     }
 
+    let start_upgrade = Arc::new(tokio::sync::Notify::new());
+    let handover = Arc::new(Handover::new(
+        upgrade_socket,
+        control::socket_for(path)?,
+        Arc::clone(&start_upgrade),
+    ));
+    if let Some(l4) = l4_controller {
+        // From the hand-over on, the new process owns the kernel's tables.
+        handover.on_begin(Box::new(move || l4.freeze()));
+    }
     // The drain may end the process itself (see `drain`): it then runs
     // the same last steps as the end of this function.
     let last_steps = {
         let dataplane = Arc::clone(&dataplane);
         let log = log_for_exit.clone();
-        move || {
-            if let Some(log) = &log {
-                log.flush(LOG_FLUSH_TIMEOUT);
-            }
-            // Dropping the dataplane detaches what is not pinned; the
-            // pinned program stays, for the next edge to adopt.
-            if let Ok(mut dp) = dataplane.lock() {
-                dp.take();
-            }
-        }
+        let handover = Arc::clone(&handover);
+        move || finish(log.as_deref(), &dataplane, &handover)
     };
-    let watch = crate::drain::Watch::new(grace, Box::new(last_steps));
+    let phases = server.watch_execution_phase();
+    let watch = crate::drain::Watch::new(grace, Box::new(last_steps), phases, start_upgrade);
+    if upgrade {
+        tracing::info!("waiting for the running edge's listening sockets");
+    }
+    // Last: with `upgrade`, this takes the sockets over, and nothing that
+    // can fail is left after it.
+    server.bootstrap();
+    serve_control(&control_rt, &reloader, &handover, path);
     tracing::info!("edge running; SIGTERM drains, SIGINT stops, a second signal stops at once");
     server.run(RunArgs {
         shutdown_signal: Box::new(watch),
     });
     tracing::info!("edge stopping");
-    if let Some(log) = &log_for_exit {
+    finish(log_for_exit.as_deref(), &dataplane, &handover);
+    Ok(())
+}
+
+/// The last steps before the process exits: the access log written out,
+/// the dataplane dropped (what is pinned stays, for the next edge to
+/// adopt), the control socket removed.
+fn finish(log: Option<&AccessLog>, dataplane: &Mutex<Option<Dataplane>>, handover: &Handover) {
+    if let Some(log) = log {
         log.flush(LOG_FLUSH_TIMEOUT);
     }
     if let Ok(mut dp) = dataplane.lock() {
         dp.take();
     }
-    Ok(())
+    handover.release_socket();
 }
 
-/// SIGHUP and the control socket reload the configuration. SIGHUP's
-/// handler is installed before this returns, so from here on a SIGHUP
-/// (which service managers send for "reload") never ends the process.
-fn watch_reloads(
-    control_rt: &tokio::runtime::Runtime,
-    reloader: &Arc<Reloader>,
-    path: &Path,
-) -> Result<()> {
+/// SIGHUP reloads the configuration. Its handler is installed before this
+/// returns, so from here on a SIGHUP (which service managers send for
+/// "reload") never ends the process.
+fn watch_sighup(control_rt: &tokio::runtime::Runtime, reloader: &Arc<Reloader>) -> Result<()> {
     let _in = control_rt.enter();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("watching SIGHUP")?;
@@ -190,17 +221,34 @@ fn watch_reloads(
             let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
         }
     });
-    let socket = control::socket_for(path)?;
-    match control::bind(&socket) {
+    Ok(())
+}
+
+/// Serves the control socket (`edge reload`, `edge upgrade`); a daemon that
+/// cannot bind it runs without, saying so.
+fn serve_control(
+    control_rt: &tokio::runtime::Runtime,
+    reloader: &Arc<Reloader>,
+    handover: &Arc<Handover>,
+    path: &Path,
+) {
+    let _in = control_rt.enter();
+    let socket = &handover.control_socket;
+    match control::bind(socket) {
         Ok(listener) => {
+            handover.own_socket();
             tracing::info!(socket = %socket.display(), "control socket ready: `edge reload --config {}` reloads", path.display());
-            control_rt.spawn(control::serve(listener, Arc::clone(reloader)));
+            control_rt.spawn(control::serve(
+                listener,
+                Arc::clone(reloader),
+                Arc::clone(handover),
+            ));
         }
         Err(e) => tracing::warn!(
-            "{e:#}; `edge reload` cannot reach this daemon (SIGHUP and POST /reload still reload)"
+            "{e:#}; `edge reload` and `edge upgrade` cannot reach this daemon (SIGHUP and POST \
+             /reload still reload)"
         ),
     }
-    Ok(())
 }
 
 /// Longest wait for the access log to be written out at exit.
@@ -253,8 +301,10 @@ fn attach(dp: &mut Dataplane, config: &Config) -> Result<()> {
 }
 
 /// Pingora binds listeners inside its service threads and panics there if
-/// it cannot; binding once here first turns that into a clear error.
-fn preflight_binds(config: &Config) -> Result<()> {
+/// it cannot; binding once here first turns that into a clear error. With
+/// `upgrade`, an address in use is the running edge's, whose socket comes
+/// over.
+fn preflight_binds(config: &Config, upgrade: bool) -> Result<()> {
     let admin = config
         .admin
         .as_ref()
@@ -265,8 +315,10 @@ fn preflight_binds(config: &Config) -> Result<()> {
         .map(|l| (format!("listener {}", l.name), l.address))
         .chain(admin);
     for (what, addr) in all {
-        if let Err(e) = TcpListener::bind(addr) {
-            bail!("{what}: cannot listen on {addr}: {e}");
+        match TcpListener::bind(addr) {
+            Ok(_) => {}
+            Err(e) if upgrade && e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => bail!("{what}: cannot listen on {addr}: {e}"),
         }
     }
     Ok(())

@@ -9,17 +9,31 @@
 //! nothing is in flight, when the grace period ends, or at a second
 //! SIGTERM or a SIGINT, whichever comes first. Before it exits it runs the
 //! hooks given to [`Watch::new`] (flushing the access log, detaching XDP).
+//!
+//! A graceful upgrade (`edge upgrade`, or `edge reload` of a change only a
+//! new process can make) asks through [`Watch::upgrade`]: Pingora then
+//! hands the listening sockets to the new process, keeps accepting for a
+//! few seconds while it takes over, and stops; this process then drains
+//! like after SIGTERM.
 
 use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use std::{
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{Notify, broadcast},
+};
+
+/// Longest wait, after an upgrade was asked for, for Pingora to have handed
+/// the sockets over and stopped accepting (it tries for about 5 s, then
+/// accepts beside the new process for 5 s more).
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Requests being served, over every listener.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
@@ -59,15 +73,27 @@ type Hook = Box<dyn FnOnce() + Send>;
 pub struct Watch {
     grace: Duration,
     hooks: Mutex<Option<Hook>>,
+    upgrade: Arc<Notify>,
+    phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
 
 impl Watch {
     /// A watch that drains for at most `grace` and runs `on_exit` before
-    /// it ends the process early.
-    pub fn new(grace: Duration, on_exit: Hook) -> Self {
+    /// it ends the process early; `phases` is the server's execution phase
+    /// (an upgrade drains once the hand-over is done).
+    /// `upgrade.notify_one()` asks for a graceful upgrade: the listening
+    /// sockets go to the process waiting on the upgrade socket.
+    pub fn new(
+        grace: Duration,
+        on_exit: Hook,
+        phases: broadcast::Receiver<ExecutionPhase>,
+        upgrade: Arc<Notify>,
+    ) -> Self {
         Self {
             grace,
             hooks: Mutex::new(Some(on_exit)),
+            upgrade,
+            phases: Mutex::new(Some(phases)),
         }
     }
 
@@ -98,6 +124,26 @@ async fn another_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
         _ = quit.recv() => {}
+    }
+}
+
+/// Waits until Pingora has handed the sockets over and stopped accepting
+/// (the shutdown has started), at most [`HANDOVER_TIMEOUT`].
+async fn handed_over(mut phases: broadcast::Receiver<ExecutionPhase>) {
+    let started = async {
+        loop {
+            match phases.recv().await {
+                Ok(ExecutionPhase::ShutdownStarted | ExecutionPhase::ShutdownGracePeriod)
+                | Err(broadcast::error::RecvError::Closed) => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            }
+        }
+    };
+    if tokio::time::timeout(HANDOVER_TIMEOUT, started)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the socket hand-over took longer than {HANDOVER_TIMEOUT:?}: draining now");
     }
 }
 
@@ -137,6 +183,27 @@ impl ShutdownSignalWatch for Watch {
         // a new process through a socket in /tmp, is not set up by edge.
         tokio::select! {
             _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = self.upgrade.notified() => {
+                let grace = self.grace;
+                let hooks = self.take_hooks();
+                let phases = self.phases.lock().ok().and_then(|mut p| p.take());
+                tokio::spawn(async move {
+                    if let Some(phases) = phases {
+                        handed_over(phases).await;
+                    }
+                    let end = drain(grace, another_signal()).await;
+                    tracing::info!(
+                        in_flight = InFlight::count(),
+                        "drain after the upgrade ended ({end:?}): exiting"
+                    );
+                    if let Some(hooks) = hooks {
+                        hooks();
+                    }
+                    std::process::exit(0);
+                });
+                tracing::info!("graceful upgrade: handing the listening sockets to the new edge");
+                ShutdownSignal::GracefulUpgrade
+            }
             _ = async { tokio::select! { _ = term.recv() => {}, _ = quit.recv() => {} } } => {
                 let grace = self.grace;
                 let hooks = self.take_hooks();

@@ -144,9 +144,19 @@ impl Edge {
 }
 
 impl Drop for Edge {
+    /// SIGTERM first, so edge removes its control socket on the way out
+    /// (with nothing in flight it exits at once); SIGKILL if it lingers.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            // SAFETY: kill(2) on the PID of a child we spawned and have not
+            // reaped, so the PID cannot have been reused.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let exited = wait::until("edge to exit", Duration::from_secs(5), || {
+                Ok(child.try_wait()?.map(|_| ()))
+            });
+            if exited.is_err() {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }

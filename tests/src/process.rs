@@ -109,3 +109,41 @@ impl Drop for Process {
         }
     }
 }
+
+/// A process this test caused but did not start itself (the new daemon
+/// that `edge upgrade` starts): stopped by its PID when dropped, SIGTERM
+/// then SIGKILL.
+pub struct Adopted(pub u32);
+
+impl Adopted {
+    /// Whether it still runs.
+    pub fn running(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.0)).exists()
+    }
+}
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        let pid = self.0 as libc::pid_t;
+        // SAFETY: kill(2) on the PID `edge upgrade` reported for the process
+        // it started for this test.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let gone = wait::until("the adopted process to exit", STOP_GRACE, || {
+            Ok((!self.running()).then_some(()))
+        });
+        if gone.is_err() {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// The PID in `edge upgrade`'s (or `edge reload`'s) report of an upgrade.
+pub fn upgraded_pid(said: &str) -> Option<u32> {
+    said.split("upgraded, edge ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -81,6 +81,9 @@ pub struct Controller {
     maps: Arc<Mutex<L4Maps>>,
     interfaces: Vec<String>,
     state: Mutex<State>,
+    /// Set when another edge takes the maps over (a graceful upgrade):
+    /// nothing is written from then on.
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -97,6 +100,7 @@ impl Controller {
         let me = Arc::new(Self {
             maps,
             interfaces: interfaces.to_vec(),
+            frozen: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State {
                 cfg: L4Config::default(),
                 plan: Plan {
@@ -123,6 +127,18 @@ impl Controller {
         Ok(me)
     }
 
+    /// Stops writing the maps: another edge owns them now.
+    pub fn freeze(&self) {
+        // Taken under the state lock, so no change is half written.
+        let _st = self.state();
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!("L4 tables handed over: this edge writes them no more");
+    }
+
+    fn frozen(&self) -> bool {
+        self.frozen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn maps(&self) -> MutexGuard<'_, L4Maps> {
         self.maps.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -144,6 +160,9 @@ impl Controller {
     /// but every VIP still points at its old table.
     pub fn apply(&self, cfg: &L4Config) -> Result<()> {
         let mut st = self.state();
+        if self.frozen() {
+            anyhow::bail!("this edge has handed its L4 tables over to a new process");
+        }
         let (assigned, capacity) = {
             let maps = self.maps();
             (maps.assigned()?, maps.service_capacity())
@@ -226,6 +245,9 @@ impl Controller {
     /// each) and republishes the services that gained one.
     pub fn retry_routes(&self, deadline: Duration) {
         let mut st = self.state();
+        if self.frozen() {
+            return;
+        }
         let plan = st.plan.clone();
         let cfg = st.cfg.clone();
         let changed = self.resolve(&mut st, &plan, &cfg, deadline);
@@ -332,6 +354,9 @@ impl Controller {
     /// and, when that changes its table, publishes the new one.
     pub fn set_healthy(&self, service: VipKey, address: IpAddr, up: bool) -> Result<()> {
         let mut st = self.state();
+        if self.frozen() {
+            return Ok(());
+        }
         let Some(svc) = st.plan.services.iter().find(|s| s.key == service).cloned() else {
             // The service went in a reload while the check ran.
             return Ok(());

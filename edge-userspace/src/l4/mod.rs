@@ -60,6 +60,11 @@ pub struct L4Reload {
 }
 
 impl L4Reload {
+    /// The controller, shared.
+    pub fn controller(&self) -> Arc<Controller> {
+        Arc::clone(&self.controller)
+    }
+
     /// Makes `cfg` live in the maps (see [`Controller::apply`]) and restarts
     /// the health checks from it.
     pub fn apply(&self, cfg: &L4Config) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ pub mod kernel;
 mod pools;
 pub mod reload;
 mod restart;
+pub mod upgrade;
 
 pub use pools::Pools;
 pub use reload::{KernelApply, ReloadError, Reloader};

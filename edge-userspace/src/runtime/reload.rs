@@ -27,6 +27,10 @@ pub enum ReloadError {
     /// The file could not be read or is not a valid configuration.
     #[error("{0}")]
     Invalid(#[from] ConfigError),
+    /// The file is valid, but changes what only a new process can apply
+    /// (each change with where it is): `edge reload` then upgrades.
+    #[error("{0}")]
+    NeedsUpgrade(ConfigError),
     /// The file is valid but could not be made live (a certificate or CA
     /// file that changed on disk since it was checked, more L4 services
     /// than the maps hold, a map update).
@@ -176,7 +180,7 @@ impl Reloader {
         let next = checked.config;
         let fixed = restart::fixed_changes(&live.config, &next);
         if !fixed.is_empty() {
-            return Err(self.fixed_error(&text, fixed).into());
+            return Err(ReloadError::NeedsUpgrade(self.fixed_error(&text, fixed)));
         }
         let apply = |why: anyhow::Error| ReloadError::Apply {
             file: self.path.clone(),

@@ -1,7 +1,8 @@
 //! What a reload cannot change in place: the process's sockets and threads
-//! and the objects built once around them. A file that changes any of them
-//! is refused by `edge reload` (the running configuration stays), each
-//! change named with where it is in the file and what to do instead.
+//! and the objects built once around them. A reload in place refuses a
+//! file that changes any of them (the running configuration stays), each
+//! change named with where it is in the file; `edge reload` then applies
+//! it by a graceful upgrade.
 
 use crate::config::{Config, Listener};
 
@@ -15,7 +16,8 @@ pub struct Fixed {
     pub message: String,
 }
 
-const UPGRADE: &str = "restart edge to apply it";
+const UPGRADE: &str =
+    "`edge reload` applies it by a graceful upgrade (a new process takes the sockets over)";
 
 /// The settings `next` changes that only a restart applies.
 pub fn fixed_changes(running: &Config, next: &Config) -> Vec<Fixed> {
