@@ -710,3 +710,79 @@ fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> 
     drop(bpffs);
     result.with_context(|| format!("edge logs:\n{logs}"))
 }
+
+#[test]
+fn source_hashed_flows_stay_put_when_the_table_changes() -> Result<()> {
+    one_cpu()?;
+    let bin = edge::binary()?;
+    let mut lab = DsrLab::build(PLAN)?;
+    lab.start_decaps(&bin)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("edge.yaml");
+    // The IPv4 service hashes the client's address only: every connection
+    // of the one client goes to one backend.
+    let source_hashed = |backends: &[(usize, u32)]| {
+        with_backends(&PLAN, backends).replacen(
+            "      protocol: tcp\n",
+            "      protocol: tcp\n      hash: source_ip\n",
+            1,
+        )
+    };
+    std::fs::write(&config, source_hashed(&[(0, 1), (1, 1), (2, 1)]))?;
+    let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+    let client = lab.client.clone();
+    let result = (|| -> Result<()> {
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        let ips: Vec<IpAddr> = (0..PLAN.backends.len())
+            .map(|i| PLAN.backend_ip(i))
+            .collect();
+        wait_all_healthy(&client, "web", &ips)?;
+        let mut kept: Vec<KeptAlive> = (0..4)
+            .map(|_| KeptAlive::open(&client))
+            .collect::<Result<_>>()?;
+        let owner = kept[0].backend.clone();
+        ensure!(
+            kept.iter().all(|k| k.backend == owner),
+            "source hashing sent one client to several backends"
+        );
+        // The client's backend is drained: its new connections go
+        // elsewhere, its established ones stay.
+        let index = PLAN
+            .backends
+            .iter()
+            .position(|b| *b == owner)
+            .context("an unknown backend")?;
+        let weights: Vec<(usize, u32)> = (0..PLAN.backends.len())
+            .map(|i| (i, u32::from(i != index)))
+            .collect();
+        std::fs::write(&config, source_hashed(&weights))?;
+        reload(&config)?;
+        let moved = one_request(&client, PLAN.vip_addr())?;
+        ensure!(
+            moved != owner,
+            "a new connection still went to the drained {owner}"
+        );
+        for k in kept.iter_mut() {
+            let now = k
+                .request()
+                .context("a connection of the client after the drain")?;
+            ensure!(
+                now == owner,
+                "an established flow moved from {owner} to {now}"
+            );
+        }
+        // A new connection opened now stays on the new backend too.
+        let mut after = KeptAlive::open(&client)?;
+        ensure!(after.backend == moved, "the client's new flows split");
+        ensure!(after.request()? == moved);
+        for k in kept.iter_mut() {
+            ensure!(
+                k.request()? == owner,
+                "an established flow moved after a new SYN"
+            );
+        }
+        lab.check_decaps()?;
+        Ok(())
+    })();
+    result.with_context(|| format!("edge log:\n{}", edge.log_text()))
+}

@@ -297,6 +297,15 @@ fn attach(dp: &mut Dataplane, config: &Config) -> Result<()> {
         };
         tracing::info!(interface = %iface.name, mode = mode.as_str(), "{how}");
     }
+    let keep: Vec<&str> = config
+        .xdp
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    for iface in dp.drop_stale_links(&keep)? {
+        tracing::info!(interface = %iface, "XDP taken off an interface no longer configured");
+    }
     Ok(())
 }
 

@@ -200,6 +200,15 @@ impl Dataplane {
         })
     }
 
+    /// Unpins the links an earlier edge pinned for interfaces not in
+    /// `keep` (which takes the program off them); returns those interfaces.
+    pub fn drop_stale_links(&self, keep: &[&str]) -> Result<Vec<String>, DataplaneError> {
+        let Some((_, dir, _)) = &self.pinned else {
+            return Ok(Vec::new());
+        };
+        pin::drop_stale_links(dir, keep)
+    }
+
     /// What a pinned load found (`None`: not pinned).
     pub fn pinned(&self) -> Option<(&std::path::Path, &Pinned)> {
         self.pinned

@@ -147,6 +147,25 @@ pub fn link_pin(dir: &Path, iface: &str) -> PathBuf {
     dir.join(format!("link-{iface}"))
 }
 
+/// Unpins the links in daemon directory `dir` of interfaces not in `keep`.
+pub(super) fn drop_stale_links(dir: &Path, keep: &[&str]) -> Result<Vec<String>, DataplaneError> {
+    let mut dropped = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(pin_err(format!("reading {}", dir.display())))?;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(iface) = name.strip_prefix("link-") else {
+            continue;
+        };
+        if keep.contains(&iface) {
+            continue;
+        }
+        std::fs::remove_file(entry.path())
+            .map_err(pin_err(format!("removing {}", entry.path().display())))?;
+        dropped.push(iface.to_string());
+    }
+    Ok(dropped)
+}
+
 /// What `edge run` found pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pinned {
