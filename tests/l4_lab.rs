@@ -344,6 +344,7 @@ fn with_backends(plan: &DsrPlan<'_>, backends: &[(usize, u32)]) -> String {
             )
         })
         .collect();
+    assert!(full.contains(&all), "the lab's configuration changed shape");
     full.replacen(&all, &chosen, 1)
 }
 
@@ -545,7 +546,12 @@ fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> 
     let bpffs = Bpffs::mount()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("edge.yaml");
-    let text = PLAN.edge_config(Some(HEALTH)).replacen(
+    let text = PLAN.edge_config(Some(HEALTH));
+    ensure!(
+        text.starts_with("xdp:\n"),
+        "the lab's configuration changed shape"
+    );
+    let text = text.replacen(
         "xdp:\n",
         &format!("xdp:\n  bpffs: {}\n", bpffs.path().display()),
         1,
@@ -573,6 +579,12 @@ fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> 
             }
             kept.push(KeptAlive::open(&client)?);
         }
+        ensure!(
+            PLAN.backends
+                .iter()
+                .all(|b| kept.iter().any(|k| k.backend == *b)),
+            "no kept-alive connection to each backend"
+        );
         stream = Some(stream_of_new_connections(client.clone(), stop.clone()));
         for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
             stop_with(&mut edge, signal)?;
@@ -633,8 +645,8 @@ fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> 
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        ensure!(out.status.success(), "edge upgrade: {said}");
         let new = Adopted(upgraded_pid(&said).with_context(|| format!("no PID in: {said}"))?);
+        ensure!(out.status.success(), "edge upgrade: {said}");
         let code = edge.wait_exit(Duration::from_secs(30))?;
         ensure!(code == Some(0), "the old edge exited with {code:?}");
         let upgraded = std::fs::read_to_string(&log)?;
@@ -669,6 +681,7 @@ fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> 
             "new connections across the restarts and the upgrade: {ok} succeeded, {} failed",
             failures.len()
         );
+        ensure!(ok > 0, "no new connection was made");
         ensure!(
             failures.is_empty(),
             "{} of {} failed: {failures:?}",
@@ -704,6 +717,11 @@ fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> 
     if let Some(s) = stream {
         let _ = s.join();
     }
+    logs.push_str(&edge.log_text());
+    if let Ok(upgraded) = std::fs::read_to_string(dir.path().join("upgrade.log")) {
+        logs.push_str("\n--- the upgraded edge ---\n");
+        logs.push_str(&upgraded);
+    }
     // Whatever happened, nothing stays pinned once the mount goes; the
     // program leaves the interface with it.
     drop(edge);
@@ -722,7 +740,12 @@ fn source_hashed_flows_stay_put_when_the_table_changes() -> Result<()> {
     // The IPv4 service hashes the client's address only: every connection
     // of the one client goes to one backend.
     let source_hashed = |backends: &[(usize, u32)]| {
-        with_backends(&PLAN, backends).replacen(
+        let text = with_backends(&PLAN, backends);
+        assert!(
+            text.contains("      protocol: tcp\n"),
+            "the lab's configuration changed shape"
+        );
+        text.replacen(
             "      protocol: tcp\n",
             "      protocol: tcp\n      hash: source_ip\n",
             1,
@@ -785,4 +808,55 @@ fn source_hashed_flows_stay_put_when_the_table_changes() -> Result<()> {
         Ok(())
     })();
     result.with_context(|| format!("edge log:\n{}", edge.log_text()))
+}
+
+#[test]
+fn a_restart_keeps_a_down_backend_down() -> Result<()> {
+    one_cpu()?;
+    let bin = edge::binary()?;
+    let mut lab = DsrLab::build(PLAN)?;
+    lab.start_decaps(&bin)?;
+    let bpffs = Bpffs::mount()?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("edge.yaml");
+    let text = PLAN.edge_config(Some(HEALTH));
+    ensure!(
+        text.starts_with("xdp:\n"),
+        "the lab's configuration changed shape"
+    );
+    let text = text.replacen(
+        "xdp:\n",
+        &format!("xdp:\n  bpffs: {}\n", bpffs.path().display()),
+        1,
+    );
+    std::fs::write(&config, &text)?;
+    let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+    let client = lab.client.clone();
+    let result = (|| -> Result<()> {
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        let ips: Vec<IpAddr> = (0..PLAN.backends.len())
+            .map(|i| PLAN.backend_ip(i))
+            .collect();
+        wait_all_healthy(&client, "web", &ips)?;
+        let before = generation(&scrape(&client)?).context("no Maglev generation")?;
+        lab.stop_backend(STOPPED);
+        wait_health(&client, STOPPED, false, Some(before))?;
+        stop_with(&mut edge, libc::SIGTERM)?;
+        edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
+        edge.wait_ready(Some(&client), PLAN.admin(), DEADLINE)?;
+        // At once: a backend that started healthy would take about a third
+        // of these until its checks failed again (and refuse them).
+        let counts = spread(&client, PLAN.vip_addr(), AFTER_CONNECTIONS)
+            .context("new connections right after the restart")?;
+        let dead = PLAN.backends[STOPPED];
+        ensure!(!counts.contains_key(dead), "{dead} is down: {counts:?}");
+        ensure!(
+            dsr::backend_healthy(&scrape(&client)?, "web", PLAN.backend_ip(STOPPED)) == Some(false),
+            "the restarted edge reports {dead} healthy"
+        );
+        Ok(())
+    })();
+    drop(edge);
+    drop(bpffs);
+    result
 }

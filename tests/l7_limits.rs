@@ -497,12 +497,13 @@ server: {{threads: 1}}
         assert_eq!(got, "2 413", "streamed: {streamed}");
     }
 
+    // The third connection, and any the wait for a free slot made while
+    // the first two were still closing (more of them on a busy machine).
     let metrics = http::get(admin, "/metrics")?.text();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("edge_listener_connections_refused_total{listener=\"tls\"} 1")),
-        "{metrics}"
+    let refused = edge_tests::proxy::sample(
+        &metrics,
+        "edge_listener_connections_refused_total{listener=\"tls\"} ",
     );
+    assert!(refused.is_some_and(|n| n >= 1.0), "{metrics}");
     Ok(())
 }

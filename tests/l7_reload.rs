@@ -212,9 +212,21 @@ fn keepalive_client(addr: SocketAddr, stop: &AtomicBool, tally: &Tally) {
         };
         let path = paths[n % 2];
         let req = format!("GET {path} HTTP/1.1\r\nHost: reload.test\r\n\r\n");
-        let answer = match s.write_all(req.as_bytes()) {
-            Ok(()) => http::read_message(r),
-            Err(e) => Err(e.into()),
+        // Whether the request failed only because a kept-alive connection
+        // was closed under it: unsent (the write failed), or no byte of an
+        // answer (EOF or reset before the status line).
+        let (answer, closed_under_it) = match s.write_all(req.as_bytes()) {
+            Ok(()) => match http::read_message(r) {
+                Ok(None) => (Ok(None), true),
+                Err(e) => {
+                    let reset = e
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionReset);
+                    (Err(e), reset)
+                }
+                ok => (ok, false),
+            },
+            Err(e) => (Err(e.into()), true),
         };
         match answer {
             Ok(Some(m)) if m.status() == Some(200) => {
@@ -224,9 +236,9 @@ fn keepalive_client(addr: SocketAddr, stop: &AtomicBool, tally: &Tally) {
                     conn = None;
                 }
             }
-            // Closed under a request that got no byte back, on a connection
-            // that had served one: sent again on a new connection.
-            Ok(None) | Err(_) if reused => {
+            // Sent again on a new connection, as HTTP clients do for an
+            // idempotent request (RFC 9112 §9.3.1).
+            _ if reused && closed_under_it => {
                 tally.retried.fetch_add(1, Ordering::Relaxed);
                 conn = None;
             }
@@ -624,9 +636,9 @@ fn a_graceful_upgrade_under_load_refuses_no_connection_and_fails_no_request() ->
             .status()?;
         let said = std::fs::read_to_string(&log)?
             + &std::fs::read_to_string(live.dir.path().join("upgrade.err"))?;
-        ensure!(out.success(), "edge reload failed:\n{said}");
         let pid = upgraded_pid(&said).with_context(|| format!("no new PID in:\n{said}"))?;
         new = Some(Adopted(pid));
+        ensure!(out.success(), "edge reload failed:\n{said}");
         ensure!(pid != old, "the PID did not change");
         ensure!(
             said.contains("threads"),

@@ -113,6 +113,13 @@ enum Command {
         /// The configuration an `edge run` ran (names its pins).
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// The bpffs it pinned under, if the configuration cannot be read
+        /// (else its `xdp.bpffs`).
+        #[arg(long, requires = "config")]
+        bpffs: Option<PathBuf>,
+        /// Unload even though an edge still runs this configuration.
+        #[arg(long, requires = "config")]
+        force: bool,
     },
 }
 
@@ -187,8 +194,11 @@ pub fn main() -> Result<()> {
             Ok(())
         }
         Command::Unload {
-            config: Some(path), ..
-        } => unload_daemon(&path),
+            config: Some(path),
+            bpffs,
+            force,
+            ..
+        } => unload_daemon(&path, bpffs, force),
         Command::Unload { .. } => bail!("edge unload: name --iface or --config"),
     }
 }
@@ -316,15 +326,38 @@ fn upgrade(
 
 /// Removes what `edge run --config path` pinned: its links (so the program
 /// leaves the interfaces) and its maps.
-fn unload_daemon(path: &std::path::Path) -> Result<()> {
-    let cfg = config::load(path)?;
+fn unload_daemon(path: &std::path::Path, bpffs: Option<PathBuf>, force: bool) -> Result<()> {
+    let socket = crate::runtime::control::socket_for(path)?;
+    if !force
+        && let Ok(crate::runtime::control::Answer::Ok(pid, _)) =
+            crate::runtime::control::request(&socket, "ping")
+    {
+        bail!(
+            "edge {pid} still runs {}: stop it first (or give --force)",
+            path.display()
+        );
+    }
+    let root = match bpffs {
+        Some(root) => root,
+        None => {
+            config::load(path)
+                .with_context(|| {
+                    format!(
+                        "reading xdp.bpffs from {} (or give --bpffs)",
+                        path.display()
+                    )
+                })?
+                .xdp
+                .bpffs
+        }
+    };
     let instance = crate::runtime::control::instance(path)?;
-    let removed = dataplane::unpin_daemon(&cfg.xdp.bpffs, &instance)?;
+    let removed = dataplane::unpin_daemon(&root, &instance)?;
     if removed.is_empty() {
         say(format_args!(
             "nothing pinned for {} under {}",
             path.display(),
-            cfg.xdp.bpffs.display()
+            root.display()
         ));
     }
     for dir in removed {

@@ -30,7 +30,7 @@ use pingora::{
 use std::{
     net::TcpListener,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
     time::Duration,
 };
 use tokio::io::unix::AsyncFd;
@@ -65,29 +65,26 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     let mut dataplane = if config.xdp.interfaces.is_empty() {
         None
     } else {
-        Some(load_dataplane(&config, path)?)
+        Some(load_dataplane(&config, path, upgrade)?)
     };
     let xdp_stats = dataplane.as_ref().map(Dataplane::stats);
     let xdp_logger = dataplane.as_mut().and_then(Dataplane::take_logger);
-    // The maps are filled before the program goes on the interfaces: a
-    // program that replaces a running one in place finds every table.
-    let l4 = match dataplane.as_ref() {
-        Some(dp) => Some(crate::l4::start(dp, &config).context("setting up the L4 services")?),
-        None => None,
-    };
-    if let Some(dp) = dataplane.as_mut() {
-        attach(dp, &config)?;
-    }
-    let (l4_background, l4_reload) = match l4 {
-        Some((background, reload)) => (Some(background), Some(reload)),
-        None => (None, None),
-    };
-    let l4_controller = l4_reload.as_ref().map(crate::l4::L4Reload::controller);
-    // Shared with the reloads (the deny list) and the last steps (detach).
+    // Shared with the reloads (the deny list) and the last steps.
     let dataplane = Arc::new(Mutex::new(dataplane));
+    let l4_reload = Arc::new(OnceLock::new());
+    // The kernel's tables and program are taken over now, or, in an
+    // upgrade, once the running edge has handed over and stopped writing
+    // them (nothing is written before: an upgrade that fails leaves the
+    // running edge's kernel side as it was).
+    let mut l4_background = None;
+    if !upgrade {
+        l4_background = take_over_kernel(&dataplane, &config, &l4_reload)?;
+    }
     let grace = Duration::from_secs(config.server.grace_period_seconds);
 
-    control::socket_dir()?;
+    if let Err(e) = control::socket_dir() {
+        tracing::warn!("{e:#}: edge reload and edge upgrade will not reach this edge");
+    }
     let upgrade_socket = control::upgrade_socket_for(path)?;
     let conf = ServerConf {
         upgrade_sock: upgrade_socket.to_string_lossy().into_owned(),
@@ -127,7 +124,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
             cache,
             Some(Box::new(Kernel {
                 dataplane: Arc::clone(&dataplane),
-                l4: l4_reload,
+                l4: Arc::clone(&l4_reload),
             })),
         )
         .context("compiling the configuration")?,
@@ -147,9 +144,6 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
                 .service(admin.address),
         );
     }
-    if let Some(l4) = l4_background {
-        server.add_service(background_service("l4", l4));
-    }
     if let Some(logger) = xdp_logger {
         server.add_service(background_service(
             "xdp log",
@@ -163,9 +157,16 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         control::socket_for(path)?,
         Arc::clone(&start_upgrade),
     ));
-    if let Some(l4) = l4_controller {
-        // From the hand-over on, the new process owns the kernel's tables.
-        handover.on_begin(Box::new(move || l4.freeze()));
+    {
+        // From the hand-over on, the new process owns the kernel's tables
+        // and the configuration: this one writes neither.
+        let (l4, reloader) = (Arc::clone(&l4_reload), Arc::clone(&reloader));
+        handover.on_begin(Box::new(move || {
+            reloader.retire();
+            if let Some(l4) = l4.get() {
+                l4.controller().freeze();
+            }
+        }));
     }
     // The drain may end the process itself (see `drain`): it then runs
     // the same last steps as the end of this function.
@@ -183,6 +184,13 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     // Last: with `upgrade`, this takes the sockets over, and nothing that
     // can fail is left after it.
     server.bootstrap();
+    if upgrade {
+        l4_background = take_over_kernel(&dataplane, &config, &l4_reload)
+            .context("taking the kernel side over after the hand-over")?;
+    }
+    if let Some(l4) = l4_background {
+        server.add_service(background_service("l4", l4));
+    }
     serve_control(&control_rt, &reloader, &handover, path);
     tracing::info!("edge running; SIGTERM drains, SIGINT stops, a second signal stops at once");
     server.run(RunArgs {
@@ -200,10 +208,12 @@ fn finish(log: Option<&AccessLog>, dataplane: &Mutex<Option<Dataplane>>, handove
     if let Some(log) = log {
         log.flush(LOG_FLUSH_TIMEOUT);
     }
+    tracing::debug!("last steps: the dataplane");
     if let Ok(mut dp) = dataplane.lock() {
         dp.take();
     }
     handover.release_socket();
+    tracing::debug!("last steps done");
 }
 
 /// SIGHUP reloads the configuration. Its handler is installed before this
@@ -254,15 +264,16 @@ fn serve_control(
 /// Longest wait for the access log to be written out at exit.
 const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Loads the XDP object with its maps pinned under `xdp.bpffs` (adopting
-/// what an earlier edge on this configuration pinned) and fills the deny
-/// list and L7 ports.
-fn load_dataplane(config: &Config, path: &Path) -> Result<Dataplane> {
+/// Loads the XDP object with its maps pinned under `xdp.bpffs`, adopting
+/// what an earlier edge on this configuration pinned. In an `upgrade`, the
+/// pinned maps must fit: the running edge uses them.
+fn load_dataplane(config: &Config, path: &Path, upgrade: bool) -> Result<Dataplane> {
     let pin = PinAt {
         root: config.xdp.bpffs.clone(),
         instance: control::instance(path)?,
+        keep_unfit: upgrade,
     };
-    let mut dp = Dataplane::load_with(&crate::l4::load_options(&config.l4, Some(pin)))?;
+    let dp = Dataplane::load_with(&crate::l4::load_options(&config.l4, Some(pin)))?;
     if let Some((dir, found)) = dp.pinned() {
         match found {
             Pinned::Nothing => {
@@ -279,9 +290,29 @@ fn load_dataplane(config: &Config, path: &Path) -> Result<Dataplane> {
             ),
         }
     }
+    Ok(dp)
+}
+
+/// Writes the configuration into the maps (deny list, L7 ports, the L4
+/// services) and then puts the program on the interfaces, so a program
+/// that replaces a running one in place finds every table; returns the L4
+/// background service, and leaves the L4 reload handle in `l4`.
+fn take_over_kernel(
+    dataplane: &Mutex<Option<Dataplane>>,
+    config: &Config,
+    l4: &OnceLock<crate::l4::L4Reload>,
+) -> Result<Option<crate::l4::L4Background>> {
+    let mut guard = dataplane.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(dp) = guard.as_mut() else {
+        return Ok(None);
+    };
     dp.tables().set_deny(&config.xdp.deny)?;
     dp.tables().set_l7_ports(&config.l7_ports())?;
-    Ok(dp)
+    let (background, reload) =
+        crate::l4::start(dp, config).context("setting up the L4 services")?;
+    let _ = l4.set(reload);
+    attach(dp, config)?;
+    Ok(Some(background))
 }
 
 /// Puts the program on every configured interface (in place of the

@@ -127,6 +127,34 @@ async fn another_signal() {
     }
 }
 
+/// Longest the last steps (access log, dataplane, control socket) may take
+/// before a drained process exits without them.
+const LAST_STEPS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the last steps, for at most [`LAST_STEPS_TIMEOUT`], and ends the
+/// process with status 0.
+fn exit_after(hooks: Option<Hook>) -> ! {
+    if let Some(hooks) = hooks {
+        let (done, finished) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("edge-exit".into())
+            .spawn(move || {
+                hooks();
+                let _ = done.send(());
+            });
+        if spawned.is_ok() && finished.recv_timeout(LAST_STEPS_TIMEOUT).is_err() {
+            tracing::warn!(
+                "the last steps took longer than {LAST_STEPS_TIMEOUT:?}: exiting without them"
+            );
+        }
+    }
+    // _exit: the C library's exit handlers run nothing edge needs, and one
+    // of them waiting on a lock that another thread holds would keep a
+    // drained process alive (seen once after an upgrade, not understood).
+    // SAFETY: _exit has no preconditions; it ends the process at once.
+    unsafe { libc::_exit(0) }
+}
+
 /// Waits until Pingora has handed the sockets over and stopped accepting
 /// (the shutdown has started), at most [`HANDOVER_TIMEOUT`].
 async fn handed_over(mut phases: broadcast::Receiver<ExecutionPhase>) {
@@ -196,10 +224,7 @@ impl ShutdownSignalWatch for Watch {
                         in_flight = InFlight::count(),
                         "drain after the upgrade ended ({end:?}): exiting"
                     );
-                    if let Some(hooks) = hooks {
-                        hooks();
-                    }
-                    std::process::exit(0);
+                    exit_after(hooks);
                 });
                 tracing::info!("graceful upgrade: handing the listening sockets to the new edge");
                 ShutdownSignal::GracefulUpgrade
@@ -216,10 +241,7 @@ impl ShutdownSignalWatch for Watch {
                         in_flight = InFlight::count(),
                         "drain ended ({end:?}): exiting"
                     );
-                    if let Some(hooks) = hooks {
-                        hooks();
-                    }
-                    std::process::exit(0);
+                    exit_after(hooks);
                 });
                 ShutdownSignal::GracefulTerminate
             }

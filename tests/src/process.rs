@@ -138,9 +138,10 @@ impl Drop for Adopted {
     }
 }
 
-/// The PID in `edge upgrade`'s (or `edge reload`'s) report of an upgrade.
+/// The PID of the new process in `edge upgrade`'s (or `edge reload`'s)
+/// output: said as soon as it starts, so also when the upgrade fails.
 pub fn upgraded_pid(said: &str) -> Option<u32> {
-    said.split("upgraded, edge ")
+    said.split("started the new edge, pid ")
         .nth(1)?
         .split_whitespace()
         .next()?

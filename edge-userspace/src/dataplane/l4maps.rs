@@ -9,7 +9,7 @@ use aya::{
 use edge_common::{
     FAMILY_V4, FAMILY_V6, IfaceDef, L4Counters, L4Event, L4Settings, MAP_IFACES, MAP_L4_EVENTS,
     MAP_L4_SETTINGS, MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_TX_PORTS, MAP_VIP_STATS, MAP_VIPS,
-    MAX_RING_SIZE, RealDef, VIP_FLAG_ADDRESS, VipKey, VipMeta, ring_index,
+    MAX_RING_SIZE, REAL_FLAG_UP, RealDef, VIP_FLAG_ADDRESS, VipKey, VipMeta, ring_index,
 };
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
@@ -94,6 +94,9 @@ impl L4Maps {
             let real = self.reals.get(&id, 0).map_err(map_err(MAP_REALS))?;
             if let Some(addr) = real_address(&real) {
                 out.reals.insert(addr, id);
+                if real.flags & REAL_FLAG_UP == 0 {
+                    out.down.insert(addr);
+                }
             }
         }
         Ok(out)

@@ -119,6 +119,9 @@ pub struct PinAt {
     pub root: std::path::PathBuf,
     /// The daemon's name among others on this host.
     pub instance: String,
+    /// Refuse, rather than drop, pinned maps that do not fit (an upgrade:
+    /// the running edge uses them).
+    pub keep_unfit: bool,
 }
 
 impl Default for LoadOptions {
@@ -162,7 +165,7 @@ impl Dataplane {
             Some(at) => {
                 pin::ensure_bpffs_at(&at.root)?;
                 let dir = pin::daemon_dir(&at.root, &at.instance);
-                let found = pin::prepare(&dir, conntrack, ring_entries(services))?;
+                let found = pin::prepare(&dir, conntrack, ring_entries(services), at.keep_unfit)?;
                 for name in edge_common::ALL_MAPS {
                     loader.map_pin_path(name, dir.join(name));
                 }

@@ -209,14 +209,25 @@ pub(super) fn ensure_bpffs_at(root: &Path) -> Result<(), DataplaneError> {
             source: std::io::Error::last_os_error(),
         });
     }
+    tracing::warn!(
+        "mounted a bpffs on {} for edge's pins: they last as long as this mount (in a private \
+         mount namespace, such as `ip netns exec` gives, as long as its processes)",
+        root.display()
+    );
     Ok(())
 }
 
 /// Readies `dir` for a load that pins its maps there: maps pinned by an
-/// earlier daemon are kept for adoption when they have the sizes this one
-/// asks for (`conntrack` entries, `rings` entries), and removed otherwise
-/// (the links stay: the new program replaces theirs in place).
-pub(super) fn prepare(dir: &Path, conntrack: u32, rings: u32) -> Result<Pinned, DataplaneError> {
+/// earlier daemon are kept for adoption when they fit this one (`conntrack`
+/// entries exactly, at least `rings` entries of rings), and removed
+/// otherwise (the links stay: the new program replaces theirs in place) —
+/// or, with `keep_unfit`, refused.
+pub(super) fn prepare(
+    dir: &Path,
+    conntrack: u32,
+    rings: u32,
+    keep_unfit: bool,
+) -> Result<Pinned, DataplaneError> {
     std::fs::create_dir_all(dir).map_err(pin_err(format!("creating {}", dir.display())))?;
     let size = |name: &str| {
         aya::maps::MapData::from_pin(dir.join(name))
@@ -241,7 +252,7 @@ pub(super) fn prepare(dir: &Path, conntrack: u32, rings: u32) -> Result<Pinned, 
             "the connection table holds {:?} entries per CPU, the configuration asks for {conntrack}",
             size(edge_common::MAP_CONNTRACK)
         ))
-    } else if size(edge_common::MAP_RINGS) != Some(rings) {
+    } else if size(edge_common::MAP_RINGS).is_none_or(|n| n < rings) {
         Some(format!(
             "the Maglev ring map holds {:?} entries, this start needs {rings}",
             size(edge_common::MAP_RINGS)
@@ -252,6 +263,17 @@ pub(super) fn prepare(dir: &Path, conntrack: u32, rings: u32) -> Result<Pinned, 
     let Some(why) = why else {
         return Ok(Pinned::Adopted);
     };
+    if keep_unfit {
+        return Err(DataplaneError::Pin {
+            what: format!(
+                "the maps pinned in {} do not fit this configuration ({why}), and the running \
+                 edge uses them: stop it, then start edge again (established L4 flows are \
+                 picked again)",
+                dir.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        });
+    }
     for name in edge_common::ALL_MAPS {
         let path = dir.join(name);
         if path.exists() {
@@ -349,13 +371,18 @@ pub(super) fn attach_pinned(
                 }
                 return Ok(AttachedMode::Replaced);
             }
+            // The pinned link still carries the running program: it is
+            // never unpinned here, which would take that program off.
             Err(e) => {
-                tracing::warn!(
-                    interface = %iface.name,
-                    "the pinned link {} could not take the new program ({e}); attaching afresh",
-                    path.display()
-                );
-                let _ = std::fs::remove_file(&path);
+                return Err(DataplaneError::Pin {
+                    what: format!(
+                        "{}: the pinned link {} could not take the new program ({e}); \
+                         `edge unload --config` removes it",
+                        iface.name,
+                        path.display()
+                    ),
+                    source: std::io::Error::other("bpf_link_update failed"),
+                });
             }
         }
     }

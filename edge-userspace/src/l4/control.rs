@@ -74,6 +74,9 @@ struct State {
     dev_mtu: u32,
     /// The egress MTU written into the settings; 0 until one is known.
     mtu: u32,
+    /// Whether a configuration has been applied (the first one seeds the
+    /// health verdicts from the maps).
+    installed: bool,
 }
 
 /// Owns the L4 maps' contents.
@@ -113,6 +116,7 @@ impl Controller {
                 generation: HashMap::new(),
                 dev_mtu: 0,
                 mtu: 0,
+                installed: false,
             }),
         });
         {
@@ -128,9 +132,11 @@ impl Controller {
     }
 
     /// Stops writing the maps: another edge owns them now.
+    ///
+    /// It does not wait for the state lock (a next-hop lookup may hold it
+    /// for seconds, longer than the new process waits for its sockets):
+    /// every write checks the flag under the maps lock instead.
     pub fn freeze(&self) {
-        // Taken under the state lock, so no change is half written.
-        let _st = self.state();
         self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!("L4 tables handed over: this edge writes them no more");
     }
@@ -141,6 +147,13 @@ impl Controller {
 
     fn maps(&self) -> MutexGuard<'_, L4Maps> {
         self.maps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The maps, to write: `None` once frozen. The flag is read under the
+    /// maps lock, so no write starts after [`Controller::freeze`].
+    fn maps_to_write(&self) -> Option<MutexGuard<'_, L4Maps>> {
+        let maps = self.maps();
+        (!self.frozen()).then_some(maps)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -178,12 +191,26 @@ impl Controller {
                 note_mtu(&mut st, dev);
             }
         }
-        // Reals: resolve and write those without a route yet.
-        for svc in &plan.services {
+        // Health verdicts, before any real is written: carried over by
+        // service and backend; at start-up, a backend an earlier edge left
+        // down in the maps starts down; a service without a health check
+        // has every backend up (nothing else would ever bring one back).
+        let first = !st.installed;
+        let mut healthy = HashMap::new();
+        for (svc, s) in plan.services.iter().zip(&cfg.services) {
             for real in &svc.backends {
-                st.healthy.entry((svc.key, real.address)).or_insert(true);
+                let up = if s.health_check.is_none() {
+                    true
+                } else if let Some(up) = st.healthy.get(&(svc.key, real.address)) {
+                    *up
+                } else {
+                    !(first && assigned.down.contains(&real.address))
+                };
+                healthy.insert((svc.key, real.address), up);
             }
         }
+        st.healthy = healthy;
+        // Reals: resolve and write those without a route yet.
         self.resolve(&mut st, &plan, cfg, RESOLVE_DEADLINE);
         // The settings before any table names a new real: outer sources,
         // SYN budget, and the egress MTU of every interface seen.
@@ -191,7 +218,14 @@ impl Controller {
         // Tables: each service's new table into its idle half, then flip.
         // Every table first, each into its idle half: a failure here leaves
         // every VIP on its old table. Then one VIP update per service flips.
-        let mut maps = self.maps();
+        let Some(mut maps) = self.maps_to_write() else {
+            anyhow::bail!("this edge has handed its L4 tables over to a new process");
+        };
+        // Services that are gone leave first: a new service may take one's
+        // id, and then writes a ring half that no VIP names any more.
+        let mut keep = plan.markers.clone();
+        keep.extend(new_keys.iter().copied());
+        maps.retain_vips(&keep)?;
         let mut flips = Vec::with_capacity(plan.services.len());
         for svc in &plan.services {
             let next = match assigned.services.get(&svc.key) {
@@ -209,16 +243,9 @@ impl Controller {
         for marker in &plan.markers {
             maps.set_vip(marker, &plan::marker_meta())?;
         }
-        let mut keep = plan.markers.clone();
-        keep.extend(new_keys.iter().copied());
-        maps.retain_vips(&keep)?;
         drop(maps);
         st.generation.retain(|k, _| new_keys.contains(k));
-        st.healthy.retain(|(k, a), _| {
-            plan.services
-                .iter()
-                .any(|s| s.key == *k && s.backends.iter().any(|b| b.address == *a))
-        });
+        st.installed = true;
         for svc in &plan.services {
             for real in &svc.backends {
                 let up = st
@@ -319,7 +346,10 @@ impl Controller {
         };
         let up = real_up(st, address);
         let def = plan::real_def(address, route.mac, route.ifindex, up);
-        if let Err(e) = self.maps().set_real(id, &def) {
+        let Some(mut maps) = self.maps_to_write() else {
+            return;
+        };
+        if let Err(e) = maps.set_real(id, &def) {
             tracing::error!(service = %svc.name, "writing backend {address}: {e}");
         }
     }
@@ -329,7 +359,11 @@ impl Controller {
     fn write_settings(&self, st: &mut State, plan: &Plan, cap: Option<u32>) -> Result<()> {
         let mut settings = plan.settings;
         settings.mtu = effective_mtu(cap, st.dev_mtu);
-        self.maps().set_settings(&settings)?;
+        let Some(mut maps) = self.maps_to_write() else {
+            return Ok(());
+        };
+        maps.set_settings(&settings)?;
+        drop(maps);
         if settings.mtu != st.mtu {
             tracing::info!(
                 mtu = settings.mtu,
@@ -407,7 +441,9 @@ impl Controller {
             .copied()
             .unwrap_or(0)
             .wrapping_add(1);
-        let mut maps = self.maps();
+        let Some(mut maps) = self.maps_to_write() else {
+            return Ok(());
+        };
         write_table(&mut maps, &svc, st, next)?;
         maps.set_vip(&svc.key, &svc.meta(next))?;
         st.generation.insert(key, next);

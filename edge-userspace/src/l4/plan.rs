@@ -28,6 +28,8 @@ pub struct Assigned {
     pub services: HashMap<VipKey, (u32, u32)>,
     /// Each real's id, by address.
     pub reals: HashMap<IpAddr, u32>,
+    /// The reals written down (a health check found them down).
+    pub down: HashSet<IpAddr>,
 }
 
 /// Why a configuration cannot be planned into the maps as loaded.
@@ -341,6 +343,7 @@ mod tests {
                 .iter()
                 .flat_map(|s| s.backends.iter().map(|b| (b.address, b.id)))
                 .collect(),
+            down: HashSet::new(),
         }
     }
 

@@ -4,20 +4,21 @@
 
 use super::KernelApply;
 use crate::{config::Config, dataplane::Dataplane, l4::L4Reload};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// The kernel side of a running edge.
 pub struct Kernel {
     /// The loaded program and its maps (`None` once edge is stopping).
     pub dataplane: Arc<Mutex<Option<Dataplane>>>,
-    /// The L4 controller's reload handle.
-    pub l4: Option<L4Reload>,
+    /// The L4 controller's reload handle, once the kernel side is taken
+    /// over.
+    pub l4: Arc<OnceLock<L4Reload>>,
 }
 
 impl KernelApply for Kernel {
     fn apply(&self, running: &Config, next: &Config) -> anyhow::Result<()> {
         if running.l4 != next.l4
-            && let Some(l4) = &self.l4
+            && let Some(l4) = self.l4.get()
         {
             l4.apply(&next.l4)?;
             tracing::info!(services = next.l4.services.len(), "L4 services applied");

@@ -81,6 +81,8 @@ pub struct Reloader {
     listeners: Listeners,
     kernel: Option<Box<dyn KernelApply>>,
     live: Mutex<Live>,
+    /// Set once a new process has taken over: this one changes nothing.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Reloader {
@@ -110,6 +112,7 @@ impl Reloader {
             cache,
             listeners,
             kernel,
+            retired: std::sync::atomic::AtomicBool::new(false),
             live: Mutex::new(Live {
                 config,
                 pools,
@@ -126,6 +129,13 @@ impl Reloader {
     /// Listener `name`'s swappable runtime.
     pub fn listener(&self, name: &str) -> Option<Arc<ArcSwap<ListenerRuntime>>> {
         self.listeners.get(name).cloned()
+    }
+
+    /// Refuses every reload from now on: a new process has taken over the
+    /// configuration and the kernel's maps.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The live generation.
@@ -175,6 +185,14 @@ impl Reloader {
     }
 
     fn next_generation(&self, live: &mut Live) -> Result<Applied, ReloadError> {
+        if self.retired.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ReloadError::Apply {
+                file: self.path.clone(),
+                why: anyhow::anyhow!(
+                    "this edge has handed over to a new process and drains: reload that one"
+                ),
+            });
+        }
         let text = config::read(&self.path)?;
         let checked = config::check_text(&text, &self.path)?;
         let next = checked.config;

@@ -95,7 +95,9 @@ pub fn upgrade(config: &Path, binary: Option<PathBuf>, log: Option<&Path>) -> Re
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let new = child.id();
-    tracing::info!(old, new, "edge upgrade: the new process is starting");
+    // Said at once, so whoever runs this knows the new process even if the
+    // upgrade fails from here on.
+    started(new);
     wait_for(
         &mut child,
         READY_TIMEOUT,
@@ -104,9 +106,16 @@ pub fn upgrade(config: &Path, binary: Option<PathBuf>, log: Option<&Path>) -> Re
         || std::fs::symlink_metadata(&waiting).is_ok_and(|m| m.file_type().is_socket()),
     )?;
     if let Err(e) = control::request(&socket, "upgrade") {
-        // The old daemon keeps serving; the new one gives up waiting.
-        stop(&mut child);
-        return Err(e.context("the running edge refused to hand over"));
+        // Refused, or no clear answer: if the old daemon still answers on
+        // its control socket it has not begun the hand-over and serves on,
+        // and the new one is stopped; otherwise the new one may hold the
+        // sockets already, and is left to take over.
+        let old_serves = matches!(control::request(&socket, "ping"), Ok(Answer::Ok(pid, _)) if pid == u64::from(old));
+        if old_serves {
+            stop(&mut child);
+            return Err(e.context("the running edge refused to hand over; it serves on"));
+        }
+        tracing::warn!("no clear answer from the running edge ({e:#}); waiting for the new one");
     }
     // From here the new process may hold the sockets: never stopped.
     wait_for(
@@ -148,6 +157,15 @@ fn wait_for(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Says that the new process `pid` started (on standard output).
+fn started(pid: u32) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stdout(),
+        "edge upgrade: started the new edge, pid {pid}"
+    );
 }
 
 /// Stops a new process that will not take over.
