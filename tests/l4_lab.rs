@@ -527,6 +527,20 @@ fn one_cpu() -> Result<()> {
     Ok(())
 }
 
+/// The lab's configuration, health-checked, pinning under `bpffs`.
+fn pinned_config(bpffs: &Bpffs) -> Result<String> {
+    let text = PLAN.edge_config(Some(HEALTH));
+    ensure!(
+        text.starts_with("xdp:\n"),
+        "the lab's configuration changed shape"
+    );
+    Ok(text.replacen(
+        "xdp:\n",
+        &format!("xdp:\n  bpffs: {}\n", bpffs.path().display()),
+        1,
+    ))
+}
+
 /// Stops edge with `signal` and waits for it to exit.
 fn stop_with(edge: &mut Edge, signal: libc::c_int) -> Result<()> {
     let pid = edge.pid().context("edge is not running")?;
@@ -546,17 +560,7 @@ fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> 
     let bpffs = Bpffs::mount()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("edge.yaml");
-    let text = PLAN.edge_config(Some(HEALTH));
-    ensure!(
-        text.starts_with("xdp:\n"),
-        "the lab's configuration changed shape"
-    );
-    let text = text.replacen(
-        "xdp:\n",
-        &format!("xdp:\n  bpffs: {}\n", bpffs.path().display()),
-        1,
-    );
-    std::fs::write(&config, &text)?;
+    std::fs::write(&config, pinned_config(&bpffs)?)?;
     let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
     let client = lab.client.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -819,17 +823,7 @@ fn a_restart_keeps_a_down_backend_down() -> Result<()> {
     let bpffs = Bpffs::mount()?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("edge.yaml");
-    let text = PLAN.edge_config(Some(HEALTH));
-    ensure!(
-        text.starts_with("xdp:\n"),
-        "the lab's configuration changed shape"
-    );
-    let text = text.replacen(
-        "xdp:\n",
-        &format!("xdp:\n  bpffs: {}\n", bpffs.path().display()),
-        1,
-    );
-    std::fs::write(&config, &text)?;
+    std::fs::write(&config, pinned_config(&bpffs)?)?;
     let mut edge = Edge::start_bin(&bin, Some(&lab.edge), &config)?;
     let client = lab.client.clone();
     let result = (|| -> Result<()> {

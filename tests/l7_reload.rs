@@ -687,3 +687,19 @@ fn a_graceful_upgrade_under_load_refuses_no_connection_and_fails_no_request() ->
     );
     Ok(())
 }
+
+#[test]
+fn a_second_edge_on_the_same_configuration_is_refused() -> Result<()> {
+    let (live, _good, _a) = serving_a()?;
+    let mut second = Edge::start(None, &live.config())?;
+    let code = second.wait_exit(Duration::from_secs(20))?;
+    let log = second.log_text();
+    ensure!(
+        code == Some(1) && log.contains("another edge runs"),
+        "a second edge on {} was not refused (exit {code:?}):\n{log}",
+        live.config().display()
+    );
+    // The first one serves on.
+    ensure!(http::get(live.at.listeners[0], "/which")?.text() == "A");
+    Ok(())
+}

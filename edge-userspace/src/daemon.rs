@@ -38,9 +38,9 @@ use tokio::io::unix::AsyncFd;
 /// Runs edge with the configuration at `path` until a shutdown signal.
 ///
 /// SIGTERM drains in-flight requests for `server.grace_period_seconds`;
-/// SIGINT stops at once. Either way the XDP program is detached before
-/// the process exits (and the kernel detaches it by itself should the
-/// process die, since it is attached through a bpf_link).
+/// SIGINT stops at once. Either way the XDP program stays attached with
+/// its maps pinned, for the next edge on this configuration to adopt
+/// (`edge unload --config` takes it off).
 ///
 /// With `upgrade`, the listening sockets come from the edge running the
 /// same configuration (see `edge upgrade`), once everything else is ready.
@@ -54,6 +54,13 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     for line in config.summary().lines() {
         tracing::info!("{line}");
     }
+    // One edge per configuration: two would write the same pinned maps. In
+    // an upgrade the running edge holds the lock until it hands over.
+    let lock = if upgrade {
+        None
+    } else {
+        Some(control::lock(path)?)
+    };
     preflight_binds(&config, upgrade)?;
     // Nothing may be recorded that nothing can read: without an admin
     // endpoint no recorder is installed and recording costs nothing.
@@ -157,6 +164,9 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         control::socket_for(path)?,
         Arc::clone(&start_upgrade),
     ));
+    if let Some(lock) = lock {
+        handover.hold_lock(lock);
+    }
     {
         // From the hand-over on, the new process owns the kernel's tables
         // and the configuration: this one writes neither.
@@ -185,6 +195,9 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     // can fail is left after it.
     server.bootstrap();
     if upgrade {
+        // The running edge let go of the lock before it sent the sockets.
+        let lock = take_lock_after_handover(path)?;
+        handover.hold_lock(lock);
         l4_background = take_over_kernel(&dataplane, &config, &l4_reload)
             .context("taking the kernel side over after the hand-over")?;
     }
@@ -213,6 +226,7 @@ fn finish(log: Option<&AccessLog>, dataplane: &Mutex<Option<Dataplane>>, handove
         dp.take();
     }
     handover.release_socket();
+    handover.release_lock();
     tracing::debug!("last steps done");
 }
 
@@ -313,6 +327,19 @@ fn take_over_kernel(
     let _ = l4.set(reload);
     attach(dp, config)?;
     Ok(Some(background))
+}
+
+/// The lock, taken by a new process of an upgrade once it has the sockets
+/// (the running edge released it first; a little patience covers the gap).
+fn take_lock_after_handover(path: &Path) -> Result<control::Lock> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match control::lock(path) {
+            Ok(lock) => return Ok(lock),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 /// Puts the program on every configured interface (in place of the

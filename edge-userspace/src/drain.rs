@@ -35,15 +35,17 @@ use tokio::{
 /// accepts beside the new process for 5 s more).
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Requests being served, over every listener.
+/// Requests being served and downstream connections open, over every
+/// listener.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// How often the drain looks at the count.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Time after SIGTERM before an empty count is believed: connections
-/// accepted just before the listeners stopped get to start their request.
-const SETTLE: Duration = Duration::from_millis(100);
+/// Time after the listeners stop before an empty count is believed: a
+/// connection accepted just before, still in its TLS handshake, is counted
+/// only once the handshake is done (then, until it closes).
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// One request in flight, for as long as it lives.
 pub struct InFlight(());

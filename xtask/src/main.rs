@@ -50,9 +50,12 @@ enum Cmd {
     },
     /// Detach an XDP program attached with `load`.
     Unload {
-        /// Interface name.
+        /// Interface name (what `load` attached).
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        iface: Option<String>,
+        /// The configuration an `edge run` ran: removes what it left pinned.
         #[arg(long)]
-        iface: String,
+        config: Option<PathBuf>,
     },
     /// Run edge: with --config on this host as configured; without, in a
     /// self-contained demo lab of network namespaces (Ctrl-C tears it down).
@@ -142,8 +145,15 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             run_status(&mut cmd)
         }
-        Cmd::Unload { iface } => {
-            run_status(Command::new(build(&root, true)?).args(["unload", "--iface", &iface]))
+        Cmd::Unload { iface, config } => {
+            let mut cmd = Command::new(build(&root, true)?);
+            cmd.arg("unload");
+            match (iface, config) {
+                (Some(iface), _) => cmd.args(["--iface", &iface]),
+                (None, Some(config)) => cmd.arg("--config").arg(config),
+                (None, None) => bail!("cargo xtask unload: name --iface or --config"),
+            };
+            run_status(&mut cmd)
         }
         Cmd::Run {
             config: Some(config),

@@ -149,6 +149,11 @@ pub struct ListenerApp<SV: ProxyHttp> {
 struct Open {
     open: metrics::Gauge,
     _permit: Option<OwnedSemaphorePermit>,
+    /// A drain waits for it: a connection accepted just before the
+    /// listeners stopped has not read its request yet, and the process
+    /// must not end under it. Idle kept-alive connections close at once
+    /// when the shutdown starts.
+    _in_flight: crate::drain::InFlight,
 }
 
 impl Drop for Open {
@@ -178,6 +183,7 @@ where
         Some(Open {
             open: self.metrics.open.clone(),
             _permit: permit,
+            _in_flight: crate::drain::InFlight::start(),
         })
     }
 

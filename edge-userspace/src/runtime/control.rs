@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use std::{
     io::{Read, Write},
     os::unix::{
-        fs::{FileTypeExt, MetadataExt, PermissionsExt},
+        fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt},
         net::UnixStream as StdUnixStream,
     },
     path::{Path, PathBuf},
@@ -58,6 +58,52 @@ pub fn socket_for(config: &Path) -> Result<PathBuf> {
 /// the listening sockets during a graceful upgrade (Pingora's).
 pub fn upgrade_socket_for(config: &Path) -> Result<PathBuf> {
     Ok(Path::new(SOCKET_DIR).join(format!("{}.upgrade", instance(config)?)))
+}
+
+/// The lock of the daemon that runs a configuration: held while this lives.
+pub struct Lock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Releases the lock and removes its file (a stopping daemon's last
+    /// step). Another edge that opened the file before cannot have taken
+    /// it: it tries once and gives up.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file);
+    }
+}
+
+/// Takes the lock of the daemon that runs `config` (a `flock` on
+/// `/run/edge/<instance>.lock`): two edges on one configuration would
+/// write the same pinned maps. The kernel releases it when the process
+/// ends, however it ends.
+pub fn lock(config: &Path) -> Result<Lock> {
+    use std::os::fd::AsRawFd;
+    let dir = socket_dir()?;
+    let path = dir.join(format!("{}.lock", instance(config)?));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            bail!(
+                "another edge runs {} ({} is locked): stop it, or use `edge upgrade`",
+                config.display(),
+                path.display()
+            );
+        }
+        return Err(e).with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(Lock { file, path })
 }
 
 /// Makes [`SOCKET_DIR`]: a real directory, owned by this process's user,
@@ -141,6 +187,8 @@ pub struct Handover {
     owned: AtomicBool,
     stop: Notify,
     on_begin: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The daemon's lock ([`lock`]), released when the hand-over begins.
+    lock: std::sync::Mutex<Option<Lock>>,
 }
 
 impl Handover {
@@ -153,6 +201,14 @@ impl Handover {
             owned: AtomicBool::new(false),
             stop: Notify::new(),
             on_begin: std::sync::Mutex::new(None),
+            lock: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Holds the daemon's lock until the hand-over begins.
+    pub fn hold_lock(&self, lock: Lock) {
+        if let Ok(mut slot) = self.lock.lock() {
+            *slot = Some(lock);
         }
     }
 
@@ -175,6 +231,14 @@ impl Handover {
         }
     }
 
+    /// Removes the lock at exit, unless it was handed over (the file is
+    /// then the new process's).
+    pub fn release_lock(&self) {
+        if let Some(lock) = self.lock.lock().ok().and_then(|mut l| l.take()) {
+            lock.remove();
+        }
+    }
+
     /// Starts the upgrade if a new process waits for the sockets: the
     /// control socket goes first (its path is the new process's from now).
     fn begin(&self) -> Result<()> {
@@ -190,6 +254,10 @@ impl Handover {
             f();
         }
         self.release_socket();
+        // The new process takes the lock once it has the sockets.
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
         self.stop.notify_one();
         self.start.notify_one();
         Ok(())
