@@ -36,8 +36,15 @@ use pingora::{
     server::{ShutdownWatch, configuration::ServerConf},
     services::{ServiceWithDependents, listening::Service},
 };
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Longest a stopped listener waits for its open connections before it
+/// ends those still waiting for a request (see `ListenerApp::cleanup`).
+const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Builds the Pingora service for listener `l` around `proxy`; a TLS
 /// listener takes each handshake's certificate from `runtime`.
@@ -73,6 +80,7 @@ where
         metrics: metrics.clone(),
         limits: limits.clone(),
         slots: slots.clone(),
+        open_now: Arc::new(AtomicUsize::new(0)),
     };
     let mut service = Service::new(format!("listener {}", l.name), app);
     let address = l.address.to_string();
@@ -143,11 +151,14 @@ pub struct ListenerApp<SV: ProxyHttp> {
     metrics: ConnectionMetrics,
     limits: Limits,
     slots: Option<Arc<Semaphore>>,
+    /// Connections open now (the gauge's value, readable).
+    open_now: Arc<AtomicUsize>,
 }
 
 /// An admitted connection: holds its slot and counts as open while it lives.
 struct Open {
     open: metrics::Gauge,
+    open_now: Arc<AtomicUsize>,
     _permit: Option<OwnedSemaphorePermit>,
     /// A drain waits for it: a connection accepted just before the
     /// listeners stopped has not read its request yet, and the process
@@ -159,6 +170,7 @@ struct Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.open.decrement(1.0);
+        self.open_now.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -180,8 +192,10 @@ where
             },
         };
         self.metrics.open.increment(1.0);
+        self.open_now.fetch_add(1, Ordering::Relaxed);
         Some(Open {
             open: self.metrics.open.clone(),
+            open_now: Arc::clone(&self.open_now),
             _permit: permit,
             _in_flight: crate::drain::InFlight::start(),
         })
@@ -247,7 +261,18 @@ where
         None
     }
 
+    /// Runs once the listener has stopped accepting. Pingora's cleanup
+    /// ends every connection still waiting for a request head, including
+    /// one accepted a moment before whose request is on its way (the client
+    /// would see a reset): connections get up to [`FIRST_REQUEST_GRACE`]
+    /// (or the head timeout, if shorter) to close or send their request
+    /// first, which is then answered with `Connection: close`.
     async fn cleanup(&self) {
+        let wait = FIRST_REQUEST_GRACE.min(self.limits.header_read_timeout);
+        let started = tokio::time::Instant::now();
+        while self.open_now.load(Ordering::Relaxed) > 0 && started.elapsed() < wait {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         self.proxy.http_cleanup().await;
     }
 }
