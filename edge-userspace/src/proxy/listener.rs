@@ -36,14 +36,11 @@ use pingora::{
     server::{ShutdownWatch, configuration::ServerConf},
     services::{ServiceWithDependents, listening::Service},
 };
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Longest a stopped listener waits for its open connections before it
-/// ends those still waiting for a request (see `ListenerApp::cleanup`).
+/// How long a stopped listener lets connections it accepted a moment
+/// before send their request (see `ListenerApp::cleanup`).
 const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Builds the Pingora service for listener `l` around `proxy`; a TLS
@@ -80,7 +77,6 @@ where
         metrics: metrics.clone(),
         limits: limits.clone(),
         slots: slots.clone(),
-        open_now: Arc::new(AtomicUsize::new(0)),
     };
     let mut service = Service::new(format!("listener {}", l.name), app);
     let address = l.address.to_string();
@@ -151,14 +147,11 @@ pub struct ListenerApp<SV: ProxyHttp> {
     metrics: ConnectionMetrics,
     limits: Limits,
     slots: Option<Arc<Semaphore>>,
-    /// Connections open now (the gauge's value, readable).
-    open_now: Arc<AtomicUsize>,
 }
 
 /// An admitted connection: holds its slot and counts as open while it lives.
 struct Open {
     open: metrics::Gauge,
-    open_now: Arc<AtomicUsize>,
     _permit: Option<OwnedSemaphorePermit>,
     /// A drain waits for it: a connection accepted just before the
     /// listeners stopped has not read its request yet, and the process
@@ -170,7 +163,6 @@ struct Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.open.decrement(1.0);
-        self.open_now.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -192,10 +184,8 @@ where
             },
         };
         self.metrics.open.increment(1.0);
-        self.open_now.fetch_add(1, Ordering::Relaxed);
         Some(Open {
             open: self.metrics.open.clone(),
-            open_now: Arc::clone(&self.open_now),
             _permit: permit,
             _in_flight: crate::drain::InFlight::start(),
         })
@@ -263,16 +253,16 @@ where
 
     /// Runs once the listener has stopped accepting. Pingora's cleanup
     /// ends every connection still waiting for a request head, including
-    /// one accepted a moment before whose request is on its way (the client
-    /// would see a reset): connections get up to [`FIRST_REQUEST_GRACE`]
-    /// (or the head timeout, if shorter) to close or send their request
-    /// first, which is then answered with `Connection: close`.
+    /// one accepted a moment before whose TLS handshake or request is on
+    /// its way (the client would see a reset). So the listener first waits
+    /// [`FIRST_REQUEST_GRACE`] (or the head timeout, if shorter): such
+    /// connections send their request, which is answered with `Connection:
+    /// close` (as are requests on kept-alive connections meanwhile). The
+    /// wait counts as in flight, so a drain does not end the process under
+    /// it.
     async fn cleanup(&self) {
-        let wait = FIRST_REQUEST_GRACE.min(self.limits.header_read_timeout);
-        let started = tokio::time::Instant::now();
-        while self.open_now.load(Ordering::Relaxed) > 0 && started.elapsed() < wait {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let _hold = crate::drain::InFlight::start();
+        tokio::time::sleep(FIRST_REQUEST_GRACE.min(self.limits.header_read_timeout)).await;
         self.proxy.http_cleanup().await;
     }
 }
