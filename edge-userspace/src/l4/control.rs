@@ -261,13 +261,6 @@ impl Controller {
         Ok(())
     }
 
-    /// Service `name`'s live table generation.
-    pub fn generation(&self, name: &str) -> Option<u32> {
-        let st = self.state();
-        let svc = st.plan.services.iter().find(|s| s.name == name)?;
-        st.generation.get(&svc.key).copied()
-    }
-
     /// Resolves every real without a route (waiting up to `deadline` for
     /// each) and republishes the services that gained one.
     pub fn retry_routes(&self, deadline: Duration) {

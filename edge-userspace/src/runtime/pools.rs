@@ -62,14 +62,4 @@ impl Pools {
             }
         }
     }
-
-    /// How many pools there are.
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    /// Whether there is none.
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
 }

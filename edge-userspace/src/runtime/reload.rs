@@ -121,11 +121,6 @@ impl Reloader {
         })
     }
 
-    /// The configuration file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Listener `name`'s swappable runtime.
     pub fn listener(&self, name: &str) -> Option<Arc<ArcSwap<ListenerRuntime>>> {
         self.listeners.get(name).cloned()
@@ -141,11 +136,6 @@ impl Reloader {
     /// The live generation.
     pub fn generation(&self) -> u64 {
         self.lock().generation
-    }
-
-    /// The live configuration.
-    pub fn config(&self) -> Config {
-        self.lock().config.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
