@@ -19,20 +19,26 @@ pub const MAP_DENY_V6: &str = "EDGE_DENY_V6";
 pub const MAP_L7_PORTS: &str = "EDGE_L7_PORTS";
 /// Hash of the L4 virtual services: key [`VipKey`], value [`VipMeta`].
 pub const MAP_VIPS: &str = "EDGE_VIPS";
+/// Hash of IPv4 sources banned by L7 verdicts: key `[u8; 4]`, value [`BanValue`].
+pub const MAP_BANS_V4: &str = "EDGE_BANS_V4";
+/// Hash of IPv6 sources banned by L7 verdicts: key `[u8; 16]`, value [`BanValue`].
+pub const MAP_BANS_V6: &str = "EDGE_BANS_V6";
 
 /// The version of the maps' layout: their names, key and value types and
 /// what they mean. `edge run` pins its maps in a directory named after it,
 /// so a daemon never adopts maps of another layout; bump it whenever a map
 /// or a type in this crate changes (the size tests below are a reminder).
-pub const PIN_LAYOUT: u32 = 2;
+pub const PIN_LAYOUT: u32 = 3;
 
 /// Every map the daemon expects to find in the object.
 /// `edge run` pins each of these (and its XDP links), and a later `edge
 /// run` of the same layout adopts them.
-pub const ALL_MAPS: [&str; 15] = [
+pub const ALL_MAPS: [&str; 17] = [
     MAP_CLASS_STATS,
     MAP_DENY_V4,
     MAP_DENY_V6,
+    MAP_BANS_V4,
+    MAP_BANS_V6,
     MAP_L7_PORTS,
     MAP_VIPS,
     l4::MAP_REALS,
@@ -52,6 +58,8 @@ pub use l4::*;
 
 /// Capacity of each deny-list trie.
 pub const MAX_DENY_ENTRIES: u32 = 65_536;
+/// Capacity of each ban map (the daemon's own bound may be lower).
+pub const MAX_BANS: u32 = 65_536;
 /// Capacity of the L7 port set.
 pub const MAX_L7_PORTS: u32 = 1_024;
 /// Capacity of the VIP table.
@@ -86,11 +94,14 @@ pub enum PacketClass {
     /// More VLAN tags than edge parses (two): the source is unknown, so the
     /// deny list cannot be applied, and the packet was dropped.
     Unparsed = 5,
+    /// The source is banned (L7 verdicts) until a time not yet reached;
+    /// the packet was dropped.
+    Banned = 6,
 }
 
 impl PacketClass {
     /// Number of classes, the length of [`MAP_CLASS_STATS`].
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
     /// Every class, in index order.
     pub const ALL: [PacketClass; Self::COUNT as usize] = [
         PacketClass::Vip,
@@ -99,6 +110,7 @@ impl PacketClass {
         PacketClass::Malformed,
         PacketClass::Denied,
         PacketClass::Unparsed,
+        PacketClass::Banned,
     ];
 
     /// The label used in metrics and logs.
@@ -110,6 +122,7 @@ impl PacketClass {
             PacketClass::Malformed => "malformed",
             PacketClass::Denied => "denied",
             PacketClass::Unparsed => "unparsed",
+            PacketClass::Banned => "banned",
         }
     }
 
@@ -135,6 +148,15 @@ pub struct Counters {
 pub struct DenyValue {
     /// Index of the prefix in the configuration's deny list.
     pub rule: u32,
+}
+
+/// Value of a ban entry: when it ends.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BanValue {
+    /// `CLOCK_MONOTONIC` time (what `bpf_ktime_get_ns` reads) at which
+    /// the ban ends; the entry is ignored from then on.
+    pub expires_ns: u64,
 }
 
 /// Key of [`MAP_L7_PORTS`]: a destination port (host byte order) and protocol.
@@ -226,6 +248,7 @@ mod pod {
     // padding spelled out as fields, so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::DenyValue {}
+    unsafe impl aya::Pod for super::BanValue {}
     unsafe impl aya::Pod for super::PortKey {}
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipMeta {}
@@ -248,6 +271,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<Counters>(), 16);
         assert_eq!(size_of::<DenyValue>(), 4);
+        assert_eq!(size_of::<BanValue>(), 8);
         assert_eq!(size_of::<PortKey>(), 4);
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<VipMeta>(), 16);

@@ -82,6 +82,10 @@ pub struct Verdict {
 pub trait Tables {
     /// Whether the source address falls in a denied prefix.
     fn denied(&self, addrs: &IpAddrs) -> bool;
+    /// Whether the source address is banned (by L7 verdicts) right now.
+    fn banned(&self, _addrs: &IpAddrs) -> bool {
+        false
+    }
     /// The L4 virtual service at `key`, if there is one.
     fn vip(&self, key: &VipKey) -> Option<VipMeta>;
     /// Whether the destination port belongs to an L7 listener.
@@ -133,6 +137,11 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
     };
     if tables.denied(&ip.addrs) {
         v.class = PacketClass::Denied;
+        v.action = Action::Drop;
+        return;
+    }
+    if tables.banned(&ip.addrs) {
+        v.class = PacketClass::Banned;
         v.action = Action::Drop;
         return;
     }

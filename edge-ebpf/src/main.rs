@@ -21,7 +21,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use edge_common::{
-    Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IPPROTO_TCP,
+    BanValue, Counters, DEFAULT_CONNTRACK_CAPACITY, MAX_BANS, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IPPROTO_TCP,
     IfaceDef, L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES,
     MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP,
     RealDef, SETTINGS_SYN_BUDGET, SourceKey, TOO_BIG_BURST, TOO_BIG_RATE, TokenBucket,
@@ -49,6 +49,12 @@ static EDGE_DENY_V4: LpmTrie<[u8; 4], DenyValue> = LpmTrie::with_max_entries(MAX
 
 #[map]
 static EDGE_DENY_V6: LpmTrie<[u8; 16], DenyValue> = LpmTrie::with_max_entries(MAX_DENY_ENTRIES, 0);
+
+#[map]
+static EDGE_BANS_V4: HashMap<[u8; 4], BanValue> = HashMap::with_max_entries(MAX_BANS, 0);
+
+#[map]
+static EDGE_BANS_V6: HashMap<[u8; 16], BanValue> = HashMap::with_max_entries(MAX_BANS, 0);
 
 #[map]
 static EDGE_L7_PORTS: HashMap<PortKey, u8> = HashMap::with_max_entries(MAX_L7_PORTS, 0);
@@ -113,6 +119,19 @@ impl Tables for Maps {
             IpAddrs::V4 { src, .. } => EDGE_DENY_V4.get(Key::new(32, src)).is_some(),
             IpAddrs::V6 { src, .. } => EDGE_DENY_V6.get(Key::new(128, src)).is_some(),
         }
+    }
+
+    #[inline(always)]
+    fn banned(&self, addrs: &IpAddrs) -> bool {
+        // SAFETY: the pointers came from successful lookups; BanValue is
+        // plain data, copied out at once.
+        let ban = match *addrs {
+            IpAddrs::V4 { src, .. } => EDGE_BANS_V4.get_ptr(&src).map(|b| unsafe { *b }),
+            IpAddrs::V6 { src, .. } => EDGE_BANS_V6.get_ptr(&src).map(|b| unsafe { *b }),
+        };
+        // An expired entry is ignored until the daemon sweeps it.
+        // SAFETY: a helper without arguments.
+        ban.is_some_and(|b| unsafe { bpf_ktime_get_ns() } < b.expires_ns)
     }
 
     #[inline(always)]

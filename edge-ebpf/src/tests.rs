@@ -200,6 +200,33 @@ fn deny_comes_before_the_transport_header() {
     assert_eq!((v.class, v.action), (PacketClass::Denied, Action::Drop));
 }
 
+/// Tables where C6 is banned.
+struct Banned;
+
+impl Tables for Banned {
+    fn denied(&self, _: &IpAddrs) -> bool {
+        false
+    }
+    fn banned(&self, addrs: &IpAddrs) -> bool {
+        matches!(addrs, IpAddrs::V6 { src, .. } if *src == C6)
+    }
+    fn vip(&self, _: &VipKey) -> Option<VipMeta> {
+        None
+    }
+    fn is_l7_port(&self, _: &PortKey) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_banned_source_is_dropped_and_counted_apart_from_the_deny_list() {
+    let p = Builder::new().v6(C6, H6, L4::Tcp(1, 8080));
+    let v = classify(&p[..], &Banned);
+    assert_eq!((v.class, v.action), (PacketClass::Banned, Action::Drop));
+    let p = Builder::new().v6(H6, C6, L4::Tcp(1, 8080));
+    assert_eq!(classify(&p[..], &Banned).class, PacketClass::L7);
+}
+
 #[test]
 fn vip_wins_over_l7_port() {
     let p = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));

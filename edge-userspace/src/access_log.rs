@@ -49,6 +49,10 @@ pub struct Entry<'a> {
     pub attempts: u32,
     /// Cache status, when the cache took part.
     pub cache: Option<&'a str>,
+    /// The consumer a gateway policy identified.
+    pub consumer: Option<&'a str>,
+    /// `policy:reason` of the gateway policy that refused the request.
+    pub refused: Option<String>,
     /// The error, if the request failed.
     pub error: Option<String>,
 }

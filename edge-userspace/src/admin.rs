@@ -25,6 +25,7 @@ pub struct Admin {
     allow: Vec<IpNet>,
     token: Option<String>,
     reloader: Option<Arc<Reloader>>,
+    bans: Option<Arc<crate::policy::bans::Bans>>,
 }
 
 impl Admin {
@@ -37,6 +38,7 @@ impl Admin {
             allow: Vec::new(),
             token: None,
             reloader: None,
+            bans: None,
         }
     }
 
@@ -137,6 +139,47 @@ impl Admin {
         }
     }
 
+    /// Also serves `GET /bans` (the standing bans, JSON) and
+    /// `DELETE /bans/<address>` (lifts one).
+    pub fn with_bans(mut self, bans: Arc<crate::policy::bans::Bans>) -> Self {
+        self.bans = Some(bans);
+        self
+    }
+
+    fn bans(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
+        let Some(bans) = &self.bans else {
+            return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
+        };
+        let rest = path.trim_start_matches("/bans").trim_start_matches('/');
+        match (method, rest) {
+            (&http::Method::GET, "") => {
+                let body = serde_json::json!({ "bans": bans.list() }).to_string() + "\n";
+                reply(StatusCode::OK, "application/json", body.into_bytes())
+            }
+            (&http::Method::DELETE, ip) if !ip.is_empty() => match ip.parse::<std::net::IpAddr>() {
+                Ok(ip) if bans.lift(ip) => {
+                    tracing::info!(%ip, "ban lifted through the admin endpoint");
+                    reply(StatusCode::OK, "text/plain", format!("ban of {ip} lifted\n").into_bytes())
+                }
+                Ok(ip) => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!("{ip} is not banned\n").into_bytes(),
+                ),
+                Err(_) => reply(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    b"DELETE /bans/<IP address>\n".to_vec(),
+                ),
+            },
+            _ => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"GET /bans lists the bans; DELETE /bans/<address> lifts one\n".to_vec(),
+            ),
+        }
+    }
+
     /// Also serves purge by key (`PURGE /cache/<listener>/<host><path>`).
     pub fn with_cache(mut self, cache: Option<&'static cache::Cache>) -> Self {
         self.cache = cache;
@@ -196,6 +239,10 @@ impl ServeHttp for Admin {
             "/reload" => {
                 let method = session.req_header().method.clone();
                 self.reload(&method).await
+            }
+            p if p == "/bans" || p.starts_with("/bans/") => {
+                let method = session.req_header().method.clone();
+                self.bans(&method, p)
             }
             _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }

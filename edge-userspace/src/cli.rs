@@ -68,6 +68,17 @@ enum Command {
         /// More configuration files.
         files: Vec<PathBuf>,
     },
+    /// Read a password (or an API key with `--api-key`) from standard input
+    /// and print what a consumer's `basic.password_hash` (bcrypt) or
+    /// `api_keys[].sha256` holds, so the file never holds the secret.
+    Hash {
+        /// Print the SHA-256 of an API key instead of a bcrypt hash.
+        #[arg(long)]
+        api_key: bool,
+        /// bcrypt cost (4 to 31).
+        #[arg(long, default_value_t = 12)]
+        cost: u32,
+    },
     /// Attach the XDP program to an interface on its own and leave it there
     /// (pinned in /sys/fs/bpf/edge/IFACE) after this command exits.
     Load {
@@ -167,6 +178,7 @@ pub fn main() -> Result<()> {
             log,
         } => reload(&config, socket, log.as_deref()),
         Command::Check { configs, files } => check(configs.into_iter().chain(files).collect()),
+        Command::Hash { api_key, cost } => hash_secret(api_key, cost),
         Command::Load {
             iface,
             mode,
@@ -201,6 +213,25 @@ pub fn main() -> Result<()> {
         } => unload_daemon(&path, bpffs, force),
         Command::Unload { .. } => bail!("edge unload: name --iface or --config"),
     }
+}
+
+fn hash_secret(api_key: bool, cost: u32) -> Result<()> {
+    let mut secret = String::new();
+    std::io::stdin().read_line(&mut secret)?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        bail!("edge hash: nothing on standard input");
+    }
+    if api_key {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(secret.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        say(format_args!("{hex}"));
+    } else {
+        let hash = bcrypt::hash(secret, cost).map_err(|e| anyhow::anyhow!("edge hash: {e}"))?;
+        say(format_args!("{hash}"));
+    }
+    Ok(())
 }
 
 fn init_logging() {

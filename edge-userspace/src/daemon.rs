@@ -133,6 +133,12 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
                 dataplane: Arc::clone(&dataplane),
                 l4: Arc::clone(&l4_reload),
             })),
+            // Bans go into the kernel only where XDP runs.
+            (!config.xdp.interfaces.is_empty()).then(|| {
+                Arc::new(crate::runtime::kernel::KernelBans {
+                    dataplane: Arc::clone(&dataplane),
+                }) as Arc<dyn crate::policy::bans::BanMap>
+            }),
         )
         .context("compiling the configuration")?,
     );
@@ -147,6 +153,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
             Admin::new(prometheus, xdp_stats)
                 .with_cache(cache)
                 .with_reloader(Arc::clone(&reloader))
+                .with_bans(reloader.bans())
                 .with_access(admin.allow.clone(), admin.token.clone())
                 .service(admin.address),
         );

@@ -16,6 +16,7 @@ pub mod drain;
 pub mod health;
 pub mod l4;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod runtime;
 pub mod upstream;

@@ -124,6 +124,26 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     for result in ["ok", "error"] {
         metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
     }
+    metrics::describe_counter!(
+        POLICY_REJECTIONS,
+        "Requests a gateway policy refused, by listener, route, policy and reason."
+    );
+    metrics::describe_counter!(CONSUMER_REQUESTS, "Requests by consumer and status class.");
+    metrics::describe_histogram!(
+        CONSUMER_DURATION,
+        metrics::Unit::Seconds,
+        "Request duration by consumer."
+    );
+    metrics::describe_counter!(CONSUMER_BYTES, "Body bytes by consumer and direction.");
+    metrics::describe_counter!(JWKS_FETCHES, "JWKS fetches by result.");
+    metrics::describe_counter!(
+        RATELIMIT_EVICTIONS,
+        "Local rate-limit keys evicted to stay within gateway.max_limit_keys."
+    );
+    metrics::describe_counter!(
+        RATELIMIT_STORE_ERRORS,
+        "Rate-limit checks the shared store could not answer."
+    );
     metrics::describe_counter!(EJECTIONS, "Outlier ejections of a backend.");
     metrics::describe_counter!(RETRIES, "Retries granted, by pool.");
     metrics::describe_gauge!(
@@ -302,6 +322,81 @@ pub const LOOPS: &str = "edge_http_loops_detected_total";
 /// Counts a request refused as a forwarding loop.
 pub fn loop_detected(listener: &Arc<str>) {
     metrics::counter!(LOOPS, "listener" => Arc::clone(listener)).increment(1);
+}
+
+/// Requests a gateway policy refused, by listener, route, policy and reason.
+pub const POLICY_REJECTIONS: &str = "edge_policy_rejections_total";
+/// Requests by consumer and status class.
+pub const CONSUMER_REQUESTS: &str = "edge_consumer_requests_total";
+/// Request duration by consumer.
+pub const CONSUMER_DURATION: &str = "edge_consumer_request_duration_seconds";
+/// Body bytes by consumer and direction (`in`, `out`).
+pub const CONSUMER_BYTES: &str = "edge_consumer_bytes_total";
+/// JWKS fetches by result.
+pub const JWKS_FETCHES: &str = "edge_jwks_fetches_total";
+/// Local rate-limit keys evicted to stay within `gateway.max_limit_keys`.
+pub const RATELIMIT_EVICTIONS: &str = "edge_ratelimit_evictions_total";
+/// Rate-limit checks the shared store could not answer.
+pub const RATELIMIT_STORE_ERRORS: &str = "edge_ratelimit_store_errors_total";
+
+/// Counts a request a policy refused.
+pub fn policy_rejection(listener: &Arc<str>, route: &Arc<str>, policy: &'static str, reason: &'static str) {
+    metrics::counter!(POLICY_REJECTIONS,
+        "listener" => Arc::clone(listener),
+        "route" => Arc::clone(route),
+        "policy" => policy,
+        "reason" => reason)
+    .increment(1);
+}
+
+/// Records a request of a consumer (names come from the configuration).
+pub fn consumer_request(consumer: &Arc<str>, status: Option<u16>, seconds: f64, bytes_in: u64, bytes_out: u64) {
+    metrics::counter!(CONSUMER_REQUESTS,
+        "consumer" => Arc::clone(consumer),
+        "status" => status_class(status))
+    .increment(1);
+    metrics::histogram!(CONSUMER_DURATION, "consumer" => Arc::clone(consumer)).record(seconds);
+    metrics::counter!(CONSUMER_BYTES, "consumer" => Arc::clone(consumer), "direction" => "in")
+        .increment(bytes_in);
+    metrics::counter!(CONSUMER_BYTES, "consumer" => Arc::clone(consumer), "direction" => "out")
+        .increment(bytes_out);
+}
+
+/// Sources banned by L7 verdicts.
+pub const BANS_PLACED: &str = "edge_bans_total";
+/// Bans not placed because the ban list was full.
+pub const BANS_REFUSED: &str = "edge_bans_refused_total";
+/// Bans standing now.
+pub const BANS_ACTIVE: &str = "edge_bans_active";
+
+/// Counts a ban placed.
+pub fn ban_placed() {
+    metrics::counter!(BANS_PLACED).increment(1);
+}
+
+/// Counts a ban the full list refused.
+pub fn ban_refused() {
+    metrics::counter!(BANS_REFUSED).increment(1);
+}
+
+/// Records the number of standing bans.
+pub fn bans_active(n: usize) {
+    metrics::gauge!(BANS_ACTIVE).set(n as f64);
+}
+
+/// Counts a JWKS fetch.
+pub fn jwks_fetch(ok: bool) {
+    metrics::counter!(JWKS_FETCHES, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// Counts a local rate-limit key evicted.
+pub fn ratelimit_evicted() {
+    metrics::counter!(RATELIMIT_EVICTIONS).increment(1);
+}
+
+/// Counts a check the shared store could not answer.
+pub fn ratelimit_store_error() {
+    metrics::counter!(RATELIMIT_STORE_ERRORS, "store" => "redis").increment(1);
 }
 
 /// Configuration reloads, by result (`ok`, `error`).

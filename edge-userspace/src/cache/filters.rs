@@ -79,7 +79,7 @@ pub fn request_cache_filter(
         state.skip = Some(skip);
         return Ok(());
     }
-    state.authorized = req.headers.contains_key(header::AUTHORIZATION);
+    state.authorized = state.authenticated || req.headers.contains_key(header::AUTHORIZATION);
     state.requested_at = Some(SystemTime::now());
     let cache = listener.cache;
     let mut overrides = CacheOptionOverrides::default();

@@ -133,6 +133,9 @@ pub struct RequestCache {
     skip: Option<policy::Skip>,
     /// Whether the request carried Authorization (RFC 9111 §3.5).
     authorized: bool,
+    /// Whether a gateway policy authenticated the caller (an API key
+    /// counts as Authorization: one caller's answer is not another's).
+    pub authenticated: bool,
     /// The status reported in the status header and metrics.
     status: Option<&'static str>,
     /// When the request reached the cache: the start of the exchange its

@@ -317,6 +317,8 @@ pub(super) fn listeners(
     listeners: &[surface::Listener],
     pools: &[Pool],
     cache_store: bool,
+    consumers: &[super::gateway::Consumer],
+    gateway: &super::gateway::GatewayConfig,
 ) -> Vec<Listener> {
     let mut names = HashMap::new();
     let mut bound: Vec<(SocketAddr, String)> = Vec::new();
@@ -333,10 +335,17 @@ pub(super) fn listeners(
             super::cache::policy(v, &format!("{path}.cache"), l.cache.as_ref(), cache_store);
         let compression =
             super::compression::policy(v, &format!("{path}.compression"), l.compression.as_ref());
+        let policies = match &l.policies {
+            Some(p) => super::gateway::validate::policies(v, &format!("{path}.policies"), p, consumers),
+            None => Default::default(),
+        };
         let defaults = Defaults {
             cache: &cache,
             compression: &compression,
             cache_store,
+            policies: &policies,
+            consumers,
+            gateway,
         };
         let mut routes = Vec::new();
         let mut route_names = HashMap::new();
@@ -366,6 +375,12 @@ pub(super) fn listeners(
                     response_headers: HeaderOps::default(),
                     cache: cache.clone(),
                     compression: compression.clone(),
+                    policies: super::gateway::validate::merge(
+                        v,
+                        &format!("{path}.policies"),
+                        &policies,
+                        None,
+                    ),
                 });
             }
         } else if l.routes.is_empty() {
@@ -461,6 +476,12 @@ struct Defaults<'a> {
     cache: &'a Option<CachePolicy>,
     compression: &'a Option<CompressionPolicy>,
     cache_store: bool,
+    policies: &'a (
+        super::gateway::PolicySet,
+        Option<super::gateway::RateLimitHeaders>,
+    ),
+    consumers: &'a [super::gateway::Consumer],
+    gateway: &'a super::gateway::GatewayConfig,
 }
 
 /// The name of pool `name` if it is defined (routes refer to pools by
@@ -484,7 +505,7 @@ fn pool_ref(v: &mut Validator<'_>, path: String, name: &str, pools: &[Pool]) -> 
     found.then(|| name.to_string())
 }
 
-fn regex(v: &mut Validator<'_>, path: String, text: &str) -> Option<Pattern> {
+pub(super) fn regex(v: &mut Validator<'_>, path: String, text: &str) -> Option<Pattern> {
     match regex::Regex::new(text) {
         Ok(r) => Some(Pattern(r)),
         Err(e) => {
@@ -620,7 +641,25 @@ fn route(
         Some(c) => super::compression::policy(v, &format!("{path}.compression"), Some(c)),
         None => defaults.compression.clone(),
     };
+    let own = r.policies.as_ref().map(|p| {
+        let ppath = format!("{path}.policies");
+        (p, super::gateway::validate::policies(v, &ppath, p, defaults.consumers))
+    });
+    let policies =
+        super::gateway::validate::merge(v, &format!("{path}.policies"), defaults.policies, own);
+    if policies
+        .rate_limits
+        .iter()
+        .any(|l| l.store == super::gateway::LimitStore::Redis)
+        && defaults.gateway.redis.is_none()
+    {
+        v.error(
+            format!("{path}.policies"),
+            "a rate limit has store: redis but gateway.redis is not configured",
+        );
+    }
     Some(Route {
+        policies,
         name: r.name.clone().unwrap_or_else(|| format!("route{index}")),
         matcher,
         action,

@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod cache;
 pub mod compression;
 mod error;
+pub mod gateway;
 pub mod l4;
 mod l7;
 mod locate;
@@ -169,6 +170,8 @@ fn from_serde(e: &serde_yaml::Error) -> Diagnostic {
 
 #[cfg(test)]
 mod cache_tests;
+#[cfg(test)]
+mod gateway_tests;
 #[cfg(test)]
 mod hardening_tests;
 #[cfg(test)]

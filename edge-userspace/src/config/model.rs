@@ -31,6 +31,10 @@ pub struct Config {
     pub cache: Option<CacheConfig>,
     /// Where the JSON access log goes, if anywhere.
     pub access_log: Option<LogTarget>,
+    /// Known callers of the gateway.
+    pub consumers: Vec<super::gateway::Consumer>,
+    /// Process-wide gateway settings.
+    pub gateway: super::gateway::GatewayConfig,
 }
 
 /// The admin endpoint.
@@ -174,6 +178,8 @@ pub struct Route {
     pub cache: Option<CachePolicy>,
     /// The response compression of the route (its own, else the listener's).
     pub compression: Option<CompressionPolicy>,
+    /// Gateway policies (its own over the listener's).
+    pub policies: super::gateway::PolicySet,
 }
 
 /// A route's conditions; empty ones always hold.

@@ -37,6 +37,12 @@ pub struct File {
     /// The JSON access log.
     #[serde(default)]
     pub access_log: Option<AccessLog>,
+    /// Known callers of the gateway.
+    #[serde(default)]
+    pub consumers: Vec<super::gateway::surface::Consumer>,
+    /// Process-wide gateway settings (the shared rate-limit store).
+    #[serde(default)]
+    pub gateway: Option<super::gateway::surface::Gateway>,
 }
 
 /// `access_log:`.
@@ -146,6 +152,9 @@ pub struct Listener {
     /// The listener's default response compression.
     #[serde(default)]
     pub compression: Option<super::compression::CompressionSurface>,
+    /// Gateway policies every route of the listener starts from.
+    #[serde(default)]
+    pub policies: Option<super::gateway::surface::Policies>,
 }
 
 /// `listeners[].routes[]`: a match and one action.
@@ -182,6 +191,9 @@ pub struct Route {
     /// This route's response compression (or `off`), instead of the listener's.
     #[serde(default)]
     pub compression: Option<super::compression::CompressionSurface>,
+    /// This route's gateway policies, over the listener's.
+    #[serde(default)]
+    pub policies: Option<super::gateway::surface::Policies>,
 }
 
 /// `routes[].match`.

@@ -120,7 +120,16 @@ pub fn validate(
     let l4 = super::l4::validate(&mut v, file.l4.as_ref(), !xdp.interfaces.is_empty());
     let pools = l7::pools(&mut v, &file.pools);
     let cache = super::cache::store(&mut v, file.cache.as_ref());
-    let listeners = l7::listeners(&mut v, &file.listeners, &pools, cache.is_some());
+    let consumers = super::gateway::validate::consumers(&mut v, &file.consumers);
+    let gateway = super::gateway::validate::gateway(&mut v, file.gateway.as_ref());
+    let listeners = l7::listeners(
+        &mut v,
+        &file.listeners,
+        &pools,
+        cache.is_some(),
+        &consumers,
+        &gateway,
+    );
     let admin = file.admin.as_ref().and_then(|a| admin(&mut v, a));
     if let Some(admin) = admin.as_ref().map(|a| a.address) {
         for (i, l) in listeners.iter().enumerate() {
@@ -152,6 +161,8 @@ pub fn validate(
             server,
             access_log,
             cache,
+            consumers,
+            gateway,
         })
     } else {
         let mut diagnostics = v.diagnostics;

@@ -6,8 +6,8 @@ use aya::{
     maps::{HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
 };
 use edge_common::{
-    Counters, DenyValue, IPPROTO_TCP, MAP_CLASS_STATS, MAP_DENY_V4, MAP_DENY_V6, MAP_L7_PORTS,
-    MAP_VIPS, PacketClass, PortKey, VipKey, VipMeta,
+    BanValue, Counters, DenyValue, IPPROTO_TCP, MAP_BANS_V4, MAP_BANS_V6, MAP_CLASS_STATS,
+    MAP_DENY_V4, MAP_DENY_V6, MAP_L7_PORTS, MAP_VIPS, PacketClass, PortKey, VipKey, VipMeta,
 };
 use ipnet::IpNet;
 use std::collections::HashSet;
@@ -50,6 +50,8 @@ pub struct Tables {
     deny_v6: LpmTrie<MapData, [u8; 16], DenyValue>,
     l7_ports: HashMap<MapData, PortKey, u8>,
     vips: HashMap<MapData, VipKey, VipMeta>,
+    bans_v4: HashMap<MapData, [u8; 4], BanValue>,
+    bans_v6: HashMap<MapData, [u8; 16], BanValue>,
 }
 
 impl Tables {
@@ -59,7 +61,57 @@ impl Tables {
             deny_v6: take(ebpf, MAP_DENY_V6)?,
             l7_ports: take(ebpf, MAP_L7_PORTS)?,
             vips: take(ebpf, MAP_VIPS)?,
+            bans_v4: take(ebpf, MAP_BANS_V4)?,
+            bans_v6: take(ebpf, MAP_BANS_V6)?,
         })
+    }
+
+    /// Bans `ip` until `expires_ns` (`CLOCK_MONOTONIC`).
+    pub fn ban(&mut self, ip: std::net::IpAddr, expires_ns: u64) -> Result<(), DataplaneError> {
+        let v = BanValue { expires_ns };
+        match ip.to_canonical() {
+            std::net::IpAddr::V4(a) => self
+                .bans_v4
+                .insert(a.octets(), v, 0)
+                .map_err(map_err(MAP_BANS_V4)),
+            std::net::IpAddr::V6(a) => self
+                .bans_v6
+                .insert(a.octets(), v, 0)
+                .map_err(map_err(MAP_BANS_V6)),
+        }
+    }
+
+    /// Lifts the ban of `ip` (absent: nothing to do).
+    pub fn unban(&mut self, ip: std::net::IpAddr) -> Result<(), DataplaneError> {
+        match ip.to_canonical() {
+            std::net::IpAddr::V4(a) => {
+                let k = a.octets();
+                if self.bans_v4.get(&k, 0).is_ok() {
+                    self.bans_v4.remove(&k).map_err(map_err(MAP_BANS_V4))?;
+                }
+            }
+            std::net::IpAddr::V6(a) => {
+                let k = a.octets();
+                if self.bans_v6.get(&k, 0).is_ok() {
+                    self.bans_v6.remove(&k).map_err(map_err(MAP_BANS_V6))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every ban in the maps (a restarted edge adopts them).
+    pub fn bans(&self) -> Result<Vec<(std::net::IpAddr, u64)>, DataplaneError> {
+        let mut out = Vec::new();
+        for item in self.bans_v4.iter() {
+            let (k, v) = item.map_err(map_err(MAP_BANS_V4))?;
+            out.push((std::net::IpAddr::from(k), v.expires_ns));
+        }
+        for item in self.bans_v6.iter() {
+            let (k, v) = item.map_err(map_err(MAP_BANS_V6))?;
+            out.push((std::net::IpAddr::from(k), v.expires_ns));
+        }
+        Ok(out)
     }
 
     /// Makes the deny list exactly `nets`: new prefixes are added before

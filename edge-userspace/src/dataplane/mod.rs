@@ -9,6 +9,24 @@ mod pin;
 
 pub use l4maps::L4Maps;
 pub use maps::{ClassStats, Tables};
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns`
+/// reads, which ban expiries are written in.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always
+    // exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
 pub use pin::{Pinned, daemon_dir, pin_decap, pin_dir, pin_program, unpin_daemon, unpin_program};
 
 use crate::config::{Interface, XdpMode};

@@ -87,6 +87,51 @@ pub fn forwarded(req: &mut RequestHeader, client: &Client<'_>) -> Result<()> {
     Ok(())
 }
 
+/// What the gateway policies ask of the upstream request: the client's
+/// copies of identity headers and hidden credentials removed, then
+/// edge's identity headers set.
+pub fn apply_policy_outcome(req: &mut RequestHeader, out: &crate::policy::Outcome) -> Result<()> {
+    for name in &out.upstream_remove {
+        req.remove_header(name.as_str());
+    }
+    for (name, value) in &out.upstream_set {
+        req.insert_header(name.clone(), value.as_str())?;
+    }
+    if !out.cookie_remove.is_empty() {
+        let kept: Vec<String> = req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|c| {
+                let name = c.split_once('=').map_or(*c, |(k, _)| k);
+                !c.is_empty() && !out.cookie_remove.iter().any(|r| r == name)
+            })
+            .map(str::to_string)
+            .collect();
+        req.remove_header("cookie");
+        if !kept.is_empty() {
+            req.insert_header("cookie", kept.join("; "))?;
+        }
+    }
+    if !out.query_remove.is_empty()
+        && let Some(query) = req.uri.query()
+    {
+        let path = req.uri.path();
+        let uri = match crate::policy::auth::remove_query_params(query, &out.query_remove) {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        let uri: http::Uri = uri.parse().map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InternalError, "query without the credential", e)
+        })?;
+        req.set_uri(uri);
+    }
+    Ok(())
+}
+
 /// Appends edge to `Via` of a message with version `version`.
 fn via_value(prev: Option<&str>, version: http::Version) -> String {
     let proto = match version {

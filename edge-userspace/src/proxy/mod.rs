@@ -94,6 +94,8 @@ pub struct RequestCtx {
     compression: compression::RequestCompression,
     /// The request body's pace, for `min_body_rate`.
     body_pace: limits::BodyPace,
+    /// What the route's gateway policies found (consumer, headers).
+    policy: crate::policy::Outcome,
     /// Counts the request as in flight until it is dropped (SIGTERM
     /// waits for these).
     _in_flight: crate::drain::InFlight,
@@ -152,6 +154,18 @@ impl EdgeProxy {
                 .map_err(|_| normalize::Reject::BadHost)?;
         }
         Ok(())
+    }
+
+    /// The client address policies decide on: the peer, or the
+    /// `X-Forwarded-For` entry the listener's trusted proxies vouch for.
+    fn trusted_client(&self, session: &Session, rt: &ListenerRuntime) -> Option<IpAddr> {
+        let xff = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        crate::policy::client::trusted_client(client_ip(session), xff, &rt.config.trusted_proxies)
     }
 
     /// Whether another attempt may follow a failed one.
@@ -240,6 +254,7 @@ impl ProxyHttp for EdgeProxy {
             cache: cache::RequestCache::default(),
             compression: compression::RequestCompression::default(),
             body_pace: limits::BodyPace::default(),
+            policy: crate::policy::Outcome::default(),
             _in_flight: crate::drain::InFlight::start(),
         }
     }
@@ -286,6 +301,21 @@ impl ProxyHttp for EdgeProxy {
             ctx.local_status = Some(status);
             return Ok(true);
         }
+        // A banned source whose packets XDP does not see (no XDP on this
+        // interface, a connection opened before the ban, a client behind
+        // a trusted proxy) is refused here.
+        if let Some(ip) = self.trusted_client(session, &ctx.rt)
+            && ctx.rt.bans.is_banned(ip)
+        {
+            session.set_keepalive(None);
+            let r = crate::policy::Rejection::new(403, "ban", "banned", "Your address is banned for a while");
+            metrics::policy_rejection(&self.listener, &self.none, r.policy, r.reason);
+            ctx.policy.refused = Some((r.policy, r.reason));
+            let status =
+                actions::respond(session, r.status, &r.headers, &Default::default(), r.body).await?;
+            ctx.local_status = Some(status);
+            return Ok(true);
+        }
         if headers::is_loop(session.req_header(), &self.loop_token) {
             metrics::loop_detected(&self.listener);
             session.set_keepalive(None);
@@ -318,11 +348,32 @@ impl ProxyHttp for EdgeProxy {
             ctx.local_status = Some(status);
             return Ok(true);
         };
+        if let Some(chain) = &compiled.policies {
+            let head = session.req_header();
+            let req = crate::policy::Request {
+                head,
+                client: self.trusted_client(session, &ctx.rt),
+            };
+            if let Err(r) = chain.run(&req, &mut ctx.policy).await {
+                let status = actions::respond(
+                    session,
+                    r.status,
+                    &r.headers,
+                    &Default::default(),
+                    r.body,
+                )
+                .await?;
+                ctx.local_status = Some(status);
+                return Ok(true);
+            }
+        }
         let route = &compiled.route;
+        let extra = &ctx.policy.response_headers;
         let status = match &route.action {
             Action::Proxy { .. } => {
                 ctx.pool = compiled.pool.clone();
                 ctx.cache.policy = compiled.cache.clone();
+                ctx.cache.authenticated = ctx.policy.authenticated_route;
                 compression::request_filter(
                     session.req_header(),
                     compiled.compression.as_ref(),
@@ -345,7 +396,8 @@ impl ProxyHttp for EdgeProxy {
                     req.uri.path(),
                     req.uri.query(),
                 );
-                let headers = [("location".to_string(), target)];
+                let mut headers = vec![("location".to_string(), target)];
+                headers.extend(extra.iter().cloned());
                 actions::respond(
                     session,
                     *status,
@@ -360,10 +412,12 @@ impl ProxyHttp for EdgeProxy {
                 headers,
                 body,
             } => {
+                let mut headers = headers.clone();
+                headers.extend(extra.iter().cloned());
                 actions::respond(
                     session,
                     *status,
-                    headers,
+                    &headers,
                     &route.response_headers,
                     body.clone(),
                 )
@@ -374,14 +428,14 @@ impl ProxyHttp for EdgeProxy {
                 index,
                 strip_prefix,
             } => {
-                actions::serve_file(
-                    session,
-                    root,
-                    index,
-                    strip_prefix.as_deref(),
-                    &route.response_headers,
-                )
-                .await?
+                let ops = if extra.is_empty() {
+                    std::borrow::Cow::Borrowed(&route.response_headers)
+                } else {
+                    let mut ops = route.response_headers.clone();
+                    ops.add.extend(extra.iter().cloned());
+                    std::borrow::Cow::Owned(ops)
+                };
+                actions::serve_file(session, root, index, strip_prefix.as_deref(), &ops).await?
             }
         };
         ctx.local_status = Some(status);
@@ -610,7 +664,8 @@ impl ProxyHttp for EdgeProxy {
             })?;
             upstream_request.set_uri(uri);
         }
-        headers::apply_request(upstream_request, &route.request_headers)
+        headers::apply_request(upstream_request, &route.request_headers)?;
+        headers::apply_policy_outcome(upstream_request, &ctx.policy)
     }
 
     /// The upstream's response head: latency, outlier detection (5xx is a
@@ -649,6 +704,9 @@ impl ProxyHttp for EdgeProxy {
             &mut ctx.cache,
         )?;
         compression::response_filter(upstream_response, &mut ctx.compression)?;
+        for (name, value) in &ctx.policy.response_headers {
+            upstream_response.append_header(name.clone(), value.as_str())?;
+        }
         match &ctx.route {
             Some(route) => {
                 headers::apply_response(upstream_response, &route.route.response_headers)
@@ -739,6 +797,15 @@ impl ProxyHttp for EdgeProxy {
             session.as_ref().body_bytes_read() as u64,
             session.as_ref().body_bytes_sent() as u64,
         );
+        if let Some(status) = status
+            && status >= 400
+            && let Some(ip) = self.trusted_client(session, &ctx.rt)
+        {
+            ctx.rt.bans.record(ip, status);
+        }
+        if let Some(c) = &ctx.policy.consumer {
+            metrics::consumer_request(&c.name, status, seconds, bytes_in, bytes_out);
+        }
         metrics::http_request(&metrics::RequestDone {
             listener: &self.listener,
             route,
@@ -781,6 +848,8 @@ impl ProxyHttp for EdgeProxy {
                 upstream,
                 attempts: ctx.attempts,
                 cache: ctx.cache.status(),
+                consumer: ctx.policy.consumer_name(),
+                refused: ctx.policy.refused.map(|(p, r)| format!("{p}:{r}")),
                 error: e.map(|e| e.to_string()),
             });
         }

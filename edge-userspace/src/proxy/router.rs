@@ -136,6 +136,7 @@ mod tests {
             response_headers: HeaderOps::default(),
             cache: None,
             compression: None,
+            policies: Default::default(),
         }
     }
 

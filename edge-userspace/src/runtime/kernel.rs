@@ -36,3 +36,47 @@ impl KernelApply for Kernel {
         Ok(())
     }
 }
+
+/// The XDP program's ban map, for [`crate::policy::bans`].
+pub struct KernelBans {
+    /// The loaded program and its maps.
+    pub dataplane: Arc<Mutex<Option<Dataplane>>>,
+}
+
+impl KernelBans {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut crate::dataplane::Tables) -> Result<T, crate::dataplane::DataplaneError>,
+    ) -> Result<Option<T>, String> {
+        let mut dp = self
+            .dataplane
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match dp.as_mut() {
+            Some(dp) => f(dp.tables()).map(Some).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+}
+
+impl crate::policy::bans::BanMap for KernelBans {
+    fn ban(&self, ip: std::net::IpAddr, time: std::time::Duration) -> Result<(), String> {
+        let until = crate::dataplane::monotonic_ns()
+            .saturating_add(u64::try_from(time.as_nanos()).unwrap_or(u64::MAX));
+        self.with(|t| t.ban(ip, until)).map(drop)
+    }
+
+    fn unban(&self, ip: std::net::IpAddr) -> Result<(), String> {
+        self.with(|t| t.unban(ip)).map(drop)
+    }
+
+    fn entries(&self) -> Result<Vec<(std::net::IpAddr, std::time::Duration)>, String> {
+        let now = crate::dataplane::monotonic_ns();
+        let list = self.with(|t| t.bans())?.unwrap_or_default();
+        Ok(list
+            .into_iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(ip, until)| (ip, std::time::Duration::from_nanos(until - now)))
+            .collect())
+    }
+}

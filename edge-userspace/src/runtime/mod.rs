@@ -41,6 +41,8 @@ pub struct ListenerRuntime {
     pub certificates: Option<SniCertificates>,
     /// The process cache with this listener's policy, if caching is set up.
     pub cache: Option<cache::ListenerCache>,
+    /// Sources banned by L7 verdicts (shared by every listener).
+    pub bans: Arc<crate::policy::bans::Bans>,
 }
 
 /// One route, compiled.
@@ -55,16 +57,20 @@ pub struct RouteRuntime {
     pub cache: Option<Arc<CachePolicy>>,
     /// Its response compression (its own or the listener's).
     pub compression: Option<Arc<CompressionPolicy>>,
+    /// Its gateway policies; `None`: it has none and pays nothing.
+    pub policies: Option<crate::policy::Chain>,
 }
 
 impl ListenerRuntime {
     /// Compiles listener `l` of generation `generation`: resolves each
-    /// route's pool in `pools` and loads the certificates.
+    /// route's pool in `pools`, compiles its policies against `gateway`
+    /// and loads the certificates.
     pub fn compile(
         l: &Listener,
         pools: &Pools,
         process_cache: Option<&'static cache::Cache>,
         generation: u64,
+        gateway: &crate::policy::Generation,
     ) -> Result<Self> {
         let routes = l
             .routes
@@ -78,7 +84,10 @@ impl ListenerRuntime {
                     ),
                     _ => None,
                 };
+                let policies = crate::policy::Chain::compile(&l.name, &r.name, &r.policies, gateway)
+                    .with_context(|| format!("route {}: its policies", r.name))?;
                 Ok(Arc::new(RouteRuntime {
+                    policies,
                     name: Arc::from(r.name.as_str()),
                     pool,
                     cache: r.cache.clone().map(Arc::new),
@@ -106,6 +115,7 @@ impl ListenerRuntime {
             config,
             routes,
             certificates,
+            bans: gateway.bans(),
         })
     }
 }

@@ -80,6 +80,9 @@ pub struct Reloader {
     cache: Option<&'static cache::Cache>,
     listeners: Listeners,
     kernel: Option<Box<dyn KernelApply>>,
+    /// Gateway state kept across generations (rate-limit counters, key
+    /// sets).
+    gateway: Arc<crate::policy::Shared>,
     live: Mutex<Live>,
     /// Set once a new process has taken over: this one changes nothing.
     retired: std::sync::atomic::AtomicBool,
@@ -95,11 +98,14 @@ impl Reloader {
         handle: Handle,
         cache: Option<&'static cache::Cache>,
         kernel: Option<Box<dyn KernelApply>>,
+        ban_map: Option<Arc<dyn crate::policy::bans::BanMap>>,
     ) -> anyhow::Result<Self> {
         let mut pools = Pools::build(&config, &Pools::default())?;
+        let gateway = crate::policy::Shared::new(handle.clone(), ban_map);
+        let policies = gateway.generation(&config)?;
         let mut listeners = Listeners::new();
         for l in &config.listeners {
-            let rt = ListenerRuntime::compile(l, &pools, cache, 1)?;
+            let rt = ListenerRuntime::compile(l, &pools, cache, 1, &policies)?;
             listeners.insert(l.name.clone(), Arc::new(ArcSwap::from_pointee(rt)));
         }
         pools.go_live(&Pools::default(), &handle);
@@ -112,6 +118,7 @@ impl Reloader {
             cache,
             listeners,
             kernel,
+            gateway,
             retired: std::sync::atomic::AtomicBool::new(false),
             live: Mutex::new(Live {
                 config,
@@ -119,6 +126,11 @@ impl Reloader {
                 generation: 1,
             }),
         })
+    }
+
+    /// The sources banned by L7 verdicts.
+    pub fn bans(&self) -> Arc<crate::policy::bans::Bans> {
+        self.gateway.bans()
     }
 
     /// Listener `name`'s swappable runtime.
@@ -196,9 +208,11 @@ impl Reloader {
         };
         let generation = live.generation + 1;
         let mut pools = Pools::build(&next, &live.pools).map_err(apply)?;
+        let policies = self.gateway.generation(&next).map_err(apply)?;
         let mut runtimes = Vec::with_capacity(next.listeners.len());
         for l in &next.listeners {
-            let rt = ListenerRuntime::compile(l, &pools, self.cache, generation).map_err(apply)?;
+            let rt = ListenerRuntime::compile(l, &pools, self.cache, generation, &policies)
+                .map_err(apply)?;
             let slot = self
                 .listeners
                 .get(&l.name)

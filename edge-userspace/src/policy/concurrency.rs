@@ -1,0 +1,95 @@
+//! A bound on requests in flight per key (per route by default).
+
+use super::{Generation, Outcome, Rejection, Request};
+use crate::config::gateway::{ConcurrencyPolicy, LimitKey};
+use parking_lot::Mutex;
+use std::{collections::HashMap, sync::Arc};
+
+/// Requests in flight by key; an entry exists only while its count is
+/// above zero, and the table holds at most its capacity.
+pub struct Table {
+    counts: Mutex<HashMap<String, u32>>,
+    capacity: usize,
+}
+
+impl Table {
+    /// An empty table of at most `capacity` keys.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            counts: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+}
+
+/// A compiled bound.
+pub struct Bound {
+    key: LimitKey,
+    max: u32,
+    route: Arc<str>,
+    table: Arc<Table>,
+}
+
+/// Holds one place until dropped (the request's end).
+pub struct Guard {
+    table: Arc<Table>,
+    key: String,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut counts = self.table.counts.lock();
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Bound {
+    /// Compiles `p` for `route` of `listener`.
+    pub fn new(listener: &str, route: &str, p: &ConcurrencyPolicy, generation: &Generation) -> Self {
+        Self {
+            key: p.key.clone(),
+            max: p.max,
+            route: Arc::from(route),
+            table: generation.concurrency_table(listener, route),
+        }
+    }
+
+    /// Takes a place for the request, or refuses it with 429.
+    pub fn enter(&self, req: &Request<'_>, out: &Outcome) -> Result<Guard, Rejection> {
+        let ip = || format!("i:{}", req.client.map(|i| i.to_string()).unwrap_or_default());
+        let key = match &self.key {
+            LimitKey::Consumer => out.consumer_name().map_or_else(ip, |c| format!("c:{c}")),
+            LimitKey::ClientIp => ip(),
+            LimitKey::Route => format!("r:{}", self.route),
+            // At most 128 bytes of the value: the table's size must not
+            // depend on what clients send.
+            LimitKey::Header(h) => {
+                let v = req.head.headers.get(h.as_str()).map_or(&b""[..], |v| v.as_bytes());
+                format!("h:{}", String::from_utf8_lossy(&v[..v.len().min(128)]))
+            }
+        };
+        let busy = || {
+            Rejection::new(429, "concurrency", "exceeded", "Too many requests in flight")
+                .with("retry-after", "1")
+        };
+        let mut counts = self.table.counts.lock();
+        let full = counts.len() >= self.table.capacity;
+        match counts.get_mut(&key) {
+            Some(n) if *n >= self.max => return Err(busy()),
+            Some(n) => *n += 1,
+            None if full => return Err(busy()),
+            None => {
+                counts.insert(key.clone(), 1);
+            }
+        }
+        Ok(Guard {
+            table: Arc::clone(&self.table),
+            key,
+        })
+    }
+}

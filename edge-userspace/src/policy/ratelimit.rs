@@ -1,0 +1,333 @@
+//! Rate limits: GCRA (the generic cell rate algorithm, a token bucket
+//! kept as one timestamp per key) counted in this process or in Redis.
+//!
+//! A limit of `limit` requests per `window` lets a burst of `limit`
+//! through at once and then one request every `window / limit`. Local
+//! counters are kept per key in a bounded LRU table: a flood of distinct
+//! keys evicts the least recently seen ones (which start afresh) rather
+//! than growing memory. Limits are checked in order; a request refused by
+//! one has used the limits checked before it.
+
+use super::{Generation, Outcome, Rejection, Request, redis::RedisStore};
+use crate::{
+    config::gateway::{LimitKey, LimitStore, RateLimitHeaders, RateLimitPolicy},
+    metrics,
+};
+use parking_lot::Mutex;
+use std::{
+    hash::BuildHasher,
+    num::NonZeroUsize,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+/// Shards of a local table (fewer lock collisions between threads).
+const SHARDS: usize = 16;
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may go on.
+    pub allowed: bool,
+    /// Requests left right now.
+    pub remaining: u64,
+    /// Until the whole limit is available again.
+    pub reset: Duration,
+    /// Until the next request would be allowed (zero when allowed).
+    pub retry_after: Duration,
+}
+
+/// One GCRA step at `now` (ns) over the stored theoretical arrival time
+/// `tat`; times are scaled by `limit` so that the arithmetic is exact.
+/// Returns the decision and the time to store (`None`: unchanged).
+pub fn gcra(tat: Option<u128>, now: u128, limit: u32, window: Duration) -> (Decision, Option<u128>) {
+    let limit = u128::from(limit.max(1));
+    let step = window.as_nanos().max(1);
+    let now_s = now * limit;
+    let tau = step * (limit - 1);
+    let tat = tat.unwrap_or(now_s).max(now_s);
+    let used = tat - now_s;
+    let ns = |scaled: u128| Duration::from_nanos(u64::try_from(scaled.div_ceil(limit)).unwrap_or(u64::MAX));
+    if used > tau {
+        return (
+            Decision {
+                allowed: false,
+                remaining: 0,
+                reset: ns(used),
+                retry_after: ns(used - tau),
+            },
+            None,
+        );
+    }
+    let next = tat + step;
+    let used = next - now_s;
+    let remaining = (tau + step - used) / step;
+    (
+        Decision {
+            allowed: true,
+            remaining: u64::try_from(remaining).unwrap_or(u64::MAX),
+            reset: ns(used),
+            retry_after: Duration::ZERO,
+        },
+        Some(next),
+    )
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A local limit's counters.
+pub struct LocalLimit {
+    limit: u32,
+    window: Duration,
+    key: LimitKey,
+    capacity: usize,
+    hasher: std::collections::hash_map::RandomState,
+    shards: Vec<Mutex<lru::LruCache<u64, u128>>>,
+}
+
+impl LocalLimit {
+    /// Empty counters for `p`, remembering at most `max_keys` keys.
+    pub fn new(p: &RateLimitPolicy, max_keys: usize) -> Self {
+        let per_shard = NonZeroUsize::new(max_keys.div_ceil(SHARDS).max(1)).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            limit: p.limit,
+            window: p.window,
+            key: p.key.clone(),
+            capacity: max_keys,
+            hasher: Default::default(),
+            shards: (0..SHARDS).map(|_| Mutex::new(lru::LruCache::new(per_shard))).collect(),
+        }
+    }
+
+    /// Whether these counters count what `p` asks (a reload that keeps a
+    /// limit's settings keeps its counters).
+    pub fn same_settings(&self, p: &RateLimitPolicy, max_keys: usize) -> bool {
+        self.limit == p.limit && self.window == p.window && self.key == p.key && self.capacity == max_keys
+    }
+
+    /// One request of `key`.
+    pub fn check(&self, key: &[u8]) -> Decision {
+        let h = self.hasher.hash_one(key);
+        let now = epoch().elapsed().as_nanos();
+        let shard = &self.shards[(h as usize) % SHARDS];
+        let mut table = shard.lock();
+        let (decision, next) = gcra(table.get(&h).copied(), now, self.limit, self.window);
+        if let Some(next) = next
+            && table.push(h, next).is_some_and(|(old, _)| old != h)
+        {
+            metrics::ratelimit_evicted();
+        }
+        decision
+    }
+}
+
+/// Where one limit counts.
+enum Counter {
+    Local(Arc<LocalLimit>),
+    Redis(Arc<RedisStore>, String),
+}
+
+/// One compiled limit of a route.
+pub struct Limit {
+    policy: RateLimitPolicy,
+    counter: Counter,
+    /// `"name";q=10;w=60`, for `RateLimit-Policy`.
+    draft_policy: String,
+}
+
+impl Limit {
+    /// Compiles limit `p` of `route` on `listener`, taking its counters
+    /// from `generation`.
+    pub fn new(listener: &str, route: &str, p: &RateLimitPolicy, generation: &Generation) -> anyhow::Result<Self> {
+        let counter = match p.store {
+            LimitStore::Local => Counter::Local(generation.local_limit(listener, route, p)),
+            LimitStore::Redis => {
+                let store = generation
+                    .redis
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("limit {} uses redis, which is not configured", p.name))?;
+                // The settings are part of the key: a changed limit starts
+                // afresh, as a local one does.
+                let prefix = format!(
+                    "edge:rl:{listener}:{route}:{}:{}:{}:{}:",
+                    p.name,
+                    p.limit,
+                    p.window.as_millis(),
+                    p.key.describe()
+                );
+                Counter::Redis(store, prefix)
+            }
+        };
+        Ok(Self {
+            draft_policy: format!("\"{}\";q={};w={}", p.name, p.limit, p.window.as_secs().max(1)),
+            policy: p.clone(),
+            counter,
+        })
+    }
+
+    fn key(&self, req: &Request<'_>, route: &str, out: &Outcome) -> Vec<u8> {
+        let ip = || match req.client {
+            Some(ip) => format!("i:{ip}").into_bytes(),
+            None => b"i:".to_vec(),
+        };
+        match &self.policy.key {
+            // Without a consumer, callers are told apart by address (as
+            // Kong does).
+            LimitKey::Consumer => match out.consumer_name() {
+                Some(c) => format!("c:{c}").into_bytes(),
+                None => ip(),
+            },
+            LimitKey::ClientIp => ip(),
+            LimitKey::Route => format!("r:{route}").into_bytes(),
+            LimitKey::Header(h) => {
+                let mut k = b"h:".to_vec();
+                if let Some(v) = req.head.headers.get(h.as_str()) {
+                    k.extend_from_slice(v.as_bytes());
+                }
+                k
+            }
+        }
+    }
+}
+
+/// Checks `limits` in order; adds the rate-limit headers of `style` to
+/// `out`, or refuses with 429.
+pub async fn check_all(
+    limits: &[Limit],
+    style: RateLimitHeaders,
+    req: &Request<'_>,
+    route: &str,
+    out: &mut Outcome,
+) -> Result<(), Rejection> {
+    // The limit closest to refusing describes the state in the headers.
+    let mut tightest: Option<(&Limit, Decision)> = None;
+    for limit in limits {
+        let key = limit.key(req, route, out);
+        let decision = match &limit.counter {
+            Counter::Local(l) => l.check(&key),
+            Counter::Redis(store, prefix) => match store.check(prefix, &key, &limit.policy).await {
+                Ok(d) => d,
+                Err(e) => {
+                    metrics::ratelimit_store_error();
+                    tracing::warn!(limit = %limit.policy.name, "rate-limit store: {e}");
+                    if store.config().fail_open {
+                        continue;
+                    }
+                    return Err(Rejection::new(
+                        503,
+                        "rate_limit",
+                        "store_unavailable",
+                        "Rate limits cannot be checked right now",
+                    )
+                    .with("retry-after", "1"));
+                }
+            },
+        };
+        if !decision.allowed {
+            let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let mut r = Rejection::new(429, "rate_limit", "exceeded", "API rate limit exceeded")
+                .with("retry-after", secs.to_string());
+            headers(style, limits, limit, decision, &mut r.headers);
+            return Err(r);
+        }
+        if tightest.is_none_or(|(_, d)| decision.remaining < d.remaining) {
+            tightest = Some((limit, decision));
+        }
+    }
+    if let Some((limit, decision)) = tightest {
+        headers(style, limits, limit, decision, &mut out.response_headers);
+    }
+    Ok(())
+}
+
+fn headers(
+    style: RateLimitHeaders,
+    all: &[Limit],
+    limit: &Limit,
+    d: Decision,
+    out: &mut Vec<(String, String)>,
+) {
+    let reset = d.reset.as_secs_f64().ceil() as u64;
+    match style {
+        RateLimitHeaders::Draft => {
+            let policies: Vec<&str> = all.iter().map(|l| l.draft_policy.as_str()).collect();
+            out.push(("ratelimit-policy".into(), policies.join(", ")));
+            out.push((
+                "ratelimit".into(),
+                format!("\"{}\";r={};t={reset}", limit.policy.name, d.remaining),
+            ));
+        }
+        RateLimitHeaders::XRateLimit => {
+            out.push(("x-ratelimit-limit".into(), limit.policy.limit.to_string()));
+            out.push(("x-ratelimit-remaining".into(), d.remaining.to_string()));
+            out.push(("x-ratelimit-reset".into(), reset.to_string()));
+        }
+        RateLimitHeaders::None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u128 = 1_000_000_000;
+
+    #[test]
+    fn a_burst_of_limit_passes_then_one_per_interval() {
+        let w = Duration::from_secs(10);
+        let mut tat = None;
+        for i in 0..5 {
+            let (d, next) = gcra(tat, 100 * S, 5, w);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 4 - i);
+            tat = next;
+        }
+        let (d, next) = gcra(tat, 100 * S, 5, w);
+        assert!(!d.allowed);
+        assert_eq!(next, None);
+        assert_eq!(d.retry_after, Duration::from_secs(2));
+        assert_eq!(d.reset, Duration::from_secs(10));
+        // One interval later exactly one more fits.
+        let (d, next) = gcra(tat, 102 * S, 5, w);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        assert!(!gcra(next, 102 * S, 5, w).0.allowed);
+        // A full window later the whole burst is back.
+        assert_eq!(gcra(next, 112 * S, 5, w).0.remaining, 4);
+    }
+
+    #[test]
+    fn a_limit_of_one_allows_one_per_window() {
+        let w = Duration::from_secs(3600);
+        let (d, tat) = gcra(None, S, 1, w);
+        assert!(d.allowed && d.remaining == 0);
+        assert!(!gcra(tat, S + 3599 * S, 1, w).0.allowed);
+        assert!(gcra(tat, S + 3600 * S, 1, w).0.allowed);
+    }
+
+    #[test]
+    fn huge_limits_do_not_overflow() {
+        let (d, _) = gcra(None, u64::MAX as u128, 1_000_000_000, Duration::from_secs(86_400));
+        assert!(d.allowed);
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let p = RateLimitPolicy {
+            name: "x".into(),
+            key: LimitKey::ClientIp,
+            limit: 1,
+            window: Duration::from_secs(60),
+            store: LimitStore::Local,
+        };
+        let l = LocalLimit::new(&p, 64);
+        for i in 0..10_000u32 {
+            l.check(&i.to_be_bytes());
+        }
+        let held: usize = l.shards.iter().map(|s| s.lock().len()).sum();
+        assert!(held <= 64, "{held}");
+    }
+}

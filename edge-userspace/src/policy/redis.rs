@@ -1,0 +1,114 @@
+//! Rate limits shared by every edge through Redis: one atomic script call
+//! per limit and request (the same GCRA as the local counters, on
+//! Redis's clock), over one multiplexed connection that reconnects by
+//! itself, within a timeout.
+
+use super::ratelimit::Decision;
+use crate::config::gateway::{RateLimitPolicy, RedisConfig};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// GCRA in microseconds of the server's clock. KEYS[1]: the counter;
+/// ARGV: limit, window (µs). Returns {allowed, remaining, retry_after
+/// µs, reset µs}. The key expires when its state would be fresh anyway.
+const SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local step = window / limit
+local tau = window - step
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local used = tat - now
+if used > tau + 0.5 then
+  return {0, 0, math.ceil(used - tau), math.ceil(used)}
+end
+local nxt = tat + step
+used = nxt - now
+redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil(used / 1000) + 1)
+return {1, math.floor((window - used) / step + 0.000001), 0, math.ceil(used)}
+"#;
+
+/// Why Redis gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No answer within the timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Connecting or the call failed.
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// The shared store.
+pub struct RedisStore {
+    config: RedisConfig,
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>,
+    script: redis::Script,
+}
+
+impl RedisStore {
+    /// A store for `config`; it connects on first use.
+    pub fn new(config: RedisConfig) -> anyhow::Result<Self> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| anyhow::anyhow!("gateway.redis.url: {e}"))?;
+        Ok(Self {
+            config,
+            client,
+            conn: tokio::sync::Mutex::new(None),
+            script: redis::Script::new(SCRIPT),
+        })
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    async fn connection(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.config.timeout))
+            .set_response_timeout(Some(self.config.timeout))
+            .set_number_of_retries(0);
+        let c = redis::aio::ConnectionManager::new_with_config(self.client.clone(), cfg).await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// One request of `key` against limit `p`, counted under `prefix`.
+    pub async fn check(&self, prefix: &str, key: &[u8], p: &RateLimitPolicy) -> Result<Decision, StoreError> {
+        let timeout = self.config.timeout;
+        tokio::time::timeout(timeout, self.check_inner(prefix, key, p))
+            .await
+            .map_err(|_| StoreError::Timeout(timeout))?
+    }
+
+    async fn check_inner(&self, prefix: &str, key: &[u8], p: &RateLimitPolicy) -> Result<Decision, StoreError> {
+        let mut conn = self.connection().await?;
+        // A digest, not the raw value: a header value could be long, and
+        // every edge must name the same key the same way.
+        let digest = Sha256::digest(key);
+        let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let window_us = u64::try_from(p.window.as_micros()).unwrap_or(u64::MAX);
+        let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
+            .script
+            .key(format!("{prefix}{name}"))
+            .arg(p.limit)
+            .arg(window_us)
+            .invoke_async(&mut conn)
+            .await?;
+        let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        Ok(Decision {
+            allowed: allowed == 1,
+            remaining: u64::try_from(remaining).unwrap_or(0),
+            reset: us(reset_us),
+            retry_after: us(retry_us),
+        })
+    }
+}
