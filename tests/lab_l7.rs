@@ -141,3 +141,138 @@ fn l7_proxy_round_robin_xdp_counters_and_deny_list() -> Result<()> {
     );
     Ok(())
 }
+
+const BAN_PLAN: Plan<'static> = Plan {
+    client_net: "10.204.1",
+    backend_net: "10.204.2",
+    backends: &["be1"],
+};
+
+/// edge in the lab with a route that wants an API key and bans a source
+/// after three refusals, for `ban_for`; the first client address (the
+/// one admin requests come from) is never banned.
+fn ban_config(ban_for: &str) -> String {
+    let p = &BAN_PLAN;
+    format!(
+        "\
+xdp:
+  interfaces: [{{name: {EDGE_IFACE}, mode: native}}]
+consumers:
+  - name: alice
+    api_keys: [{{key: alice-key-0123456789}}]
+gateway:
+  bans: {{after: 3, within: 1m, ban_for: {ban_for}, never: ['{never}/32']}}
+listeners:
+  - name: web
+    address: {listen}
+    pool: app
+    policies:
+      auth: {{api_key: {{}}}}
+pools:
+  - name: app
+    backends: [{{address: {backend}}}]
+admin:
+  address: {admin}
+  allow: ['{client_net}.0/24']
+server: {{threads: 1, grace_period_seconds: 0}}
+",
+        never = p.client_ip(),
+        listen = p.listen(),
+        backend = p.backend_addr(0),
+        admin = p.admin(),
+        client_net = p.client_net,
+    )
+}
+
+/// Three refusals from one source, each a real request that gets 401.
+fn strike_three(client: &str, from: std::net::IpAddr, listen: SocketAddr) -> Result<()> {
+    for _ in 0..3 {
+        let resp = netns::run_in(client, move || {
+            http::get_from(from, listen, "/", Duration::from_secs(5))
+        })?;
+        assert_eq!(resp.status(), Some(401), "{resp:?}");
+    }
+    Ok(())
+}
+
+fn connects(client: &str, from: std::net::IpAddr, listen: SocketAddr) -> Result<bool> {
+    netns::run_in(client, move || {
+        Ok(http::connect_from(from, listen, Duration::from_millis(700)).is_ok())
+    })
+}
+
+#[test]
+fn a_source_that_keeps_failing_is_banned_in_xdp_listed_lifted_and_expires() -> Result<()> {
+    let topo = topology::build(Lab::new()?, &BAN_PLAN)?;
+    let dir = tempfile::tempdir()?;
+    let config_path = dir.path().join("edge.yaml");
+    std::fs::write(&config_path, ban_config("1h"))?;
+    let mut edge = Edge::start(Some(&topo.edge), &config_path)?;
+    edge.wait_ready(Some(&topo.client), BAN_PLAN.admin(), Duration::from_secs(30))?;
+    let (listen, admin) = (BAN_PLAN.listen(), BAN_PLAN.admin());
+    let offender = BAN_PLAN.second_client_ip();
+    let office = BAN_PLAN.client_ip();
+
+    // The operator's own address fails as often, and is never banned.
+    for _ in 0..2 {
+        strike_three(&topo.client, office, listen)?;
+    }
+    assert!(connects(&topo.client, office, listen)?);
+
+    // Three refusals: the source's SYNs now die in XDP.
+    // The ban is placed when the third answer is logged, just after it
+    // is sent.
+    strike_three(&topo.client, offender, listen)?;
+    wait::until("the source to be banned", Duration::from_secs(5), || {
+        Ok((!connects(&topo.client, offender, listen)?).then_some(()))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\nlog:\n{}", edge.log_text()))?;
+    assert!(connects(&topo.client, office, listen)?, "its neighbour still does");
+    let listed = netns::run_in(&topo.client, move || http::get(admin, "/bans"))?;
+    assert_eq!(listed.status(), Some(200));
+    assert!(
+        listed.text().contains(&format!("\"address\":\"{offender}\"")),
+        "{}",
+        listed.text()
+    );
+    let metrics = netns::run_in(&topo.client, move || http::get(admin, "/metrics"))?.text();
+    assert!(
+        sample(&metrics, "edge_xdp_packets_total{class=\"banned\"}").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, "edge_bans_total"), Some(1.0), "{metrics}");
+
+    // Lifted through the admin endpoint: it connects again at once.
+    let path = format!("/bans/{offender}");
+    let lifted = netns::run_in(&topo.client, move || {
+        http::request(admin, "DELETE", &path, &[])
+    })?;
+    assert_eq!(lifted.status(), Some(200), "{lifted:?}");
+    assert!(connects(&topo.client, offender, listen)?);
+
+    // A short ban, placed by a reload's new settings, runs out by itself.
+    std::fs::write(&config_path, ban_config("2s"))?;
+    let reload = netns::run_in(&topo.client, move || {
+        http::request(admin, "POST", "/reload", &[])
+    })?;
+    assert_eq!(reload.status(), Some(200), "{reload:?}");
+    strike_three(&topo.client, offender, listen)?;
+    wait::until("the source to be banned again", Duration::from_secs(5), || {
+        Ok((!connects(&topo.client, offender, listen)?).then_some(()))
+    })?;
+    wait::until("the ban to expire", Duration::from_secs(15), || {
+        Ok(connects(&topo.client, offender, listen)?.then_some(()))
+    })?;
+    wait::until("the expired ban to leave the list", Duration::from_secs(10), || {
+        let listed = netns::run_in(&topo.client, move || http::get(admin, "/bans"))?;
+        Ok((!listed.text().contains(&offender.to_string())).then_some(()))
+    })?;
+
+    assert_eq!(
+        edge.stop(Duration::from_secs(15))?,
+        Some(0),
+        "log:\n{}",
+        edge.log_text()
+    );
+    Ok(())
+}
