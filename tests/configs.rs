@@ -115,3 +115,64 @@ fn a_closed_pipe_ends_edge_check_quietly() -> Result<()> {
     assert_eq!(status.code(), Some(1), "{status}");
     Ok(())
 }
+
+#[test]
+fn an_unreachable_jwks_url_is_a_warning_and_a_bad_policy_an_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A port on loopback nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "\
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    pool: app
+    policies:
+      auth:
+        jwt:
+          jwks: {{url: 'http://127.0.0.1:{port}/jwks.json'}}
+pools:
+  - name: app
+    backends: [{{address: 127.0.0.1:9000}}]
+"
+        ),
+    )?;
+    let (ok, text) = check(std::slice::from_ref(&good))?;
+    assert!(ok, "{text}");
+    assert!(text.contains("JWKS URL"), "{text}");
+    assert!(text.contains("cannot be reached now"), "{text}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "\
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    pool: app
+    policies:
+      auth:
+        jwt:
+          keys: [{algorithm: RS256, pem_file: nowhere.pem}]
+      authorize:
+        allow: [{consumers: [nobody]}]
+pools:
+  - name: app
+    backends: [{address: 127.0.0.1:9000}]
+",
+    )?;
+    let (ok, text) = check(std::slice::from_ref(&bad))?;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("bad.yaml:8:47: listeners[0].policies.auth.jwt.keys[0].pem_file: cannot read"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listeners[0].policies.authorize.allow[0].consumers[0]: consumer \"nobody\" is not defined"),
+        "{text}"
+    );
+    Ok(())
+}

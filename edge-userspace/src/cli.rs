@@ -256,6 +256,9 @@ fn check(files: Vec<PathBuf>) -> Result<()> {
                 for w in &checked.warnings {
                     out.err(w.warning_in(file));
                 }
+                for w in crate::policy::probe::unreachable(&checked.config) {
+                    out.err(format_args!("{}: {w}", file.display()));
+                }
                 out.out(format_args!("{}: OK", file.display()));
                 for line in checked.config.summary().lines() {
                     out.out(format_args!("  {line}"));

@@ -146,3 +146,12 @@ fn bans_and_redis_have_bounds() {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
 }
+
+#[test]
+fn a_key_file_that_is_not_a_small_regular_file_is_not_read() {
+    let e = errors(&with(
+        "          auth:\n            jwt:\n              keys: [{algorithm: RS256, pem_file: /dev/zero}]\n",
+        "",
+    ));
+    assert!(e[0].contains("pem_file: /dev/zero is not a regular file of at most 65536 bytes"), "{e:?}");
+}

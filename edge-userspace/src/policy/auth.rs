@@ -2,7 +2,8 @@
 //! and the identity headers the upstream gets.
 //!
 //! The credential types a route accepts are tried in a fixed order: API
-//! key, JWT, Basic. The first type whose credential is present in the
+//! key, bearer token (a JWT when it has a JWT's three parts and JWT is
+//! accepted, else an opaque token for introspection), Basic. The first type whose credential is present in the
 //! request decides: a present but wrong credential is refused, never
 //! passed over for the next type. A request with none becomes the
 //! anonymous consumer if the route names one, else gets 401 with a
@@ -142,6 +143,7 @@ pub struct Authenticator {
     consumers: Arc<Consumers>,
     anonymous: Option<Arc<ConsumerRt>>,
     jwt: Option<jwt::Verifier>,
+    introspector: Option<super::introspect::Introspector>,
     verified: Arc<VerifiedCache>,
     challenges: Vec<String>,
 }
@@ -150,6 +152,7 @@ pub struct Authenticator {
 enum Presented {
     ApiKey(String),
     Jwt(String),
+    Opaque(String),
     Basic(String, String),
     BadBasic,
 }
@@ -171,7 +174,7 @@ impl Authenticator {
         if p.api_key.is_some() {
             challenges.push(format!("Key realm=\"{realm}\""));
         }
-        if p.jwt.is_some() {
+        if p.jwt.is_some() || p.introspection.is_some() {
             challenges.push(format!("Bearer realm=\"{realm}\""));
         }
         if p.basic.is_some() {
@@ -183,6 +186,7 @@ impl Authenticator {
                 .as_ref()
                 .map(|j| jwt::Verifier::new(j, generation))
                 .transpose()?,
+            introspector: p.introspection.as_ref().map(super::introspect::Introspector::new),
             p: p.clone(),
             consumers: Arc::clone(&generation.consumers),
             anonymous,
@@ -214,8 +218,14 @@ impl Authenticator {
         }
         if let Some(j) = &self.p.jwt
             && let Some((token, source)) = jwt::find_token(head, &j.from)
+            && (self.introspector.is_none() || token.split('.').count() == 3)
         {
             return Some((Presented::Jwt(token), source));
+        }
+        if self.introspector.is_some()
+            && let Some((token, source)) = jwt::find_token(head, &[crate::config::gateway::TokenSource::Header])
+        {
+            return Some((Presented::Opaque(token), source));
         }
         if self.p.basic.is_some()
             && let Some(v) = head.headers.get(http::header::AUTHORIZATION)
@@ -275,6 +285,51 @@ impl Authenticator {
             }
             Presented::BadBasic => {
                 return Err(self.unauthorized("malformed", "Malformed Basic credentials"));
+            }
+            Presented::Opaque(token) => {
+                let Some(intro) = &self.introspector else {
+                    return Err(self.unauthorized("missing", "No credentials found in request"));
+                };
+                let members = match intro.check(&token).await {
+                    Ok(super::introspect::Answer::Active(m)) => m,
+                    Ok(super::introspect::Answer::Inactive) => {
+                        let mut r = self.unauthorized("inactive", "The token is not active");
+                        r.headers.retain(|(_, v)| !v.starts_with("Bearer"));
+                        r.headers.push((
+                            "www-authenticate".into(),
+                            format!(
+                                "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"The token is not active\"",
+                                self.p.realm
+                            ),
+                        ));
+                        return Err(r);
+                    }
+                    Err(e) => {
+                        tracing::warn!("token introspection failed: {e}");
+                        return Err(Rejection::new(
+                            503,
+                            "auth",
+                            "introspection_unavailable",
+                            "The token cannot be checked right now",
+                        )
+                        .with("retry-after", "5"));
+                    }
+                };
+                let consumer = match intro.consumer_claim() {
+                    Some(claim) => {
+                        let name = members.get(claim).and_then(|v| v.as_str());
+                        match name.and_then(|n| self.consumers.get(n)) {
+                            Some(c) => Some(c),
+                            None => {
+                                return Err(jwt::JwtError::UnknownConsumer
+                                    .rejection(&self.p.realm, &self.challenges));
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                out.claims = Some(Arc::new(members));
+                (consumer, "introspection".to_string(), false)
             }
             Presented::Jwt(token) => {
                 let Some(verifier) = &self.jwt else {

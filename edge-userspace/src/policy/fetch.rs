@@ -1,5 +1,6 @@
-//! A small, bounded HTTP GET for what the gateway fetches itself (JWKS
-//! documents), over Pingora's client connector.
+//! Small, bounded HTTP requests for what the gateway asks other servers
+//! itself (JWKS documents, token introspection), over Pingora's client
+//! connector.
 
 use bytes::{Bytes, BytesMut};
 use pingora::{
@@ -37,12 +38,46 @@ pub enum FetchError {
 
 /// GETs `url` within `timeout`; the body of a 200, at most [`MAX_BODY`].
 pub async fn get(connector: &Connector, url: &http::Uri, timeout: Duration) -> Result<Bytes, FetchError> {
-    tokio::time::timeout(timeout, get_inner(connector, url))
+    let req = Request {
+        method: "GET",
+        url,
+        headers: &[],
+        body: None,
+    };
+    tokio::time::timeout(timeout, send(connector, &req))
         .await
         .map_err(|_| FetchError::Timeout(timeout))?
 }
 
-async fn get_inner(connector: &Connector, url: &http::Uri) -> Result<Bytes, FetchError> {
+/// POSTs a form to `url` within `timeout` with the given extra header
+/// fields; the body of a 200, at most [`MAX_BODY`].
+pub async fn post_form(
+    connector: &Connector,
+    url: &http::Uri,
+    headers: &[(&str, String)],
+    form: String,
+    timeout: Duration,
+) -> Result<Bytes, FetchError> {
+    let req = Request {
+        method: "POST",
+        url,
+        headers,
+        body: Some(form),
+    };
+    tokio::time::timeout(timeout, send(connector, &req))
+        .await
+        .map_err(|_| FetchError::Timeout(timeout))?
+}
+
+struct Request<'a> {
+    method: &'static str,
+    url: &'a http::Uri,
+    headers: &'a [(&'a str, String)],
+    body: Option<String>,
+}
+
+async fn send(connector: &Connector, r: &Request<'_>) -> Result<Bytes, FetchError> {
+    let url = r.url;
     let host = url.host().ok_or(FetchError::Url)?;
     let tls = url.scheme_str() == Some("https");
     let port = url.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -56,12 +91,27 @@ async fn get_inner(connector: &Connector, url: &http::Uri) -> Result<Bytes, Fetc
     let io = |e: Box<pingora::Error>| FetchError::Io(e.to_string());
     let (mut session, _) = connector.get_http_session(&peer).await.map_err(io)?;
     let path = url.path_and_query().map_or("/", |p| p.as_str());
-    let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(io)?;
+    let mut req = RequestHeader::build(r.method, path.as_bytes(), None).map_err(io)?;
     let authority = url.authority().map_or(host, |a| a.as_str());
     req.insert_header("host", authority).map_err(io)?;
     req.insert_header("accept", "application/json").map_err(io)?;
     req.insert_header("user-agent", "edge").map_err(io)?;
+    for (name, value) in r.headers {
+        req.insert_header(name.to_string(), value.as_str()).map_err(io)?;
+    }
+    if let Some(body) = &r.body {
+        req.insert_header("content-type", "application/x-www-form-urlencoded")
+            .map_err(io)?;
+        req.insert_header("content-length", body.len().to_string())
+            .map_err(io)?;
+    }
     session.write_request_header(Box::new(req)).await.map_err(io)?;
+    if let Some(body) = &r.body {
+        session
+            .write_request_body(Bytes::from(body.clone()), true)
+            .await
+            .map_err(io)?;
+    }
     session.finish_request_body().await.map_err(io)?;
     session.read_response_header().await.map_err(io)?;
     let status = session.response_header().map_or(0, |r| r.status.as_u16());

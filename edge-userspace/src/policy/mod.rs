@@ -22,6 +22,8 @@ pub mod client;
 pub mod concurrency;
 pub mod cors;
 pub mod fetch;
+pub mod introspect;
+pub mod probe;
 pub mod jwt;
 pub mod ratelimit;
 pub mod redis;

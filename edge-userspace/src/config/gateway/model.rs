@@ -122,6 +122,8 @@ pub struct AuthPolicy {
     pub jwt: Option<JwtAuth>,
     /// Basic.
     pub basic: Option<BasicAuth>,
+    /// OAuth2 token introspection.
+    pub introspection: Option<IntrospectionAuth>,
     /// The consumer of requests without credentials.
     pub anonymous: Option<String>,
     /// Identity header names, lower-case.
@@ -394,4 +396,37 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// Whether a request passes when Redis cannot answer.
     pub fail_open: bool,
+}
+
+/// OAuth2 token introspection settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IntrospectionAuth {
+    /// The endpoint.
+    pub url: http::Uri,
+    /// edge's client id.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+    /// Time one introspection may take.
+    pub timeout: Duration,
+    /// Longest reuse of an answer.
+    pub cache_for: Duration,
+    /// Answers kept.
+    pub cache_entries: usize,
+    /// Member naming the consumer.
+    pub consumer_claim: Option<String>,
+}
+
+impl std::fmt::Debug for IntrospectionAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntrospectionAuth")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .field("cache_for", &self.cache_for)
+            .field("cache_entries", &self.cache_entries)
+            .field("consumer_claim", &self.consumer_claim)
+            .finish()
+    }
 }

@@ -131,6 +131,9 @@ pub struct Auth {
     /// HTTP Basic against consumers' password hashes.
     #[serde(default)]
     pub basic: Option<BasicAuth>,
+    /// Opaque bearer tokens checked by OAuth2 token introspection.
+    #[serde(default)]
+    pub introspection: Option<Introspection>,
     /// The consumer a request without any credential becomes; without
     /// it, such a request gets 401.
     #[serde(default)]
@@ -377,4 +380,29 @@ pub struct Redis {
     /// Redis cannot answer.
     #[serde(default)]
     pub on_error: Option<String>,
+}
+
+/// `auth.introspection` (RFC 7662).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Introspection {
+    /// The introspection endpoint.
+    pub url: String,
+    /// edge's client id at the authorization server.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+    /// Time one introspection may take; default 2s.
+    #[serde(default)]
+    pub timeout: Option<Quantity>,
+    /// Longest time an answer is reused (never past the token's `exp`);
+    /// default 60s.
+    #[serde(default)]
+    pub cache_for: Option<Quantity>,
+    /// Answers kept; default 10000.
+    #[serde(default)]
+    pub cache_entries: Option<u32>,
+    /// The answer's member whose value names the consumer.
+    #[serde(default)]
+    pub consumer_claim: Option<String>,
 }

@@ -486,10 +486,10 @@ fn auth(
     a: &surface::Auth,
     consumers: &[Consumer],
 ) -> AuthPolicy {
-    if a.api_key.is_none() && a.jwt.is_none() && a.basic.is_none() {
+    if a.api_key.is_none() && a.jwt.is_none() && a.basic.is_none() && a.introspection.is_none() {
         v.error(
             path.to_string(),
-            "auth needs at least one of api_key, jwt and basic",
+            "auth needs at least one of api_key, jwt, basic and introspection",
         );
     }
     if let Some(anon) = &a.anonymous {
@@ -508,6 +508,10 @@ fn auth(
     let basic = a.basic.as_ref().map(|b| BasicAuth {
         hide_credentials: b.hide_credentials,
     });
+    let introspection = a
+        .introspection
+        .as_ref()
+        .and_then(|i| introspection(v, &format!("{path}.introspection"), i));
     let mut identity_headers = IdentityHeaders::default();
     if let Some(h) = &a.identity_headers {
         let hpath = format!("{path}.identity_headers");
@@ -530,6 +534,7 @@ fn auth(
         api_key,
         jwt,
         basic,
+        introspection,
         anonymous: a.anonymous.clone(),
         identity_headers,
         realm,
@@ -680,6 +685,9 @@ fn jwt(v: &mut Validator<'_>, path: &str, j: &surface::Jwt) -> JwtAuth {
     }
 }
 
+/// Largest PEM key file read.
+pub const MAX_KEY_FILE: u64 = 64 * 1024;
+
 /// The algorithms edge verifies, as written in the file.
 pub const JWT_ALGORITHMS: &str =
     "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
@@ -744,6 +752,18 @@ fn jwt_key(v: &mut Validator<'_>, path: &str, k: &surface::JwtKey) -> Option<Jwt
             (Some(p), _) => (p.as_bytes().to_vec(), format!("{path}.public_key")),
             (_, Some(f)) => {
                 let file = v.base_dir().join(f);
+                // A key file is small and regular: /dev/zero or a huge
+                // file must not hang or exhaust `edge check`.
+                let small = std::fs::metadata(&file)
+                    .map(|m| m.is_file() && m.len() <= MAX_KEY_FILE)
+                    .unwrap_or(true);
+                if !small {
+                    v.error(
+                        format!("{path}.pem_file"),
+                        format!("{} is not a regular file of at most {MAX_KEY_FILE} bytes", file.display()),
+                    );
+                    return None;
+                }
                 match std::fs::read(&file) {
                     Ok(bytes) => (bytes, format!("{path}.pem_file")),
                     Err(e) => {
@@ -981,4 +1001,61 @@ pub fn gateway(v: &mut Validator<'_>, g: Option<&surface::Gateway>) -> GatewayCo
         redis,
         bans,
     }
+}
+
+fn http_url(v: &mut Validator<'_>, path: String, text: &str) -> Option<http::Uri> {
+    match text.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(u),
+        _ => {
+            v.error(
+                path,
+                format!("bad URL {text:?}: expected http:// or https://host/path"),
+            );
+            None
+        }
+    }
+}
+
+/// Most introspection answers a route may keep.
+pub const MAX_INTROSPECTION_CACHE: u32 = 1_000_000;
+
+fn introspection(
+    v: &mut Validator<'_>,
+    path: &str,
+    i: &surface::Introspection,
+) -> Option<IntrospectionAuth> {
+    let url = http_url(v, format!("{path}.url"), &i.url);
+    if i.client_id.is_empty() || i.client_id.contains(':') {
+        v.error(format!("{path}.client_id"), "client_id is not empty and has no ':'");
+    }
+    let timeout = opt_duration(
+        v,
+        format!("{path}.timeout"),
+        i.timeout.as_ref(),
+        Duration::from_secs(2),
+        (Duration::from_millis(10), Duration::from_secs(60)),
+    );
+    let cache_for = opt_duration(
+        v,
+        format!("{path}.cache_for"),
+        i.cache_for.as_ref(),
+        Duration::from_secs(60),
+        (Duration::ZERO, Duration::from_secs(86_400)),
+    );
+    let entries = i.cache_entries.unwrap_or(10_000);
+    if entries == 0 || entries > MAX_INTROSPECTION_CACHE {
+        v.error(
+            format!("{path}.cache_entries"),
+            format!("cache_entries must be 1 to {MAX_INTROSPECTION_CACHE}"),
+        );
+    }
+    Some(IntrospectionAuth {
+        url: url?,
+        client_id: i.client_id.clone(),
+        client_secret: i.client_secret.clone(),
+        timeout,
+        cache_for,
+        cache_entries: entries.clamp(1, MAX_INTROSPECTION_CACHE) as usize,
+        consumer_claim: i.consumer_claim.clone(),
+    })
 }
