@@ -144,7 +144,9 @@ pub struct Verified {
 pub struct Verifier {
     keys: Vec<Key>,
     key_set: Option<Arc<KeySet>>,
-    validation: Validation,
+    /// One validation per algorithm: jsonwebtoken wants every algorithm
+    /// a validation lists to be of its key's family.
+    validations: Vec<(Alg, Validation)>,
     consumer_claim: Option<String>,
     forward_claims: Vec<(String, String)>,
     hide: bool,
@@ -153,6 +155,10 @@ pub struct Verifier {
 impl Verifier {
     /// Compiles `j`; a JWKS source is shared through `generation`.
     pub fn new(j: &JwtAuth, generation: &Generation) -> anyhow::Result<Self> {
+        Self::with_key_set(j, j.jwks.as_ref().map(|s| generation.key_set(s)))
+    }
+
+    fn with_key_set(j: &JwtAuth, key_set: Option<Arc<KeySet>>) -> anyhow::Result<Self> {
         let keys = j
             .keys
             .iter()
@@ -164,8 +170,28 @@ impl Verifier {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut validation = Validation::new(Alg::RS256);
-        validation.algorithms = vec![
+        let mut base = Validation::new(Alg::RS256);
+        base.leeway = j.leeway.as_secs();
+        base.validate_nbf = true;
+        base.validate_exp = true;
+        // jsonwebtoken checks `iss` and `aud` only when the token has
+        // them: a configured issuer or audience must also be required, or
+        // a token without the claim would pass.
+        let mut required = vec!["exp"];
+        if j.issuers.is_empty() {
+            base.iss = None;
+        } else {
+            base.set_issuer(&j.issuers);
+            required.push("iss");
+        }
+        if j.audiences.is_empty() {
+            base.validate_aud = false;
+        } else {
+            base.set_audience(&j.audiences);
+            required.push("aud");
+        }
+        base.set_required_spec_claims(&required);
+        let validations = [
             Alg::HS256,
             Alg::HS384,
             Alg::HS512,
@@ -178,24 +204,18 @@ impl Verifier {
             Alg::ES256,
             Alg::ES384,
             Alg::EdDSA,
-        ];
-        validation.leeway = j.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.validate_exp = true;
-        if j.issuers.is_empty() {
-            validation.iss = None;
-        } else {
-            validation.set_issuer(&j.issuers);
-        }
-        if j.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&j.audiences);
-        }
+        ]
+        .into_iter()
+        .map(|alg| {
+            let mut v = base.clone();
+            v.algorithms = vec![alg];
+            (alg, v)
+        })
+        .collect();
         Ok(Self {
             keys,
-            key_set: j.jwks.as_ref().map(|s| generation.key_set(s)),
-            validation,
+            key_set,
+            validations,
             consumer_claim: j.consumer_claim.clone(),
             forward_claims: j.forward_claims.clone(),
             hide: j.hide_credentials,
@@ -253,9 +273,12 @@ impl Verifier {
         if candidates.is_empty() {
             return Err(JwtError::Algorithm);
         }
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
+            return Err(JwtError::Algorithm);
+        };
         let mut last = JwtError::Signature;
         for k in &candidates {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, &self.validation) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, validation) {
                 Ok(data) => {
                     return Ok(Verified {
                         claims: data.claims,
@@ -269,6 +292,8 @@ impl Verifier {
                         ErrorKind::ImmatureSignature => JwtError::NotYetValid,
                         ErrorKind::InvalidIssuer => JwtError::Issuer,
                         ErrorKind::InvalidAudience => JwtError::Audience,
+                        ErrorKind::MissingRequiredClaim(c) if c == "iss" => JwtError::Issuer,
+                        ErrorKind::MissingRequiredClaim(c) if c == "aud" => JwtError::Audience,
                         ErrorKind::MissingRequiredClaim(_) => JwtError::MissingClaim,
                         ErrorKind::InvalidAlgorithm => JwtError::Algorithm,
                         _ => JwtError::Malformed,
@@ -529,6 +554,107 @@ fn key_alg(a: jwk::KeyAlgorithm) -> Option<Alg> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::gateway::JwtKey;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn verifier(issuers: &[&str], audiences: &[&str]) -> Verifier {
+        let j = JwtAuth {
+            keys: vec![JwtKey {
+                kid: None,
+                algorithm: Alg::HS256,
+                material: KeyMaterial::Secret(SECRET.to_vec()),
+            }],
+            jwks: None,
+            issuers: issuers.iter().map(|s| s.to_string()).collect(),
+            audiences: audiences.iter().map(|s| s.to_string()).collect(),
+            leeway: std::time::Duration::ZERO,
+            from: vec![TokenSource::Header],
+            consumer_claim: None,
+            forward_claims: vec![],
+            hide_credentials: false,
+        };
+        Verifier::with_key_set(&j, None).unwrap()
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Alg::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn far() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600
+    }
+
+    #[tokio::test]
+    async fn an_hmac_token_keyed_with_the_rsa_public_key_and_alg_none_are_refused() {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let public = rsa.public_key_to_pem().unwrap();
+        let private = rsa.private_key_to_pem().unwrap();
+        let j = JwtAuth {
+            keys: vec![JwtKey {
+                kid: None,
+                algorithm: Alg::RS256,
+                material: KeyMaterial::Pem(public.clone()),
+            }],
+            jwks: None,
+            issuers: vec![],
+            audiences: vec![],
+            leeway: std::time::Duration::ZERO,
+            from: vec![TokenSource::Header],
+            consumer_claim: None,
+            forward_claims: vec![],
+            hide_credentials: false,
+        };
+        let v = Verifier::with_key_set(&j, None).unwrap();
+        let claims = serde_json::json!({"exp": far()});
+        let good = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Alg::RS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&private).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&good).await.err(), None);
+        let confused = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Alg::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&public).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&confused).await.err(), Some(JwtError::Algorithm));
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!(
+            "{}.{}.",
+            b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(claims.to_string())
+        );
+        assert!(v.verify(&none).await.is_err());
+        assert!(v.verify("not-a-token").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_configured_issuer_or_audience_must_be_in_the_token() {
+        let v = verifier(&["https://issuer"], &["api"]);
+        let ok = token(serde_json::json!({"exp": far(), "iss": "https://issuer", "aud": "api"}));
+        assert_eq!(v.verify(&ok).await.err(), None);
+        let no_iss = token(serde_json::json!({"exp": far(), "aud": "api"}));
+        assert_eq!(v.verify(&no_iss).await.err(), Some(JwtError::Issuer));
+        let no_aud = token(serde_json::json!({"exp": far(), "iss": "https://issuer"}));
+        assert_eq!(v.verify(&no_aud).await.err(), Some(JwtError::Audience));
+        let no_exp = token(serde_json::json!({"iss": "https://issuer", "aud": "api"}));
+        assert_eq!(v.verify(&no_exp).await.err(), Some(JwtError::MissingClaim));
+        let other = token(serde_json::json!({"exp": far(), "iss": "https://other", "aud": "api"}));
+        assert_eq!(v.verify(&other).await.err(), Some(JwtError::Issuer));
+    }
 
     #[test]
     fn symmetric_and_encryption_keys_in_a_jwks_are_ignored() {

@@ -22,7 +22,10 @@ pub async fn respond(
     for (k, v) in headers {
         resp.append_header(k.clone(), v.as_str())?;
     }
-    resp.insert_header("content-length", body.len().to_string())?;
+    // A 204 or 304 has no body and says nothing of one (RFC 9110 §8.6).
+    if !matches!(status, 204 | 304) {
+        resp.insert_header("content-length", body.len().to_string())?;
+    }
     super::headers::apply_response(&mut resp, ops)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
