@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use std::{path::PathBuf, process::Command};
 
 /// Debian packages: the kernel-side toolchain, what Pingora's build needs,
-/// and what the labs use (ip, curl, ethtool).
+/// what the labs use (ip, curl, ethtool), and the Redis server the
+/// gateway's shared rate-limit tests start.
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -23,6 +24,7 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "curl",
     "ethtool",
+    "redis-server",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -318,7 +318,11 @@ pub fn find_token(
     for source in from {
         match source {
             TokenSource::Header => {
-                let v = head.headers.get(http::header::AUTHORIZATION)?.to_str().ok();
+                // No Authorization: the next source may still hold one.
+                let v = head
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
                 if let Some((scheme, token)) = v.and_then(|v| v.trim().split_once(' '))
                     && scheme.eq_ignore_ascii_case("bearer")
                 {
