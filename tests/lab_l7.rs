@@ -242,6 +242,16 @@ fn a_source_that_keeps_failing_is_banned_in_xdp_listed_lifted_and_expires() -> R
     );
     assert_eq!(sample(&metrics, "edge_bans_total"), Some(1.0), "{metrics}");
 
+    // A reload keeps the standing ban.
+    let reload = netns::run_in(&topo.client, move || {
+        http::request(admin, "POST", "/reload", &[])
+    })?;
+    assert_eq!(reload.status(), Some(200), "{reload:?}");
+    assert!(
+        !connects(&topo.client, offender, listen)?,
+        "a reload must not lift a ban"
+    );
+
     // Lifted through the admin endpoint: it connects again at once.
     let path = format!("/bans/{offender}");
     let lifted = netns::run_in(&topo.client, move || {
