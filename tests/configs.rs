@@ -120,7 +120,9 @@ fn a_closed_pipe_ends_edge_check_quietly() -> Result<()> {
 fn an_unreachable_jwks_url_is_a_warning_and_a_bad_policy_an_error() -> Result<()> {
     let dir = tempfile::tempdir()?;
     // A port on loopback nothing listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let good = dir.path().join("good.yaml");
     std::fs::write(
         &good,
@@ -167,7 +169,9 @@ pools:
     let (ok, text) = check(std::slice::from_ref(&bad))?;
     assert!(!ok, "{text}");
     assert!(
-        text.contains("bad.yaml:8:47: listeners[0].policies.auth.jwt.keys[0].pem_file: cannot read"),
+        text.contains(
+            "bad.yaml:8:47: listeners[0].policies.auth.jwt.keys[0].pem_file: cannot read"
+        ),
         "{text}"
     );
     assert!(

@@ -2071,8 +2071,12 @@ fn introspection_server() -> Result<Backend> {
             .find_map(|p| p.strip_prefix("token="))
             .unwrap_or("");
         let answer = match token {
-            "good" => json!({"active": true, "username": "alice", "scope": "read", "exp": now() + 600}),
-            "writer" => json!({"active": true, "username": "alice", "scope": "write", "exp": now() + 600}),
+            "good" => {
+                json!({"active": true, "username": "alice", "scope": "read", "exp": now() + 600})
+            }
+            "writer" => {
+                json!({"active": true, "username": "alice", "scope": "write", "exp": now() + 600})
+            }
             _ => json!({"active": false}),
         };
         Response::new(200, answer.to_string()).header("Content-Type", "application/json")
@@ -2093,7 +2097,11 @@ fn opaque_tokens_are_introspected_cached_and_a_revoked_one_is_refused() -> Resul
     };
     let url = format!("http://{}/introspect", server.addr());
     let routes = [
-        route("partners", "/partners", &intro(&url, "introspection-secret")),
+        route(
+            "partners",
+            "/partners",
+            &intro(&url, "introspection-secret"),
+        ),
         route("badcreds", "/badcreds", &intro(&url, "wrong")),
         route(
             "down",
@@ -2110,7 +2118,12 @@ fn opaque_tokens_are_introspected_cached_and_a_revoked_one_is_refused() -> Resul
 
     let ok = gw.get("/partners/x", &[("Authorization", &bearer("good"))])?;
     expect_ok(&ok)?;
-    assert_eq!(upstream(&ok, "x-consumer-username"), ["alice"], "{}", show(&ok));
+    assert_eq!(
+        upstream(&ok, "x-consumer-username"),
+        ["alice"],
+        "{}",
+        show(&ok)
+    );
     assert_eq!(
         upstream(&ok, "x-credential-identifier"),
         ["introspection"],
@@ -2133,6 +2146,10 @@ fn opaque_tokens_are_introspected_cached_and_a_revoked_one_is_refused() -> Resul
     assert_eq!(bad.status(), Some(503), "{}", show(&bad));
     let down = gw.get("/down/x", &[("Authorization", &bearer("good"))])?;
     assert_eq!(down.status(), Some(503), "{}", show(&down));
-    assert_eq!(backend.requests(), 2, "only the two good requests reached the service");
+    assert_eq!(
+        backend.requests(),
+        2,
+        "only the two good requests reached the service"
+    );
     Ok(())
 }

@@ -208,7 +208,11 @@ fn a_source_that_keeps_failing_is_banned_in_xdp_listed_lifted_and_expires() -> R
     let config_path = dir.path().join("edge.yaml");
     std::fs::write(&config_path, ban_config("1h"))?;
     let mut edge = Edge::start(Some(&topo.edge), &config_path)?;
-    edge.wait_ready(Some(&topo.client), BAN_PLAN.admin(), Duration::from_secs(30))?;
+    edge.wait_ready(
+        Some(&topo.client),
+        BAN_PLAN.admin(),
+        Duration::from_secs(30),
+    )?;
     let (listen, admin) = (BAN_PLAN.listen(), BAN_PLAN.admin());
     let offender = BAN_PLAN.second_client_ip();
     let office = BAN_PLAN.client_ip();
@@ -227,11 +231,16 @@ fn a_source_that_keeps_failing_is_banned_in_xdp_listed_lifted_and_expires() -> R
         Ok((!connects(&topo.client, offender, listen)?).then_some(()))
     })
     .map_err(|e| anyhow::anyhow!("{e}\nlog:\n{}", edge.log_text()))?;
-    assert!(connects(&topo.client, office, listen)?, "its neighbour still does");
+    assert!(
+        connects(&topo.client, office, listen)?,
+        "its neighbour still does"
+    );
     let listed = netns::run_in(&topo.client, move || http::get(admin, "/bans"))?;
     assert_eq!(listed.status(), Some(200));
     assert!(
-        listed.text().contains(&format!("\"address\":\"{offender}\"")),
+        listed
+            .text()
+            .contains(&format!("\"address\":\"{offender}\"")),
         "{}",
         listed.text()
     );
@@ -267,16 +276,22 @@ fn a_source_that_keeps_failing_is_banned_in_xdp_listed_lifted_and_expires() -> R
     })?;
     assert_eq!(reload.status(), Some(200), "{reload:?}");
     strike_three(&topo.client, offender, listen)?;
-    wait::until("the source to be banned again", Duration::from_secs(5), || {
-        Ok((!connects(&topo.client, offender, listen)?).then_some(()))
-    })?;
+    wait::until(
+        "the source to be banned again",
+        Duration::from_secs(5),
+        || Ok((!connects(&topo.client, offender, listen)?).then_some(())),
+    )?;
     wait::until("the ban to expire", Duration::from_secs(15), || {
         Ok(connects(&topo.client, offender, listen)?.then_some(()))
     })?;
-    wait::until("the expired ban to leave the list", Duration::from_secs(10), || {
-        let listed = netns::run_in(&topo.client, move || http::get(admin, "/bans"))?;
-        Ok((!listed.text().contains(&offender.to_string())).then_some(()))
-    })?;
+    wait::until(
+        "the expired ban to leave the list",
+        Duration::from_secs(10),
+        || {
+            let listed = netns::run_in(&topo.client, move || http::get(admin, "/bans"))?;
+            Ok((!listed.text().contains(&offender.to_string())).then_some(()))
+        },
+    )?;
 
     assert_eq!(
         edge.stop(Duration::from_secs(15))?,

@@ -21,11 +21,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use edge_common::{
-    BanValue, Counters, DEFAULT_CONNTRACK_CAPACITY, MAX_BANS, DenyValue, FAMILY_V4, FAMILY_V6, FlowState, IPPROTO_TCP,
-    IfaceDef, L4Counters, L4Event, L4Settings, MAX_DENY_ENTRIES, MAX_IFACES, MAX_L4_SERVICES,
-    MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey, REAL_FLAG_UP,
-    RealDef, SETTINGS_SYN_BUDGET, SourceKey, TOO_BIG_BURST, TOO_BIG_RATE, TokenBucket,
-    VIP_FLAG_SOURCE_HASH, VipKey, VipMeta, ring_entries, ring_index,
+    BanValue, Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState,
+    IPPROTO_TCP, IfaceDef, L4Counters, L4Event, L4Settings, MAX_BANS, MAX_DENY_ENTRIES, MAX_IFACES,
+    MAX_L4_SERVICES, MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey,
+    REAL_FLAG_UP, RealDef, SETTINGS_SYN_BUDGET, SourceKey, TOO_BIG_BURST, TOO_BIG_RATE,
+    TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta, ring_entries, ring_index,
 };
 use edge_ebpf::{
     PacketBuf,

@@ -159,7 +159,11 @@ impl Admin {
             (&http::Method::DELETE, ip) if !ip.is_empty() => match ip.parse::<std::net::IpAddr>() {
                 Ok(ip) if bans.lift(ip) => {
                     tracing::info!(%ip, "ban lifted through the admin endpoint");
-                    reply(StatusCode::OK, "text/plain", format!("ban of {ip} lifted\n").into_bytes())
+                    reply(
+                        StatusCode::OK,
+                        "text/plain",
+                        format!("ban of {ip} lifted\n").into_bytes(),
+                    )
                 }
                 Ok(ip) => reply(
                     StatusCode::NOT_FOUND,

@@ -340,7 +340,12 @@ pub const RATELIMIT_EVICTIONS: &str = "edge_ratelimit_evictions_total";
 pub const RATELIMIT_STORE_ERRORS: &str = "edge_ratelimit_store_errors_total";
 
 /// Counts a request a policy refused.
-pub fn policy_rejection(listener: &Arc<str>, route: &Arc<str>, policy: &'static str, reason: &'static str) {
+pub fn policy_rejection(
+    listener: &Arc<str>,
+    route: &Arc<str>,
+    policy: &'static str,
+    reason: &'static str,
+) {
     metrics::counter!(POLICY_REJECTIONS,
         "listener" => Arc::clone(listener),
         "route" => Arc::clone(route),
@@ -350,7 +355,13 @@ pub fn policy_rejection(listener: &Arc<str>, route: &Arc<str>, policy: &'static 
 }
 
 /// Records a request of a consumer (names come from the configuration).
-pub fn consumer_request(consumer: &Arc<str>, status: Option<u16>, seconds: f64, bytes_in: u64, bytes_out: u64) {
+pub fn consumer_request(
+    consumer: &Arc<str>,
+    status: Option<u16>,
+    seconds: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+) {
     metrics::counter!(CONSUMER_REQUESTS,
         "consumer" => Arc::clone(consumer),
         "status" => status_class(status))

@@ -59,8 +59,14 @@ pools:
     assert!(api.cors.is_some() && api.auth.is_some());
     let names: Vec<&str> = api.rate_limits.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["ip", "me"]);
-    assert_eq!(api.rate_limit_headers, gateway::RateLimitHeaders::XRateLimit);
-    assert_eq!(api.auth.as_ref().unwrap().api_key.as_ref().unwrap().header, "apikey");
+    assert_eq!(
+        api.rate_limit_headers,
+        gateway::RateLimitHeaders::XRateLimit
+    );
+    assert_eq!(
+        api.auth.as_ref().unwrap().api_key.as_ref().unwrap().header,
+        "apikey"
+    );
     assert!(c.listeners[0].routes[1].policies.is_empty());
 }
 
@@ -72,7 +78,9 @@ fn an_unknown_consumer_in_a_rule_is_named_with_its_place() {
     ));
     assert_eq!(
         e,
-        ["edge.yaml:14:34: listeners[0].routes[0].policies.authorize.allow[0].consumers[0]: consumer \"mallory\" is not defined under consumers:"]
+        [
+            "edge.yaml:14:34: listeners[0].routes[0].policies.authorize.allow[0].consumers[0]: consumer \"mallory\" is not defined under consumers:"
+        ]
     );
 }
 
@@ -83,11 +91,23 @@ fn bad_keys_and_algorithms_are_refused() {
         "",
     ));
     let text = e.join("\n");
-    assert!(text.contains("keys[0].algorithm: unsupported algorithm \"RS257\": expected one of HS256"), "{text}");
-    assert!(text.contains("keys[1].secret: RS256 verifies with a public key, not a secret"), "{text}");
+    assert!(
+        text.contains("keys[0].algorithm: unsupported algorithm \"RS257\": expected one of HS256"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keys[1].secret: RS256 verifies with a public key, not a secret"),
+        "{text}"
+    );
     assert!(text.contains("keys[2].pem_file: cannot read"), "{text}");
-    assert!(text.contains("keys[3].public_key: not a ES256 public key in PEM"), "{text}");
-    assert!(text.contains("keys[4].secret: an HMAC secret must be at least 32 bytes"), "{text}");
+    assert!(
+        text.contains("keys[3].public_key: not a ES256 public key in PEM"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keys[4].secret: an HMAC secret must be at least 32 bytes"),
+        "{text}"
+    );
     assert_eq!(e.len(), 5, "{text}");
 }
 
@@ -98,10 +118,22 @@ fn secrets_are_never_plain_and_keys_name_one_consumer() {
         "  - name: bob\n    api_keys: [{key: alice-key-0123456789}, {key: short}, {sha256: abc}]\n    basic: {password_hash: hunter2}\n",
     ));
     let text = e.join("\n");
-    assert!(text.contains("consumers[1].api_keys[0]: this API key is already alice's"), "{text}");
-    assert!(text.contains("consumers[1].api_keys[1].key: an API key must be at least 8 characters"), "{text}");
-    assert!(text.contains("consumers[1].api_keys[2].sha256: sha256 must be 64 hex digits"), "{text}");
-    assert!(text.contains("consumers[1].basic.password_hash: password_hash must be a bcrypt"), "{text}");
+    assert!(
+        text.contains("consumers[1].api_keys[0]: this API key is already alice's"),
+        "{text}"
+    );
+    assert!(
+        text.contains("consumers[1].api_keys[1].key: an API key must be at least 8 characters"),
+        "{text}"
+    );
+    assert!(
+        text.contains("consumers[1].api_keys[2].sha256: sha256 must be 64 hex digits"),
+        "{text}"
+    );
+    assert!(
+        text.contains("consumers[1].basic.password_hash: password_hash must be a bcrypt"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -153,5 +185,8 @@ fn a_key_file_that_is_not_a_small_regular_file_is_not_read() {
         "          auth:\n            jwt:\n              keys: [{algorithm: RS256, pem_file: /dev/zero}]\n",
         "",
     ));
-    assert!(e[0].contains("pem_file: /dev/zero is not a regular file of at most 65536 bytes"), "{e:?}");
+    assert!(
+        e[0].contains("pem_file: /dev/zero is not a regular file of at most 65536 bytes"),
+        "{e:?}"
+    );
 }

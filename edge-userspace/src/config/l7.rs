@@ -336,7 +336,9 @@ pub(super) fn listeners(
         let compression =
             super::compression::policy(v, &format!("{path}.compression"), l.compression.as_ref());
         let policies = match &l.policies {
-            Some(p) => super::gateway::validate::policies(v, &format!("{path}.policies"), p, consumers),
+            Some(p) => {
+                super::gateway::validate::policies(v, &format!("{path}.policies"), p, consumers)
+            }
             None => Default::default(),
         };
         let defaults = Defaults {
@@ -643,7 +645,10 @@ fn route(
     };
     let own = r.policies.as_ref().map(|p| {
         let ppath = format!("{path}.policies");
-        (p, super::gateway::validate::policies(v, &ppath, p, defaults.consumers))
+        (
+            p,
+            super::gateway::validate::policies(v, &ppath, p, defaults.consumers),
+        )
     });
     let policies =
         super::gateway::validate::merge(v, &format!("{path}.policies"), defaults.policies, own);

@@ -186,7 +186,10 @@ impl Authenticator {
                 .as_ref()
                 .map(|j| jwt::Verifier::new(j, generation))
                 .transpose()?,
-            introspector: p.introspection.as_ref().map(super::introspect::Introspector::new),
+            introspector: p
+                .introspection
+                .as_ref()
+                .map(super::introspect::Introspector::new),
             p: p.clone(),
             consumers: Arc::clone(&generation.consumers),
             anonymous,
@@ -208,7 +211,10 @@ impl Authenticator {
         if let Some(k) = &self.p.api_key {
             if let Some(v) = head.headers.get(k.header.as_str()) {
                 let key = v.to_str().unwrap_or("").trim().to_string();
-                return Some((Presented::ApiKey(key), CredentialSource::Header(k.header.clone())));
+                return Some((
+                    Presented::ApiKey(key),
+                    CredentialSource::Header(k.header.clone()),
+                ));
             }
             if let Some(q) = &k.query
                 && let Some(v) = query_param(head.uri.query(), q)
@@ -223,7 +229,8 @@ impl Authenticator {
             return Some((Presented::Jwt(token), source));
         }
         if self.introspector.is_some()
-            && let Some((token, source)) = jwt::find_token(head, &[crate::config::gateway::TokenSource::Header])
+            && let Some((token, source)) =
+                jwt::find_token(head, &[crate::config::gateway::TokenSource::Header])
         {
             return Some((Presented::Opaque(token), source));
         }
@@ -248,7 +255,11 @@ impl Authenticator {
 
     /// Finds and checks the request's credential; on success `out` holds
     /// the consumer and the upstream's identity headers.
-    pub async fn authenticate(&self, req: &Request<'_>, out: &mut Outcome) -> Result<(), Rejection> {
+    pub async fn authenticate(
+        &self,
+        req: &Request<'_>,
+        out: &mut Outcome,
+    ) -> Result<(), Rejection> {
         let ids = &self.p.identity_headers;
         // The client's own copies never reach the upstream.
         for h in [&ids.consumer, &ids.groups, &ids.credential, &ids.anonymous] {
@@ -261,24 +272,31 @@ impl Authenticator {
             out.consumer = Some(Arc::clone(anon));
             out.upstream_set
                 .push((ids.consumer.clone(), anon.name.to_string()));
-            out.upstream_set.push((ids.anonymous.clone(), "true".into()));
+            out.upstream_set
+                .push((ids.anonymous.clone(), "true".into()));
             return Ok(());
         };
         let (consumer, credential, hide) = match presented {
             Presented::ApiKey(key) => {
                 let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
                 let Some(c) = self.consumers.by_key.get(&digest) else {
-                    return Err(self.unauthorized("invalid_key", "Invalid authentication credentials"));
+                    return Err(
+                        self.unauthorized("invalid_key", "Invalid authentication credentials")
+                    );
                 };
                 let hide = self.p.api_key.as_ref().is_some_and(|k| k.hide_credentials);
                 (Some(Arc::clone(c)), "api_key".to_string(), hide)
             }
             Presented::Basic(user, password) => {
                 let Some((c, hash)) = self.consumers.by_user.get(&user) else {
-                    return Err(self.unauthorized("invalid_password", "Invalid authentication credentials"));
+                    return Err(
+                        self.unauthorized("invalid_password", "Invalid authentication credentials")
+                    );
                 };
                 if !self.check_password(&user, &password, hash).await {
-                    return Err(self.unauthorized("invalid_password", "Invalid authentication credentials"));
+                    return Err(
+                        self.unauthorized("invalid_password", "Invalid authentication credentials")
+                    );
                 }
                 let hide = self.p.basic.as_ref().is_some_and(|b| b.hide_credentials);
                 (Some(Arc::clone(c)), format!("basic:{user}"), hide)
@@ -375,9 +393,11 @@ impl Authenticator {
             }
         }
         if let Some(c) = &consumer {
-            out.upstream_set.push((ids.consumer.clone(), c.name.to_string()));
+            out.upstream_set
+                .push((ids.consumer.clone(), c.name.to_string()));
             if !c.groups_header.is_empty() {
-                out.upstream_set.push((ids.groups.clone(), c.groups_header.clone()));
+                out.upstream_set
+                    .push((ids.groups.clone(), c.groups_header.clone()));
             }
         }
         out.upstream_set.push((ids.credential.clone(), credential));
@@ -463,10 +483,16 @@ mod tests {
 
     #[test]
     fn query_parameters_are_found_decoded_and_removed() {
-        assert_eq!(query_param(Some("a=1&apikey=s%20x"), "apikey").as_deref(), Some("s x"));
+        assert_eq!(
+            query_param(Some("a=1&apikey=s%20x"), "apikey").as_deref(),
+            Some("s x")
+        );
         assert_eq!(query_param(Some("a=1"), "apikey"), None);
         let names = vec!["apikey".to_string()];
-        assert_eq!(remove_query_params("a=1&apikey=2&b", &names).as_deref(), Some("a=1&b"));
+        assert_eq!(
+            remove_query_params("a=1&apikey=2&b", &names).as_deref(),
+            Some("a=1&b")
+        );
         assert_eq!(remove_query_params("api%6Bey=2", &names), None);
     }
 

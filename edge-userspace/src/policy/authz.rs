@@ -86,7 +86,9 @@ mod tests {
 
     #[test]
     fn scope_and_claims_match_strings_and_arrays() {
-        let out = outcome(serde_json::json!({"scope": "read write", "roles": ["a", "b"], "tenant": "acme"}));
+        let out = outcome(
+            serde_json::json!({"scope": "read write", "roles": ["a", "b"], "tenant": "acme"}),
+        );
         let rule = |scope: Option<&str>, claim: Option<(&str, &str)>| Rule {
             scope: scope.map(str::to_string),
             claim: claim.map(|(a, b)| (a.to_string(), b.to_string())),
@@ -97,7 +99,10 @@ mod tests {
         assert!(!matches(&rule(Some("rea"), None), &out));
         assert!(matches(&rule(None, Some(("roles", "b"))), &out));
         assert!(matches(&rule(Some("read"), Some(("tenant", "acme"))), &out));
-        assert!(!matches(&rule(Some("read"), Some(("tenant", "other"))), &out));
+        assert!(!matches(
+            &rule(Some("read"), Some(("tenant", "other"))),
+            &out
+        ));
     }
 
     #[test]

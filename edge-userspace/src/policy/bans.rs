@@ -112,7 +112,10 @@ impl Bans {
             return false;
         }
         let ip = ip.to_canonical();
-        self.active.lock().get(&ip).is_some_and(|until| Instant::now() < *until)
+        self.active
+            .lock()
+            .get(&ip)
+            .is_some_and(|until| Instant::now() < *until)
     }
 
     /// Counts an answer with `status` to `ip`; bans it when it is the

@@ -55,7 +55,11 @@ pub fn check_ip(p: &IpPolicy, client: Option<IpAddr>) -> Result<(), Rejection> {
     let Some(ip) = client else {
         // Not an IP peer (a Unix socket): only an allow-list-free policy
         // can say anything about it.
-        return if p.allow.is_empty() { Ok(()) } else { Err(refuse()) };
+        return if p.allow.is_empty() {
+            Ok(())
+        } else {
+            Err(refuse())
+        };
     };
     if p.deny.iter().any(|n| n.contains(&ip)) {
         return Err(refuse());
@@ -92,7 +96,11 @@ mod tests {
     #[test]
     fn garbage_stops_the_walk_at_the_last_known_address() {
         let peer = "10.0.0.1".parse().ok();
-        let got = trusted_client(peer, ["nonsense, 10.0.0.3"].into_iter(), &nets(&["10.0.0.0/8"]));
+        let got = trusted_client(
+            peer,
+            ["nonsense, 10.0.0.3"].into_iter(),
+            &nets(&["10.0.0.0/8"]),
+        );
         assert_eq!(got, "10.0.0.3".parse().ok());
     }
 
@@ -104,7 +112,15 @@ mod tests {
         };
         assert!(check_ip(&p, "192.0.2.1".parse().ok()).is_ok());
         assert!(check_ip(&p, "2001:db8::5".parse().ok()).is_ok());
-        assert_eq!(check_ip(&p, "192.0.2.66".parse().ok()).unwrap_err().status, 403);
-        assert_eq!(check_ip(&p, "198.51.100.1".parse().ok()).unwrap_err().status, 403);
+        assert_eq!(
+            check_ip(&p, "192.0.2.66".parse().ok()).unwrap_err().status,
+            403
+        );
+        assert_eq!(
+            check_ip(&p, "198.51.100.1".parse().ok())
+                .unwrap_err()
+                .status,
+            403
+        );
     }
 }

@@ -50,7 +50,12 @@ impl Drop for Guard {
 
 impl Bound {
     /// Compiles `p` for `route` of `listener`.
-    pub fn new(listener: &str, route: &str, p: &ConcurrencyPolicy, generation: &Generation) -> Self {
+    pub fn new(
+        listener: &str,
+        route: &str,
+        p: &ConcurrencyPolicy,
+        generation: &Generation,
+    ) -> Self {
         Self {
             key: p.key.clone(),
             max: p.max,
@@ -61,7 +66,12 @@ impl Bound {
 
     /// Takes a place for the request, or refuses it with 429.
     pub fn enter(&self, req: &Request<'_>, out: &Outcome) -> Result<Guard, Rejection> {
-        let ip = || format!("i:{}", req.client.map(|i| i.to_string()).unwrap_or_default());
+        let ip = || {
+            format!(
+                "i:{}",
+                req.client.map(|i| i.to_string()).unwrap_or_default()
+            )
+        };
         let key = match &self.key {
             LimitKey::Consumer => out.consumer_name().map_or_else(ip, |c| format!("c:{c}")),
             LimitKey::ClientIp => ip(),
@@ -69,13 +79,22 @@ impl Bound {
             // At most 128 bytes of the value: the table's size must not
             // depend on what clients send.
             LimitKey::Header(h) => {
-                let v = req.head.headers.get(h.as_str()).map_or(&b""[..], |v| v.as_bytes());
+                let v = req
+                    .head
+                    .headers
+                    .get(h.as_str())
+                    .map_or(&b""[..], |v| v.as_bytes());
                 format!("h:{}", String::from_utf8_lossy(&v[..v.len().min(128)]))
             }
         };
         let busy = || {
-            Rejection::new(429, "concurrency", "exceeded", "Too many requests in flight")
-                .with("retry-after", "1")
+            Rejection::new(
+                429,
+                "concurrency",
+                "exceeded",
+                "Too many requests in flight",
+            )
+            .with("retry-after", "1")
         };
         let mut counts = self.table.counts.lock();
         let full = counts.len() >= self.table.capacity;

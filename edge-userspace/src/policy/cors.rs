@@ -6,7 +6,8 @@ use crate::config::gateway::{CorsPolicy, OriginMatch};
 use pingora::http::RequestHeader;
 
 /// What a preflight's answer always varies on.
-const PREFLIGHT_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+const PREFLIGHT_VARY: &str =
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// A compiled CORS policy.
 pub struct Cors {
@@ -111,7 +112,10 @@ impl Cors {
         } else if !self.p.methods.iter().any(|m| m == method) {
             Some("method")
         } else if !requested_headers.iter().all(|h| {
-            self.p.headers.iter().any(|a| a == h || (a == "*" && h != "authorization"))
+            self.p
+                .headers
+                .iter()
+                .any(|a| a == h || (a == "*" && h != "authorization"))
         }) {
             Some("headers")
         } else {
@@ -153,7 +157,8 @@ impl Cors {
                 .push(("access-control-allow-credentials".into(), "true".into()));
         }
         if let Some(age) = &self.max_age {
-            r.headers.push(("access-control-max-age".into(), age.clone()));
+            r.headers
+                .push(("access-control-max-age".into(), age.clone()));
         }
         r
     }
@@ -207,9 +212,11 @@ mod tests {
         let pre = |origin: &str, method: &str, headers: &str| {
             let mut h = RequestHeader::build("OPTIONS", b"/", None).unwrap();
             h.insert_header("origin", origin).unwrap();
-            h.insert_header("access-control-request-method", method).unwrap();
+            h.insert_header("access-control-request-method", method)
+                .unwrap();
             if !headers.is_empty() {
-                h.insert_header("access-control-request-headers", headers).unwrap();
+                h.insert_header("access-control-request-headers", headers)
+                    .unwrap();
             }
             let mut out = Outcome::default();
             c.apply(&h, &mut out).unwrap_err()

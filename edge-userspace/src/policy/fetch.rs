@@ -3,11 +3,7 @@
 //! connector.
 
 use bytes::{Bytes, BytesMut};
-use pingora::{
-    connectors::http::Connector,
-    http::RequestHeader,
-    upstreams::peer::HttpPeer,
-};
+use pingora::{connectors::http::Connector, http::RequestHeader, upstreams::peer::HttpPeer};
 use std::time::Duration;
 
 /// Largest body fetched.
@@ -37,7 +33,11 @@ pub enum FetchError {
 }
 
 /// GETs `url` within `timeout`; the body of a 200, at most [`MAX_BODY`].
-pub async fn get(connector: &Connector, url: &http::Uri, timeout: Duration) -> Result<Bytes, FetchError> {
+pub async fn get(
+    connector: &Connector,
+    url: &http::Uri,
+    timeout: Duration,
+) -> Result<Bytes, FetchError> {
     let req = Request {
         method: "GET",
         url,
@@ -94,10 +94,12 @@ async fn send(connector: &Connector, r: &Request<'_>) -> Result<Bytes, FetchErro
     let mut req = RequestHeader::build(r.method, path.as_bytes(), None).map_err(io)?;
     let authority = url.authority().map_or(host, |a| a.as_str());
     req.insert_header("host", authority).map_err(io)?;
-    req.insert_header("accept", "application/json").map_err(io)?;
+    req.insert_header("accept", "application/json")
+        .map_err(io)?;
     req.insert_header("user-agent", "edge").map_err(io)?;
     for (name, value) in r.headers {
-        req.insert_header(name.to_string(), value.as_str()).map_err(io)?;
+        req.insert_header(name.to_string(), value.as_str())
+            .map_err(io)?;
     }
     if let Some(body) = &r.body {
         req.insert_header("content-type", "application/x-www-form-urlencoded")
@@ -105,7 +107,10 @@ async fn send(connector: &Connector, r: &Request<'_>) -> Result<Bytes, FetchErro
         req.insert_header("content-length", body.len().to_string())
             .map_err(io)?;
     }
-    session.write_request_header(Box::new(req)).await.map_err(io)?;
+    session
+        .write_request_header(Box::new(req))
+        .await
+        .map_err(io)?;
     if let Some(body) = &r.body {
         session
             .write_request_body(Bytes::from(body.clone()), true)

@@ -39,8 +39,12 @@ pub struct Introspector {
     cfg: IntrospectionAuth,
     authorization: String,
     connector: pingora::connectors::http::Connector,
-    cache: Mutex<lru::LruCache<[u8; 32], (Instant, Option<Map<String, Value>>)>>,
+    cache: Mutex<lru::LruCache<[u8; 32], Cached>>,
 }
+
+/// A cached answer: until when it may be reused, and the members of an
+/// active token (`None`: inactive).
+type Cached = (Instant, Option<Map<String, Value>>);
 
 /// How long an inactive answer is reused: a flood of one bad token costs
 /// the server one request per this time.
@@ -49,8 +53,11 @@ const INACTIVE_FOR: Duration = Duration::from_secs(5);
 impl Introspector {
     /// A client for `cfg`.
     pub fn new(cfg: &IntrospectionAuth) -> Self {
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", form_encode(&cfg.client_id), form_encode(&cfg.client_secret)));
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            form_encode(&cfg.client_id),
+            form_encode(&cfg.client_secret)
+        ));
         Self {
             authorization: format!("Basic {basic}"),
             connector: pingora::connectors::http::Connector::new(None),
@@ -77,10 +84,7 @@ impl Introspector {
                 None => Answer::Inactive,
             });
         }
-        let form = format!(
-            "token={}&token_type_hint=access_token",
-            form_encode(token)
-        );
+        let form = format!("token={}&token_type_hint=access_token", form_encode(token));
         let body = fetch::post_form(
             &self.connector,
             &self.cfg.url,
@@ -94,7 +98,10 @@ impl Introspector {
         let Value::Object(members) = doc else {
             return Err(IntrospectionError::Answer("not a JSON object".into()));
         };
-        let active = members.get("active").and_then(Value::as_bool).unwrap_or(false);
+        let active = members
+            .get("active")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let now_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

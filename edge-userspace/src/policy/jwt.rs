@@ -240,7 +240,9 @@ impl Verifier {
     /// Verifies `token`.
     pub async fn verify(&self, token: &str) -> Result<Verified, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => JwtError::Algorithm,
+            ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                JwtError::Algorithm
+            }
             _ => JwtError::Malformed,
         })?;
         let kid = header.kid.clone();
@@ -253,12 +255,17 @@ impl Verifier {
             .cloned()
             .collect();
         let mut candidates = if named.is_empty() {
-            self.keys.iter().filter(|k| k.kid.is_none()).cloned().collect()
+            self.keys
+                .iter()
+                .filter(|k| k.kid.is_none())
+                .cloned()
+                .collect()
         } else {
             named
         };
         if let Some(set) = &self.key_set
-            && (candidates.is_empty() || kid.is_some() && candidates.iter().all(|k| k.kid.is_none()))
+            && (candidates.is_empty()
+                || kid.is_some() && candidates.iter().all(|k| k.kid.is_none()))
         {
             candidates.extend(set.lookup(kid.as_deref()).await?);
         }
@@ -452,7 +459,8 @@ impl KeySet {
             Ok(keys) => {
                 tracing::debug!(url = %self.source.url, keys = keys.len(), why, "JWKS fetched");
                 self.keys.store(Arc::new(keys));
-                self.loaded.store(true, std::sync::atomic::Ordering::Release);
+                self.loaded
+                    .store(true, std::sync::atomic::Ordering::Release);
                 metrics::jwks_fetch(true);
                 true
             }
@@ -512,7 +520,9 @@ fn parse_jwks(body: &[u8]) -> Result<Vec<Key>, String> {
                 jwk::EllipticCurve::P384 => vec![Alg::ES384],
                 _ => continue,
             },
-            jwk::AlgorithmParameters::OctetKeyPair(okp) if okp.curve == jwk::EllipticCurve::Ed25519 => {
+            jwk::AlgorithmParameters::OctetKeyPair(okp)
+                if okp.curve == jwk::EllipticCurve::Ed25519 =>
+            {
                 vec![Alg::EdDSA]
             }
             _ => continue,

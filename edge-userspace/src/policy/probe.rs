@@ -15,13 +15,17 @@ pub fn unreachable(config: &Config) -> Vec<String> {
     let mut urls: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
     for l in &config.listeners {
         for r in &l.routes {
-            let Some(auth) = &r.policies.auth else { continue };
+            let Some(auth) = &r.policies.auth else {
+                continue;
+            };
             let place = format!("listener {} route {}", l.name, r.name);
             if let Some(j) = auth.jwt.as_ref().and_then(|j| j.jwks.as_ref()) {
-                urls.entry(j.url.to_string()).or_insert((place.clone(), "JWKS"));
+                urls.entry(j.url.to_string())
+                    .or_insert((place.clone(), "JWKS"));
             }
             if let Some(i) = &auth.introspection {
-                urls.entry(i.url.to_string()).or_insert((place, "introspection"));
+                urls.entry(i.url.to_string())
+                    .or_insert((place, "introspection"));
             }
         }
     }
@@ -42,7 +46,11 @@ fn reach(url: &str) -> Result<(), String> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     let addrs = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?;

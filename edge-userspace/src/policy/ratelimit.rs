@@ -40,14 +40,21 @@ pub struct Decision {
 /// One GCRA step at `now` (ns) over the stored theoretical arrival time
 /// `tat`; times are scaled by `limit` so that the arithmetic is exact.
 /// Returns the decision and the time to store (`None`: unchanged).
-pub fn gcra(tat: Option<u128>, now: u128, limit: u32, window: Duration) -> (Decision, Option<u128>) {
+pub fn gcra(
+    tat: Option<u128>,
+    now: u128,
+    limit: u32,
+    window: Duration,
+) -> (Decision, Option<u128>) {
     let limit = u128::from(limit.max(1));
     let step = window.as_nanos().max(1);
     let now_s = now * limit;
     let tau = step * (limit - 1);
     let tat = tat.unwrap_or(now_s).max(now_s);
     let used = tat - now_s;
-    let ns = |scaled: u128| Duration::from_nanos(u64::try_from(scaled.div_ceil(limit)).unwrap_or(u64::MAX));
+    let ns = |scaled: u128| {
+        Duration::from_nanos(u64::try_from(scaled.div_ceil(limit)).unwrap_or(u64::MAX))
+    };
     if used > tau {
         return (
             Decision {
@@ -91,21 +98,27 @@ pub struct LocalLimit {
 impl LocalLimit {
     /// Empty counters for `p`, remembering at most `max_keys` keys.
     pub fn new(p: &RateLimitPolicy, max_keys: usize) -> Self {
-        let per_shard = NonZeroUsize::new(max_keys.div_ceil(SHARDS).max(1)).unwrap_or(NonZeroUsize::MIN);
+        let per_shard =
+            NonZeroUsize::new(max_keys.div_ceil(SHARDS).max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
             limit: p.limit,
             window: p.window,
             key: p.key.clone(),
             capacity: max_keys,
             hasher: Default::default(),
-            shards: (0..SHARDS).map(|_| Mutex::new(lru::LruCache::new(per_shard))).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(lru::LruCache::new(per_shard)))
+                .collect(),
         }
     }
 
     /// Whether these counters count what `p` asks (a reload that keeps a
     /// limit's settings keeps its counters).
     pub fn same_settings(&self, p: &RateLimitPolicy, max_keys: usize) -> bool {
-        self.limit == p.limit && self.window == p.window && self.key == p.key && self.capacity == max_keys
+        self.limit == p.limit
+            && self.window == p.window
+            && self.key == p.key
+            && self.capacity == max_keys
     }
 
     /// One request of `key`.
@@ -141,14 +154,18 @@ pub struct Limit {
 impl Limit {
     /// Compiles limit `p` of `route` on `listener`, taking its counters
     /// from `generation`.
-    pub fn new(listener: &str, route: &str, p: &RateLimitPolicy, generation: &Generation) -> anyhow::Result<Self> {
+    pub fn new(
+        listener: &str,
+        route: &str,
+        p: &RateLimitPolicy,
+        generation: &Generation,
+    ) -> anyhow::Result<Self> {
         let counter = match p.store {
             LimitStore::Local => Counter::Local(generation.local_limit(listener, route, p)),
             LimitStore::Redis => {
-                let store = generation
-                    .redis
-                    .clone()
-                    .ok_or_else(|| anyhow::anyhow!("limit {} uses redis, which is not configured", p.name))?;
+                let store = generation.redis.clone().ok_or_else(|| {
+                    anyhow::anyhow!("limit {} uses redis, which is not configured", p.name)
+                })?;
                 // The settings are part of the key: a changed limit starts
                 // afresh, as a local one does.
                 let prefix = format!(
@@ -162,7 +179,12 @@ impl Limit {
             }
         };
         Ok(Self {
-            draft_policy: format!("\"{}\";q={};w={}", p.name, p.limit, p.window.as_secs().max(1)),
+            draft_policy: format!(
+                "\"{}\";q={};w={}",
+                p.name,
+                p.limit,
+                p.window.as_secs().max(1)
+            ),
             policy: p.clone(),
             counter,
         })
@@ -310,7 +332,12 @@ mod tests {
 
     #[test]
     fn huge_limits_do_not_overflow() {
-        let (d, _) = gcra(None, u64::MAX as u128, 1_000_000_000, Duration::from_secs(86_400));
+        let (d, _) = gcra(
+            None,
+            u64::MAX as u128,
+            1_000_000_000,
+            Duration::from_secs(86_400),
+        );
         assert!(d.allowed);
     }
 

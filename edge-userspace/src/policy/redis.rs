@@ -82,14 +82,24 @@ impl RedisStore {
     }
 
     /// One request of `key` against limit `p`, counted under `prefix`.
-    pub async fn check(&self, prefix: &str, key: &[u8], p: &RateLimitPolicy) -> Result<Decision, StoreError> {
+    pub async fn check(
+        &self,
+        prefix: &str,
+        key: &[u8],
+        p: &RateLimitPolicy,
+    ) -> Result<Decision, StoreError> {
         let timeout = self.config.timeout;
         tokio::time::timeout(timeout, self.check_inner(prefix, key, p))
             .await
             .map_err(|_| StoreError::Timeout(timeout))?
     }
 
-    async fn check_inner(&self, prefix: &str, key: &[u8], p: &RateLimitPolicy) -> Result<Decision, StoreError> {
+    async fn check_inner(
+        &self,
+        prefix: &str,
+        key: &[u8],
+        p: &RateLimitPolicy,
+    ) -> Result<Decision, StoreError> {
         let mut conn = self.connection().await?;
         // A digest, not the raw value: a header value could be long, and
         // every edge must name the same key the same way.

@@ -109,7 +109,10 @@ impl Generation {
     /// The key set fetched from `source`, shared by every route naming
     /// the same URL and settings; its refresh task starts with it.
     pub fn key_set(&self, source: &crate::config::gateway::JwksSource) -> Arc<KeySet> {
-        let id = format!("{}|{:?}|{:?}|{:?}", source.url, source.refresh, source.min_refetch, source.timeout);
+        let id = format!(
+            "{}|{:?}|{:?}|{:?}",
+            source.url, source.refresh, source.min_refetch, source.timeout
+        );
         let mut sets = self.shared.key_sets.lock();
         if let Some(live) = sets.get(&id).and_then(Weak::upgrade) {
             return live;

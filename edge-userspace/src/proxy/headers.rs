@@ -125,7 +125,11 @@ pub fn apply_policy_outcome(req: &mut RequestHeader, out: &crate::policy::Outcom
             None => path.to_string(),
         };
         let uri: http::Uri = uri.parse().map_err(|e| {
-            pingora::Error::because(pingora::ErrorType::InternalError, "query without the credential", e)
+            pingora::Error::because(
+                pingora::ErrorType::InternalError,
+                "query without the credential",
+                e,
+            )
         })?;
         req.set_uri(uri);
     }

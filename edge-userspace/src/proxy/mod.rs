@@ -308,11 +308,17 @@ impl ProxyHttp for EdgeProxy {
             && ctx.rt.bans.is_banned(ip)
         {
             session.set_keepalive(None);
-            let r = crate::policy::Rejection::new(403, "ban", "banned", "Your address is banned for a while");
+            let r = crate::policy::Rejection::new(
+                403,
+                "ban",
+                "banned",
+                "Your address is banned for a while",
+            );
             metrics::policy_rejection(&self.listener, &self.none, r.policy, r.reason);
             ctx.policy.refused = Some((r.policy, r.reason));
             let status =
-                actions::respond(session, r.status, &r.headers, &Default::default(), r.body).await?;
+                actions::respond(session, r.status, &r.headers, &Default::default(), r.body)
+                    .await?;
             ctx.local_status = Some(status);
             return Ok(true);
         }
@@ -355,14 +361,9 @@ impl ProxyHttp for EdgeProxy {
                 client: self.trusted_client(session, &ctx.rt),
             };
             if let Err(r) = chain.run(&req, &mut ctx.policy).await {
-                let status = actions::respond(
-                    session,
-                    r.status,
-                    &r.headers,
-                    &Default::default(),
-                    r.body,
-                )
-                .await?;
+                let status =
+                    actions::respond(session, r.status, &r.headers, &Default::default(), r.body)
+                        .await?;
                 ctx.local_status = Some(status);
                 return Ok(true);
             }

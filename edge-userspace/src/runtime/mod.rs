@@ -84,8 +84,9 @@ impl ListenerRuntime {
                     ),
                     _ => None,
                 };
-                let policies = crate::policy::Chain::compile(&l.name, &r.name, &r.policies, gateway)
-                    .with_context(|| format!("route {}: its policies", r.name))?;
+                let policies =
+                    crate::policy::Chain::compile(&l.name, &r.name, &r.policies, gateway)
+                        .with_context(|| format!("route {}: its policies", r.name))?;
                 Ok(Arc::new(RouteRuntime {
                     policies,
                     name: Arc::from(r.name.as_str()),

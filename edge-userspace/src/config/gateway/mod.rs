@@ -7,5 +7,5 @@ pub(super) mod validate;
 
 pub use model::*;
 pub use validate::{
-    JWT_ALGORITHMS, MAX_CONSUMERS, MAX_CONCURRENCY, MAX_LIMIT, MAX_RATE_LIMITS, check_password_hash,
+    JWT_ALGORITHMS, MAX_CONCURRENCY, MAX_CONSUMERS, MAX_LIMIT, MAX_RATE_LIMITS, check_password_hash,
 };

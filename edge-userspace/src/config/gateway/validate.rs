@@ -86,16 +86,18 @@ pub fn consumers(v: &mut Validator<'_>, list: &[surface::Consumer]) -> Vec<Consu
                     }
                 },
                 _ => {
-                    v.error(kpath.clone(), "an API key has exactly one of key and sha256");
+                    v.error(
+                        kpath.clone(),
+                        "an API key has exactly one of key and sha256",
+                    );
                     None
                 }
             };
             if let Some(d) = digest {
                 let owner = c.name.clone();
                 if let Some(first) = keys.get(&d) {
-                    let msg = format!(
-                        "this API key is already {first}'s: a key names one consumer"
-                    );
+                    let msg =
+                        format!("this API key is already {first}'s: a key names one consumer");
                     v.error(kpath, msg);
                 } else {
                     keys.insert(d, owner);
@@ -112,9 +114,12 @@ pub fn consumers(v: &mut Validator<'_>, list: &[surface::Consumer]) -> Vec<Consu
                     "a Basic user name is not empty and has no ':'",
                 );
             }
-            v.unique(&mut users, username.clone(), format!("{bpath}.username"), || {
-                format!("Basic user {username:?} belongs to two consumers")
-            });
+            v.unique(
+                &mut users,
+                username.clone(),
+                format!("{bpath}.username"),
+                || format!("Basic user {username:?} belongs to two consumers"),
+            );
             if let Err(why) = check_password_hash(&b.password_hash) {
                 v.error(format!("{bpath}.password_hash"), why);
                 return None;
@@ -143,9 +148,7 @@ fn name(v: &mut Validator<'_>, path: String, text: &str, what: &str) {
     if !ok {
         v.error(
             path,
-            format!(
-                "bad {what} {text:?}: 1 to {MAX_NAME} letters, digits, '.', '_', '-' or '@'"
-            ),
+            format!("bad {what} {text:?}: 1 to {MAX_NAME} letters, digits, '.', '_', '-' or '@'"),
         );
     }
 }
@@ -177,9 +180,11 @@ pub fn check_password_hash(hash: &str) -> Result<(), String> {
             .map(drop)
             .map_err(|e| format!("bad argon2 hash: {e}"));
     }
-    Err("password_hash must be a bcrypt ($2b$...) or argon2 ($argon2id$...) hash; \
+    Err(
+        "password_hash must be a bcrypt ($2b$...) or argon2 ($argon2id$...) hash; \
          plain passwords are never stored"
-        .into())
+            .into(),
+    )
 }
 
 /// The checked `policies:` of one listener or route; the second value is
@@ -190,7 +195,9 @@ pub fn policies(
     s: &surface::Policies,
     consumers: &[Consumer],
 ) -> (PolicySet, Option<RateLimitHeaders>) {
-    let ip = s.ip.as_ref().map(|p| ip_policy(v, &format!("{path}.ip"), p));
+    let ip =
+        s.ip.as_ref()
+            .map(|p| ip_policy(v, &format!("{path}.ip"), p));
     let cors = s.cors.as_ref().map(|c| cors(v, &format!("{path}.cors"), c));
     let auth = s
         .auth
@@ -326,7 +333,10 @@ fn ip_policy(v: &mut Validator<'_>, path: &str, p: &surface::IpPolicy) -> IpPoli
     let allow = list("allow", &p.allow);
     let deny = list("deny", &p.deny);
     if p.allow.is_empty() && p.deny.is_empty() {
-        v.error(path.to_string(), "an ip policy needs allow or deny prefixes");
+        v.error(
+            path.to_string(),
+            "an ip policy needs allow or deny prefixes",
+        );
     }
     IpPolicy { allow, deny }
 }
@@ -367,12 +377,11 @@ fn cors(v: &mut Validator<'_>, path: &str, c: &surface::Cors) -> CorsPolicy {
             continue;
         }
         match host.strip_prefix('*') {
-            Some(rest) if rest.starts_with('.') && !rest.contains('*') && rest.len() > 1 => {
-                origins.push(OriginMatch::Subdomain {
+            Some(rest) if rest.starts_with('.') && !rest.contains('*') && rest.len() > 1 => origins
+                .push(OriginMatch::Subdomain {
                     scheme: format!("{scheme}://"),
                     suffix: rest.to_string(),
-                })
-            }
+                }),
             Some(_) => v.error(
                 opath,
                 format!("origin {o:?}: a wildcard is one leading label, as https://*.example.com"),
@@ -518,7 +527,11 @@ fn auth(
         for (key, given, slot) in [
             ("consumer", &h.consumer, &mut identity_headers.consumer),
             ("groups", &h.groups, &mut identity_headers.groups),
-            ("credential", &h.credential, &mut identity_headers.credential),
+            (
+                "credential",
+                &h.credential,
+                &mut identity_headers.credential,
+            ),
             ("anonymous", &h.anonymous, &mut identity_headers.anonymous),
         ] {
             if let Some(name) = given {
@@ -528,7 +541,10 @@ fn auth(
     }
     let realm = a.realm.clone().unwrap_or_else(|| "edge".into());
     if realm.contains(['"', '\\']) || realm.chars().any(|c| c.is_control()) {
-        v.error(format!("{path}.realm"), "a realm has no quotes, backslashes or control characters");
+        v.error(
+            format!("{path}.realm"),
+            "a realm has no quotes, backslashes or control characters",
+        );
     }
     AuthPolicy {
         api_key,
@@ -564,13 +580,13 @@ fn opt_duration(
 
 fn jwt(v: &mut Validator<'_>, path: &str, j: &surface::Jwt) -> JwtAuth {
     if j.keys.is_empty() && j.jwks.is_none() {
-        v.error(
-            path.to_string(),
-            "jwt needs keys, a jwks URL, or both",
-        );
+        v.error(path.to_string(), "jwt needs keys, a jwks URL, or both");
     }
     if j.keys.len() > MAX_POLICY_LIST {
-        v.error(format!("{path}.keys"), format!("at most {MAX_POLICY_LIST} keys"));
+        v.error(
+            format!("{path}.keys"),
+            format!("at most {MAX_POLICY_LIST} keys"),
+        );
     }
     let mut kids = HashMap::new();
     let mut keys = Vec::new();
@@ -588,16 +604,16 @@ fn jwt(v: &mut Validator<'_>, path: &str, j: &surface::Jwt) -> JwtAuth {
     let jwks = j.jwks.as_ref().and_then(|s| {
         let jpath = format!("{path}.jwks");
         let url = match s.url.parse::<http::Uri>() {
-            Ok(u)
-                if matches!(u.scheme_str(), Some("http" | "https"))
-                    && u.host().is_some() =>
-            {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
                 Some(u)
             }
             _ => {
                 v.error(
                     format!("{jpath}.url"),
-                    format!("bad JWKS URL {:?}: expected http:// or https://host/path", s.url),
+                    format!(
+                        "bad JWKS URL {:?}: expected http:// or https://host/path",
+                        s.url
+                    ),
                 );
                 None
             }
@@ -651,7 +667,9 @@ fn jwt(v: &mut Validator<'_>, path: &str, j: &surface::Jwt) -> JwtAuth {
                     _ => {
                         v.error(
                             fpath,
-                            format!("token source {f:?}: expected header, cookie:NAME or query:NAME"),
+                            format!(
+                                "token source {f:?}: expected header, cookie:NAME or query:NAME"
+                            ),
                         );
                         None
                     }
@@ -669,7 +687,10 @@ fn jwt(v: &mut Validator<'_>, path: &str, j: &surface::Jwt) -> JwtAuth {
         .collect();
     for (key, list) in [("issuers", &j.issuers), ("audiences", &j.audiences)] {
         if list.len() > MAX_POLICY_LIST {
-            v.error(format!("{path}.{key}"), format!("at most {MAX_POLICY_LIST}"));
+            v.error(
+                format!("{path}.{key}"),
+                format!("at most {MAX_POLICY_LIST}"),
+            );
         }
     }
     JwtAuth {
@@ -760,7 +781,10 @@ fn jwt_key(v: &mut Validator<'_>, path: &str, k: &surface::JwtKey) -> Option<Jwt
                 if !small {
                     v.error(
                         format!("{path}.pem_file"),
-                        format!("{} is not a regular file of at most {MAX_KEY_FILE} bytes", file.display()),
+                        format!(
+                            "{} is not a regular file of at most {MAX_KEY_FILE} bytes",
+                            file.display()
+                        ),
                     );
                     return None;
                 }
@@ -779,7 +803,10 @@ fn jwt_key(v: &mut Validator<'_>, path: &str, k: &surface::JwtKey) -> Option<Jwt
         };
         if let Err(e) = crate::policy::jwt::decoding_key(algorithm, &KeyMaterial::Pem(pem.clone()))
         {
-            v.error(where_, format!("not a {algorithm:?} public key in PEM: {e}"));
+            v.error(
+                where_,
+                format!("not a {algorithm:?} public key in PEM: {e}"),
+            );
             return None;
         }
         KeyMaterial::Pem(pem)
@@ -803,7 +830,10 @@ fn authorize(
         .collect();
     let mut rules = |key: &str, list: &[surface::Rule]| {
         if list.len() > MAX_POLICY_LIST {
-            v.error(format!("{path}.{key}"), format!("at most {MAX_POLICY_LIST} rules"));
+            v.error(
+                format!("{path}.{key}"),
+                format!("at most {MAX_POLICY_LIST} rules"),
+            );
         }
         list.iter()
             .enumerate()
@@ -844,7 +874,12 @@ fn authorize(
     AuthorizePolicy { deny, allow }
 }
 
-fn limit_key(v: &mut Validator<'_>, path: String, key: Option<&str>, default: LimitKey) -> LimitKey {
+fn limit_key(
+    v: &mut Validator<'_>,
+    path: String,
+    key: Option<&str>,
+    default: LimitKey,
+) -> LimitKey {
     match key {
         None => default,
         Some("consumer") => LimitKey::Consumer,
@@ -863,10 +898,17 @@ fn limit_key(v: &mut Validator<'_>, path: String, key: Option<&str>, default: Li
     }
 }
 
-fn rate_limit(v: &mut Validator<'_>, path: &str, r: &surface::RateLimit) -> Option<RateLimitPolicy> {
+fn rate_limit(
+    v: &mut Validator<'_>,
+    path: &str,
+    r: &surface::RateLimit,
+) -> Option<RateLimitPolicy> {
     name(v, format!("{path}.name"), &r.name, "rate limit name");
     if r.limit == 0 || r.limit > MAX_LIMIT {
-        v.error(format!("{path}.limit"), format!("limit must be 1 to {MAX_LIMIT}"));
+        v.error(
+            format!("{path}.limit"),
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        );
     }
     let window = v.duration(format!("{path}.window"), &r.window)?;
     if window < WINDOW_RANGE.0 || window > WINDOW_RANGE.1 {
@@ -888,7 +930,12 @@ fn rate_limit(v: &mut Validator<'_>, path: &str, r: &surface::RateLimit) -> Opti
     };
     Some(RateLimitPolicy {
         name: r.name.clone(),
-        key: limit_key(v, format!("{path}.key"), r.key.as_deref(), LimitKey::ClientIp),
+        key: limit_key(
+            v,
+            format!("{path}.key"),
+            r.key.as_deref(),
+            LimitKey::ClientIp,
+        ),
         limit: r.limit.clamp(1, MAX_LIMIT),
         window: window.clamp(WINDOW_RANGE.0, WINDOW_RANGE.1),
         store,
@@ -978,14 +1025,19 @@ pub fn gateway(v: &mut Validator<'_>, g: Option<&surface::Gateway>) -> GatewayCo
         if max == 0 || max > edge_common::MAX_BANS {
             v.error(
                 format!("{p}.max"),
-                format!("max must be 1 to {} (the kernel map's size)", edge_common::MAX_BANS),
+                format!(
+                    "max must be 1 to {} (the kernel map's size)",
+                    edge_common::MAX_BANS
+                ),
             );
         }
         let never = b
             .never
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| crate::config::validate::parse_cidr(v, format!("{p}.never[{i}]"), c))
+            .filter_map(|(i, c)| {
+                crate::config::validate::parse_cidr(v, format!("{p}.never[{i}]"), c)
+            })
             .collect();
         BanConfig {
             after: b.after.max(1),
@@ -1026,7 +1078,10 @@ fn introspection(
 ) -> Option<IntrospectionAuth> {
     let url = http_url(v, format!("{path}.url"), &i.url);
     if i.client_id.is_empty() || i.client_id.contains(':') {
-        v.error(format!("{path}.client_id"), "client_id is not empty and has no ':'");
+        v.error(
+            format!("{path}.client_id"),
+            "client_id is not empty and has no ':'",
+        );
     }
     let timeout = opt_duration(
         v,
