@@ -2153,3 +2153,63 @@ fn opaque_tokens_are_introspected_cached_and_a_revoked_one_is_refused() -> Resul
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------
+// A request counts against all of a route's limits or against none
+// ---------------------------------------------------------------------
+
+/// `big` (3 per hour, per route) is checked before `small` (1 per hour,
+/// per tenant): a request `small` refuses must give back what `big` took,
+/// so that after a, a (refused), b and c, it is d that `big` refuses.
+fn all_or_nothing(gw: &Gw, path: &str) -> Result<()> {
+    let tenant = |t: &str| gw.get(path, &[("X-Tenant", t)]);
+    expect_ok(&tenant("a")?)?;
+    let r = tenant("a")?;
+    expect_refusal(&r, 429, "API rate limit exceeded")?;
+    ensure!(
+        ratelimit_state(&r).is_some_and(|(name, _, _)| name == "small"),
+        "small refuses the second request of a:\n{}",
+        show(&r)
+    );
+    // Had the refused request used `big`, c would already be refused.
+    expect_ok(&tenant("b")?)?;
+    expect_ok(&tenant("c")?)?;
+    let r = tenant("d")?;
+    expect_refusal(&r, 429, "API rate limit exceeded")?;
+    ensure!(
+        ratelimit_state(&r).is_some_and(|(name, _, _)| name == "big"),
+        "big refuses d, after a, b and c:\n{}",
+        show(&r)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_request_a_later_limit_refuses_is_not_counted_by_the_earlier_ones() -> Result<()> {
+    let backend = Backend::start("be", None, "127.0.0.1:0".parse()?)?;
+    let mut redis = Redis::start()?;
+    let at = endpoints(1);
+    let limits = |store: &str| {
+        format!(
+            "{{rate_limits: [{{name: big, key: route, limit: 3, window: 1h, store: {store}}}, \
+             {{name: small, key: 'header:X-Tenant', limit: 1, window: 1h, store: {store}}}]}}"
+        )
+    };
+    let routes = [
+        route("local", "/local", &limits("local")),
+        route("shared", "/shared", &limits("redis")),
+    ];
+    let top = format!(
+        "gateway:\n  redis: {{url: 'redis://127.0.0.1:{}', timeout: 500ms}}\n",
+        redis.port
+    );
+    let gw = Gw::start(
+        tempfile::tempdir()?,
+        at.clone(),
+        &yaml(&at, &top, "", &routes, backend.addr()),
+    )?;
+    all_or_nothing(&gw, "/local/x")?;
+    all_or_nothing(&gw, "/shared/x")?;
+    redis.stop()?;
+    Ok(())
+}

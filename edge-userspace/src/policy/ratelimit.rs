@@ -5,8 +5,8 @@
 //! through at once and then one request every `window / limit`. Local
 //! counters are kept per key in a bounded LRU table: a flood of distinct
 //! keys evicts the least recently seen ones (which start afresh) rather
-//! than growing memory. Limits are checked in order; a request refused by
-//! one has used the limits checked before it.
+//! than growing memory. A request counts against all of a route's limits
+//! or none ([`check_all`]).
 
 use super::{Generation, Outcome, Rejection, Request, redis::RedisStore};
 use crate::{
@@ -121,19 +121,30 @@ impl LocalLimit {
             && self.capacity == max_keys
     }
 
-    /// One request of `key`.
-    pub fn check(&self, key: &[u8]) -> Decision {
+    /// One request of `key`; an allowed one returns the handle that
+    /// gives it back ([`LocalLimit::refund`]).
+    pub fn check(&self, key: &[u8]) -> (Decision, Option<u64>) {
         let h = self.hasher.hash_one(key);
         let now = epoch().elapsed().as_nanos();
         let shard = &self.shards[(h as usize) % SHARDS];
         let mut table = shard.lock();
         let (decision, next) = gcra(table.get(&h).copied(), now, self.limit, self.window);
-        if let Some(next) = next
-            && table.push(h, next).is_some_and(|(old, _)| old != h)
-        {
+        let Some(next) = next else {
+            return (decision, None);
+        };
+        if table.push(h, next).is_some_and(|(old, _)| old != h) {
             metrics::ratelimit_evicted();
         }
-        decision
+        (decision, Some(h))
+    }
+
+    /// Gives back a request [`LocalLimit::check`] allowed (a later limit
+    /// refused it): GCRA's step is exact, so this is as if it never came.
+    pub fn refund(&self, h: u64) {
+        let step = self.window.as_nanos().max(1);
+        if let Some(tat) = self.shards[(h as usize) % SHARDS].lock().get_mut(&h) {
+            *tat = tat.saturating_sub(step);
+        }
     }
 }
 
@@ -215,8 +226,10 @@ impl Limit {
     }
 }
 
-/// Checks `limits` in order; adds the rate-limit headers of `style` to
-/// `out`, or refuses with 429.
+/// Checks `limits`: the local ones in order, then every Redis one in one
+/// atomic call. A request is counted by all of them or by none: a limit
+/// that refuses gives back what the ones before it took. Adds the
+/// rate-limit headers of `style` to `out`, or refuses with 429.
 pub async fn check_all(
     limits: &[Limit],
     style: RateLimitHeaders,
@@ -224,20 +237,58 @@ pub async fn check_all(
     route: &str,
     out: &mut Outcome,
 ) -> Result<(), Rejection> {
-    // The limit closest to refusing describes the state in the headers.
-    let mut tightest: Option<(&Limit, Decision)> = None;
+    let mut decisions: Vec<(&Limit, Decision)> = Vec::with_capacity(limits.len());
+    let mut taken: Vec<(&LocalLimit, u64)> = Vec::new();
+    let refund = |taken: &[(&LocalLimit, u64)]| {
+        for (l, h) in taken {
+            l.refund(*h);
+        }
+    };
+    let mut shared: Vec<(&Limit, String, Vec<u8>)> = Vec::new();
+    let mut store: Option<&RedisStore> = None;
     for limit in limits {
         let key = limit.key(req, route, out);
-        let decision = match &limit.counter {
-            Counter::Local(l) => l.check(&key),
-            Counter::Redis(store, prefix) => match store.check(prefix, &key, &limit.policy).await {
-                Ok(d) => d,
-                Err(e) => {
-                    metrics::ratelimit_store_error();
-                    tracing::warn!(limit = %limit.policy.name, "rate-limit store: {e}");
-                    if store.config().fail_open {
-                        continue;
-                    }
+        match &limit.counter {
+            Counter::Local(l) => {
+                let (decision, handle) = l.check(&key);
+                if !decision.allowed {
+                    refund(&taken);
+                    return Err(refusal(style, limits, limit, decision));
+                }
+                if let Some(h) = handle {
+                    taken.push((l.as_ref(), h));
+                }
+                decisions.push((limit, decision));
+            }
+            Counter::Redis(s, prefix) => {
+                store = Some(s);
+                shared.push((limit, prefix.clone(), key));
+            }
+        }
+    }
+    if let Some(store) = store {
+        let batch: Vec<(&str, &[u8], &RateLimitPolicy)> = shared
+            .iter()
+            .map(|(l, prefix, key)| (prefix.as_str(), key.as_slice(), &l.policy))
+            .collect();
+        match store.check_many(&batch).await {
+            Ok(answers) => {
+                if let Some((limit, decision)) = shared
+                    .iter()
+                    .zip(&answers)
+                    .find(|(_, d)| !d.allowed)
+                    .map(|((l, _, _), d)| (*l, *d))
+                {
+                    refund(&taken);
+                    return Err(refusal(style, limits, limit, decision));
+                }
+                decisions.extend(shared.iter().map(|(l, _, _)| *l).zip(answers));
+            }
+            Err(e) => {
+                metrics::ratelimit_store_error();
+                tracing::warn!(route, "rate-limit store: {e}");
+                if !store.config().fail_open {
+                    refund(&taken);
                     return Err(Rejection::new(
                         503,
                         "rate_limit",
@@ -246,23 +297,22 @@ pub async fn check_all(
                     )
                     .with("retry-after", "1"));
                 }
-            },
-        };
-        if !decision.allowed {
-            let secs = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            let mut r = Rejection::new(429, "rate_limit", "exceeded", "API rate limit exceeded")
-                .with("retry-after", secs.to_string());
-            headers(style, limits, limit, decision, &mut r.headers);
-            return Err(r);
-        }
-        if tightest.is_none_or(|(_, d)| decision.remaining < d.remaining) {
-            tightest = Some((limit, decision));
+            }
         }
     }
-    if let Some((limit, decision)) = tightest {
-        headers(style, limits, limit, decision, &mut out.response_headers);
+    // The limit closest to refusing describes the state in the headers.
+    if let Some((limit, decision)) = decisions.iter().min_by_key(|(_, d)| d.remaining) {
+        headers(style, limits, limit, *decision, &mut out.response_headers);
     }
     Ok(())
+}
+
+fn refusal(style: RateLimitHeaders, all: &[Limit], limit: &Limit, d: Decision) -> Rejection {
+    let secs = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = Rejection::new(429, "rate_limit", "exceeded", "API rate limit exceeded")
+        .with("retry-after", secs.to_string());
+    headers(style, all, limit, d, &mut r.headers);
+    r
 }
 
 fn headers(
@@ -342,6 +392,26 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_gives_the_request_back() {
+        let p = RateLimitPolicy {
+            name: "x".into(),
+            key: LimitKey::ClientIp,
+            limit: 2,
+            window: Duration::from_secs(3600),
+            store: LimitStore::Local,
+        };
+        let l = LocalLimit::new(&p, 64);
+        let (first, _) = l.check(b"k");
+        assert!(first.allowed && first.remaining == 1);
+        let (second, h) = l.check(b"k");
+        assert!(second.allowed && second.remaining == 0);
+        l.refund(h.unwrap());
+        let (again, _) = l.check(b"k");
+        assert!(again.allowed && again.remaining == 0, "{again:?}");
+        assert!(!l.check(b"k").0.allowed);
+    }
+
+    #[test]
     fn the_table_is_bounded() {
         let p = RateLimitPolicy {
             name: "x".into(),
@@ -352,7 +422,7 @@ mod tests {
         };
         let l = LocalLimit::new(&p, 64);
         for i in 0..10_000u32 {
-            l.check(&i.to_be_bytes());
+            let _ = l.check(&i.to_be_bytes());
         }
         let held: usize = l.shards.iter().map(|s| s.lock().len()).sum();
         assert!(held <= 64, "{held}");

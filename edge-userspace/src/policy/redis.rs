@@ -1,5 +1,5 @@
 //! Rate limits shared by every edge through Redis: one atomic script call
-//! per limit and request (the same GCRA as the local counters, on
+//! per request for all its Redis limits (the same GCRA as the local counters, on
 //! Redis's clock), over one multiplexed connection that reconnects by
 //! itself, within a timeout.
 
@@ -8,26 +8,38 @@ use crate::config::gateway::{RateLimitPolicy, RedisConfig};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-/// GCRA in microseconds of the server's clock. KEYS[1]: the counter;
-/// ARGV: limit, window (µs). Returns {allowed, remaining, retry_after
-/// µs, reset µs}. The key expires when its state would be fresh anyway.
+/// GCRA in microseconds of the server's clock, for every limit of a
+/// request at once. KEYS[i]: a counter; ARGV[2i-1], ARGV[2i]: its limit
+/// and window (µs). Returns one {allowed, remaining, retry_after µs, reset
+/// µs} per key. Either every counter takes the request or none does; a
+/// key expires when its state would be fresh anyway.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local step = window / limit
-local tau = window - step
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local used = tat - now
-if used > tau + 0.5 then
-  return {0, 0, math.ceil(used - tau), math.ceil(used)}
+local out, nexts, refused = {}, {}, false
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
+  local step = window / limit
+  local tau = window - step
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local used = tat - now
+  if used > tau + 0.5 then
+    refused = true
+    out[i] = {0, 0, math.ceil(used - tau), math.ceil(used)}
+  else
+    local nxt = tat + step
+    nexts[i] = nxt
+    out[i] = {1, math.floor((window - (nxt - now)) / step + 0.000001), 0, math.ceil(nxt - now)}
+  end
 end
-local nxt = tat + step
-used = nxt - now
-redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil(used / 1000) + 1)
-return {1, math.floor((window - used) / step + 0.000001), 0, math.ceil(used)}
+if not refused then
+  for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], string.format('%.0f', nexts[i]), 'PX', math.ceil((nexts[i] - now) / 1000) + 1)
+  end
+end
+return out
 "#;
 
 /// Why Redis gave no answer.
@@ -39,6 +51,9 @@ pub enum StoreError {
     /// Connecting or the call failed.
     #[error("{0}")]
     Redis(#[from] redis::RedisError),
+    /// The script answered for another number of limits.
+    #[error("{0} answers for {1} limits")]
+    Answer(usize, usize),
 }
 
 /// The shared store.
@@ -81,44 +96,48 @@ impl RedisStore {
         Ok(c)
     }
 
-    /// One request of `key` against limit `p`, counted under `prefix`.
-    pub async fn check(
+    /// One request against every limit in `batch` (counter prefix, key,
+    /// limit), in one atomic call; the decisions in the same order.
+    pub async fn check_many(
         &self,
-        prefix: &str,
-        key: &[u8],
-        p: &RateLimitPolicy,
-    ) -> Result<Decision, StoreError> {
+        batch: &[(&str, &[u8], &RateLimitPolicy)],
+    ) -> Result<Vec<Decision>, StoreError> {
         let timeout = self.config.timeout;
-        tokio::time::timeout(timeout, self.check_inner(prefix, key, p))
+        tokio::time::timeout(timeout, self.check_inner(batch))
             .await
             .map_err(|_| StoreError::Timeout(timeout))?
     }
 
     async fn check_inner(
         &self,
-        prefix: &str,
-        key: &[u8],
-        p: &RateLimitPolicy,
-    ) -> Result<Decision, StoreError> {
+        batch: &[(&str, &[u8], &RateLimitPolicy)],
+    ) -> Result<Vec<Decision>, StoreError> {
         let mut conn = self.connection().await?;
-        // A digest, not the raw value: a header value could be long, and
-        // every edge must name the same key the same way.
-        let digest = Sha256::digest(key);
-        let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-        let window_us = u64::try_from(p.window.as_micros()).unwrap_or(u64::MAX);
-        let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
-            .script
-            .key(format!("{prefix}{name}"))
-            .arg(p.limit)
-            .arg(window_us)
-            .invoke_async(&mut conn)
-            .await?;
+        let mut invocation = self.script.prepare_invoke();
+        for (prefix, key, p) in batch {
+            // A digest, not the raw value: a header value could be long,
+            // and every edge must name the same key the same way.
+            let digest = Sha256::digest(key);
+            let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            let window_us = u64::try_from(p.window.as_micros()).unwrap_or(u64::MAX);
+            invocation
+                .key(format!("{prefix}{name}"))
+                .arg(p.limit)
+                .arg(window_us);
+        }
+        let answers: Vec<(i64, i64, i64, i64)> = invocation.invoke_async(&mut conn).await?;
+        if answers.len() != batch.len() {
+            return Err(StoreError::Answer(answers.len(), batch.len()));
+        }
         let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-        Ok(Decision {
-            allowed: allowed == 1,
-            remaining: u64::try_from(remaining).unwrap_or(0),
-            reset: us(reset_us),
-            retry_after: us(retry_us),
-        })
+        Ok(answers
+            .into_iter()
+            .map(|(allowed, remaining, retry_us, reset_us)| Decision {
+                allowed: allowed == 1,
+                remaining: u64::try_from(remaining).unwrap_or(0),
+                reset: us(reset_us),
+                retry_after: us(retry_us),
+            })
+            .collect())
     }
 }
