@@ -106,6 +106,16 @@ impl Bans {
         self.config.store(config.map(Arc::new));
     }
 
+    /// Whether any ban stands (a lock-free test for the request path).
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether answers are being counted towards bans.
+    pub fn counting(&self) -> bool {
+        self.config.load().is_some()
+    }
+
     /// Whether `ip` is banned now.
     pub fn is_banned(&self, ip: IpAddr) -> bool {
         if self.count.load(Ordering::Acquire) == 0 {

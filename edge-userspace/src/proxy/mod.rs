@@ -304,7 +304,8 @@ impl ProxyHttp for EdgeProxy {
         // A banned source whose packets XDP does not see (no XDP on this
         // interface, a connection opened before the ban, a client behind
         // a trusted proxy) is refused here.
-        if let Some(ip) = self.trusted_client(session, &ctx.rt)
+        if ctx.rt.bans.any()
+            && let Some(ip) = self.trusted_client(session, &ctx.rt)
             && ctx.rt.bans.is_banned(ip)
         {
             session.set_keepalive(None);
@@ -800,6 +801,7 @@ impl ProxyHttp for EdgeProxy {
         );
         if let Some(status) = status
             && status >= 400
+            && ctx.rt.bans.counting()
             && let Some(ip) = self.trusted_client(session, &ctx.rt)
         {
             ctx.rt.bans.record(ip, status);
