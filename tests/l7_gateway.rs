@@ -2213,3 +2213,90 @@ fn a_request_a_later_limit_refuses_is_not_counted_by_the_earlier_ones() -> Resul
     redis.stop()?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------
+// What the service says and what the client slips in
+// ---------------------------------------------------------------------
+
+#[test]
+fn the_services_cors_and_limit_fields_and_unchecked_credentials_do_not_pass() -> Result<()> {
+    // A service that opens itself to every origin and reports its own
+    // limit state.
+    let handler: Handler = Arc::new(|req: &Message| {
+        echo(req)
+            .header("Access-Control-Allow-Origin", "*")
+            .header("RateLimit", "\"svc\";r=99;t=1")
+    });
+    let backend = Backend::start_with("be", None, "127.0.0.1:0".parse()?, handler)?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("access.log");
+    let at = endpoints(1);
+    let top = format!(
+        "access_log: {{path: '{}'}}\nconsumers:\n  - name: alice\n    api_keys: [{{key: {ALICE_KEY}}}]\n",
+        log.display()
+    );
+    let policies = format!(
+        "{{cors: {{origins: ['https://app.test']}}, auth: {{api_key: {{query: apikey}}, \
+         jwt: {{keys: [{{algorithm: HS256, secret: '{HS_SECRET}'}}]}}}}, \
+         rate_limits: [{{name: mine, key: consumer, limit: 100, window: 1h}}]}}"
+    );
+    let routes = [route("api", "/api", &policies)];
+    let gw = Gw::start(
+        dir,
+        at.clone(),
+        &yaml(&at, &top, "", &routes, backend.addr()),
+    )?;
+
+    let r = gw.get(
+        "/api/x",
+        &[
+            ("Origin", "https://evil.test"),
+            ("apikey", ALICE_KEY),
+            ("Authorization", "Bearer forged.token.here"),
+            ("X_Consumer_Username", "mallory"),
+        ],
+    )?;
+    expect_ok(&r)?;
+    assert!(
+        answer_headers(&r, "access-control-allow-origin").is_empty(),
+        "the service's `*` must not open the route to a refused origin:\n{}",
+        show(&r)
+    );
+    let limits = answer_headers(&r, "ratelimit");
+    assert_eq!(limits.len(), 1, "{}", show(&r));
+    assert!(limits[0].starts_with("\"mine\";r=99;"), "{limits:?}");
+    assert!(
+        upstream(&r, "authorization").is_empty(),
+        "a token edge did not check must not reach the service:\n{}",
+        show(&r)
+    );
+    assert!(
+        upstream(&r, "x_consumer_username").is_empty(),
+        "{}",
+        show(&r)
+    );
+    assert_eq!(upstream(&r, "x-consumer-username"), ["alice"]);
+
+    // An allowed origin gets edge's field, once.
+    let r = gw.get(
+        "/api/x",
+        &[("Origin", "https://app.test"), ("apikey", ALICE_KEY)],
+    )?;
+    expect_ok(&r)?;
+    assert_eq!(
+        answer_headers(&r, "access-control-allow-origin"),
+        ["https://app.test"],
+        "{}",
+        show(&r)
+    );
+
+    // A key in the query is not written to the access log.
+    expect_ok(&gw.get(&format!("/api/q?a=1&apikey={ALICE_KEY}"), &[])?)?;
+    let text = gw.wait_for("the access log line of /api/q", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        Ok(text.contains("/api/q").then_some(text))
+    })?;
+    assert!(!text.contains(ALICE_KEY), "{text}");
+    assert!(text.contains("/api/q?a=1&apikey=REDACTED"), "{text}");
+    Ok(())
+}

@@ -184,11 +184,27 @@ server: {{threads: 1, grace_period_seconds: 0}}
     )
 }
 
-/// Three refusals from one source, each a real request that gets 401.
+/// Four challenges (no key: 401, not counted) and then three refusals
+/// that count (a wrong key: 401) from one source.
 fn strike_three(client: &str, from: std::net::IpAddr, listen: SocketAddr) -> Result<()> {
-    for _ in 0..3 {
+    use std::io::Write;
+    // Challenges first (no key at all): they never ban, however many.
+    for _ in 0..4 {
         let resp = netns::run_in(client, move || {
             http::get_from(from, listen, "/", Duration::from_secs(5))
+        })?;
+        assert_eq!(resp.status(), Some(401), "{resp:?}");
+    }
+    for _ in 0..3 {
+        let resp = netns::run_in(client, move || {
+            let mut s = http::connect_from(from, listen, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                s,
+                "GET / HTTP/1.1\r\nHost: {listen}\r\napikey: wrong-key-0123456789\r\nConnection: close\r\n\r\n"
+            )?;
+            http::read_message(&mut std::io::BufReader::new(s))?
+                .ok_or_else(|| anyhow::anyhow!("no answer"))
         })?;
         assert_eq!(resp.status(), Some(401), "{resp:?}");
     }
@@ -234,6 +250,10 @@ fn a_source_that_keeps_failing_is_banned_in_xdp_listed_lifted_and_expires() -> R
     assert!(
         connects(&topo.client, office, listen)?,
         "its neighbour still does"
+    );
+    assert!(
+        connects(&topo.client, offender, admin)?,
+        "a ban takes the listeners and VIPs, not the host's other ports"
     );
     let listed = netns::run_in(&topo.client, move || http::get(admin, "/bans"))?;
     assert_eq!(listed.status(), Some(200));

@@ -140,15 +140,13 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
         v.action = Action::Drop;
         return;
     }
-    if tables.banned(&ip.addrs) {
-        v.class = PacketClass::Banned;
-        v.action = Action::Drop;
-        return;
-    }
     v.balance.l2_len = eth.l3_offset;
     v.balance.v6 = eth.ether_type == ETH_P_IPV6;
     v.balance.ip_len = ip.len;
     if ip.fragment != Fragment::No && tables.vip(&address_key(&ip)).is_some() {
+        if tables.banned(&ip.addrs) {
+            return banned(v);
+        }
         v.class = PacketClass::Vip;
         v.action = Action::Drop;
         v.event = Some(if ip.fragment == Fragment::Unknown {
@@ -162,6 +160,9 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
         if let Some(e) = icmp::error_flow(p, &ip)
             && let Some(meta) = tables.vip(&e.vip)
         {
+            if tables.banned(&ip.addrs) {
+                return banned(v);
+            }
             v.class = PacketClass::Vip;
             v.action = Action::Balance;
             v.event = Some(L4Event::IcmpForwarded);
@@ -178,6 +179,9 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
         Err(e) => return malformed(v, e),
     };
     if let Some(meta) = tables.vip(&vip_key(&ip, ports.dst)) {
+        if tables.banned(&ip.addrs) {
+            return banned(v);
+        }
         v.class = PacketClass::Vip;
         v.action = Action::Balance;
         v.balance.meta = meta;
@@ -190,8 +194,20 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
         return;
     }
     if tables.is_l7_port(&PortKey::new(ports.dst, ip.proto)) {
+        if tables.banned(&ip.addrs) {
+            return banned(v);
+        }
         v.class = PacketClass::L7;
     }
+}
+
+// A banned source loses only what it came for, edge's listeners and VIPs:
+// replies to edge's own connections (a backend, Redis, a key server) and
+// the host's other traffic from that address still pass.
+#[inline(always)]
+fn banned(v: &mut Verdict) {
+    v.class = PacketClass::Banned;
+    v.action = Action::Drop;
 }
 
 // Malformed packets are passed: the kernel stack is the authority on

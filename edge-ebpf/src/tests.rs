@@ -213,18 +213,22 @@ impl Tables for Banned {
     fn vip(&self, _: &VipKey) -> Option<VipMeta> {
         None
     }
-    fn is_l7_port(&self, _: &PortKey) -> bool {
-        true
+    fn is_l7_port(&self, key: &PortKey) -> bool {
+        *key == PortKey::new(8080, edge_common::IPPROTO_TCP)
     }
 }
 
 #[test]
-fn a_banned_source_is_dropped_and_counted_apart_from_the_deny_list() {
+fn a_banned_source_loses_the_listeners_and_nothing_else() {
     let p = Builder::new().v6(C6, H6, L4::Tcp(1, 8080));
     let v = classify(&p[..], &Banned);
     assert_eq!((v.class, v.action), (PacketClass::Banned, Action::Drop));
+    // Another source to the listener, and the banned one elsewhere (a
+    // reply to a connection of edge's own, SSH): passed.
     let p = Builder::new().v6(H6, C6, L4::Tcp(1, 8080));
     assert_eq!(classify(&p[..], &Banned).class, PacketClass::L7);
+    let p = Builder::new().v6(C6, H6, L4::Tcp(6379, 40000));
+    assert_eq!(classify(&p[..], &Banned).action, Action::Pass);
 }
 
 #[test]

@@ -379,6 +379,13 @@ pub const BANS_PLACED: &str = "edge_bans_total";
 pub const BANS_REFUSED: &str = "edge_bans_refused_total";
 /// Bans standing now.
 pub const BANS_ACTIVE: &str = "edge_bans_active";
+/// Ban map writes or removals the kernel refused.
+pub const BAN_ERRORS: &str = "edge_bans_errors_total";
+
+/// Counts a ban map write or removal that failed.
+pub fn ban_error() {
+    metrics::counter!(BAN_ERRORS).increment(1);
+}
 
 /// Counts a ban placed.
 pub fn ban_placed() {

@@ -190,3 +190,75 @@ fn a_key_file_that_is_not_a_small_regular_file_is_not_read() {
         "{e:?}"
     );
 }
+
+#[test]
+fn review_findings_are_refused_at_check_time() {
+    let yaml = "\
+consumers:
+  - name: slow
+    basic: {password_hash: '$2b$15$abcdefghijklmnopqrstuu5JeDAZ3tSm5W7YJp2WnJ6kJXDM1b9J.'}
+gateway:
+  redis: {url: 'redis://127.0.0.1:6379'}
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    pool: app
+    routes:
+      - proxy: {pool: app}
+        policies:
+          rate_limits: [{name: a, limit: 1, window: 1s}, {name: a, limit: 2, window: 1s}]
+      - name: fast
+        proxy: {pool: app}
+        policies:
+          rate_limits: [{name: b, limit: 2000000, window: 1s, store: redis}]
+          cors: {origins: ['https://a.test'], preflight_refusal_status: 204}
+pools:
+  - name: app
+    backends: [{address: 127.0.0.1:9000}]
+";
+    let text = errors(yaml).join("\n");
+    for want in [
+        "consumers[0].basic.password_hash: bcrypt cost 15 is outside 4..=14",
+        "listeners[0].routes[0].policies: name this route",
+        "rate_limits[1].name: rate limit \"a\" is defined twice",
+        "rate_limits[0].limit: a Redis limit counts in microseconds",
+        "preflight_refusal_status is a client error status (400-499)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}
+
+#[test]
+fn a_listeners_limits_count_for_the_whole_listener() {
+    let yaml = "\
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    pool: app
+    policies:
+      rate_limits: [{name: all, limit: 10, window: 1s}]
+    routes:
+      - name: r
+        proxy: {pool: app}
+        policies:
+          rate_limits: [{name: own, limit: 5, window: 1s}]
+pools:
+  - name: app
+    backends: [{address: 127.0.0.1:9000}]
+";
+    let c = parse(yaml, Path::new("edge.yaml")).unwrap();
+    for r in &c.listeners[0].routes {
+        let all = r
+            .policies
+            .rate_limits
+            .iter()
+            .find(|l| l.name == "all")
+            .unwrap();
+        assert_eq!(all.scope, gateway::Scope::Listener, "route {}", r.name);
+    }
+    let own = &c.listeners[0].routes[0].policies.rate_limits[1];
+    assert_eq!(
+        (own.name.as_str(), own.scope),
+        ("own", gateway::Scope::Route)
+    );
+}

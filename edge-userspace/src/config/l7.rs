@@ -643,6 +643,16 @@ fn route(
         Some(c) => super::compression::policy(v, &format!("{path}.compression"), Some(c)),
         None => defaults.compression.clone(),
     };
+    if r.name.is_none()
+        && r.policies.as_ref().is_some_and(|p| {
+            p.rate_limits.as_ref().is_some_and(|l| !l.is_empty()) || p.concurrency.is_some()
+        })
+    {
+        v.error(
+            format!("{path}.policies"),
+            "name this route: its rate-limit and concurrency counts are kept by the route's name across reloads",
+        );
+    }
     let own = r.policies.as_ref().map(|p| {
         let ppath = format!("{path}.policies");
         (

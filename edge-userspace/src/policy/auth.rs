@@ -143,9 +143,11 @@ pub struct Authenticator {
     consumers: Arc<Consumers>,
     anonymous: Option<Arc<ConsumerRt>>,
     jwt: Option<jwt::Verifier>,
-    introspector: Option<super::introspect::Introspector>,
+    introspector: Option<Arc<super::introspect::Introspector>>,
     verified: Arc<VerifiedCache>,
     challenges: Vec<String>,
+    /// Every place this route reads a credential from.
+    locations: Vec<CredentialSource>,
 }
 
 /// A credential found in a request.
@@ -180,16 +182,36 @@ impl Authenticator {
         if p.basic.is_some() {
             challenges.push(format!("Basic realm=\"{realm}\", charset=\"UTF-8\""));
         }
+        let mut locations = Vec::new();
+        if let Some(k) = &p.api_key {
+            locations.push(CredentialSource::Header(k.header.clone()));
+            if let Some(q) = &k.query {
+                locations.push(CredentialSource::Query(q.clone()));
+            }
+        }
+        if p.basic.is_some() || p.introspection.is_some() {
+            locations.push(CredentialSource::Header("authorization".into()));
+        }
+        for source in p.jwt.iter().flat_map(|j| &j.from) {
+            locations.push(match source {
+                crate::config::gateway::TokenSource::Header => {
+                    CredentialSource::Header("authorization".into())
+                }
+                crate::config::gateway::TokenSource::Cookie(c) => {
+                    CredentialSource::Cookie(c.clone())
+                }
+                crate::config::gateway::TokenSource::Query(q) => CredentialSource::Query(q.clone()),
+            });
+        }
+        locations.dedup();
         Ok(Self {
+            locations,
             jwt: p
                 .jwt
                 .as_ref()
                 .map(|j| jwt::Verifier::new(j, generation))
                 .transpose()?,
-            introspector: p
-                .introspection
-                .as_ref()
-                .map(super::introspect::Introspector::new),
+            introspector: p.introspection.as_ref().map(|i| generation.introspector(i)),
             p: p.clone(),
             consumers: Arc::clone(&generation.consumers),
             anonymous,
@@ -261,15 +283,39 @@ impl Authenticator {
         out: &mut Outcome,
     ) -> Result<(), Rejection> {
         let ids = &self.p.identity_headers;
-        // The client's own copies never reach the upstream.
+        // The client's own copies never reach the upstream, nor headers
+        // edge fills from a token's claims.
         for h in [&ids.consumer, &ids.groups, &ids.credential, &ids.anonymous] {
             out.upstream_remove.push(h.clone());
         }
-        let Some((presented, source)) = self.find(req) else {
+        if let Some(v) = &self.jwt {
+            out.upstream_remove
+                .extend(v.forward_claims().iter().map(|(_, h)| h.clone()));
+        }
+        out.secret_query
+            .extend(self.locations.iter().filter_map(|l| match l {
+                CredentialSource::Query(q) => Some(q.clone()),
+                _ => None,
+            }));
+        let found = self.find(req);
+        // Credentials edge did not check (another type than the one that
+        // decided, or none at all) never reach the upstream: it could take
+        // an unchecked token for one the gateway vouched for.
+        let used = found.as_ref().map(|(_, source)| source.clone());
+        for l in &self.locations {
+            if Some(l) != used.as_ref() {
+                remove_credential(l.clone(), out);
+            }
+        }
+        let Some((presented, source)) = found else {
             let Some(anon) = &self.anonymous else {
-                return Err(self.unauthorized("missing", "No credentials found in request"));
+                // The usual first step of a client that answers challenges.
+                return Err(self
+                    .unauthorized("missing", "No credentials found in request")
+                    .no_strike());
             };
             out.consumer = Some(Arc::clone(anon));
+            out.anonymous = true;
             out.upstream_set
                 .push((ids.consumer.clone(), anon.name.to_string()));
             out.upstream_set
@@ -289,11 +335,13 @@ impl Authenticator {
             }
             Presented::Basic(user, password) => {
                 let Some((c, hash)) = self.consumers.by_user.get(&user) else {
+                    let dummy: Arc<str> = Arc::from(unknown_user_hash());
+                    let _ = self.check_password(&user, &password, &dummy).await;
                     return Err(
                         self.unauthorized("invalid_password", "Invalid authentication credentials")
                     );
                 };
-                if !self.check_password(&user, &password, hash).await {
+                if !self.check_password(&user, &password, hash).await? {
                     return Err(
                         self.unauthorized("invalid_password", "Invalid authentication credentials")
                     );
@@ -330,7 +378,8 @@ impl Authenticator {
                             "introspection_unavailable",
                             "The token cannot be checked right now",
                         )
-                        .with("retry-after", "5"));
+                        .with("retry-after", "5")
+                        .no_strike());
                     }
                 };
                 let consumer = match intro.consumer_claim() {
@@ -376,9 +425,13 @@ impl Authenticator {
                         out.upstream_set.push((header.clone(), value));
                     }
                 }
+                // The kid is the client's text: only a plain one goes
+                // into a header.
                 let credential = match &verified.kid {
-                    Some(kid) => format!("jwt:{kid}"),
-                    None => "jwt".to_string(),
+                    Some(kid) if kid.len() <= 64 && kid.bytes().all(|b| b.is_ascii_graphic()) => {
+                        format!("jwt:{kid}")
+                    }
+                    _ => "jwt".to_string(),
                 };
                 out.claims = Some(Arc::new(verified.claims));
                 let hide = verifier.hide_credentials();
@@ -386,11 +439,7 @@ impl Authenticator {
             }
         };
         if hide {
-            match source {
-                CredentialSource::Header(h) => out.upstream_remove.push(h),
-                CredentialSource::Query(q) => out.query_remove.push(q),
-                CredentialSource::Cookie(c) => out.cookie_remove.push(c),
-            }
+            remove_credential(source, out);
         }
         if let Some(c) = &consumer {
             out.upstream_set
@@ -405,27 +454,63 @@ impl Authenticator {
         Ok(())
     }
 
-    async fn check_password(&self, user: &str, password: &str, hash: &Arc<str>) -> bool {
+    /// Whether `password` is `user`'s; `Err` when no check could run in
+    /// time (every checker busy).
+    async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+        hash: &Arc<str>,
+    ) -> Result<bool, Rejection> {
         let key = VerifiedCache::key(user, password, hash);
         if self.verified.fresh(&key) {
-            return true;
+            return Ok(true);
         }
-        // Slow on purpose: off the request threads, a few at a time.
-        let Ok(_permit) = CHECKS.acquire().await else {
-            return false;
+        // Slow on purpose: off the request threads, a few at a time, and a
+        // request that cannot get a checker soon is told so rather than
+        // queued behind a flood of wrong passwords.
+        let busy = || {
+            Rejection::new(
+                503,
+                "auth",
+                "busy",
+                "Credentials cannot be checked right now",
+            )
+            .with("retry-after", "1")
+            .no_strike()
+        };
+        let permit = match tokio::time::timeout(CHECK_WAIT, CHECKS.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(busy()),
         };
         let (password, hash2) = (password.to_string(), Arc::clone(hash));
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash2))
-            .await
-            .unwrap_or(false);
+        // The permit goes with the check: a client that leaves does not
+        // free a checker that is still busy.
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_password(&password, &hash2)
+        })
+        .await
+        .unwrap_or(false);
         if ok {
             self.verified.remember(key);
         }
-        ok
+        Ok(ok)
     }
 }
 
+/// How long a Basic check waits for a free checker.
+const CHECK_WAIT: Duration = Duration::from_secs(1);
+
+/// A bcrypt hash checked for users that do not exist, so that an unknown
+/// user takes as long to refuse as a wrong password.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| bcrypt::hash("edge-unknown-user", 10).unwrap_or_default())
+}
+
 /// Where a credential was found, to remove it with `hide_credentials`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum CredentialSource {
     /// A header (lower-case name).
     Header(String),
@@ -433,6 +518,14 @@ pub enum CredentialSource {
     Query(String),
     /// A cookie.
     Cookie(String),
+}
+
+fn remove_credential(source: CredentialSource, out: &mut Outcome) {
+    match source {
+        CredentialSource::Header(h) => out.upstream_remove.push(h),
+        CredentialSource::Query(q) => out.query_remove.push(q),
+        CredentialSource::Cookie(c) => out.cookie_remove.push(c),
+    }
 }
 
 /// A claim's value as header text: strings as they are, arrays of
@@ -477,9 +570,40 @@ pub fn remove_query_params(query: &str, names: &[String]) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("&"))
 }
 
+/// `path?query` with the values of the parameters in `names` replaced by
+/// `REDACTED` (for the access log).
+pub fn redact_query(target: &str, names: &[String]) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_string();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+            let name = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
+            if names.iter().any(|n| *n == name) {
+                format!("{k}=REDACTED")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_query_are_redacted_for_the_log() {
+        let names = vec!["apikey".to_string()];
+        assert_eq!(
+            redact_query("/a?x=1&apikey=s3cret&api%6Bey=2", &names),
+            "/a?x=1&apikey=REDACTED&api%6Bey=REDACTED"
+        );
+        assert_eq!(redact_query("/a", &names), "/a");
+    }
 
     #[test]
     fn query_parameters_are_found_decoded_and_removed() {

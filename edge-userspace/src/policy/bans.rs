@@ -33,8 +33,8 @@ pub trait BanMap: Send + Sync {
     fn ban(&self, ip: IpAddr, time: Duration) -> Result<(), String>;
     /// Lifts `ip`'s ban.
     fn unban(&self, ip: IpAddr) -> Result<(), String>;
-    /// Every ban in the map, with the time it has left (a restarted edge
-    /// adopts them).
+    /// Every standing ban in the map, with the time it has left (a
+    /// restarted edge adopts them); expired entries are removed on the way.
     fn entries(&self) -> Result<Vec<(IpAddr, Duration)>, String>;
 }
 
@@ -81,23 +81,32 @@ impl Bans {
             map,
             sweeper: Mutex::new(None),
         });
-        if let Some(map) = &bans.map {
-            match map.entries() {
-                Ok(list) => {
-                    let now = Instant::now();
-                    let mut active = bans.active.lock();
-                    for (ip, left) in list {
-                        active.insert(ip, now + left);
-                    }
-                    bans.count.store(active.len(), Ordering::Release);
-                }
-                Err(e) => tracing::warn!("cannot read the bans left in the kernel: {e}"),
-            }
-        }
+        bans.adopt();
         let weak = Arc::downgrade(&bans);
         let task = handle.spawn(sweep_loop(weak));
         *bans.sweeper.lock() = Some(task.abort_handle());
         bans
+    }
+
+    /// Takes the bans in the kernel map this process does not know of (an
+    /// earlier edge's, or the old process's during an upgrade), and lets
+    /// the map drop its expired entries.
+    fn adopt(&self) {
+        let Some(map) = &self.map else { return };
+        match map.entries() {
+            Ok(list) => {
+                let now = Instant::now();
+                let mut active = self.active.lock();
+                for (ip, left) in list {
+                    active.entry(ip).or_insert(now + left);
+                }
+                self.count.store(active.len(), Ordering::Release);
+            }
+            Err(e) => {
+                metrics::ban_error();
+                tracing::warn!("cannot read the bans in the kernel: {e}");
+            }
+        }
     }
 
     /// Takes the settings of a new generation (`None`: no new bans; the
@@ -129,8 +138,10 @@ impl Bans {
     }
 
     /// Counts an answer with `status` to `ip`; bans it when it is the
-    /// configured number within the window.
-    pub fn record(&self, ip: IpAddr, status: u16) {
+    /// configured number within the window, in the kernel too when `ip` is
+    /// the packets' source (`kernel`), not an address a trusted proxy
+    /// vouched for.
+    pub fn record(&self, ip: IpAddr, status: u16, kernel: bool) {
         let ip = ip.to_canonical();
         let Some(cfg) = self.config.load_full() else {
             return;
@@ -162,9 +173,11 @@ impl Bans {
             active.insert(ip, now + cfg.ban_for);
             self.count.store(active.len(), Ordering::Release);
         }
-        if let Some(map) = &self.map
+        if kernel
+            && let Some(map) = &self.map
             && let Err(e) = map.ban(ip, cfg.ban_for)
         {
+            metrics::ban_error();
             tracing::warn!(%ip, "cannot write the ban into the kernel: {e}");
         }
         metrics::ban_placed();
@@ -201,6 +214,7 @@ impl Bans {
         if let Some(map) = &self.map
             && let Err(e) = map.unban(ip)
         {
+            metrics::ban_error();
             tracing::warn!(%ip, "cannot remove the ban from the kernel: {e}");
         }
         was
@@ -226,6 +240,7 @@ impl Bans {
             if let Some(map) = &self.map
                 && let Err(e) = map.unban(ip)
             {
+                metrics::ban_error();
                 tracing::warn!(%ip, "cannot remove an expired ban from the kernel: {e}");
             }
             tracing::info!(%ip, "ban expired");
@@ -233,11 +248,19 @@ impl Bans {
     }
 }
 
+/// Sweeps between two looks at the whole kernel map.
+const ADOPT_EVERY: u32 = 30;
+
 async fn sweep_loop(weak: Weak<Bans>) {
+    let mut n = 0u32;
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
         let Some(bans) = weak.upgrade() else { return };
         bans.sweep();
+        n += 1;
+        if n.is_multiple_of(ADOPT_EVERY) {
+            bans.adopt();
+        }
     }
 }
 
@@ -261,21 +284,21 @@ mod tests {
         let bans = Bans::start(None, &tokio::runtime::Handle::current());
         bans.configure(Some(config(3)));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
-        bans.record(a, 401);
-        bans.record(a, 200);
-        bans.record(a, 429);
+        bans.record(a, 401, true);
+        bans.record(a, 200, true);
+        bans.record(a, 429, true);
         assert!(!bans.is_banned(a));
-        bans.record(a, 403);
+        bans.record(a, 403, true);
         assert!(bans.is_banned(a));
         let office: IpAddr = "10.1.2.3".parse().unwrap();
         for _ in 0..10 {
-            bans.record(office, 401);
+            bans.record(office, 401, true);
         }
         assert!(!bans.is_banned(office));
         // Bounded: a third source is not banned while two are.
         for ip in ["192.0.2.2", "192.0.2.3"] {
             for _ in 0..3 {
-                bans.record(ip.parse().unwrap(), 401);
+                bans.record(ip.parse().unwrap(), 401, true);
             }
         }
         assert_eq!(bans.list().len(), 2);

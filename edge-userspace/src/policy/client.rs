@@ -49,6 +49,19 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     None
 }
 
+/// The address a per-client limit counts by: an IPv4 address, or the /64
+/// of an IPv6 one (one subscriber usually holds a whole /64, and could
+/// otherwise take a fresh budget with every address in it).
+pub fn limit_address(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 /// Refuses a client in `deny`, or outside a non-empty `allow`.
 pub fn check_ip(p: &IpPolicy, client: Option<IpAddr>) -> Result<(), Rejection> {
     let refuse = || Rejection::new(403, "ip", "denied", "Your address may not call this route");
@@ -102,6 +115,18 @@ mod tests {
             &nets(&["10.0.0.0/8"]),
         );
         assert_eq!(got, "10.0.0.3".parse().ok());
+    }
+
+    #[test]
+    fn limits_count_ipv6_clients_by_their_64() {
+        let a = limit_address("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = limit_address("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(
+            limit_address("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1"
+        );
     }
 
     #[test]

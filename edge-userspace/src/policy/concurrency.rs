@@ -27,6 +27,7 @@ pub struct Bound {
     key: LimitKey,
     max: u32,
     route: Arc<str>,
+    scope: crate::config::gateway::Scope,
     table: Arc<Table>,
 }
 
@@ -60,7 +61,8 @@ impl Bound {
             key: p.key.clone(),
             max: p.max,
             route: Arc::from(route),
-            table: generation.concurrency_table(listener, route),
+            scope: p.scope,
+            table: generation.concurrency_table(listener, route, p.scope),
         }
     }
 
@@ -69,13 +71,18 @@ impl Bound {
         let ip = || {
             format!(
                 "i:{}",
-                req.client.map(|i| i.to_string()).unwrap_or_default()
+                req.client
+                    .map(super::client::limit_address)
+                    .unwrap_or_default()
             )
         };
         let key = match &self.key {
-            LimitKey::Consumer => out.consumer_name().map_or_else(ip, |c| format!("c:{c}")),
+            LimitKey::Consumer => out.limit_consumer().map_or_else(ip, |c| format!("c:{c}")),
             LimitKey::ClientIp => ip(),
-            LimitKey::Route => format!("r:{}", self.route),
+            LimitKey::Route => match self.scope {
+                crate::config::gateway::Scope::Listener => "r:*".to_string(),
+                crate::config::gateway::Scope::Route => format!("r:{}", self.route),
+            },
             // At most 128 bytes of the value: the table's size must not
             // depend on what clients send.
             LimitKey::Header(h) => {

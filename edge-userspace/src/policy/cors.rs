@@ -9,6 +9,16 @@ use pingora::http::RequestHeader;
 const PREFLIGHT_VARY: &str =
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
+/// The response fields of the CORS protocol.
+const CORS_FIELDS: [&str; 6] = [
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-expose-headers",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-max-age",
+];
+
 /// A compiled CORS policy.
 pub struct Cors {
     p: CorsPolicy,
@@ -77,8 +87,10 @@ impl Cors {
         }
         // Whether or not this origin may read the answer, the answer
         // depends on Origin: a shared cache must not give one origin's
-        // answer to another.
+        // answer to another. The service's own CORS fields go: they would
+        // let in origins this policy refuses.
         out.response_headers.push(("vary".into(), "Origin".into()));
+        out.response_remove.extend(CORS_FIELDS);
         let Some(origin) = origin.filter(|o| self.origin_allowed(o)) else {
             return Ok(());
         };
@@ -128,7 +140,8 @@ impl Cors {
                 "cors",
                 reason,
                 "CORS preflight refused",
-            );
+            )
+            .no_strike();
             r.headers.push(("vary".into(), PREFLIGHT_VARY.into()));
             return r;
         }
@@ -145,6 +158,7 @@ impl Cors {
             body: bytes::Bytes::new(),
             policy: "cors",
             reason: "preflight",
+            strike: false,
         };
         if !requested_headers.is_empty() {
             r.headers.push((

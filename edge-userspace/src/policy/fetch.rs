@@ -6,6 +6,9 @@ use bytes::{Bytes, BytesMut};
 use pingora::{connectors::http::Connector, http::RequestHeader, upstreams::peer::HttpPeer};
 use std::time::Duration;
 
+/// How long an idle connection is kept for the next call.
+const IDLE: Duration = Duration::from_secs(60);
+
 /// Largest body fetched.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -130,5 +133,9 @@ async fn send(connector: &Connector, r: &Request<'_>) -> Result<Bytes, FetchErro
         }
         body.extend_from_slice(&chunk);
     }
+    // The whole answer was read: the connection may serve the next call.
+    connector
+        .release_http_session(session, &peer, Some(IDLE))
+        .await;
     Ok(body.freeze())
 }

@@ -40,7 +40,15 @@ pub struct Introspector {
     authorization: String,
     connector: pingora::connectors::http::Connector,
     cache: Mutex<lru::LruCache<[u8; 32], Cached>>,
+    /// Inactive answers, apart: a flood of junk tokens must not evict the
+    /// good ones.
+    inactive: Mutex<lru::LruCache<[u8; 32], Instant>>,
 }
+
+/// Inactive answers remembered.
+const INACTIVE_ENTRIES: usize = 4096;
+/// Largest answer kept in the cache, in bytes of JSON.
+const MAX_CACHED_ANSWER: usize = 16 * 1024;
 
 /// A cached answer: until when it may be reused, and the members of an
 /// active token (`None`: inactive).
@@ -64,6 +72,9 @@ impl Introspector {
             cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(cfg.cache_entries).unwrap_or(NonZeroUsize::MIN),
             )),
+            inactive: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(INACTIVE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+            )),
             cfg: cfg.clone(),
         }
     }
@@ -76,14 +87,22 @@ impl Introspector {
     /// What the server says of `token` (from the cache when fresh).
     pub async fn check(&self, token: &str) -> Result<Answer, IntrospectionError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((until, answer)) = self.cache.lock().get(&key)
+        if self
+            .inactive
+            .lock()
+            .get(&key)
+            .is_some_and(|until| Instant::now() < *until)
+        {
+            return Ok(Answer::Inactive);
+        }
+        if let Some((until, Some(m))) = self.cache.lock().get(&key)
             && Instant::now() < *until
         {
-            return Ok(match answer {
-                Some(m) => Answer::Active(m.clone()),
-                None => Answer::Inactive,
-            });
+            return Ok(Answer::Active(m.clone()));
         }
+        let big = |m: &Map<String, Value>| {
+            serde_json::to_vec(m).map_or(true, |v| v.len() > MAX_CACHED_ANSWER)
+        };
         let form = format!("token={}&token_type_hint=access_token", form_encode(token));
         let body = fetch::post_form(
             &self.connector,
@@ -119,12 +138,14 @@ impl Introspector {
         } else {
             Instant::now() + INACTIVE_FOR.min(self.cfg.cache_for)
         };
-        let answer = active.then_some(members);
-        self.cache.lock().put(key, (until, answer.clone()));
-        Ok(match answer {
-            Some(m) => Answer::Active(m),
-            None => Answer::Inactive,
-        })
+        if !active {
+            self.inactive.lock().put(key, until);
+            return Ok(Answer::Inactive);
+        }
+        if !big(&members) {
+            self.cache.lock().put(key, (until, Some(members.clone())));
+        }
+        Ok(Answer::Active(members))
     }
 }
 

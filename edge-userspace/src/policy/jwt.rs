@@ -115,7 +115,8 @@ impl JwtError {
     pub fn rejection(self, realm: &str, others: &[String]) -> Rejection {
         if self == JwtError::KeysUnavailable {
             return Rejection::new(503, "auth", self.reason(), self.description())
-                .with("retry-after", "5");
+                .with("retry-after", "5")
+                .no_strike();
         }
         let mut r = Rejection::new(401, "auth", self.reason(), self.description());
         r.headers.push((

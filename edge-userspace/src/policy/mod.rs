@@ -52,6 +52,11 @@ pub struct Rejection {
     pub policy: &'static str,
     /// Why, in a word (a metric label).
     pub reason: &'static str,
+    /// Whether the refusal is the source's own doing and counts towards a
+    /// ban (a bad credential, its own rate limit); a challenge to a client
+    /// that has not sent credentials yet, a shared limit or a refused
+    /// preflight does not.
+    pub strike: bool,
 }
 
 impl Rejection {
@@ -64,7 +69,14 @@ impl Rejection {
             body: Bytes::from(body),
             policy,
             reason,
+            strike: true,
         }
+    }
+
+    /// Marks the refusal as not the source's doing (see [`Self::strike`]).
+    pub fn no_strike(mut self) -> Self {
+        self.strike = false;
+        self
     }
 
     /// Adds a header field.
@@ -91,6 +103,9 @@ pub struct Outcome {
     pub cookie_remove: Vec<String>,
     /// Header fields added to the answer (CORS, rate-limit state).
     pub response_headers: Vec<(String, String)>,
+    /// Fields of the upstream's answer removed first: edge's policy, not
+    /// the service's, says who may read it and how much is left.
+    pub response_remove: Vec<&'static str>,
     /// Counts the request against a concurrency bound until it ends.
     pub in_flight: Option<concurrency::Guard>,
     /// Whether the route authenticates callers (a cached answer must not
@@ -98,9 +113,25 @@ pub struct Outcome {
     pub authenticated_route: bool,
     /// The policy and reason that refused the request, for the access log.
     pub refused: Option<(&'static str, &'static str)>,
+    /// Whether that refusal counts towards a ban.
+    pub strike: bool,
+    /// Whether the consumer is the anonymous one (limits by consumer then
+    /// count by address: anonymous callers are many).
+    pub anonymous: bool,
+    /// Query parameters that may hold credentials on this route: their
+    /// values are not written to the access log.
+    pub secret_query: Vec<String>,
 }
 
 impl Outcome {
+    /// The name limits count a consumer by: none for the anonymous one.
+    pub fn limit_consumer(&self) -> Option<&str> {
+        if self.anonymous {
+            return None;
+        }
+        self.consumer_name()
+    }
+
     /// The consumer's name, as a metric label and log field.
     pub fn consumer_name(&self) -> Option<&str> {
         self.consumer.as_ref().map(|c| c.name.as_ref())
@@ -173,6 +204,7 @@ impl Chain {
             && r.status >= 400
         {
             out.refused = Some((r.policy, r.reason));
+            out.strike = r.strike;
             metrics::policy_rejection(&self.listener, &self.route, r.policy, r.reason);
         }
         result

@@ -180,7 +180,8 @@ impl Limit {
                 // The settings are part of the key: a changed limit starts
                 // afresh, as a local one does.
                 let prefix = format!(
-                    "edge:rl:{listener}:{route}:{}:{}:{}:{}:",
+                    "edge:rl:{listener}:{}:{}:{}:{}:{}:",
+                    super::state::scoped(route, p.scope),
                     p.name,
                     p.limit,
                     p.window.as_millis(),
@@ -203,18 +204,21 @@ impl Limit {
 
     fn key(&self, req: &Request<'_>, route: &str, out: &Outcome) -> Vec<u8> {
         let ip = || match req.client {
-            Some(ip) => format!("i:{ip}").into_bytes(),
+            Some(ip) => format!("i:{}", super::client::limit_address(ip)).into_bytes(),
             None => b"i:".to_vec(),
         };
         match &self.policy.key {
             // Without a consumer, callers are told apart by address (as
             // Kong does).
-            LimitKey::Consumer => match out.consumer_name() {
+            LimitKey::Consumer => match out.limit_consumer() {
                 Some(c) => format!("c:{c}").into_bytes(),
                 None => ip(),
             },
             LimitKey::ClientIp => ip(),
-            LimitKey::Route => format!("r:{route}").into_bytes(),
+            LimitKey::Route => match self.policy.scope {
+                crate::config::gateway::Scope::Listener => b"r:*".to_vec(),
+                crate::config::gateway::Scope::Route => format!("r:{route}").into_bytes(),
+            },
             LimitKey::Header(h) => {
                 let mut k = b"h:".to_vec();
                 if let Some(v) = req.head.headers.get(h.as_str()) {
@@ -295,13 +299,17 @@ pub async fn check_all(
                         "store_unavailable",
                         "Rate limits cannot be checked right now",
                     )
-                    .with("retry-after", "1"));
+                    .with("retry-after", "1")
+                    .no_strike());
                 }
             }
         }
     }
     // The limit closest to refusing describes the state in the headers.
     if let Some((limit, decision)) = decisions.iter().min_by_key(|(_, d)| d.remaining) {
+        if style != RateLimitHeaders::None {
+            out.response_remove.extend(HEADER_NAMES);
+        }
         headers(style, limits, limit, *decision, &mut out.response_headers);
     }
     Ok(())
@@ -311,9 +319,20 @@ fn refusal(style: RateLimitHeaders, all: &[Limit], limit: &Limit, d: Decision) -
     let secs = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut r = Rejection::new(429, "rate_limit", "exceeded", "API rate limit exceeded")
         .with("retry-after", secs.to_string());
+    // A limit shared by many callers refuses whoever comes last.
+    r.strike = matches!(limit.policy.key, LimitKey::Consumer | LimitKey::ClientIp);
     headers(style, all, limit, d, &mut r.headers);
     r
 }
+
+/// The rate-limit fields edge writes: an upstream's own are replaced.
+pub const HEADER_NAMES: [&str; 5] = [
+    "ratelimit-policy",
+    "ratelimit",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+];
 
 fn headers(
     style: RateLimitHeaders,
@@ -399,6 +418,7 @@ mod tests {
             limit: 2,
             window: Duration::from_secs(3600),
             store: LimitStore::Local,
+            scope: crate::config::gateway::Scope::Route,
         };
         let l = LocalLimit::new(&p, 64);
         let (first, _) = l.check(b"k");
@@ -419,6 +439,7 @@ mod tests {
             limit: 1,
             window: Duration::from_secs(60),
             store: LimitStore::Local,
+            scope: crate::config::gateway::Scope::Route,
         };
         let l = LocalLimit::new(&p, 64);
         for i in 0..10_000u32 {

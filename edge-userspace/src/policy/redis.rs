@@ -6,7 +6,7 @@
 use super::ratelimit::Decision;
 use crate::config::gateway::{RateLimitPolicy, RedisConfig};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 /// GCRA in microseconds of the server's clock, for every limit of a
 /// request at once. KEYS[i]: a counter; ARGV[2i-1], ARGV[2i]: its limit
@@ -14,6 +14,7 @@ use std::time::Duration;
 /// µs} per key. Either every counter takes the request or none does; a
 /// key expires when its state would be fresh anyway.
 const SCRIPT: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out, nexts, refused = {}, {}, false
@@ -51,6 +52,9 @@ pub enum StoreError {
     /// Connecting or the call failed.
     #[error("{0}")]
     Redis(#[from] redis::RedisError),
+    /// No connection yet, and another request is making one.
+    #[error("not connected yet")]
+    NotConnected,
     /// The script answered for another number of limits.
     #[error("{0} answers for {1} limits")]
     Answer(usize, usize),
@@ -60,21 +64,42 @@ pub enum StoreError {
 pub struct RedisStore {
     config: RedisConfig,
     client: redis::Client,
-    conn: tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>,
+    conn: Arc<arc_swap::ArcSwapOption<redis::aio::ConnectionManager>>,
+    /// Held by the one task connecting; requests that find it taken do
+    /// not queue behind it.
+    connecting: Arc<tokio::sync::Mutex<()>>,
     script: redis::Script,
 }
 
+/// How long a connection attempt made in the background may take (a
+/// request's own attempt has only the request's `timeout`).
+const BACKGROUND_CONNECT: Duration = Duration::from_secs(2);
+
 impl RedisStore {
-    /// A store for `config`; it connects on first use.
-    pub fn new(config: RedisConfig) -> anyhow::Result<Self> {
+    /// A store for `config`; it starts connecting on `handle` at once.
+    pub fn new(config: RedisConfig, handle: &tokio::runtime::Handle) -> anyhow::Result<Self> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| anyhow::anyhow!("gateway.redis.url: {e}"))?;
-        Ok(Self {
+        let store = Self {
             config,
             client,
-            conn: tokio::sync::Mutex::new(None),
+            conn: Arc::default(),
+            connecting: Arc::default(),
             script: redis::Script::new(SCRIPT),
-        })
+        };
+        let (client, slot, lock) = (
+            store.client.clone(),
+            Arc::clone(&store.conn),
+            Arc::clone(&store.connecting),
+        );
+        let timeout = store.config.timeout;
+        handle.spawn(async move {
+            let _one = lock.lock().await;
+            if let Ok(c) = connect(client, timeout, BACKGROUND_CONNECT).await {
+                slot.store(Some(Arc::new(c)));
+            }
+        });
+        Ok(store)
     }
 
     /// Its settings.
@@ -82,17 +107,26 @@ impl RedisStore {
         &self.config
     }
 
+    /// The connection; when there is none yet, one request at a time
+    /// tries to connect and the others fail at once (the caller's
+    /// `on_error` decides), rather than wait behind it.
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
         }
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.config.timeout))
-            .set_response_timeout(Some(self.config.timeout))
-            .set_number_of_retries(0);
-        let c = redis::aio::ConnectionManager::new_with_config(self.client.clone(), cfg).await?;
-        *slot = Some(c.clone());
+        let Ok(_one) = self.connecting.try_lock() else {
+            return Err(StoreError::NotConnected);
+        };
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        let c = connect(
+            self.client.clone(),
+            self.config.timeout,
+            self.config.timeout,
+        )
+        .await?;
+        self.conn.store(Some(Arc::new(c.clone())));
         Ok(c)
     }
 
@@ -140,4 +174,18 @@ impl RedisStore {
             })
             .collect())
     }
+}
+
+/// A connection that reconnects by itself (a `ConnectionManager`), whose
+/// calls take at most `timeout`.
+async fn connect(
+    client: redis::Client,
+    timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<redis::aio::ConnectionManager, StoreError> {
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(0);
+    Ok(redis::aio::ConnectionManager::new_with_config(client, cfg).await?)
 }

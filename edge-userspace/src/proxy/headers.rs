@@ -94,6 +94,20 @@ pub fn apply_policy_outcome(req: &mut RequestHeader, out: &crate::policy::Outcom
     for name in &out.upstream_remove {
         req.remove_header(name.as_str());
     }
+    // `X_Consumer_Username` is the same header to CGI, WSGI, PHP and Rack.
+    let aliases: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .filter(|k| {
+            let dashed = k.as_str().replace('_', "-");
+            out.upstream_remove.contains(&dashed)
+        })
+        .cloned()
+        .collect();
+    for name in aliases {
+        req.remove_header(&name);
+    }
     for (name, value) in &out.upstream_set {
         req.insert_header(name.clone(), value.as_str())?;
     }

@@ -314,9 +314,11 @@ impl ProxyHttp for EdgeProxy {
                 "ban",
                 "banned",
                 "Your address is banned for a while",
-            );
+            )
+            .no_strike();
             metrics::policy_rejection(&self.listener, &self.none, r.policy, r.reason);
             ctx.policy.refused = Some((r.policy, r.reason));
+            ctx.policy.strike = false;
             let status =
                 actions::respond(session, r.status, &r.headers, &Default::default(), r.body)
                     .await?;
@@ -706,6 +708,9 @@ impl ProxyHttp for EdgeProxy {
             &mut ctx.cache,
         )?;
         compression::response_filter(upstream_response, &mut ctx.compression)?;
+        for name in &ctx.policy.response_remove {
+            upstream_response.remove_header(*name);
+        }
         for (name, value) in &ctx.policy.response_headers {
             upstream_response.append_header(name.clone(), value.as_str())?;
         }
@@ -799,12 +804,23 @@ impl ProxyHttp for EdgeProxy {
             session.as_ref().body_bytes_read() as u64,
             session.as_ref().body_bytes_sent() as u64,
         );
+        // Answers count towards a ban when the source caused them: edge's
+        // refusals that say so, and the service's own error statuses.
         if let Some(status) = status
             && status >= 400
+            && (ctx.policy.refused.is_none() || ctx.policy.strike)
             && ctx.rt.bans.counting()
             && let Some(ip) = self.trusted_client(session, &ctx.rt)
         {
-            ctx.rt.bans.record(ip, status);
+            let trusted = &ctx.rt.config.trusted_proxies;
+            // A trusted proxy is never banned (it speaks for many
+            // clients); a client known only from X-Forwarded-For is
+            // refused by edge, not dropped in XDP, whose packets come
+            // from the proxy.
+            if !trusted.iter().any(|n| n.contains(&ip)) {
+                let peer = client_ip(session).map(|p| p.to_canonical());
+                ctx.rt.bans.record(ip, status, peer == Some(ip));
+            }
         }
         if let Some(c) = &ctx.policy.consumer {
             metrics::consumer_request(&c.name, status, seconds, bytes_in, bytes_out);
@@ -821,10 +837,13 @@ impl ProxyHttp for EdgeProxy {
         if let Some(log) = &self.access_log {
             let req = session.req_header();
             let host = ctx.host.take().unwrap_or_else(|| host_of(req));
-            let path = req
+            let mut path = req
                 .uri
                 .path_and_query()
                 .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string());
+            if !ctx.policy.secret_query.is_empty() {
+                path = crate::policy::auth::redact_query(&path, &ctx.policy.secret_query);
+            }
             let upstream = ctx.tried.last().and_then(|i| {
                 let pool = ctx.pool.as_ref()?;
                 Some(pool.backends().get(*i)?.address.to_string())

@@ -73,9 +73,14 @@ impl crate::policy::bans::BanMap for KernelBans {
     fn entries(&self) -> Result<Vec<(std::net::IpAddr, std::time::Duration)>, String> {
         let now = crate::dataplane::monotonic_ns();
         let list = self.with(|t| t.bans())?.unwrap_or_default();
-        Ok(list
+        let (live, expired): (Vec<_>, Vec<_>) =
+            list.into_iter().partition(|(_, until)| *until > now);
+        // Expired entries left by an earlier edge would fill the map.
+        for (ip, _) in expired {
+            self.unban(ip)?;
+        }
+        Ok(live
             .into_iter()
-            .filter(|(_, until)| *until > now)
             .map(|(ip, until)| (ip, std::time::Duration::from_nanos(until - now)))
             .collect())
     }

@@ -108,6 +108,7 @@ impl Reloader {
             let rt = ListenerRuntime::compile(l, &pools, cache, 1, &policies)?;
             listeners.insert(l.name.clone(), Arc::new(ArcSwap::from_pointee(rt)));
         }
+        gateway.commit(&policies);
         pools.go_live(&Pools::default(), &handle);
         metrics::config_generation(1);
         Ok(Self {
@@ -225,6 +226,7 @@ impl Reloader {
         if let Some(kernel) = &self.kernel {
             kernel.apply(&live.config, &next).map_err(apply)?;
         }
+        self.gateway.commit(&policies);
         for (slot, rt) in runtimes {
             slot.store(rt);
         }

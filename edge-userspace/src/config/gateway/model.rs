@@ -310,6 +310,16 @@ pub enum LimitStore {
     Redis,
 }
 
+/// Where a limit's counters are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// One set for the whole listener (a listener's limits, inherited by
+    /// its routes).
+    Listener,
+    /// One set for the route.
+    Route,
+}
+
 /// One rate limit.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RateLimitPolicy {
@@ -323,6 +333,8 @@ pub struct RateLimitPolicy {
     pub window: Duration,
     /// Where it counts.
     pub store: LimitStore,
+    /// Whose counters: the listener's or the route's.
+    pub scope: Scope,
 }
 
 /// Which headers describe the limits.
@@ -344,6 +356,8 @@ pub struct ConcurrencyPolicy {
     pub key: LimitKey,
     /// The bound.
     pub max: u32,
+    /// Whose counts: the listener's or the route's.
+    pub scope: Scope,
 }
 
 /// Process-wide gateway settings.

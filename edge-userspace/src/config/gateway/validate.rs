@@ -166,19 +166,53 @@ fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Whether `hash` is a bcrypt or argon2 hash edge can verify against.
+/// Highest bcrypt cost accepted: each check of a cost-14 hash already
+/// takes about a second of CPU.
+pub const MAX_BCRYPT_COST: u32 = 14;
+/// Largest argon2 memory (KiB), passes and lanes accepted.
+pub const MAX_ARGON2: (u32, u32, u32) = (65_536, 10, 4);
+
+/// Whether `hash` is a bcrypt or argon2 hash edge can verify against at
+/// a bearable cost. Only its text is read: checking one would cost as
+/// much as a login, for every consumer, on every reload.
 pub fn check_password_hash(hash: &str) -> Result<(), String> {
-    if hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$") {
-        // Checking a password against a hash is the only parse bcrypt
-        // offers; a malformed hash is an error, a wrong password is not.
-        return bcrypt::verify("", hash)
-            .map(drop)
-            .map_err(|e| format!("bad bcrypt hash: {e}"));
+    if let Some(rest) = ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .find_map(|p| hash.strip_prefix(p))
+    {
+        let (cost, digest) = rest.split_once('$').ok_or("bad bcrypt hash: no cost")?;
+        let cost: u32 = cost
+            .parse()
+            .map_err(|_| format!("bad bcrypt hash: cost {cost:?} is not a number"))?;
+        let shaped = digest.len() == 53
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
+        if !shaped {
+            return Err("bad bcrypt hash: expected 53 characters of salt and digest".into());
+        }
+        if !(4..=MAX_BCRYPT_COST).contains(&cost) {
+            return Err(format!(
+                "bcrypt cost {cost} is outside 4..={MAX_BCRYPT_COST}: each login would cost too much CPU"
+            ));
+        }
+        return Ok(());
     }
     if hash.starts_with("$argon2") {
-        return argon2::PasswordHash::new(hash)
-            .map(drop)
-            .map_err(|e| format!("bad argon2 hash: {e}"));
+        let parsed =
+            argon2::PasswordHash::new(hash).map_err(|e| format!("bad argon2 hash: {e}"))?;
+        let params =
+            argon2::Params::try_from(&parsed).map_err(|e| format!("bad argon2 hash: {e}"))?;
+        let (m, t, p) = MAX_ARGON2;
+        if params.m_cost() > m || params.t_cost() > t || params.p_cost() > p {
+            return Err(format!(
+                "argon2 parameters m={}, t={}, p={} exceed m={m}, t={t}, p={p}: each login would cost too much",
+                params.m_cost(),
+                params.t_cost(),
+                params.p_cost()
+            ));
+        }
+        return Ok(());
     }
     Err(
         "password_hash must be a bcrypt ($2b$...) or argon2 ($argon2id$...) hash; \
@@ -207,12 +241,19 @@ pub fn policies(
         .authorize
         .as_ref()
         .map(|a| authorize(v, &format!("{path}.authorize"), a, consumers));
+    let mut seen = HashMap::new();
     let rate_limits = s
         .rate_limits
         .iter()
         .flatten()
         .enumerate()
-        .filter_map(|(i, r)| rate_limit(v, &format!("{path}.rate_limits[{i}]"), r))
+        .filter_map(|(i, r)| {
+            let rpath = format!("{path}.rate_limits[{i}]");
+            v.unique(&mut seen, r.name.clone(), format!("{rpath}.name"), || {
+                format!("rate limit {:?} is defined twice", r.name)
+            });
+            rate_limit(v, &rpath, r)
+        })
         .collect();
     let headers = s.rate_limit_headers.as_deref().map(|h| match h {
         "draft" => RateLimitHeaders::Draft,
@@ -237,6 +278,7 @@ pub fn policies(
         ConcurrencyPolicy {
             key: limit_key(v, format!("{cpath}.key"), c.key.as_deref(), LimitKey::Route),
             max: c.max.clamp(1, MAX_CONCURRENCY),
+            scope: Scope::Route,
         }
     });
     let set = PolicySet {
@@ -260,18 +302,30 @@ pub fn merge(
     listener: &(PolicySet, Option<RateLimitHeaders>),
     route: Option<(&surface::Policies, (PolicySet, Option<RateLimitHeaders>))>,
 ) -> PolicySet {
-    let Some((surface, (own, headers))) = route else {
-        return listener.0.clone();
-    };
-    let base = if surface.inherit.unwrap_or(true) {
+    let inherit = route
+        .as_ref()
+        .is_none_or(|(surface, _)| surface.inherit.unwrap_or(true));
+    let mut base = if inherit {
         listener.0.clone()
     } else {
         PolicySet::default()
     };
+    // What a route takes from its listener counts for the whole listener:
+    // one budget, whichever route a request takes.
+    for l in &mut base.rate_limits {
+        l.scope = Scope::Listener;
+    }
+    if let Some(c) = &mut base.concurrency {
+        c.scope = Scope::Listener;
+    }
+    let (own, headers) = match route {
+        Some((_, (own, headers))) => (own, headers),
+        None => (PolicySet::default(), None),
+    };
     let mut rate_limits = base.rate_limits;
     let mut names: HashMap<String, String> = HashMap::new();
-    for (i, r) in rate_limits.iter().enumerate() {
-        names.insert(r.name.clone(), format!("listener rate limit {i}"));
+    for r in &rate_limits {
+        names.insert(r.name.clone(), String::new());
     }
     for (i, r) in own.rate_limits.into_iter().enumerate() {
         if names.contains_key(&r.name) {
@@ -455,10 +509,10 @@ fn cors(v: &mut Validator<'_>, path: &str, c: &surface::Cors) -> CorsPolicy {
         Some(d.min(MAX_CORS_AGE))
     });
     let preflight_refusal_status = c.preflight_refusal_status.unwrap_or(403);
-    if !(200..=599).contains(&preflight_refusal_status) {
+    if !(400..=499).contains(&preflight_refusal_status) {
         v.error(
             format!("{path}.preflight_refusal_status"),
-            "preflight_refusal_status is a final status (200-599)",
+            "preflight_refusal_status is a client error status (400-499)",
         );
     }
     CorsPolicy {
@@ -919,6 +973,13 @@ fn rate_limit(
     }
     let store = match r.store.as_deref() {
         None | Some("local") => LimitStore::Local,
+        Some("redis") if u128::from(r.limit) > window.as_micros() => {
+            v.error(
+                format!("{path}.limit"),
+                "a Redis limit counts in microseconds: at most one request per microsecond of window",
+            );
+            LimitStore::Redis
+        }
         Some("redis") => LimitStore::Redis,
         Some(other) => {
             v.error(
@@ -939,6 +1000,7 @@ fn rate_limit(
         limit: r.limit.clamp(1, MAX_LIMIT),
         window: window.clamp(WINDOW_RANGE.0, WINDOW_RANGE.1),
         store,
+        scope: Scope::Route,
     })
 }
 
