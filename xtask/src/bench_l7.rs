@@ -16,9 +16,9 @@
 //! the client side's (wrk plus origin) on CPU 1; wrk straight to the origin
 //! measures what CPU 1 can drive at most, printed as the harness ceiling.
 
-mod configs;
-mod proc;
-mod report;
+pub(crate) mod configs;
+pub(crate) mod proc;
+pub(crate) mod report;
 pub(crate) mod wrk;
 
 use crate::toolchain;
@@ -39,20 +39,20 @@ use wrk::Load;
 /// certificate tool and the probe.
 const PACKAGES: &[&str] = &["nginx", "haproxy", "wrk", "openssl", "curl"];
 /// The measured load of every cell.
-const LOAD: Load = Load {
+pub(crate) const LOAD: Load = Load {
     threads: 1,
     connections: 50,
     duration: Duration::from_secs(10),
 };
 /// Runs per cell, the proxies taking turns; a cell shows medians.
-const ROUNDS: usize = 3;
+pub(crate) const ROUNDS: usize = 3;
 /// Run before each measurement (same load), so connections, upstream pools,
 /// TLS sessions and caches are warm.
-const WARMUP: Duration = Duration::from_secs(2);
+pub(crate) const WARMUP: Duration = Duration::from_secs(2);
 /// How often [`poll`] looks.
 const POLL: Duration = Duration::from_millis(20);
 /// How long a server may take to answer after it starts.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this share of a cache-hit cell's requests may reach the origin
 /// before the cell is flagged as not measuring hits.
 const MAX_MISS_RATIO: f64 = 0.001;
@@ -61,6 +61,16 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+}
+
+/// From now on Ctrl-C and SIGTERM only set a flag that [`interrupted`]
+/// reports, so that the benchmark can unwind and stop what it started.
+pub(crate) fn catch_signals() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
 }
 
 /// Fails once Ctrl-C or SIGTERM has arrived, so that the benchmark unwinds
@@ -82,7 +92,8 @@ struct Case {
     edge: EdgeKind,
 }
 
-const SMALL: u64 = configs::SMALL_BODY.len() as u64;
+/// The small body's length.
+pub(crate) const SMALL: u64 = configs::SMALL_BODY.len() as u64;
 const CASES: [Case; 4] = [
     Case {
         name: "proxied, 13 B response",
@@ -119,14 +130,18 @@ const CASES: [Case; 4] = [
 ];
 
 /// Which CPUs (taskset lists) each side runs on; `None`: not pinned.
-struct Cpus {
-    proxy: Option<String>,
-    origin: Option<String>,
-    wrk: Option<String>,
+pub(crate) struct Cpus {
+    /// The proxy under test (all its threads).
+    pub(crate) proxy: Option<String>,
+    /// The origin (and, in `bench gateway`, Redis).
+    pub(crate) origin: Option<String>,
+    /// wrk.
+    pub(crate) wrk: Option<String>,
 }
 
 impl Cpus {
-    fn for_machine(n: usize) -> Self {
+    /// The layout for a machine of `n` CPUs.
+    pub(crate) fn for_machine(n: usize) -> Self {
         match n {
             0 | 1 => Self {
                 proxy: None,
@@ -146,7 +161,8 @@ impl Cpus {
         }
     }
 
-    fn describe(&self) -> String {
+    /// For the report.
+    pub(crate) fn describe(&self) -> String {
         let show = |c: &Option<String>| c.as_deref().unwrap_or("any").to_string();
         format!(
             "proxy on CPU {}, origin on CPU {}, wrk on CPU {}",
@@ -162,11 +178,7 @@ impl Cpus {
 pub fn run(root: &Path) -> Result<()> {
     toolchain::ensure_packages(PACKAGES)?;
     let edge_bin = crate::build(root, true)?;
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    catch_signals();
     let nproc = std::thread::available_parallelism().map_or(1, usize::from);
     let cpus = Cpus::for_machine(nproc);
     let mut facts = machine_facts(root, &edge_bin, nproc);
@@ -248,25 +260,7 @@ impl<'a> Bench<'a> {
     fn start(dir: &'a Path, edge_bin: &'a Path, cpus: &'a Cpus) -> Result<Self> {
         let ports = allocate_ports()?;
         let (cert, key, pem) = certificate(dir)?;
-
-        let origin_prefix = dir.join("origin");
-        std::fs::create_dir_all(origin_prefix.join("www"))?;
-        let large: Vec<u8> = (0..configs::LARGE_SIZE)
-            .map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32])
-            .collect();
-        std::fs::write(origin_prefix.join("www").join("64k"), large)?;
-        std::fs::write(origin_prefix.join("cached.log"), "")?;
-        let mut origin = start_nginx(
-            "origin",
-            &origin_prefix,
-            &configs::origin(&origin_prefix, ports.origin),
-            cpus.origin.as_deref(),
-        )?;
-        wait_answers(
-            &mut origin,
-            &plain_url(ports.origin, configs::SMALL_PATH),
-            SMALL,
-        )?;
+        let origin = start_origin(dir, ports.origin, cpus.origin.as_deref())?;
 
         let nginx_prefix = dir.join("nginx");
         std::fs::create_dir_all(nginx_prefix.join("tmp"))?;
@@ -438,31 +432,57 @@ impl<'a> Bench<'a> {
         measure(&mut self.origin, &case, url, self.cpus, self.dir)
     }
 
-    /// `edge check FILE`: `None` if accepted, else its first error line
-    /// (the file named without the temporary directory).
+    /// See [`edge_check`].
     fn edge_check(&self, config: &Path) -> Result<Option<String>> {
-        let out = Command::new(self.edge_bin)
-            .arg("check")
-            .arg(config)
-            .output()
-            .context("running edge check")?;
-        if out.status.success() {
-            return Ok(None);
-        }
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let dir = format!("{}/", self.dir.display());
-        let first = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("rejected, no message")
-            .replace(&dir, "");
-        Ok(Some(first))
+        edge_check(self.edge_bin, self.dir, config)
     }
+}
+
+/// `edge check FILE`: `None` if accepted, else its first error line
+/// (the file named without the temporary directory `dir`).
+pub(crate) fn edge_check(edge_bin: &Path, dir: &Path, config: &Path) -> Result<Option<String>> {
+    let out = Command::new(edge_bin)
+        .arg("check")
+        .arg(config)
+        .output()
+        .context("running edge check")?;
+    if out.status.success() {
+        return Ok(None);
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let dir = format!("{}/", dir.display());
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("rejected, no message")
+        .replace(&dir, "");
+    Ok(Some(first))
+}
+
+/// The origin: nginx (see [`configs::origin`]) under `dir/origin`, with
+/// its 64 KiB file and its log of cached-path requests, started on `port`
+/// pinned to `cpus`, and answering.
+pub(crate) fn start_origin(dir: &Path, port: u16, cpus: Option<&str>) -> Result<Proc> {
+    let origin_prefix = dir.join("origin");
+    std::fs::create_dir_all(origin_prefix.join("www"))?;
+    let large: Vec<u8> = (0..configs::LARGE_SIZE)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32])
+        .collect();
+    std::fs::write(origin_prefix.join("www").join("64k"), large)?;
+    std::fs::write(origin_prefix.join("cached.log"), "")?;
+    let mut origin = start_nginx(
+        "origin",
+        &origin_prefix,
+        &configs::origin(&origin_prefix, port),
+        cpus,
+    )?;
+    wait_answers(&mut origin, &plain_url(port, configs::SMALL_PATH), SMALL)?;
+    Ok(origin)
 }
 
 /// One run of `case` through `server` at `url`: checks the response, warms
@@ -523,7 +543,8 @@ fn measure(server: &mut Proc, case: &Case, url: &str, cpus: &Cpus, dir: &Path) -
     Ok(sample)
 }
 
-fn plain_url(port: u16, path: &str) -> String {
+/// `http://127.0.0.1:PORT/PATH`.
+pub(crate) fn plain_url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
 
@@ -532,6 +553,23 @@ fn plain_url(port: u16, path: &str) -> String {
 /// local ports from that range, so a port picked there could be theirs by
 /// the time a server binds it; below it only explicit binds compete.
 fn allocate_ports() -> Result<Ports> {
+    let p = free_ports(10)?;
+    let three = |i: usize| Listeners {
+        plain: p[i],
+        cache: p[i + 1],
+        tls: p[i + 2],
+    };
+    Ok(Ports {
+        origin: p[0],
+        edge: three(1),
+        nginx: three(4),
+        haproxy: three(7),
+    })
+}
+
+/// `n` distinct free loopback ports, below the kernel's ephemeral range
+/// (see [`allocate_ports`]).
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
     const LOWEST: u16 = 10_000;
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -549,26 +587,16 @@ fn allocate_ports() -> Result<Ports> {
         };
         if let Ok(socket) = TcpListener::bind(("127.0.0.1", port)) {
             held.push((port, socket));
-            if held.len() == 10 {
+            if held.len() == n {
                 break;
             }
         }
     }
     let p: Vec<u16> = held.iter().map(|(port, _)| *port).collect();
-    if p.len() < 10 {
-        bail!("fewer than 10 free loopback ports between {LOWEST} and {ephemeral_low}");
+    if p.len() < n {
+        bail!("fewer than {n} free loopback ports between {LOWEST} and {ephemeral_low}");
     }
-    let three = |i: usize| Listeners {
-        plain: p[i],
-        cache: p[i + 1],
-        tls: p[i + 2],
-    };
-    Ok(Ports {
-        origin: p[0],
-        edge: three(1),
-        nginx: three(4),
-        haproxy: three(7),
-    })
+    Ok(p)
 }
 
 /// A self-signed ECDSA P-256 certificate for 127.0.0.1 and localhost,
@@ -646,6 +674,34 @@ fn wait_answers(server: &mut Proc, url: &str, len: u64) -> Result<()> {
     })
 }
 
+/// [`wait_answers`], each request with `headers` (`Name: value`); a
+/// failure says what the last request got (a 401: the credential was
+/// refused).
+pub(crate) fn wait_answers_with(
+    server: &mut Proc,
+    url: &str,
+    headers: &[String],
+    len: u64,
+) -> Result<()> {
+    let mut last: Option<String> = None;
+    let waited = poll(&format!("{url} to answer"), START_TIMEOUT, || {
+        interrupted()?;
+        server.check_running()?;
+        match expect_with(url, headers, len) {
+            Ok(()) => Ok(Some(())),
+            Err(e) => {
+                last = Some(format!("{e:#}"));
+                Ok(None)
+            }
+        }
+    });
+    match (waited, last) {
+        (Ok(()), _) => Ok(()),
+        (Err(e), Some(last)) => Err(anyhow::anyhow!("{e:#} (last try: {last})")),
+        (Err(e), None) => Err(e),
+    }
+}
+
 /// Polls `probe` until it returns `Some`; fails after `timeout`, or at
 /// once when the probe fails (Ctrl-C, a server that exited), unlike
 /// `edge_tests::wait::until`, which retries errors until its deadline.
@@ -669,8 +725,17 @@ pub(crate) fn poll<T>(
 /// One GET with curl (TLS unverified: the certificate is self-signed);
 /// fails unless the answer is 200 with a body of `len` bytes.
 fn expect(url: &str, len: u64) -> Result<()> {
-    let out = Command::new("curl")
-        .args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null"])
+    expect_with(url, &[], len)
+}
+
+/// [`expect`] with request `headers` (`Name: value`).
+pub(crate) fn expect_with(url: &str, headers: &[String], len: u64) -> Result<()> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null"]);
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    let out = cmd
         .args(["-w", "%{http_code} %{size_download}", url])
         .output()
         .context("running curl")?;
@@ -685,7 +750,7 @@ fn expect(url: &str, len: u64) -> Result<()> {
 }
 
 /// First non-empty line a command prints (stdout or stderr), or "unknown".
-fn first_line(program: &str, args: &[&str]) -> String {
+pub(crate) fn first_line(program: &str, args: &[&str]) -> String {
     let Ok(out) = Command::new(program).args(args).output() else {
         return "unknown".into();
     };
@@ -701,13 +766,16 @@ fn first_line(program: &str, args: &[&str]) -> String {
         .to_string()
 }
 
-fn loadavg() -> String {
+/// The 1, 5 and 15 minute load averages.
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn machine_facts(root: &Path, edge_bin: &Path, nproc: usize) -> Vec<(String, String)> {
+/// Date, machine, load, and the versions of edge and the tools, for the
+/// report.
+pub(crate) fn machine_facts(root: &Path, edge_bin: &Path, nproc: usize) -> Vec<(String, String)> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

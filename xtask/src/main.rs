@@ -1,6 +1,7 @@
 //! `cargo xtask build | load | unload | run | test | lint | bench | fuzz`: the project's
 //! developer and operator commands. Each installs what it needs first.
 
+mod bench_gateway;
 mod bench_l7;
 mod bench_xdp;
 mod demo;
@@ -89,6 +90,10 @@ enum Bench {
     /// edge vs nginx vs HAProxy as L7 proxies on loopback (wrk): proxied
     /// small and 64 KiB responses, cache hit, HTTPS; writes target/bench/l7.md.
     L7,
+    /// The API gateway's policies on loopback (wrk): plain proxying against
+    /// API key, JWT RS256/ES256, local and Redis rate limits, next to
+    /// HAProxy's jwt_verify and stick-table; writes target/bench/gateway.md.
+    Gateway,
     /// The L4 XDP path: TestRun per packet, then end to end in the DSR lab
     /// beside nftables DNAT and HAProxy.
     Xdp(bench_xdp::Options),
@@ -181,6 +186,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Lint => lint(&root),
         Cmd::Fuzz(opts) => fuzz::run(&root, &opts),
         Cmd::Bench { which: Bench::L7 } => bench_l7::run(&root),
+        Cmd::Bench {
+            which: Bench::Gateway,
+        } => bench_gateway::run(&root),
         Cmd::Bench {
             which: Bench::Xdp(opts),
         } => bench_xdp::run(&root, &opts),

@@ -24,8 +24,9 @@ const UPSTREAM_IDLE: u32 = 64;
 const CACHE_MIB: u32 = 64;
 const CACHE_OBJECT_MIB: u32 = 1;
 /// Timeouts every proxy gets where it has the knob (seconds).
-const CONNECT_TIMEOUT: u32 = 5;
-const IO_TIMEOUT: u32 = 60;
+pub const CONNECT_TIMEOUT: u32 = 5;
+/// See [`CONNECT_TIMEOUT`].
+pub const IO_TIMEOUT: u32 = 60;
 
 /// The listening ports of one proxy.
 #[derive(Clone, Copy)]

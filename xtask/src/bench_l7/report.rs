@@ -51,6 +51,7 @@ impl Cell {
                 requests: of(|s| s.wrk.requests as f64)? as u64,
                 errors: Vec::new(),
                 failed: 0,
+                non_2xx: 0,
             },
             cpu_us_per_request: of(|s| s.cpu_us_per_request)?,
             cpu_busy: of(|s| s.cpu_busy)?,
@@ -66,7 +67,8 @@ impl Cell {
         self.sample().map(|s| s.cpu_us_per_request)
     }
 
-    fn sample(&self) -> Option<&Sample> {
+    /// The measurement, if there is one.
+    pub fn sample(&self) -> Option<&Sample> {
         match self {
             Cell::Done(s) => Some(s),
             _ => None,
@@ -220,7 +222,7 @@ fn cpu_ratio(edge: &Cell, other: &Cell) -> String {
 }
 
 /// One line, no column separators.
-fn cell_text(s: &str) -> String {
+pub fn cell_text(s: &str) -> String {
     s.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
@@ -228,7 +230,7 @@ fn cell_text(s: &str) -> String {
 }
 
 /// 41234.6 → "41,235".
-fn thousands(n: f64) -> String {
+pub fn thousands(n: f64) -> String {
     let digits = format!("{:.0}", n.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -241,7 +243,7 @@ fn thousands(n: f64) -> String {
 }
 
 /// µs below a millisecond, else ms (or s).
-fn latency(us: f64) -> String {
+pub fn latency(us: f64) -> String {
     if us < 1e3 {
         format!("{us:.0} µs")
     } else if us < 1e6 {
@@ -264,6 +266,7 @@ mod tests {
                 requests: 1,
                 errors: vec![],
                 failed: 0,
+                non_2xx: 0,
             },
             cpu_us_per_request: 1e6 / rps,
             cpu_busy: 1.0,

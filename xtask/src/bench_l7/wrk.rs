@@ -38,25 +38,43 @@ pub struct Measurement {
     pub errors: Vec<String>,
     /// How many of those there were in all.
     pub failed: u64,
+    /// How many of those were answers with a status of 400 or more
+    /// (wrk's "Non-2xx or 3xx responses").
+    pub non_2xx: u64,
 }
 
 /// Runs wrk on `url` pinned to `cpus`, output to `log`; returns what it
 /// measured. Stops early (and fails) on Ctrl-C.
 pub fn run(url: &str, cpus: Option<&str>, load: Load, log: &Path) -> Result<Measurement> {
+    run_with_headers(url, &[], cpus, load, log)
+}
+
+/// [`run`], every request with `headers` (`Name: value`, wrk's `-H`).
+pub fn run_with_headers(
+    url: &str,
+    headers: &[String],
+    cpus: Option<&str>,
+    load: Load,
+    log: &Path,
+) -> Result<Measurement> {
     let secs = format!("{}s", load.duration.as_secs().max(1));
     let (t, c) = (load.threads.to_string(), load.connections.to_string());
-    let args = [
+    let mut args: Vec<&str> = vec![
         "-t",
-        &t,
+        t.as_str(),
         "-c",
-        &c,
+        c.as_str(),
         "-d",
-        &secs,
+        secs.as_str(),
         "--timeout",
         "5s",
         "--latency",
-        url,
     ];
+    for h in headers {
+        args.push("-H");
+        args.push(h.as_str());
+    }
+    args.push(url);
     let mut wrk = Proc::spawn("wrk", cpus, Path::new("wrk"), &args, log, libc::SIGINT)?;
     // wrk ends by itself after `duration`; this bound only catches a hang.
     let bound = load.duration + Duration::from_secs(15);
@@ -79,6 +97,7 @@ pub fn parse(text: &str) -> Result<Measurement> {
     let mut requests = None;
     let mut errors = Vec::new();
     let mut failed = 0;
+    let mut non_2xx = 0;
     for line in text.lines().map(str::trim) {
         if let Some(v) = line.strip_prefix("Requests/sec:") {
             rps = Some(v.trim().parse::<f64>().context("Requests/sec")?);
@@ -96,7 +115,9 @@ pub fn parse(text: &str) -> Result<Measurement> {
             }
             errors.push(format!("socket errors:{v}"));
         } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            failed += v.trim().parse::<u64>().context("non-2xx/3xx count")?;
+            let n = v.trim().parse::<u64>().context("non-2xx/3xx count")?;
+            failed += n;
+            non_2xx += n;
             errors.push(format!("{} non-2xx/3xx responses", v.trim()));
         }
     }
@@ -108,6 +129,7 @@ pub fn parse(text: &str) -> Result<Measurement> {
             requests,
             errors,
             failed,
+            non_2xx,
         }),
         _ => bail!("no Requests/sec, 50%, 99% or request count in wrk's output"),
     }
@@ -167,6 +189,7 @@ Transfer/sec:     12.00MB
                     "3 non-2xx/3xx responses".into()
                 ],
                 failed: 10,
+                non_2xx: 3,
             }
         );
     }
