@@ -354,23 +354,55 @@ pub fn policy_rejection(
     .increment(1);
 }
 
-/// Records a request of a consumer (names come from the configuration).
-pub fn consumer_request(
-    consumer: &Arc<str>,
-    status: Option<u16>,
-    seconds: f64,
-    bytes_in: u64,
-    bytes_out: u64,
-) {
-    metrics::counter!(CONSUMER_REQUESTS,
-        "consumer" => Arc::clone(consumer),
-        "status" => status_class(status))
-    .increment(1);
-    metrics::histogram!(CONSUMER_DURATION, "consumer" => Arc::clone(consumer)).record(seconds);
-    metrics::counter!(CONSUMER_BYTES, "consumer" => Arc::clone(consumer), "direction" => "in")
-        .increment(bytes_in);
-    metrics::counter!(CONSUMER_BYTES, "consumer" => Arc::clone(consumer), "direction" => "out")
-        .increment(bytes_out);
+/// One consumer's usage metrics, registered once per generation so that
+/// a request pays an atomic add per metric, not a registry lookup.
+pub struct ConsumerStats {
+    /// By status class, in [`STATUS_CLASSES`] order.
+    requests: Vec<metrics::Counter>,
+    duration: metrics::Histogram,
+    bytes_in: metrics::Counter,
+    bytes_out: metrics::Counter,
+}
+
+impl std::fmt::Debug for ConsumerStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsumerStats")
+    }
+}
+
+/// The status classes of [`status_class`], in order.
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+impl ConsumerStats {
+    /// The handles of consumer `name` (a name from the configuration).
+    pub fn new(name: &Arc<str>) -> Self {
+        Self {
+            requests: STATUS_CLASSES
+                .iter()
+                .map(|c| {
+                    metrics::counter!(CONSUMER_REQUESTS,
+                        "consumer" => Arc::clone(name),
+                        "status" => *c)
+                })
+                .collect(),
+            duration: metrics::histogram!(CONSUMER_DURATION, "consumer" => Arc::clone(name)),
+            bytes_in: metrics::counter!(CONSUMER_BYTES, "consumer" => Arc::clone(name), "direction" => "in"),
+            bytes_out: metrics::counter!(CONSUMER_BYTES, "consumer" => Arc::clone(name), "direction" => "out"),
+        }
+    }
+
+    /// Records one finished request.
+    pub fn request(&self, status: Option<u16>, seconds: f64, bytes_in: u64, bytes_out: u64) {
+        let class = status_class(status);
+        if let Some(i) = STATUS_CLASSES.iter().position(|c| *c == class)
+            && let Some(c) = self.requests.get(i)
+        {
+            c.increment(1);
+        }
+        self.duration.record(seconds);
+        self.bytes_in.increment(bytes_in);
+        self.bytes_out.increment(bytes_out);
+    }
 }
 
 /// Sources banned by L7 verdicts.

@@ -506,7 +506,7 @@ listener:
 The RSA 2048 and ECDSA P-256 key pairs are made with `openssl` at bench time, and one token each \
 (`exp` years ahead) is signed before the run; wrk sends it as `Authorization: Bearer …`. edge \
 checks the signature and `exp`.
-  - Local rate limit: `rate_limits: [{{name: rl, key: client_ip, limit: 1000000000, window: 1s}}]`, \
+  - Local rate limit: `rate_limits: [{{name: rl, key: client_ip, limit: 1000000000, window: 1h}}]`, \
 `rate_limit_headers: none`. The limit is never reached: every request is counted, none refused.
   - API key + local rate limit: the same limit with `key: consumer`.
   - API key + Redis rate limit: the same with `store: redis`, in a `redis-server` of its own \

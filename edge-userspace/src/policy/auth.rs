@@ -30,6 +30,8 @@ pub struct ConsumerRt {
     pub groups: Vec<String>,
     /// `X-Consumer-Groups`'s value.
     groups_header: String,
+    /// Its usage metrics.
+    pub stats: crate::metrics::ConsumerStats,
 }
 
 /// One generation's consumers, indexed by each credential.
@@ -45,8 +47,10 @@ impl Consumers {
     pub fn new(list: &[Consumer]) -> Self {
         let mut out = Self::default();
         for c in list {
+            let name: Arc<str> = Arc::from(c.name.as_str());
             let rt = Arc::new(ConsumerRt {
-                name: Arc::from(c.name.as_str()),
+                stats: crate::metrics::ConsumerStats::new(&name),
+                name,
                 groups: c.groups.clone(),
                 groups_header: c.groups.join(","),
             });
@@ -433,7 +437,7 @@ impl Authenticator {
                     }
                     _ => "jwt".to_string(),
                 };
-                out.claims = Some(Arc::new(verified.claims));
+                out.claims = Some(verified.claims);
                 let hide = verifier.hide_credentials();
                 (consumer, credential, hide)
             }

@@ -20,6 +20,13 @@ use std::{
     time::Instant,
 };
 
+/// Verified tokens remembered per route.
+pub const VERIFIED_TOKENS: usize = 10_000;
+/// Longest a verified token is taken on trust without a new signature
+/// check (its `exp` and `nbf` are checked every time): a key removed from
+/// a JWKS stops admitting its tokens within this time.
+pub const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Most keys kept from one JWKS document.
 pub const MAX_JWKS_KEYS: usize = 64;
 
@@ -134,9 +141,10 @@ impl JwtError {
 }
 
 /// A verified token.
+#[derive(Clone)]
 pub struct Verified {
     /// Its claims.
-    pub claims: Map<String, Value>,
+    pub claims: Arc<Map<String, Value>>,
     /// The `kid` it named.
     pub kid: Option<String>,
 }
@@ -148,6 +156,10 @@ pub struct Verifier {
     /// One validation per algorithm: jsonwebtoken wants every algorithm
     /// a validation lists to be of its key's family.
     validations: Vec<(Alg, Validation)>,
+    /// Tokens verified lately, by digest: a client sends the same token
+    /// for its whole life, and an RSA verification costs ~100 µs.
+    verified: parking_lot::Mutex<lru::LruCache<[u8; 32], (Instant, Verified)>>,
+    leeway: u64,
     consumer_claim: Option<String>,
     forward_claims: Vec<(String, String)>,
     hide: bool,
@@ -217,6 +229,10 @@ impl Verifier {
             keys,
             key_set,
             validations,
+            verified: parking_lot::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(VERIFIED_TOKENS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+            leeway: j.leeway.as_secs(),
             consumer_claim: j.consumer_claim.clone(),
             forward_claims: j.forward_claims.clone(),
             hide: j.hide_credentials,
@@ -240,6 +256,50 @@ impl Verifier {
 
     /// Verifies `token`.
     pub async fn verify(&self, token: &str) -> Result<Verified, JwtError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let hit = {
+            let mut cache = self.verified.lock();
+            match cache.get(&digest) {
+                Some((until, v)) if Instant::now() < *until => Some(v.clone()),
+                Some(_) => {
+                    cache.pop(&digest);
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(v) = hit {
+            self.check_times(&v.claims)?;
+            return Ok(v);
+        }
+        let verified = self.verify_signature(token).await?;
+        self.verified
+            .lock()
+            .put(digest, (Instant::now() + VERIFIED_FOR, verified.clone()));
+        Ok(verified)
+    }
+
+    /// `exp` and `nbf` of a token verified before, against the clock now.
+    fn check_times(&self, claims: &Map<String, Value>) -> Result<(), JwtError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let exp = claims.get("exp").and_then(Value::as_u64);
+        if exp.is_none_or(|e| e.saturating_add(self.leeway) < now) {
+            return Err(JwtError::Expired);
+        }
+        if claims
+            .get("nbf")
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n > now.saturating_add(self.leeway))
+        {
+            return Err(JwtError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Verified, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
                 JwtError::Algorithm
@@ -289,7 +349,7 @@ impl Verifier {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, validation) {
                 Ok(data) => {
                     return Ok(Verified {
-                        claims: data.claims,
+                        claims: Arc::new(data.claims),
                         kid: kid.clone(),
                     });
                 }
@@ -654,6 +714,30 @@ mod tests {
         );
         assert!(v.verify(&none).await.is_err());
         assert!(v.verify("not-a-token").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_still_checked_for_exp_and_nbf() {
+        let v = verifier(&[], &[]);
+        let t = token(serde_json::json!({"exp": far()}));
+        assert_eq!(v.verify(&t).await.err(), None);
+        // From the cache the second time: the same claims.
+        let again = v.verify(&t).await.ok().map(|v| v.claims);
+        assert_eq!(
+            again.and_then(|c| c.get("exp").cloned()),
+            Some(far().into())
+        );
+        let now = far() - 600;
+        let past = serde_json::json!({"exp": now - 10})
+            .as_object()
+            .cloned()
+            .unwrap();
+        assert_eq!(v.check_times(&past), Err(JwtError::Expired));
+        let early = serde_json::json!({"exp": now + 100, "nbf": now + 50})
+            .as_object()
+            .cloned()
+            .unwrap();
+        assert_eq!(v.check_times(&early), Err(JwtError::NotYetValid));
     }
 
     #[tokio::test]

@@ -823,7 +823,7 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         if let Some(c) = &ctx.policy.consumer {
-            metrics::consumer_request(&c.name, status, seconds, bytes_in, bytes_out);
+            c.stats.request(status, seconds, bytes_in, bytes_out);
         }
         metrics::http_request(&metrics::RequestDone {
             listener: &self.listener,

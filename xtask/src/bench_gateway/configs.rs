@@ -11,7 +11,8 @@ pub const API_KEY: &str = "bench-key-0123456789";
 /// The consumer that key belongs to.
 pub const CONSUMER: &str = "bench";
 /// A limit no run reaches, so that every request is counted and none is
-/// refused (edge's largest).
+/// refused (edge's largest, per hour: a Redis limit may not be finer than
+/// one request per microsecond of window).
 pub const LIMIT: u64 = 1_000_000_000;
 /// The JWT verification keys, in the temporary directory next to the
 /// configurations (edge resolves `pem_file` against its configuration's
@@ -115,7 +116,7 @@ pub fn edge(policy: Policy, port: u16, origin: u16, redis: u16) -> String {
     };
     let limit = |key: &str, store: &str| {
         format!(
-            "      rate_limits: [{{name: rl, key: {key}, limit: {LIMIT}, window: 1s, store: {store}}}]
+            "      rate_limits: [{{name: rl, key: {key}, limit: {LIMIT}, window: 1h, store: {store}}}]
       rate_limit_headers: none
 "
         )
@@ -246,7 +247,7 @@ mod tests {
                 "    pool: origin
     policies:
       auth: {api_key: {}}
-      rate_limits: [{name: rl, key: consumer, limit: 1000000000, window: 1s, store: redis}]
+      rate_limits: [{name: rl, key: consumer, limit: 1000000000, window: 1h, store: redis}]
       rate_limit_headers: none
 pools:"
             ),
