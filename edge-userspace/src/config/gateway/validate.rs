@@ -1024,11 +1024,17 @@ pub fn gateway(v: &mut Validator<'_>, g: Option<&surface::Gateway>) -> GatewayCo
         None => DEFAULT_LIMIT_KEYS,
     };
     let redis = g.redis.as_ref().map(|r| {
-        let valid = r.url.starts_with("redis://") || r.url.starts_with("rediss://");
-        if !valid {
+        if r.url.starts_with("rediss://") {
             v.error(
                 "gateway.redis.url".into(),
-                format!("bad Redis URL {:?}: expected redis://host:port", r.url),
+                "TLS to Redis (rediss://) is not supported yet: use redis:// on a trusted network",
+            );
+        } else if !r.url.starts_with("redis://")
+            || redis::IntoConnectionInfo::into_connection_info(r.url.as_str()).is_err()
+        {
+            v.error(
+                "gateway.redis.url".into(),
+                format!("bad Redis URL {:?}: expected redis://host:port[/db]", r.url),
             );
         }
         let timeout = opt_duration(
