@@ -262,3 +262,15 @@ pools:
         ("own", gateway::Scope::Route)
     );
 }
+
+#[test]
+fn redis_over_tls_is_refused_until_edge_speaks_it() {
+    let e = errors(&with(
+        "          ip: {deny: [192.0.2.0/24]}\n",
+        "gateway:\n  redis: {url: 'rediss://cache.example:6380'}\n",
+    ));
+    assert!(
+        e[0].contains("gateway.redis.url: TLS to Redis (rediss://) is not supported yet"),
+        "{e:?}"
+    );
+}
