@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use jsonwebtoken::{DecodingKey, Validation, errors::ErrorKind, jwk};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
+use sha2::Digest;
 use std::{
     sync::{Arc, Weak},
     time::Instant,
@@ -23,8 +24,8 @@ use std::{
 /// Verified tokens remembered per route.
 pub const VERIFIED_TOKENS: usize = 10_000;
 /// Longest a verified token is taken on trust without a new signature
-/// check (its `exp` and `nbf` are checked every time): a key removed from
-/// a JWKS stops admitting its tokens within this time.
+/// check (its `exp` and `nbf` are checked every time; one a JWKS key
+/// verified is checked again once the JWKS changes).
 pub const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Most keys kept from one JWKS document.
@@ -53,6 +54,8 @@ struct Key {
     kid: Option<String>,
     algs: Vec<Alg>,
     key: DecodingKey,
+    /// Whether it came from the JWKS (which may drop it).
+    from_set: bool,
 }
 
 /// Why a token was refused.
@@ -147,6 +150,9 @@ pub struct Verified {
     pub claims: Arc<Map<String, Value>>,
     /// The `kid` it named.
     pub kid: Option<String>,
+    /// The JWKS version whose key verified it, if a JWKS key did: once the
+    /// set changes, the token is checked again.
+    set_version: Option<u64>,
 }
 
 /// One route's JWT verification.
@@ -180,6 +186,7 @@ impl Verifier {
                     kid: k.kid.clone(),
                     algs: vec![k.algorithm],
                     key: decoding_key(k.algorithm, &k.material).map_err(anyhow::Error::msg)?,
+                    from_set: false,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -256,7 +263,6 @@ impl Verifier {
 
     /// Verifies `token`.
     pub async fn verify(&self, token: &str) -> Result<Verified, JwtError> {
-        use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let hit = {
             let mut cache = self.verified.lock();
@@ -269,7 +275,10 @@ impl Verifier {
                 None => None,
             }
         };
-        if let Some(v) = hit {
+        let current = self.key_set.as_ref().map(|k| k.version());
+        if let Some(v) = hit
+            && (v.set_version.is_none() || v.set_version == current)
+        {
             self.check_times(&v.claims)?;
             return Ok(v);
         }
@@ -341,6 +350,9 @@ impl Verifier {
         if candidates.is_empty() {
             return Err(JwtError::Algorithm);
         }
+        // The set's version before its keys are read: a change after that
+        // makes the next request check again.
+        let set_version = self.key_set.as_ref().map(|k| k.version());
         let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
             return Err(JwtError::Algorithm);
         };
@@ -351,6 +363,7 @@ impl Verifier {
                     return Ok(Verified {
                         claims: Arc::new(data.claims),
                         kid: kid.clone(),
+                        set_version: k.from_set.then_some(set_version).flatten(),
                     });
                 }
                 Err(e) => {
@@ -438,6 +451,10 @@ pub struct KeySet {
     fetching: tokio::sync::Mutex<()>,
     connector: pingora::connectors::http::Connector,
     task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Bumped whenever a fetch brings a different document.
+    version: std::sync::atomic::AtomicU64,
+    /// The digest of the document the keys came from.
+    digest: Mutex<[u8; 32]>,
 }
 
 impl Drop for KeySet {
@@ -459,6 +476,8 @@ impl KeySet {
             fetching: tokio::sync::Mutex::new(()),
             connector: pingora::connectors::http::Connector::new(None),
             task: Mutex::new(None),
+            version: std::sync::atomic::AtomicU64::new(0),
+            digest: Mutex::new([0; 32]),
         });
         let weak = Arc::downgrade(&set);
         let task = handle.spawn(refresh_loop(weak));
@@ -505,6 +524,11 @@ impl KeySet {
         Ok(found)
     }
 
+    /// The version of the keys (changes when the document does).
+    fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn loaded(&self) -> bool {
         self.loaded.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -513,13 +537,22 @@ impl KeySet {
         *self.last_attempt.lock() = Some(Instant::now());
         let result = fetch::get(&self.connector, &self.source.url, self.source.timeout).await;
         let parsed = match result {
-            Ok(body) => parse_jwks(&body).map_err(|e| e.to_string()),
+            Ok(body) => parse_jwks(&body)
+                .map(|keys| (keys, sha2::Sha256::digest(&body).into()))
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match parsed {
-            Ok(keys) => {
+            Ok((keys, digest)) => {
                 tracing::debug!(url = %self.source.url, keys = keys.len(), why, "JWKS fetched");
                 self.keys.store(Arc::new(keys));
+                let mut last = self.digest.lock();
+                if *last != digest {
+                    *last = digest;
+                    self.version
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
+                drop(last);
                 self.loaded
                     .store(true, std::sync::atomic::Ordering::Release);
                 metrics::jwks_fetch(true);
@@ -602,6 +635,7 @@ fn parse_jwks(body: &[u8]) -> Result<Vec<Key>, String> {
             kid: j.common.key_id.clone(),
             algs,
             key,
+            from_set: true,
         });
     }
     if out.is_empty() && !list.is_empty() {

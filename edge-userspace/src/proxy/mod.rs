@@ -416,8 +416,13 @@ impl ProxyHttp for EdgeProxy {
                 headers,
                 body,
             } => {
-                let mut headers = headers.clone();
-                headers.extend(extra.iter().cloned());
+                let headers = if extra.is_empty() {
+                    std::borrow::Cow::Borrowed(headers)
+                } else {
+                    let mut headers = headers.clone();
+                    headers.extend(extra.iter().cloned());
+                    std::borrow::Cow::Owned(headers)
+                };
                 actions::respond(
                     session,
                     *status,
