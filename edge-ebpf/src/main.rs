@@ -126,8 +126,8 @@ impl Tables for Maps {
         // SAFETY: the pointers came from successful lookups; BanValue is
         // plain data, copied out at once.
         let ban = match *addrs {
-            IpAddrs::V4 { src, .. } => EDGE_BANS_V4.get_ptr(&src).map(|b| unsafe { *b }),
-            IpAddrs::V6 { src, .. } => EDGE_BANS_V6.get_ptr(&src).map(|b| unsafe { *b }),
+            IpAddrs::V4 { src, .. } => EDGE_BANS_V4.get_ptr(src).map(|b| unsafe { *b }),
+            IpAddrs::V6 { src, .. } => EDGE_BANS_V6.get_ptr(src).map(|b| unsafe { *b }),
         };
         // An expired entry is ignored until the daemon sweeps it.
         // SAFETY: a helper without arguments.
