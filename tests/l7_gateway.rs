@@ -2092,7 +2092,7 @@ fn opaque_tokens_are_introspected_cached_and_a_revoked_one_is_refused() -> Resul
     let at = endpoints(1);
     let intro = |url: &str, secret: &str| {
         format!(
-            "{{auth: {{introspection: {{url: '{url}', client_id: edge, client_secret: {secret}, consumer_claim: username}}}}, authorize: {{allow: [{{scope: read}}]}}}}"
+            "{{auth: {{introspection: {{url: '{url}', client_id: edge, client_secret: {secret}, consumer_claim: username, hide_credentials: true}}}}, authorize: {{allow: [{{scope: read}}]}}}}"
         )
     };
     let url = format!("http://{}/introspect", server.addr());
@@ -2128,6 +2128,11 @@ fn opaque_tokens_are_introspected_cached_and_a_revoked_one_is_refused() -> Resul
         upstream(&ok, "x-credential-identifier"),
         ["introspection"],
         "{}",
+        show(&ok)
+    );
+    assert!(
+        upstream(&ok, "authorization").is_empty(),
+        "hide_credentials keeps the token from the service:\n{}",
         show(&ok)
     );
     // A second request with the same token is answered from the cache.

@@ -400,7 +400,11 @@ impl Authenticator {
                     None => None,
                 };
                 out.claims = Some(Arc::new(members));
-                (consumer, "introspection".to_string(), false)
+                (
+                    consumer,
+                    "introspection".to_string(),
+                    intro.hide_credentials(),
+                )
             }
             Presented::Jwt(token) => {
                 let Some(verifier) = &self.jwt else {

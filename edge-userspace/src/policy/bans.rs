@@ -43,6 +43,9 @@ pub struct Bans {
     config: arc_swap::ArcSwapOption<BanConfig>,
     strikes: Mutex<lru::LruCache<IpAddr, (u32, Instant)>>,
     active: Mutex<HashMap<IpAddr, Instant>>,
+    /// A copy of `active` that requests read without a lock (bans change
+    /// rarely; requests look on every request while any ban stands).
+    snapshot: arc_swap::ArcSwap<HashMap<IpAddr, Instant>>,
     /// `active.len()`, read without the lock on every request.
     count: AtomicUsize,
     map: Option<Arc<dyn BanMap>>,
@@ -77,6 +80,7 @@ impl Bans {
                 NonZeroUsize::new(STRIKE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
             )),
             active: Mutex::new(HashMap::new()),
+            snapshot: arc_swap::ArcSwap::from_pointee(HashMap::new()),
             count: AtomicUsize::new(0),
             map,
             sweeper: Mutex::new(None),
@@ -100,7 +104,7 @@ impl Bans {
                 for (ip, left) in list {
                     active.entry(ip).or_insert(now + left);
                 }
-                self.count.store(active.len(), Ordering::Release);
+                self.publish(&active);
             }
             Err(e) => {
                 metrics::ban_error();
@@ -131,10 +135,16 @@ impl Bans {
             return false;
         }
         let ip = ip.to_canonical();
-        self.active
-            .lock()
+        self.snapshot
+            .load()
             .get(&ip)
             .is_some_and(|until| Instant::now() < *until)
+    }
+
+    /// Makes `active` what requests see.
+    fn publish(&self, active: &HashMap<IpAddr, Instant>) {
+        self.snapshot.store(Arc::new(active.clone()));
+        self.count.store(active.len(), Ordering::Release);
     }
 
     /// Counts an answer with `status` to `ip`; bans it when it is the
@@ -171,7 +181,7 @@ impl Bans {
                 return;
             }
             active.insert(ip, now + cfg.ban_for);
-            self.count.store(active.len(), Ordering::Release);
+            self.publish(&active);
         }
         if kernel
             && let Some(map) = &self.map
@@ -207,7 +217,7 @@ impl Bans {
         let was = {
             let mut active = self.active.lock();
             let was = active.remove(&ip).is_some();
-            self.count.store(active.len(), Ordering::Release);
+            self.publish(&active);
             was
         };
         self.strikes.lock().pop(&ip);
@@ -232,7 +242,9 @@ impl Bans {
             for ip in &expired {
                 active.remove(ip);
             }
-            self.count.store(active.len(), Ordering::Release);
+            if !expired.is_empty() {
+                self.publish(&active);
+            }
             metrics::bans_active(active.len());
             expired
         };

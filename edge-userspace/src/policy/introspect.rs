@@ -79,6 +79,11 @@ impl Introspector {
         }
     }
 
+    /// Whether the token is removed before proxying.
+    pub fn hide_credentials(&self) -> bool {
+        self.cfg.hide_credentials
+    }
+
     /// The member naming the consumer.
     pub fn consumer_claim(&self) -> Option<&str> {
         self.cfg.consumer_claim.as_deref()

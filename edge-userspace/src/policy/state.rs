@@ -167,7 +167,7 @@ impl Generation {
         // The secret is part of the settings, not of the name shown
         // anywhere: hash it into the key.
         let id = format!(
-            "{}|{}|{:x}|{:?}|{:?}|{}|{:?}",
+            "{}|{}|{:x}|{:?}|{:?}|{}|{:?}|{}",
             cfg.url,
             cfg.client_id,
             {
@@ -178,7 +178,8 @@ impl Generation {
             cfg.timeout,
             cfg.cache_for,
             cfg.cache_entries,
-            cfg.consumer_claim
+            cfg.consumer_claim,
+            cfg.hide_credentials
         );
         let mut all = self.shared.introspectors.lock();
         if let Some(live) = all.get(&id).and_then(Weak::upgrade) {

@@ -429,6 +429,8 @@ pub struct IntrospectionAuth {
     pub cache_entries: usize,
     /// Member naming the consumer.
     pub consumer_claim: Option<String>,
+    /// Remove the token before proxying.
+    pub hide_credentials: bool,
 }
 
 impl std::fmt::Debug for IntrospectionAuth {
@@ -441,6 +443,7 @@ impl std::fmt::Debug for IntrospectionAuth {
             .field("cache_for", &self.cache_for)
             .field("cache_entries", &self.cache_entries)
             .field("consumer_claim", &self.consumer_claim)
+            .field("hide_credentials", &self.hide_credentials)
             .finish()
     }
 }

@@ -405,4 +405,7 @@ pub struct Introspection {
     /// The answer's member whose value names the consumer.
     #[serde(default)]
     pub consumer_claim: Option<String>,
+    /// Remove the token before the request goes upstream.
+    #[serde(default)]
+    pub hide_credentials: bool,
 }

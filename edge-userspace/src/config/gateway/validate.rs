@@ -1180,5 +1180,6 @@ fn introspection(
         cache_for,
         cache_entries: entries.clamp(1, MAX_INTROSPECTION_CACHE) as usize,
         consumer_claim: i.consumer_claim.clone(),
+        hide_credentials: i.hide_credentials,
     })
 }
