@@ -323,14 +323,7 @@ pub fn run(root: &Path) -> Result<()> {
         rows,
         goals,
     };
-    let md = report::render(&report);
-    println!("\n{md}");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let out = target.join("bench").join("gateway.md");
-    std::fs::create_dir_all(out.parent().context("no parent")?)?;
-    std::fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
-    println!("xtask: wrote {}", out.display());
+    bench_l7::write_report(root, "gateway.md", &report::render(&report))?;
     let problems = report.problems();
     if problems > 0 {
         bail!("{problems} cells failed or had answers that were not 200 (see the table)");

@@ -73,6 +73,18 @@ pub(crate) fn catch_signals() {
     }
 }
 
+/// Prints a benchmark's report and writes it to `target/bench/<name>`.
+pub(crate) fn write_report(root: &Path, name: &str, md: &str) -> Result<()> {
+    println!("\n{md}");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let out = target.join("bench").join(name);
+    std::fs::create_dir_all(out.parent().context("no parent")?)?;
+    std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
+    println!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
 /// Fails once Ctrl-C or SIGTERM has arrived, so that the benchmark unwinds
 /// and its guards stop every process and remove the temporary directory.
 pub(crate) fn interrupted() -> Result<()> {
@@ -224,14 +236,7 @@ pub fn run(root: &Path) -> Result<()> {
         ceiling,
         rows,
     };
-    let md = report::render(&report);
-    println!("\n{md}");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let out = target.join("bench").join("l7.md");
-    std::fs::create_dir_all(out.parent().context("no parent")?)?;
-    std::fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
-    println!("xtask: wrote {}", out.display());
+    write_report(root, "l7.md", &report::render(&report))?;
     if report.rows.iter().any(Row::failed) {
         bail!("some cells failed (see the table)");
     }

@@ -11,6 +11,7 @@
 
 use super::{Generation, Outcome, Rejection, Request, jwt};
 use crate::config::gateway::{AuthPolicy, Consumer};
+use crate::proxy::router::{query_component, query_param};
 use base64::Engine;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -386,19 +387,7 @@ impl Authenticator {
                         .no_strike());
                     }
                 };
-                let consumer = match intro.consumer_claim() {
-                    Some(claim) => {
-                        let name = members.get(claim).and_then(|v| v.as_str());
-                        match name.and_then(|n| self.consumers.get(n)) {
-                            Some(c) => Some(c),
-                            None => {
-                                return Err(jwt::JwtError::UnknownConsumer
-                                    .rejection(&self.p.realm, &self.challenges));
-                            }
-                        }
-                    }
-                    None => None,
-                };
+                let consumer = self.consumer_by_claim(intro.consumer_claim(), &members)?;
                 out.claims = Some(Arc::new(members));
                 (
                     consumer,
@@ -414,19 +403,8 @@ impl Authenticator {
                     .verify(&token)
                     .await
                     .map_err(|e| e.rejection(&self.p.realm, &self.challenges))?;
-                let consumer = match verifier.consumer_claim() {
-                    Some(claim) => {
-                        let name = verified.claims.get(claim).and_then(|v| v.as_str());
-                        match name.and_then(|n| self.consumers.get(n)) {
-                            Some(c) => Some(c),
-                            None => {
-                                return Err(jwt::JwtError::UnknownConsumer
-                                    .rejection(&self.p.realm, &self.challenges));
-                            }
-                        }
-                    }
-                    None => None,
-                };
+                let consumer =
+                    self.consumer_by_claim(verifier.consumer_claim(), &verified.claims)?;
                 for (claim, header) in verifier.forward_claims() {
                     if let Some(value) = verified.claims.get(claim).and_then(claim_text) {
                         out.upstream_remove.push(header.clone());
@@ -460,6 +438,23 @@ impl Authenticator {
         out.upstream_set.push((ids.credential.clone(), credential));
         out.consumer = consumer;
         Ok(())
+    }
+
+    /// The consumer a token's `claim` names (none without a claim to look
+    /// at); a claim naming no consumer is refused.
+    fn consumer_by_claim(
+        &self,
+        claim: Option<&str>,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<Arc<ConsumerRt>>, Rejection> {
+        let Some(claim) = claim else {
+            return Ok(None);
+        };
+        let name = claims.get(claim).and_then(|v| v.as_str());
+        match name.and_then(|n| self.consumers.get(n)) {
+            Some(c) => Ok(Some(c)),
+            None => Err(jwt::JwtError::UnknownConsumer.rejection(&self.p.realm, &self.challenges)),
+        }
     }
 
     /// Whether `password` is `user`'s; `Err` when no check could run in
@@ -551,19 +546,6 @@ fn claim_text(v: &serde_json::Value) -> Option<String> {
     http::HeaderValue::from_str(&text).ok().map(|_| text)
 }
 
-/// The percent-decoded value of query parameter `name`.
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_encoding::percent_decode_str(k).decode_utf8().ok()?;
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
-}
-
 /// `query` without the parameters named in `names`; `None` when none is
 /// left.
 pub fn remove_query_params(query: &str, names: &[String]) -> Option<String> {
@@ -571,8 +553,8 @@ pub fn remove_query_params(query: &str, names: &[String]) -> Option<String> {
         .split('&')
         .filter(|pair| {
             let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            let k = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
-            !names.iter().any(|n| *n == k)
+            let k = query_component(k);
+            !names.contains(&k)
         })
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
@@ -588,8 +570,7 @@ pub fn redact_query(target: &str, names: &[String]) -> String {
         .split('&')
         .map(|pair| {
             let k = pair.split_once('=').map_or(pair, |(k, _)| k);
-            let name = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
-            if names.iter().any(|n| *n == name) {
+            if names.contains(&query_component(k)) {
                 format!("{k}=REDACTED")
             } else {
                 pair.to_string()

@@ -414,22 +414,12 @@ pub fn find_token(
                 }
             }
             TokenSource::Cookie(name) => {
-                let found = head
-                    .headers
-                    .get_all(http::header::COOKIE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(';'))
-                    .find_map(|c| {
-                        let (k, v) = c.trim().split_once('=')?;
-                        (k == name).then(|| v.to_string())
-                    });
-                if let Some(token) = found {
-                    return Some((token, CredentialSource::Cookie(name.clone())));
+                if let Some(token) = crate::proxy::headers::cookie(&head.headers, name) {
+                    return Some((token.to_string(), CredentialSource::Cookie(name.clone())));
                 }
             }
             TokenSource::Query(name) => {
-                if let Some(token) = super::auth::query_param(head.uri.query(), name) {
+                if let Some(token) = crate::proxy::router::query_param(head.uri.query(), name) {
                     return Some((token, CredentialSource::Query(name.clone())));
                 }
             }

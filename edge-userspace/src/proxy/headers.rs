@@ -87,6 +87,20 @@ pub fn forwarded(req: &mut RequestHeader, client: &Client<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The value of cookie `name` in the request's `Cookie` fields (all of
+/// them, in order: HTTP/2 may split them).
+pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
 /// What the gateway policies ask of the upstream request: the client's
 /// copies of identity headers and hidden credentials removed, then
 /// edge's identity headers set.

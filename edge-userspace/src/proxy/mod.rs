@@ -11,7 +11,7 @@
 
 mod actions;
 mod head_timeout;
-mod headers;
+pub(crate) mod headers;
 pub mod limits;
 pub mod listener;
 pub mod normalize;
@@ -215,16 +215,8 @@ fn hash_key(key: &HashKey, session: &Session) -> Vec<u8> {
             .get(name.as_str())
             .map(|v| v.as_bytes().to_vec())
             .unwrap_or_default(),
-        HashKey::Cookie(name) => req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|c| {
-                let (k, v) = c.trim().split_once('=')?;
-                (k == name).then(|| v.as_bytes().to_vec())
-            })
+        HashKey::Cookie(name) => headers::cookie(&req.headers, name)
+            .map(|v| v.as_bytes().to_vec())
             .unwrap_or_default(),
     }
 }

@@ -105,16 +105,18 @@ fn value_ok(m: &ValueMatch, value: Option<&str>) -> bool {
     }
 }
 
+/// A query parameter's name or value, `+` and percent-decoded.
+pub fn query_component(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// The first value of query parameter `name`, percent-decoded.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(k) == name).then(|| decode(v))
+        (query_component(k) == name).then(|| query_component(v))
     })
 }
 

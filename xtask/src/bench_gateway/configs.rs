@@ -3,7 +3,6 @@
 //! worker, keep-alive both ways to the one origin, X-Forwarded-For/-Proto,
 //! no access log, the same timeouts.
 
-use crate::bench_l7::configs::{CONNECT_TIMEOUT, IO_TIMEOUT};
 use std::path::Path;
 
 /// The one consumer's API key, sent by wrk in the `apikey` header.
@@ -202,17 +201,7 @@ global
     nbthread 1
     maxconn 8192
 
-defaults
-    mode http
-    option http-keep-alive
-    option forwardfor
-    http-reuse always
-    timeout connect {CONNECT_TIMEOUT}s
-    timeout client {IO_TIMEOUT}s
-    timeout server {IO_TIMEOUT}s
-    timeout http-keep-alive {IO_TIMEOUT}s
-    timeout http-request 10s
-
+{defaults}
 frontend bench
     bind 127.0.0.1:{port} backlog 4096
 {rules}    http-request set-header X-Forwarded-Proto http
@@ -222,6 +211,7 @@ backend origin
     server origin 127.0.0.1:{origin}
 ",
         slug = policy.slug(),
+        defaults = crate::bench_l7::configs::haproxy_defaults(),
     ))
 }
 

@@ -24,9 +24,8 @@ const UPSTREAM_IDLE: u32 = 64;
 const CACHE_MIB: u32 = 64;
 const CACHE_OBJECT_MIB: u32 = 1;
 /// Timeouts every proxy gets where it has the knob (seconds).
-pub const CONNECT_TIMEOUT: u32 = 5;
-/// See [`CONNECT_TIMEOUT`].
-pub const IO_TIMEOUT: u32 = 60;
+const CONNECT_TIMEOUT: u32 = 5;
+const IO_TIMEOUT: u32 = 60;
 
 /// The listening ports of one proxy.
 #[derive(Clone, Copy)]
@@ -205,6 +204,24 @@ pub fn nginx(prefix: &Path, ports: &Ports, cert: &Path, key: &Path) -> String {
     s
 }
 
+/// HAProxy's `defaults` section of every benchmark: keep-alive on both
+/// sides, `X-Forwarded-For`, and the harness's timeouts.
+pub fn haproxy_defaults() -> String {
+    format!(
+        "defaults
+    mode http
+    option http-keep-alive
+    option forwardfor
+    http-reuse always
+    timeout connect {CONNECT_TIMEOUT}s
+    timeout client {IO_TIMEOUT}s
+    timeout server {IO_TIMEOUT}s
+    timeout http-keep-alive {IO_TIMEOUT}s
+    timeout http-request 10s
+"
+    )
+}
+
 /// HAProxy: one thread, `http-reuse always` to the origin, its
 /// small-object `cache` on the cache frontend, the certificate and key in
 /// one PEM (`pem`) for TLS.
@@ -216,17 +233,7 @@ pub fn haproxy(ports: &Ports, pem: &Path) -> String {
     maxconn 8192
     tune.ssl.default-dh-param 2048
 
-defaults
-    mode http
-    option http-keep-alive
-    option forwardfor
-    http-reuse always
-    timeout connect {CONNECT_TIMEOUT}s
-    timeout client {IO_TIMEOUT}s
-    timeout server {IO_TIMEOUT}s
-    timeout http-keep-alive {IO_TIMEOUT}s
-    timeout http-request 10s
-
+{defaults}
 cache bench
     total-max-size {CACHE_MIB}
     max-object-size {object_bytes}
@@ -261,6 +268,7 @@ backend origin_cached
         origin = ports.origin,
         pem = pem.display(),
         object_bytes = CACHE_OBJECT_MIB * 1024 * 1024,
+        defaults = haproxy_defaults(),
     )
 }
 
