@@ -119,3 +119,43 @@ impl Bound {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound(capacity: usize, max: u32, key: LimitKey) -> Bound {
+        Bound {
+            key,
+            max,
+            route: Arc::from("r"),
+            scope: crate::config::gateway::Scope::Route,
+            table: Arc::new(Table::new(capacity)),
+        }
+    }
+
+    #[test]
+    fn places_are_bounded_per_key_and_the_table_in_keys() {
+        let head = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
+        let req = |ip: &str| Request {
+            head: &head,
+            client: ip.parse().ok(),
+        };
+        let out = Outcome::default();
+        let b = bound(2, 1, LimitKey::ClientIp);
+        let a = b.enter(&req("192.0.2.1"), &out).unwrap();
+        assert!(
+            b.enter(&req("192.0.2.1"), &out).is_err(),
+            "one place per key"
+        );
+        let _c = b.enter(&req("192.0.2.2"), &out).unwrap();
+        // A flood of new keys finds the table full instead of growing it.
+        for i in 3..100 {
+            assert!(b.enter(&req(&format!("192.0.2.{i}")), &out).is_err());
+        }
+        assert_eq!(b.table.counts.lock().len(), 2);
+        drop(a);
+        assert_eq!(b.table.counts.lock().len(), 1, "an empty entry goes");
+        assert!(b.enter(&req("192.0.2.1"), &out).is_ok());
+    }
+}
