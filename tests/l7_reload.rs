@@ -118,13 +118,17 @@ impl Live {
         })?;
         let (applied, text) = match answer {
             Some((applied, text)) => (applied, text),
+            // The log is a file another process writes: wait for the
+            // decision's line rather than read whatever is there now.
             None => (
                 decided,
-                self.edge
-                    .log_text()
-                    .get(log_before..)
-                    .unwrap_or_default()
-                    .to_string(),
+                wait::until("the reload's log line", Duration::from_secs(10), || {
+                    let log = self.edge.log_text();
+                    let tail = log.get(log_before..).unwrap_or_default();
+                    Ok(tail
+                        .contains("configuration reload")
+                        .then(|| tail.to_string()))
+                })?,
             ),
         };
         ensure!(

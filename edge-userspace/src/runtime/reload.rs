@@ -162,9 +162,9 @@ impl Reloader {
         let mut live = self.lock();
         let result = self.next_generation(&mut live);
         match &result {
+            // Logged before counted: whoever watches the counter (a test,
+            // an operator's script) then finds the reason in the log.
             Ok(applied) => {
-                metrics::config_reload(true);
-                metrics::config_generation(applied.generation);
                 for w in &applied.warnings {
                     tracing::warn!("{w}");
                 }
@@ -174,14 +174,16 @@ impl Reloader {
                     "configuration reloaded in place: the new generation's routes, pools, \
                      backends, certificates, deny list and L4 services are live"
                 );
+                metrics::config_generation(applied.generation);
+                metrics::config_reload(true);
             }
             Err(e) => {
-                metrics::config_reload(false);
                 tracing::error!(
                     trigger,
                     generation = live.generation,
                     "configuration reload refused; the running configuration stays:\n{e}"
                 );
+                metrics::config_reload(false);
             }
         }
         result
