@@ -19,4 +19,6 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod runtime;
+pub mod traffic;
+pub mod transform;
 pub mod upstream;

@@ -128,6 +128,26 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         POLICY_REJECTIONS,
         "Requests a gateway policy refused, by listener, route, policy and reason."
     );
+    metrics::describe_counter!(
+        TRANSFORMS,
+        "Body transformations by route, what and result (ok, skipped, error)."
+    );
+    metrics::describe_counter!(
+        VALIDATION_REJECTIONS,
+        "Requests refused by a route's JSON Schema or body checks, by route and reason."
+    );
+    metrics::describe_counter!(
+        SPLIT_REQUESTS,
+        "Requests a traffic split sent to another pool."
+    );
+    metrics::describe_counter!(
+        MIRROR_REQUESTS,
+        "Copies of requests to a shadow pool, by route and result (sent, ok, error, skipped)."
+    );
+    metrics::describe_counter!(
+        AGGREGATE_CALLS,
+        "Upstream calls of aggregations, by route, call and result."
+    );
     metrics::describe_counter!(CONSUMER_REQUESTS, "Requests by consumer and status class.");
     metrics::describe_histogram!(
         CONSUMER_DURATION,
@@ -485,6 +505,50 @@ pub fn refresh_xdp(stats: &ClassStats) {
         }
         Err(e) => tracing::warn!("reading XDP counters: {e}"),
     }
+}
+
+/// `edge_transforms_total{route,what,result}`.
+pub const TRANSFORMS: &str = "edge_transforms_total";
+/// `edge_validation_rejections_total{route,reason}`.
+pub const VALIDATION_REJECTIONS: &str = "edge_validation_rejections_total";
+/// `edge_split_requests_total{route,pool}`.
+pub const SPLIT_REQUESTS: &str = "edge_split_requests_total";
+/// `edge_mirror_requests_total{route,result}`.
+pub const MIRROR_REQUESTS: &str = "edge_mirror_requests_total";
+/// `edge_aggregate_calls_total{route,call,result}`.
+pub const AGGREGATE_CALLS: &str = "edge_aggregate_calls_total";
+
+/// Counts a body transformation.
+pub fn transform(route: &Arc<str>, what: &'static str, result: &'static str) {
+    metrics::counter!(TRANSFORMS, "route" => Arc::clone(route), "what" => what, "result" => result)
+        .increment(1);
+}
+
+/// Counts a request refused by its body checks.
+pub fn validation_rejection(route: &Arc<str>, reason: &'static str) {
+    metrics::counter!(VALIDATION_REJECTIONS, "route" => Arc::clone(route), "reason" => reason)
+        .increment(1);
+}
+
+/// Counts a request a split sent to `pool`.
+pub fn split(route: &Arc<str>, pool: &Arc<str>) {
+    metrics::counter!(SPLIT_REQUESTS, "route" => Arc::clone(route), "pool" => Arc::clone(pool))
+        .increment(1);
+}
+
+/// Counts a mirror copy's fate.
+pub fn mirror(route: &Arc<str>, result: &'static str) {
+    metrics::counter!(MIRROR_REQUESTS, "route" => Arc::clone(route), "result" => result)
+        .increment(1);
+}
+
+/// Counts an aggregation call.
+pub fn aggregate_call(route: &Arc<str>, call: &Arc<str>, ok: bool) {
+    metrics::counter!(AGGREGATE_CALLS,
+        "route" => Arc::clone(route),
+        "call" => Arc::clone(call),
+        "result" => if ok { "ok" } else { "error" })
+    .increment(1);
 }
 
 #[cfg(test)]

@@ -377,6 +377,7 @@ pub(super) fn listeners(
                     response_headers: HeaderOps::default(),
                     cache: cache.clone(),
                     compression: compression.clone(),
+                    shaping: Default::default(),
                     policies: super::gateway::validate::merge(
                         v,
                         &format!("{path}.policies"),
@@ -488,7 +489,12 @@ struct Defaults<'a> {
 
 /// The name of pool `name` if it is defined (routes refer to pools by
 /// name, so that a reload that reorders pools changes nothing).
-fn pool_ref(v: &mut Validator<'_>, path: String, name: &str, pools: &[Pool]) -> Option<String> {
+pub(super) fn pool_ref(
+    v: &mut Validator<'_>,
+    path: String,
+    name: &str,
+    pools: &[Pool],
+) -> Option<String> {
     let found = pools.iter().any(|p| p.name == name);
     if !found {
         let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
@@ -539,6 +545,7 @@ fn route(
         ("redirect", r.redirect.is_some()),
         ("respond", r.respond.is_some()),
         ("static", r.static_files.is_some()),
+        ("aggregate", r.aggregate.is_some()),
     ]
     .iter()
     .filter(|(_, set)| *set)
@@ -548,7 +555,8 @@ fn route(
         v.error(
             path.to_string(),
             if actions.is_empty() {
-                "a route needs one action: proxy, redirect, respond or static".to_string()
+                "a route needs one action: proxy, redirect, respond, static or aggregate"
+                    .to_string()
             } else {
                 format!(
                     "a route has one action, this one has {}",
@@ -558,7 +566,23 @@ fn route(
         );
         return None;
     }
-    let action = if let Some(p) = &r.proxy {
+    let captures: Vec<String> = match &matcher.path {
+        Some(PathMatch::Regex(p)) => p.0.capture_names().flatten().map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    let cx = super::shaping::validate::Context {
+        path,
+        captures: &captures,
+        pools,
+        proxied: r.proxy.is_some(),
+        rewrites_path: r
+            .proxy
+            .as_ref()
+            .is_some_and(|p| p.strip_prefix.is_some() || p.rewrite.is_some()),
+    };
+    let action = if let Some(a) = &r.aggregate {
+        Action::Aggregate(super::shaping::validate::aggregate(v, &cx, a)?)
+    } else if let Some(p) = &r.proxy {
         let pool = pool_ref(v, format!("{path}.proxy.pool"), &p.pool, pools)?;
         if let Some(prefix) = &p.strip_prefix
             && !prefix.starts_with('/')
@@ -673,8 +697,10 @@ fn route(
             "a rate limit has store: redis but gateway.redis is not configured",
         );
     }
+    let shaping = super::shaping::validate::shaping(v, &cx, r);
     Some(Route {
         policies,
+        shaping,
         name: r.name.clone().unwrap_or_else(|| format!("route{index}")),
         matcher,
         action,
@@ -793,12 +819,29 @@ fn route_match(v: &mut Validator<'_>, path: &str, m: &surface::Match) -> RouteMa
         .collect();
     let headers = value_matches(v, &format!("{path}.headers"), &m.headers, true);
     let query = value_matches(v, &format!("{path}.query"), &m.query, false);
+    let accept_param = m.accept_param.as_ref().and_then(|a| {
+        let name = a.name.to_ascii_lowercase();
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        if !token(&name) {
+            v.error(
+                format!("{path}.accept_param.name"),
+                format!("{:?} is not a media-type parameter name", a.name),
+            );
+            return None;
+        }
+        Some((name, a.value.clone()))
+    });
     RouteMatch {
         hosts,
         path: path_match,
         methods,
         headers,
         query,
+        accept_param,
     }
 }
 

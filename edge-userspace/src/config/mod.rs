@@ -15,6 +15,7 @@ pub mod model;
 mod preflight;
 mod prescan;
 mod report;
+pub mod shaping;
 mod surface;
 pub mod tls;
 pub mod units;

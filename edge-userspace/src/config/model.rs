@@ -180,6 +180,8 @@ pub struct Route {
     pub compression: Option<CompressionPolicy>,
     /// Gateway policies (its own over the listener's).
     pub policies: super::gateway::PolicySet,
+    /// Transformations, validation, deprecation, split and mirror.
+    pub shaping: super::shaping::Shaping,
 }
 
 /// A route's conditions; empty ones always hold.
@@ -195,6 +197,9 @@ pub struct RouteMatch {
     pub headers: Vec<ValueMatch>,
     /// Query parameter conditions, all of which must hold.
     pub query: Vec<ValueMatch>,
+    /// A media-type parameter (name lower-case, value) some media range
+    /// of `Accept` must carry.
+    pub accept_param: Option<(String, String)>,
 }
 
 /// A host condition, lower-case.
@@ -275,6 +280,8 @@ pub enum Action {
         /// Body.
         body: Bytes,
     },
+    /// Several upstream calls whose JSON answers are merged.
+    Aggregate(super::shaping::Aggregate),
     /// Files from a directory.
     Static {
         /// The directory (absolute).

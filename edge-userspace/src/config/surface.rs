@@ -194,6 +194,24 @@ pub struct Route {
     /// This route's gateway policies, over the listener's.
     #[serde(default)]
     pub policies: Option<super::gateway::surface::Policies>,
+    /// Call several upstreams and merge their JSON answers.
+    #[serde(default)]
+    pub aggregate: Option<super::shaping::surface::Aggregate>,
+    /// Request and response transformations.
+    #[serde(default)]
+    pub transform: Option<super::shaping::surface::Transform>,
+    /// JSON Schema validation of the request body.
+    #[serde(default)]
+    pub validate: Option<super::shaping::surface::Validate>,
+    /// Marks the route deprecated.
+    #[serde(default)]
+    pub deprecated: Option<super::shaping::surface::Deprecated>,
+    /// Shares of the requests sent to other pools.
+    #[serde(default)]
+    pub split: Vec<super::shaping::surface::Split>,
+    /// Copies of the requests sent to a shadow pool.
+    #[serde(default)]
+    pub mirror: Option<super::shaping::surface::Mirror>,
 }
 
 /// `routes[].match`.
@@ -215,6 +233,9 @@ pub struct Match {
     /// Query parameter conditions.
     #[serde(default)]
     pub query: Vec<ValueMatch>,
+    /// A media-type parameter in `Accept` (`version=2`).
+    #[serde(default)]
+    pub accept_param: Option<super::shaping::surface::NameValue>,
 }
 
 /// A path condition: exactly one of the three.

@@ -96,6 +96,21 @@ pub struct RequestCtx {
     body_pace: limits::BodyPace,
     /// What the route's gateway policies found (consumer, headers).
     policy: crate::policy::Outcome,
+    /// The request body to send instead of the client's (transformed).
+    request_body: Option<Bytes>,
+    /// The upstream path and query, when the route's transformation
+    /// changes them.
+    upstream_target: Option<String>,
+    /// The response body's transformation.
+    shape: crate::transform::response::ResponseShape,
+    /// Why a response was refused at its head (a 502 body).
+    shape_refusal: Option<String>,
+    /// A mirror copy being collected: the upstream request and its body
+    /// so far (`None` once sent or given up).
+    mirror: Option<(Box<RequestHeader>, bytes::BytesMut)>,
+    /// Whether this request's mirror copy was decided already (retries
+    /// send no second copy).
+    mirror_decided: bool,
     /// Counts the request as in flight until it is dropped (SIGTERM
     /// waits for these).
     _in_flight: crate::drain::InFlight,
@@ -168,9 +183,145 @@ impl EdgeProxy {
         crate::policy::client::trusted_client(client_ip(session), xff, &rt.config.trusted_proxies)
     }
 
+    /// Reads, validates and transforms the request body when the route
+    /// needs it, and works out the upstream target; `Some(status)` when the
+    /// request was answered here (refused).
+    async fn shape_request(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        compiled: &RouteRuntime,
+    ) -> Result<Option<u16>> {
+        use crate::transform::request as treq;
+        let shaping = &compiled.route.shaping;
+        if let Some(t) = &shaping.request {
+            let head = session.req_header();
+            let matched = ctx.match_path.as_deref().unwrap_or(head.uri.path());
+            match treq::target(
+                t,
+                compiled.path_regex.as_ref(),
+                matched,
+                head.uri.path(),
+                head.uri.query(),
+            ) {
+                Ok(target) => ctx.upstream_target = target,
+                Err(r) => return self.refuse(session, ctx, compiled, r).await.map(Some),
+            }
+        }
+        if !shaping.reads_request_body() {
+            return Ok(None);
+        }
+        let limit = [
+            shaping.validate.as_ref().map(|v| v.max_body),
+            shaping.request.as_ref().map(|r| r.max_body),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(crate::config::shaping::MAX_REQUEST_BODY as usize);
+        let rt = Arc::clone(&ctx.rt);
+        let pace = &mut ctx.body_pace;
+        let mut check = |s: &Session| {
+            let l = &rt.config.transport.limits;
+            limits::check_body_read(s, l.max_body_size)?;
+            limits::check_body_rate(s, pace, l)
+        };
+        let body = match treq::read_body(session, limit, &mut check).await {
+            Ok(b) => b,
+            Err(treq::ReadError::TooLarge(r)) => {
+                // The rest of the body is not read: the connection cannot
+                // carry another request.
+                session.set_keepalive(None);
+                return self.refuse(session, ctx, compiled, r).await.map(Some);
+            }
+            Err(treq::ReadError::Io(e)) => return Err(e),
+        };
+        match treq::prepare(shaping, session.req_header(), &body) {
+            Ok(new) => {
+                if new.is_some() {
+                    metrics::transform(&compiled.name, "request_json", "ok");
+                }
+                ctx.request_body = new;
+                Ok(None)
+            }
+            Err(r) => self.refuse(session, ctx, compiled, r).await.map(Some),
+        }
+    }
+
+    /// Answers a request its route's body checks refused.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        compiled: &RouteRuntime,
+        r: crate::transform::request::Refusal,
+    ) -> Result<u16> {
+        metrics::validation_rejection(&compiled.name, r.reason);
+        ctx.policy.refused = Some(("validate", r.reason));
+        // A malformed body is the client's doing: it counts towards a ban.
+        ctx.policy.strike = true;
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        headers.extend(ctx.policy.response_headers.iter().cloned());
+        actions::respond(session, r.status, &headers, &Default::default(), r.body).await
+    }
+
+    /// Collects the mirror copy's body; sends the copy at the body's end,
+    /// or gives it up when the body is larger than the mirror copies.
+    fn mirror_body(
+        &self,
+        ctx: &mut RequestCtx,
+        piece: Option<&Bytes>,
+        end: bool,
+        client: Option<IpAddr>,
+    ) {
+        let Some(m) = ctx.route.as_ref().and_then(|r| r.mirror.as_ref()) else {
+            return;
+        };
+        let Some((_, buf)) = ctx.mirror.as_mut() else {
+            return;
+        };
+        if let Some(p) = piece {
+            if buf.len() + p.len() > m.max_body() {
+                ctx.mirror = None;
+                m.skip();
+                return;
+            }
+            buf.extend_from_slice(p);
+        }
+        if end && let Some((head, buf)) = ctx.mirror.take() {
+            m.send(&head, buf.freeze(), client);
+        }
+    }
+
     /// Whether another attempt may follow a failed one.
     fn may_retry(&self, ctx: &RequestCtx) -> bool {
         ctx.pool.as_ref().is_some_and(|p| p.may_retry(ctx.attempts))
+    }
+}
+
+/// Counts how a response transformation ended.
+fn count_transform(route: &Arc<str>, done: crate::transform::response::Done) {
+    use crate::transform::response::Done;
+    match done {
+        Done::Ok(w) => metrics::transform(route, w.label(), "ok"),
+        Done::Skipped(w) => metrics::transform(route, w.label(), "skipped"),
+    }
+}
+
+/// Resolves once the client has gone away (never when `watch` is false:
+/// a request with a body would have its body taken for the sign).
+async fn client_gone(session: &mut Session, watch: bool) {
+    if !watch {
+        return std::future::pending().await;
+    }
+    loop {
+        match session.as_mut().read_body_or_idle(true).await {
+            Err(_) => return,
+            // Half-closed: the client may still read the answer.
+            Ok(None) => return std::future::pending().await,
+            // Pipelined bytes of a next request: keep watching.
+            Ok(Some(_)) => {}
+        }
     }
 }
 
@@ -247,6 +398,12 @@ impl ProxyHttp for EdgeProxy {
             compression: compression::RequestCompression::default(),
             body_pace: limits::BodyPace::default(),
             policy: crate::policy::Outcome::default(),
+            request_body: None,
+            upstream_target: None,
+            shape: Default::default(),
+            shape_refusal: None,
+            mirror: None,
+            mirror_decided: false,
             _in_flight: crate::drain::InFlight::start(),
         }
     }
@@ -271,13 +428,24 @@ impl ProxyHttp for EdgeProxy {
     async fn request_body_filter(
         &self,
         session: &mut Session,
-        _body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let l = &ctx.rt.config.transport.limits;
         limits::check_body_read(session, l.max_body_size)?;
-        limits::check_body_rate(session, &mut ctx.body_pace, l)
+        limits::check_body_rate(session, &mut ctx.body_pace, l)?;
+        // A body read and transformed in request_filter comes back here
+        // from Pingora's replay buffer: what goes upstream is the new one.
+        if let Some(new) = &ctx.request_body {
+            *body = Some(if end_of_stream {
+                new.clone()
+            } else {
+                Bytes::new()
+            });
+        }
+        self.mirror_body(ctx, body.as_ref(), end_of_stream, client_ip(session));
+        Ok(())
     }
 
     /// Runs once the request head is read: routes it, answers it when the
@@ -363,12 +531,39 @@ impl ProxyHttp for EdgeProxy {
                 return Ok(true);
             }
         }
+        let shaping = &compiled.route.shaping;
+        ctx.policy
+            .response_headers
+            .extend(shaping.deprecated.iter().cloned());
+        if let Some(status) = self.shape_request(session, ctx, &compiled).await? {
+            ctx.local_status = Some(status);
+            return Ok(true);
+        }
         let route = &compiled.route;
         let extra = &ctx.policy.response_headers;
         let status = match &route.action {
             Action::Proxy { .. } => {
-                ctx.pool = compiled.pool.clone();
-                ctx.cache.policy = compiled.cache.clone();
+                let split = compiled.split.as_ref().and_then(|s| {
+                    s.pick(
+                        &session.req_header().headers,
+                        self.trusted_client(session, &ctx.rt),
+                    )
+                });
+                let split_away = split.is_some();
+                ctx.pool = match split {
+                    Some(pool) => {
+                        metrics::split(&compiled.name, &pool.name);
+                        Some(Arc::clone(pool))
+                    }
+                    None => compiled.pool.clone(),
+                };
+                // The cache key does not name the pool: a request split
+                // to another pool neither reads nor fills the route's cache.
+                ctx.cache.policy = if split_away {
+                    None
+                } else {
+                    compiled.cache.clone()
+                };
                 ctx.cache.authenticated = ctx.policy.authenticated_route;
                 compression::request_filter(
                     session.req_header(),
@@ -421,6 +616,44 @@ impl ProxyHttp for EdgeProxy {
                     &headers,
                     &route.response_headers,
                     body.clone(),
+                )
+                .await?
+            }
+            Action::Aggregate(_) => {
+                let Some(agg) = &compiled.aggregate else {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(500),
+                        "aggregate route without its aggregator",
+                    ));
+                };
+                // The policies' changes hold for the calls too: hidden
+                // credentials stay hidden, the consumer's identity is told.
+                let mut head = session.req_header().clone();
+                headers::apply_policy_outcome(&mut head, &ctx.policy)?;
+                let matched = ctx
+                    .match_path
+                    .clone()
+                    .unwrap_or_else(|| head.uri.path().to_string());
+                let watch = !crate::transform::request::declares_body(&head);
+                let answer = tokio::select! {
+                    a = agg.run(&head, &matched, client_ip(session), &ctx.policy.upstream_set) => Some(a),
+                    () = client_gone(session, watch) => None,
+                };
+                let Some(answer) = answer else {
+                    // The client left: the calls were cancelled with the
+                    // aggregation. Logged as nginx does, 499.
+                    session.set_keepalive(None);
+                    ctx.local_status = Some(499);
+                    return Ok(true);
+                };
+                let mut headers = answer.headers;
+                headers.extend(extra.iter().cloned());
+                actions::respond(
+                    session,
+                    answer.status,
+                    &headers,
+                    &route.response_headers,
+                    answer.body,
                 )
                 .await?
             }
@@ -508,6 +741,34 @@ impl ProxyHttp for EdgeProxy {
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(route) = &ctx.route
+            && let Some(t) = &route.route.shaping.response
+        {
+            match ctx.shape.body(t, body, end_of_stream) {
+                Ok(Some(done)) => count_transform(&route.name, done),
+                Ok(None) => {}
+                Err(e) => {
+                    let xml = matches!(e, crate::transform::response::BodyError::Xml(_))
+                        || t.xml_to_json.is_some();
+                    let (what, text) = if xml {
+                        ("xml_to_json", "the upstream's XML could not be converted")
+                    } else {
+                        (
+                            "response_json",
+                            "the upstream's response could not be transformed",
+                        )
+                    };
+                    metrics::transform(&route.name, what, "error");
+                    let why = format!("{text}: {e}");
+                    tracing::warn!(route = %route.name, "{why}");
+                    // While the head is still unsent (Pingora writes it
+                    // with the first body bytes) this is a 502 with the
+                    // reason; after, the response is cut short.
+                    ctx.shape_refusal = Some(why.clone());
+                    return Err(Error::explain(ErrorType::HTTPStatus(502), why));
+                }
+            }
+        }
         compression::response_body_filter(body, end_of_stream, &mut ctx.compression)?;
         Ok(None)
     }
@@ -665,8 +926,31 @@ impl ProxyHttp for EdgeProxy {
             })?;
             upstream_request.set_uri(uri);
         }
+        if let Some(target) = &ctx.upstream_target {
+            let uri: http::Uri = target.parse().map_err(|e| {
+                Error::because(
+                    ErrorType::InternalError,
+                    "transformed target is not a URI",
+                    e,
+                )
+            })?;
+            upstream_request.set_uri(uri);
+        }
+        if let Some(body) = &ctx.request_body {
+            upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream_request.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        }
         headers::apply_request(upstream_request, &route.request_headers)?;
-        headers::apply_policy_outcome(upstream_request, &ctx.policy)
+        headers::apply_policy_outcome(upstream_request, &ctx.policy)?;
+        if !ctx.mirror_decided
+            && let Some(m) = &compiled.mirror
+        {
+            ctx.mirror_decided = true;
+            if m.wants() {
+                ctx.mirror = Some((Box::new(upstream_request.clone()), bytes::BytesMut::new()));
+            }
+        }
+        Ok(())
     }
 
     /// The upstream's response head: latency, outlier detection (5xx is a
@@ -704,6 +988,21 @@ impl ProxyHttp for EdgeProxy {
             ctx.rt.cache.as_ref(),
             &mut ctx.cache,
         )?;
+        if let Some(route) = &ctx.route
+            && let Some(t) = &route.route.shaping.response
+        {
+            let head_request = session.req_header().method == http::Method::HEAD;
+            match ctx.shape.start(upstream_response, t, head_request) {
+                Ok(Some(done)) => count_transform(&route.name, done),
+                Ok(None) => {}
+                Err(refusal) => {
+                    metrics::transform(&route.name, "xml_to_json", "error");
+                    let why = refusal.0.clone();
+                    ctx.shape_refusal = Some(refusal.0);
+                    return Err(Error::explain(ErrorType::HTTPStatus(502), why));
+                }
+            }
+        }
         compression::response_filter(upstream_response, &mut ctx.compression)?;
         for name in &ctx.policy.response_remove {
             upstream_response.remove_header(*name);
@@ -756,8 +1055,18 @@ impl ProxyHttp for EdgeProxy {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if code > 0 {
-            let written = if ctx.breaker_open {
+        // A head already sent cannot be taken back: anything written now
+        // would read as part of its body. The connection is closed with
+        // the body cut short, which the client sees as a failure.
+        let head_sent = session.response_written().is_some();
+        if code > 0 && !head_sent {
+            let written = if let Some(why) = ctx.shape_refusal.take() {
+                let headers = [("content-type".to_string(), "application/json".to_string())];
+                let body = crate::transform::message(&why, None);
+                actions::respond(session, code, &headers, &Default::default(), body)
+                    .await
+                    .map(drop)
+            } else if ctx.breaker_open {
                 let headers = [("retry-after".to_string(), "1".to_string())];
                 let body = Bytes::from_static(b"circuit breaker open\n");
                 actions::respond(session, code, &headers, &Default::default(), body)

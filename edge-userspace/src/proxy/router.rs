@@ -83,7 +83,15 @@ fn rank(m: &RouteMatch, req: &RequestView<'_>) -> Option<Rank> {
             return None;
         }
     }
-    let conditions = usize::from(!m.methods.is_empty()) + m.headers.len() + m.query.len();
+    if let Some((name, value)) = &m.accept_param
+        && !accept_has_param(req.headers, name, value)
+    {
+        return None;
+    }
+    let conditions = usize::from(!m.methods.is_empty())
+        + m.headers.len()
+        + m.query.len()
+        + usize::from(m.accept_param.is_some());
     Some((host_class, host_len, path_class, path_len, conditions))
 }
 
@@ -103,6 +111,30 @@ fn value_ok(m: &ValueMatch, value: Option<&str>) -> bool {
         (ValueCond::Exact(want), Some(v)) => want == v,
         (ValueCond::Regex(r), Some(v)) => r.0.is_match(v),
     }
+}
+
+/// Whether some media range of `Accept` carries parameter `name` (lower
+/// case) with `value` (`application/vnd.x+json; version=2`); a quoted
+/// value is compared unquoted.
+pub fn accept_has_param(headers: &HeaderMap, name: &str, value: &str) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            range.split(';').skip(1).any(|param| {
+                let Some((k, v)) = param.split_once('=') else {
+                    return false;
+                };
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v);
+                k.trim().eq_ignore_ascii_case(name) && v == value
+            })
+        })
 }
 
 /// A query parameter's name or value, `+` and percent-decoded.
@@ -125,6 +157,21 @@ mod tests {
     use super::*;
     use crate::config::{Action, HeaderOps, Pattern};
 
+    #[test]
+    fn accept_parameters_are_found_in_any_media_range() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::ACCEPT,
+            "text/html, application/vnd.example+json; q=0.9; Version=\"2\""
+                .parse()
+                .unwrap(),
+        );
+        assert!(accept_has_param(&h, "version", "2"));
+        assert!(!accept_has_param(&h, "version", "1"));
+        assert!(!accept_has_param(&h, "q", "1"));
+        assert!(!accept_has_param(&HeaderMap::new(), "version", "2"));
+    }
+
     fn route(name: &str, m: RouteMatch) -> Route {
         Route {
             name: name.into(),
@@ -139,6 +186,7 @@ mod tests {
             cache: None,
             compression: None,
             policies: Default::default(),
+            shaping: Default::default(),
         }
     }
 

@@ -59,6 +59,14 @@ pub struct RouteRuntime {
     pub compression: Option<Arc<CompressionPolicy>>,
     /// Its gateway policies; `None`: it has none and pays nothing.
     pub policies: Option<crate::policy::Chain>,
+    /// Its traffic split.
+    pub split: Option<crate::traffic::split::Split>,
+    /// Its mirror.
+    pub mirror: Option<crate::traffic::mirror::Mirror>,
+    /// Its aggregation, for an `aggregate` route.
+    pub aggregate: Option<crate::traffic::aggregate::Aggregator>,
+    /// Its path regex, whose named captures fill path templates.
+    pub path_regex: Option<regex::Regex>,
 }
 
 impl ListenerRuntime {
@@ -87,9 +95,58 @@ impl ListenerRuntime {
                 let policies =
                     crate::policy::Chain::compile(&l.name, &r.name, &r.policies, gateway)
                         .with_context(|| format!("route {}: its policies", r.name))?;
+                let name: Arc<str> = Arc::from(r.name.as_str());
+                let pool_named = |p: &str| {
+                    pools
+                        .get(p)
+                        .with_context(|| format!("route {}: no pool {p}", r.name))
+                };
+                let split = if r.shaping.split.is_empty() {
+                    None
+                } else {
+                    let rules = r
+                        .shaping
+                        .split
+                        .iter()
+                        .map(|rule| Ok((rule.clone(), pool_named(&rule.pool)?)))
+                        .collect::<Result<Vec<_>>>()?;
+                    Some(crate::traffic::split::Split::new(rules))
+                };
+                let mirror = match &r.shaping.mirror {
+                    Some(m) => Some(crate::traffic::mirror::Mirror::new(
+                        m.clone(),
+                        pool_named(&m.pool)?,
+                        Arc::clone(&name),
+                    )),
+                    None => None,
+                };
+                let path_regex = match &r.matcher.path {
+                    Some(crate::config::PathMatch::Regex(p)) => Some(p.0.clone()),
+                    _ => None,
+                };
+                let aggregate = match &r.action {
+                    crate::config::Action::Aggregate(a) => {
+                        let call_pools = a
+                            .calls
+                            .iter()
+                            .map(|c| pool_named(&c.pool))
+                            .collect::<Result<Vec<_>>>()?;
+                        Some(crate::traffic::aggregate::Aggregator::new(
+                            Arc::clone(&name),
+                            a.clone(),
+                            call_pools,
+                            path_regex.clone(),
+                        ))
+                    }
+                    _ => None,
+                };
                 Ok(Arc::new(RouteRuntime {
                     policies,
-                    name: Arc::from(r.name.as_str()),
+                    split,
+                    mirror,
+                    aggregate,
+                    path_regex,
+                    name,
                     pool,
                     cache: r.cache.clone().map(Arc::new),
                     compression: r.compression.clone().map(Arc::new),

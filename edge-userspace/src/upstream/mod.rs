@@ -3,6 +3,7 @@
 
 mod breaker;
 mod budget;
+pub mod call;
 pub mod health;
 mod pool;
 pub mod select;

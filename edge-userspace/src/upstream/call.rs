@@ -1,0 +1,221 @@
+//! Requests edge makes to a pool itself, outside Pingora's proxy path
+//! (aggregation calls, mirror copies): through the pool's circuit breaker,
+//! balancing, health and retries, like a proxied request, with a bounded
+//! response body.
+
+use super::{Admission, PickInput, UpstreamPool, tls as upstream_tls};
+use crate::metrics;
+use bytes::{Bytes, BytesMut};
+use pingora::{connectors::http::Connector, http::RequestHeader};
+use std::{
+    net::IpAddr,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+/// How long an idle connection is kept for the next call.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// The process's connector for these calls: its connection pool is
+/// shared by every route and survives reloads.
+pub fn connector() -> &'static Connector {
+    static CONNECTOR: OnceLock<Connector> = OnceLock::new();
+    CONNECTOR.get_or_init(|| Connector::new(None))
+}
+
+/// One request.
+pub struct CallRequest<'a> {
+    /// Method.
+    pub method: &'a http::Method,
+    /// Origin-form target.
+    pub target: &'a str,
+    /// Header fields sent.
+    pub headers: &'a [(http::HeaderName, http::HeaderValue)],
+    /// Body sent.
+    pub body: Option<Bytes>,
+    /// Largest response body read.
+    pub max_body: usize,
+    /// Limit of each attempt.
+    pub timeout: Duration,
+    /// The client, for balancing by client address.
+    pub client: Option<IpAddr>,
+    /// Whether to read the response body (a mirror drains it instead).
+    pub read_body: bool,
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct CallResponse {
+    /// Status.
+    pub status: u16,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// Body (empty when not read).
+    pub body: Bytes,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The pool's circuit breaker is open.
+    #[error("circuit breaker open")]
+    BreakerOpen,
+    /// No backend is left to try.
+    #[error("no backend available")]
+    NoBackend,
+    /// Connecting, writing or reading failed.
+    #[error("{0}")]
+    Io(String),
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The body is larger than allowed.
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Ends the accounting of a call left unfinished (its future dropped: the
+/// client went away); not the backend's failure.
+struct Pending<'p> {
+    pool: &'p UpstreamPool,
+    admission: Admission,
+    attempt: Option<usize>,
+    recorded: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.attempt.take() {
+            self.pool.done(i, true);
+        }
+        if !self.recorded && self.admission != Admission::Rejected {
+            self.pool.record(self.admission, true);
+        }
+    }
+}
+
+/// Sends `req` to a backend of `pool`; tries another backend after a
+/// connect failure, a timeout or a 5xx while the pool's retry policy
+/// allows (every method edge sends this way is safe to repeat or, for a
+/// mirror, not retried at all: `retry` false).
+pub async fn call(
+    pool: &Arc<UpstreamPool>,
+    req: &CallRequest<'_>,
+    retry: bool,
+) -> Result<CallResponse, CallError> {
+    let admission = pool.admit();
+    if admission == Admission::Rejected {
+        return Err(CallError::BreakerOpen);
+    }
+    let mut pending = Pending {
+        pool,
+        admission,
+        attempt: None,
+        recorded: false,
+    };
+    let mut tried = Vec::new();
+    let mut attempts = 0u32;
+    let result = loop {
+        let Some(i) = pool.select(
+            PickInput {
+                client: req.client,
+                hash_key: &[],
+            },
+            &tried,
+        ) else {
+            break Err(CallError::NoBackend);
+        };
+        let Some(backend) = pool.backends().get(i) else {
+            break Err(CallError::NoBackend);
+        };
+        pool.start(i);
+        pending.attempt = Some(i);
+        tried.push(i);
+        attempts += 1;
+        let started = Instant::now();
+        let mut peer = upstream_tls::upstream_peer(pool.tls.as_ref(), backend.address);
+        let t = &pool.config.timeouts;
+        peer.options.connection_timeout = t.connect;
+        peer.options.total_connection_timeout = t.connect;
+        peer.options.read_timeout = t.read;
+        peer.options.write_timeout = t.write;
+        let r = match tokio::time::timeout(req.timeout, once(&peer, req)).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout(req.timeout)),
+        };
+        metrics::upstream_latency(&pool.name, started.elapsed().as_secs_f64());
+        let ok = matches!(&r, Ok(resp) if resp.status < 500);
+        pending.attempt = None;
+        pool.done(i, ok);
+        if ok || !retry || !pool.may_retry(attempts) {
+            break r;
+        }
+    };
+    let ok = matches!(&result, Ok(resp) if resp.status < 500);
+    pending.recorded = true;
+    pool.record(admission, ok);
+    result
+}
+
+async fn once(
+    peer: &pingora::upstreams::peer::HttpPeer,
+    r: &CallRequest<'_>,
+) -> Result<CallResponse, CallError> {
+    let io = |e: Box<pingora::Error>| CallError::Io(e.to_string());
+    let connector = connector();
+    let (mut session, _) = connector.get_http_session(peer).await.map_err(io)?;
+    let mut head = RequestHeader::build(r.method.clone(), r.target.as_bytes(), None).map_err(io)?;
+    for (name, value) in r.headers {
+        head.append_header(name.clone(), value.clone())
+            .map_err(io)?;
+    }
+    if let Some(body) = &r.body {
+        head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
+            .map_err(io)?;
+    } else if r.method == http::Method::POST || r.method == http::Method::PUT {
+        head.insert_header(http::header::CONTENT_LENGTH, "0")
+            .map_err(io)?;
+    }
+    session
+        .write_request_header(Box::new(head))
+        .await
+        .map_err(io)?;
+    if let Some(body) = &r.body
+        && !body.is_empty()
+    {
+        session
+            .write_request_body(body.clone(), true)
+            .await
+            .map_err(io)?;
+    }
+    session.finish_request_body().await.map_err(io)?;
+    session.read_response_header().await.map_err(io)?;
+    let (status, content_type) = match session.response_header() {
+        Some(h) => (
+            h.status.as_u16(),
+            h.headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ),
+        None => (0, None),
+    };
+    let mut body = BytesMut::new();
+    while let Some(chunk) = session.read_response_body().await.map_err(io)? {
+        if r.read_body {
+            if body.len() + chunk.len() > r.max_body {
+                return Err(CallError::TooLarge(r.max_body));
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    // The whole answer was read: the connection may serve the next call.
+    connector
+        .release_http_session(session, peer, Some(IDLE))
+        .await;
+    Ok(CallResponse {
+        status,
+        content_type,
+        body: body.freeze(),
+    })
+}
