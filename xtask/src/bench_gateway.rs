@@ -6,9 +6,13 @@
 //! the same with an API key, a JWT (RS256, ES256), a local rate limit,
 //! an API key with a local rate limit, and an API key with a rate limit
 //! counted in Redis; HAProxy plain, with `jwt_verify` and with a
-//! stick-table rate limit. Each case is set against the same proxy's
+//! stick-table rate limit. Then edge working on bodies: a JSON response
+//! transformation (~1 KB), XML turned into JSON (~10 KB), and an
+//! aggregation of three upstream calls, their upstream a backend of their
+//! own (see [`transform`]). Each case is set against the same proxy's
 //! plain case, and edge's against the goals (API key + local rate limit
-//! at least 0.85 × plain, JWT at least 0.75 × plain).
+//! at least 0.85 × plain, JWT at least 0.75 × plain, JSON transformation
+//! at least 0.7 × plain, XML → JSON at least 0.5 × plain).
 //!
 //! It reuses `bench l7`'s machinery: the origin, the CPU layout (the proxy
 //! on one core with one worker; origin, Redis and wrk on the other), the
@@ -22,6 +26,7 @@ mod configs;
 mod jwt;
 mod redis;
 mod report;
+mod transform;
 
 use crate::{
     bench_l7::{
@@ -91,7 +96,7 @@ struct Case {
 }
 
 /// The cases, plain first: every ratio is taken against it.
-const CASES: [Case; 7] = [
+const CASES: [Case; 10] = [
     Case {
         name: "plain proxy (no policies)",
         policy: Policy::Plain,
@@ -131,6 +136,24 @@ const CASES: [Case; 7] = [
     Case {
         name: "API key + Redis rate limit per consumer",
         policy: Policy::ApiKeyRedisLimit,
+        haproxy: false,
+        goal: None,
+    },
+    Case {
+        name: "JSON response transform, ~1 KB (remove, rename, set)",
+        policy: Policy::JsonTransform,
+        haproxy: false,
+        goal: Some(0.7),
+    },
+    Case {
+        name: "XML → JSON, ~10 KB XML",
+        policy: Policy::XmlToJson,
+        haproxy: false,
+        goal: Some(0.5),
+    },
+    Case {
+        name: "aggregate of 3 upstream calls (small JSON each)",
+        policy: Policy::Aggregate,
         haproxy: false,
         goal: None,
     },
@@ -192,8 +215,8 @@ pub fn run(root: &Path) -> Result<()> {
     let tokens = jwt::make(dir)?;
 
     let slot_count = CASES.len() + CASES.iter().filter(|c| c.haproxy).count();
-    let ports = bench_l7::free_ports(2 + slot_count)?;
-    let (origin_port, redis_port) = (ports[0], ports[1]);
+    let ports = bench_l7::free_ports(3 + slot_count)?;
+    let (origin_port, redis_port, backend_port) = (ports[0], ports[1], ports[2]);
     let mut origin = bench_l7::start_origin(dir, origin_port, cpus.origin.as_deref())?;
     // Redis shares the origin's CPU: client-side work, off the proxy's core.
     let redis_server = redis::start(dir, redis_port, cpus.origin.as_deref()).map_err(|e| {
@@ -202,9 +225,17 @@ pub fn run(root: &Path) -> Result<()> {
         why
     });
     interrupted()?;
+    // The body rows' upstream, also on the origin's CPU.
+    let mut backend =
+        transform::start_backend(dir, backend_port, cpus.origin.as_deref()).map_err(|e| {
+            let why = format!("the backend of the body rows did not start: {e:#}");
+            println!("xtask: {why}");
+            why
+        });
+    interrupted()?;
 
     let mut slots = Vec::with_capacity(slot_count);
-    let mut free = ports[2..].iter().copied();
+    let mut free = ports[3..].iter().copied();
     for case in &CASES {
         for proxy in [Proxy::Edge, Proxy::Haproxy] {
             if proxy == Proxy::Haproxy && !case.haproxy {
@@ -212,7 +243,9 @@ pub fn run(root: &Path) -> Result<()> {
             }
             let port = free.next().context("too few ports")?;
             let text = match proxy {
-                Proxy::Edge => configs::edge(case.policy, port, origin_port, redis_port),
+                Proxy::Edge => {
+                    configs::edge(case.policy, port, origin_port, redis_port, backend_port)
+                }
                 Proxy::Haproxy => configs::haproxy(case.policy, port, origin_port, dir)
                     .with_context(|| format!("no HAProxy configuration for {}", case.name))?,
             };
@@ -233,6 +266,12 @@ pub fn run(root: &Path) -> Result<()> {
             {
                 fixed = Some(Cell::Failed(why.clone()));
             }
+            if fixed.is_none()
+                && case.policy.uses_backend()
+                && let Err(why) = &backend
+            {
+                fixed = Some(Cell::Failed(why.clone()));
+            }
             slots.push(Slot {
                 proxy,
                 policy: case.policy,
@@ -249,7 +288,7 @@ pub fn run(root: &Path) -> Result<()> {
 
     println!("xtask: measuring the harness ceiling, 13 B");
     let url = bench_l7::plain_url(origin_port, SMALL_PATH);
-    let ceiling = match measure(&mut origin, &url, &[], &cpus, dir, None) {
+    let ceiling = match measure(&mut origin, Policy::Plain, &url, &[], &cpus, dir, None) {
         Ok((sample, _)) => Cell::Done(sample),
         Err(e) => {
             interrupted()?;
@@ -283,8 +322,14 @@ pub fn run(root: &Path) -> Result<()> {
                 }
             }
             origin.check_running()?;
+            if slot.policy.uses_backend()
+                && let Ok(backend) = backend.as_mut()
+            {
+                backend.check_running()?;
+            }
         }
     }
+    drop(backend);
     drop(redis_server);
     drop(origin);
 
@@ -403,20 +448,35 @@ fn run_once(
             libc::SIGTERM,
         )?,
     };
-    let url = bench_l7::plain_url(slot.port, SMALL_PATH);
-    bench_l7::wait_answers_with(&mut server, &url, &slot.headers, SMALL)?;
-    let measured = measure(&mut server, &url, &slot.headers, cpus, dir, redis_port);
+    let url = bench_l7::plain_url(slot.port, slot.policy.path());
+    if slot.policy.uses_backend() {
+        transform::wait_answers(&mut server, slot.policy, &url, &slot.headers)?;
+    } else {
+        bench_l7::wait_answers_with(&mut server, &url, &slot.headers, SMALL)?;
+    }
+    let measured = measure(
+        &mut server,
+        slot.policy,
+        &url,
+        &slot.headers,
+        cpus,
+        dir,
+        redis_port,
+    );
     server.stop();
     measured
 }
 
 /// One measurement through `server` at `url`, every request with
-/// `headers`: checks that one answers 200 with the 13-byte body, warms up,
-/// measures with wrk and accounts `server`'s CPU time. With `redis_port`,
-/// checks that Redis processed at least one command per measured request.
-/// Returns the sample and how many answers had a status of 400 or more.
+/// `headers`: checks that one answers 200 with the 13-byte body (for a
+/// body row, with `policy`'s transformed document: [`transform::expect`]),
+/// warms up, measures with wrk and accounts `server`'s CPU time. With
+/// `redis_port`, checks that Redis processed at least one command per
+/// measured request. Returns the sample and how many answers had a status
+/// of 400 or more.
 fn measure(
     server: &mut Proc,
+    policy: Policy,
     url: &str,
     headers: &[String],
     cpus: &Cpus,
@@ -425,7 +485,11 @@ fn measure(
 ) -> Result<(Sample, u64)> {
     let wrk_cpus = cpus.wrk.as_deref();
     let log = dir.join("wrk.log");
-    bench_l7::expect_with(url, headers, SMALL)?;
+    if policy.uses_backend() {
+        transform::expect(policy, url, headers)?;
+    } else {
+        bench_l7::expect_with(url, headers, SMALL)?;
+    }
     wrk::run_with_headers(url, headers, wrk_cpus, LOAD.for_time(WARMUP), &log)?;
     server.check_running()?;
 
@@ -488,7 +552,8 @@ fn method(cpus: &Cpus) -> String {
     format!(
         "## How it was measured
 
-- Everything on 127.0.0.1. One origin (nginx, 1 worker; `bench l7`'s) answers a 13-byte body.
+- Everything on 127.0.0.1. One origin (nginx, 1 worker; `bench l7`'s) answers a 13-byte body; \
+the body rows have a backend of their own (below).
 - Each proxy runs 1 worker (edge `server.threads: 1`, HAProxy `nbthread 1`), all its threads \
 pinned to one CPU: {layout}. Redis, for its case, runs on the origin's CPU.
 - Plain proxying is configured as in `cargo xtask bench l7` (keep-alive to clients and to the \
@@ -506,12 +571,25 @@ checks the signature and `exp`.
 (no persistence) on loopback, `gateway.redis: {{timeout: 50ms, on_error: closed}}` (should Redis \
 fail, answers are 503 and the cell is flagged, rather than requests passing unchecked). Each run \
 checks that Redis processed at least one command per request.
+  - Body rows (edge only), each on a route of its own (a listener `routes:` entry) to a second \
+nginx (1 worker, on the origin's CPU) serving fixed files: JSON transformation: a {json} B JSON \
+object, `transform.response.json` removing two members, renaming one and setting one; \
+XML → JSON: a {xml} B XML document (`Content-Type: application/xml`; attributes, repeated \
+elements, entity references), `transform.response.xml_to_json: true`; aggregation: \
+`aggregate` of three calls (`/users/{{id}}`, `/orders/{{id}}`, `/prefs/{{id}}`, three pools on \
+that nginx, under 100 B of JSON each, with `deny`, `mapping`, `target`, a top-level merge), \
+so three upstream requests per request. The probe before each run checks that edge's answer is \
+`application/json` and shows the transformation (and, for the aggregation, \
+`X-Edge-Completed: true`); wrk does not look at bodies or headers, so an aggregation some of \
+whose calls failed during a run (still 200) is not flagged, only one where all did (502). \
+Their ratio is against the same plain case (13 B from the origin, no route), so it includes \
+the route and the larger bodies, not only the transformation.
 - HAProxy: `bench l7`'s plain frontend. JWT: `http-request deny deny_status 401 unless \
 {{ http_auth_bearer,jwt_verify(\"RS256\",\"….pem\") -m int 1 }}` (HAProxy 2.5 and later; it checks \
 the signature only, not `exp`). Rate limit: a stick-table of `http_req_rate(1s)` per source, \
 `http-request track-sc0 src`, `deny deny_status 429` above 1000000000. A HAProxy cell is n/a \
 when `haproxy -c` rejects its configuration (a version without the converter). This benchmark \
-gives HAProxy no API-key or Redis case.
+gives HAProxy no API-key, Redis or body case.
 - Each run starts the proxy afresh with the case's configuration, checks that one request with \
 the case's credential answers 200 with the body, warms up for {w} s, then measures: wrk, {t} \
 thread, {c} keep-alive connections (a closed loop), {d} s, latency as wrk measures it. Figures \
@@ -532,5 +610,7 @@ the policy's cost, steadier than requests/s on a shared machine.
         w = WARMUP.as_secs(),
         rounds = ROUNDS,
         nice = NICENESS,
+        json = transform::json_body().len(),
+        xml = transform::xml_body().len(),
     )
 }

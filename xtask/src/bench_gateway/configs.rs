@@ -3,6 +3,8 @@
 //! worker, keep-alive both ways to the one origin, X-Forwarded-For/-Proto,
 //! no access log, the same timeouts.
 
+use super::transform;
+use crate::bench_l7::configs::SMALL_PATH;
 use std::path::Path;
 
 /// The one consumer's API key, sent by wrk in the `apikey` header.
@@ -37,6 +39,15 @@ pub enum Policy {
     ApiKeyLocalLimit,
     /// An API key, then a rate limit per consumer counted in Redis.
     ApiKeyRedisLimit,
+    /// A route removing, renaming and setting members of a ~1 KB JSON
+    /// response (`transform.response.json`).
+    JsonTransform,
+    /// A route turning a ~10 KB XML response into JSON
+    /// (`transform.response.xml_to_json`).
+    XmlToJson,
+    /// A route answering with the merged JSON of three upstream calls
+    /// (`aggregate`).
+    Aggregate,
 }
 
 impl Policy {
@@ -50,7 +61,22 @@ impl Policy {
             Policy::LocalLimit => "local-limit",
             Policy::ApiKeyLocalLimit => "api-key-local-limit",
             Policy::ApiKeyRedisLimit => "api-key-redis-limit",
+            Policy::JsonTransform => "json-transform",
+            Policy::XmlToJson => "xml-to-json",
+            Policy::Aggregate => "aggregate",
         }
+    }
+
+    /// The path wrk and the probe ask for: the origin's 13-byte body, or
+    /// the document of a row that works on bodies.
+    pub fn path(self) -> &'static str {
+        transform::path(self).unwrap_or(SMALL_PATH)
+    }
+
+    /// Whether the case's upstream is the backend of the rows that work on
+    /// bodies (see [`transform`]).
+    pub fn uses_backend(self) -> bool {
+        transform::path(self).is_some()
     }
 
     /// Whether requests carry the API key.
@@ -79,7 +105,11 @@ pub struct Tokens {
 /// `policy`: the credential it asks for, nothing else.
 pub fn headers(policy: Policy, tokens: &Tokens) -> Vec<String> {
     match policy {
-        Policy::Plain | Policy::LocalLimit => Vec::new(),
+        Policy::Plain
+        | Policy::LocalLimit
+        | Policy::JsonTransform
+        | Policy::XmlToJson
+        | Policy::Aggregate => Vec::new(),
         Policy::ApiKey | Policy::ApiKeyLocalLimit | Policy::ApiKeyRedisLimit => {
             vec![format!("apikey: {API_KEY}")]
         }
@@ -89,9 +119,11 @@ pub fn headers(policy: Policy, tokens: &Tokens) -> Vec<String> {
 }
 
 /// edge's configuration for `policy`, listening on `port`; `redis` is the
-/// Redis server's port (used by [`Policy::ApiKeyRedisLimit`] only).
-/// Without policies it is `bench l7`'s plain configuration.
-pub fn edge(policy: Policy, port: u16, origin: u16, redis: u16) -> String {
+/// Redis server's port (used by [`Policy::ApiKeyRedisLimit`] only),
+/// `backend` the port of the rows that work on bodies (their routes and
+/// pools, see [`transform::edge_parts`]). Without policies it is
+/// `bench l7`'s plain configuration.
+pub fn edge(policy: Policy, port: u16, origin: u16, redis: u16, backend: u16) -> String {
     let consumers = if policy.uses_api_key() {
         format!(
             "consumers:
@@ -121,7 +153,9 @@ pub fn edge(policy: Policy, port: u16, origin: u16, redis: u16) -> String {
         )
     };
     let policies = match policy {
-        Policy::Plain => String::new(),
+        Policy::Plain | Policy::JsonTransform | Policy::XmlToJson | Policy::Aggregate => {
+            String::new()
+        }
         Policy::ApiKey => "    policies:
       auth: {api_key: {}}
 "
@@ -144,17 +178,18 @@ pub fn edge(policy: Policy, port: u16, origin: u16, redis: u16) -> String {
             limit("consumer", "redis")
         ),
     };
+    let (routes, pools) = transform::edge_parts(policy, backend);
     format!(
         "# Written by `cargo xtask bench gateway`: {slug}.
 {consumers}{gateway}listeners:
   - name: bench
     address: 127.0.0.1:{port}
     pool: origin
-{policies}pools:
+{policies}{routes}pools:
   - name: origin
     backends:
       - address: 127.0.0.1:{origin}
-server:
+{pools}server:
   threads: 1
 ",
         slug = policy.slug(),
@@ -193,7 +228,12 @@ pub fn haproxy(policy: Policy, port: u16, origin: u16, dir: &Path) -> Option<Str
     http-request deny deny_status 429 if {{ sc_http_req_rate(0) gt {LIMIT} }}
 "
         ),
-        Policy::ApiKey | Policy::ApiKeyLocalLimit | Policy::ApiKeyRedisLimit => return None,
+        Policy::ApiKey
+        | Policy::ApiKeyLocalLimit
+        | Policy::ApiKeyRedisLimit
+        | Policy::JsonTransform
+        | Policy::XmlToJson
+        | Policy::Aggregate => return None,
     };
     Some(format!(
         "# Written by `cargo xtask bench gateway`: {slug}.
@@ -221,16 +261,38 @@ mod tests {
 
     #[test]
     fn the_plain_edge_configuration_is_bench_l7s() {
-        let yaml = edge(Policy::Plain, 8080, 9000, 6379);
+        let yaml = edge(Policy::Plain, 8080, 9000, 6379, 9001);
         assert!(!yaml.contains("policies"), "{yaml}");
         assert!(!yaml.contains("consumers"), "{yaml}");
         assert!(yaml.contains("    pool: origin\npools:"), "{yaml}");
         assert!(yaml.ends_with("server:\n  threads: 1\n"), "{yaml}");
+        assert!(!yaml.contains("routes") && !yaml.contains("9001"), "{yaml}");
+    }
+
+    #[test]
+    fn body_rows_route_to_the_backend() {
+        let yaml = edge(Policy::XmlToJson, 8080, 9000, 6379, 9001);
+        assert!(
+            yaml.contains("    pool: origin\n    routes:\n      - name: xml\n"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains(
+                "      - address: 127.0.0.1:9000
+  - name: backend
+    backends:
+      - address: 127.0.0.1:9001
+server:"
+            ),
+            "{yaml}"
+        );
+        assert!(!yaml.contains("policies"), "{yaml}");
+        assert!(haproxy(Policy::Aggregate, 8080, 9000, Path::new("/tmp/x")).is_none());
     }
 
     #[test]
     fn policies_sit_under_the_listener() {
-        let yaml = edge(Policy::ApiKeyRedisLimit, 8080, 9000, 6379);
+        let yaml = edge(Policy::ApiKeyRedisLimit, 8080, 9000, 6379, 9001);
         assert!(yaml.starts_with("# Written by"), "{yaml}");
         assert!(
             yaml.contains(
@@ -248,7 +310,7 @@ pools:"
             "{yaml}"
         );
         assert!(yaml.contains("redis://127.0.0.1:6379"), "{yaml}");
-        let jwt = edge(Policy::JwtEs256, 8080, 9000, 6379);
+        let jwt = edge(Policy::JwtEs256, 8080, 9000, 6379, 9001);
         assert!(
             jwt.contains(
                 "      auth: {jwt: {keys: [{algorithm: ES256, pem_file: jwt-es256.pub.pem}], leeway: 60s}}\n"
