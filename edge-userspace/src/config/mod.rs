@@ -176,4 +176,6 @@ mod gateway_tests;
 #[cfg(test)]
 mod hardening_tests;
 #[cfg(test)]
+mod shaping_tests;
+#[cfg(test)]
 mod tests;

@@ -75,7 +75,34 @@ pub(in crate::config) fn shaping(
     out
 }
 
-fn template(v: &mut Validator<'_>, cx: &Context<'_>, path: String, text: &str) -> Option<Template> {
+fn template(
+    v: &mut Validator<'_>,
+    cx: &Context<'_>,
+    path: String,
+    text: &str,
+    query_allowed: bool,
+) -> Option<Template> {
+    // The literal text goes into the request line as written: visible
+    // ASCII only (encode the rest), nothing that would end or split it,
+    // and a query only where one is expected
+    // (a transformed request keeps its own, changed by `query:`).
+    if let Some(c) = text
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || *c == '#' || (!query_allowed && *c == '?'))
+    {
+        v.error(
+            path,
+            format!(
+                "the path template {text:?} contains {c:?}{}",
+                if c == '?' {
+                    ": change the query with transform.request.query"
+                } else {
+                    ""
+                }
+            ),
+        );
+        return None;
+    }
     let t = match Template::parse(text) {
         Ok(t) => t,
         Err(e) => {
@@ -135,7 +162,7 @@ fn request(
     let template = r
         .path
         .as_ref()
-        .and_then(|t| template(v, cx, format!("{path}.path"), t));
+        .and_then(|t| template(v, cx, format!("{path}.path"), t, false));
     if r.path.is_some() && cx.rewrites_path {
         v.error(
             format!("{path}.path"),
@@ -645,7 +672,7 @@ pub(in crate::config) fn aggregate(
             });
         }
         let pool = super::super::l7::pool_ref(v, format!("{cpath}.pool"), &c.pool, cx.pools);
-        let template = template(v, cx, format!("{cpath}.path"), &c.path);
+        let template = template(v, cx, format!("{cpath}.path"), &c.path, true);
         let method = match c.method.as_deref().unwrap_or("GET").parse::<http::Method>() {
             Ok(m)
                 if m == http::Method::GET || m == http::Method::HEAD || m == http::Method::POST =>
