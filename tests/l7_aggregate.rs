@@ -1423,3 +1423,132 @@ fn mirror_max_in_flight_caps_the_copies_and_skips_the_rest() -> Result<()> {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------
+// regressions: what edge adds to its calls and copies
+// ---------------------------------------------------------------------
+
+#[test]
+fn aggregation_calls_carry_edge_loop_mark_and_via() -> Result<()> {
+    let users = Upstream::json(json!({"name": "Ann"}))?;
+    let orders = Upstream::json(json!({"total": 2}))?;
+    // Neither allow-list names cdn-loop or via.
+    let routes = r#"      - name: marked
+        match: {path: {regex: '^/marked/(?P<id>[0-9]+)$'}}
+        aggregate:
+          timeout: 3s
+          calls:
+            - {name: user, pool: users, path: '/users/{id}', group: user, headers: [accept-language]}
+            - {name: orders, pool: orders, path: '/orders/{id}', group: orders}
+"#;
+    let edge = Live::start(
+        routes,
+        &[
+            pool("users", &[users.addr()]),
+            pool("orders", &[orders.addr()]),
+        ],
+    )?;
+    let m = edge.get("/marked/5", &[("Accept-Language", "fr-CH")])?;
+    let body = json_answer(&m, 200)?;
+    ensure!(
+        m.header("x-edge-completed") == Some("true"),
+        "every call answered:\n{}",
+        show(&m)
+    );
+    ensure!(
+        body["user"]["name"] == "Ann" && body["orders"]["total"] == 2,
+        "{body:#}"
+    );
+    for (name, upstream) in [("user", &users), ("orders", &orders)] {
+        let arrivals = upstream.arrivals();
+        ensure!(arrivals.len() == 1, "{name}: one call: {arrivals:?}");
+        let a = &arrivals[0];
+        let marked = a
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "cdn-loop")
+            .flat_map(|(_, v)| v.split(','))
+            .any(|entry| entry.trim().starts_with("edge-"));
+        ensure!(
+            marked,
+            "{name}: the call carries no cdn-loop mark of edge's: {a:?}"
+        );
+        ensure!(
+            a.header("via").is_some_and(|v| v.contains("edge")),
+            "{name}: the call carries no Via naming edge: {a:?}"
+        );
+    }
+    ensure!(
+        users.arrivals()[0].header("accept-language") == Some("fr-CH"),
+        "the allow-listed field still goes: {:?}",
+        users.arrivals()
+    );
+    Ok(())
+}
+
+#[test]
+fn mirror_copies_carry_no_credentials_unless_kept() -> Result<()> {
+    let real = echo_backend("real")?;
+    let shadow = Upstream::json(json!({"shadow": true}))?;
+    let routes = r#"      - name: stripped
+        match: {path: {prefix: /stripped}}
+        proxy: {pool: real}
+        mirror: {pool: shadow}
+      - name: kept
+        match: {path: {prefix: /kept}}
+        proxy: {pool: real}
+        mirror: {pool: shadow, credentials: keep}
+"#;
+    let edge = Live::start(
+        routes,
+        &[
+            pool("real", &[real.addr()]),
+            pool("shadow", &[shadow.addr()]),
+        ],
+    )?;
+    let sent = [
+        ("Authorization", "Bearer t0k3n"),
+        ("Cookie", "session=abc"),
+        ("X-Trace", "t-1"),
+    ];
+    // The client's answer comes from the real pool, which gets the
+    // credentials; then the shadow's copy of the request.
+    let copy_of = |path: &str| -> Result<Arrival> {
+        let m = edge.get(path, &sent)?;
+        ensure!(
+            m.status() == Some(200) && m.header("x-backend") == Some("real"),
+            "{path}:\n{}",
+            show(&m)
+        );
+        let echoed = m.text();
+        ensure!(
+            echoed.contains("authorization: Bearer t0k3n")
+                && echoed.contains("cookie: session=abc"),
+            "{path}: the real pool gets the credentials:\n{echoed}"
+        );
+        edge.wait_for(&format!("the shadow to get the copy of {path}"), || {
+            Ok(shadow.arrivals().into_iter().find(|a| a.target == path))
+        })
+    };
+
+    let copy = copy_of("/stripped/1")?;
+    ensure!(
+        copy.header("authorization").is_none()
+            && copy.header("cookie").is_none()
+            && copy.header("proxy-authorization").is_none(),
+        "a copy carries the client's credentials by default: {copy:?}"
+    );
+    ensure!(
+        copy.header("x-trace") == Some("t-1"),
+        "other fields are still copied: {copy:?}"
+    );
+
+    let copy = copy_of("/kept/1")?;
+    ensure!(
+        copy.header("authorization") == Some("Bearer t0k3n")
+            && copy.header("cookie") == Some("session=abc"),
+        "credentials: keep copies them: {copy:?}"
+    );
+    ensure!(copy.header("x-trace") == Some("t-1"), "{copy:?}");
+    Ok(())
+}

@@ -35,7 +35,7 @@ use edge_tests::{
 };
 use serde_json::{Value, json};
 use std::{
-    io::{BufReader, ErrorKind, Read, Write},
+    io::{BufReader, Cursor, ErrorKind, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::Command,
@@ -44,7 +44,7 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, UNIX_EPOCH},
+    time::{Duration, Instant, UNIX_EPOCH},
 };
 
 /// How long any awaited condition may take.
@@ -143,9 +143,14 @@ fn expect_error(m: &Message, status: u16, prefix: &str) -> Result<Value> {
 /// answer (a 413) and close before it has read everything: what could not
 /// be written then does not matter, the answer does.
 fn exchange(addr: SocketAddr, wire: &[u8]) -> Result<Message> {
+    exchange_within(addr, wire, Duration::from_secs(10))
+}
+
+/// Like [`exchange`], waiting at most `read_timeout` for each read.
+fn exchange_within(addr: SocketAddr, wire: &[u8], read_timeout: Duration) -> Result<Message> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(read_timeout))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
     if let Err(e) = s.write_all(wire) {
         match e.kind() {
@@ -2048,5 +2053,504 @@ fn edge_check_accepts_every_feature_and_locates_each_mistake() -> Result<()> {
         }
     }
     ensure!(failures.is_empty(), "{}", failures.join("\n---\n"));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// 7. regressions: retries and the breaker, ranges, strip_prefix, strict
+//    JSON, 100-continue, bodies a route does not transform, HEAD, cache
+// ---------------------------------------------------------------------
+
+/// Reads from `c` until a whole response head (up to its blank line) is
+/// in, for at most `within`: the head, and whatever came after it.
+fn read_head_within(c: &mut TcpStream, within: Duration) -> Result<(Vec<u8>, Vec<u8>)> {
+    let deadline = Instant::now() + within;
+    let mut got: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = got.split_off(i + 4);
+            return Ok((got, rest));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        ensure!(
+            !left.is_zero(),
+            "no response head within {within:?}, got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        c.set_read_timeout(Some(left))?;
+        match c.read(&mut buf) {
+            Ok(0) => bail!(
+                "closed before a whole response head: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => bail!(
+                "no response head within {within:?}, got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            Err(e) => return Err(e).context("reading a response head"),
+        }
+    }
+}
+
+/// A response head as a [`Message`] without a body.
+fn head_message(head: &[u8]) -> Result<Message> {
+    let text = std::str::from_utf8(head).context("a response head that is not text")?;
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let start = lines.next().context("an empty response head")?.to_string();
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l
+                .split_once(':')
+                .with_context(|| format!("a header line without ':': {l:?}"))?;
+            Ok((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Message {
+        start,
+        headers,
+        body: Vec::new(),
+    })
+}
+
+/// What both backends of [`REFUSED_XML_CONFIG`] answer: not well formed.
+const MALFORMED_XML: &str = "<a><b></c></a>";
+
+const REFUSED_XML_CONFIG: &str = r#"
+listeners:
+  - name: web
+    address: @LISTEN@
+    routes:
+      - name: xml
+        match: {path: {prefix: /x}}
+        proxy: {pool: app}
+        transform:
+          response:
+            xml_to_json: true
+      - name: plain
+        match: {path: {prefix: /plain}}
+        proxy: {pool: app}
+pools:
+  - name: app
+    backends: [{address: '@A@'}, {address: '@B@'}]
+    retries: {attempts: 1, min_per_window: 100}
+    circuit_breaker: {error_ratio: 0.5, min_requests: 2, window: 10s, open_for: 10s, half_open_requests: 1}
+"#;
+
+#[test]
+fn a_refused_transformation_is_not_retried_and_does_not_open_the_breaker() -> Result<()> {
+    let malformed = |name: &str| -> Result<Backend> {
+        Backend::start_with(
+            name,
+            None,
+            any_port()?,
+            Arc::new(|_: &Message| {
+                Response::new(200, MALFORMED_XML).header("Content-Type", "application/xml")
+            }),
+        )
+    };
+    let (a, b) = (malformed("a")?, malformed("b")?);
+    let p = start(
+        REFUSED_XML_CONFIG,
+        &[("A", a.addr().to_string()), ("B", b.addr().to_string())],
+        &[],
+    )?;
+
+    // Each answer is edge's 502, after exactly one upstream request: the
+    // refusal is edge's, another backend would answer the same.
+    for i in 0..6 {
+        let m = http::get(p.listen, &format!("/x/{i}"))?;
+        expect_error(&m, 502, "the upstream's XML could not be converted: ")
+            .with_context(|| format!("request {i}"))?;
+        ensure!(
+            a.requests() + b.requests() == i + 1,
+            "after request {i} the backends saw {} + {} requests: a refused transformation was retried",
+            a.requests(),
+            b.requests()
+        );
+    }
+
+    // Six refusals are not six backend failures: the breaker is closed
+    // and the pool still serves a route without a transformation.
+    let m = http::get(p.listen, "/plain")?;
+    ensure!(
+        m.status() == Some(200) && m.text() == MALFORMED_XML,
+        "the pool should still serve /plain (a 503 means the breaker opened):\n{}",
+        show(&m)
+    );
+    ensure!(
+        a.requests() + b.requests() == 7,
+        "{} + {}",
+        a.requests(),
+        b.requests()
+    );
+    let state = metric(
+        &p.metrics()?,
+        "edge_upstream_circuit_breaker_state",
+        &[("pool", "app")],
+    );
+    ensure!(
+        state.is_none_or(|s| s == 0.0),
+        "the breaker is not closed: state {state:?}"
+    );
+    Ok(())
+}
+
+const RANGE_CONFIG: &str = r#"
+listeners:
+  - name: web
+    address: @LISTEN@
+    routes:
+      - name: ranged
+        match: {path: {prefix: /doc}}
+        proxy: {pool: app}
+        transform:
+          response:
+            json: {remove: ["/secret"]}
+pools:
+  - name: app
+    backends: [{address: '@APP@'}]
+"#;
+
+/// The JSON document of the range-honouring upstream.
+const RANGE_DOC: &str = r#"{"id":1,"secret":"hunter2","name":"Ann","list":[1,2,3]}"#;
+
+/// `bytes=A-B` (both given).
+fn byte_range(v: &str) -> Option<(usize, usize)> {
+    let (a, b) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+#[test]
+fn range_requests_never_bypass_a_response_transformation() -> Result<()> {
+    let ranges_seen = Arc::new(AtomicUsize::new(0));
+    let origin = {
+        let ranges_seen = ranges_seen.clone();
+        Backend::start_with(
+            "ranged",
+            None,
+            any_port()?,
+            Arc::new(move |req: &Message| {
+                let doc = RANGE_DOC.as_bytes();
+                if let Some(range) = req.header("range") {
+                    ranges_seen.fetch_add(1, Ordering::SeqCst);
+                    if let Some((a, b)) = byte_range(range) {
+                        let end = b.min(doc.len() - 1);
+                        if a <= end {
+                            return Response::new(206, doc[a..=end].to_vec())
+                                .header("Content-Type", "application/json")
+                                .header("Content-Range", format!("bytes {a}-{end}/{}", doc.len()));
+                        }
+                    }
+                }
+                Response::new(200, doc.to_vec())
+                    .header("Content-Type", "application/json")
+                    .header("Accept-Ranges", "bytes")
+            }),
+        )?
+    };
+    let p = start(RANGE_CONFIG, &[("APP", origin.addr().to_string())], &[])?;
+
+    let m = http::request(p.listen, "GET", "/doc/1", &[("Range", "bytes=0-20")])?;
+    ensure!(
+        !m.text().contains("secret"),
+        "a range handed out what the transformation removes:\n{}",
+        show(&m)
+    );
+    ensure!(
+        m.header("content-range").is_none(),
+        "a slice, not the transformed document:\n{}",
+        show(&m)
+    );
+    ensure!(
+        ok_json(&m)? == json!({"id": 1, "name": "Ann", "list": [1, 2, 3]}),
+        "{}",
+        show(&m)
+    );
+    ensure!(
+        ranges_seen.load(Ordering::SeqCst) == 0,
+        "the upstream was asked for a range of a document edge transforms"
+    );
+    ensure!(origin.requests() == 1, "{}", origin.requests());
+    Ok(())
+}
+
+/// Routes for the request-side regressions, all on the echoing `app`.
+const GAPS_CONFIG: &str = r#"
+listeners:
+  - name: web
+    address: @LISTEN@
+    routes:
+      - name: api
+        match: {path: {prefix: /api}}
+        proxy: {pool: app, strip_prefix: /api}
+        transform:
+          request:
+            query: {remove: [debug]}
+      - name: checked
+        match: {path: {exact: /checked}}
+        proxy: {pool: app}
+        validate:
+          schema: {type: object, properties: {role: {type: string, enum: [admin, user]}}}
+      - name: shaped
+        match: {path: {prefix: /shaped}}
+        proxy: {pool: app}
+        transform:
+          request:
+            json: {set: {"/via": "edge"}}
+pools:
+  - name: app
+    backends: [{address: '@APP@'}]
+"#;
+
+#[test]
+fn query_changes_apply_after_strip_prefix() -> Result<()> {
+    let app = echo_backend("app")?;
+    let p = start(GAPS_CONFIG, &[("APP", app.addr().to_string())], &[])?;
+    let m = http::get(p.listen, "/api/users?debug=1&x=2")?;
+    let seen = Seen::of(&m)?;
+    ensure!(
+        seen.target == "/users?x=2",
+        "the prefix is stripped and debug removed: the upstream got {:?}",
+        seen.target
+    );
+    Ok(())
+}
+
+#[test]
+fn duplicate_json_keys_are_refused_before_validation_and_transformation() -> Result<()> {
+    let app = echo_backend("app")?;
+    let p = start(GAPS_CONFIG, &[("APP", app.addr().to_string())], &[])?;
+    for path in ["/checked", "/shaped"] {
+        let m = post_json(p.listen, path, br#"{"role":"admin","role":"user"}"#)?;
+        let body = expect_error(&m, 400, "request body is not valid JSON")
+            .with_context(|| path.to_string())?;
+        let message = body["message"].as_str().unwrap_or_default().to_lowercase();
+        ensure!(
+            message.contains("duplicate") && message.contains("role"),
+            "{path}: the message should name the duplicate key:\n{}",
+            show(&m)
+        );
+    }
+    ensure!(
+        app.requests() == 0,
+        "the backend saw {} refused requests",
+        app.requests()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_client_expecting_100_continue_gets_it_from_edge_on_body_reading_routes() -> Result<()> {
+    let app = echo_backend("app")?;
+    let p = start(GAPS_CONFIG, &[("APP", app.addr().to_string())], &[])?;
+    let body = br#"{"name":"Ann"}"#;
+    let mut c = TcpStream::connect_timeout(&p.listen, DEADLINE)?;
+    c.set_write_timeout(Some(DEADLINE))?;
+    let head = format!(
+        "POST /shaped/continue HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        p.listen,
+        body.len()
+    );
+    c.write_all(head.as_bytes())?;
+    // The body is sent only once edge has asked for it.
+    let (interim, rest) = read_head_within(&mut c, Duration::from_secs(3))
+        .context("waiting for `100 Continue` before sending the body")?;
+    ensure!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "expected `HTTP/1.1 100 Continue`, got {:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    c.write_all(body)?;
+    c.set_read_timeout(Some(DEADLINE))?;
+    let mut r = BufReader::new(Cursor::new(rest).chain(c));
+    let m = http::read_message(&mut r)?.context("closed without a final response")?;
+    let seen = Seen::of(&m)?;
+    ensure!(
+        seen.json()? == json!({"name": "Ann", "via": "edge"}),
+        "upstream body: {}",
+        String::from_utf8_lossy(&seen.body)
+    );
+    ensure!(
+        seen.header("expect").is_none(),
+        "the upstream was asked for 100-continue on a body edge already has: {seen:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn non_json_bodies_on_a_json_transform_route_are_not_limited_or_touched() -> Result<()> {
+    let app = echo_backend("app")?;
+    let p = start(GAPS_CONFIG, &[("APP", app.addr().to_string())], &[])?;
+    let body: Vec<u8> = (0..100 * 1024usize).map(|i| (i % 251) as u8).collect();
+    let m = send_body(
+        p.listen,
+        "POST",
+        "/shaped/blob",
+        &[("Content-Type", "application/octet-stream")],
+        &body,
+        Framing::Length,
+    )?;
+    let seen = Seen::of(&m)?;
+    ensure!(
+        seen.body == body,
+        "the octet-stream body changed: {} bytes upstream, {} sent",
+        seen.body.len(),
+        body.len()
+    );
+    ensure!(
+        seen.header("content-type") == Some("application/octet-stream"),
+        "{seen:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_empty_chunked_body_on_a_body_reading_route_does_not_hang() -> Result<()> {
+    let app = echo_backend("app")?;
+    let p = start(GAPS_CONFIG, &[("APP", app.addr().to_string())], &[])?;
+    let wire = format!(
+        "POST /shaped/empty HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        p.listen
+    );
+    let m = exchange_within(p.listen, wire.as_bytes(), Duration::from_secs(3))
+        .context("no answer within 3 s: the upstream is still waiting for a body")?;
+    let seen = Seen::of(&m)?;
+    ensure!(seen.method == "POST" && seen.body.is_empty(), "{seen:?}");
+    Ok(())
+}
+
+#[test]
+fn head_on_an_xml_route_gets_the_json_head() -> Result<()> {
+    let origin = Backend::start_with(
+        "xml",
+        None,
+        any_port()?,
+        Arc::new(|_: &Message| {
+            Response::new(200, "<doc><name>Ann</name></doc>")
+                .header("Content-Type", "application/xml")
+        }),
+    )?;
+    let p = start(XML_CONFIG, &[("APP", origin.addr().to_string())], &[])?;
+
+    let get = http::get(p.listen, "/x/doc")?;
+    ensure!(
+        ok_json(&get)? == json!({"doc": {"name": "Ann"}}),
+        "{}",
+        show(&get)
+    );
+    let get_type = get
+        .header("content-type")
+        .context("the GET answer has a type")?
+        .to_string();
+    ensure!(get_type.starts_with("application/json"), "{}", show(&get));
+
+    let mut c = TcpStream::connect_timeout(&p.listen, DEADLINE)?;
+    c.set_write_timeout(Some(DEADLINE))?;
+    c.write_all(
+        format!(
+            "HEAD /x/doc HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            p.listen
+        )
+        .as_bytes(),
+    )?;
+    let (head, mut rest) = read_head_within(&mut c, DEADLINE)?;
+    c.set_read_timeout(Some(DEADLINE))?;
+    match c.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => return Err(e).context("the HEAD answer was not ended"),
+    }
+    let m = head_message(&head)?;
+    ensure!(m.status() == Some(200), "{}", show(&m));
+    ensure!(
+        m.header("content-type") == Some(get_type.as_str()),
+        "a HEAD gets the head a GET gets ({get_type}):\n{}",
+        show(&m)
+    );
+    ensure!(
+        rest.is_empty(),
+        "a HEAD answer has no body, got {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    Ok(())
+}
+
+const CACHED_VERSIONS_CONFIG: &str = r#"
+cache: {}
+listeners:
+  - name: web
+    address: @LISTEN@
+    cache: {}
+    routes:
+      - name: items-v2
+        match: {path: {prefix: /items}, headers: [{name: accept-version, value: "2"}]}
+        proxy: {pool: v2}
+      - name: items-v1
+        match: {path: {prefix: /items}}
+        proxy: {pool: v1}
+pools:
+  - name: v1
+    backends: [{address: '@V1@'}]
+  - name: v2
+    backends: [{address: '@V2@'}]
+"#;
+
+#[test]
+fn routes_told_apart_by_a_header_do_not_share_cache_entries() -> Result<()> {
+    let cacheable = |name: &'static str| -> Result<Backend> {
+        Backend::start_with(
+            name,
+            None,
+            any_port()?,
+            Arc::new(move |_: &Message| {
+                Response::new(200, format!("{name} answer"))
+                    .header("Content-Type", "text/plain")
+                    .header("Cache-Control", "max-age=60")
+            }),
+        )
+    };
+    let (v1, v2) = (cacheable("v1")?, cacheable("v2")?);
+    let p = start(
+        CACHED_VERSIONS_CONFIG,
+        &[("V1", v1.addr().to_string()), ("V2", v2.addr().to_string())],
+        &[],
+    )?;
+    let v2_header = [("Accept-Version", "2")];
+    let served = |m: &Message, want: &str| -> Result<()> {
+        ensure!(
+            m.status() == Some(200)
+                && m.header("x-backend") == Some(want)
+                && m.text() == format!("{want} answer"),
+            "expected {want}'s answer:\n{}",
+            show(m)
+        );
+        Ok(())
+    };
+
+    // v2 first, until it is served from the cache.
+    let m = http::request(p.listen, "GET", "/items/7", &v2_header)?;
+    served(&m, "v2")?;
+    wait::until("v2's answer to be cached", DEADLINE, || {
+        let m = http::request(p.listen, "GET", "/items/7", &v2_header)?;
+        served(&m, "v2")?;
+        Ok((m.header("x-cache-status") == Some("HIT")).then_some(()))
+    })?;
+    // Without the header the request is v1's: never v2's cached answer.
+    let m = http::get(p.listen, "/items/7")?;
+    served(&m, "v1")?;
+    ensure!(v1.requests() == 1, "v1 saw {}", v1.requests());
+
+    // The other way round: v1's cached answer is not v2's.
+    let m = http::get(p.listen, "/items/8")?;
+    served(&m, "v1")?;
+    wait::until("v1's answer to be cached", DEADLINE, || {
+        let m = http::get(p.listen, "/items/8")?;
+        served(&m, "v1")?;
+        Ok((m.header("x-cache-status") == Some("HIT")).then_some(()))
+    })?;
+    let m = http::request(p.listen, "GET", "/items/8", &v2_header)?;
+    served(&m, "v2")?;
     Ok(())
 }

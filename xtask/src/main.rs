@@ -92,7 +92,9 @@ enum Bench {
     L7,
     /// The API gateway's policies on loopback (wrk): plain proxying against
     /// API key, JWT RS256/ES256, local and Redis rate limits, next to
-    /// HAProxy's jwt_verify and stick-table; writes target/bench/gateway.md.
+    /// HAProxy's jwt_verify and stick-table, and a JSON body
+    /// transformation, XML to JSON of 10 KB and a three-call aggregation;
+    /// writes target/bench/gateway.md.
     Gateway,
     /// The L4 XDP path: TestRun per packet, then end to end in the DSR lab
     /// beside nftables DNAT and HAProxy.

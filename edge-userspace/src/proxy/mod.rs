@@ -98,9 +98,13 @@ pub struct RequestCtx {
     policy: crate::policy::Outcome,
     /// The request body to send instead of the client's (transformed).
     request_body: Option<Bytes>,
-    /// The upstream path and query, when the route's transformation
-    /// changes them.
-    upstream_target: Option<String>,
+    /// The upstream path, when the route's template makes it.
+    upstream_path: Option<String>,
+    /// Whether `request_body` differs from what the client sent.
+    body_changed: bool,
+    /// Whether the response was refused or cut by its transformation
+    /// (edge's doing, not the backend's: no retry, no breaker failure).
+    shape_failed: bool,
     /// The response body's transformation.
     shape: crate::transform::response::ResponseShape,
     /// Why a response was refused at its head (a 502 body).
@@ -197,19 +201,32 @@ impl EdgeProxy {
         if let Some(t) = &shaping.request {
             let head = session.req_header();
             let matched = ctx.match_path.as_deref().unwrap_or(head.uri.path());
-            match treq::target(
-                t,
-                compiled.path_regex.as_ref(),
-                matched,
-                head.uri.path(),
-                head.uri.query(),
-            ) {
-                Ok(target) => ctx.upstream_target = target,
+            match treq::upstream_path(t, compiled.path_regex.as_ref(), matched, head.uri.path()) {
+                Ok(path) => ctx.upstream_path = path,
                 Err(r) => return self.refuse(session, ctx, compiled, r).await.map(Some),
             }
         }
         if !shaping.reads_request_body() {
             return Ok(None);
+        }
+        let head = session.req_header();
+        let json = treq::json_body(head);
+        let has_body = treq::declares_body(head);
+        if shaping.validate.is_none() {
+            // JSON changes only: other bodies pass as they come, at any
+            // size the listener allows.
+            if !json {
+                if has_body {
+                    metrics::transform(&compiled.name, "request_json", "skipped");
+                }
+                return Ok(None);
+            }
+        } else if !json && has_body {
+            // Refused before the body is read: the connection cannot
+            // carry another request after it.
+            session.set_keepalive(None);
+            let r = treq::Refusal::not_json();
+            return self.refuse(session, ctx, compiled, r).await.map(Some);
         }
         let limit = [
             shaping.validate.as_ref().map(|v| v.max_body),
@@ -219,6 +236,18 @@ impl EdgeProxy {
         .flatten()
         .min()
         .unwrap_or(crate::config::shaping::MAX_REQUEST_BODY as usize);
+        // The body is read here, before any upstream: a client waiting for
+        // `100 Continue` gets it from edge (the upstream then gets the
+        // whole body at once and no `Expect`).
+        if session.req_header().version == http::Version::HTTP_11
+            && session
+                .req_header()
+                .headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        {
+            session.as_mut().write_continue_response().await?;
+        }
         let rt = Arc::clone(&ctx.rt);
         let pace = &mut ctx.body_pace;
         let mut check = |s: &Session| {
@@ -240,8 +269,11 @@ impl EdgeProxy {
             Ok(new) => {
                 if new.is_some() {
                     metrics::transform(&compiled.name, "request_json", "ok");
+                    ctx.body_changed = true;
                 }
-                ctx.request_body = new;
+                // What was read is what goes upstream, changed or not,
+                // with its own framing.
+                ctx.request_body = Some(new.unwrap_or(body));
                 Ok(None)
             }
             Err(r) => self.refuse(session, ctx, compiled, r).await.map(Some),
@@ -319,7 +351,8 @@ async fn client_gone(session: &mut Session, watch: bool) {
             Err(_) => return,
             // Half-closed: the client may still read the answer.
             Ok(None) => return std::future::pending().await,
-            // Pipelined bytes of a next request: keep watching.
+            // Bytes after the request (edge serves no pipelining, so these
+            // usually come back as an error above and end the request too).
             Ok(Some(_)) => {}
         }
     }
@@ -355,9 +388,18 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
 }
 
 fn hash_key(key: &HashKey, session: &Session) -> Vec<u8> {
-    let req = session.req_header();
+    request_hash_key(key, session.req_header(), client_ip(session))
+}
+
+/// The consistent-hashing input of a pool's `hash_key` for request `req`
+/// from `client` (also for the calls edge makes for it).
+pub(crate) fn request_hash_key(
+    key: &HashKey,
+    req: &RequestHeader,
+    client: Option<IpAddr>,
+) -> Vec<u8> {
     match key {
-        HashKey::ClientIp => client_ip(session)
+        HashKey::ClientIp => client
             .map(|ip| ip.to_string().into_bytes())
             .unwrap_or_default(),
         HashKey::Path => req.uri.path().as_bytes().to_vec(),
@@ -399,7 +441,9 @@ impl ProxyHttp for EdgeProxy {
             body_pace: limits::BodyPace::default(),
             policy: crate::policy::Outcome::default(),
             request_body: None,
-            upstream_target: None,
+            upstream_path: None,
+            body_changed: false,
+            shape_failed: false,
             shape: Default::default(),
             shape_refusal: None,
             mirror: None,
@@ -444,7 +488,9 @@ impl ProxyHttp for EdgeProxy {
                 Bytes::new()
             });
         }
-        self.mirror_body(ctx, body.as_ref(), end_of_stream, client_ip(session));
+        if ctx.mirror.is_some() {
+            self.mirror_body(ctx, body.as_ref(), end_of_stream, client_ip(session));
+        }
         Ok(())
     }
 
@@ -564,7 +610,13 @@ impl ProxyHttp for EdgeProxy {
                 } else {
                     compiled.cache.clone()
                 };
+                ctx.cache.namespace = compiled.cache_namespace.clone();
                 ctx.cache.authenticated = ctx.policy.authenticated_route;
+                if compiled.route.shaping.response.is_some() {
+                    // A transformed body is whole or nothing: no ranges of
+                    // it, from the cache or the upstream.
+                    session.ignore_downstream_range = true;
+                }
                 compression::request_filter(
                     session.req_header(),
                     compiled.compression.as_ref(),
@@ -628,15 +680,49 @@ impl ProxyHttp for EdgeProxy {
                 };
                 // The policies' changes hold for the calls too: hidden
                 // credentials stay hidden, the consumer's identity is told.
+                // Each call carries edge's loop mark and Via, like a
+                // proxied request: a pool that points back at edge ends
+                // in a 508, not a fan-out.
                 let mut head = session.req_header().clone();
                 headers::apply_policy_outcome(&mut head, &ctx.policy)?;
+                let version = head.version;
+                headers::via_request(&mut head, version)?;
+                headers::mark_loop(&mut head, &self.loop_token)?;
+                let mut always: Vec<(http::HeaderName, http::HeaderValue)> = Vec::new();
+                for (name, _) in &ctx.policy.upstream_set {
+                    if let Ok(n) = http::HeaderName::from_bytes(name.as_bytes()) {
+                        always.extend(
+                            head.headers
+                                .get_all(&n)
+                                .iter()
+                                .map(|v| (n.clone(), v.clone())),
+                        );
+                    }
+                }
+                for name in [
+                    http::header::VIA,
+                    http::HeaderName::from_static(headers::LOOP_HEADER),
+                ] {
+                    always.extend(
+                        head.headers
+                            .get_all(&name)
+                            .iter()
+                            .map(|v| (name.clone(), v.clone())),
+                    );
+                }
                 let matched = ctx
                     .match_path
                     .clone()
                     .unwrap_or_else(|| head.uri.path().to_string());
                 let watch = !crate::transform::request::declares_body(&head);
+                let incoming = crate::traffic::aggregate::Incoming {
+                    head: &head,
+                    matched_path: &matched,
+                    client: client_ip(session),
+                    always: &always,
+                };
                 let answer = tokio::select! {
-                    a = agg.run(&head, &matched, client_ip(session), &ctx.policy.upstream_set) => Some(a),
+                    a = agg.run(&incoming) => Some(a),
                     () = client_gone(session, watch) => None,
                 };
                 let Some(answer) = answer else {
@@ -748,8 +834,7 @@ impl ProxyHttp for EdgeProxy {
                 Ok(Some(done)) => count_transform(&route.name, done),
                 Ok(None) => {}
                 Err(e) => {
-                    let xml = matches!(e, crate::transform::response::BodyError::Xml(_))
-                        || t.xml_to_json.is_some();
+                    let xml = ctx.shape.what() == Some(crate::transform::response::What::Xml);
                     let (what, text) = if xml {
                         ("xml_to_json", "the upstream's XML could not be converted")
                     } else {
@@ -765,6 +850,7 @@ impl ProxyHttp for EdgeProxy {
                     // with the first body bytes) this is a 502 with the
                     // reason; after, the response is cut short.
                     ctx.shape_refusal = Some(why.clone());
+                    ctx.shape_failed = true;
                     return Err(Error::explain(ErrorType::HTTPStatus(502), why));
                 }
             }
@@ -785,6 +871,7 @@ impl ProxyHttp for EdgeProxy {
                 "no pool for this route",
             ));
         };
+        ctx.shape_refusal = None;
         // The breaker is asked once per request, when it first needs the
         // pool: a cache hit never does, so an open breaker does not stop
         // cached answers (and stale-if-error can answer for it).
@@ -871,10 +958,19 @@ impl ProxyHttp for EdgeProxy {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.shape_failed {
+            // edge refused the answer (a transformation): neither the
+            // backend's failure nor worth asking another backend.
+            e.set_retry(false);
+            return e;
+        }
         self.finish_attempt(ctx, false);
+        // Once a head went to the client, another backend's answer could
+        // only be appended to it.
+        let head_sent = session.response_written().is_some();
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
-        e.set_retry(replayable && self.may_retry(ctx));
+        e.set_retry(!head_sent && replayable && self.may_retry(ctx));
         e
     }
 
@@ -926,7 +1022,25 @@ impl ProxyHttp for EdgeProxy {
             })?;
             upstream_request.set_uri(uri);
         }
-        if let Some(target) = &ctx.upstream_target {
+        // The template's path, and the query changes on what the route
+        // sends (after strip_prefix or rewrite, which the template
+        // excludes).
+        if let Some(t) = &route.shaping.request
+            && (ctx.upstream_path.is_some() || !t.query.is_empty())
+        {
+            let path = ctx
+                .upstream_path
+                .clone()
+                .unwrap_or_else(|| upstream_request.uri.path().to_string());
+            let query = if t.query.is_empty() {
+                upstream_request.uri.query().map(str::to_string)
+            } else {
+                t.query.apply(upstream_request.uri.query())
+            };
+            let target = match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
             let uri: http::Uri = target.parse().map_err(|e| {
                 Error::because(
                     ErrorType::InternalError,
@@ -936,18 +1050,44 @@ impl ProxyHttp for EdgeProxy {
             })?;
             upstream_request.set_uri(uri);
         }
+        if route.shaping.response.is_some() {
+            upstream_request.remove_header(&http::header::RANGE);
+            upstream_request.remove_header(&http::header::IF_RANGE);
+        }
         if let Some(body) = &ctx.request_body {
+            // Read whole in request_filter: sent with its own length, and
+            // nobody upstream is left waiting to say `100 Continue`.
             upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream_request.remove_header(&http::header::EXPECT);
             upstream_request.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            if ctx.body_changed {
+                for digest in ["content-md5", "digest", "content-digest", "repr-digest"] {
+                    upstream_request.remove_header(digest);
+                }
+            }
         }
         headers::apply_request(upstream_request, &route.request_headers)?;
         headers::apply_policy_outcome(upstream_request, &ctx.policy)?;
-        if !ctx.mirror_decided
-            && let Some(m) = &compiled.mirror
-        {
-            ctx.mirror_decided = true;
-            if m.wants() {
-                ctx.mirror = Some((Box::new(upstream_request.clone()), bytes::BytesMut::new()));
+        if let Some(m) = &compiled.mirror {
+            if !ctx.mirror_decided {
+                ctx.mirror_decided = true;
+                if m.wants() {
+                    ctx.mirror = Some((Box::new(upstream_request.clone()), bytes::BytesMut::new()));
+                }
+            } else if let Some((head, buf)) = ctx.mirror.as_mut() {
+                // A retry replays the body from its start.
+                **head = upstream_request.clone();
+                buf.clear();
+            }
+            // A body read in request_filter is all here: the copy can go.
+            if let Some(body) = &ctx.request_body
+                && let Some((head, _)) = ctx.mirror.take()
+            {
+                if body.len() > m.max_body() {
+                    m.skip();
+                } else {
+                    m.send(&head, body.clone(), client_ip(session));
+                }
             }
         }
         Ok(())
@@ -996,9 +1136,11 @@ impl ProxyHttp for EdgeProxy {
                 Ok(Some(done)) => count_transform(&route.name, done),
                 Ok(None) => {}
                 Err(refusal) => {
-                    metrics::transform(&route.name, "xml_to_json", "error");
+                    let what = ctx.shape.what().map_or("xml_to_json", |w| w.label());
+                    metrics::transform(&route.name, what, "error");
                     let why = refusal.0.clone();
                     ctx.shape_refusal = Some(refusal.0);
+                    ctx.shape_failed = true;
                     return Err(Error::explain(ErrorType::HTTPStatus(502), why));
                 }
             }
@@ -1100,7 +1242,11 @@ impl ProxyHttp for EdgeProxy {
         if let (Some(pool), Some(admission)) = (&ctx.pool, ctx.admission)
             && admission != Admission::Rejected
         {
-            let failed = ctx.upstream_failed || status.is_none_or(|s| s >= 500);
+            // A transformation edge refused is not the backend's failure:
+            // a client asking for huge answers must not open the breaker
+            // for everyone.
+            let failed =
+                !ctx.shape_failed && (ctx.upstream_failed || status.is_none_or(|s| s >= 500));
             pool.record(admission, !failed);
         }
         let route = ctx.route.as_ref().map_or(&self.none, |r| &r.name);

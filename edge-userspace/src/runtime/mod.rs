@@ -67,6 +67,10 @@ pub struct RouteRuntime {
     pub aggregate: Option<crate::traffic::aggregate::Aggregator>,
     /// Its path regex, whose named captures fill path templates.
     pub path_regex: Option<regex::Regex>,
+    /// Its own cache key namespace, when a request's URL alone does not
+    /// tell its route (header, query or media-type conditions):
+    /// another route's answer for the same URL must not be served for it.
+    pub cache_namespace: Option<Arc<str>>,
 }
 
 impl ListenerRuntime {
@@ -140,7 +144,12 @@ impl ListenerRuntime {
                     }
                     _ => None,
                 };
+                let m = &r.matcher;
+                let cache_namespace =
+                    (!m.headers.is_empty() || !m.query.is_empty() || m.accept_param.is_some())
+                        .then(|| Arc::from(format!("{}/{}", l.name, r.name)));
                 Ok(Arc::new(RouteRuntime {
+                    cache_namespace,
                     policies,
                     split,
                     mirror,

@@ -17,7 +17,11 @@ use crate::{
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use serde_json::{Map, Value};
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::task::JoinSet;
 
 /// A compiled aggregation.
@@ -29,6 +33,25 @@ pub struct Aggregator {
     /// The route's path regex, whose named captures fill the templates.
     regex: Option<regex::Regex>,
 }
+
+/// The client's request, as the calls see it.
+#[derive(Clone, Copy)]
+pub struct Incoming<'a> {
+    /// Its head, after the gateway policies' changes.
+    pub head: &'a RequestHeader,
+    /// The path its route matched (named captures fill the templates).
+    pub matched_path: &'a str,
+    /// The client's address (balancing).
+    pub client: Option<IpAddr>,
+    /// Header fields every call carries whatever its allow-list: the
+    /// consumer's identity and edge's loop mark.
+    pub always: &'a [(http::HeaderName, http::HeaderValue)],
+}
+
+/// How long past the aggregation's deadline its calls get to report a
+/// timeout themselves (so it is counted against the backend) before they
+/// are dropped.
+const GRACE: Duration = Duration::from_millis(100);
 
 /// The merged answer.
 #[derive(Debug)]
@@ -62,17 +85,15 @@ impl Aggregator {
         }
     }
 
-    /// Makes the calls for `head` (whose route matched `matched_path`)
-    /// and merges their answers.
-    /// `identity` (the gateway policies' upstream header fields) goes
-    /// with every call whatever its allow-list.
-    pub async fn run(
-        &self,
-        head: &RequestHeader,
-        matched_path: &str,
-        client: Option<IpAddr>,
-        identity: &[(String, String)],
-    ) -> Answer {
+    /// Makes the calls for `req` and merges their answers.
+    pub async fn run(&self, req: &Incoming<'_>) -> Answer {
+        let Incoming {
+            head,
+            matched_path,
+            client,
+            always,
+        } = *req;
+        let started = Instant::now();
         let captures = self.regex.as_ref().and_then(|r| r.captures(matched_path));
         let lookup = |name: &str| -> Option<String> {
             if name == "path" {
@@ -97,13 +118,9 @@ impl Aggregator {
                         .map(move |v| (name.clone(), v.clone()))
                 })
                 .collect();
-            for (name, value) in identity {
-                if let (Ok(n), Ok(v)) = (
-                    http::HeaderName::from_bytes(name.as_bytes()),
-                    http::HeaderValue::from_str(value),
-                ) && !c.headers.contains(&n)
-                {
-                    headers.push((n, v));
+            for (name, value) in always {
+                if !c.headers.contains(name) {
+                    headers.push((name.clone(), value.clone()));
                 }
             }
             if let Some(host) = head.headers.get(http::header::HOST) {
@@ -115,17 +132,19 @@ impl Aggregator {
             ));
             let pool = Arc::clone(pool);
             let method = c.method.clone();
-            let (timeout, max_body) = (c.timeout, self.config.max_body);
+            let hash_key = crate::proxy::request_hash_key(&pool.config.hash_key, head, client);
+            let (deadline, max_body) = (started + c.timeout, self.config.max_body);
             set.spawn(async move {
-                let bad_path = target.split('/').any(|s| s == "." || s == "..");
+                let bad_path = crate::transform::template::has_dot_segment(&target);
                 let req = CallRequest {
                     method: &method,
                     target: &target,
                     headers: &headers,
                     body: None,
                     max_body,
-                    timeout,
+                    deadline,
                     client,
+                    hash_key: &hash_key,
                     read_body: true,
                 };
                 let result = if bad_path {
@@ -142,7 +161,7 @@ impl Aggregator {
         }
         let mut results: Vec<Option<Result<Value, String>>> =
             (0..self.config.calls.len()).map(|_| None).collect();
-        let deadline = tokio::time::sleep(self.config.timeout);
+        let deadline = tokio::time::sleep_until((started + self.config.timeout + GRACE).into());
         tokio::pin!(deadline);
         loop {
             tokio::select! {

@@ -30,6 +30,10 @@ const NOT_COPIED: [&str; 8] = [
     "content-length",
 ];
 
+/// What carries a client's credentials: not copied to a shadow unless
+/// `credentials: keep` (a shadow is often a less trusted deployment).
+const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
 /// A route's mirror.
 pub struct Mirror {
     config: MirrorConfig,
@@ -68,6 +72,7 @@ impl Mirror {
     /// Sends a copy of `head` (the request as it goes upstream) with
     /// `body`, in the background.
     pub fn send(&self, head: &RequestHeader, body: Bytes, client: Option<IpAddr>) {
+        let hash_key = crate::proxy::request_hash_key(&self.pool.config.hash_key, head, client);
         let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
             metrics::mirror(&self.route, "skipped");
             return;
@@ -76,6 +81,7 @@ impl Mirror {
             .headers
             .iter()
             .filter(|(n, _)| !NOT_COPIED.contains(&n.as_str()))
+            .filter(|(n, _)| self.config.credentials || !CREDENTIALS.contains(&n.as_str()))
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         let method = head.method.clone();
@@ -94,8 +100,9 @@ impl Mirror {
                 headers: &headers,
                 body: (!body.is_empty()).then_some(body),
                 max_body: 0,
-                timeout,
+                deadline: std::time::Instant::now() + timeout,
                 client,
+                hash_key: &hash_key,
                 read_body: false,
             };
             let ok = matches!(call::call(&pool, &req, false).await, Ok(r) if r.status < 500);

@@ -6,6 +6,7 @@ pub mod json;
 pub mod query;
 pub mod request;
 pub mod response;
+pub mod strict;
 pub mod template;
 pub mod xml;
 

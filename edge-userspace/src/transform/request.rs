@@ -25,6 +25,11 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// A body that must be JSON and is not.
+    pub fn not_json() -> Self {
+        Self::new(415, "not_json", "the request body must be application/json")
+    }
+
     fn new(status: u16, reason: &'static str, text: &str) -> Self {
         Self {
             status,
@@ -88,6 +93,15 @@ pub fn declares_body(head: &RequestHeader) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
+/// Whether the request's body is JSON by its `Content-Type`.
+pub fn json_body(head: &RequestHeader) -> bool {
+    is_json(
+        head.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
 /// Validates and transforms a body read by [`read_body`]: the body to
 /// send instead, if it changed, or why the request is refused.
 pub fn prepare(
@@ -95,11 +109,7 @@ pub fn prepare(
     head: &RequestHeader,
     body: &Bytes,
 ) -> Result<Option<Bytes>, Refusal> {
-    let content_type = head
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let json = is_json(content_type);
+    let json = json_body(head);
     let mut doc = None;
     if let Some(v) = &shaping.validate {
         doc = validate(v, head, json, body)?;
@@ -128,7 +138,7 @@ pub fn prepare(
 }
 
 fn parse(body: &Bytes) -> Result<serde_json::Value, Refusal> {
-    serde_json::from_slice(body).map_err(|e| {
+    super::strict::parse(body).map_err(|e| {
         Refusal::new(
             400,
             "invalid_json",
@@ -155,11 +165,7 @@ fn validate(
         return Ok(None);
     }
     if !json {
-        return Err(Refusal::new(
-            415,
-            "not_json",
-            "the request body must be application/json",
-        ));
+        return Err(Refusal::not_json());
     }
     let doc = parse(body)?;
     let errors: Vec<serde_json::Value> = v
@@ -187,52 +193,36 @@ fn validate(
     })
 }
 
-/// The upstream path and query after the route's template and query
-/// changes; `Ok(None)` when neither applies. A capture is decoded before
-/// the template encodes it again (else `%C3%A9` would become `%25C3...`);
-/// a result with a `.` or `..` segment is refused, since it would reach
-/// a path the route did not match.
-pub fn target(
+/// The upstream path from the route's template, `Ok(None)` without one.
+/// A capture is decoded before the template encodes it again (else
+/// `%C3%A9` would become `%25C3...`); a result with a `.` or `..` segment
+/// is refused, since it would reach a path the route did not match.
+pub fn upstream_path(
     t: &RequestTransform,
     route_regex: Option<&regex::Regex>,
     matched_path: &str,
     path: &str,
-    query: Option<&str>,
 ) -> Result<Option<String>, Refusal> {
-    if t.path.is_none() && t.query.is_empty() {
+    let Some(template) = &t.path else {
         return Ok(None);
-    }
-    let new_path = match &t.path {
-        Some(template) => {
-            let captures = route_regex.and_then(|r| r.captures(matched_path));
-            let rendered = template.render(&|name: &str| {
-                if name == "path" {
-                    return Some(path.to_string());
-                }
-                captures.as_ref().and_then(|c| c.name(name)).map(|m| {
-                    percent_encoding::percent_decode_str(m.as_str())
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-            });
-            if rendered.split('/').any(|seg| seg == "." || seg == "..") {
-                return Err(Refusal::new(
-                    400,
-                    "bad_path",
-                    "the path cannot be mapped to the upstream path",
-                ));
-            }
-            rendered
+    };
+    let captures = route_regex.and_then(|r| r.captures(matched_path));
+    let rendered = template.render(&|name: &str| {
+        if name == "path" {
+            return Some(path.to_string());
         }
-        None => path.to_string(),
-    };
-    let new_query = if t.query.is_empty() {
-        query.map(str::to_string)
-    } else {
-        t.query.apply(query)
-    };
-    Ok(Some(match new_query {
-        Some(q) => format!("{new_path}?{q}"),
-        None => new_path,
-    }))
+        captures.as_ref().and_then(|c| c.name(name)).map(|m| {
+            percent_encoding::percent_decode_str(m.as_str())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    });
+    if super::template::has_dot_segment(&rendered) {
+        return Err(Refusal::new(
+            400,
+            "bad_path",
+            "the path cannot be mapped to the upstream path",
+        ));
+    }
+    Ok(Some(rendered))
 }

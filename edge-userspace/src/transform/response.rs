@@ -20,6 +20,7 @@ use std::io::Read;
 #[derive(Debug, Default)]
 pub struct ResponseShape {
     state: State,
+    what: Option<What>,
     encoding: Encoding,
     buf: BytesMut,
 }
@@ -107,8 +108,10 @@ impl ResponseShape {
         t: &ResponseTransform,
         head_request: bool,
     ) -> Result<Option<Done>, HeadRefusal> {
+        // A retry's answer starts afresh.
+        *self = Self::default();
         let status = resp.status.as_u16();
-        if head_request || status < 200 || status == 204 || status == 304 {
+        if status < 200 || status == 204 || status == 304 {
             return Ok(None);
         }
         let ct = header(resp, http::header::CONTENT_TYPE);
@@ -119,6 +122,15 @@ impl ResponseShape {
         } else {
             return Ok(None);
         };
+        // A slice of a document cannot be transformed, and passing it on
+        // would hand out what `remove` is there to hold back (edge asks
+        // upstream for whole bodies on these routes: this is a backend
+        // that answers ranges unasked).
+        if status == 206 {
+            return Err(HeadRefusal(
+                "the upstream answered a range (206), which cannot be transformed".into(),
+            ));
+        }
         let encoding = match header(resp, http::header::CONTENT_ENCODING)
             .map(|e| e.trim().to_ascii_lowercase())
             .as_deref()
@@ -147,10 +159,12 @@ impl ResponseShape {
             }
             return Ok(Some(Done::Skipped(what)));
         }
-        self.state = if what == What::Xml {
-            State::Xml
-        } else {
-            State::Json
+        self.what = Some(what);
+        // A HEAD answer gets the head a GET would get, and no body.
+        self.state = match (head_request, what) {
+            (true, _) => State::Off,
+            (false, What::Xml) => State::Xml,
+            (false, What::Json) => State::Json,
         };
         self.encoding = encoding;
         resp.remove_header(&http::header::CONTENT_LENGTH);
@@ -180,6 +194,11 @@ impl ResponseShape {
             let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
         }
         Ok(None)
+    }
+
+    /// The transformation this response goes through, if any.
+    pub fn what(&self) -> Option<What> {
+        self.what
     }
 
     /// Whether the body is being collected.
@@ -254,9 +273,16 @@ fn decode(encoding: Encoding, raw: Bytes, max: usize) -> Result<Bytes, BodyError
             .take(limit)
             .read_to_end(&mut out)
             .map_err(|_| BodyError::Decode("gzip")),
+        // RFC 9110's deflate is zlib-wrapped; some servers send it raw.
         Encoding::Deflate => flate2::read::ZlibDecoder::new(&raw[..])
             .take(limit)
             .read_to_end(&mut out)
+            .or_else(|_| {
+                out.clear();
+                flate2::read::DeflateDecoder::new(&raw[..])
+                    .take(limit)
+                    .read_to_end(&mut out)
+            })
             .map_err(|_| BodyError::Decode("deflate")),
         Encoding::Brotli => brotli::Decompressor::new(&raw[..], 4096)
             .take(limit)

@@ -12,7 +12,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 const WHOLE_PATH: &str = "path";
 
 /// Bytes written as is in a segment (RFC 3986 `pchar`): unreserved,
-/// sub-delims, `:` and `@`. `/`, `?`, `#` and `%` are encoded.
+/// sub-delims but `;`, `:` and `@`. `/`, `?`, `#` and `%` are encoded, and
+/// `;` too: a decoded `%3B` written raw would make `..;` of a value, a
+/// dot segment to Tomcat and Jetty.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
@@ -27,7 +29,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'*')
     .remove(b'+')
     .remove(b',')
-    .remove(b';')
     .remove(b'=')
     .remove(b':')
     .remove(b'@');
@@ -35,7 +36,15 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Bytes written as is from `{path}`: a segment's, and `/`. Its `%` are
 /// kept too: the normalised path only holds `%` as the start of a valid
 /// encoding, which encoding again would change.
-const PATH: &AsciiSet = &SEGMENT.remove(b'/').remove(b'%');
+const PATH: &AsciiSet = &SEGMENT.remove(b'/').remove(b'%').remove(b';');
+
+/// Bytes written as is in a query (a variable after a literal `?`):
+/// unreserved only, so a value cannot add a parameter.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A parsed path template.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,18 +136,39 @@ impl Template {
     /// a value is replaced by nothing.
     pub fn render(&self, lookup: &dyn Fn(&str) -> Option<String>) -> String {
         let mut out = String::new();
+        let mut in_query = false;
         for part in &self.parts {
             match part {
-                Part::Literal(text) => out.push_str(text),
+                Part::Literal(text) => {
+                    in_query |= text.contains('?');
+                    out.push_str(text);
+                }
                 Part::Var(name) => {
                     let value = lookup(name.as_str()).unwrap_or_default();
-                    let set = if name == WHOLE_PATH { PATH } else { SEGMENT };
+                    let set = if in_query {
+                        QUERY
+                    } else if name == WHOLE_PATH {
+                        PATH
+                    } else {
+                        SEGMENT
+                    };
                     out.extend(utf8_percent_encode(&value, set));
                 }
             }
         }
         out
     }
+}
+
+/// Whether the path of `target` (before any `?`) has a `.` or `..`
+/// segment, also as `..;x` (a dot segment to Tomcat and Jetty): a rendered
+/// path with one would reach what the route did not match.
+pub fn has_dot_segment(target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or_default();
+    path.split('/').any(|seg| {
+        let seg = seg.split(';').next().unwrap_or_default();
+        seg == "." || seg == ".."
+    })
 }
 
 /// Checks a variable name against `[A-Za-z_][A-Za-z0-9_]*`.
@@ -241,8 +271,32 @@ mod tests {
 
     #[test]
     fn segment_characters_are_kept() {
-        let kept = "AZaz09-._~!$&'()*+,;=:@";
+        let kept = "AZaz09-._~!$&'()*+,=:@";
         assert_eq!(render("/{v}", &[("v", kept)]), format!("/{kept}"));
+    }
+
+    #[test]
+    fn dot_segments_are_found() {
+        assert!(has_dot_segment("/a/../b"));
+        assert!(has_dot_segment("/a/..;x/b"));
+        assert!(has_dot_segment("/a/."));
+        assert!(!has_dot_segment("/a/...b/c?x=/../"));
+        assert!(!has_dot_segment("/a/..%3B/b"));
+    }
+
+    #[test]
+    fn a_semicolon_never_makes_a_dot_segment() {
+        assert_eq!(render("/a/{v}/b", &[("v", "..;")]), "/a/..%3B/b");
+        assert_eq!(render("/{path}", &[("path", "a;b")]), "/a;b");
+    }
+
+    #[test]
+    fn values_after_a_question_mark_cannot_add_parameters() {
+        assert_eq!(
+            render("/orders?user={id}", &[("id", "42&role=admin")]),
+            "/orders?user=42%26role%3Dadmin"
+        );
+        assert_eq!(render("/u/{id}", &[("id", "a&b=c")]), "/u/a&b=c");
     }
 
     #[test]

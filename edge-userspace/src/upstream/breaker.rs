@@ -104,6 +104,19 @@ impl Breaker {
         }
     }
 
+    /// Gives back a half-open probe that never got an answer (its caller
+    /// went away): neither a success nor a failure, and the next request
+    /// may probe instead.
+    pub fn cancel(&self, admission: Admission) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if matches!(admission, Admission::Allowed { probe: true }) && inner.state == State::HalfOpen
+        {
+            inner.probes_sent = inner.probes_sent.saturating_sub(1);
+        }
+    }
+
     fn record_at(&self, now_ms: u64, admission: Admission, success: bool) -> State {
         let Ok(mut inner) = self.inner.lock() else {
             return State::Closed;

@@ -35,10 +35,13 @@ pub struct CallRequest<'a> {
     pub body: Option<Bytes>,
     /// Largest response body read.
     pub max_body: usize,
-    /// Limit of each attempt.
-    pub timeout: Duration,
+    /// When the whole call, all its attempts, must be done.
+    pub deadline: Instant,
     /// The client, for balancing by client address.
     pub client: Option<IpAddr>,
+    /// The consistent-hashing key of the pool's `hash_key`, from the
+    /// client's request.
+    pub hash_key: &'a [u8],
     /// Whether to read the response body (a mirror drains it instead).
     pub read_body: bool,
 }
@@ -63,7 +66,10 @@ pub enum CallError {
     /// No backend is left to try.
     #[error("no backend available")]
     NoBackend,
-    /// Connecting, writing or reading failed.
+    /// No connection to the backend: the request was not sent.
+    #[error("connecting: {0}")]
+    Connect(String),
+    /// Writing or reading failed once the request was (maybe) sent.
     #[error("{0}")]
     Io(String),
     /// No answer in time.
@@ -75,7 +81,7 @@ pub enum CallError {
 }
 
 /// Ends the accounting of a call left unfinished (its future dropped: the
-/// client went away); not the backend's failure.
+/// client went away): neither the backend's success nor its failure.
 struct Pending<'p> {
     pool: &'p UpstreamPool,
     admission: Admission,
@@ -86,18 +92,18 @@ struct Pending<'p> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(i) = self.attempt.take() {
-            self.pool.done(i, true);
+            self.pool.release(i);
         }
-        if !self.recorded && self.admission != Admission::Rejected {
-            self.pool.record(self.admission, true);
+        if !self.recorded {
+            self.pool.cancel(self.admission);
         }
     }
 }
 
-/// Sends `req` to a backend of `pool`; tries another backend after a
-/// connect failure, a timeout or a 5xx while the pool's retry policy
-/// allows (every method edge sends this way is safe to repeat or, for a
-/// mirror, not retried at all: `retry` false).
+/// Sends `req` to a backend of `pool` before its deadline; while the
+/// pool's retry policy allows, tries another backend after a connect
+/// failure (nothing was sent) or, for an idempotent method, a 5xx. A
+/// mirror is never retried (`retry` false).
 pub async fn call(
     pool: &Arc<UpstreamPool>,
     req: &CallRequest<'_>,
@@ -113,13 +119,24 @@ pub async fn call(
         attempt: None,
         recorded: false,
     };
+    // The pool's `total` bounds its attempts here as on the proxy path.
+    let deadline = match pool.config.timeouts.total {
+        Some(total) => req.deadline.min(Instant::now() + total),
+        None => req.deadline,
+    };
     let mut tried = Vec::new();
     let mut attempts = 0u32;
     let result = loop {
+        let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        else {
+            break Err(CallError::Timeout(Duration::ZERO));
+        };
         let Some(i) = pool.select(
             PickInput {
                 client: req.client,
-                hash_key: &[],
+                hash_key: req.hash_key,
             },
             &tried,
         ) else {
@@ -135,19 +152,25 @@ pub async fn call(
         let started = Instant::now();
         let mut peer = upstream_tls::upstream_peer(pool.tls.as_ref(), backend.address);
         let t = &pool.config.timeouts;
-        peer.options.connection_timeout = t.connect;
-        peer.options.total_connection_timeout = t.connect;
-        peer.options.read_timeout = t.read;
-        peer.options.write_timeout = t.write;
-        let r = match tokio::time::timeout(req.timeout, once(&peer, req)).await {
+        let cap = |d: Option<Duration>| Some(d.map_or(left, |d| d.min(left)));
+        peer.options.connection_timeout = cap(t.connect);
+        peer.options.total_connection_timeout = cap(t.connect);
+        peer.options.read_timeout = cap(t.read);
+        peer.options.write_timeout = cap(t.write);
+        let r = match tokio::time::timeout(left, once(&peer, req)).await {
             Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(req.timeout)),
+            Err(_) => Err(CallError::Timeout(left)),
         };
         metrics::upstream_latency(&pool.name, started.elapsed().as_secs_f64());
         let ok = matches!(&r, Ok(resp) if resp.status < 500);
         pending.attempt = None;
         pool.done(i, ok);
-        if ok || !retry || !pool.may_retry(attempts) {
+        let again = match &r {
+            Err(CallError::Connect(_)) => true,
+            Ok(resp) => resp.status >= 500 && req.method.is_idempotent(),
+            Err(_) => false,
+        };
+        if ok || !retry || !again || !pool.may_retry(attempts) {
             break r;
         }
     };
@@ -163,7 +186,10 @@ async fn once(
 ) -> Result<CallResponse, CallError> {
     let io = |e: Box<pingora::Error>| CallError::Io(e.to_string());
     let connector = connector();
-    let (mut session, _) = connector.get_http_session(peer).await.map_err(io)?;
+    let (mut session, _) = connector
+        .get_http_session(peer)
+        .await
+        .map_err(|e| CallError::Connect(e.to_string()))?;
     let mut head = RequestHeader::build(r.method.clone(), r.target.as_bytes(), None).map_err(io)?;
     for (name, value) in r.headers {
         head.append_header(name.clone(), value.clone())

@@ -204,6 +204,21 @@ impl UpstreamPool {
         }
     }
 
+    /// Ends a request to backend `i` that was abandoned before an answer
+    /// (the caller went away): counted neither way.
+    pub fn release(&self, i: usize) {
+        if let Some(b) = self.backends.get(i) {
+            b.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Gives back an admission whose request was abandoned.
+    pub fn cancel(&self, admission: Admission) {
+        if let Some(b) = &self.breaker {
+            b.cancel(admission);
+        }
+    }
+
     /// Ends a request to backend `i`, reporting whether it went well
     /// (a connect error or a 5xx is a failure) for outlier detection.
     pub fn done(&self, i: usize, success: bool) {

@@ -145,6 +145,8 @@ pub struct Mirror {
     pub timeout: Duration,
     /// Largest body copied.
     pub max_body: usize,
+    /// Whether Authorization, Proxy-Authorization and Cookie are copied.
+    pub credentials: bool,
 }
 
 /// The `aggregate` action, checked.

@@ -185,6 +185,9 @@ pub struct Mirror {
     /// Largest request body copied.
     #[serde(default)]
     pub max_body: Option<Quantity>,
+    /// `strip` (default) or `keep` the client's Authorization and Cookie.
+    #[serde(default)]
+    pub credentials: Option<String>,
 }
 
 /// `routes[].aggregate`.

@@ -15,6 +15,23 @@ const DEFAULT_MIRROR_IN_FLIGHT: u32 = 16;
 const MAX_MIRROR_IN_FLIGHT: u32 = 1024;
 const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_AGGREGATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most bytes one aggregated request may hold in its calls' answers.
+const MAX_AGGREGATE_BYTES: u64 = 16 * 1024 * 1024;
+/// Fields of the client's request an aggregation call cannot take.
+const NOT_FORWARDED: [&str; 12] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "cdn-loop",
+    "via",
+];
 /// Longest time limit of a mirror copy or an aggregation: a request that
 /// waits longer holds its connection and memory for nothing.
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
@@ -600,8 +617,20 @@ fn mirror(
             format!("max_in_flight must be between 1 and {MAX_MIRROR_IN_FLIGHT}"),
         );
     }
+    let credentials = match m.credentials.as_deref() {
+        None | Some("strip") => false,
+        Some("keep") => true,
+        Some(other) => {
+            v.error(
+                format!("{path}.credentials"),
+                format!("credentials is {other:?}: expected strip or keep"),
+            );
+            false
+        }
+    };
     Some(Mirror {
         pool,
+        credentials,
         share,
         max_in_flight: max_in_flight.clamp(1, MAX_MIRROR_IN_FLIGHT) as usize,
         timeout: timeout(
@@ -647,6 +676,15 @@ pub(in crate::config) fn aggregate(
         DEFAULT_RESPONSE_BODY,
         MAX_RESPONSE_BODY,
     );
+    if (a.calls.len() as u64).saturating_mul(max_body as u64) > MAX_AGGREGATE_BYTES {
+        v.error(
+            format!("{path}.max_body"),
+            format!(
+                "{} calls of max_body {max_body} bytes could hold more than {MAX_AGGREGATE_BYTES} bytes per request: lower max_body",
+                a.calls.len()
+            ),
+        );
+    }
     let mut names = HashMap::new();
     let mut groups = HashMap::new();
     let mut calls = Vec::new();
@@ -674,15 +712,11 @@ pub(in crate::config) fn aggregate(
         let pool = super::super::l7::pool_ref(v, format!("{cpath}.pool"), &c.pool, cx.pools);
         let template = template(v, cx, format!("{cpath}.path"), &c.path, true);
         let method = match c.method.as_deref().unwrap_or("GET").parse::<http::Method>() {
-            Ok(m)
-                if m == http::Method::GET || m == http::Method::HEAD || m == http::Method::POST =>
-            {
-                m
-            }
+            Ok(m) if m == http::Method::GET || m == http::Method::POST => m,
             _ => {
                 v.error(
                     format!("{cpath}.method"),
-                    "an aggregation call's method is GET, HEAD or POST",
+                    "an aggregation call's method is GET or POST (its answer's body is what is merged)",
                 );
                 continue;
             }
@@ -696,6 +730,12 @@ pub(in crate::config) fn aggregate(
         let mut headers = Vec::new();
         for (j, h) in c.headers.iter().enumerate() {
             match http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()) {
+                // edge frames each call itself and names its host: the
+                // client's would contradict it.
+                Ok(n) if NOT_FORWARDED.contains(&n.as_str()) => v.error(
+                    format!("{cpath}.headers[{j}]"),
+                    format!("{h:?} cannot be forwarded to a call: edge sets it for the call"),
+                ),
                 Ok(n) => headers.push(n),
                 Err(_) => v.error(
                     format!("{cpath}.headers[{j}]"),
