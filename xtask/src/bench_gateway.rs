@@ -7,12 +7,15 @@
 //! an API key with a local rate limit, and an API key with a rate limit
 //! counted in Redis; HAProxy plain, with `jwt_verify` and with a
 //! stick-table rate limit. Then edge working on bodies: a JSON response
-//! transformation (~1 KB), XML turned into JSON (~10 KB), and an
-//! aggregation of three upstream calls, their upstream a backend of their
-//! own (see [`transform`]). Each case is set against the same proxy's
-//! plain case, and edge's against the goals (API key + local rate limit
-//! at least 0.85 × plain, JWT at least 0.75 × plain, JSON transformation
-//! at least 0.7 × plain, XML → JSON at least 0.5 × plain).
+//! transformation (~1 KB), XML turned into JSON (~10 KB), each after the
+//! same document proxied plain on the same route, and an aggregation of
+//! three upstream calls, their upstream a backend of their own (see
+//! [`transform`]). Each case is set against its baseline (see
+//! [`Case::baseline`]: the same proxy's plain case, or for the JSON and
+//! XML rows the same document proxied plain), and edge's against the
+//! goals (API key + local rate limit at least 0.85 × plain, JWT at least
+//! 0.75 × plain, JSON transformation at least 0.7 × the same JSON proxied
+//! plain, XML → JSON at least 0.5 × the same XML proxied plain).
 //!
 //! It reuses `bench l7`'s machinery: the origin, the CPU layout (the proxy
 //! on one core with one worker; origin, Redis and wrk on the other), the
@@ -90,71 +93,108 @@ struct Case {
     /// What edge (and HAProxy) put in front of plain proxying.
     policy: Policy,
     /// Whether HAProxy runs the case too (see [`configs::haproxy`]).
+    /// Its ratio is always against HAProxy's plain case.
     haproxy: bool,
-    /// edge's goal: at least this share of its plain requests/s.
+    /// Index in [`CASES`] of the row edge's ratio and goal are taken
+    /// against: 0 (plain) unless the row works on a body that the plain
+    /// case does not have, then the same document proxied plain.
+    baseline: usize,
+    /// edge's goal: at least this share of its baseline's requests/s.
     goal: Option<f64>,
 }
 
-/// The cases, plain first: every ratio is taken against it.
-const CASES: [Case; 10] = [
+/// The row of [`Policy::PlainJson`] in [`CASES`]: the JSON row's baseline.
+const PLAIN_JSON_ROW: usize = 7;
+/// The row of [`Policy::PlainXml`] in [`CASES`]: the XML row's baseline.
+const PLAIN_XML_ROW: usize = 9;
+
+/// The cases, plain first: the baseline of every row but the JSON and
+/// XML ones, which have theirs right before them.
+const CASES: [Case; 12] = [
     Case {
         name: "plain proxy (no policies)",
         policy: Policy::Plain,
         haproxy: true,
+        baseline: 0,
         goal: None,
     },
     Case {
         name: "API key",
         policy: Policy::ApiKey,
         haproxy: false,
+        baseline: 0,
         goal: None,
     },
     Case {
         name: "JWT RS256 (RSA 2048)",
         policy: Policy::JwtRs256,
         haproxy: true,
+        baseline: 0,
         goal: Some(0.75),
     },
     Case {
         name: "JWT ES256 (P-256)",
         policy: Policy::JwtEs256,
         haproxy: true,
+        baseline: 0,
         goal: Some(0.75),
     },
     Case {
         name: "local rate limit per client IP",
         policy: Policy::LocalLimit,
         haproxy: true,
+        baseline: 0,
         goal: None,
     },
     Case {
         name: "API key + local rate limit per consumer",
         policy: Policy::ApiKeyLocalLimit,
         haproxy: false,
+        baseline: 0,
         goal: Some(0.85),
     },
     Case {
         name: "API key + Redis rate limit per consumer",
         policy: Policy::ApiKeyRedisLimit,
         haproxy: false,
+        baseline: 0,
         goal: None,
     },
     Case {
-        name: "JSON response transform, ~1 KB (remove, rename, set)",
+        name: "plain proxy, same ~1 KB JSON",
+        policy: Policy::PlainJson,
+        haproxy: false,
+        baseline: 0,
+        goal: None,
+    },
+    Case {
+        name: "JSON response transform (remove, rename, set), ~1 KB",
         policy: Policy::JsonTransform,
         haproxy: false,
+        baseline: PLAIN_JSON_ROW,
         goal: Some(0.7),
+    },
+    Case {
+        name: "plain proxy, same ~10 KB XML",
+        policy: Policy::PlainXml,
+        haproxy: false,
+        baseline: 0,
+        goal: None,
     },
     Case {
         name: "XML → JSON, ~10 KB XML",
         policy: Policy::XmlToJson,
         haproxy: false,
+        baseline: PLAIN_XML_ROW,
         goal: Some(0.5),
     },
+    // One client request answered from three upstream calls against one
+    // proxied small answer: against plain.
     Case {
         name: "aggregate of 3 upstream calls (small JSON each)",
         policy: Policy::Aggregate,
         haproxy: false,
+        baseline: 0,
         goal: None,
     },
 ];
@@ -297,7 +337,7 @@ pub fn run(root: &Path) -> Result<()> {
     };
 
     // Round-robin over every cell, so that a disturbance of the shared
-    // machine hits a case and its plain baseline alike.
+    // machine hits a case and its baseline alike.
     for round in 1..=ROUNDS {
         for slot in slots.iter_mut() {
             if slot.fixed.is_some() {
@@ -352,6 +392,7 @@ pub fn run(root: &Path) -> Result<()> {
         });
         rows.push(Row {
             case: case.name.to_string(),
+            baseline: case.baseline,
             edge,
             haproxy: take(Proxy::Haproxy, case.policy),
         });
@@ -469,7 +510,8 @@ fn run_once(
 
 /// One measurement through `server` at `url`, every request with
 /// `headers`: checks that one answers 200 with the 13-byte body (for a
-/// body row, with `policy`'s transformed document: [`transform::expect`]),
+/// body row, with `policy`'s document, transformed or, for a plain one,
+/// untouched: [`transform::expect`]),
 /// warms up, measures with wrk and accounts `server`'s CPU time. With
 /// `redis_port`, checks that Redis processed at least one command per
 /// measured request. Returns the sample and how many answers had a status
@@ -572,18 +614,27 @@ checks the signature and `exp`.
 fail, answers are 503 and the cell is flagged, rather than requests passing unchecked). Each run \
 checks that Redis processed at least one command per request.
   - Body rows (edge only), each on a route of its own (a listener `routes:` entry) to a second \
-nginx (1 worker, on the origin's CPU) serving fixed files: JSON transformation: a {json} B JSON \
-object, `transform.response.json` removing two members, renaming one and setting one; \
-XML → JSON: a {xml} B XML document (`Content-Type: application/xml`; attributes, repeated \
-elements, entity references), `transform.response.xml_to_json: true`; aggregation: \
-`aggregate` of three calls (`/users/{{id}}`, `/orders/{{id}}`, `/prefs/{{id}}`, three pools on \
-that nginx, under 100 B of JSON each, with `deny`, `mapping`, `target`, a top-level merge), \
-so three upstream requests per request. The probe before each run checks that edge's answer is \
-`application/json` and shows the transformation (and, for the aggregation, \
-`X-Edge-Completed: true`); wrk does not look at bodies or headers, so an aggregation some of \
-whose calls failed during a run (still 200) is not flagged, only one where all did (502). \
-Their ratio is against the same plain case (13 B from the origin, no route), so it includes \
-the route and the larger bodies, not only the transformation.
+nginx (1 worker, on the origin's CPU) serving fixed files: plain JSON: a {json} B JSON object \
+proxied untouched (a route `exact: {json_path}` to that nginx, no `transform`); JSON \
+transformation: the same route and document with `transform.response.json` removing two \
+members, renaming one and setting one; plain XML: a {xml} B XML document \
+(`Content-Type: application/xml`; attributes, repeated elements, entity references) proxied \
+untouched (`exact: {xml_path}`); XML → JSON: the same with \
+`transform.response.xml_to_json: true`; aggregation: `aggregate` of three calls \
+(`/users/{{id}}`, `/orders/{{id}}`, `/prefs/{{id}}`, three pools on that nginx, under 100 B of \
+JSON each, with `deny`, `mapping`, `target`, a top-level merge), so three upstream requests \
+per request. The probe before each run checks edge's answer: for a transformation or the \
+aggregation, `application/json` showing the transformation (and, for the aggregation, \
+`X-Edge-Completed: true`); for a plain row, the document untouched (its content type, \
+`application/xml` for the XML, and its marks). wrk does not look at bodies or headers, so an \
+aggregation some of whose calls failed during a run (still 200) is not flagged, only one where \
+all did (502).
+  - Baselines: the JSON transformation's ratio and goal are against the plain JSON row, the \
+XML → JSON's against the plain XML row (same route, document and backend), so they show the \
+transformation's cost alone. The plain JSON and XML rows are against the plain case, so they \
+show what the route, the larger body and the other upstream cost. The aggregation's is against \
+the plain case (13 B from the origin, no route): it compares one client request answered from \
+three upstream calls against one proxied small answer.
 - HAProxy: `bench l7`'s plain frontend. JWT: `http-request deny deny_status 401 unless \
 {{ http_auth_bearer,jwt_verify(\"RS256\",\"….pem\") -m int 1 }}` (HAProxy 2.5 and later; it checks \
 the signature only, not `exp`). Rate limit: a stick-table of `http_req_rate(1s)` per source, \
@@ -597,11 +648,12 @@ are medians of {rounds} runs; the runs go round-robin over every cell, so a dist
 case and its baseline alike.
 - Every cell checks that the answers were 200: wrk counts answers of status 400 or more, and a \
 cell with any is flagged (a wrong key or token would otherwise measure fast 401s) and its goal \
-not judged.
+(or a goal against it as the baseline) not judged.
 - Every benchmark process runs at nice {nice}. CPU time per request is the proxy's user + system \
-time over the measured run, divided by the requests wrk completed; the difference from plain is \
-the policy's cost, steadier than requests/s on a shared machine.
-- Compare within a column: each proxy against its own plain case.
+time over the measured run, divided by the requests wrk completed; the difference from the \
+baseline is the row's cost, steadier than requests/s on a shared machine.
+- Compare within a column: edge's rows against their baseline (plain unless the case names \
+another), HAProxy's against HAProxy's plain case.
 ",
         layout = cpus.describe(),
         t = LOAD.threads,
@@ -612,5 +664,51 @@ the policy's cost, steadier than requests/s on a shared machine.
         nice = NICENESS,
         json = transform::json_body().len(),
         xml = transform::xml_body().len(),
+        json_path = transform::JSON_PATH,
+        xml_path = transform::XML_PATH,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_baseline_comes_first_and_proxies_the_same_thing_plain() {
+        assert_eq!(CASES[0].policy, Policy::Plain);
+        for (i, case) in CASES.iter().enumerate() {
+            let base = &CASES[case.baseline];
+            assert!(case.baseline <= i, "{}", case.name);
+            assert!(base.goal.is_none(), "{}", case.name);
+            let want = match case.policy {
+                Policy::JsonTransform => Policy::PlainJson,
+                Policy::XmlToJson => Policy::PlainXml,
+                _ => Policy::Plain,
+            };
+            assert_eq!(base.policy, want, "{}", case.name);
+            if want != Policy::Plain {
+                // The same document, from the same backend.
+                assert_eq!(base.policy.path(), case.policy.path(), "{}", case.name);
+                assert!(base.policy.uses_backend(), "{}", case.name);
+            }
+            // HAProxy's rows are against its plain case: only plain's.
+            assert!(!case.haproxy || case.baseline == 0, "{}", case.name);
+        }
+        assert_eq!(CASES[PLAIN_JSON_ROW + 1].policy, Policy::JsonTransform);
+        assert_eq!(CASES[PLAIN_XML_ROW + 1].policy, Policy::XmlToJson);
+        let goals: Vec<_> = CASES
+            .iter()
+            .filter_map(|c| Some((c.policy, c.goal?)))
+            .collect();
+        assert_eq!(
+            goals,
+            [
+                (Policy::JwtRs256, 0.75),
+                (Policy::JwtEs256, 0.75),
+                (Policy::ApiKeyLocalLimit, 0.85),
+                (Policy::JsonTransform, 0.7),
+                (Policy::XmlToJson, 0.5),
+            ]
+        );
+    }
 }

@@ -160,6 +160,14 @@ impl Template {
     }
 }
 
+/// Whether `t` renders to a valid origin-form target whatever its
+/// variables hold (values are encoded; the literal text must be valid).
+pub fn renders_a_uri(t: &Template) -> bool {
+    t.render(&|_| Some("x".to_string()))
+        .parse::<http::uri::PathAndQuery>()
+        .is_ok()
+}
+
 /// Whether the path of `target` (before any `?`) has a `.` or `..`
 /// segment, also as `..;x` (a dot segment to Tomcat and Jetty): a rendered
 /// path with one would reach what the route did not match.

@@ -39,9 +39,15 @@ pub enum Policy {
     ApiKeyLocalLimit,
     /// An API key, then a rate limit per consumer counted in Redis.
     ApiKeyRedisLimit,
+    /// A route proxying the ~1 KB JSON document of [`Policy::JsonTransform`]
+    /// untouched: that row's baseline.
+    PlainJson,
     /// A route removing, renaming and setting members of a ~1 KB JSON
     /// response (`transform.response.json`).
     JsonTransform,
+    /// A route proxying the ~10 KB XML document of [`Policy::XmlToJson`]
+    /// untouched: that row's baseline.
+    PlainXml,
     /// A route turning a ~10 KB XML response into JSON
     /// (`transform.response.xml_to_json`).
     XmlToJson,
@@ -61,14 +67,16 @@ impl Policy {
             Policy::LocalLimit => "local-limit",
             Policy::ApiKeyLocalLimit => "api-key-local-limit",
             Policy::ApiKeyRedisLimit => "api-key-redis-limit",
+            Policy::PlainJson => "plain-json",
             Policy::JsonTransform => "json-transform",
+            Policy::PlainXml => "plain-xml",
             Policy::XmlToJson => "xml-to-json",
             Policy::Aggregate => "aggregate",
         }
     }
 
     /// The path wrk and the probe ask for: the origin's 13-byte body, or
-    /// the document of a row that works on bodies.
+    /// the document of a row that works on bodies (or proxies one plain).
     pub fn path(self) -> &'static str {
         transform::path(self).unwrap_or(SMALL_PATH)
     }
@@ -107,7 +115,9 @@ pub fn headers(policy: Policy, tokens: &Tokens) -> Vec<String> {
     match policy {
         Policy::Plain
         | Policy::LocalLimit
+        | Policy::PlainJson
         | Policy::JsonTransform
+        | Policy::PlainXml
         | Policy::XmlToJson
         | Policy::Aggregate => Vec::new(),
         Policy::ApiKey | Policy::ApiKeyLocalLimit | Policy::ApiKeyRedisLimit => {
@@ -153,9 +163,12 @@ pub fn edge(policy: Policy, port: u16, origin: u16, redis: u16, backend: u16) ->
         )
     };
     let policies = match policy {
-        Policy::Plain | Policy::JsonTransform | Policy::XmlToJson | Policy::Aggregate => {
-            String::new()
-        }
+        Policy::Plain
+        | Policy::PlainJson
+        | Policy::JsonTransform
+        | Policy::PlainXml
+        | Policy::XmlToJson
+        | Policy::Aggregate => String::new(),
         Policy::ApiKey => "    policies:
       auth: {api_key: {}}
 "
@@ -231,7 +244,9 @@ pub fn haproxy(policy: Policy, port: u16, origin: u16, dir: &Path) -> Option<Str
         Policy::ApiKey
         | Policy::ApiKeyLocalLimit
         | Policy::ApiKeyRedisLimit
+        | Policy::PlainJson
         | Policy::JsonTransform
+        | Policy::PlainXml
         | Policy::XmlToJson
         | Policy::Aggregate => return None,
     };
@@ -288,6 +303,26 @@ server:"
         );
         assert!(!yaml.contains("policies"), "{yaml}");
         assert!(haproxy(Policy::Aggregate, 8080, 9000, Path::new("/tmp/x")).is_none());
+        // The baseline of the JSON row: the same route, no transformation.
+        let plain_json = edge(Policy::PlainJson, 8080, 9000, 6379, 9001);
+        assert!(
+            plain_json.contains(
+                "    pool: origin
+    routes:
+      - name: json
+        match: {path: {exact: /item.json}}
+        proxy: {pool: backend}
+pools:"
+            ),
+            "{plain_json}"
+        );
+        assert!(
+            plain_json.contains("      - address: 127.0.0.1:9001\nserver:"),
+            "{plain_json}"
+        );
+        assert!(!plain_json.contains("transform"), "{plain_json}");
+        assert!(!plain_json.contains("policies"), "{plain_json}");
+        assert!(haproxy(Policy::PlainXml, 8080, 9000, Path::new("/tmp/x")).is_none());
     }
 
     #[test]

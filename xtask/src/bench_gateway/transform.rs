@@ -1,9 +1,11 @@
 //! The rows that work on bodies: a JSON response transformation, XML
-//! turned into JSON, and an aggregation of three upstream calls. Their
-//! upstream is a backend of their own (nginx, one worker, on the origin's
-//! CPU) serving fixed files with the content type each row needs; the
-//! probe checks that edge's answer is the transformed document, not the
-//! upstream's.
+//! turned into JSON, and an aggregation of three upstream calls, with the
+//! JSON and the XML documents also proxied untouched on the same route
+//! (the baselines of the first two). Their upstream is a backend of their
+//! own (nginx, one worker, on the origin's CPU) serving fixed files with
+//! the content type each row needs; the probe checks that edge's answer is
+//! the transformed document, not the upstream's (for the plain rows, the
+//! upstream's document as it is).
 
 use super::configs::Policy;
 use crate::bench_l7::{self, START_TIMEOUT, interrupted, poll, proc::Proc};
@@ -11,10 +13,10 @@ use anyhow::{Context, Result, bail};
 use std::{fmt::Write, path::Path, process::Command};
 
 /// Where the backend serves [`json_body`], and what wrk asks edge for in
-/// the JSON transformation row.
+/// the JSON transformation row and its plain baseline.
 pub const JSON_PATH: &str = "/item.json";
 /// Where the backend serves [`xml_body`], and what wrk asks edge for in
-/// the XML → JSON row.
+/// the XML → JSON row and its plain baseline.
 pub const XML_PATH: &str = "/catalog.xml";
 /// What wrk asks edge for in the aggregation row (`id` 42).
 pub const AGGREGATE_PATH: &str = "/dashboard/42";
@@ -96,8 +98,8 @@ pub fn xml_body() -> String {
 /// The path wrk and the probe ask edge for in `policy`'s row.
 pub fn path(policy: Policy) -> Option<&'static str> {
     match policy {
-        Policy::JsonTransform => Some(JSON_PATH),
-        Policy::XmlToJson => Some(XML_PATH),
+        Policy::PlainJson | Policy::JsonTransform => Some(JSON_PATH),
+        Policy::PlainXml | Policy::XmlToJson => Some(XML_PATH),
         Policy::Aggregate => Some(AGGREGATE_PATH),
         _ => None,
     }
@@ -115,29 +117,38 @@ pub fn edge_parts(policy: Policy, backend: u16) -> (String, String) {
 "
         )
     };
-    let routes = match policy {
-        Policy::JsonTransform => format!(
+    // A route to the backend's document at `doc`, `then` (the
+    // transformation, if any) after it.
+    let route = |name: &str, doc: &str, then: &str| {
+        format!(
             "    routes:
-      - name: json
-        match: {{path: {{exact: {JSON_PATH}}}}}
+      - name: {name}
+        match: {{path: {{exact: {doc}}}}}
         proxy: {{pool: backend}}
-        transform:
+{then}"
+        )
+    };
+    let routes = match policy {
+        Policy::PlainJson => route("json", JSON_PATH, ""),
+        Policy::JsonTransform => route(
+            "json",
+            JSON_PATH,
+            "        transform:
           response:
             json:
               remove: [\"/internal\", \"/user/password_hash\"]
-              rename: {{\"/user/name\": \"/user/full_name\"}}
-              set: {{\"/meta/via\": \"edge\"}}
-"
+              rename: {\"/user/name\": \"/user/full_name\"}
+              set: {\"/meta/via\": \"edge\"}
+",
         ),
-        Policy::XmlToJson => format!(
-            "    routes:
-      - name: xml
-        match: {{path: {{exact: {XML_PATH}}}}}
-        proxy: {{pool: backend}}
-        transform:
+        Policy::PlainXml => route("xml", XML_PATH, ""),
+        Policy::XmlToJson => route(
+            "xml",
+            XML_PATH,
+            "        transform:
           response:
             xml_to_json: true
-"
+",
         ),
         Policy::Aggregate => "    routes:
       - name: dashboard
@@ -268,7 +279,9 @@ pub fn wait_answers(
 /// One GET of `url` (with `headers`) through edge: fails unless it
 /// answers 200, `application/json`, with a JSON object that shows
 /// `policy`'s work (see [`marks`]) and, for the aggregation,
-/// `X-Edge-Completed: true`.
+/// `X-Edge-Completed: true`. For a plain row, the answer must be the
+/// backend's document untouched: its content type (`application/xml` for
+/// the XML), its shape and its marks.
 pub fn expect(policy: Policy, url: &str, headers: &[String]) -> Result<()> {
     let (status, head, body) = get(url, headers)?;
     let header = |name: &str| {
@@ -282,12 +295,22 @@ pub fn expect(policy: Policy, url: &str, headers: &[String]) -> Result<()> {
             snippet(&body)
         );
     }
+    let xml = policy == Policy::PlainXml;
+    let wanted = if xml {
+        "application/xml"
+    } else {
+        "application/json"
+    };
     let content_type = header("content-type").unwrap_or("");
-    if !content_type.starts_with("application/json") {
-        bail!("GET {url}: Content-Type {content_type:?}, expected application/json");
+    if !content_type.starts_with(wanted) {
+        bail!("GET {url}: Content-Type {content_type:?}, expected {wanted}");
     }
     let body = body.trim();
-    if !(body.starts_with('{') && body.ends_with('}')) {
+    if xml {
+        if !(body.starts_with("<?xml") && body.ends_with("</catalog>")) {
+            bail!("GET {url}: not the XML document: {}", snippet(body));
+        }
+    } else if !(body.starts_with('{') && body.ends_with('}')) {
         bail!("GET {url}: not a JSON object: {}", snippet(body));
     }
     let (present, absent) = marks(policy)?;
@@ -312,6 +335,17 @@ pub fn expect(policy: Policy, url: &str, headers: &[String]) -> Result<()> {
 /// What the answer of `policy`'s row must contain, and must not.
 fn marks(policy: Policy) -> Result<(&'static [&'static str], &'static [&'static str])> {
     let pair: (&'static [&'static str], &'static [&'static str]) = match policy {
+        // The upstream's JSON as it is: nothing removed, renamed or set.
+        Policy::PlainJson => (
+            &[
+                "\"internal\"",
+                "\"password_hash\"",
+                "\"name\"",
+                "\"SKU-0001\"",
+                "\"version\"",
+            ],
+            &["\"full_name\"", "\"via\""],
+        ),
         // remove /internal and /user/password_hash, rename /user/name,
         // set /meta/via.
         Policy::JsonTransform => (
@@ -323,6 +357,18 @@ fn marks(policy: Policy) -> Result<(&'static [&'static str], &'static [&'static 
                 "\"version\"",
             ],
             &["\"internal\"", "\"password_hash\"", "\"name\""],
+        ),
+        // The upstream's XML as it is: declaration, attributes, entity
+        // references, not turned into JSON.
+        Policy::PlainXml => (
+            &[
+                "<?xml",
+                "<catalog xmlns=",
+                "<book id=\"bk001\"",
+                "<tag>",
+                "&amp;",
+            ],
+            &["\"@xmlns\"", "\"@id\""],
         ),
         // Attributes as "@name", repeated elements, decoded entities.
         Policy::XmlToJson => (
@@ -435,6 +481,31 @@ mod tests {
     }
 
     #[test]
+    fn the_plain_rows_want_the_upstream_documents_as_they_are() {
+        let documents = [
+            (Policy::PlainJson, json_body()),
+            (Policy::PlainXml, xml_body()),
+        ];
+        for (policy, body) in documents {
+            let (present, absent) = marks(policy).unwrap();
+            assert!(present.iter().all(|m| body.contains(m)), "{policy:?}");
+            assert!(!absent.iter().any(|m| body.contains(m)), "{policy:?}");
+        }
+        // The body the probe sees is trimmed.
+        assert!(xml_body().trim().ends_with("</catalog>"));
+        // A transformed answer is not the plain row's: its marks say so.
+        let (present, absent) = marks(Policy::PlainJson).unwrap();
+        let transformed = r#"{"user":{"full_name":"Ada"},"meta":{"via":"edge"}}"#;
+        assert!(
+            present.iter().any(|m| !transformed.contains(m))
+                && absent.iter().any(|m| transformed.contains(m))
+        );
+        let (_, absent) = marks(Policy::PlainXml).unwrap();
+        let converted = r#"{"catalog":{"@xmlns":"x"}}"#;
+        assert!(absent.iter().any(|m| converted.contains(m)));
+    }
+
+    #[test]
     fn routes_and_pools() {
         assert_eq!(
             edge_parts(Policy::Plain, 9001),
@@ -459,5 +530,25 @@ mod tests {
         assert!(pools.contains("  - name: prefs\n"), "{pools}");
         assert_eq!(path(Policy::XmlToJson), Some(XML_PATH));
         assert_eq!(path(Policy::ApiKey), None);
+        // The plain rows: the same route and pool, no transformation.
+        let (routes, pools) = edge_parts(Policy::PlainXml, 9001);
+        assert_eq!(
+            routes,
+            "    routes:
+      - name: xml
+        match: {path: {exact: /catalog.xml}}
+        proxy: {pool: backend}
+"
+        );
+        assert_eq!(pools, edge_parts(Policy::XmlToJson, 9001).1);
+        assert!(
+            edge_parts(Policy::XmlToJson, 9001).0.starts_with(&routes),
+            "the XML row's route is its baseline's plus the transformation"
+        );
+        let (plain, _) = edge_parts(Policy::PlainJson, 9001);
+        let (transformed, _) = edge_parts(Policy::JsonTransform, 9001);
+        assert!(transformed.starts_with(&plain), "{plain}");
+        assert_eq!(path(Policy::PlainJson), Some(JSON_PATH));
+        assert_eq!(path(Policy::PlainXml), Some(XML_PATH));
     }
 }

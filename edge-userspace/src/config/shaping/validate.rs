@@ -127,6 +127,13 @@ fn template(
             return None;
         }
     };
+    if !crate::transform::template::renders_a_uri(&t) {
+        v.error(
+            path,
+            format!("the path template {text:?} is not a valid URI path"),
+        );
+        return None;
+    }
     let unknown: Vec<&str> = t
         .vars()
         .filter(|name| *name != "path" && !cx.captures.iter().any(|c| c == name))
