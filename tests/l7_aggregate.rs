@@ -26,6 +26,7 @@ use edge_tests::{
     edge::Edge,
     http::{self, Message},
     loopback::{Endpoints, endpoints, start_edge},
+    metrics::metric,
     proxy::refusing_port,
     wait,
 };
@@ -123,18 +124,7 @@ impl Live {
         labels: &[(&str, &str)],
         want: impl Fn(f64) -> bool,
     ) -> Result<f64> {
-        let mut last = String::new();
-        let got = wait::until(&format!("{name} {labels:?}"), DEADLINE, || {
-            let text = self.metrics()?;
-            let value = metric(&text, name, labels);
-            last = text
-                .lines()
-                .filter(|l| l.starts_with(name))
-                .collect::<Vec<_>>()
-                .join("\n");
-            Ok(value.filter(|v| want(*v)))
-        });
-        got.map_err(|e| e.context(format!("samples of {name}:\n{last}")))
+        edge_tests::metrics::wait_metric(|| self.metrics(), name, labels, DEADLINE, want)
     }
 }
 
@@ -174,21 +164,6 @@ fn pool(name: &str, addrs: &[SocketAddr]) -> String {
         .map(|a| format!("{{address: '{a}'}}"))
         .collect();
     format!("  - name: {name}\n    backends: [{}]\n", list.join(", "))
-}
-
-/// The value of the first sample of `name` carrying every label of
-/// `labels` (the exposition sorts labels, so each is matched on its own).
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let head = format!("{name}{{");
-    text.lines()
-        .filter(|l| l.starts_with(head.as_str()))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// A response, readable in a failure message.

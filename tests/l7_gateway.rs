@@ -108,18 +108,7 @@ impl Gw {
         labels: &[(&str, &str)],
         want: impl Fn(f64) -> bool,
     ) -> Result<f64> {
-        let mut last = String::new();
-        let got = wait::until(&format!("{name} {labels:?}"), DEADLINE, || {
-            let text = self.metrics()?;
-            let value = metric(&text, name, labels);
-            last = text
-                .lines()
-                .filter(|l| l.starts_with(name))
-                .collect::<Vec<_>>()
-                .join("\n");
-            Ok(value.filter(|v| want(*v)))
-        });
-        got.map_err(|e| e.context(format!("samples of {name}:\n{last}")))
+        edge_tests::metrics::wait_metric(|| self.metrics(), name, labels, DEADLINE, want)
     }
 }
 
@@ -169,21 +158,6 @@ fn route(name: &str, prefix: &str, policies: &str) -> String {
     format!(
         "      - name: {name}\n        match: {{path: {{prefix: {prefix}}}}}\n        proxy: {{pool: app}}\n        policies: {policies}\n"
     )
-}
-
-/// The value of the first sample of `name` carrying every label of
-/// `labels` (the exposition sorts labels, so each is matched on its own).
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let head = format!("{name}{{");
-    text.lines()
-        .filter(|l| l.starts_with(head.as_str()))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// `GET path` from source address `from` (any 127/8 address works on

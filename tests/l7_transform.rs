@@ -30,6 +30,7 @@ use anyhow::{Context, Result, bail, ensure};
 use edge_tests::{
     backend::{Backend, Response},
     http::{self, Message},
+    metrics::metric,
     proxy::Proxy,
     wait,
 };
@@ -221,21 +222,6 @@ fn post_json(addr: SocketAddr, path: &str, body: &[u8]) -> Result<Message> {
     )
 }
 
-/// The value of the first sample of `name` carrying every label of
-/// `labels` (the exposition sorts labels, so each is matched on its own).
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let head = format!("{name}{{");
-    text.lines()
-        .filter(|l| l.starts_with(head.as_str()))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Waits until sample `name` with `labels` satisfies `want`.
 fn wait_metric(
     p: &Proxy,
@@ -243,18 +229,7 @@ fn wait_metric(
     labels: &[(&str, &str)],
     want: impl Fn(f64) -> bool,
 ) -> Result<f64> {
-    let mut last = String::new();
-    let got = wait::until(&format!("{name} {labels:?}"), DEADLINE, || {
-        let text = p.metrics()?;
-        let value = metric(&text, name, labels);
-        last = text
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .collect::<Vec<_>>()
-            .join("\n");
-        Ok(value.filter(|v| want(*v)))
-    });
-    got.map_err(|e| e.context(format!("samples of {name}:\n{last}")))
+    edge_tests::metrics::wait_metric(|| p.metrics(), name, labels, DEADLINE, want)
 }
 
 // ---------------------------------------------------------------------
@@ -2552,5 +2527,83 @@ fn routes_told_apart_by_a_header_do_not_share_cache_entries() -> Result<()> {
     })?;
     let m = http::request(p.listen, "GET", "/items/8", &v2_header)?;
     served(&m, "v2")?;
+    Ok(())
+}
+
+#[test]
+fn a_json_request_body_goes_upstream_as_xml() -> Result<()> {
+    let app = echo_backend("app")?;
+    let p = start(
+        r#"
+listeners:
+  - name: web
+    address: @LISTEN@
+    routes:
+      - name: legacy
+        match: {path: {prefix: /orders}}
+        proxy: {pool: app}
+        transform:
+          request:
+            json: {remove: ["/order/card"]}
+            json_to_xml: true
+pools:
+  - name: app
+    backends: [{address: '@APP@'}]
+"#,
+        &[("APP", app.addr().to_string())],
+        &[],
+    )?;
+    let body = json!({"order": {
+        "@id": "7",
+        "card": "4111",
+        "item": [{"@sku": "A-1", "#text": "two & more"}, "plain"],
+        "note": null
+    }});
+    let seen = Seen::of(&post_json(
+        p.listen,
+        "/orders",
+        body.to_string().as_bytes(),
+    )?)?;
+    let ct: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    ensure!(ct == ["application/xml"], "content-type upstream: {ct:?}");
+    let xml = String::from_utf8(seen.body.clone())?;
+    ensure!(
+        xml == "<?xml version=\"1.0\" encoding=\"UTF-8\"?><order id=\"7\"><item sku=\"A-1\">two &amp; more</item><item>plain</item><note/></order>",
+        "upstream got {xml}"
+    );
+    let length: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    ensure!(
+        length == [xml.len().to_string()],
+        "content-length upstream: {length:?}"
+    );
+
+    // A document with no XML form is the client's to fix: 400, and the
+    // upstream never sees it.
+    let before = app.requests();
+    let m = post_json(p.listen, "/orders", br#"{"a": 1, "b": 2}"#)?;
+    expect_error(&m, 400, "the request body has no XML form")?;
+    let m = post_json(p.listen, "/orders", br#"{"order": {"bad name": 1}}"#)?;
+    expect_error(&m, 400, "the request body has no XML form")?;
+    ensure!(app.requests() == before, "the upstream saw a refused body");
+    // Other bodies pass as they are.
+    let m = send_body(
+        p.listen,
+        "POST",
+        "/orders",
+        &[("Content-Type", "text/plain")],
+        b"{\"order\": 1}",
+        Framing::Length,
+    )?;
+    ensure!(Seen::of(&m)?.body == b"{\"order\": 1}", "{}", show(&m));
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod l4packets;
 pub mod lab;
 pub mod loopback;
+pub mod metrics;
 pub mod netns;
 pub mod packets;
 pub mod process;

@@ -688,11 +688,21 @@ pub(crate) fn wait_answers_with(
     headers: &[String],
     len: u64,
 ) -> Result<()> {
+    wait_until_answers(server, url, || expect_with(url, headers, len))
+}
+
+/// Polls `check` (one request to `url`) until it passes, while `server`
+/// runs; a failure says what the last request got.
+pub(crate) fn wait_until_answers(
+    server: &mut Proc,
+    url: &str,
+    mut check: impl FnMut() -> Result<()>,
+) -> Result<()> {
     let mut last: Option<String> = None;
     let waited = poll(&format!("{url} to answer"), START_TIMEOUT, || {
         interrupted()?;
         server.check_running()?;
-        match expect_with(url, headers, len) {
+        match check() {
             Ok(()) => Ok(Some(())),
             Err(e) => {
                 last = Some(format!("{e:#}"));

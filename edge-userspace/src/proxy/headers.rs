@@ -186,10 +186,11 @@ pub fn via_request(req: &mut RequestHeader, client_version: http::Version) -> Re
     Ok(())
 }
 
-/// Hop-by-hop fields of a response (RFC 9110 §7.6.1), besides those the
-/// `Connection` header names. `Transfer-Encoding` is Pingora's to rewrite
-/// for the client's framing, so it is left to it.
-const HOP_BY_HOP: [&str; 6] = [
+/// Hop-by-hop fields (RFC 9110 §7.6.1), besides those the `Connection`
+/// header names. `Transfer-Encoding` is not among them: on the proxy path
+/// it is Pingora's to rewrite for each side's framing; requests edge
+/// frames itself leave it out as well.
+pub const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",

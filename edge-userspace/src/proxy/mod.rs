@@ -102,6 +102,8 @@ pub struct RequestCtx {
     upstream_path: Option<String>,
     /// Whether `request_body` differs from what the client sent.
     body_changed: bool,
+    /// The `Content-Type` of a rewritten body, when it changed.
+    body_content_type: Option<&'static str>,
     /// Whether the response was refused or cut by its transformation
     /// (edge's doing, not the backend's: no retry, no breaker failure).
     shape_failed: bool,
@@ -267,13 +269,23 @@ impl EdgeProxy {
         };
         match treq::prepare(shaping, session.req_header(), &body) {
             Ok(new) => {
-                if new.is_some() {
-                    metrics::transform(&compiled.name, "request_json", "ok");
-                    ctx.body_changed = true;
-                }
+                let body = match new {
+                    Some(new) => {
+                        let what = if new.content_type.is_some() {
+                            "json_to_xml"
+                        } else {
+                            "request_json"
+                        };
+                        metrics::transform(&compiled.name, what, "ok");
+                        ctx.body_changed = true;
+                        ctx.body_content_type = new.content_type;
+                        new.body
+                    }
+                    None => body,
+                };
                 // What was read is what goes upstream, changed or not,
                 // with its own framing.
-                ctx.request_body = Some(new.unwrap_or(body));
+                ctx.request_body = Some(body);
                 Ok(None)
             }
             Err(r) => self.refuse(session, ctx, compiled, r).await.map(Some),
@@ -443,6 +455,7 @@ impl ProxyHttp for EdgeProxy {
             request_body: None,
             upstream_path: None,
             body_changed: false,
+            body_content_type: None,
             shape_failed: false,
             shape: Default::default(),
             shape_refusal: None,
@@ -1064,6 +1077,9 @@ impl ProxyHttp for EdgeProxy {
                 for digest in ["content-md5", "digest", "content-digest", "repr-digest"] {
                     upstream_request.remove_header(digest);
                 }
+            }
+            if let Some(ct) = ctx.body_content_type {
+                upstream_request.insert_header(http::header::CONTENT_TYPE, ct)?;
             }
         }
         headers::apply_request(upstream_request, &route.request_headers)?;

@@ -94,17 +94,12 @@ impl Aggregator {
             always,
         } = *req;
         let started = Instant::now();
-        let captures = self.regex.as_ref().and_then(|r| r.captures(matched_path));
-        let lookup = |name: &str| -> Option<String> {
-            if name == "path" {
-                return Some(matched_path.to_string());
-            }
-            captures.as_ref().and_then(|c| c.name(name)).map(|m| {
-                percent_encoding::percent_decode_str(m.as_str())
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-        };
+        let vars = crate::transform::template::Captures::new(
+            self.regex.as_ref(),
+            matched_path,
+            matched_path,
+        );
+        let lookup = |name: &str| vars.get(name);
         let mut set = JoinSet::new();
         for (i, (c, (pool, _))) in self.config.calls.iter().zip(&self.targets).enumerate() {
             let target = c.path.render(&lookup);

@@ -17,18 +17,13 @@ use pingora::http::RequestHeader;
 use std::{net::IpAddr, sync::Arc};
 use tokio::sync::Semaphore;
 
-/// Hop-by-hop and framing fields a copy does not repeat (its own framing
-/// is computed from its body).
-const NOT_COPIED: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-];
+/// Whether a field of the real request is repeated on its copy: not the
+/// hop-by-hop ones, nor the framing (the copy's is computed from its body).
+fn copied(name: &str) -> bool {
+    !crate::proxy::headers::HOP_BY_HOP.contains(&name)
+        && name != "transfer-encoding"
+        && name != "content-length"
+}
 
 /// What carries a client's credentials: not copied to a shadow unless
 /// `credentials: keep` (a shadow is often a less trusted deployment).
@@ -80,7 +75,7 @@ impl Mirror {
         let headers: Vec<(http::HeaderName, http::HeaderValue)> = head
             .headers
             .iter()
-            .filter(|(n, _)| !NOT_COPIED.contains(&n.as_str()))
+            .filter(|(n, _)| copied(n.as_str()))
             .filter(|(n, _)| self.config.credentials || !CREDENTIALS.contains(&n.as_str()))
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();

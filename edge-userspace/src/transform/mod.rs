@@ -9,6 +9,7 @@ pub mod response;
 pub mod strict;
 pub mod template;
 pub mod xml;
+pub mod xml_out;
 
 use bytes::Bytes;
 

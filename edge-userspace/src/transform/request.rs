@@ -102,27 +102,34 @@ pub fn json_body(head: &RequestHeader) -> bool {
     )
 }
 
+/// A request body edge rewrote.
+#[derive(Debug)]
+pub struct Rewritten {
+    /// The new body.
+    pub body: Bytes,
+    /// Its `Content-Type`, when that changed (JSON → XML).
+    pub content_type: Option<&'static str>,
+}
+
 /// Validates and transforms a body read by [`read_body`]: the body to
 /// send instead, if it changed, or why the request is refused.
 pub fn prepare(
     shaping: &Shaping,
     head: &RequestHeader,
     body: &Bytes,
-) -> Result<Option<Bytes>, Refusal> {
+) -> Result<Option<Rewritten>, Refusal> {
     let json = json_body(head);
     let mut doc = None;
     if let Some(v) = &shaping.validate {
         doc = validate(v, head, json, body)?;
     }
-    let Some(ops) = shaping
+    let ops = shaping
         .request
         .as_ref()
         .map(|r: &RequestTransform| &r.json)
-        .filter(|o| !o.is_empty())
-    else {
-        return Ok(None);
-    };
-    if !json || body.is_empty() {
+        .filter(|o| !o.is_empty());
+    let to_xml = shaping.request.as_ref().is_some_and(|r| r.json_to_xml);
+    if (ops.is_none() && !to_xml) || !json || body.is_empty() {
         return Ok(None);
     }
     let mut doc = match doc {
@@ -131,9 +138,32 @@ pub fn prepare(
         // changes were meant to remove: refused, not passed on.
         None => parse(body)?,
     };
-    ops.apply(&mut doc);
+    if let Some(ops) = ops {
+        ops.apply(&mut doc);
+    }
+    if to_xml {
+        return super::xml_out::json_to_xml(&doc)
+            .map(|v| {
+                Some(Rewritten {
+                    body: Bytes::from(v),
+                    content_type: Some("application/xml"),
+                })
+            })
+            .map_err(|e| {
+                Refusal::new(
+                    400,
+                    "no_xml_form",
+                    &format!("the request body has no XML form: {e}"),
+                )
+            });
+    }
     serde_json::to_vec(&doc)
-        .map(|v| Some(Bytes::from(v)))
+        .map(|v| {
+            Some(Rewritten {
+                body: Bytes::from(v),
+                content_type: None,
+            })
+        })
         .map_err(|_| Refusal::new(500, "transform", "the request body could not be rewritten"))
 }
 
@@ -193,10 +223,9 @@ fn validate(
     })
 }
 
-/// The upstream path from the route's template, `Ok(None)` without one.
-/// A capture is decoded before the template encodes it again (else
-/// `%C3%A9` would become `%25C3...`); a result with a `.` or `..` segment
-/// is refused, since it would reach a path the route did not match.
+/// The upstream path from the route's template, `Ok(None)` without one;
+/// a result with a `.` or `..` segment is refused, since it would reach a
+/// path the route did not match.
 pub fn upstream_path(
     t: &RequestTransform,
     route_regex: Option<&regex::Regex>,
@@ -206,17 +235,8 @@ pub fn upstream_path(
     let Some(template) = &t.path else {
         return Ok(None);
     };
-    let captures = route_regex.and_then(|r| r.captures(matched_path));
-    let rendered = template.render(&|name: &str| {
-        if name == "path" {
-            return Some(path.to_string());
-        }
-        captures.as_ref().and_then(|c| c.name(name)).map(|m| {
-            percent_encoding::percent_decode_str(m.as_str())
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    });
+    let vars = super::template::Captures::new(route_regex, matched_path, path);
+    let rendered = template.render(&|name: &str| vars.get(name));
     if super::template::has_dot_segment(&rendered) {
         return Err(Refusal::new(
             400,

@@ -160,6 +160,39 @@ impl Template {
     }
 }
 
+/// The variables of a request: `{path}` and the named captures of the
+/// route's path regex on the path it matched, decoded (the template
+/// encodes each value again for where it goes, so `%C3%A9` does not
+/// become `%25C3...`).
+pub struct Captures<'a> {
+    path: &'a str,
+    captures: Option<regex::Captures<'a>>,
+}
+
+impl<'a> Captures<'a> {
+    /// The variables of `path`, as `regex` (the route's) captures them in
+    /// `matched_path`.
+    pub fn new(regex: Option<&regex::Regex>, matched_path: &'a str, path: &'a str) -> Self {
+        Self {
+            path,
+            captures: regex.and_then(|r| r.captures(matched_path)),
+        }
+    }
+
+    /// The value of variable `name`.
+    pub fn get(&self, name: &str) -> Option<String> {
+        if name == WHOLE_PATH {
+            return Some(self.path.to_string());
+        }
+        let m = self.captures.as_ref()?.name(name)?;
+        Some(
+            percent_encoding::percent_decode_str(m.as_str())
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    }
+}
+
 /// Whether `t` renders to a valid origin-form target whatever its
 /// variables hold (values are encoded; the literal text must be valid).
 pub fn renders_a_uri(t: &Template) -> bool {

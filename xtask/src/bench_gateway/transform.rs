@@ -8,7 +8,7 @@
 //! upstream's document as it is).
 
 use super::configs::Policy;
-use crate::bench_l7::{self, START_TIMEOUT, interrupted, poll, proc::Proc};
+use crate::bench_l7::{self, proc::Proc};
 use anyhow::{Context, Result, bail};
 use std::{fmt::Write, path::Path, process::Command};
 
@@ -257,23 +257,7 @@ pub fn wait_answers(
     url: &str,
     headers: &[String],
 ) -> Result<()> {
-    let mut last: Option<String> = None;
-    let waited = poll(&format!("{url} to answer"), START_TIMEOUT, || {
-        interrupted()?;
-        server.check_running()?;
-        match expect(policy, url, headers) {
-            Ok(()) => Ok(Some(())),
-            Err(e) => {
-                last = Some(format!("{e:#}"));
-                Ok(None)
-            }
-        }
-    });
-    match (waited, last) {
-        (Ok(()), _) => Ok(()),
-        (Err(e), Some(last)) => Err(anyhow::anyhow!("{e:#} (last try: {last})")),
-        (Err(e), None) => Err(e),
-    }
+    bench_l7::wait_until_answers(server, url, || expect(policy, url, headers))
 }
 
 /// One GET of `url` (with `headers`) through edge: fails unless it

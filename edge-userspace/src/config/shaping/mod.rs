@@ -50,7 +50,11 @@ pub struct Shaping {
 impl Shaping {
     /// Whether the request body must be read before the request goes on.
     pub fn reads_request_body(&self) -> bool {
-        self.validate.is_some() || self.request.as_ref().is_some_and(|r| !r.json.is_empty())
+        self.validate.is_some()
+            || self
+                .request
+                .as_ref()
+                .is_some_and(|r| !r.json.is_empty() || r.json_to_xml)
     }
 }
 
@@ -63,6 +67,8 @@ pub struct RequestTransform {
     pub query: QueryOps,
     /// JSON body changes.
     pub json: JsonOps,
+    /// Whether a JSON body goes upstream as XML.
+    pub json_to_xml: bool,
     /// Largest body transformed.
     pub max_body: usize,
 }

@@ -30,6 +30,9 @@ pub struct RequestTransform {
     /// JSON body changes.
     #[serde(default)]
     pub json: Option<JsonOps>,
+    /// Send a JSON body as XML (after the JSON changes).
+    #[serde(default)]
+    pub json_to_xml: Option<bool>,
     /// The largest request body transformed.
     #[serde(default)]
     pub max_body: Option<Quantity>,

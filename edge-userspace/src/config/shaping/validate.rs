@@ -17,17 +17,12 @@ const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_AGGREGATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes one aggregated request may hold in its calls' answers.
 const MAX_AGGREGATE_BYTES: u64 = 16 * 1024 * 1024;
-/// Fields of the client's request an aggregation call cannot take.
-const NOT_FORWARDED: [&str; 12] = [
+/// Fields of the client's request an aggregation call cannot take, besides
+/// the hop-by-hop ones: edge names the host, frames the call and marks it.
+const NOT_FORWARDED: [&str; 6] = [
     "host",
     "content-length",
     "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
     "expect",
     "cdn-loop",
     "via",
@@ -205,6 +200,7 @@ fn request(
             .as_ref()
             .map(|j| json(v, &format!("{path}.json"), j))
             .unwrap_or_default(),
+        json_to_xml: r.json_to_xml.unwrap_or(false),
         max_body: body_size(
             v,
             format!("{path}.max_body"),
@@ -739,10 +735,15 @@ pub(in crate::config) fn aggregate(
             match http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()) {
                 // edge frames each call itself and names its host: the
                 // client's would contradict it.
-                Ok(n) if NOT_FORWARDED.contains(&n.as_str()) => v.error(
-                    format!("{cpath}.headers[{j}]"),
-                    format!("{h:?} cannot be forwarded to a call: edge sets it for the call"),
-                ),
+                Ok(n)
+                    if NOT_FORWARDED.contains(&n.as_str())
+                        || crate::proxy::headers::HOP_BY_HOP.contains(&n.as_str()) =>
+                {
+                    v.error(
+                        format!("{cpath}.headers[{j}]"),
+                        format!("{h:?} cannot be forwarded to a call: edge sets it for the call"),
+                    );
+                }
                 Ok(n) => headers.push(n),
                 Err(_) => v.error(
                     format!("{cpath}.headers[{j}]"),
