@@ -33,6 +33,9 @@ pub enum JsonToXmlError {
     /// `#text` that is an object or an array.
     #[error("\"#text\" of {0:?} must be a string, number, boolean or null")]
     Text(String),
+    /// A control character XML 1.0 cannot carry, even escaped.
+    #[error("a value holds U+{0:04X}, which XML 1.0 cannot carry")]
+    Char(u32),
 }
 
 /// The XML form of `doc`, with an XML declaration.
@@ -78,7 +81,7 @@ pub fn json_to_xml(doc: &Value) -> Result<Vec<u8>, JsonToXmlError> {
                     }
                     scalar => {
                         let _ = write!(out, "<{name}>");
-                        out.push_str(&escape(&scalar_text(scalar)));
+                        out.push_str(&escape(&scalar_text(scalar), false)?);
                         let _ = write!(out, "</{name}>");
                     }
                 }
@@ -104,14 +107,14 @@ fn open(out: &mut String, name: &str, m: &Map<String, Value>) -> Result<(), Json
         if v.is_array() || v.is_object() {
             return Err(JsonToXmlError::Attribute(attr.to_string()));
         }
-        let _ = write!(out, " {attr}=\"{}\"", escape(&scalar_text(v)));
+        let _ = write!(out, " {attr}=\"{}\"", escape(&scalar_text(v), true)?);
     }
     out.push('>');
     if let Some(text) = m.get("#text") {
         if text.is_array() || text.is_object() {
             return Err(JsonToXmlError::Text(name.to_string()));
         }
-        out.push_str(&escape(&scalar_text(text)));
+        out.push_str(&escape(&scalar_text(text), false)?);
     }
     Ok(())
 }
@@ -124,8 +127,25 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
-    quick_xml::escape::escape(text).into_owned()
+/// `text` escaped for element content or (`attribute`) a quoted
+/// attribute value. White space a parser would normalise (a CR anywhere;
+/// tab and line feed in an attribute) is written as a character
+/// reference, so it reads back as sent.
+fn escape(text: &str, attribute: bool) -> Result<String, JsonToXmlError> {
+    let mut out = String::with_capacity(text.len());
+    for c in quick_xml::escape::escape(text).chars() {
+        match c {
+            '\r' => out.push_str("&#13;"),
+            '\n' if attribute => out.push_str("&#10;"),
+            '\t' if attribute => out.push_str("&#9;"),
+            '\n' | '\t' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {
+                return Err(JsonToXmlError::Char(c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// XML 1.0 names, restricted to what the mapping can round-trip: a
@@ -218,6 +238,17 @@ mod tests {
             json_to_xml(&json!({"xml-stylesheet": 1})),
             Err(JsonToXmlError::Name(_))
         ));
+        assert_eq!(
+            json_to_xml(&json!({"a": "bell\u{7}"})),
+            Err(JsonToXmlError::Char(7))
+        );
+    }
+
+    #[test]
+    fn white_space_reads_back_as_sent() {
+        let text = xml(json!({"a": {"@v": "x\ty\nz", "b": "1\r\n2"}}));
+        assert!(text.contains("v=\"x&#9;y&#10;z\""), "{text}");
+        assert!(text.contains("<b>1&#13;\n2</b>"), "{text}");
     }
 
     #[test]
