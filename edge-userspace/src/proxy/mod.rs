@@ -16,6 +16,7 @@ pub mod limits;
 pub mod listener;
 pub mod normalize;
 pub mod router;
+mod shaping;
 pub mod tls;
 
 use crate::{
@@ -40,6 +41,7 @@ use pingora::{
     server::configuration::ServerConf,
     services::ServiceWithDependents,
 };
+use shaping::count_transform;
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
@@ -189,184 +191,9 @@ impl EdgeProxy {
         crate::policy::client::trusted_client(client_ip(session), xff, &rt.config.trusted_proxies)
     }
 
-    /// Reads, validates and transforms the request body when the route
-    /// needs it, and works out the upstream target; `Some(status)` when the
-    /// request was answered here (refused).
-    async fn shape_request(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        compiled: &RouteRuntime,
-    ) -> Result<Option<u16>> {
-        use crate::transform::request as treq;
-        let shaping = &compiled.route.shaping;
-        if let Some(t) = &shaping.request {
-            let head = session.req_header();
-            let matched = ctx.match_path.as_deref().unwrap_or(head.uri.path());
-            match treq::upstream_path(t, compiled.path_regex.as_ref(), matched, head.uri.path()) {
-                Ok(path) => ctx.upstream_path = path,
-                Err(r) => return self.refuse(session, ctx, compiled, r).await.map(Some),
-            }
-        }
-        if !shaping.reads_request_body() {
-            return Ok(None);
-        }
-        let head = session.req_header();
-        let json = treq::json_body(head);
-        let has_body = treq::declares_body(head);
-        if shaping.validate.is_none() {
-            // JSON changes only: other bodies pass as they come, at any
-            // size the listener allows.
-            if !json {
-                if has_body {
-                    metrics::transform(&compiled.name, "request_json", "skipped");
-                }
-                return Ok(None);
-            }
-        } else if !json && has_body {
-            // Refused before the body is read: the connection cannot
-            // carry another request after it.
-            session.set_keepalive(None);
-            let r = treq::Refusal::not_json();
-            return self.refuse(session, ctx, compiled, r).await.map(Some);
-        }
-        let limit = [
-            shaping.validate.as_ref().map(|v| v.max_body),
-            shaping.request.as_ref().map(|r| r.max_body),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(crate::config::shaping::MAX_REQUEST_BODY as usize);
-        // The body is read here, before any upstream: a client waiting for
-        // `100 Continue` gets it from edge (the upstream then gets the
-        // whole body at once and no `Expect`).
-        if session.req_header().version == http::Version::HTTP_11
-            && session
-                .req_header()
-                .headers
-                .get(http::header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-        {
-            session.as_mut().write_continue_response().await?;
-        }
-        let rt = Arc::clone(&ctx.rt);
-        let pace = &mut ctx.body_pace;
-        let mut check = |s: &Session| {
-            let l = &rt.config.transport.limits;
-            limits::check_body_read(s, l.max_body_size)?;
-            limits::check_body_rate(s, pace, l)
-        };
-        let body = match treq::read_body(session, limit, &mut check).await {
-            Ok(b) => b,
-            Err(treq::ReadError::TooLarge(r)) => {
-                // The rest of the body is not read: the connection cannot
-                // carry another request.
-                session.set_keepalive(None);
-                return self.refuse(session, ctx, compiled, r).await.map(Some);
-            }
-            Err(treq::ReadError::Io(e)) => return Err(e),
-        };
-        match treq::prepare(shaping, session.req_header(), &body) {
-            Ok(new) => {
-                let body = match new {
-                    Some(new) => {
-                        let what = if new.content_type.is_some() {
-                            "json_to_xml"
-                        } else {
-                            "request_json"
-                        };
-                        metrics::transform(&compiled.name, what, "ok");
-                        ctx.body_changed = true;
-                        ctx.body_content_type = new.content_type;
-                        new.body
-                    }
-                    None => body,
-                };
-                // What was read is what goes upstream, changed or not,
-                // with its own framing.
-                ctx.request_body = Some(body);
-                Ok(None)
-            }
-            Err(r) => self.refuse(session, ctx, compiled, r).await.map(Some),
-        }
-    }
-
-    /// Answers a request its route's body checks refused.
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        compiled: &RouteRuntime,
-        r: crate::transform::request::Refusal,
-    ) -> Result<u16> {
-        metrics::validation_rejection(&compiled.name, r.reason);
-        ctx.policy.refused = Some(("validate", r.reason));
-        // A malformed body is the client's doing: it counts towards a ban.
-        ctx.policy.strike = true;
-        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-        headers.extend(ctx.policy.response_headers.iter().cloned());
-        actions::respond(session, r.status, &headers, &Default::default(), r.body).await
-    }
-
-    /// Collects the mirror copy's body; sends the copy at the body's end,
-    /// or gives it up when the body is larger than the mirror copies.
-    fn mirror_body(
-        &self,
-        ctx: &mut RequestCtx,
-        piece: Option<&Bytes>,
-        end: bool,
-        client: Option<IpAddr>,
-    ) {
-        let Some(m) = ctx.route.as_ref().and_then(|r| r.mirror.as_ref()) else {
-            return;
-        };
-        let Some((_, buf)) = ctx.mirror.as_mut() else {
-            return;
-        };
-        if let Some(p) = piece {
-            if buf.len() + p.len() > m.max_body() {
-                ctx.mirror = None;
-                m.skip();
-                return;
-            }
-            buf.extend_from_slice(p);
-        }
-        if end && let Some((head, buf)) = ctx.mirror.take() {
-            m.send(&head, buf.freeze(), client);
-        }
-    }
-
     /// Whether another attempt may follow a failed one.
     fn may_retry(&self, ctx: &RequestCtx) -> bool {
         ctx.pool.as_ref().is_some_and(|p| p.may_retry(ctx.attempts))
-    }
-}
-
-/// Counts how a response transformation ended.
-fn count_transform(route: &Arc<str>, done: crate::transform::response::Done) {
-    use crate::transform::response::Done;
-    match done {
-        Done::Ok(w) => metrics::transform(route, w.label(), "ok"),
-        Done::Skipped(w) => metrics::transform(route, w.label(), "skipped"),
-    }
-}
-
-/// Resolves once the client has gone away (never when `watch` is false:
-/// a request with a body would have its body taken for the sign).
-async fn client_gone(session: &mut Session, watch: bool) {
-    if !watch {
-        return std::future::pending().await;
-    }
-    loop {
-        match session.as_mut().read_body_or_idle(true).await {
-            Err(_) => return,
-            // Half-closed: the client may still read the answer.
-            Ok(None) => return std::future::pending().await,
-            // Bytes after the request (edge serves no pipelining, so these
-            // usually come back as an error above and end the request too).
-            Ok(Some(_)) => {}
-        }
     }
 }
 
@@ -685,76 +512,11 @@ impl ProxyHttp for EdgeProxy {
                 .await?
             }
             Action::Aggregate(_) => {
-                let Some(agg) = &compiled.aggregate else {
-                    return Err(Error::explain(
-                        ErrorType::HTTPStatus(500),
-                        "aggregate route without its aggregator",
-                    ));
-                };
-                // The policies' changes hold for the calls too: hidden
-                // credentials stay hidden, the consumer's identity is told.
-                // Each call carries edge's loop mark and Via, like a
-                // proxied request: a pool that points back at edge ends
-                // in a 508, not a fan-out.
-                let mut head = session.req_header().clone();
-                headers::apply_policy_outcome(&mut head, &ctx.policy)?;
-                let version = head.version;
-                headers::via_request(&mut head, version)?;
-                headers::mark_loop(&mut head, &self.loop_token)?;
-                let mut always: Vec<(http::HeaderName, http::HeaderValue)> = Vec::new();
-                for (name, _) in &ctx.policy.upstream_set {
-                    if let Ok(n) = http::HeaderName::from_bytes(name.as_bytes()) {
-                        always.extend(
-                            head.headers
-                                .get_all(&n)
-                                .iter()
-                                .map(|v| (n.clone(), v.clone())),
-                        );
-                    }
+                match self.aggregate(session, ctx, &compiled).await? {
+                    Some(status) => status,
+                    // The client left: nothing to answer.
+                    None => return Ok(true),
                 }
-                for name in [
-                    http::header::VIA,
-                    http::HeaderName::from_static(headers::LOOP_HEADER),
-                ] {
-                    always.extend(
-                        head.headers
-                            .get_all(&name)
-                            .iter()
-                            .map(|v| (name.clone(), v.clone())),
-                    );
-                }
-                let matched = ctx
-                    .match_path
-                    .clone()
-                    .unwrap_or_else(|| head.uri.path().to_string());
-                let watch = !crate::transform::request::declares_body(&head);
-                let incoming = crate::traffic::aggregate::Incoming {
-                    head: &head,
-                    matched_path: &matched,
-                    client: client_ip(session),
-                    always: &always,
-                };
-                let answer = tokio::select! {
-                    a = agg.run(&incoming) => Some(a),
-                    () = client_gone(session, watch) => None,
-                };
-                let Some(answer) = answer else {
-                    // The client left: the calls were cancelled with the
-                    // aggregation. Logged as nginx does, 499.
-                    session.set_keepalive(None);
-                    ctx.local_status = Some(499);
-                    return Ok(true);
-                };
-                let mut headers = answer.headers;
-                headers.extend(extra.iter().cloned());
-                actions::respond(
-                    session,
-                    answer.status,
-                    &headers,
-                    &route.response_headers,
-                    answer.body,
-                )
-                .await?
             }
             Action::Static {
                 root,
