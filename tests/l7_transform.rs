@@ -2607,3 +2607,33 @@ pools:
     ensure!(Seen::of(&m)?.body == b"{\"order\": 1}", "{}", show(&m));
     Ok(())
 }
+
+#[test]
+fn a_bodiless_request_on_a_validating_route_goes_on_without_a_length() -> Result<()> {
+    let app = echo_backend("app")?;
+    let p = start(
+        r#"
+listeners:
+  - name: web
+    address: @LISTEN@
+    routes:
+      - name: items
+        match: {path: {prefix: /items}}
+        proxy: {pool: app}
+        validate:
+          schema: {type: object}
+pools:
+  - name: app
+    backends: [{address: '@APP@'}]
+"#,
+        &[("APP", app.addr().to_string())],
+        &[],
+    )?;
+    let seen = Seen::of(&http::get(p.listen, "/items/1")?)?;
+    ensure!(
+        seen.header("content-length").is_none() && seen.header("transfer-encoding").is_none(),
+        "a GET without a body reached the upstream with framing: {:?}",
+        seen.headers
+    );
+    Ok(())
+}

@@ -105,8 +105,11 @@ impl EdgeProxy {
                     None => body,
                 };
                 // What was read is what goes upstream, changed or not,
-                // with its own framing.
-                ctx.request_body = Some(body);
+                // with its own framing; a request that said it has no body
+                // goes on as it came (no `Content-Length: 0` on a GET).
+                if !body.is_empty() || has_body || ctx.body_changed {
+                    ctx.request_body = Some(body);
+                }
                 Ok(None)
             }
             Err(r) => self.refuse(session, ctx, compiled, r).await.map(Some),
