@@ -9,16 +9,8 @@ fn config_dir() -> PathBuf {
 }
 
 fn check(files: &[PathBuf]) -> Result<(bool, String)> {
-    let out = Command::new(edge_tests::edge::binary()?)
-        .arg("check")
-        .args(files)
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
+    let files: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    edge_tests::edge::check(&files)
 }
 
 #[test]

@@ -428,26 +428,7 @@ fn reloads_under_load_lose_no_request_and_take_effect() -> Result<()> {
     Ok(())
 }
 
-/// Whether `text` reports an error in `file` at `line` (any column), as
-/// `file:line:column: `.
-fn reports_line(text: &str, file: &Path, line: usize) -> bool {
-    let prefix = format!("{}:{line}:", file.display());
-    text.lines().any(|l| {
-        l.find(&prefix).is_some_and(|at| {
-            let rest = &l[at + prefix.len()..];
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            digits > 0 && rest[digits..].starts_with(": ")
-        })
-    })
-}
-
-/// The 1-based line of `text` that contains `marker`.
-fn line_of(text: &str, marker: &str) -> Result<usize> {
-    text.lines()
-        .position(|l| l.contains(marker))
-        .map(|i| i + 1)
-        .with_context(|| format!("{marker:?} is not in the file"))
-}
+use edge_tests::edge::{line_of, reports_line};
 
 /// edge serving file A (body "A", backend `a`, certificate `a`): the
 /// running edge, the file's text and the backend.

@@ -39,7 +39,6 @@ use std::{
     io::{BufReader, Cursor, ErrorKind, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -1835,35 +1834,10 @@ fn versions_route_by_prefix_header_query_and_media_type_and_announce_deprecation
 
 /// `edge check FILE`: whether it passed, and everything it said.
 fn check(file: &Path) -> Result<(bool, String)> {
-    let out = Command::new(edge_tests::edge::binary()?)
-        .arg("check")
-        .arg(file)
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
+    edge_tests::edge::check(&[file])
 }
 
-/// Whether `text` reports something at `file:line:COLUMN: `.
-fn located(text: &str, file: &Path, line: usize) -> bool {
-    let head = format!("{}:{line}:", file.display());
-    text.match_indices(&head).any(|(i, _)| {
-        let rest = &text[i + head.len()..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        digits > 0 && rest[digits..].starts_with(": ")
-    })
-}
-
-/// The 1-based line of the first line of `text` containing `marker`.
-fn line_of(text: &str, marker: &str) -> Result<usize> {
-    text.lines()
-        .position(|l| l.contains(marker))
-        .map(|i| i + 1)
-        .with_context(|| format!("{marker:?} is not in the config"))
-}
+use edge_tests::edge::{line_of, reports_line as located};
 
 /// Whether `lower` (a lower-cased message) names `word`; a limit of
 /// 64 KiB may be given in bytes.

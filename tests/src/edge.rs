@@ -161,3 +161,32 @@ impl Drop for Edge {
         }
     }
 }
+
+/// `edge check FILES…`: whether it passed, and everything it said.
+pub fn check(files: &[&Path]) -> Result<(bool, String)> {
+    let out = Command::new(binary()?).arg("check").args(files).output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+/// Whether `text` reports something at `file:line:COLUMN: `.
+pub fn reports_line(text: &str, file: &Path, line: usize) -> bool {
+    let head = format!("{}:{line}:", file.display());
+    text.match_indices(&head).any(|(i, _)| {
+        let rest = &text[i + head.len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with(": ")
+    })
+}
+
+/// The 1-based line of the first line of `text` containing `marker`.
+pub fn line_of(text: &str, marker: &str) -> Result<usize> {
+    text.lines()
+        .position(|l| l.contains(marker))
+        .map(|i| i + 1)
+        .with_context(|| format!("{marker:?} is not in the text"))
+}
