@@ -13,7 +13,7 @@
 
 use crate::config::{CompressionPolicy, Encoding};
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 use pingora::Result;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::compression::{Algorithm, Encode};
@@ -280,15 +280,7 @@ pub fn response_filter(resp: &mut ResponseHeader, state: &mut RequestCompression
     resp.remove_header(&header::ACCEPT_RANGES);
     resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
     // A strong validator names exact bytes, which these no longer are.
-    if let Some(etag) = resp.headers.get(header::ETAG)
-        && !etag.as_bytes().starts_with(b"W/")
-    {
-        let mut weak = b"W/".to_vec();
-        weak.extend_from_slice(etag.as_bytes());
-        if let Ok(weak) = HeaderValue::from_bytes(&weak) {
-            resp.insert_header(header::ETAG, weak)?;
-        }
-    }
+    crate::proxy::headers::weaken_etag(resp)?;
     state.encoder = Some(encoder);
     Ok(())
 }

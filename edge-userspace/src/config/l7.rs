@@ -207,6 +207,19 @@ fn opt_duration(
     Some(d)
 }
 
+/// `client_ip`, `path`, `header:NAME` (lower-cased) or `cookie:NAME`.
+pub(super) fn parse_hash_key(text: &str) -> Option<HashKey> {
+    match text.split_once(':') {
+        None if text == "client_ip" => Some(HashKey::ClientIp),
+        None if text == "path" => Some(HashKey::Path),
+        Some(("header", name)) if !name.is_empty() => {
+            Some(HashKey::Header(name.to_ascii_lowercase()))
+        }
+        Some(("cookie", name)) if !name.is_empty() => Some(HashKey::Cookie(name.to_string())),
+        _ => None,
+    }
+}
+
 fn hash_key(v: &mut Validator<'_>, path: &str, pool: &surface::Pool) -> HashKey {
     let Some(text) = pool.hash_key.as_deref() else {
         return HashKey::default();
@@ -221,12 +234,9 @@ fn hash_key(v: &mut Validator<'_>, path: &str, pool: &surface::Pool) -> HashKey 
             ),
         );
     }
-    match text.split_once(':') {
-        None if text == "client_ip" => HashKey::ClientIp,
-        None if text == "path" => HashKey::Path,
-        Some(("header", name)) if !name.is_empty() => HashKey::Header(name.to_ascii_lowercase()),
-        Some(("cookie", name)) if !name.is_empty() => HashKey::Cookie(name.to_string()),
-        _ => {
+    match parse_hash_key(text) {
+        Some(key) => key,
+        None => {
             v.error(
                 kpath,
                 format!(

@@ -283,6 +283,21 @@ pub fn mark_loop(req: &mut RequestHeader, token: &str) -> Result<()> {
     Ok(())
 }
 
+/// Makes a strong `ETag` weak (`W/"x"`): for a body edge changed
+/// (compressed, transformed), which a strong validator no longer names.
+pub fn weaken_etag(resp: &mut ResponseHeader) -> Result<()> {
+    if let Some(etag) = resp.headers.get(http::header::ETAG)
+        && !etag.as_bytes().starts_with(b"W/")
+    {
+        let mut weak = b"W/".to_vec();
+        weak.extend_from_slice(etag.as_bytes());
+        if let Ok(weak) = http::HeaderValue::from_bytes(&weak) {
+            resp.insert_header(http::header::ETAG, weak)?;
+        }
+    }
+    Ok(())
+}
+
 /// Adds edge to the response's `Via` and hides upstream headers.
 pub fn upstream_response(resp: &mut ResponseHeader, hidden: &[String]) -> Result<()> {
     strip_hop_by_hop(resp);

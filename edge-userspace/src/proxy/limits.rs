@@ -21,15 +21,18 @@ fn over(len: u64, max: Option<u64>) -> Option<u64> {
     max.filter(|&max| len > max)
 }
 
+/// The body length a message's `Content-Length` declares, if it does.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Refuses a request whose declared Content-Length exceeds `max`.
 /// Run it once the request head is read (`early_request_filter`).
 pub fn check_declared_length(session: &Session, max: Option<u64>) -> Result<()> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = declared_length(&session.req_header().headers);
     match declared.and_then(|len| over(len, max).map(|max| (len, max))) {
         Some((len, max)) => Err(too_large(format!(
             "request body of {len} bytes is over max_body_size ({max})"

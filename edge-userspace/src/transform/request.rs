@@ -63,12 +63,7 @@ pub async fn read_body(
             &format!("the request body is larger than this route accepts ({max} bytes)"),
         ))
     };
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = crate::proxy::limits::declared_length(&session.req_header().headers);
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }

@@ -148,8 +148,7 @@ impl ResponseShape {
                 return Ok(Some(Done::Skipped(what)));
             }
         };
-        let declared =
-            header(resp, http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        let declared = crate::proxy::limits::declared_length(&resp.headers);
         if declared.is_some_and(|n| n > t.max_body as u64) {
             if what == What::Xml {
                 return Err(HeadRefusal(format!(
@@ -173,20 +172,7 @@ impl ResponseShape {
         // longer describe it, and a strong validator names exact bytes.
         resp.remove_header(&http::header::ACCEPT_RANGES);
         resp.remove_header("content-md5");
-        if let Some(etag) = resp.headers.get(http::header::ETAG)
-            && !etag.as_bytes().starts_with(b"W/")
-        {
-            let mut weak = b"W/".to_vec();
-            weak.extend_from_slice(etag.as_bytes());
-            match http::HeaderValue::from_bytes(&weak) {
-                Ok(weak) => {
-                    let _ = resp.insert_header(http::header::ETAG, weak);
-                }
-                Err(_) => {
-                    resp.remove_header(&http::header::ETAG);
-                }
-            }
-        }
+        let _ = crate::proxy::headers::weaken_etag(resp);
         if encoding != Encoding::Identity {
             resp.remove_header(&http::header::CONTENT_ENCODING);
         }

@@ -490,12 +490,13 @@ fn share(v: &mut Validator<'_>, path: String, p: f64) -> Option<u32> {
 }
 
 fn sticky(v: &mut Validator<'_>, path: String, text: &str) -> Option<HashKey> {
-    match text.split_once(':') {
-        None if text == "client_ip" => Some(HashKey::ClientIp),
-        Some(("header", name)) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
-            Some(HashKey::Header(name.to_ascii_lowercase()))
+    // The pool's hash_key syntax, less `path` (the split's key is who
+    // the client is, not what it asks for).
+    match super::super::l7::parse_hash_key(text) {
+        Some(HashKey::Header(name)) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+            Some(HashKey::Header(name))
         }
-        Some(("cookie", name)) if !name.is_empty() => Some(HashKey::Cookie(name.to_string())),
+        Some(key @ (HashKey::ClientIp | HashKey::Cookie(_))) => Some(key),
         _ => {
             v.error(
                 path,
