@@ -53,6 +53,8 @@ pub struct Entry<'a> {
     pub consumer: Option<&'a str>,
     /// `policy:reason` of the gateway policy that refused the request.
     pub refused: Option<String>,
+    /// The gRPC status of a gRPC request, by name.
+    pub grpc_status: Option<&'static str>,
     /// The error, if the request failed.
     pub error: Option<String>,
 }

@@ -139,6 +139,12 @@ fn type_matches(policy: &CompressionPolicy, media: &str) -> bool {
 /// Whether the response is one this policy compresses (type, size,
 /// status, not already encoded, no `no-transform`).
 fn compressible(policy: &CompressionPolicy, resp: &ResponseHeader) -> bool {
+    // A gRPC stream is framed message by message and ends in trailers: a
+    // whole-body encoder would hold it back (gRPC compresses messages
+    // itself).
+    if crate::grpc::is_grpc(&resp.headers) {
+        return false;
+    }
     let status = resp.status;
     if status.is_informational()
         || status == StatusCode::NO_CONTENT

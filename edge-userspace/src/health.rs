@@ -1,6 +1,7 @@
 //! Health probing shared by the L7 pools and the L4 services: one check
-//! (a TCP connect, or an HTTP/1.1 GET whose status must be acceptable,
-//! over TLS for pools whose backends speak it)
+//! (a TCP connect, an HTTP/1.1 GET whose status must be acceptable, or
+//! the standard gRPC health check over HTTP/2; over TLS for pools whose
+//! backends speak it)
 //! and the rise/fall thresholds that turn results into a state.
 
 use crate::config::{CheckKind, UpstreamTls};
@@ -24,10 +25,15 @@ pub struct TlsProbe {
 }
 
 impl TlsProbe {
-    /// The probe for a pool with upstream `tls`.
-    pub fn new(tls: &UpstreamTls) -> Result<Self, String> {
+    /// The probe for a pool with upstream `tls`; `h2` asks for HTTP/2
+    /// through ALPN (gRPC checks).
+    pub fn new(tls: &UpstreamTls, h2: bool) -> Result<Self, String> {
         let mut b = SslConnector::builder(SslMethod::tls_client())
             .map_err(|e| format!("TLS client setup: {e}"))?;
+        if h2 {
+            b.set_alpn_protos(b"\x02h2")
+                .map_err(|e| format!("TLS ALPN: {e}"))?;
+        }
         if let Some(ca) = &tls.ca {
             b.set_ca_file(ca)
                 .map_err(|e| format!("reading CA file {}: {e}", ca.display()))?;
@@ -62,7 +68,13 @@ async fn attempt(addr: SocketAddr, kind: &CheckKind, tls: Option<&TlsProbe>) -> 
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let Some(tls) = tls else {
-        return http_check(tcp, addr, kind, None).await;
+        return match kind {
+            CheckKind::Grpc { service, authority } => {
+                let authority = authority.clone().unwrap_or_else(|| addr.to_string());
+                crate::grpc::health::check(tcp, &authority, service, false).await
+            }
+            _ => http_check(tcp, addr, kind, None).await,
+        };
     };
     let ssl = tls
         .connector
@@ -77,6 +89,16 @@ async fn attempt(addr: SocketAddr, kind: &CheckKind, tls: Option<&TlsProbe>) -> 
         .connect()
         .await
         .map_err(|e| format!("TLS handshake: {e}"))?;
+    if let CheckKind::Grpc { service, authority } = kind {
+        if stream.ssl().selected_alpn_protocol() != Some(b"h2") {
+            return Err("the backend did not agree to HTTP/2 (ALPN h2)".to_string());
+        }
+        let authority = authority
+            .clone()
+            .or_else(|| tls.sni.clone())
+            .unwrap_or_else(|| addr.to_string());
+        return crate::grpc::health::check(stream, &authority, service, true).await;
+    }
     http_check(stream, addr, kind, tls.sni.as_deref()).await
 }
 

@@ -29,6 +29,8 @@ pub const BACKEND_HEALTHY: &str = "edge_upstream_backend_healthy";
 pub const EJECTIONS: &str = "edge_upstream_ejections_total";
 /// Retries, by pool.
 pub const RETRIES: &str = "edge_upstream_retries_total";
+/// gRPC requests by their final `grpc-status`.
+pub const GRPC_REQUESTS: &str = "edge_grpc_requests_total";
 /// Circuit breaker state by pool: 0 closed, 1 half-open, 2 open.
 pub const BREAKER_STATE: &str = "edge_upstream_circuit_breaker_state";
 /// Access log lines dropped because the writer fell behind.
@@ -166,6 +168,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     );
     metrics::describe_counter!(EJECTIONS, "Outlier ejections of a backend.");
     metrics::describe_counter!(RETRIES, "Retries granted, by pool.");
+    metrics::describe_counter!(
+        GRPC_REQUESTS,
+        "gRPC requests by their final grpc-status (none: the stream broke or the client left)."
+    );
     metrics::describe_gauge!(
         BREAKER_STATE,
         "Circuit breaker state: 0 closed, 1 half-open, 2 open."
@@ -324,6 +330,24 @@ pub fn backend_health(pool: &Arc<str>, backend: &Arc<str>, healthy: bool) {
 pub fn ejection(pool: &Arc<str>, backend: &Arc<str>) {
     metrics::counter!(EJECTIONS, "pool" => Arc::clone(pool), "backend" => Arc::clone(backend))
         .increment(1);
+}
+
+/// Counts a finished gRPC request by its status (`none` when no status
+/// was seen: the stream broke, or the client left).
+pub fn grpc_request(
+    listener: &Arc<str>,
+    route: &Arc<str>,
+    pool: &Arc<str>,
+    status: Option<crate::grpc::Code>,
+) {
+    metrics::counter!(
+        GRPC_REQUESTS,
+        "listener" => Arc::clone(listener),
+        "route" => Arc::clone(route),
+        "pool" => Arc::clone(pool),
+        "grpc_status" => status.map_or("none", crate::grpc::Code::name),
+    )
+    .increment(1);
 }
 
 /// Counts a retry.

@@ -1,11 +1,14 @@
 //! Helpers shared by edge's integration tests and `cargo xtask run`'s lab:
 //! network namespaces and veth links that clean themselves up, a small real
 //! HTTP backend and client that work inside a namespace, the `edge` process,
-//! hand-built packets for the kernel tests, and deadline-bounded waits.
+//! hand-built packets for the kernel tests, and deadline-bounded waits;
+//! for the gRPC tests, a real gRPC backend and client (grpcio, run by
+//! Python) and raw HTTP/2 calls.
 
 pub mod backend;
 pub mod dsr;
 pub mod edge;
+pub mod grpc;
 pub mod http;
 pub mod l4packets;
 pub mod lab;

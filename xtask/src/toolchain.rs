@@ -11,8 +11,9 @@ use anyhow::{Context, Result, bail};
 use std::{path::PathBuf, process::Command};
 
 /// Debian packages: the kernel-side toolchain, what Pingora's build needs,
-/// what the labs use (ip, curl, ethtool), and the Redis server the
-/// gateway's shared rate-limit tests start.
+/// what the labs use (ip, curl, ethtool), the Redis server the
+/// gateway's shared rate-limit tests start, and gRPC for Debian's Python
+/// (the gRPC tests' backends and clients).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -25,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "curl",
     "ethtool",
     "redis-server",
+    "python3-grpcio",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

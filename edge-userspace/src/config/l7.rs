@@ -4,7 +4,8 @@ use super::{
     model::{
         Action, BackendSpec, Breaker, CachePolicy, CheckKind, CompressionPolicy, EncodedSlashes,
         HashKey, HeaderOps, HealthCheck, HostMatch, Listener, Outlier, PathMatch, PathOptions,
-        Pattern, Pool, RetryPolicy, Route, RouteMatch, Timeouts, ValueCond, ValueMatch,
+        Pattern, Pool, RetryPolicy, Route, RouteMatch, Timeouts, UpstreamProtocol, ValueCond,
+        ValueMatch,
     },
     surface,
     validate::{Validator, overlaps, parse_cidr},
@@ -138,6 +139,7 @@ pub(super) fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool>
                     attempts: r.attempts,
                     budget_percent: budget.min(100),
                     min_per_window: r.min_per_window.unwrap_or(DEFAULT_RETRY_MIN_PER_WINDOW),
+                    grpc_statuses: grpc_statuses(v, &format!("{path}.retries"), r),
                 }
             });
         let breaker = pool.circuit_breaker.as_ref().map(|c| {
@@ -184,9 +186,69 @@ pub(super) fn pools(v: &mut Validator<'_>, pools: &[surface::Pool]) -> Vec<Pool>
             breaker,
             keepalive_idle,
             tls: super::tls::pool_tls(v, &format!("{path}.tls"), pool.tls.as_ref()),
+            protocol: protocol(v, &path, pool),
         });
     }
     out
+}
+
+/// `pools[].protocol`: `h2` needs the pool's TLS (ALPN picks it), `h2c`
+/// is plain.
+fn protocol(v: &mut Validator<'_>, path: &str, pool: &surface::Pool) -> UpstreamProtocol {
+    let ppath = format!("{path}.protocol");
+    let protocol = match pool.protocol.as_deref() {
+        None | Some("http1") => UpstreamProtocol::Http1,
+        Some("h2") => UpstreamProtocol::H2,
+        Some("h2c") => UpstreamProtocol::H2c,
+        Some(other) => {
+            v.error(
+                ppath,
+                format!("unknown protocol {other:?}: expected http1, h2 or h2c"),
+            );
+            return UpstreamProtocol::Http1;
+        }
+    };
+    match (protocol, pool.tls.is_some()) {
+        (UpstreamProtocol::H2, false) => v.error(
+            ppath,
+            "h2 is HTTP/2 over TLS: add the pool's tls, or use h2c for plain HTTP/2",
+        ),
+        (UpstreamProtocol::H2c, true) => v.error(
+            ppath,
+            "h2c is plain HTTP/2: use h2 for HTTP/2 over the pool's tls",
+        ),
+        _ => {}
+    }
+    protocol
+}
+
+/// `retries.grpc_status`: gRPC status names; default UNAVAILABLE.
+fn grpc_statuses(
+    v: &mut Validator<'_>,
+    path: &str,
+    r: &surface::Retries,
+) -> Vec<crate::grpc::Code> {
+    let Some(names) = &r.grpc_status else {
+        return vec![crate::grpc::Code::Unavailable];
+    };
+    names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let code = crate::grpc::Code::from_name(name);
+            if code.is_none() || code == Some(crate::grpc::Code::Ok) {
+                v.error(
+                    format!("{path}.grpc_status[{i}]"),
+                    format!(
+                        "{name:?} is not a gRPC error status: expected a name such as \
+                         UNAVAILABLE or RESOURCE_EXHAUSTED"
+                    ),
+                );
+                return None;
+            }
+            code
+        })
+        .collect()
 }
 
 fn opt_duration(
@@ -249,6 +311,12 @@ fn hash_key(v: &mut Validator<'_>, path: &str, pool: &surface::Pool) -> HashKey 
 }
 
 fn health_check(v: &mut Validator<'_>, path: &str, h: &surface::HealthCheck) -> HealthCheck {
+    if h.service.is_some() && h.kind.as_deref() != Some("grpc") {
+        v.error(
+            format!("{path}.service"),
+            "service only applies to type: grpc",
+        );
+    }
     let kind = match h.kind.as_deref() {
         None | Some("http") => {
             let p = h.path.clone().unwrap_or_else(|| "/".to_string());
@@ -287,10 +355,37 @@ fn health_check(v: &mut Validator<'_>, path: &str, h: &surface::HealthCheck) -> 
             }
             CheckKind::Tcp
         }
+        Some("grpc") => {
+            for (key, set) in [
+                ("path", h.path.is_some()),
+                ("expected_statuses", !h.expected_statuses.is_empty()),
+            ] {
+                if set {
+                    v.error(
+                        format!("{path}.{key}"),
+                        format!(
+                            "{key} does not apply to type: grpc (it asks \
+                             grpc.health.v1.Health/Check and wants SERVING)"
+                        ),
+                    );
+                }
+            }
+            let service = h.service.clone().unwrap_or_default();
+            if !service.is_empty() && !grpc_name(&service, true) {
+                v.error(
+                    format!("{path}.service"),
+                    format!("{service:?} is not a gRPC service name (package.Service)"),
+                );
+            }
+            CheckKind::Grpc {
+                service,
+                authority: h.host.clone(),
+            }
+        }
         Some(other) => {
             v.error(
                 format!("{path}.type"),
-                format!("unknown health check type {other:?}: expected http or tcp"),
+                format!("unknown health check type {other:?}: expected http, grpc or tcp"),
             );
             CheckKind::Tcp
         }
@@ -388,6 +483,7 @@ pub(super) fn listeners(
                     cache: cache.clone(),
                     compression: compression.clone(),
                     shaping: Default::default(),
+                    transcode: None,
                     policies: super::gateway::validate::merge(
                         v,
                         &format!("{path}.policies"),
@@ -708,7 +804,29 @@ fn route(
         );
     }
     let shaping = super::shaping::validate::shaping(v, &cx, r);
+    let transcode = r.transcode.as_ref().and_then(|t| {
+        let tpath = format!("{path}.transcode");
+        let pool = match &action {
+            Action::Proxy { pool, .. } => pools.iter().find(|p| p.name == *pool),
+            _ => None,
+        };
+        for (key, set) in [
+            ("transform", r.transform.is_some()),
+            ("validate", r.validate.is_some()),
+            ("split", !r.split.is_empty()),
+            ("mirror", r.mirror.is_some()),
+        ] {
+            if set {
+                v.error(
+                    format!("{path}.{key}"),
+                    format!("{key} does not go with transcode, which makes the request and the reply itself"),
+                );
+            }
+        }
+        super::transcode::validate(v, &tpath, t, pool)
+    });
     Some(Route {
+        transcode,
         policies,
         shaping,
         name: r.name.clone().unwrap_or_else(|| format!("route{index}")),
@@ -757,6 +875,37 @@ fn route_match(v: &mut Validator<'_>, path: &str, m: &surface::Match) -> RouteMa
             None => HostMatch::Exact(h),
         });
     }
+    let grpc_path = m.grpc.as_ref().and_then(|g| {
+        let gpath = format!("{path}.grpc");
+        if m.path.is_some() {
+            v.error(
+                gpath.clone(),
+                "grpc sets the path (/SERVICE/METHOD): leave out path",
+            );
+        }
+        if !grpc_name(&g.service, true) {
+            v.error(
+                format!("{gpath}.service"),
+                format!(
+                    "{:?} is not a gRPC service name: dot-separated identifiers, \
+                     such as helloworld.Greeter",
+                    g.service
+                ),
+            );
+            return None;
+        }
+        match &g.method {
+            Some(method) if !grpc_name(method, false) => {
+                v.error(
+                    format!("{gpath}.method"),
+                    format!("{method:?} is not a gRPC method name (an identifier)"),
+                );
+                None
+            }
+            Some(method) => Some(PathMatch::Exact(format!("/{}/{method}", g.service))),
+            None => Some(PathMatch::Prefix(format!("/{}/", g.service))),
+        }
+    });
     let path_match = m.path.as_ref().and_then(|p| {
         let ppath = format!("{path}.path");
         let set = [p.exact.is_some(), p.prefix.is_some(), p.regex.is_some()];
@@ -847,11 +996,28 @@ fn route_match(v: &mut Validator<'_>, path: &str, m: &surface::Match) -> RouteMa
     });
     RouteMatch {
         hosts,
-        path: path_match,
+        path: grpc_path.or(path_match),
         methods,
         headers,
         query,
         accept_param,
+        grpc: m.grpc.is_some(),
+    }
+}
+
+/// A protobuf identifier (`[A-Za-z_][A-Za-z0-9_]*`), or with `dotted`
+/// several joined by dots (a fully-qualified service name).
+pub(super) fn grpc_name(text: &str, dotted: bool) -> bool {
+    let ident = |s: &str| {
+        s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    if dotted {
+        text.split('.').all(ident)
+    } else {
+        ident(text)
     }
 }
 

@@ -18,6 +18,7 @@ mod report;
 pub mod shaping;
 mod surface;
 pub mod tls;
+pub mod transcode;
 pub mod units;
 mod validate;
 

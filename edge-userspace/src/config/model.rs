@@ -182,6 +182,8 @@ pub struct Route {
     pub policies: super::gateway::PolicySet,
     /// Transformations, validation, deprecation, split and mirror.
     pub shaping: super::shaping::Shaping,
+    /// REST→gRPC transcoding.
+    pub transcode: Option<super::transcode::Transcode>,
 }
 
 /// A route's conditions; empty ones always hold.
@@ -200,6 +202,9 @@ pub struct RouteMatch {
     /// A media-type parameter (name lower-case, value) some media range
     /// of `Accept` must carry.
     pub accept_param: Option<(String, String)>,
+    /// Only gRPC requests (`content-type: application/grpc`); the service
+    /// and method are in `path`.
+    pub grpc: bool,
 }
 
 /// A host condition, lower-case.
@@ -336,6 +341,36 @@ pub struct Pool {
     pub keepalive_idle: Option<Duration>,
     /// TLS towards the backends; `None`: plain.
     pub tls: Option<UpstreamTls>,
+    /// What the backends speak.
+    pub protocol: UpstreamProtocol,
+}
+
+/// The HTTP version a pool speaks to its backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1.
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS, agreed by ALPN.
+    H2,
+    /// Plain HTTP/2 with prior knowledge.
+    H2c,
+}
+
+impl UpstreamProtocol {
+    /// The name used in the YAML file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2 => "h2",
+            UpstreamProtocol::H2c => "h2c",
+        }
+    }
+
+    /// Whether it is HTTP/2.
+    pub fn is_h2(self) -> bool {
+        self != UpstreamProtocol::Http1
+    }
 }
 
 /// A backend of a pool.
@@ -364,7 +399,7 @@ pub enum HashKey {
 /// An active health check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheck {
-    /// HTTP GET or TCP connect.
+    /// HTTP GET, gRPC health check or TCP connect.
     pub kind: CheckKind,
     /// Time between checks.
     pub interval: Duration,
@@ -389,6 +424,14 @@ pub enum CheckKind {
         host: Option<String>,
         /// Healthy statuses.
         statuses: Vec<u16>,
+    },
+    /// `grpc.health.v1.Health/Check` over HTTP/2 (h2c, or h2 inside the
+    /// pool's TLS), healthy when the answer is SERVING.
+    Grpc {
+        /// The service asked about; empty: the server as a whole.
+        service: String,
+        /// `:authority` of the check, if not the SNI or backend address.
+        authority: Option<String>,
     },
 }
 
@@ -425,6 +468,8 @@ pub struct RetryPolicy {
     pub budget_percent: u32,
     /// Retries always allowed per window.
     pub min_per_window: u32,
+    /// gRPC statuses of trailers-only answers that are retried.
+    pub grpc_statuses: Vec<crate::grpc::Code>,
 }
 
 /// A circuit breaker.
@@ -481,9 +526,13 @@ impl Config {
         }
         for pool in &self.pools {
             out.push_str(&format!(
-                "pool {} ({}, {} backend{}{})\n",
+                "pool {} ({}, {}{} backend{}{})\n",
                 pool.name,
                 pool.algorithm.as_str(),
+                match pool.protocol {
+                    UpstreamProtocol::Http1 => String::new(),
+                    p => format!("{}, ", p.as_str()),
+                },
                 pool.backends.len(),
                 if pool.backends.len() == 1 { "" } else { "s" },
                 if pool.health_check.is_some() {

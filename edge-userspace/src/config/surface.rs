@@ -140,7 +140,9 @@ pub struct Listener {
     /// TLS termination; absent: plain HTTP.
     #[serde(default)]
     pub tls: Option<super::tls::ListenerTlsSurface>,
-    /// Offer HTTP/2 through ALPN on a TLS listener (default true).
+    /// HTTP/2 besides HTTP/1.1 (default true): offered through ALPN on a
+    /// TLS listener, accepted with prior knowledge (h2c, as gRPC clients
+    /// send it) on a plain one.
     #[serde(default)]
     pub http2: Option<bool>,
     /// Connection and request limits.
@@ -212,6 +214,10 @@ pub struct Route {
     /// Copies of the requests sent to a shadow pool.
     #[serde(default)]
     pub mirror: Option<super::shaping::surface::Mirror>,
+    /// JSON over HTTP to unary gRPC calls (the route's pool speaks h2 or
+    /// h2c).
+    #[serde(default)]
+    pub transcode: Option<super::transcode::TranscodeSurface>,
 }
 
 /// `routes[].match`.
@@ -236,6 +242,21 @@ pub struct Match {
     /// A media-type parameter in `Accept` (`version=2`).
     #[serde(default)]
     pub accept_param: Option<super::shaping::surface::NameValue>,
+    /// A gRPC service, and optionally one of its methods.
+    #[serde(default)]
+    pub grpc: Option<GrpcMatch>,
+}
+
+/// `match.grpc`: gRPC requests (`content-type: application/grpc`) to
+/// `/SERVICE/METHOD`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcMatch {
+    /// The fully-qualified service, `package.Service`.
+    pub service: String,
+    /// One method of it; absent: all of them.
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 /// A path condition: exactly one of the three.
@@ -380,6 +401,11 @@ pub struct Pool {
     /// TLS towards the backends; absent: plain.
     #[serde(default)]
     pub tls: Option<super::tls::PoolTlsSurface>,
+    /// What the backends speak: `http1` (default), `h2` (HTTP/2 over the
+    /// pool's TLS, by ALPN) or `h2c` (plain HTTP/2 with prior knowledge).
+    /// gRPC needs `h2` or `h2c`.
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 /// Load-balancing algorithms.
@@ -430,9 +456,12 @@ pub struct Backend {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
-    /// `http` (default) or `tcp`.
+    /// `http` (default), `grpc` or `tcp`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// The service a `grpc` check asks about; default the whole server.
+    #[serde(default)]
+    pub service: Option<String>,
     /// Path of the HTTP check; default `/`.
     #[serde(default)]
     pub path: Option<String>,
@@ -500,6 +529,10 @@ pub struct Retries {
     /// Retries always allowed per 10 s, whatever the ratio; default 3.
     #[serde(default)]
     pub min_per_window: Option<u32>,
+    /// gRPC statuses of a trailers-only answer that are retried (by
+    /// name); default `[UNAVAILABLE]`.
+    #[serde(default)]
+    pub grpc_status: Option<Vec<String>>,
 }
 
 /// `pools[].circuit_breaker`.

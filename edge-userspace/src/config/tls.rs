@@ -141,7 +141,8 @@ impl<'de> Deserialize<'de> for VersionText {
 pub struct ListenerTransport {
     /// TLS termination; `None` is plain HTTP.
     pub tls: Option<TlsTermination>,
-    /// Offer HTTP/2 through ALPN (TLS listeners only).
+    /// HTTP/2: offered through ALPN on a TLS listener, accepted with
+    /// prior knowledge (h2c) on a plain one.
     pub http2: bool,
     /// Connection and request limits.
     pub limits: Limits,

@@ -11,6 +11,8 @@ use tokio::io::AsyncReadExt;
 const FILE_CHUNK: usize = 64 * 1024;
 
 /// Sends a complete response: header fields, route header changes, body.
+/// A gRPC request gets an error status as a gRPC error instead, whose
+/// message is the body's text (see [`super::grpc`]).
 pub async fn respond(
     session: &mut Session,
     status: u16,
@@ -18,6 +20,12 @@ pub async fn respond(
     ops: &HeaderOps,
     body: Bytes,
 ) -> Result<u16> {
+    if status >= 400 && crate::grpc::is_grpc(&session.req_header().headers) {
+        let code = crate::grpc::Code::for_http_status(status);
+        let message = grpc_message(&body);
+        super::grpc::respond(session, code, &message, headers).await?;
+        return Ok(status);
+    }
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (k, v) in headers {
         resp.append_header(k.clone(), v.as_str())?;
@@ -35,6 +43,17 @@ pub async fn respond(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(status)
+}
+
+/// The text of an error body as a one-line `grpc-message`: a JSON
+/// body's `message`, else the body itself.
+fn grpc_message(body: &[u8]) -> String {
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let text = match json.as_ref().and_then(|v| v.get("message")?.as_str()) {
+        Some(m) => m.to_string(),
+        None => String::from_utf8_lossy(body).into_owned(),
+    };
+    text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 /// Fills `{host}`, `{path}` and `{query}` (with its `?`) into `template`.

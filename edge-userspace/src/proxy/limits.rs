@@ -12,7 +12,7 @@ use pingora::{Error, ErrorType, Result, proxy::Session};
 use std::time::{Duration, Instant};
 
 /// The error that makes Pingora answer `413 Content Too Large`.
-fn too_large(what: String) -> Box<Error> {
+pub fn too_large(what: String) -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(413), what)
 }
 

@@ -16,9 +16,11 @@
 //! - `header_read_timeout`: see [`head_timeout`](super::head_timeout)
 //!   (HTTP/1 request heads, and the HTTP/2 connection preface).
 //!
-//! HTTP/2 connections (ALPN `h2`) go to Pingora's own handling; HTTP/1
-//! connections run the same keep-alive loop as Pingora's, with the two
-//! timeouts added.
+//! HTTP/2 connections (ALPN `h2` on TLS listeners; on plain listeners a
+//! connection that opens with the HTTP/2 preface, "prior knowledge" h2c,
+//! as Envoy's automatic codec detects it) go to Pingora's own handling;
+//! HTTP/1 connections run the same keep-alive loop as Pingora's, with the
+//! two timeouts added.
 
 use super::head_timeout::HeadTimeout;
 use crate::{
@@ -59,6 +61,8 @@ where
     let mut app = http_proxy(conf, proxy);
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(limits.idle_timeout);
+    let h2c = l.transport.tls.is_none() && l.transport.http2;
+    options.h2c = h2c;
     app.server_options = Some(options);
     // Pingora's bounded defaults, with this listener's stream limit and a
     // send buffer per stream that keeps the connection's total within
@@ -77,6 +81,7 @@ where
         metrics: metrics.clone(),
         limits: limits.clone(),
         slots: slots.clone(),
+        h2c,
     };
     let mut service = Service::new(format!("listener {}", l.name), app);
     let address = l.address.to_string();
@@ -147,6 +152,8 @@ pub struct ListenerApp<SV: ProxyHttp> {
     metrics: ConnectionMetrics,
     limits: Limits,
     slots: Option<Arc<Semaphore>>,
+    /// Whether a plain connection may open with the HTTP/2 preface.
+    h2c: bool,
 }
 
 /// An admitted connection: holds its slot and counts as open while it lives.
@@ -229,6 +236,23 @@ where
     }
 }
 
+/// The connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection opens with the HTTP/2 preface. The bytes
+/// stay in the stream (peeked) for whichever protocol reads them. The
+/// first four decide: no HTTP/1 request starts with `PRI ` (RFC 9113
+/// §3.4 chose the method so), and an HTTP/1 client is never made to wait
+/// for 24 bytes its request may not have.
+async fn opens_with_h2_preface(stream: &mut Stream) -> std::io::Result<bool> {
+    let mut head = [0u8; 4];
+    if !stream.try_peek(&mut head).await? || head != H2_PREFACE[..4] {
+        return Ok(false);
+    }
+    let mut whole = [0u8; 24];
+    Ok(stream.try_peek(&mut whole).await? && &whole == H2_PREFACE)
+}
+
 #[async_trait]
 impl<SV> ServerApp for ListenerApp<SV>
 where
@@ -241,7 +265,26 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let _open = self.admit()?;
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        let mut stream = stream;
+        let h2 = match stream.selected_alpn_proto() {
+            Some(ALPN::H2) => true,
+            _ if self.h2c => {
+                match tokio::time::timeout(
+                    self.limits.header_read_timeout,
+                    opens_with_h2_preface(&mut stream),
+                )
+                .await
+                {
+                    Ok(Ok(h2)) => h2,
+                    // Closed, broken or silent before sending four bytes:
+                    // no request to answer (and a cut peek may have
+                    // consumed some).
+                    _ => return None,
+                }
+            }
+            _ => false,
+        };
+        if h2 {
             // HTTP/2 multiplexes requests; Pingora's connection handling
             // (with `h2_idle_timeout`) serves it to the end.
             let stream = HeadTimeout::h2_preface(stream, self.limits.header_read_timeout);

@@ -10,6 +10,7 @@
 //! [`headers`].
 
 mod actions;
+mod grpc;
 mod head_timeout;
 pub(crate) mod headers;
 pub mod limits;
@@ -18,6 +19,7 @@ pub mod normalize;
 pub mod router;
 mod shaping;
 pub mod tls;
+mod transcode;
 
 use crate::{
     access_log::{self, AccessLog},
@@ -119,6 +121,17 @@ pub struct RequestCtx {
     /// Whether this request's mirror copy was decided already (retries
     /// send no second copy).
     mirror_decided: bool,
+    /// Whether the request is gRPC: edge's errors go to it as gRPC
+    /// errors, and its outcome is its `grpc-status`.
+    grpc: bool,
+    /// The `grpc-status` of the answer (the backend's, or edge's own).
+    grpc_status: Option<crate::grpc::Code>,
+    /// The per-message size check of a gRPC request stream.
+    grpc_frames: crate::grpc::frames::MessageLimit,
+    /// The backend's trailers-only answer is to be retried elsewhere.
+    grpc_retry: bool,
+    /// The REST→gRPC call of a transcoding route.
+    transcode: Option<Box<transcode::Transcoding>>,
     /// Counts the request as in flight until it is dropped (SIGTERM
     /// waits for these).
     _in_flight: crate::drain::InFlight,
@@ -194,6 +207,19 @@ impl EdgeProxy {
     /// Whether another attempt may follow a failed one.
     fn may_retry(&self, ctx: &RequestCtx) -> bool {
         ctx.pool.as_ref().is_some_and(|p| p.may_retry(ctx.attempts))
+    }
+
+    /// Whether a gRPC request the backend answered with `code` (in a
+    /// trailers-only head) goes to another backend: the pool retries that
+    /// status, nothing of the answer reached the client, the body can be
+    /// sent again from its start, and the retry budget allows.
+    fn retry_grpc(&self, session: &Session, ctx: &RequestCtx, code: crate::grpc::Code) -> bool {
+        ctx.pool
+            .as_ref()
+            .is_some_and(|p| p.config.retries.grpc_statuses.contains(&code))
+            && session.response_written().is_none()
+            && !session.as_ref().retry_buffer_truncated()
+            && self.may_retry(ctx)
     }
 }
 
@@ -288,6 +314,11 @@ impl ProxyHttp for EdgeProxy {
             shape_refusal: None,
             mirror: None,
             mirror_decided: false,
+            grpc: false,
+            grpc_status: None,
+            grpc_frames: Default::default(),
+            grpc_retry: false,
+            transcode: None,
             _in_flight: crate::drain::InFlight::start(),
         }
     }
@@ -295,6 +326,7 @@ impl ProxyHttp for EdgeProxy {
     /// Runs first, once the request head is read: refuses a declared body
     /// over the listener's `max_body_size` with 413.
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        ctx.grpc = crate::grpc::is_grpc(&session.req_header().headers);
         let l = &ctx.rt.config.transport.limits;
         limits::check_head(session, l)?;
         limits::normalize_framing(session)?;
@@ -303,6 +335,10 @@ impl ProxyHttp for EdgeProxy {
         // Pingora's own, longer, idle limit for its tunnel.
         if !session.is_upgrade_req() {
             session.set_read_timeout(Some(l.body_read_timeout));
+        }
+        if ctx.grpc {
+            // A gRPC stream's limit is per message (request_body_filter).
+            return Ok(());
         }
         limits::check_declared_length(session, l.max_body_size)
     }
@@ -317,8 +353,22 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let l = &ctx.rt.config.transport.limits;
-        limits::check_body_read(session, l.max_body_size)?;
-        limits::check_body_rate(session, &mut ctx.body_pace, l)?;
+        // The client's doing: marked so, Pingora's HTTP/2 upstream path
+        // ends the call (an error of another source there only stops
+        // reading the body, and the upstream would wait for the rest).
+        if ctx.grpc {
+            if let (Some(max), Some(piece)) = (l.max_body_size, body.as_ref()) {
+                ctx.grpc_frames.feed(piece, max).map_err(|len| {
+                    limits::too_large(format!(
+                        "gRPC message of {len} bytes is over max_body_size ({max})"
+                    ))
+                    .into_down()
+                })?;
+            }
+        } else {
+            limits::check_body_read(session, l.max_body_size).map_err(|e| e.into_down())?;
+        }
+        limits::check_body_rate(session, &mut ctx.body_pace, l).map_err(|e| e.into_down())?;
         // A body read and transformed in request_filter comes back here
         // from Pingora's replay buffer: what goes upstream is the new one.
         if let Some(new) = &ctx.request_body {
@@ -425,6 +475,10 @@ impl ProxyHttp for EdgeProxy {
             ctx.local_status = Some(status);
             return Ok(true);
         }
+        if let Some(status) = self.transcode_request(session, ctx, &compiled).await? {
+            ctx.local_status = Some(status);
+            return Ok(true);
+        }
         let route = &compiled.route;
         let extra = &ctx.policy.response_headers;
         let status = match &route.action {
@@ -445,23 +499,28 @@ impl ProxyHttp for EdgeProxy {
                 };
                 // The cache key does not name the pool: a request split
                 // to another pool neither reads nor fills the route's cache.
-                ctx.cache.policy = if split_away {
+                // Nor does a transcoded call (a POST upstream).
+                ctx.cache.policy = if split_away || ctx.transcode.is_some() {
                     None
                 } else {
                     compiled.cache.clone()
                 };
                 ctx.cache.namespace = compiled.cache_namespace.clone();
                 ctx.cache.authenticated = ctx.policy.authenticated_route;
-                if compiled.route.shaping.response.is_some() {
+                if compiled.route.shaping.response.is_some() || ctx.transcode.is_some() {
                     // A transformed body is whole or nothing: no ranges of
                     // it, from the cache or the upstream.
                     session.ignore_downstream_range = true;
                 }
-                compression::request_filter(
-                    session.req_header(),
-                    compiled.compression.as_ref(),
-                    &mut ctx.compression,
-                );
+                // A transcoded reply's JSON comes with the trailers, past
+                // the compressor: it goes uncompressed.
+                if ctx.transcode.is_none() {
+                    compression::request_filter(
+                        session.req_header(),
+                        compiled.compression.as_ref(),
+                        &mut ctx.compression,
+                    );
+                }
                 // PURGE from a client that may not purge is answered here.
                 return cache_filters::request_filter(
                     session,
@@ -602,6 +661,10 @@ impl ProxyHttp for EdgeProxy {
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(t) = ctx.transcode.as_mut() {
+            transcode::body(body, end_of_stream, t)?;
+            return Ok(None);
+        }
         if let Some(route) = &ctx.route
             && let Some(t) = &route.route.shaping.response
         {
@@ -647,6 +710,17 @@ impl ProxyHttp for EdgeProxy {
             ));
         };
         ctx.shape_refusal = None;
+        if ctx.grpc && !pool.config.protocol.is_h2() {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                format!(
+                    "pool {} speaks HTTP/1.1: gRPC needs protocol h2 or h2c",
+                    pool.name
+                ),
+            ));
+        }
+        // A retry replays the body from its start.
+        ctx.grpc_frames = Default::default();
         // The breaker is asked once per request, when it first needs the
         // pool: a cache hit never does, so an open breaker does not stop
         // cached answers (and stale-if-error can answer for it).
@@ -662,13 +736,25 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         let timeouts = &pool.config.timeouts;
-        let remaining = match timeouts.total {
+        // A gRPC client's deadline bounds every upstream timeout too: past
+        // it, nobody waits for the answer.
+        let deadline = if ctx.grpc {
+            crate::grpc::timeout(&session.req_header().headers)
+        } else {
+            None
+        };
+        let (budget, what) = match (timeouts.total, deadline) {
+            (Some(t), Some(d)) if d < t => (Some(d), "the call's grpc-timeout"),
+            (None, Some(d)) => (Some(d), "the call's grpc-timeout"),
+            (t, _) => (t, "total timeout"),
+        };
+        let remaining = match budget {
             Some(total) => match total.checked_sub(ctx.started.elapsed()) {
                 Some(left) if !left.is_zero() => Some(left),
                 _ => {
                     return Err(Error::explain(
                         ErrorType::HTTPStatus(504),
-                        format!("pool {}: total timeout of {total:?} reached", pool.name),
+                        format!("pool {}: {what} of {total:?} reached", pool.name),
                     ));
                 }
             },
@@ -691,7 +777,7 @@ impl ProxyHttp for EdgeProxy {
         ctx.attempts += 1;
         ctx.upstream_started = Some(Instant::now());
         let addr: SocketAddr = pool.backends()[index].address;
-        let mut peer = upstream_tls::upstream_peer(pool.tls.as_ref(), addr);
+        let mut peer = upstream_tls::upstream_peer(pool.tls.as_ref(), addr, pool.config.protocol);
         // The total budget caps every per-operation timeout.
         let cap = |d: Option<std::time::Duration>| match (d, remaining) {
             (Some(d), Some(r)) => Some(d.min(r)),
@@ -737,6 +823,19 @@ impl ProxyHttp for EdgeProxy {
             // edge refused the answer (a transformation): neither the
             // backend's failure nor worth asking another backend.
             e.set_retry(false);
+            return e;
+        }
+        if ctx.transcode.as_ref().is_some_and(|t| t.refusal.is_some()) {
+            // The backend's gRPC error, to be answered as JSON: not a
+            // failure to retry (the attempt was counted already).
+            e.set_retry(false);
+            return e;
+        }
+        if std::mem::take(&mut ctx.grpc_retry) {
+            // upstream_response_filter found a retryable gRPC status and
+            // checked the rest (nothing sent to the client, the body
+            // replayable, the budget).
+            e.set_retry(true);
             return e;
         }
         self.finish_attempt(ctx, false);
@@ -829,6 +928,9 @@ impl ProxyHttp for EdgeProxy {
             upstream_request.remove_header(&http::header::RANGE);
             upstream_request.remove_header(&http::header::IF_RANGE);
         }
+        if let Some(t) = &ctx.transcode {
+            transcode::upstream_request(upstream_request, t)?;
+        }
         if let Some(body) = &ctx.request_body {
             // Read whole in request_filter: sent with its own length, and
             // nobody upstream is left waiting to say `100 Continue`.
@@ -875,7 +977,7 @@ impl ProxyHttp for EdgeProxy {
     /// failure), hidden headers and `Via`.
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -884,12 +986,76 @@ impl ProxyHttp for EdgeProxy {
             metrics::upstream_latency(&pool.name, secs);
             ctx.upstream_ms = Some(secs * 1000.0);
         }
-        let success = upstream_response.status.as_u16() < 500;
-        self.finish_attempt(ctx, success);
+        let mut success = upstream_response.status.as_u16() < 500;
+        // A gRPC answer's outcome is its grpc-status: in this head for a
+        // trailers-only answer, else in the trailers, until which the
+        // attempt stays in flight.
+        let mut outcome_in_trailers = false;
+        if ctx.grpc || ctx.transcode.is_some() {
+            match crate::grpc::status(&upstream_response.headers) {
+                Some(code) => {
+                    ctx.grpc_status = Some(code);
+                    success &= !code.is_server_failure();
+                    if self.retry_grpc(session, ctx, code) {
+                        self.finish_attempt(ctx, false);
+                        ctx.grpc_retry = true;
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            format!("the backend answered {}", code.name()),
+                        ));
+                    }
+                }
+                None => {
+                    outcome_in_trailers =
+                        success && crate::grpc::is_grpc(&upstream_response.headers);
+                }
+            }
+        }
+        if !outcome_in_trailers {
+            self.finish_attempt(ctx, success);
+        }
+        if let Some(t) = ctx.transcode.as_mut() {
+            transcode::response_head(upstream_response, t)?;
+        }
         headers::upstream_response(upstream_response, &ctx.rt.config.hidden_upstream_headers)?;
         // A revalidation's 304 updates the stored response's fields.
         cache_filters::upstream_response_filter(upstream_response, &mut ctx.cache);
         Ok(())
+    }
+
+    /// A gRPC answer's trailers: its grpc-status ends the attempt.
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if ctx.grpc || ctx.transcode.is_some() {
+            let code = crate::grpc::status(trailers);
+            if code.is_some() {
+                ctx.grpc_status = code;
+            }
+            if ctx.backend.is_some() {
+                // Trailers without a grpc-status break the protocol.
+                let failed = code.is_none_or(crate::grpc::Code::is_server_failure);
+                self.finish_attempt(ctx, !failed);
+            }
+        }
+        Ok(())
+    }
+
+    /// A transcoded call's trailers: its JSON reply (or error) becomes
+    /// the body's end.
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Bytes>> {
+        Ok(ctx
+            .transcode
+            .as_mut()
+            .map(|t| transcode::trailers(trailers, t)))
     }
 
     /// The response head going to the client (also from the cache): cache
@@ -980,7 +1146,20 @@ impl ProxyHttp for EdgeProxy {
         // the body cut short, which the client sees as a failure.
         let head_sent = session.response_written().is_some();
         if code > 0 && !head_sent {
-            let written = if let Some(why) = ctx.shape_refusal.take() {
+            let refusal = ctx.transcode.as_mut().and_then(|t| t.refusal.take());
+            let written = if let Some((grpc_code, message)) = refusal {
+                ctx.grpc_status = Some(grpc_code);
+                let headers = [("content-type".to_string(), "application/json".to_string())];
+                let body = crate::transcode::error_body(grpc_code, &message);
+                actions::respond(session, code, &headers, &Default::default(), body)
+                    .await
+                    .map(drop)
+            } else if ctx.grpc {
+                let (grpc_code, message) = grpc::for_error(e, code, ctx.breaker_open);
+                ctx.grpc_status = Some(grpc_code);
+                ctx.local_status = Some(code);
+                grpc::respond(session, grpc_code, &message, &[]).await
+            } else if let Some(why) = ctx.shape_refusal.take() {
                 let headers = [("content-type".to_string(), "application/json".to_string())];
                 let body = crate::transform::message(&why, None);
                 actions::respond(session, code, &headers, &Default::default(), body)
@@ -998,6 +1177,12 @@ impl ProxyHttp for EdgeProxy {
             if let Err(err) = written {
                 tracing::debug!("cannot send the error response: {err}");
             }
+        } else if code > 0 && ctx.grpc && session.req_header().version == http::Version::HTTP_2 {
+            let (grpc_code, message) = grpc::for_error(e, code, false);
+            ctx.grpc_status = Some(grpc_code);
+            if let Err(err) = grpc::trailers(session, grpc_code, &message).await {
+                tracing::debug!("cannot end the gRPC stream with its status: {err}");
+            }
         }
         FailToProxy {
             error_code: code,
@@ -1013,18 +1198,25 @@ impl ProxyHttp for EdgeProxy {
             // client went away) is not the backend's failure.
             self.finish_attempt(ctx, e.is_none());
         }
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .or(ctx.local_status);
+        let written = session.response_written().map(|r| r.status.as_u16());
+        // A gRPC error edge gave went out as 200: what counts is the HTTP
+        // status it stands for.
+        let status = if ctx.grpc {
+            ctx.local_status.or(written)
+        } else {
+            written.or(ctx.local_status)
+        };
         if let (Some(pool), Some(admission)) = (&ctx.pool, ctx.admission)
             && admission != Admission::Rejected
         {
             // A transformation edge refused is not the backend's failure:
             // a client asking for huge answers must not open the breaker
             // for everyone.
-            let failed =
-                !ctx.shape_failed && (ctx.upstream_failed || status.is_none_or(|s| s >= 500));
+            let grpc_failed = ctx
+                .grpc_status
+                .is_some_and(crate::grpc::Code::is_server_failure);
+            let failed = !ctx.shape_failed
+                && (ctx.upstream_failed || grpc_failed || status.is_none_or(|s| s >= 500));
             pool.record(admission, !failed);
         }
         let route = ctx.route.as_ref().map_or(&self.none, |r| &r.name);
@@ -1054,6 +1246,9 @@ impl ProxyHttp for EdgeProxy {
         }
         if let Some(c) = &ctx.policy.consumer {
             c.stats.request(status, seconds, bytes_in, bytes_out);
+        }
+        if ctx.grpc || ctx.transcode.is_some() {
+            metrics::grpc_request(&self.listener, route, pool_name, ctx.grpc_status);
         }
         metrics::http_request(&metrics::RequestDone {
             listener: &self.listener,
@@ -1102,6 +1297,8 @@ impl ProxyHttp for EdgeProxy {
                 cache: ctx.cache.status(),
                 consumer: ctx.policy.consumer_name(),
                 refused: ctx.policy.refused.map(|(p, r)| format!("{p}:{r}")),
+                grpc_status: (ctx.grpc || ctx.transcode.is_some())
+                    .then(|| ctx.grpc_status.map_or("none", crate::grpc::Code::name)),
                 error: e.map(|e| e.to_string()),
             });
         }

@@ -88,10 +88,14 @@ fn rank(m: &RouteMatch, req: &RequestView<'_>) -> Option<Rank> {
     {
         return None;
     }
+    if m.grpc && !crate::grpc::is_grpc(req.headers) {
+        return None;
+    }
     let conditions = usize::from(!m.methods.is_empty())
         + m.headers.len()
         + m.query.len()
-        + usize::from(m.accept_param.is_some());
+        + usize::from(m.accept_param.is_some())
+        + usize::from(m.grpc);
     Some((host_class, host_len, path_class, path_len, conditions))
 }
 
@@ -187,6 +191,7 @@ mod tests {
             compression: None,
             policies: Default::default(),
             shaping: Default::default(),
+            transcode: None,
         }
     }
 

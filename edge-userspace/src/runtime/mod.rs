@@ -71,6 +71,8 @@ pub struct RouteRuntime {
     /// tell its route (header, query or media-type conditions):
     /// another route's answer for the same URL must not be served for it.
     pub cache_namespace: Option<Arc<str>>,
+    /// Its REST→gRPC bindings, for a transcoding route.
+    pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
 }
 
 impl ListenerRuntime {
@@ -144,11 +146,19 @@ impl ListenerRuntime {
                     }
                     _ => None,
                 };
+                let transcoder = match &r.transcode {
+                    Some(t) => Some(Arc::new(
+                        crate::transcode::Transcoder::load(&t.descriptor_set, &t.services)
+                            .with_context(|| format!("route {}: its transcoding", r.name))?,
+                    )),
+                    None => None,
+                };
                 let m = &r.matcher;
                 let cache_namespace =
                     (!m.headers.is_empty() || !m.query.is_empty() || m.accept_param.is_some())
                         .then(|| Arc::from(format!("{}/{}", l.name, r.name)));
                 Ok(Arc::new(RouteRuntime {
+                    transcoder,
                     cache_namespace,
                     policies,
                     split,

@@ -150,7 +150,8 @@ pub async fn call(
         tried.push(i);
         attempts += 1;
         let started = Instant::now();
-        let mut peer = upstream_tls::upstream_peer(pool.tls.as_ref(), backend.address);
+        let mut peer =
+            upstream_tls::upstream_peer(pool.tls.as_ref(), backend.address, pool.config.protocol);
         let t = &pool.config.timeouts;
         let cap = |d: Option<Duration>| Some(d.map_or(left, |d| d.min(left)));
         peer.options.connection_timeout = cap(t.connect);

@@ -1,5 +1,6 @@
 //! Active health checks: each checked pool owns one task that probes every
-//! backend each interval (HTTP GET or TCP connect, bounded by the timeout)
+//! backend each interval (HTTP GET, gRPC health check or TCP connect,
+//! bounded by the timeout)
 //! and flips its health after `rise` successes or `fall` failures in a row.
 //!
 //! The task holds its pool only weakly between rounds and the pool aborts
@@ -8,7 +9,10 @@
 //! backend's current health.
 
 use super::pool::UpstreamPool;
-use crate::health::{TlsProbe, Tracker, probe};
+use crate::{
+    config::CheckKind,
+    health::{TlsProbe, Tracker, probe},
+};
 use std::sync::{Arc, Weak};
 use tokio::{runtime::Handle, task::JoinSet};
 
@@ -27,7 +31,14 @@ async fn check_pool(weak: Weak<UpstreamPool>) {
     let Some(check) = pool.config.health_check.clone() else {
         return;
     };
-    let tls = match pool.config.tls.as_ref().map(TlsProbe::new).transpose() {
+    let h2 = matches!(check.kind, CheckKind::Grpc { .. });
+    let tls = match pool
+        .config
+        .tls
+        .as_ref()
+        .map(|t| TlsProbe::new(t, h2))
+        .transpose()
+    {
         Ok(tls) => tls.map(Arc::new),
         Err(e) => {
             tracing::error!(pool = %pool.name, "health checks disabled: {e}");

@@ -351,6 +351,7 @@ mod tests {
                 breaker: None,
                 keepalive_idle: None,
                 tls: None,
+                protocol: Default::default(),
             },
             None,
         )

@@ -1,13 +1,27 @@
-//! TLS towards a pool's backends: SNI, verification, trusted CAs.
+//! TLS towards a pool's backends (SNI, verification, trusted CAs), and
+//! the HTTP version spoken over it.
 
-use crate::{config::UpstreamTls, proxy::tls::read_chain};
+use crate::{
+    config::{UpstreamProtocol, UpstreamTls},
+    proxy::tls::read_chain,
+};
 use anyhow::Result;
-use pingora::{prelude::HttpPeer, tls::x509::X509};
+use pingora::{prelude::HttpPeer, protocols::ALPN, tls::x509::X509};
 use std::{
     hash::{Hash, Hasher},
     net::SocketAddr,
     sync::Arc,
+    time::Duration,
 };
+
+/// Requests multiplexed on one HTTP/2 connection to a backend (Pingora's
+/// default is 1: one stream at a time); the backend's own
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` lowers it.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+/// Pings on idle HTTP/2 connections to backends, so that a backend gone
+/// without a word (a host down, a silent NAT drop) is noticed before a
+/// request is put on its connection.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A pool's upstream TLS, loaded.
 pub struct UpstreamTlsPeer {
@@ -53,10 +67,24 @@ impl UpstreamTlsPeer {
     }
 }
 
-/// A peer for backend `addr`: plain, or with the pool's TLS.
-pub fn upstream_peer(tls: Option<&UpstreamTlsPeer>, addr: SocketAddr) -> HttpPeer {
-    match tls {
+/// A peer for backend `addr`: plain, or with the pool's TLS, speaking
+/// the pool's `protocol`.
+pub fn upstream_peer(
+    tls: Option<&UpstreamTlsPeer>,
+    addr: SocketAddr,
+    protocol: UpstreamProtocol,
+) -> HttpPeer {
+    let mut peer = match tls {
         Some(tls) => tls.peer(addr),
         None => HttpPeer::new(addr, false, String::new()),
+    };
+    if protocol.is_h2() {
+        // HTTP/2 only, never a fall-back to HTTP/1.1: gRPC needs its
+        // trailers. On a plain peer Pingora takes this as prior knowledge
+        // (h2c); over TLS it is what ALPN offers.
+        peer.options.alpn = ALPN::H2;
+        peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        peer.options.h2_ping_interval = Some(H2_PING_INTERVAL);
     }
+    peer
 }

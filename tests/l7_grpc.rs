@@ -1,0 +1,591 @@
+//! gRPC through a real edge on loopback, with real gRPC backends and a
+//! real gRPC client (grpcio, `tests/grpc/*.py`) and raw HTTP/2 calls:
+//!
+//! - unary, server-streaming, client-streaming and bidi calls over h2c
+//!   (HTTP/2 with prior knowledge on a plain listener, to an `h2c` pool)
+//!   and over TLS (h2 by ALPN on both sides); metadata and trailers pass
+//!   through, a backend's error status too, and each call is counted by
+//!   its final status.
+//! - edge's own errors as gRPC "trailers-only" answers: UNIMPLEMENTED
+//!   when no route matches, UNAVAILABLE for a backend that refuses
+//!   connections or a pool that speaks HTTP/1.1, DEADLINE_EXCEEDED at the
+//!   client's `grpc-timeout` however long the pool's timeouts are,
+//!   RESOURCE_EXHAUSTED for one message over `max_body_size` (a long
+//!   stream of small messages passes).
+//! - a backend killed mid-stream: the client's stream ends UNAVAILABLE,
+//!   the backend is ejected and the other serves.
+//! - gRPC health checks take a NOT_SERVING backend out and back.
+//! - an UNAVAILABLE answer is retried on another backend; NOT_FOUND is
+//!   not retried.
+//! - `edge check` locates gRPC configuration mistakes.
+
+use anyhow::{Context, Result, bail, ensure};
+use edge_tests::{
+    edge::{check, line_of, reports_line},
+    grpc::{
+        self, BackendOptions, GRPC_HEADERS, GrpcBackend, GrpcClient, RawAnswer, frame, raw_call,
+    },
+    metrics::{metric, wait_metric},
+    proxy::{Proxy, refusing_port},
+    tls::Ca,
+};
+use serde_json::{Value, json};
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+/// How long any awaited condition may take.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Starts edge with `yaml`, its `@NAME@` placeholders replaced: `@LISTEN@`
+/// by the listener's address, the others by `vars`.
+fn start(yaml: &str, vars: &[(&str, String)]) -> Result<Proxy> {
+    let mut yaml = yaml.to_string();
+    for (k, v) in vars {
+        yaml = yaml.replace(&format!("@{k}@"), v);
+    }
+    Proxy::start_with(
+        |_| Ok(()),
+        move |listen, _| yaml.replace("@LISTEN@", &listen.to_string()),
+    )
+}
+
+/// A plain backend.
+fn backend(name: &str) -> Result<GrpcBackend> {
+    GrpcBackend::start(name, &BackendOptions::default())
+}
+
+/// `[{address: A}, ...]` for a pool's `backends`.
+fn addresses(backends: &[&GrpcBackend]) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address: '{}' }}", b.addr))
+        .collect();
+    format!("[{}]", list.join(", "))
+}
+
+/// A client.py command calling `test.Echo` with `kind` at `target`.
+fn echo(target: SocketAddr, tls: &Value, kind: &str, requests: &[&str]) -> Value {
+    let method = match kind {
+        "unary" => "Unary",
+        "server_stream" => "ServerStream",
+        "client_stream" => "ClientStream",
+        _ => "Bidi",
+    };
+    grpc::command(target, tls, kind, &format!("/test.Echo/{method}"), requests)
+}
+
+/// A plaintext unary call of `test.Echo` through `p`.
+fn unary(c: &mut GrpcClient, p: &Proxy, request: &str) -> Result<Value> {
+    c.call(&echo(p.listen, &Value::Null, "unary", &[request]))
+}
+
+/// Which backend answered a call (its `x-backend` metadata).
+fn served_by(done: &Value) -> String {
+    done["trailers"]["x-backend"]
+        .as_str()
+        .or(done["initial"]["x-backend"].as_str())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// `n` unary calls through `p`, each of which must succeed; who served
+/// them.
+fn served(c: &mut GrpcClient, p: &Proxy, n: usize) -> Result<Vec<String>> {
+    let mut by = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = unary(c, p, &format!("call {i}"))?;
+        ensure!(r["code"] == "OK", "call {i}: {r}");
+        by.push(served_by(&r));
+    }
+    Ok(by)
+}
+
+/// The four kinds of calls at `target`, all served by `backend`.
+fn four_kinds(c: &mut GrpcClient, target: SocketAddr, tls: &Value, backend: &str) -> Result<()> {
+    let r = c.call(&echo(target, tls, "unary", &["hello"]))?;
+    ensure!(
+        r["code"] == "OK" && r["responses"] == json!(["hello"]),
+        "{r}"
+    );
+    ensure!(
+        r["initial"]["x-backend"] == backend
+            && r["trailers"]["x-backend"] == backend
+            && r["trailers"]["x-trailer"] == "kept",
+        "metadata and trailers pass through: {r}"
+    );
+    let r = c.call(&echo(target, tls, "unary", &["status:5:not here"]))?;
+    ensure!(
+        r["code"] == "NOT_FOUND"
+            && r["details"] == "not here"
+            && r["trailers"]["x-backend"] == backend,
+        "the backend's status, message and trailers pass through: {r}"
+    );
+    let r = c.call(&echo(target, tls, "server_stream", &["3:0"]))?;
+    ensure!(
+        r["code"] == "OK"
+            && r["responses"] == json!(["0", "1", "2"])
+            && r["initial"]["x-backend"] == backend
+            && r["trailers"]["x-backend"] == backend,
+        "{r}"
+    );
+    let r = c.call(&echo(target, tls, "client_stream", &["a", "b", "c"]))?;
+    ensure!(
+        r["code"] == "OK" && r["responses"] == json!(["a|b|c"]),
+        "{r}"
+    );
+    let r = c.call(&echo(target, tls, "bidi", &["x", "y"]))?;
+    ensure!(
+        r["code"] == "OK" && r["responses"] == json!(["echo:x", "echo:y"]),
+        "{r}"
+    );
+    Ok(())
+}
+
+/// One listener routing `test.Echo` to pool `echo`, whose settings (after
+/// its name) are `@POOL@`.
+const ECHO: &str = "\
+listeners:
+  - name: grpc
+    address: @LISTEN@
+    routes:
+      - name: echo
+        match: { grpc: { service: test.Echo } }
+        proxy: { pool: echo }
+pools:
+  - name: echo
+@POOL@";
+
+#[test]
+fn four_kinds_through_h2c() -> Result<()> {
+    let b = backend("b1")?;
+    let pool = format!("    protocol: h2c\n    backends: {}\n", addresses(&[&b]));
+    let p = start(ECHO, &[("POOL", pool)])?;
+    let mut c = GrpcClient::start()?;
+    four_kinds(&mut c, p.listen, &Value::Null, "b1")?;
+    let counted = |status: &str, want: f64| {
+        wait_metric(
+            || p.metrics(),
+            "edge_grpc_requests_total",
+            &[("route", "echo"), ("pool", "echo"), ("grpc_status", status)],
+            DEADLINE,
+            |v| v == want,
+        )
+    };
+    counted("OK", 4.0)?;
+    counted("NOT_FOUND", 1.0)?;
+    Ok(())
+}
+
+#[test]
+fn four_kinds_through_tls_h2() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("gRPC test CA")?;
+    let ca_file = ca.write(dir.path(), "ca")?;
+    let (cert, key) = ca
+        .issue("grpc.test", &["grpc.test"])?
+        .write(dir.path(), "edge")?;
+    let backend_tls = ca
+        .issue("backend.test", &["backend.test"])?
+        .write(dir.path(), "backend")?;
+    let b = GrpcBackend::start(
+        "tls1",
+        &BackendOptions {
+            tls: Some(backend_tls),
+            ..Default::default()
+        },
+    )?;
+    let p = start(
+        "\
+listeners:
+  - name: grpc
+    address: @LISTEN@
+    tls: { certificates: [{ cert: '@CERT@', key: '@KEY@' }] }
+    routes:
+      - name: echo
+        match: { grpc: { service: test.Echo } }
+        proxy: { pool: echo }
+pools:
+  - name: echo
+    protocol: h2
+    tls: { ca: '@CA@', sni: backend.test }
+    backends: [{ address: '@B1@' }]
+",
+        &[
+            ("CERT", cert.display().to_string()),
+            ("KEY", key.display().to_string()),
+            ("CA", ca_file.display().to_string()),
+            ("B1", b.addr.to_string()),
+        ],
+    )?;
+    let mut c = GrpcClient::start()?;
+    four_kinds(&mut c, p.listen, &grpc::tls(&ca_file, "grpc.test"), "tls1")
+}
+
+/// A raw gRPC call of `path` with `extra` headers and one message.
+fn raw(addr: SocketAddr, path: &str, extra: &[(&str, &str)], msg: &[u8]) -> Result<RawAnswer> {
+    let mut headers: Vec<(&str, &str)> = GRPC_HEADERS.to_vec();
+    headers.extend_from_slice(extra);
+    raw_call(addr, path, &headers, &frame(msg))
+}
+
+/// `a` is edge's own gRPC error `code`: a trailers-only answer.
+fn edge_error(a: &RawAnswer, code: &str) -> Result<()> {
+    ensure!(
+        a.status == 200
+            && a.ends_with_head
+            && a.header("content-type") == Some("application/grpc")
+            && a.header("grpc-status") == Some(code),
+        "expected a trailers-only answer with grpc-status {code}, got {a:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn edge_errors_are_grpc_errors() -> Result<()> {
+    let b = backend("b1")?;
+    let (_reserved, refused) = refusing_port()?;
+    // A listening socket nobody accepts on: connections complete (the
+    // kernel's backlog), then nothing is ever said. The Python backend
+    // applies the grpc-timeout it is sent by itself, so only this one
+    // shows that edge applies it too.
+    let hole = TcpListener::bind("127.0.0.1:0")?;
+    let p = start(
+        "\
+listeners:
+  - name: grpc
+    address: @LISTEN@
+    limits: { max_body_size: 1KiB }
+    routes:
+      - name: echo
+        match: { grpc: { service: test.Echo } }
+        proxy: { pool: slow }
+      - name: hole
+        match: { grpc: { service: test.Hole } }
+        proxy: { pool: hole }
+      - name: refused
+        match: { grpc: { service: test.Refused } }
+        proxy: { pool: refused }
+      - name: legacy
+        match: { grpc: { service: test.Legacy } }
+        proxy: { pool: legacy }
+pools:
+  - name: slow
+    protocol: h2c
+    timeouts: { connect: 30s, read: 30s }
+    backends: [{ address: '@B1@' }]
+  - name: hole
+    protocol: h2c
+    timeouts: { connect: 30s, read: 30s, write: 30s }
+    backends: [{ address: '@HOLE@' }]
+  - name: refused
+    protocol: h2c
+    backends: [{ address: '@REFUSED@' }]
+  - name: legacy
+    backends: [{ address: '@B1@' }]
+",
+        &[
+            ("B1", b.addr.to_string()),
+            ("HOLE", hole.local_addr()?.to_string()),
+            ("REFUSED", refused.to_string()),
+        ],
+    )?;
+
+    let a = raw(p.listen, "/other.Svc/M", &[], b"x")?;
+    edge_error(&a, "12").context("no route")?;
+    let a = raw(p.listen, "/test.Refused/M", &[], b"x")?;
+    edge_error(&a, "14").context("a backend refusing connections")?;
+    let a = raw(p.listen, "/test.Legacy/M", &[], b"x")?;
+    edge_error(&a, "14").context("an HTTP/1.1 pool")?;
+    ensure!(
+        a.grpc_message().is_some_and(|m| m.contains("h2")),
+        "the message says gRPC needs h2: {a:?}"
+    );
+
+    for path in ["/test.Hole/Unary", "/test.Echo/Unary"] {
+        let started = Instant::now();
+        let a = raw(p.listen, path, &[("grpc-timeout", "300m")], b"sleep:3000")?;
+        let took = started.elapsed();
+        ensure!(
+            a.status == 200 && a.grpc_status() == Some("4"),
+            "{path}: expected DEADLINE_EXCEEDED, got {a:?}"
+        );
+        ensure!(
+            took < Duration::from_secs(2),
+            "{path}: the 300 ms grpc-timeout took {took:?}"
+        );
+        if path.starts_with("/test.Hole/") {
+            edge_error(&a, "4").context("edge's own DEADLINE_EXCEEDED")?;
+        }
+    }
+
+    // max_body_size bounds each message, not the stream.
+    let a = raw(p.listen, "/test.Echo/Unary", &[], &[b'x'; 2000])?;
+    edge_error(&a, "8").context("a 2000-byte message over a 1 KiB limit")?;
+    let parts: Vec<String> = (0..20).map(|i| format!("{i:0>200}")).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let mut c = GrpcClient::start()?;
+    let r = c.call(&echo(p.listen, &Value::Null, "client_stream", &parts))?;
+    ensure!(
+        r["code"] == "OK" && r["responses"] == json!([parts.join("|")]),
+        "20 messages of 200 bytes under a 1 KiB limit: {}",
+        r["code"]
+    );
+    Ok(())
+}
+
+/// Pool `echo` with `backends`, round robin, plus `extra` settings.
+fn echo_pool(backends: &[&GrpcBackend], extra: &str) -> String {
+    format!(
+        "    protocol: h2c\n    algorithm: round_robin\n    backends: {}\n{extra}",
+        addresses(backends)
+    )
+}
+
+#[test]
+fn backend_killed_mid_stream() -> Result<()> {
+    let (b1, b2) = (backend("b1")?, backend("b2")?);
+    let pool = echo_pool(
+        &[&b1, &b2],
+        "    outlier_detection: { consecutive_failures: 1, ejection_time: 60s }\n",
+    );
+    let p = start(ECHO, &[("POOL", pool)])?;
+    let mut c = GrpcClient::start()?;
+    c.send(&echo(p.listen, &Value::Null, "server_stream", &["50:100"]))?;
+    let first = c.next_line(DEADLINE)?;
+    ensure!(
+        first["event"] == "message",
+        "expected a first message: {first}"
+    );
+    let serving = first["initial"]["x-backend"].as_str().unwrap_or("-");
+    let (mut gone, other) = match serving {
+        "b1" => (b1, b2),
+        "b2" => (b2, b1),
+        s => bail!("the stream came from {s:?}: {first}"),
+    };
+    gone.kill();
+    let done = c.until_done(DEADLINE)?;
+    ensure!(
+        done["code"] == "UNAVAILABLE",
+        "the broken stream ends UNAVAILABLE: {done}"
+    );
+    let got = done["responses"].as_array().map_or(0, Vec::len);
+    ensure!(
+        (1..50).contains(&got),
+        "{got} messages before the break: {done}"
+    );
+
+    let gone_addr = gone.addr.to_string();
+    wait_metric(
+        || p.metrics(),
+        "edge_upstream_ejections_total",
+        &[("pool", "echo"), ("backend", gone_addr.as_str())],
+        DEADLINE,
+        |v| v >= 1.0,
+    )?;
+    let by = served(&mut c, &p, 6)?;
+    ensure!(
+        by.iter().all(|s| *s == other.name),
+        "all served by {} once {} is ejected: {by:?}",
+        other.name,
+        gone.name
+    );
+    Ok(())
+}
+
+/// Writes `status` into a backend's health file in one step.
+fn set_health(file: &Path, status: &str) -> Result<()> {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, status)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}
+
+#[test]
+fn grpc_health_checks() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files = [dir.path().join("b1.health"), dir.path().join("b2.health")];
+    let mut started = Vec::new();
+    for (name, file) in ["b1", "b2"].into_iter().zip(&files) {
+        set_health(file, "SERVING")?;
+        let opts = BackendOptions {
+            health_file: Some(file.clone()),
+            ..Default::default()
+        };
+        started.push(GrpcBackend::start(name, &opts)?);
+    }
+    let (b1, b2) = (&started[0], &started[1]);
+    let pool = echo_pool(
+        &[b1, b2],
+        "    health_check: { type: grpc, service: test.Echo, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }\n",
+    );
+    let p = start(ECHO, &[("POOL", pool)])?;
+    let b1_addr = b1.addr.to_string();
+    let healthy = |want: f64| {
+        wait_metric(
+            || p.metrics(),
+            "edge_upstream_backend_healthy",
+            &[("pool", "echo"), ("backend", b1_addr.as_str())],
+            DEADLINE,
+            |v| v == want,
+        )
+    };
+    healthy(1.0)?;
+    set_health(&files[0], "NOT_SERVING")?;
+    healthy(0.0)?;
+    let mut c = GrpcClient::start()?;
+    let by = served(&mut c, &p, 6)?;
+    ensure!(by.iter().all(|s| s == "b2"), "b1 is NOT_SERVING: {by:?}");
+
+    set_health(&files[0], "SERVING")?;
+    healthy(1.0)?;
+    let by = served(&mut c, &p, 6)?;
+    ensure!(by.iter().any(|s| s == "b1"), "b1 serves again: {by:?}");
+    Ok(())
+}
+
+#[test]
+fn unavailable_is_retried_elsewhere() -> Result<()> {
+    let b1 = GrpcBackend::start(
+        "b1",
+        &BackendOptions {
+            unavailable: true,
+            ..Default::default()
+        },
+    )?;
+    let b2 = backend("b2")?;
+    let retries = "    retries: { attempts: 1, min_per_window: 100 }\n";
+    let p = start(ECHO, &[("POOL", echo_pool(&[&b1, &b2], retries))])?;
+    let mut c = GrpcClient::start()?;
+    let by = served(&mut c, &p, 8)?;
+    ensure!(
+        by.iter().all(|s| s == "b2"),
+        "b1's UNAVAILABLE is retried on b2: {by:?}"
+    );
+    let retried = metric(
+        &p.metrics()?,
+        "edge_upstream_retries_total",
+        &[("pool", "echo")],
+    );
+    ensure!(
+        retried.is_some_and(|n| n >= 1.0),
+        "retries counted: {retried:?}"
+    );
+    drop(p);
+
+    // NOT_FOUND is the call's answer, not the backend's failure.
+    let p = start(ECHO, &[("POOL", echo_pool(&[&b2], retries))])?;
+    for _ in 0..4 {
+        let r = unary(&mut c, &p, "status:5:nope")?;
+        ensure!(r["code"] == "NOT_FOUND" && served_by(&r) == "b2", "{r}");
+    }
+    wait_metric(
+        || p.metrics(),
+        "edge_grpc_requests_total",
+        &[("route", "echo"), ("grpc_status", "NOT_FOUND")],
+        DEADLINE,
+        |v| v == 4.0,
+    )?;
+    let retried = metric(
+        &p.metrics()?,
+        "edge_upstream_retries_total",
+        &[("pool", "echo")],
+    );
+    ensure!(
+        retried.unwrap_or(0.0) == 0.0,
+        "NOT_FOUND is not retried: {retried:?}"
+    );
+    Ok(())
+}
+
+/// A config routing gRPC with `route_match` to pool `echo`, whose
+/// settings after its backends are `pool`.
+fn config(route_match: &str, pool: &str) -> String {
+    format!(
+        "\
+listeners:
+  - name: grpc
+    address: 127.0.0.1:8080
+    routes:
+      - name: echo
+        match: {route_match}
+        proxy: {{ pool: echo }}
+pools:
+  - name: echo
+    backends: [{{ address: 127.0.0.1:9000 }}]
+{pool}"
+    )
+}
+
+#[test]
+fn configs_are_checked() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        config(
+            "{ grpc: { service: test.Echo, method: Unary } }",
+            "    protocol: h2c\n    retries: { attempts: 1, grpc_status: [UNAVAILABLE, RESOURCE_EXHAUSTED] }\n    health_check: { type: grpc, service: test.Echo }\n",
+        ),
+    )?;
+    let (ok, text) = check(&[good.as_path()])?;
+    ensure!(ok, "a good gRPC config is refused:\n{text}");
+
+    let service = "{ grpc: { service: test.Echo } }";
+    // (name, route match, pool settings, marker of the faulty line, a word
+    // the message must have)
+    let bad = [
+        (
+            "h2-without-tls",
+            service,
+            "    protocol: h2\n",
+            "protocol: h2",
+            "h2 is HTTP/2 over TLS",
+        ),
+        (
+            "unknown-grpc-status",
+            service,
+            "    protocol: h2c\n    retries: { attempts: 1, grpc_status: [NOPE] }\n",
+            "grpc_status",
+            "NOPE",
+        ),
+        (
+            "bad-service-name",
+            "{ grpc: { service: \"bad service\" } }",
+            "    protocol: h2c\n",
+            "bad service",
+            "bad service",
+        ),
+        (
+            "grpc-check-with-path",
+            service,
+            "    protocol: h2c\n    health_check: { type: grpc, path: /x }\n",
+            "health_check",
+            "path",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, route_match, pool, marker, word) in bad {
+        let file = dir.path().join(format!("{name}.yaml"));
+        let yaml = config(route_match, pool);
+        std::fs::write(&file, &yaml)?;
+        let line = line_of(&yaml, marker)?;
+        let (ok, text) = check(&[file.as_path()])?;
+        if ok {
+            failures.push(format!("{name}: edge check accepted it"));
+        } else if !reports_line(&text, &file, line) {
+            failures.push(format!(
+                "{name}: no error at {}:{line}:COLUMN:\n{text}",
+                file.display()
+            ));
+        } else if !text.contains(word) {
+            failures.push(format!(
+                "{name}: the message does not say {word:?}:\n{text}"
+            ));
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n---\n"));
+    Ok(())
+}
