@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod runtime;
+pub mod stream;
 pub mod traffic;
 pub mod transcode;
 pub mod transform;

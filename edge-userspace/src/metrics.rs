@@ -29,6 +29,13 @@ pub const BACKEND_HEALTHY: &str = "edge_upstream_backend_healthy";
 pub const EJECTIONS: &str = "edge_upstream_ejections_total";
 /// Retries, by pool.
 pub const RETRIES: &str = "edge_upstream_retries_total";
+/// Stream listener connections by outcome (ok, connect_failed,
+/// no_backend, breaker_open).
+pub const STREAM_CONNECTIONS: &str = "edge_stream_connections_total";
+/// Bytes relayed by stream listeners, by direction.
+pub const STREAM_BYTES: &str = "edge_stream_bytes_total";
+/// TLS passthrough connections closed before a pool was chosen, by reason.
+pub const PASSTHROUGH_REFUSED: &str = "edge_tls_passthrough_refused_total";
 /// gRPC requests by their final `grpc-status`.
 pub const GRPC_REQUESTS: &str = "edge_grpc_requests_total";
 /// Circuit breaker state by pool: 0 closed, 1 half-open, 2 open.
@@ -168,6 +175,18 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     );
     metrics::describe_counter!(EJECTIONS, "Outlier ejections of a backend.");
     metrics::describe_counter!(RETRIES, "Retries granted, by pool.");
+    metrics::describe_counter!(
+        STREAM_CONNECTIONS,
+        "Stream listener connections to a pool, by result (ok, connect_failed, no_backend, breaker_open)."
+    );
+    metrics::describe_counter!(
+        STREAM_BYTES,
+        "Bytes relayed by stream listeners (up: client to backend; down: back; 0 for streams cut by an error or the idle timeout)."
+    );
+    metrics::describe_counter!(
+        PASSTHROUGH_REFUSED,
+        "TLS passthrough connections closed before a pool was chosen, by reason (not_tls, malformed, too_large, timeout, closed, no_route)."
+    );
     metrics::describe_counter!(
         GRPC_REQUESTS,
         "gRPC requests by their final grpc-status (none: the stream broke or the client left)."
@@ -346,6 +365,40 @@ pub fn grpc_request(
         "route" => Arc::clone(route),
         "pool" => Arc::clone(pool),
         "grpc_status" => status.map_or("none", crate::grpc::Code::name),
+    )
+    .increment(1);
+}
+
+/// Counts a stream listener's connection to `pool` by `result`.
+pub fn stream_connection(listener: &Arc<str>, pool: &Arc<str>, result: &'static str) {
+    metrics::counter!(
+        STREAM_CONNECTIONS,
+        "listener" => Arc::clone(listener),
+        "pool" => Arc::clone(pool),
+        "result" => result,
+    )
+    .increment(1);
+}
+
+/// Counts the bytes of a finished stream.
+pub fn stream_closed(listener: &Arc<str>, pool: &Arc<str>, up: u64, down: u64) {
+    for (direction, n) in [("up", up), ("down", down)] {
+        metrics::counter!(
+            STREAM_BYTES,
+            "listener" => Arc::clone(listener),
+            "pool" => Arc::clone(pool),
+            "direction" => direction,
+        )
+        .increment(n);
+    }
+}
+
+/// Counts a TLS passthrough connection closed before it had a pool.
+pub fn passthrough_refused(listener: &Arc<str>, reason: &'static str) {
+    metrics::counter!(
+        PASSTHROUGH_REFUSED,
+        "listener" => Arc::clone(listener),
+        "reason" => reason,
     )
     .increment(1);
 }

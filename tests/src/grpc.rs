@@ -1,12 +1,15 @@
 //! gRPC for the tests: a real gRPC backend and a real gRPC client
 //! (grpcio, in Python: `tests/grpc/backend.py` and `tests/grpc/client.py`)
 //! as child processes killed by their PID when dropped, and a raw HTTP/2
-//! call (the h2 crate) that shows exactly how an answer was framed.
+//! call (the h2 crate) that shows exactly how an answer was framed; for
+//! the transcoding tests, a bookstore backend (`tests/grpc/bookstore.py`)
+//! and the descriptor set protoc makes of its `bookstore.proto`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::{
+    ffi::OsString,
     io::{BufRead, BufReader, Read, Write},
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -65,6 +68,42 @@ fn stderr_log() -> Result<(tempfile::NamedTempFile, Stdio)> {
     Ok((log, out))
 }
 
+/// Spawns the server script `cmd` runs (its stderr to a new log) and
+/// waits for the port it says on its first stdout line; kills it if that
+/// does not come.
+fn spawn_server(
+    mut cmd: Command,
+    what: &str,
+) -> Result<(Child, tempfile::NamedTempFile, SocketAddr)> {
+    let (log, stderr) = stderr_log()?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting {what} with {PYTHON}"))?;
+    let port = match child.stdout.take() {
+        None => Err(anyhow::anyhow!("{what} has no stdout")),
+        Some(out) => match line_reader(out).recv_timeout(CALL_DEADLINE) {
+            Ok(line) => line
+                .trim()
+                .parse::<u16>()
+                .with_context(|| format!("{what} said {line:?}, not its port")),
+            Err(_) => Err(anyhow::anyhow!(
+                "{what} did not say its port within {CALL_DEADLINE:?}; its log:\n{}",
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            )),
+        },
+    };
+    match port {
+        Ok(port) => Ok((child, log, SocketAddr::from(([127, 0, 0, 1], port)))),
+        Err(e) => {
+            kill_child(&mut child);
+            Err(e)
+        }
+    }
+}
+
 /// What a [`GrpcBackend`] does besides echoing.
 #[derive(Clone, Debug, Default)]
 pub struct BackendOptions {
@@ -92,7 +131,6 @@ pub struct GrpcBackend {
 impl GrpcBackend {
     /// Starts backend `name` and waits for it to say its port.
     pub fn start(name: &str, opts: &BackendOptions) -> Result<Self> {
-        let (log, stderr) = stderr_log()?;
         let mut cmd = Command::new(PYTHON);
         cmd.arg(scripts().join("backend.py")).args(["--name", name]);
         if let Some((cert, key)) = &opts.tls {
@@ -104,36 +142,13 @@ impl GrpcBackend {
         if opts.unavailable {
             cmd.arg("--unavailable");
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("starting gRPC backend {name} with {PYTHON}"))?;
-        // Owned at once, so that any failure below kills it.
-        let mut backend = Self {
+        let (child, log, addr) = spawn_server(cmd, &format!("gRPC backend {name}"))?;
+        Ok(Self {
             child,
             log,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr,
             name: name.to_string(),
-        };
-        let stdout = backend
-            .child
-            .stdout
-            .take()
-            .context("backend.py has no stdout")?;
-        let port: u16 = match line_reader(stdout).recv_timeout(CALL_DEADLINE) {
-            Ok(line) => line
-                .trim()
-                .parse()
-                .with_context(|| format!("backend {name} said {line:?}, not its port"))?,
-            Err(_) => bail!(
-                "backend {name} did not say its port within {CALL_DEADLINE:?}; its log:\n{}",
-                backend.log_text()
-            ),
-        };
-        backend.addr = SocketAddr::from(([127, 0, 0, 1], port));
-        Ok(backend)
+        })
     }
 
     /// Kills it at once (SIGKILL: connections and streams just break) and
@@ -419,4 +434,62 @@ async fn exchange(
         body: data,
         trailers: trailers.as_ref().map(pairs).unwrap_or_default(),
     })
+}
+
+/// Compiles `bookstore.proto` with the `google/api` files it imports into
+/// the descriptor set `out` (`protoc --include_imports`), for
+/// [`BookstoreBackend`] and for edge's `transcode.descriptor_set`.
+pub fn descriptor_set(out: &Path) -> Result<()> {
+    let dir = scripts();
+    let mut flag = OsString::from("--descriptor_set_out=");
+    flag.push(out);
+    let done = Command::new("protoc")
+        .arg("--include_imports")
+        .arg(flag)
+        .arg("-I")
+        .arg(&dir)
+        .args(["-I", "/usr/include"])
+        .arg(dir.join("bookstore.proto"))
+        .output()
+        .context("running protoc")?;
+    ensure!(
+        done.status.success(),
+        "protoc could not compile bookstore.proto: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    Ok(())
+}
+
+/// `bookstore.py`: service `shop.v1.Bookstore` of `bookstore.proto` on a
+/// free port of 127.0.0.1, its messages made from a [`descriptor_set`].
+/// Every answer carries `x-backend: bookstore` in its trailers.
+pub struct BookstoreBackend {
+    child: Child,
+    log: tempfile::NamedTempFile,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl BookstoreBackend {
+    /// Starts it with the descriptor set at `descriptors` and waits for it
+    /// to say its port.
+    pub fn start(descriptors: &Path) -> Result<Self> {
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(scripts().join("bookstore.py"))
+            .arg("--descriptor-set")
+            .arg(descriptors);
+        let (child, log, addr) = spawn_server(cmd, "the bookstore backend")?;
+        Ok(Self { child, log, addr })
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for BookstoreBackend {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
 }

@@ -454,6 +454,22 @@ pub(super) fn listeners(
             consumers,
             gateway,
         };
+        let stream_mode = super::stream::mode(v, &path, l);
+        let stream = stream_mode.map(|m| super::stream::settings(v, &path, m, l, pools));
+        if stream_mode.is_none() {
+            if !l.sni.is_empty() {
+                v.error(
+                    format!("{path}.sni"),
+                    "sni only applies to mode: tls_passthrough",
+                );
+            }
+            if l.proxy_protocol.is_some() {
+                v.error(
+                    format!("{path}.proxy_protocol"),
+                    "proxy_protocol only applies to mode: tcp or tls_passthrough",
+                );
+            }
+        }
         let mut routes = Vec::new();
         let mut route_names = HashMap::new();
         for (j, r) in l.routes.iter().enumerate() {
@@ -468,7 +484,9 @@ pub(super) fn listeners(
                 routes.push(route);
             }
         }
-        if let Some(pool) = &l.pool {
+        if stream.is_some() {
+            // A stream listener's pool is its own, not a route's.
+        } else if let Some(pool) = &l.pool {
             if let Some(pool) = pool_ref(v, format!("{path}.pool"), pool, pools) {
                 routes.push(Route {
                     name: "default".into(),
@@ -575,6 +593,7 @@ pub(super) fn listeners(
             transport,
             cache,
             compression,
+            stream,
         });
     }
     out

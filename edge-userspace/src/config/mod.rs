@@ -16,6 +16,7 @@ mod preflight;
 mod prescan;
 mod report;
 pub mod shaping;
+pub mod stream;
 mod surface;
 pub mod tls;
 pub mod transcode;

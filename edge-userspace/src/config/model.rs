@@ -130,6 +130,8 @@ pub struct Listener {
     pub cache: Option<CachePolicy>,
     /// Default response compression of the listener.
     pub compression: Option<CompressionPolicy>,
+    /// A stream listener's settings (TCP, TLS passthrough); `None`: HTTP.
+    pub stream: Option<super::stream::StreamSettings>,
 }
 
 /// What to do with `%2F`, `%5C` in a request path.
@@ -208,7 +210,7 @@ pub struct RouteMatch {
 }
 
 /// A host condition, lower-case.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum HostMatch {
     /// The whole host name.
     Exact(String),

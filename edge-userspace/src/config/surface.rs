@@ -157,6 +157,16 @@ pub struct Listener {
     /// Gateway policies every route of the listener starts from.
     #[serde(default)]
     pub policies: Option<super::gateway::surface::Policies>,
+    /// `http` (default), `tcp` (raw TCP to `pool`) or `tls_passthrough`
+    /// (TLS to a pool chosen by the ClientHello's server name).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// TLS passthrough: server names to pools.
+    #[serde(default)]
+    pub sni: Vec<super::stream::SniRouteSurface>,
+    /// The PROXY protocol towards the backends of a stream listener.
+    #[serde(default)]
+    pub proxy_protocol: Option<super::stream::ProxyProtocolSurface>,
 }
 
 /// `listeners[].routes[]`: a match and one action.

@@ -65,7 +65,7 @@ fn unknown_key() {
     assert_eq!(
         errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
         [
-            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `untrusted_headers`, `merge_slashes`, `encoded_slashes`, `pass_upstream_headers`, `tls`, `http2`, `limits`, `cache`, `compression`, `policies`"
+            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `untrusted_headers`, `merge_slashes`, `encoded_slashes`, `pass_upstream_headers`, `tls`, `http2`, `limits`, `cache`, `compression`, `policies`, `mode`, `sni`, `proxy_protocol`"
         ]
     );
     assert_eq!(

@@ -72,9 +72,7 @@ where
     h2.max_concurrent_streams(limits.http2_max_streams);
     h2.max_send_buffer_size(limits.http2_stream_buffer());
     app.h2_options = Some(h2);
-    let slots = limits
-        .max_connections
-        .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
+    let slots = slots(limits);
     let metrics = ConnectionMetrics::new(&l.name);
     let app = ListenerApp {
         proxy: Arc::new(app),
@@ -101,14 +99,15 @@ where
 
 /// A listener's connection metrics, registered once.
 #[derive(Clone)]
-struct ConnectionMetrics {
+pub(crate) struct ConnectionMetrics {
     open: metrics::Gauge,
     refused: metrics::Counter,
     listener: Arc<str>,
 }
 
 impl ConnectionMetrics {
-    fn new(listener: &str) -> Self {
+    /// Registers listener `listener`'s.
+    pub(crate) fn new(listener: &str) -> Self {
         let label = listener.to_string();
         Self {
             open: metrics::gauge!("edge_listener_connections", "listener" => label.clone()),
@@ -130,6 +129,34 @@ impl ConnectionMetrics {
 struct FullBeforeHandshake {
     metrics: ConnectionMetrics,
     slots: Arc<Semaphore>,
+}
+
+/// Takes one of `slots` (if the listener limits its connections) for a
+/// new connection, counted in `metrics`; `None` when all are taken.
+pub(crate) fn admit(slots: Option<&Arc<Semaphore>>, metrics: &ConnectionMetrics) -> Option<Open> {
+    let permit = match slots {
+        None => None,
+        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                metrics.refused();
+                return None;
+            }
+        },
+    };
+    metrics.open.increment(1.0);
+    Some(Open {
+        open: metrics.open.clone(),
+        _permit: permit,
+        _in_flight: crate::drain::InFlight::start(),
+    })
+}
+
+/// The connection slots of a listener with `limits`, if it has a limit.
+pub(crate) fn slots(limits: &Limits) -> Option<Arc<Semaphore>> {
+    limits
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))))
 }
 
 #[async_trait]
@@ -157,7 +184,7 @@ pub struct ListenerApp<SV: ProxyHttp> {
 }
 
 /// An admitted connection: holds its slot and counts as open while it lives.
-struct Open {
+pub(crate) struct Open {
     open: metrics::Gauge,
     _permit: Option<OwnedSemaphorePermit>,
     /// A drain waits for it: a connection accepted just before the
@@ -180,22 +207,7 @@ where
 {
     /// Takes a connection slot, or says why not.
     fn admit(&self) -> Option<Open> {
-        let permit = match &self.slots {
-            None => None,
-            Some(slots) => match slots.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    self.metrics.refused();
-                    return None;
-                }
-            },
-        };
-        self.metrics.open.increment(1.0);
-        Some(Open {
-            open: self.metrics.open.clone(),
-            _permit: permit,
-            _in_flight: crate::drain::InFlight::start(),
-        })
+        admit(self.slots.as_ref(), &self.metrics)
     }
 
     /// Pingora's HTTP/1 keep-alive loop, with the head deadline and the

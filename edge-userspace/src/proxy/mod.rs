@@ -130,8 +130,9 @@ pub struct RequestCtx {
     grpc_frames: crate::grpc::frames::MessageLimit,
     /// The backend's trailers-only answer is to be retried elsewhere.
     grpc_retry: bool,
-    /// The REST→gRPC call of a transcoding route.
-    transcode: Option<Box<transcode::Transcoding>>,
+    /// Whether the request was transcoded to a gRPC call (its outcome is
+    /// counted by gRPC status).
+    transcoded: bool,
     /// Counts the request as in flight until it is dropped (SIGTERM
     /// waits for these).
     _in_flight: crate::drain::InFlight,
@@ -318,7 +319,7 @@ impl ProxyHttp for EdgeProxy {
             grpc_status: None,
             grpc_frames: Default::default(),
             grpc_retry: false,
-            transcode: None,
+            transcoded: false,
             _in_flight: crate::drain::InFlight::start(),
         }
     }
@@ -475,7 +476,7 @@ impl ProxyHttp for EdgeProxy {
             ctx.local_status = Some(status);
             return Ok(true);
         }
-        if let Some(status) = self.transcode_request(session, ctx, &compiled).await? {
+        if let Some(status) = self.transcode(session, ctx, &compiled).await? {
             ctx.local_status = Some(status);
             return Ok(true);
         }
@@ -499,28 +500,23 @@ impl ProxyHttp for EdgeProxy {
                 };
                 // The cache key does not name the pool: a request split
                 // to another pool neither reads nor fills the route's cache.
-                // Nor does a transcoded call (a POST upstream).
-                ctx.cache.policy = if split_away || ctx.transcode.is_some() {
+                ctx.cache.policy = if split_away {
                     None
                 } else {
                     compiled.cache.clone()
                 };
                 ctx.cache.namespace = compiled.cache_namespace.clone();
                 ctx.cache.authenticated = ctx.policy.authenticated_route;
-                if compiled.route.shaping.response.is_some() || ctx.transcode.is_some() {
+                if compiled.route.shaping.response.is_some() {
                     // A transformed body is whole or nothing: no ranges of
                     // it, from the cache or the upstream.
                     session.ignore_downstream_range = true;
                 }
-                // A transcoded reply's JSON comes with the trailers, past
-                // the compressor: it goes uncompressed.
-                if ctx.transcode.is_none() {
-                    compression::request_filter(
-                        session.req_header(),
-                        compiled.compression.as_ref(),
-                        &mut ctx.compression,
-                    );
-                }
+                compression::request_filter(
+                    session.req_header(),
+                    compiled.compression.as_ref(),
+                    &mut ctx.compression,
+                );
                 // PURGE from a client that may not purge is answered here.
                 return cache_filters::request_filter(
                     session,
@@ -661,10 +657,6 @@ impl ProxyHttp for EdgeProxy {
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<std::time::Duration>> {
-        if let Some(t) = ctx.transcode.as_mut() {
-            transcode::body(body, end_of_stream, t)?;
-            return Ok(None);
-        }
         if let Some(route) = &ctx.route
             && let Some(t) = &route.route.shaping.response
         {
@@ -825,12 +817,6 @@ impl ProxyHttp for EdgeProxy {
             e.set_retry(false);
             return e;
         }
-        if ctx.transcode.as_ref().is_some_and(|t| t.refusal.is_some()) {
-            // The backend's gRPC error, to be answered as JSON: not a
-            // failure to retry (the attempt was counted already).
-            e.set_retry(false);
-            return e;
-        }
         if std::mem::take(&mut ctx.grpc_retry) {
             // upstream_response_filter found a retryable gRPC status and
             // checked the rest (nothing sent to the client, the body
@@ -928,9 +914,6 @@ impl ProxyHttp for EdgeProxy {
             upstream_request.remove_header(&http::header::RANGE);
             upstream_request.remove_header(&http::header::IF_RANGE);
         }
-        if let Some(t) = &ctx.transcode {
-            transcode::upstream_request(upstream_request, t)?;
-        }
         if let Some(body) = &ctx.request_body {
             // Read whole in request_filter: sent with its own length, and
             // nobody upstream is left waiting to say `100 Continue`.
@@ -991,7 +974,7 @@ impl ProxyHttp for EdgeProxy {
         // trailers-only answer, else in the trailers, until which the
         // attempt stays in flight.
         let mut outcome_in_trailers = false;
-        if ctx.grpc || ctx.transcode.is_some() {
+        if ctx.grpc {
             match crate::grpc::status(&upstream_response.headers) {
                 Some(code) => {
                     ctx.grpc_status = Some(code);
@@ -1014,9 +997,6 @@ impl ProxyHttp for EdgeProxy {
         if !outcome_in_trailers {
             self.finish_attempt(ctx, success);
         }
-        if let Some(t) = ctx.transcode.as_mut() {
-            transcode::response_head(upstream_response, t)?;
-        }
         headers::upstream_response(upstream_response, &ctx.rt.config.hidden_upstream_headers)?;
         // A revalidation's 304 updates the stored response's fields.
         cache_filters::upstream_response_filter(upstream_response, &mut ctx.cache);
@@ -1030,7 +1010,7 @@ impl ProxyHttp for EdgeProxy {
         trailers: &mut http::HeaderMap,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if ctx.grpc || ctx.transcode.is_some() {
+        if ctx.grpc {
             let code = crate::grpc::status(trailers);
             if code.is_some() {
                 ctx.grpc_status = code;
@@ -1042,20 +1022,6 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         Ok(())
-    }
-
-    /// A transcoded call's trailers: its JSON reply (or error) becomes
-    /// the body's end.
-    async fn response_trailer_filter(
-        &self,
-        _session: &mut Session,
-        trailers: &mut http::HeaderMap,
-        ctx: &mut Self::CTX,
-    ) -> Result<Option<Bytes>> {
-        Ok(ctx
-            .transcode
-            .as_mut()
-            .map(|t| transcode::trailers(trailers, t)))
     }
 
     /// The response head going to the client (also from the cache): cache
@@ -1146,15 +1112,7 @@ impl ProxyHttp for EdgeProxy {
         // the body cut short, which the client sees as a failure.
         let head_sent = session.response_written().is_some();
         if code > 0 && !head_sent {
-            let refusal = ctx.transcode.as_mut().and_then(|t| t.refusal.take());
-            let written = if let Some((grpc_code, message)) = refusal {
-                ctx.grpc_status = Some(grpc_code);
-                let headers = [("content-type".to_string(), "application/json".to_string())];
-                let body = crate::transcode::error_body(grpc_code, &message);
-                actions::respond(session, code, &headers, &Default::default(), body)
-                    .await
-                    .map(drop)
-            } else if ctx.grpc {
+            let written = if ctx.grpc {
                 let (grpc_code, message) = grpc::for_error(e, code, ctx.breaker_open);
                 ctx.grpc_status = Some(grpc_code);
                 ctx.local_status = Some(code);
@@ -1247,7 +1205,7 @@ impl ProxyHttp for EdgeProxy {
         if let Some(c) = &ctx.policy.consumer {
             c.stats.request(status, seconds, bytes_in, bytes_out);
         }
-        if ctx.grpc || ctx.transcode.is_some() {
+        if ctx.grpc || ctx.transcoded {
             metrics::grpc_request(&self.listener, route, pool_name, ctx.grpc_status);
         }
         metrics::http_request(&metrics::RequestDone {
@@ -1297,7 +1255,7 @@ impl ProxyHttp for EdgeProxy {
                 cache: ctx.cache.status(),
                 consumer: ctx.policy.consumer_name(),
                 refused: ctx.policy.refused.map(|(p, r)| format!("{p}:{r}")),
-                grpc_status: (ctx.grpc || ctx.transcode.is_some())
+                grpc_status: (ctx.grpc || ctx.transcoded)
                     .then(|| ctx.grpc_status.map_or("none", crate::grpc::Code::name)),
                 error: e.map(|e| e.to_string()),
             });
@@ -1331,6 +1289,9 @@ pub fn services(
                 // loop; a request that comes back to the same listener does.
                 loop_token: Arc::from(format!("edge-{:016x}", fastrand::u64(..))),
             };
+            if l.stream.is_some() {
+                return crate::stream::service::service(conf, l, runtime);
+            }
             listener::service(conf, l, runtime, proxy)
         })
         .collect()

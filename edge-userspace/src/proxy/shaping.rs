@@ -249,7 +249,7 @@ pub(super) fn count_transform(route: &Arc<str>, done: crate::transform::response
 
 /// Resolves once the client has gone away (never when `watch` is false:
 /// a request with a body would have its body taken for the sign).
-async fn client_gone(session: &mut Session, watch: bool) {
+pub(super) async fn client_gone(session: &mut Session, watch: bool) {
     if !watch {
         return std::future::pending().await;
     }

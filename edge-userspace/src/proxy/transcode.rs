@@ -1,64 +1,69 @@
 //! REST→gRPC transcoding on the proxy path ([`crate::transcode`]): the
-//! JSON request becomes a gRPC call before an upstream is chosen, and the
-//! reply message (collected, bounded, until its trailers say how the call
-//! ended) becomes JSON.
+//! JSON request becomes a unary gRPC call, made by edge itself through the
+//! route's pool ([`crate::upstream::call`]: its breaker, balancing,
+//! health, deadlines, and retries of connect failures and of the
+//! trailers-only statuses it retries), and the reply (bounded) is
+//! answered as JSON.
+//!
+//! Pingora's proxy path cannot carry it: it sends no body upstream for a
+//! request that came without one (a GET), and a gRPC call always has one.
 
-use super::{EdgeProxy, RequestCtx, actions, limits};
+use super::{EdgeProxy, RequestCtx, actions, client_ip, headers, limits, shaping::client_gone};
 use crate::{
     grpc::Code,
     runtime::RouteRuntime,
-    transcode::{Binding, error_body, http_status},
+    transcode::{error_body, http_status},
+    upstream::call::{self, CallError, CallRequest},
 };
-use bytes::{Bytes, BytesMut};
-use pingora::{
-    Error, ErrorType, Result,
-    http::{RequestHeader, ResponseHeader},
-    prelude::Session,
+use bytes::Bytes;
+use pingora::{Result, prelude::Session};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
 };
-use std::sync::Arc;
 
-/// One transcoded call under way.
-pub(super) struct Transcoding {
-    binding: Binding,
-    /// The reply's bytes so far.
-    reply: BytesMut,
-    max_reply: usize,
-    /// A gRPC error the backend answered with in its head: sent as its
-    /// HTTP status and JSON body by `fail_to_proxy`.
-    pub(super) refusal: Option<(Code, String)>,
-}
+/// How long a transcoded call may take when the pool sets no `total`.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The JSON error answer for gRPC `code`.
-fn json_error(code: Code, message: &str) -> (u16, Vec<(String, String)>, Bytes) {
-    (
-        http_status(code),
-        vec![("content-type".to_string(), "application/json".to_string())],
-        error_body(code, message),
-    )
-}
+/// Request fields not passed on as gRPC metadata: framing, the client's
+/// content negotiation, and what gRPC reserves.
+const NOT_METADATA: [&str; 8] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "accept-encoding",
+    "transfer-encoding",
+    "expect",
+    "range",
+    "if-range",
+];
 
 impl EdgeProxy {
-    /// Turns a request on a transcoding route into its gRPC call (the
-    /// body to send is left in `ctx.request_body`); `Some(status)` when
-    /// it was answered here (no method for it, a body that does not fit
-    /// the message).
-    pub(super) async fn transcode_request(
+    /// Answers a request on a transcoding route: its gRPC call, then the
+    /// reply as JSON, or an error as JSON (`Some(status)`); `None` for a
+    /// route that does not transcode.
+    pub(super) async fn transcode(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         compiled: &RouteRuntime,
     ) -> Result<Option<u16>> {
-        let (Some(t), Some(config)) = (&compiled.transcoder, &compiled.route.transcode) else {
+        let (Some(t), Some(config), Some(pool)) = (
+            &compiled.transcoder,
+            &compiled.route.transcode,
+            &compiled.pool,
+        ) else {
             return Ok(None);
         };
+        ctx.transcoded = true;
+        ctx.pool = Some(Arc::clone(pool));
         let head = session.req_header();
         let path = ctx.match_path.as_deref().unwrap_or(head.uri.path());
         let Some((binding, vars)) = t.find(&head.method, path) else {
             let what = format!("no method is bound to {} {path}", head.method);
-            let (_, headers, body) = json_error(Code::NotFound, &what);
-            let status =
-                actions::respond(session, 404, &headers, &Default::default(), body).await?;
-            return Ok(Some(status));
+            return self
+                .json_error(session, ctx, compiled, None, Code::NotFound, &what)
+                .await;
         };
         let binding = binding.clone();
         let query = head.uri.query().map(str::to_string);
@@ -72,143 +77,158 @@ impl EdgeProxy {
         let max = crate::config::shaping::MAX_REQUEST_BODY as usize;
         let body = match crate::transform::request::read_body(session, max, &mut check).await {
             Ok(b) => b,
-            Err(crate::transform::request::ReadError::TooLarge(r)) => {
+            Err(crate::transform::request::ReadError::TooLarge(_)) => {
                 session.set_keepalive(None);
-                let status = actions::respond(
-                    session,
-                    r.status,
-                    &[json_type()],
-                    &Default::default(),
-                    r.body,
-                )
-                .await?;
-                return Ok(Some(status));
+                let why = format!("the request body is larger than {max} bytes");
+                let code = Code::ResourceExhausted;
+                return self
+                    .json_error(session, ctx, compiled, Some(413), code, &why)
+                    .await;
             }
             Err(crate::transform::request::ReadError::Io(e)) => return Err(e),
         };
-        match binding.request(&vars, query.as_deref(), &body) {
-            Ok(call) => {
-                ctx.request_body = Some(call);
-                ctx.body_changed = true;
-                ctx.body_content_type = Some("application/grpc");
-                ctx.transcode = Some(Box::new(Transcoding {
-                    binding,
-                    reply: BytesMut::new(),
-                    max_reply: config.max_response,
-                    refusal: None,
-                }));
-                Ok(None)
-            }
+        let message = match binding.request(&vars, query.as_deref(), &body) {
+            Ok(m) => m,
             Err(bad) => {
                 ctx.policy.strike = true;
-                let (_, headers, body) = json_error(Code::InvalidArgument, &bad.0);
+                let code = Code::InvalidArgument;
+                return self
+                    .json_error(session, ctx, compiled, None, code, &bad.0)
+                    .await;
+            }
+        };
+        let metadata = self.metadata(session, ctx, compiled)?;
+        let deadline = Instant::now() + pool.config.timeouts.total.unwrap_or(DEFAULT_DEADLINE);
+        let key = super::request_hash_key(
+            &pool.config.hash_key,
+            session.req_header(),
+            client_ip(session),
+        );
+        let req = CallRequest {
+            method: &http::Method::POST,
+            target: &binding.grpc_path,
+            headers: &metadata,
+            body: Some(message),
+            max_body: config.max_response.saturating_add(5),
+            deadline,
+            client: client_ip(session),
+            hash_key: &key,
+            read_body: true,
+            grpc: true,
+        };
+        let watch = !crate::transform::request::declares_body(session.req_header());
+        let result = tokio::select! {
+            r = call::call(pool, &req, true) => r,
+            () = client_gone(session, watch) => {
+                session.set_keepalive(None);
+                return Ok(Some(499));
+            }
+        };
+        let outcome = match result {
+            Ok(resp) => match resp.grpc {
+                Some(g) if g.code == Code::Ok => match binding.response(&resp.body) {
+                    Ok(json) => Ok(json),
+                    Err(why) => Err((Code::Internal, why, Some(502))),
+                },
+                Some(g) => Err((g.code, g.message, None)),
+                None => Err((Code::Unknown, "no gRPC answer".to_string(), Some(502))),
+            },
+            Err(e) => {
+                let (code, status) = match &e {
+                    CallError::BreakerOpen | CallError::NoBackend | CallError::Connect(_) => {
+                        (Code::Unavailable, 503)
+                    }
+                    CallError::Timeout(_) => (Code::DeadlineExceeded, 504),
+                    CallError::TooLarge(_) => (Code::ResourceExhausted, 502),
+                    CallError::Io(_) => (Code::Unavailable, 502),
+                };
+                Err((code, e.to_string(), Some(status)))
+            }
+        };
+        match outcome {
+            Ok(json) => {
+                ctx.grpc_status = Some(Code::Ok);
+                let mut fields = vec![json_type()];
+                fields.extend(ctx.policy.response_headers.iter().cloned());
+                let ops = &compiled.route.response_headers;
                 let status =
-                    actions::respond(session, 400, &headers, &Default::default(), body).await?;
+                    actions::respond(session, 200, &fields, ops, Bytes::from(json)).await?;
                 Ok(Some(status))
             }
+            Err((code, message, status)) => {
+                self.json_error(session, ctx, compiled, status, code, &message)
+                    .await
+            }
         }
+    }
+
+    /// The client's request fields as the call's metadata, after the same
+    /// hygiene as a proxied request (forwarded fields, `Via`, the loop
+    /// mark, the route's and the policies' changes), and gRPC's own.
+    fn metadata(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        compiled: &RouteRuntime,
+    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>> {
+        let mut head = session.req_header().clone();
+        let host = ctx
+            .host
+            .get_or_insert_with(|| super::host_of(session.req_header()));
+        let client = headers::Client {
+            peer: client_ip(session),
+            trusted: &ctx.rt.config.trusted_proxies,
+            untrusted_headers: &ctx.rt.config.untrusted_headers,
+            scheme: super::tls::downstream_scheme(session),
+            host: host.as_deref(),
+        };
+        headers::forwarded(&mut head, &client)?;
+        headers::via_request(&mut head, session.req_header().version)?;
+        headers::mark_loop(&mut head, &self.loop_token)?;
+        headers::apply_request(&mut head, &compiled.route.request_headers)?;
+        headers::apply_policy_outcome(&mut head, &ctx.policy)?;
+        let mut out: Vec<(http::HeaderName, http::HeaderValue)> = head
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                let n = name.as_str();
+                !NOT_METADATA.contains(&n)
+                    && !headers::HOP_BY_HOP.contains(&n)
+                    && !n.starts_with("grpc-")
+            })
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        out.push((
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        ));
+        out.push((http::header::TE, http::HeaderValue::from_static("trailers")));
+        Ok(out)
+    }
+
+    /// Answers gRPC error `code` as JSON, with `status` or the standard
+    /// mapping's.
+    async fn json_error(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        compiled: &RouteRuntime,
+        status: Option<u16>,
+        code: Code,
+        message: &str,
+    ) -> Result<Option<u16>> {
+        ctx.grpc_status = Some(code);
+        let status = status.unwrap_or_else(|| http_status(code));
+        let mut fields = vec![json_type()];
+        fields.extend(ctx.policy.response_headers.iter().cloned());
+        let ops = &compiled.route.response_headers;
+        let body = error_body(code, message);
+        Ok(Some(
+            actions::respond(session, status, &fields, ops, body).await?,
+        ))
     }
 }
 
 fn json_type() -> (String, String) {
     ("content-type".to_string(), "application/json".to_string())
-}
-
-/// The gRPC call's head: POST to `/pkg.Service/Method`, no query,
-/// `te: trailers` (gRPC servers insist on it; Pingora drops it from an
-/// HTTP/1.1 client's request as hop-by-hop).
-pub(super) fn upstream_request(req: &mut RequestHeader, t: &Transcoding) -> Result<()> {
-    req.set_method(http::Method::POST);
-    let uri: http::Uri = t
-        .binding
-        .grpc_path
-        .parse()
-        .map_err(|e| Error::because(ErrorType::InternalError, "gRPC path is not a URI", e))?;
-    req.set_uri(uri);
-    req.insert_header(http::header::TE, "trailers")?;
-    for name in [
-        http::header::ACCEPT_ENCODING,
-        http::header::CONTENT_ENCODING,
-        http::header::IF_NONE_MATCH,
-        http::header::IF_MODIFIED_SINCE,
-        http::header::RANGE,
-        http::header::IF_RANGE,
-    ] {
-        req.remove_header(&name);
-    }
-    Ok(())
-}
-
-/// The reply's head: a trailers-only gRPC error is kept for
-/// `fail_to_proxy` (`Err`); otherwise a JSON answer whose body comes
-/// with the trailers.
-pub(super) fn response_head(resp: &mut ResponseHeader, t: &mut Transcoding) -> Result<()> {
-    if let Some(code) = crate::grpc::status(&resp.headers) {
-        let message = crate::transcode::grpc_message(&resp.headers);
-        let (code, message) = if code == Code::Ok {
-            (
-                Code::Internal,
-                "the backend sent no reply message".to_string(),
-            )
-        } else {
-            (code, message)
-        };
-        t.refusal = Some((code, message.clone()));
-        return Err(Error::explain(
-            ErrorType::HTTPStatus(http_status(code)),
-            format!("the backend answered {}: {message}", code.name()),
-        ));
-    }
-    if resp.status != http::StatusCode::OK || !crate::grpc::is_grpc(&resp.headers) {
-        let code = Code::Unknown;
-        let message = format!(
-            "the backend's answer is not gRPC (HTTP {})",
-            resp.status.as_u16()
-        );
-        t.refusal = Some((code, message.clone()));
-        return Err(Error::explain(ErrorType::HTTPStatus(502), message));
-    }
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    for name in ["content-length", "grpc-encoding", "grpc-accept-encoding"] {
-        resp.remove_header(name);
-    }
-    Ok(())
-}
-
-/// Collects the reply's bytes (nothing goes out until the trailers).
-pub(super) fn body(body: &mut Option<Bytes>, end: bool, t: &mut Transcoding) -> Result<()> {
-    if let Some(piece) = body.take() {
-        if t.reply.len() + piece.len() > t.max_reply + 5 {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(502),
-                format!(
-                    "the reply message is larger than the route's max_response ({} bytes)",
-                    t.max_reply
-                ),
-            ));
-        }
-        t.reply.extend_from_slice(&piece);
-    }
-    if end {
-        // A gRPC answer ends with trailers; one that just stops has no
-        // status to go by.
-        *body = Some(error_body(
-            Code::Unknown,
-            "the backend ended its answer without a grpc-status",
-        ));
-    }
-    Ok(())
-}
-
-/// The JSON body, once the trailers say how the call ended.
-pub(super) fn trailers(trailers: &http::HeaderMap, t: &mut Transcoding) -> Bytes {
-    match crate::grpc::status(trailers) {
-        Some(Code::Ok) => match t.binding.response(&t.reply) {
-            Ok(json) => Bytes::from(json),
-            Err(why) => error_body(Code::Internal, &why),
-        },
-        // The head (200) is gone already: the error can only be the body.
-        Some(code) => error_body(code, &crate::transcode::grpc_message(trailers)),
-        None => error_body(Code::Unknown, "the backend's trailers have no grpc-status"),
-    }
 }

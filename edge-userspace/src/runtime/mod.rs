@@ -43,6 +43,45 @@ pub struct ListenerRuntime {
     pub cache: Option<cache::ListenerCache>,
     /// Sources banned by L7 verdicts (shared by every listener).
     pub bans: Arc<crate::policy::bans::Bans>,
+    /// A stream listener's pools.
+    pub stream: Option<StreamRuntime>,
+}
+
+/// A stream listener's pools, resolved.
+pub struct StreamRuntime {
+    /// TCP: its pool; TLS passthrough: the default pool.
+    pub pool: Option<Arc<UpstreamPool>>,
+    /// TLS passthrough: server names to pools, in file order.
+    pub sni: Vec<(Vec<crate::config::HostMatch>, Arc<UpstreamPool>)>,
+}
+
+impl StreamRuntime {
+    /// The pool for a connection asking for server `name` (lower case):
+    /// an exact name first, then the longest wildcard suffix, then the
+    /// default pool.
+    pub fn pool_for(&self, name: Option<&str>) -> Option<&Arc<UpstreamPool>> {
+        let Some(name) = name else {
+            return self.pool.as_ref();
+        };
+        let mut best: Option<(usize, &Arc<UpstreamPool>)> = None;
+        for (names, pool) in &self.sni {
+            for m in names {
+                let rank = match m {
+                    crate::config::HostMatch::Exact(n) if n == name => usize::MAX,
+                    crate::config::HostMatch::Suffix(s)
+                        if name.len() > s.len() && name.ends_with(s.as_str()) =>
+                    {
+                        s.len()
+                    }
+                    _ => continue,
+                };
+                if best.is_none_or(|(r, _)| rank > r) {
+                    best = Some((rank, pool));
+                }
+            }
+        }
+        best.map(|(_, p)| p).or(self.pool.as_ref())
+    }
 }
 
 /// One route, compiled.
@@ -180,9 +219,28 @@ impl ListenerRuntime {
             .map(SniCertificates::load)
             .transpose()
             .with_context(|| format!("listener {}: loading its certificates", l.name))?;
+        let stream = match &l.stream {
+            Some(s) => {
+                let named = |p: &str| {
+                    pools
+                        .get(p)
+                        .with_context(|| format!("listener {}: no pool {p}", l.name))
+                };
+                Some(StreamRuntime {
+                    pool: s.pool.as_deref().map(named).transpose()?,
+                    sni: s
+                        .sni
+                        .iter()
+                        .map(|(names, p)| Ok((names.clone(), named(p)?)))
+                        .collect::<Result<Vec<_>>>()?,
+                })
+            }
+            None => None,
+        };
         let mut config = l.clone();
         config.routes = Vec::new();
         Ok(Self {
+            stream,
             generation,
             cache: process_cache.map(|c| cache::ListenerCache {
                 cache: c,

@@ -141,6 +141,7 @@ impl Aggregator {
                     client,
                     hash_key: &hash_key,
                     read_body: true,
+                    grpc: false,
                 };
                 let result = if bad_path {
                     Err("the path cannot be mapped".to_string())

@@ -99,6 +99,7 @@ impl Mirror {
                 client,
                 hash_key: &hash_key,
                 read_body: false,
+                grpc: false,
             };
             let ok = matches!(call::call(&pool, &req, false).await, Ok(r) if r.status < 500);
             metrics::mirror(&route, if ok { "ok" } else { "error" });

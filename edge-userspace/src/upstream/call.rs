@@ -44,6 +44,21 @@ pub struct CallRequest<'a> {
     pub hash_key: &'a [u8],
     /// Whether to read the response body (a mirror drains it instead).
     pub read_body: bool,
+    /// Whether it is a gRPC call: its outcome is its `grpc-status` (from
+    /// the head of a trailers-only answer, else the trailers), and a
+    /// trailers-only status the pool retries is retried.
+    pub grpc: bool,
+}
+
+/// How a gRPC call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcOutcome {
+    /// Its status.
+    pub code: crate::grpc::Code,
+    /// `grpc-message`, decoded.
+    pub message: String,
+    /// Whether the status came in the head (no message was sent).
+    pub trailers_only: bool,
 }
 
 /// A response.
@@ -55,6 +70,19 @@ pub struct CallResponse {
     pub content_type: Option<String>,
     /// Body (empty when not read).
     pub body: Bytes,
+    /// A gRPC call's outcome.
+    pub grpc: Option<GrpcOutcome>,
+}
+
+impl CallResponse {
+    /// Whether the backend did its job: no 5xx, no gRPC server failure.
+    fn succeeded(&self) -> bool {
+        self.status < 500
+            && self
+                .grpc
+                .as_ref()
+                .is_none_or(|g| !g.code.is_server_failure())
+    }
 }
 
 /// Why a call failed.
@@ -163,11 +191,14 @@ pub async fn call(
             Err(_) => Err(CallError::Timeout(left)),
         };
         metrics::upstream_latency(&pool.name, started.elapsed().as_secs_f64());
-        let ok = matches!(&r, Ok(resp) if resp.status < 500);
+        let ok = matches!(&r, Ok(resp) if resp.succeeded());
         pending.attempt = None;
         pool.done(i, ok);
         let again = match &r {
             Err(CallError::Connect(_)) => true,
+            Ok(CallResponse { grpc: Some(g), .. }) => {
+                g.trailers_only && pool.config.retries.grpc_statuses.contains(&g.code)
+            }
             Ok(resp) => resp.status >= 500 && req.method.is_idempotent(),
             Err(_) => false,
         };
@@ -175,7 +206,7 @@ pub async fn call(
             break r;
         }
     };
-    let ok = matches!(&result, Ok(resp) if resp.status < 500);
+    let ok = matches!(&result, Ok(resp) if resp.succeeded());
     pending.recorded = true;
     pool.record(admission, ok);
     result
@@ -227,6 +258,9 @@ async fn once(
         ),
         None => (0, None),
     };
+    let in_head = session.response_header().and_then(|h| {
+        crate::grpc::status(&h.headers).map(|c| (c, crate::transcode::grpc_message(&h.headers)))
+    });
     let mut body = BytesMut::new();
     while let Some(chunk) = session.read_response_body().await.map_err(io)? {
         if r.read_body {
@@ -236,6 +270,40 @@ async fn once(
             body.extend_from_slice(&chunk);
         }
     }
+    let grpc = if r.grpc {
+        Some(match in_head {
+            Some((code, message)) => GrpcOutcome {
+                code,
+                message,
+                trailers_only: true,
+            },
+            None => {
+                let trailers = match &mut session {
+                    pingora::protocols::http::client::HttpSession::H2(h2) => {
+                        h2.read_trailers().await.map_err(io)?
+                    }
+                    _ => None,
+                };
+                let found = trailers.as_ref().and_then(|t| {
+                    crate::grpc::status(t).map(|c| (c, crate::transcode::grpc_message(t)))
+                });
+                match found {
+                    Some((code, message)) => GrpcOutcome {
+                        code,
+                        message,
+                        trailers_only: false,
+                    },
+                    None => GrpcOutcome {
+                        code: crate::grpc::Code::Unknown,
+                        message: "the backend's answer has no grpc-status".to_string(),
+                        trailers_only: false,
+                    },
+                }
+            }
+        })
+    } else {
+        None
+    };
     // The whole answer was read: the connection may serve the next call.
     connector
         .release_http_session(session, peer, Some(IDLE))
@@ -244,5 +312,6 @@ async fn once(
         status,
         content_type,
         body: body.freeze(),
+        grpc,
     })
 }

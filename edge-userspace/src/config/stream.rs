@@ -1,0 +1,225 @@
+//! Stream listeners: raw TCP to a pool (`mode: tcp`), TLS routed by SNI
+//! without terminating it (`mode: tls_passthrough`), and the PROXY
+//! protocol towards their backends.
+
+use super::{
+    model::{HostMatch, Pool},
+    surface,
+    validate::Validator,
+};
+use crate::stream::proxy_protocol::Version;
+use serde::Deserialize;
+
+/// Most `sni` routes of one listener.
+pub const MAX_SNI_ROUTES: usize = 1024;
+
+/// `listeners[].sni[]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniRouteSurface {
+    /// Server names: exact, or `*.example.com` for any one-label subdomain.
+    pub names: Vec<String>,
+    /// The pool such connections go to.
+    pub pool: String,
+}
+
+/// `listeners[].proxy_protocol` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolSurface {
+    /// Written ahead of each stream to the backend: `v1` or `v2`.
+    #[serde(default)]
+    pub send: Option<String>,
+}
+
+/// What a stream listener does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamMode {
+    /// Raw TCP to one pool.
+    Tcp,
+    /// TLS, by the ClientHello's server name, to a pool.
+    TlsPassthrough,
+}
+
+impl StreamMode {
+    /// The name used in the YAML file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamMode::Tcp => "tcp",
+            StreamMode::TlsPassthrough => "tls_passthrough",
+        }
+    }
+}
+
+/// A stream listener's settings, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// TCP or TLS passthrough.
+    pub mode: StreamMode,
+    /// TCP: the pool; TLS passthrough: the pool of connections whose name
+    /// no `sni` route has (or that send none); `None`: they are closed.
+    pub pool: Option<String>,
+    /// Server names (lower case) to pools, in file order.
+    pub sni: Vec<(Vec<HostMatch>, String)>,
+    /// The PROXY protocol header written to backends.
+    pub send_proxy: Option<Version>,
+}
+
+/// The listener's mode: `None` for HTTP.
+pub(super) fn mode(v: &mut Validator<'_>, path: &str, l: &surface::Listener) -> Option<StreamMode> {
+    match l.mode.as_deref() {
+        None | Some("http") => None,
+        Some("tcp") => Some(StreamMode::Tcp),
+        Some("tls_passthrough") => Some(StreamMode::TlsPassthrough),
+        Some(other) => {
+            v.error(
+                format!("{path}.mode"),
+                format!("unknown mode {other:?}: expected http, tcp or tls_passthrough"),
+            );
+            None
+        }
+    }
+}
+
+/// Checks a stream listener's own keys (and that no HTTP-only key is set).
+pub(super) fn settings(
+    v: &mut Validator<'_>,
+    path: &str,
+    mode: StreamMode,
+    l: &surface::Listener,
+    pools: &[Pool],
+) -> StreamSettings {
+    for (key, set) in [
+        ("routes", !l.routes.is_empty()),
+        ("tls", l.tls.is_some()),
+        ("http2", l.http2.is_some()),
+        ("trusted_proxies", !l.trusted_proxies.is_empty()),
+        ("untrusted_headers", l.untrusted_headers.is_some()),
+        ("merge_slashes", l.merge_slashes.is_some()),
+        ("encoded_slashes", l.encoded_slashes.is_some()),
+        ("pass_upstream_headers", !l.pass_upstream_headers.is_empty()),
+        ("cache", l.cache.is_some()),
+        ("compression", l.compression.is_some()),
+        ("policies", l.policies.is_some()),
+    ] {
+        if set {
+            let why = if key == "tls" && mode == StreamMode::TlsPassthrough {
+                " (a passthrough listener leaves TLS to the backends, with their own certificates)"
+            } else {
+                ""
+            };
+            v.error(
+                format!("{path}.{key}"),
+                format!("{key} only applies to mode: http{why}"),
+            );
+        }
+    }
+    let pool = l
+        .pool
+        .as_ref()
+        .and_then(|p| super::l7::pool_ref(v, format!("{path}.pool"), p, pools));
+    let mut sni = Vec::new();
+    match mode {
+        StreamMode::Tcp => {
+            if l.pool.is_none() {
+                v.error(
+                    format!("{path}.mode"),
+                    "a tcp listener needs a pool: its connections go there",
+                );
+            }
+            if !l.sni.is_empty() {
+                v.error(
+                    format!("{path}.sni"),
+                    "sni only applies to mode: tls_passthrough",
+                );
+            }
+        }
+        StreamMode::TlsPassthrough => {
+            if l.sni.is_empty() && l.pool.is_none() {
+                v.error(
+                    format!("{path}.mode"),
+                    "a tls_passthrough listener needs sni routes, a default pool, or both",
+                );
+            }
+            if l.sni.len() > MAX_SNI_ROUTES {
+                v.error(
+                    format!("{path}.sni"),
+                    format!("at most {MAX_SNI_ROUTES} sni routes"),
+                );
+            }
+            let mut seen = std::collections::HashMap::new();
+            for (i, r) in l.sni.iter().enumerate() {
+                let rpath = format!("{path}.sni[{i}]");
+                if r.names.is_empty() {
+                    v.error(format!("{rpath}.names"), "name at least one server name");
+                }
+                let mut names = Vec::new();
+                for (j, n) in r.names.iter().enumerate() {
+                    let npath = format!("{rpath}.names[{j}]");
+                    let Some(m) = server_name(n) else {
+                        v.error(
+                            npath,
+                            format!(
+                                "bad server name {n:?}: expected a DNS name such as \
+                                 example.com or *.example.com"
+                            ),
+                        );
+                        continue;
+                    };
+                    v.unique(&mut seen, m.clone(), npath, || {
+                        format!("server name {n:?} is routed twice")
+                    });
+                    names.push(m);
+                }
+                if let Some(p) = super::l7::pool_ref(v, format!("{rpath}.pool"), &r.pool, pools) {
+                    sni.push((names, p));
+                }
+            }
+        }
+    }
+    let send_proxy = l
+        .proxy_protocol
+        .as_ref()
+        .and_then(|p| match p.send.as_deref() {
+            None => None,
+            Some("v1") => Some(Version::V1),
+            Some("v2") => Some(Version::V2),
+            Some(other) => {
+                v.error(
+                    format!("{path}.proxy_protocol.send"),
+                    format!("unknown PROXY protocol version {other:?}: expected v1 or v2"),
+                );
+                None
+            }
+        });
+    StreamSettings {
+        mode,
+        pool,
+        sni,
+        send_proxy,
+    }
+}
+
+/// `name` as a server-name condition: exact, or `*.suffix`.
+fn server_name(name: &str) -> Option<HostMatch> {
+    let name = name.to_ascii_lowercase();
+    let (wild, rest) = match name.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, name.as_str()),
+    };
+    let ok = !rest.is_empty()
+        && rest.len() <= 253
+        && rest.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    ok.then(|| {
+        if wild {
+            HostMatch::Suffix(format!(".{rest}"))
+        } else {
+            HostMatch::Exact(rest.to_string())
+        }
+    })
+}
