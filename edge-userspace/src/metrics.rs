@@ -36,6 +36,8 @@ pub const STREAM_CONNECTIONS: &str = "edge_stream_connections_total";
 pub const STREAM_BYTES: &str = "edge_stream_bytes_total";
 /// TLS passthrough connections closed before a pool was chosen, by reason.
 pub const PASSTHROUGH_REFUSED: &str = "edge_tls_passthrough_refused_total";
+/// Connections closed for a missing or bad PROXY protocol header.
+pub const PROXY_PROTOCOL_REFUSED: &str = "edge_proxy_protocol_refused_total";
 /// gRPC requests by their final `grpc-status`.
 pub const GRPC_REQUESTS: &str = "edge_grpc_requests_total";
 /// Circuit breaker state by pool: 0 closed, 1 half-open, 2 open.
@@ -186,6 +188,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     metrics::describe_counter!(
         PASSTHROUGH_REFUSED,
         "TLS passthrough connections closed before a pool was chosen, by reason (not_tls, malformed, too_large, timeout, closed, no_route)."
+    );
+    metrics::describe_counter!(
+        PROXY_PROTOCOL_REFUSED,
+        "Connections from proxy_protocol.accept_from peers closed for a missing or bad PROXY header, by reason (missing, malformed, too_large, closed, timeout)."
     );
     metrics::describe_counter!(
         GRPC_REQUESTS,
@@ -391,6 +397,16 @@ pub fn stream_closed(listener: &Arc<str>, pool: &Arc<str>, up: u64, down: u64) {
         )
         .increment(n);
     }
+}
+
+/// Counts a connection from a PROXY-protocol peer closed for `reason`.
+pub fn proxy_protocol_refused(listener: &Arc<str>, reason: &'static str) {
+    metrics::counter!(
+        PROXY_PROTOCOL_REFUSED,
+        "listener" => Arc::clone(listener),
+        "reason" => reason,
+    )
+    .increment(1);
 }
 
 /// Counts a TLS passthrough connection closed before it had a pool.

@@ -12,8 +12,10 @@ use std::{path::PathBuf, process::Command};
 
 /// Debian packages: the kernel-side toolchain, what Pingora's build needs,
 /// what the labs use (ip, curl, ethtool), the Redis server the
-/// gateway's shared rate-limit tests start, and gRPC for Debian's Python
-/// (the gRPC tests' backends and clients).
+/// gateway's shared rate-limit and TCP-listener tests start, gRPC and
+/// protobuf for Debian's Python and protoc (the gRPC and transcoding
+/// tests' backends, clients and descriptor sets), and the nginx and
+/// HAProxy the PROXY protocol tests put behind and in front of edge.
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -27,6 +29,11 @@ const PACKAGES: &[&str] = &[
     "ethtool",
     "redis-server",
     "python3-grpcio",
+    "python3-protobuf",
+    "protobuf-compiler",
+    "libprotobuf-dev",
+    "nginx",
+    "haproxy",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -463,10 +463,11 @@ pub(super) fn listeners(
                     "sni only applies to mode: tls_passthrough",
                 );
             }
-            if l.proxy_protocol.is_some() {
+            if l.proxy_protocol.as_ref().is_some_and(|p| p.send.is_some()) {
                 v.error(
-                    format!("{path}.proxy_protocol"),
-                    "proxy_protocol only applies to mode: tcp or tls_passthrough",
+                    format!("{path}.proxy_protocol.send"),
+                    "proxy_protocol.send only applies to mode: tcp or tls_passthrough \
+                     (an HTTP listener tells its backends the client in X-Forwarded-For)",
                 );
             }
         }
@@ -594,6 +595,7 @@ pub(super) fn listeners(
             cache,
             compression,
             stream,
+            proxy_accept: super::stream::accept_from(v, &path, l),
         });
     }
     out

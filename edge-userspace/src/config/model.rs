@@ -132,6 +132,8 @@ pub struct Listener {
     pub compression: Option<CompressionPolicy>,
     /// A stream listener's settings (TCP, TLS passthrough); `None`: HTTP.
     pub stream: Option<super::stream::StreamSettings>,
+    /// Peers that must send a PROXY protocol header first.
+    pub proxy_accept: Vec<ipnet::IpNet>,
 }
 
 /// What to do with `%2F`, `%5C` in a request path.
@@ -515,6 +517,15 @@ impl Config {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         for l in &self.listeners {
+            if let Some(st) = &l.stream {
+                out.push_str(&format!(
+                    "listener {} on {}: {}\n",
+                    l.name,
+                    l.address,
+                    st.summary()
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "listener {} on {}: {} route{}\n",
                 l.name,

@@ -27,9 +27,14 @@ pub struct SniRouteSurface {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyProtocolSurface {
-    /// Written ahead of each stream to the backend: `v1` or `v2`.
+    /// Written ahead of each stream to the backend: `v1` or `v2`
+    /// (stream listeners).
     #[serde(default)]
     pub send: Option<String>,
+    /// Peers (CIDR) that must open each connection with a PROXY header
+    /// (v1 or v2), whose client address edge then uses (any listener).
+    #[serde(default)]
+    pub accept_from: Vec<String>,
 }
 
 /// What a stream listener does.
@@ -63,6 +68,25 @@ pub struct StreamSettings {
     pub sni: Vec<(Vec<HostMatch>, String)>,
     /// The PROXY protocol header written to backends.
     pub send_proxy: Option<Version>,
+}
+
+impl StreamSettings {
+    /// One line for `edge check` and the start-up log.
+    pub fn summary(&self) -> String {
+        let mut out = self.mode.as_str().to_string();
+        if !self.sni.is_empty() {
+            out.push_str(&format!(", {} sni route(s)", self.sni.len()));
+        }
+        match (&self.pool, self.mode) {
+            (Some(p), StreamMode::Tcp) => out.push_str(&format!(" to pool {p}")),
+            (Some(p), StreamMode::TlsPassthrough) => out.push_str(&format!(", default pool {p}")),
+            (None, _) => {}
+        }
+        if let Some(v) = self.send_proxy {
+            out.push_str(&format!(", PROXY {} to backends", v.as_str()));
+        }
+        out
+    }
 }
 
 /// The listener's mode: `None` for HTTP.
@@ -198,6 +222,24 @@ pub(super) fn settings(
         sni,
         send_proxy,
     }
+}
+
+/// `proxy_protocol.accept_from` of any listener.
+pub(super) fn accept_from(
+    v: &mut Validator<'_>,
+    path: &str,
+    l: &surface::Listener,
+) -> Vec<ipnet::IpNet> {
+    let Some(p) = &l.proxy_protocol else {
+        return Vec::new();
+    };
+    p.accept_from
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            super::validate::parse_cidr(v, format!("{path}.proxy_protocol.accept_from[{i}]"), c)
+        })
+        .collect()
 }
 
 /// `name` as a server-name condition: exact, or `*.suffix`.

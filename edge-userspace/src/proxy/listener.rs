@@ -23,6 +23,7 @@
 //! two timeouts added.
 
 use super::head_timeout::HeadTimeout;
+use crate::stream::accept;
 use crate::{
     config::{Limits, Listener},
     runtime::ListenerRuntime,
@@ -33,7 +34,10 @@ use async_trait::async_trait;
 use pingora::{
     apps::{HttpServerApp, HttpServerOptions, ServerApp},
     listeners::PreTlsProcess,
-    protocols::{ALPN, Stream, http::ServerSession, l4::stream::Stream as L4Stream},
+    protocols::{
+        ALPN, GetSocketDigest, Stream, UniqueID, http::ServerSession,
+        l4::stream::Stream as L4Stream,
+    },
     proxy::{HttpProxy, ProxyHttp, http_proxy},
     server::{ShutdownWatch, configuration::ServerConf},
     services::{ServiceWithDependents, listening::Service},
@@ -80,14 +84,24 @@ where
         limits: limits.clone(),
         slots: slots.clone(),
         h2c,
+        proxy_accept: if l.transport.tls.is_none() {
+            l.proxy_accept.clone()
+        } else {
+            Vec::new()
+        },
     };
     let mut service = Service::new(format!("listener {}", l.name), app);
     let address = l.address.to_string();
     match &l.transport.tls {
         Some(tls) => {
             let settings = super::tls::listener_settings(tls, l.transport.http2, runtime)?;
-            if let Some(slots) = slots {
-                let check = FullBeforeHandshake { metrics, slots };
+            if slots.is_some() || !l.proxy_accept.is_empty() {
+                let check = BeforeHandshake {
+                    metrics,
+                    slots,
+                    proxy_accept: l.proxy_accept.clone(),
+                    wait: limits.header_read_timeout,
+                };
                 service.endpoints().set_pre_tls_callback(Arc::new(check));
             }
             service.add_tls_with_settings(&address, None, settings);
@@ -125,10 +139,13 @@ impl ConnectionMetrics {
     }
 }
 
-/// Refuses a TLS connection before its handshake when no slot is free.
-struct FullBeforeHandshake {
+/// Before a TLS handshake: refuses the connection when no slot is free,
+/// and reads the PROXY header of a peer that sends one.
+struct BeforeHandshake {
     metrics: ConnectionMetrics,
-    slots: Arc<Semaphore>,
+    slots: Option<Arc<Semaphore>>,
+    proxy_accept: Vec<ipnet::IpNet>,
+    wait: std::time::Duration,
 }
 
 /// Takes one of `slots` (if the listener limits its connections) for a
@@ -160,14 +177,37 @@ pub(crate) fn slots(limits: &Limits) -> Option<Arc<Semaphore>> {
 }
 
 #[async_trait]
-impl PreTlsProcess for FullBeforeHandshake {
-    async fn process(&self, _stream: &mut L4Stream) -> pingora::Result<()> {
-        if self.slots.available_permits() == 0 {
+impl PreTlsProcess for BeforeHandshake {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        if self
+            .slots
+            .as_ref()
+            .is_some_and(|s| s.available_permits() == 0)
+        {
             self.metrics.refused();
             return pingora::Error::e_explain(
                 pingora::ErrorType::ConnectRefused,
                 "listener at max_connections",
             );
+        }
+        if !self.proxy_accept.is_empty() {
+            let peer = stream
+                .get_socket_digest()
+                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+            let trusted = &self.proxy_accept;
+            match accept::check(stream, peer, trusted, self.wait, &self.metrics.listener).await {
+                accept::Verdict::Client(Some(client)) => {
+                    let fd = stream.id();
+                    stream.set_socket_digest(accept::digest(fd, client));
+                }
+                accept::Verdict::AsIs | accept::Verdict::Client(None) => {}
+                accept::Verdict::Refused => {
+                    return pingora::Error::e_explain(
+                        pingora::ErrorType::ConnectRefused,
+                        "no valid PROXY protocol header",
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -181,6 +221,9 @@ pub struct ListenerApp<SV: ProxyHttp> {
     slots: Option<Arc<Semaphore>>,
     /// Whether a plain connection may open with the HTTP/2 preface.
     h2c: bool,
+    /// Peers that open with a PROXY protocol header (plain listeners; a
+    /// TLS listener reads it before the handshake).
+    proxy_accept: Vec<ipnet::IpNet>,
 }
 
 /// An admitted connection: holds its slot and counts as open while it lives.
@@ -278,6 +321,21 @@ where
     ) -> Option<Stream> {
         let _open = self.admit()?;
         let mut stream = stream;
+        if !self.proxy_accept.is_empty() {
+            let peer = stream
+                .get_socket_digest()
+                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+            let wait = self.limits.header_read_timeout;
+            let trusted = &self.proxy_accept;
+            match accept::check(&mut stream, peer, trusted, wait, &self.metrics.listener).await {
+                accept::Verdict::Client(Some(client)) => {
+                    let fd = stream.id();
+                    stream.set_socket_digest(accept::digest(fd, client));
+                }
+                accept::Verdict::AsIs | accept::Verdict::Client(None) => {}
+                accept::Verdict::Refused => return None,
+            }
+        }
         let h2 = match stream.selected_alpn_proto() {
             Some(ALPN::H2) => true,
             _ if self.h2c => {

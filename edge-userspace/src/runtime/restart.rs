@@ -111,4 +111,15 @@ fn listener_changes(r: &Listener, l: &Listener, path: &str, fixed: &mut impl FnM
     if rt.limits != lt.limits {
         fixed(format!("{path}.limits"), "a listener's limits");
     }
+    // A stream listener's pools, SNI routes and PROXY header change live;
+    // what kind of service it is does not.
+    if r.stream.as_ref().map(|s| s.mode) != l.stream.as_ref().map(|s| s.mode) {
+        fixed(format!("{path}.mode"), "a listener's mode");
+    }
+    if r.proxy_accept != l.proxy_accept {
+        fixed(
+            format!("{path}.proxy_protocol.accept_from"),
+            "the peers a listener reads PROXY headers from",
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 use ppp::PartialResult;
 use std::net::{IpAddr, SocketAddr};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Longest header accepted from a peer: a v1 line is at most 107 bytes;
 /// a v2 header may carry TLVs, which edge reads past but bounds.
@@ -132,6 +133,43 @@ pub fn parse(buf: &[u8]) -> Parsed {
     }
 }
 
+/// Reads the PROXY header a trusted peer must send first, exactly (the
+/// bytes after it are the client's); the client address it names
+/// (`None` for `LOCAL`/`UNKNOWN`), or why it is not one: a metric label.
+pub async fn read_header<S: AsyncRead + Unpin>(
+    s: &mut S,
+) -> Result<Option<SocketAddr>, &'static str> {
+    // Twelve bytes tell the versions apart: v2's signature, or the start
+    // of a v1 line (the shortest, "PROXY UNKNOWN\r\n", has 15).
+    let mut buf = vec![0u8; 12];
+    s.read_exact(&mut buf).await.map_err(|_| "closed")?;
+    if buf == ppp::v2::PROTOCOL_PREFIX {
+        buf.resize(16, 0);
+        s.read_exact(&mut buf[12..]).await.map_err(|_| "closed")?;
+        let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+        if 16 + len > MAX_HEADER {
+            return Err("too_large");
+        }
+        buf.resize(16 + len, 0);
+        s.read_exact(&mut buf[16..]).await.map_err(|_| "closed")?;
+    } else if buf.starts_with(b"PROXY ") {
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n") {
+            if buf.len() >= 107 {
+                return Err("malformed");
+            }
+            s.read_exact(&mut byte).await.map_err(|_| "closed")?;
+            buf.push(byte[0]);
+        }
+    } else {
+        return Err("missing");
+    }
+    match parse(&buf) {
+        Parsed::Header { client, len } if len == buf.len() => Ok(client),
+        _ => Err("malformed"),
+    }
+}
+
 fn bounded(buf: &[u8]) -> Parsed {
     if buf.len() >= MAX_HEADER {
         Parsed::Invalid
@@ -189,6 +227,26 @@ mod tests {
             String::from_utf8(h).unwrap(),
             "PROXY TCP6 ::ffff:192.0.2.7 ::1 1 2\r\n"
         );
+    }
+
+    #[tokio::test]
+    async fn headers_are_read_exactly() {
+        for v in [Version::V1, Version::V2] {
+            let mut stream = header(v, addr("192.0.2.7:40000"), addr("198.51.100.1:80"));
+            stream.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            let mut r = stream.as_slice();
+            assert_eq!(read_header(&mut r).await, Ok(Some(addr("192.0.2.7:40000"))));
+            assert_eq!(r, b"GET / HTTP/1.1\r\n", "{v:?}");
+        }
+        let mut r: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(read_header(&mut r).await, Err("missing"));
+        let mut r: &[u8] = b"PROXY TCP4 1.2.3.4";
+        assert_eq!(read_header(&mut r).await, Err("closed"));
+        let long = [b"PROXY ".as_slice(), &[b'1'; 200]].concat();
+        assert_eq!(read_header(&mut long.as_slice()).await, Err("malformed"));
+        let mut big = ppp::v2::PROTOCOL_PREFIX.to_vec();
+        big.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
+        assert_eq!(read_header(&mut big.as_slice()).await, Err("too_large"));
     }
 
     #[test]

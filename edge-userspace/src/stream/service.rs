@@ -6,6 +6,7 @@
 //! both ways until it closes or idles out.
 
 use super::{
+    accept,
     client_hello::{self, Hello, MAX_READ},
     copy, proxy_protocol,
 };
@@ -81,11 +82,18 @@ impl ServerApp for StreamApp {
         let rt = self.runtime.load_full();
         let (settings, pools) = (rt.config.stream.as_ref()?, rt.stream.as_ref()?);
         let digest = stream.get_socket_digest();
-        let client = digest
+        let peer = digest
             .as_ref()
             .and_then(|d| d.peer_addr())
             .and_then(|a| a.as_inet())
             .copied();
+        let trusted = &rt.config.proxy_accept;
+        let wait = self.limits.header_read_timeout;
+        let client = match accept::check(&mut stream, peer, trusted, wait, &self.listener).await {
+            accept::Verdict::AsIs | accept::Verdict::Client(None) => peer,
+            accept::Verdict::Client(Some(client)) => Some(client),
+            accept::Verdict::Refused => return None,
+        };
         let local = digest
             .as_ref()
             .and_then(|d| d.local_addr())
