@@ -11,9 +11,15 @@
 //!   connections or a pool that speaks HTTP/1.1, DEADLINE_EXCEEDED at the
 //!   client's `grpc-timeout` however long the pool's timeouts are,
 //!   RESOURCE_EXHAUSTED for one message over `max_body_size` (a long
-//!   stream of small messages passes).
+//!   stream of small messages passes), its message naming the limit and
+//!   not the backend; UNAVAILABLE from an `h2` pool whose TLS backend
+//!   speaks only HTTP/1.1 (no fallback to it).
+//! - gRPC is HTTP/2 only: an HTTP/1.1 request saying `application/grpc`
+//!   keeps the plain body limit (413).
 //! - a backend killed mid-stream: the client's stream ends UNAVAILABLE,
-//!   the backend is ejected and the other serves.
+//!   the backend is ejected and the other serves. Calls the client ends
+//!   (it goes away mid-stream, sends a message over the limit, or its own
+//!   deadline runs out) neither eject the backend nor open the breaker.
 //! - gRPC health checks take a NOT_SERVING backend out and back.
 //! - an UNAVAILABLE answer is retried on another backend; NOT_FOUND is
 //!   not retried.
@@ -25,9 +31,11 @@ use edge_tests::{
     grpc::{
         self, BackendOptions, GRPC_HEADERS, GrpcBackend, GrpcClient, RawAnswer, frame, raw_call,
     },
+    http,
     metrics::{metric, wait_metric},
     proxy::{Proxy, refusing_port},
-    tls::Ca,
+    tls::{Ca, TlsBackend},
+    wait,
 };
 use serde_json::{Value, json};
 use std::{
@@ -324,6 +332,16 @@ pools:
     // max_body_size bounds each message, not the stream.
     let a = raw(p.listen, "/test.Echo/Unary", &[], &[b'x'; 2000])?;
     edge_error(&a, "8").context("a 2000-byte message over a 1 KiB limit")?;
+    // edge's own words, not the error chain around them (where it
+    // happened, the backend's address among it).
+    let said = a.grpc_message().unwrap_or_default();
+    let backend_addr = b.addr.to_string();
+    ensure!(
+        said.contains("max_body_size")
+            && !said.contains("Peer")
+            && !said.contains(backend_addr.as_str()),
+        "the message names the limit, not the backend ({backend_addr}): {said:?}"
+    );
     let parts: Vec<String> = (0..20).map(|i| format!("{i:0>200}")).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let mut c = GrpcClient::start()?;
@@ -332,6 +350,90 @@ pools:
         r["code"] == "OK" && r["responses"] == json!([parts.join("|")]),
         "20 messages of 200 bytes under a 1 KiB limit: {}",
         r["code"]
+    );
+    Ok(())
+}
+
+#[test]
+fn http1_grpc_content_type_keeps_the_body_limit() -> Result<()> {
+    let b = backend("b1")?;
+    // Routed by path: the request is one edge could take to the pool.
+    let p = start(
+        "\
+listeners:
+  - name: grpc
+    address: @LISTEN@
+    limits: { max_body_size: 1KiB }
+    routes:
+      - name: echo
+        match: { path: { prefix: /test.Echo/ } }
+        proxy: { pool: echo }
+pools:
+  - name: echo
+    protocol: h2c
+    backends: [{ address: '@B1@' }]
+",
+        &[("B1", b.addr.to_string())],
+    )?;
+    // One gRPC message: 4000 bytes in all, declared by Content-Length.
+    let body = frame(&[b'x'; 3995]);
+    ensure!(body.len() == 4000, "{} bytes", body.len());
+    let r = http::send(
+        p.listen,
+        "POST",
+        "/test.Echo/Unary",
+        &[("content-type", "application/grpc"), ("te", "trailers")],
+        &body,
+    )?;
+    ensure!(
+        r.status() == Some(413),
+        "gRPC is HTTP/2 only: an HTTP/1.1 body over max_body_size gets 413, got {} {:?} {:?}",
+        r.start,
+        r.headers,
+        r.text()
+    );
+    Ok(())
+}
+
+#[test]
+fn h2_pool_never_falls_back_to_http1() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("gRPC test CA")?;
+    let ca_file = ca.write(dir.path(), "ca")?;
+    // An HTTPS backend that picks no ALPN protocol: HTTP/1.1 only.
+    let b = TlsBackend::start(&ca.issue("backend.test", &["backend.test"])?, "not gRPC")?;
+    let p = start(
+        "\
+listeners:
+  - name: grpc
+    address: @LISTEN@
+    routes:
+      - name: echo
+        match: { grpc: { service: test.Echo } }
+        proxy: { pool: echo }
+pools:
+  - name: echo
+    protocol: h2
+    tls: { ca: '@CA@', sni: backend.test }
+    backends: [{ address: '@B1@' }]
+",
+        &[
+            ("CA", ca_file.display().to_string()),
+            ("B1", b.addr().to_string()),
+        ],
+    )?;
+    let a = raw(p.listen, "/test.Echo/Unary", &[], b"hello")?;
+    ensure!(
+        b.handshakes() >= 1,
+        "edge never completed a TLS handshake with the backend: {a:?}"
+    );
+    ensure!(
+        a.status == 200 && a.grpc_status() == Some("14"),
+        "an h2 pool whose backend speaks HTTP/1.1 is UNAVAILABLE, not a fallback: {a:?}"
+    );
+    ensure!(
+        a.grpc_message().is_some_and(|m| m.contains("HTTP/2")),
+        "the message says the backend did not speak HTTP/2: {a:?}"
     );
     Ok(())
 }
@@ -391,6 +493,123 @@ fn backend_killed_mid_stream() -> Result<()> {
         "all served by {} once {} is ejected: {by:?}",
         other.name,
         gone.name
+    );
+    Ok(())
+}
+
+/// `echo` behind a listener whose messages may be 1 KiB at most; the
+/// pool's settings (after its name) are `@POOL@`.
+const LIMITED_ECHO: &str = "\
+listeners:
+  - name: grpc
+    address: @LISTEN@
+    limits: { max_body_size: 1KiB }
+    routes:
+      - name: echo
+        match: { grpc: { service: test.Echo } }
+        proxy: { pool: echo }
+pools:
+  - name: echo
+@POOL@";
+
+/// The gRPC calls on `route` edge has counted, whatever their status:
+/// those it is done with.
+fn calls(p: &Proxy, route: &str) -> Result<f64> {
+    let label = format!("route=\"{route}\"");
+    Ok(p.metrics()?
+        .lines()
+        .filter(|l| l.starts_with("edge_grpc_requests_total{") && l.contains(label.as_str()))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>())
+}
+
+/// Waits until edge has counted `n` gRPC calls on `route`.
+fn wait_calls(p: &Proxy, route: &str, n: f64) -> Result<()> {
+    wait::until(
+        &format!("{n} gRPC calls counted on route {route}"),
+        DEADLINE,
+        || Ok((calls(p, route)? >= n).then_some(())),
+    )
+}
+
+#[test]
+fn client_side_endings_do_not_eject_backends() -> Result<()> {
+    let b = backend("b1")?;
+    // One failure would eject the only backend (max_ejected_percent: 100;
+    // by default at most half the pool goes), two calls of which one
+    // failed would open the breaker.
+    let pool = echo_pool(
+        &[&b],
+        concat!(
+            "    outlier_detection: { consecutive_failures: 1, ejection_time: 60s, max_ejected_percent: 100 }\n",
+            "    circuit_breaker: { error_ratio: 0.5, min_requests: 2, window: 10s, open_for: 60s }\n",
+        ),
+    );
+    let p = start(LIMITED_ECHO, &[("POOL", pool)])?;
+
+    // Clients that go away mid-stream: client.py killed (its Drop) once
+    // the first message came, which breaks its connection and the stream.
+    for i in 0..3 {
+        let mut c = GrpcClient::start()?;
+        c.send(&echo(p.listen, &Value::Null, "server_stream", &["50:100"]))?;
+        let first = c.next_line(DEADLINE)?;
+        ensure!(
+            first["event"] == "message",
+            "stream {i}: expected a first message (UNAVAILABLE: the backend was \
+             ejected for a client that went away): {first}"
+        );
+        drop(c);
+    }
+    wait_calls(&p, "echo", 3.0).context("edge is done with the broken streams")?;
+
+    // Messages over max_body_size: the client's doing.
+    for i in 0..3 {
+        let a = raw(p.listen, "/test.Echo/Unary", &[], &[b'x'; 2000])?;
+        edge_error(&a, "8").with_context(|| format!("call {i}: a message over 1 KiB"))?;
+    }
+    wait_calls(&p, "echo", 6.0)?;
+
+    // The client's own deadline running out, whether edge or the backend
+    // (which applies grpc-timeout too) says so first.
+    for i in 0..3 {
+        let a = raw(
+            p.listen,
+            "/test.Echo/Unary",
+            &[("grpc-timeout", "50m")],
+            b"sleep:1000",
+        )?;
+        ensure!(
+            a.status == 200 && a.grpc_status() == Some("4"),
+            "call {i}: expected DEADLINE_EXCEEDED, got {a:?}"
+        );
+    }
+    wait_calls(&p, "echo", 9.0)?;
+
+    let text = p.metrics()?;
+    let addr = b.addr.to_string();
+    let ejected = metric(
+        &text,
+        "edge_upstream_ejections_total",
+        &[("pool", "echo"), ("backend", addr.as_str())],
+    );
+    ensure!(
+        ejected.is_none_or(|n| n == 0.0),
+        "the backend was ejected for the clients' doing: {ejected:?}"
+    );
+    let state = metric(
+        &text,
+        "edge_upstream_circuit_breaker_state",
+        &[("pool", "echo")],
+    );
+    ensure!(
+        state.is_none_or(|s| s == 0.0),
+        "the breaker is not closed: state {state:?}"
+    );
+    let mut c = GrpcClient::start()?;
+    let r = unary(&mut c, &p, "still serving")?;
+    ensure!(
+        r["code"] == "OK" && r["responses"] == json!(["still serving"]),
+        "the backend still serves: {r}"
     );
     Ok(())
 }

@@ -5,7 +5,8 @@
 //!   refuses connections (a failed connect is retried on the other); each
 //!   connection is counted, and the bytes of each stream both ways.
 //! - `limits.idle_timeout` closes a stream on which nothing moves, not one
-//!   that keeps talking; `limits.max_connections` closes the connection
+//!   that keeps talking, and the bytes of the streams it cut are counted
+//!   all the same; `limits.max_connections` closes the connection
 //!   over the limit at once, counts it, and lets a new one in once a slot
 //!   is free.
 //! - `mode: tls_passthrough` routes by the ClientHello's server name (an
@@ -17,7 +18,8 @@
 //!   counted by reason.
 //! - `proxy_protocol.send` (v1 and v2) tells a real nginx, listening with
 //!   `proxy_protocol`, the client's address; without it nginx refuses.
-//! - `edge check` locates stream configuration mistakes.
+//! - `edge check` locates stream configuration mistakes, a stream listener
+//!   to a pool that speaks TLS or HTTP/2 to its backends among them.
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use edge_tests::{
@@ -343,6 +345,8 @@ fn idle_and_connection_limits() -> Result<()> {
     // for more than twice its length in all.
     let mut busy = connect(listen)?;
     ask(&mut busy, "PING\r\n", "+PONG\r\n")?;
+    // PINGs answered on both connections: the quiet one's and that one.
+    let mut pings: usize = 2;
     let talking = Instant::now();
     while talking.elapsed() < KEEP_TALKING {
         std::thread::sleep(PACE);
@@ -352,6 +356,7 @@ fn idle_and_connection_limits() -> Result<()> {
                 talking.elapsed()
             )
         })?;
+        pings += 1;
     }
     let idled = quiet
         .join()
@@ -368,6 +373,28 @@ fn idle_and_connection_limits() -> Result<()> {
         idled >= IDLE * 7 / 10,
         "the busy connection was closed {idled:?} after its last PING, before the idle timeout"
     );
+    // Both streams were cut by the idle timeout, not ended cleanly: their
+    // bytes are counted all the same, both ways (edge's readiness probe
+    // carried none).
+    for (direction, want) in [
+        ("up", pings * "PING\r\n".len()),
+        ("down", pings * "+PONG\r\n".len()),
+    ] {
+        wait_metric(
+            || p.metrics(),
+            "edge_stream_bytes_total",
+            &[
+                ("listener", "redis"),
+                ("pool", "redis"),
+                ("direction", direction),
+            ],
+            DEADLINE,
+            |v| v == want as f64,
+        )
+        .with_context(|| {
+            format!("{want} bytes {direction} on the streams the idle timeout closed")
+        })?;
+    }
     drop(p);
 
     // max_connections: 2 (and an idle timeout far beyond the test).
@@ -790,6 +817,11 @@ fn proxy_protocol_reaches_a_real_backend() -> Result<()> {
 
 /// A config of `listeners` (YAML list items) and pools `redis`, `a`, `b`.
 fn check_config(listeners: &str) -> String {
+    check_config_with(listeners, "")
+}
+
+/// Like [`check_config`], with `pools` (more YAML list items) after `b`.
+fn check_config_with(listeners: &str, pools: &str) -> String {
     format!(
         "\
 listeners:
@@ -800,9 +832,19 @@ listeners:
     backends: [{{ address: 127.0.0.1:9001 }}]
   - name: b
     backends: [{{ address: 127.0.0.1:9002 }}]
-"
+{pools}"
     )
 }
+
+/// Pools for HTTP backends only: `tls_pool` speaks TLS to its backends,
+/// `h2c_pool` HTTP/2.
+const HTTP_POOLS: &str = "  - name: tls_pool
+    tls: { sni: x.test }
+    backends: [{ address: 127.0.0.1:9443 }]
+  - name: h2c_pool
+    protocol: h2c
+    backends: [{ address: 127.0.0.1:9003 }]
+";
 
 #[test]
 fn stream_configs_are_checked() -> Result<()> {
@@ -932,10 +974,54 @@ fn stream_configs_are_checked() -> Result<()> {
             "routed twice",
         ),
     ];
+    // A stream listener passes bytes through as they are: not to a pool
+    // that speaks TLS or HTTP/2 to its backends ([`HTTP_POOLS`]).
+    let bad_pools = [
+        (
+            "tcp-to-a-tls-pool",
+            "  - name: redis
+    address: 127.0.0.1:6380
+    mode: tcp
+    pool: tls_pool
+",
+            "pool: tls_pool",
+            "TLS",
+        ),
+        (
+            "tcp-to-an-h2c-pool",
+            "  - name: redis
+    address: 127.0.0.1:6380
+    mode: tcp
+    pool: h2c_pool
+",
+            "pool: h2c_pool",
+            "HTTP/2",
+        ),
+        (
+            "sni-to-a-tls-pool",
+            "  - name: tls
+    address: 127.0.0.1:8443
+    mode: tls_passthrough
+    sni:
+      - { names: [a.test], pool: tls_pool }
+",
+            "pool: tls_pool",
+            "TLS",
+        ),
+    ];
+    let cases = bad
+        .into_iter()
+        .map(|(name, listeners, marker, word)| (name, check_config(listeners), marker, word))
+        .chain(
+            bad_pools
+                .into_iter()
+                .map(|(name, listeners, marker, word)| {
+                    (name, check_config_with(listeners, HTTP_POOLS), marker, word)
+                }),
+        );
     let mut failures = Vec::new();
-    for (name, listeners, marker, word) in bad {
+    for (name, yaml, marker, word) in cases {
         let file = dir.path().join(format!("{name}.yaml"));
-        let yaml = check_config(listeners);
         std::fs::write(&file, &yaml)?;
         let line = line_of(&yaml, marker)?;
         let (ok, text) = check(&[file.as_path()])?;

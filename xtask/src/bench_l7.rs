@@ -17,7 +17,9 @@
 //! measures what CPU 1 can drive at most, printed as the harness ceiling.
 
 pub(crate) mod configs;
+pub(crate) mod grpc_origin;
 pub(crate) mod proc;
+mod protocols;
 pub(crate) mod report;
 pub(crate) mod wrk;
 
@@ -185,10 +187,22 @@ impl Cpus {
     }
 }
 
-/// Installs what is missing, builds edge (release), runs every case, prints
-/// the table and writes it to `target/bench/l7.md`.
-pub fn run(root: &Path) -> Result<()> {
+/// Which rows `bench l7` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rows {
+    /// Every row.
+    All,
+    /// The HTTP rows (proxied, cache hit, HTTPS).
+    Http,
+    /// The gRPC and TCP rows.
+    Protocols,
+}
+
+/// Installs what is missing, builds edge (release), runs the cases of
+/// `rows`, prints the table and writes it to `target/bench/l7.md`.
+pub fn run(root: &Path, rows: Rows) -> Result<()> {
     toolchain::ensure_packages(PACKAGES)?;
+    toolchain::ensure_packages(protocols::PACKAGES)?;
     let edge_bin = crate::build(root, true)?;
     catch_signals();
     let nproc = std::thread::available_parallelism().map_or(1, usize::from);
@@ -220,12 +234,23 @@ pub fn run(root: &Path) -> Result<()> {
         ceiling.push((format!("origin, {what}"), cell));
     }
 
+    let which = rows;
     let mut rows = Vec::new();
-    for case in &CASES {
-        rows.push(Row {
-            case: case.name.to_string(),
-            cells: bench.case(case)?,
-        });
+    if which != Rows::Protocols {
+        for case in &CASES {
+            rows.push(Row {
+                case: case.name.to_string(),
+                cells: bench.case(case)?,
+            });
+        }
+    }
+    if which != Rows::Http {
+        rows.extend(protocols::rows(
+            dir.path(),
+            &edge_bin,
+            &cpus,
+            bench.ports.origin,
+        )?);
     }
     drop(bench);
 
@@ -642,7 +667,12 @@ fn certificate(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
 }
 
 /// Writes `conf` into `prefix` and starts nginx on it in the foreground.
-fn start_nginx(name: &str, prefix: &Path, conf: &str, cpus: Option<&str>) -> Result<Proc> {
+pub(crate) fn start_nginx(
+    name: &str,
+    prefix: &Path,
+    conf: &str,
+    cpus: Option<&str>,
+) -> Result<Proc> {
     let conf_path = prefix.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
     let p = |path: &Path| -> Result<String> {
@@ -869,6 +899,8 @@ case by case, so a disturbance hits neighbours alike.
 - Every benchmark process (origin, proxies, wrk) runs at nice {nice}, the same for all, so other \
 work on the machine disturbs it less. CPU time per request is the proxy's user + system time \
 (all its processes and threads) over the measured run, divided by the requests wrk completed.
+- gRPC: h2load (h2c, 1 thread, {c} connections, one call in flight on each, the same times) calls a unary method with a 13-byte message; the origin (`cargo xtask grpc-origin`, one thread, on the origin's CPU) echoes it with `grpc-status: 0`. edge: a gRPC route to an `h2c` pool; nginx: `listen ... http2` and `grpc_pass` to an upstream with `keepalive 64`; HAProxy: `proto h2` on the bind and the server line. Latency percentiles come from h2load's per-request log.
+- TCP: wrk sends `Connection: close`, so each request is a new TCP connection through the proxy's TCP mode (edge `mode: tcp`, nginx `stream`, HAProxy `mode tcp`) to the HTTP origin: requests/s are proxied connections/s, CPU per request is per connection.
 - A cell shows n/a when edge's configuration for it does not pass `edge check` yet.
 - The machine is shared: other builds running at the same time move the numbers; compare \
 within a row.

@@ -78,6 +78,13 @@ enum Cmd {
     Lint,
     /// Run the cargo-fuzz targets (tests/fuzz) for a bounded time each.
     Fuzz(fuzz::Options),
+    /// The gRPC origin `bench l7` starts (an h2c echo server).
+    #[command(hide = true)]
+    GrpcOrigin {
+        /// Where to listen.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
     /// Benchmarks (need root; install what they need; print and write a report).
     Bench {
         #[command(subcommand)]
@@ -87,9 +94,15 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// edge vs nginx vs HAProxy as L7 proxies on loopback (wrk): proxied
-    /// small and 64 KiB responses, cache hit, HTTPS; writes target/bench/l7.md.
-    L7,
+    /// edge vs nginx vs HAProxy as L7 proxies on loopback: proxied small
+    /// and 64 KiB responses, cache hit, HTTPS (wrk), unary gRPC (h2load)
+    /// and TCP proxying with a connection per request; writes
+    /// target/bench/l7.md.
+    L7 {
+        /// Which rows to measure.
+        #[arg(long, value_enum, default_value = "all")]
+        rows: bench_l7::Rows,
+    },
     /// The API gateway's policies on loopback (wrk): plain proxying against
     /// API key, JWT RS256/ES256, local and Redis rate limits, next to
     /// HAProxy's jwt_verify and stick-table, and a JSON body
@@ -187,7 +200,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Test => test(&root),
         Cmd::Lint => lint(&root),
         Cmd::Fuzz(opts) => fuzz::run(&root, &opts),
-        Cmd::Bench { which: Bench::L7 } => bench_l7::run(&root),
+        Cmd::Bench {
+            which: Bench::L7 { rows },
+        } => bench_l7::run(&root, rows),
+        Cmd::GrpcOrigin { listen } => bench_l7::grpc_origin::serve(listen),
         Cmd::Bench {
             which: Bench::Gateway,
         } => bench_gateway::run(&root),

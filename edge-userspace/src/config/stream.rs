@@ -12,12 +12,15 @@ use serde::Deserialize;
 
 /// Most `sni` routes of one listener.
 pub const MAX_SNI_ROUTES: usize = 1024;
+/// Most `proxy_protocol.accept_from` prefixes of one listener.
+pub const MAX_ACCEPT_FROM: usize = 1024;
 
 /// `listeners[].sni[]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SniRouteSurface {
-    /// Server names: exact, or `*.example.com` for any one-label subdomain.
+    /// Server names: exact, or `*.example.com` for any subdomain (not the
+    /// name itself).
     pub names: Vec<String>,
     /// The pool such connections go to.
     pub pool: String,
@@ -138,10 +141,28 @@ pub(super) fn settings(
             );
         }
     }
+    // A stream's backends get the client's bytes as they are: a pool
+    // that speaks TLS or HTTP/2 to its backends is an HTTP pool.
+    let stream_pool = |v: &mut Validator<'_>, at: String, name: &str| {
+        let found = super::l7::pool_ref(v, at.clone(), name, pools)?;
+        if let Some(p) = pools.iter().find(|p| p.name == found)
+            && (p.tls.is_some() || p.protocol.is_h2())
+        {
+            let what = if p.tls.is_some() { "TLS" } else { "HTTP/2" };
+            v.error(
+                at,
+                format!(
+                    "pool {found:?} speaks {what} to its backends: a stream listener passes \
+                     bytes through as they are (TLS passthrough leaves TLS to client and backend)"
+                ),
+            );
+        }
+        Some(found)
+    };
     let pool = l
         .pool
         .as_ref()
-        .and_then(|p| super::l7::pool_ref(v, format!("{path}.pool"), p, pools));
+        .and_then(|p| stream_pool(v, format!("{path}.pool"), p));
     let mut sni = Vec::new();
     match mode {
         StreamMode::Tcp => {
@@ -195,7 +216,7 @@ pub(super) fn settings(
                     });
                     names.push(m);
                 }
-                if let Some(p) = super::l7::pool_ref(v, format!("{rpath}.pool"), &r.pool, pools) {
+                if let Some(p) = stream_pool(v, format!("{rpath}.pool"), &r.pool) {
                     sni.push((names, p));
                 }
             }
@@ -233,6 +254,12 @@ pub(super) fn accept_from(
     let Some(p) = &l.proxy_protocol else {
         return Vec::new();
     };
+    if p.accept_from.len() > MAX_ACCEPT_FROM {
+        v.error(
+            format!("{path}.proxy_protocol.accept_from"),
+            format!("at most {MAX_ACCEPT_FROM} prefixes"),
+        );
+    }
     p.accept_from
         .iter()
         .enumerate()

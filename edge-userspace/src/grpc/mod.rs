@@ -15,9 +15,10 @@ pub use code::Code;
 use http::HeaderMap;
 use std::time::Duration;
 
-/// Whether a request or response with these headers is gRPC (HTTP/2,
-/// `application/grpc` or `application/grpc+FORMAT`); gRPC-Web, which
-/// browsers speak over HTTP/1.1, is not.
+/// Whether a request or response with these headers is gRPC
+/// (`application/grpc` or `application/grpc+FORMAT`); gRPC-Web, which
+/// browsers speak over HTTP/1.1, is not. (The proxy takes only HTTP/2
+/// requests for gRPC.)
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
@@ -48,21 +49,24 @@ pub fn timeout(headers: &HeaderMap) -> Option<Duration> {
 /// `TimeoutValue TimeoutUnit`: 1 to 8 ASCII digits, then one of
 /// `H M S m u n`.
 pub fn parse_timeout(text: &str) -> Option<Duration> {
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let (unit, digits) = text.as_bytes().split_last()?;
     if digits.is_empty()
         || digits.len() > MAX_TIMEOUT_DIGITS
-        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !digits.iter().all(u8::is_ascii_digit)
     {
         return None;
     }
-    let n: u64 = digits.parse().ok()?;
+    // At most 8 digits: no overflow below.
+    let n = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
     Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
         _ => return None,
     })
 }
@@ -140,6 +144,7 @@ mod tests {
         assert_eq!(parse_timeout("7n"), Some(Duration::from_nanos(7)));
         for bad in [
             "",
+            "1é",
             "m",
             "100",
             "100x",

@@ -69,11 +69,29 @@ pub fn for_error(e: &pingora::Error, status: u16, breaker_open: bool) -> (Code, 
     }
     let code = Code::for_http_status(status);
     let message = match e.etype() {
-        // edge's own refusals explain themselves.
-        ErrorType::HTTPStatus(_) => e
-            .context
-            .as_ref()
-            .map_or_else(|| code.name().to_string(), |c| c.as_str().to_string()),
+        // edge's own refusals explain themselves: the innermost one's
+        // words (outer ones add where it happened, the backend's address
+        // among it, which is not the client's business).
+        ErrorType::HTTPStatus(_) => {
+            let mut inner = e;
+            // `more_context` keeps the error it wraps as a boxed cause.
+            while let Some(cause) = inner
+                .cause
+                .as_ref()
+                .and_then(|c| {
+                    c.downcast_ref::<Box<pingora::Error>>()
+                        .map(|b| &**b)
+                        .or_else(|| c.downcast_ref::<pingora::Error>())
+                })
+                .filter(|c| matches!(c.etype(), ErrorType::HTTPStatus(_)))
+            {
+                inner = cause;
+            }
+            inner
+                .context
+                .as_ref()
+                .map_or_else(|| code.name().to_string(), |c| c.as_str().to_string())
+        }
         ErrorType::ConnectTimedout
         | ErrorType::ReadTimedout
         | ErrorType::WriteTimedout

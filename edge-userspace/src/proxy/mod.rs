@@ -130,6 +130,14 @@ pub struct RequestCtx {
     grpc_frames: crate::grpc::frames::MessageLimit,
     /// The backend's trailers-only answer is to be retried elsewhere.
     grpc_retry: bool,
+    /// Whether the client's own `grpc-timeout` bounds the attempts: its
+    /// running out (a timeout, DEADLINE_EXCEEDED) is not the backend's
+    /// failure.
+    client_deadline: bool,
+    /// Whether the request ended by the client's doing (it left, sent too
+    /// much, its deadline ran out): neither the backend's success nor its
+    /// failure, for outlier detection and the breaker.
+    neutral: bool,
     /// Whether the request was transcoded to a gRPC call (its outcome is
     /// counted by gRPC status).
     transcoded: bool,
@@ -145,6 +153,22 @@ impl EdgeProxy {
             pool.done(b, success);
         }
         ctx.upstream_failed = !success;
+    }
+
+    /// Ends the current attempt neither as a success nor as a failure:
+    /// what ended it was the client's doing.
+    fn release_attempt(&self, ctx: &mut RequestCtx) {
+        if let (Some(pool), Some(b)) = (&ctx.pool, ctx.backend.take()) {
+            pool.release(b);
+        }
+        ctx.neutral = true;
+    }
+
+    /// Whether `code` from the backend counts as its failure: gRPC's 5xx
+    /// codes, except a deadline the client itself set running out.
+    fn grpc_backend_failed(ctx: &RequestCtx, code: crate::grpc::Code) -> bool {
+        code.is_server_failure()
+            && !(ctx.client_deadline && code == crate::grpc::Code::DeadlineExceeded)
     }
 
     /// Replaces the request's target and Host with their normal form
@@ -221,6 +245,60 @@ impl EdgeProxy {
             && session.response_written().is_none()
             && !session.as_ref().retry_buffer_truncated()
             && self.may_retry(ctx)
+    }
+}
+
+/// Whether `e` is an upstream timeout of any kind.
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout
+    )
+}
+
+impl EdgeProxy {
+    /// What is left of the request's time budget for `pool`: the pool's
+    /// `total`, or a gRPC client's `grpc-timeout` when shorter (past it,
+    /// nobody waits for the answer). Spent: a 504, before the breaker is
+    /// asked when the spent deadline is the client's.
+    fn remaining_budget(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        pool: &UpstreamPool,
+    ) -> Result<Option<std::time::Duration>> {
+        let deadline = if ctx.grpc {
+            crate::grpc::timeout(&session.req_header().headers)
+        } else {
+            None
+        };
+        let (budget, clients) = match (pool.config.timeouts.total, deadline) {
+            (Some(t), Some(d)) if d < t => (Some(d), true),
+            (None, Some(d)) => (Some(d), true),
+            (t, _) => (t, false),
+        };
+        ctx.client_deadline = clients;
+        let Some(total) = budget else {
+            return Ok(None);
+        };
+        match total.checked_sub(ctx.started.elapsed()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => {
+                let what = if clients {
+                    ctx.neutral = true;
+                    "the call's grpc-timeout"
+                } else {
+                    "total timeout"
+                };
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(504),
+                    format!("pool {}: {what} of {total:?} reached", pool.name),
+                ))
+            }
+        }
     }
 }
 
@@ -319,6 +397,8 @@ impl ProxyHttp for EdgeProxy {
             grpc_status: None,
             grpc_frames: Default::default(),
             grpc_retry: false,
+            client_deadline: false,
+            neutral: false,
             transcoded: false,
             _in_flight: crate::drain::InFlight::start(),
         }
@@ -327,7 +407,10 @@ impl ProxyHttp for EdgeProxy {
     /// Runs first, once the request head is read: refuses a declared body
     /// over the listener's `max_body_size` with 413.
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
-        ctx.grpc = crate::grpc::is_grpc(&session.req_header().headers);
+        // gRPC is HTTP/2: an HTTP/1 request saying application/grpc gets
+        // no gRPC treatment (per-message body limits, gRPC errors).
+        let req = session.req_header();
+        ctx.grpc = req.version == http::Version::HTTP_2 && crate::grpc::is_grpc(&req.headers);
         let l = &ctx.rt.config.transport.limits;
         limits::check_head(session, l)?;
         limits::normalize_framing(session)?;
@@ -702,6 +785,7 @@ impl ProxyHttp for EdgeProxy {
             ));
         };
         ctx.shape_refusal = None;
+        let remaining = self.remaining_budget(session, ctx, &pool)?;
         if ctx.grpc && !pool.config.protocol.is_h2() {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
@@ -728,30 +812,6 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         let timeouts = &pool.config.timeouts;
-        // A gRPC client's deadline bounds every upstream timeout too: past
-        // it, nobody waits for the answer.
-        let deadline = if ctx.grpc {
-            crate::grpc::timeout(&session.req_header().headers)
-        } else {
-            None
-        };
-        let (budget, what) = match (timeouts.total, deadline) {
-            (Some(t), Some(d)) if d < t => (Some(d), "the call's grpc-timeout"),
-            (None, Some(d)) => (Some(d), "the call's grpc-timeout"),
-            (t, _) => (t, "total timeout"),
-        };
-        let remaining = match budget {
-            Some(total) => match total.checked_sub(ctx.started.elapsed()) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => {
-                    return Err(Error::explain(
-                        ErrorType::HTTPStatus(504),
-                        format!("pool {}: {what} of {total:?} reached", pool.name),
-                    ));
-                }
-            },
-            None => None,
-        };
         let key = hash_key(&pool.config.hash_key, session);
         let input = PickInput {
             client: client_ip(session),
@@ -795,6 +855,13 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if ctx.client_deadline && is_timeout(&e) {
+            // The client's deadline was the connect timeout: not the
+            // backend's fault, and no time is left for another.
+            self.release_attempt(ctx);
+            e.set_retry(false);
+            return e;
+        }
         self.finish_attempt(ctx, false);
         e.set_retry(self.may_retry(ctx));
         e
@@ -814,6 +881,13 @@ impl ProxyHttp for EdgeProxy {
         if ctx.shape_failed {
             // edge refused the answer (a transformation): neither the
             // backend's failure nor worth asking another backend.
+            e.set_retry(false);
+            return e;
+        }
+        if e.esource() == &ErrorSource::Downstream || (ctx.client_deadline && is_timeout(&e)) {
+            // The client left, sent too much or too slowly, or its own
+            // deadline ran out: not the backend's failure, nothing to retry.
+            self.release_attempt(ctx);
             e.set_retry(false);
             return e;
         }
@@ -969,6 +1043,19 @@ impl ProxyHttp for EdgeProxy {
             metrics::upstream_latency(&pool.name, secs);
             ctx.upstream_ms = Some(secs * 1000.0);
         }
+        if let Some(pool) = &ctx.pool
+            && pool.config.protocol.is_h2()
+            && upstream_response.version != http::Version::HTTP_2
+        {
+            // Pingora falls back to HTTP/1.1 when a TLS backend picks no
+            // ALPN; an h2 pool (gRPC) must not: its trailers would be lost.
+            let why = format!(
+                "pool {}: the backend answered over HTTP/1.1, not HTTP/2 (ALPN h2)",
+                pool.name
+            );
+            self.finish_attempt(ctx, false);
+            return Err(Error::explain(ErrorType::HTTPStatus(502), why));
+        }
         let mut success = upstream_response.status.as_u16() < 500;
         // A gRPC answer's outcome is its grpc-status: in this head for a
         // trailers-only answer, else in the trailers, until which the
@@ -978,7 +1065,7 @@ impl ProxyHttp for EdgeProxy {
             match crate::grpc::status(&upstream_response.headers) {
                 Some(code) => {
                     ctx.grpc_status = Some(code);
-                    success &= !code.is_server_failure();
+                    success &= !Self::grpc_backend_failed(ctx, code);
                     if self.retry_grpc(session, ctx, code) {
                         self.finish_attempt(ctx, false);
                         ctx.grpc_retry = true;
@@ -1017,7 +1104,7 @@ impl ProxyHttp for EdgeProxy {
             }
             if ctx.backend.is_some() {
                 // Trailers without a grpc-status break the protocol.
-                let failed = code.is_none_or(crate::grpc::Code::is_server_failure);
+                let failed = code.is_none_or(|c| Self::grpc_backend_failed(ctx, c));
                 self.finish_attempt(ctx, !failed);
             }
         }
@@ -1152,9 +1239,12 @@ impl ProxyHttp for EdgeProxy {
     /// metrics and the access log.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         if ctx.backend.is_some() {
-            // An attempt that ended without a response head (e.g. the
-            // client went away) is not the backend's failure.
-            self.finish_attempt(ctx, e.is_none());
+            match e {
+                // The client went away, or broke its side: not the
+                // backend's doing.
+                Some(e) if e.esource() == &ErrorSource::Downstream => self.release_attempt(ctx),
+                _ => self.finish_attempt(ctx, e.is_none()),
+            }
         }
         let written = session.response_written().map(|r| r.status.as_u16());
         // A gRPC error edge gave went out as 200: what counts is the HTTP
@@ -1172,10 +1262,14 @@ impl ProxyHttp for EdgeProxy {
             // for everyone.
             let grpc_failed = ctx
                 .grpc_status
-                .is_some_and(crate::grpc::Code::is_server_failure);
+                .is_some_and(|c| Self::grpc_backend_failed(ctx, c));
             let failed = !ctx.shape_failed
                 && (ctx.upstream_failed || grpc_failed || status.is_none_or(|s| s >= 500));
-            pool.record(admission, !failed);
+            if ctx.neutral && !ctx.upstream_failed {
+                pool.cancel(admission);
+            } else {
+                pool.record(admission, !failed);
+            }
         }
         let route = ctx.route.as_ref().map_or(&self.none, |r| &r.name);
         let pool_name = ctx.pool.as_ref().map_or(&self.none, |p| &p.name);

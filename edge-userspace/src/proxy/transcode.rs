@@ -187,6 +187,15 @@ impl EdgeProxy {
         headers::mark_loop(&mut head, &self.loop_token)?;
         headers::apply_request(&mut head, &compiled.route.request_headers)?;
         headers::apply_policy_outcome(&mut head, &ctx.policy)?;
+        // Fields the client's `Connection` names are for the hop to edge.
+        let named: Vec<String> = head
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect();
         let mut out: Vec<(http::HeaderName, http::HeaderValue)> = head
             .headers
             .iter()
@@ -195,6 +204,7 @@ impl EdgeProxy {
                 !NOT_METADATA.contains(&n)
                     && !headers::HOP_BY_HOP.contains(&n)
                     && !n.starts_with("grpc-")
+                    && !named.iter().any(|c| c == n)
             })
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();

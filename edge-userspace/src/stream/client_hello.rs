@@ -55,38 +55,56 @@ pub enum Hello {
     Refused(Refusal),
 }
 
-/// Reads `buf`, the first bytes of a connection.
+/// Reads `buf`, the first bytes of a connection, at once.
 pub fn parse(buf: &[u8]) -> Hello {
-    let mut handshake = Vec::new();
-    let mut rest = buf;
-    loop {
-        let Some(header) = rest.get(..5) else {
-            return incomplete(buf);
-        };
-        if header[0] != 0x16 || header[1] != 3 {
-            return Hello::Refused(Refusal::NotTls);
-        }
-        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if len == 0 || len > MAX_RECORD {
-            return Hello::Refused(Refusal::Malformed);
-        }
-        let Some(fragment) = rest.get(5..5 + len) else {
-            return incomplete(buf);
-        };
-        handshake.extend_from_slice(fragment);
-        rest = &rest[5 + len..];
-        if handshake.len() < 4 {
-            continue;
-        }
-        if handshake[0] != 1 {
-            return Hello::Refused(Refusal::Malformed);
-        }
-        let msg_len = u32::from_be_bytes([0, handshake[1], handshake[2], handshake[3]]) as usize;
-        if msg_len > MAX_CLIENT_HELLO {
-            return Hello::Refused(Refusal::TooLarge);
-        }
-        if handshake.len() >= 4 + msg_len {
-            return server_name(&handshake[..4 + msg_len]);
+    Reader::default().read(buf)
+}
+
+/// Reads the first bytes of a connection as they arrive, each record
+/// once: a client sending one byte at a time costs no more than one
+/// sending the whole ClientHello.
+#[derive(Debug, Default)]
+pub struct Reader {
+    /// Where the next record starts.
+    at: usize,
+    /// The handshake bytes of the records read so far.
+    handshake: Vec<u8>,
+}
+
+impl Reader {
+    /// Reads on in `buf`, every byte received so far (those given before
+    /// first, unchanged).
+    pub fn read(&mut self, buf: &[u8]) -> Hello {
+        loop {
+            let Some(header) = buf.get(self.at..self.at + 5) else {
+                return incomplete(buf);
+            };
+            if header[0] != 0x16 || header[1] != 3 {
+                return Hello::Refused(Refusal::NotTls);
+            }
+            let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+            if len == 0 || len > MAX_RECORD {
+                return Hello::Refused(Refusal::Malformed);
+            }
+            let Some(fragment) = buf.get(self.at + 5..self.at + 5 + len) else {
+                return incomplete(buf);
+            };
+            self.handshake.extend_from_slice(fragment);
+            self.at += 5 + len;
+            let h = &self.handshake;
+            if h.len() < 4 {
+                continue;
+            }
+            if h[0] != 1 {
+                return Hello::Refused(Refusal::Malformed);
+            }
+            let msg_len = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+            if msg_len > MAX_CLIENT_HELLO {
+                return Hello::Refused(Refusal::TooLarge);
+            }
+            if h.len() >= 4 + msg_len {
+                return server_name(&h[..4 + msg_len]);
+            }
         }
     }
 }
@@ -211,10 +229,17 @@ mod tests {
     #[test]
     fn every_prefix_is_incomplete_never_wrong() {
         let bytes = records(&hello_message(Some("a.example"), 300), 120);
+        let mut reader = Reader::default();
         for cut in 0..bytes.len() {
             assert_eq!(parse(&bytes[..cut]), Hello::Incomplete, "cut at {cut}");
+            assert_eq!(
+                reader.read(&bytes[..cut]),
+                Hello::Incomplete,
+                "fed to {cut}"
+            );
         }
         assert_eq!(parse(&bytes), Hello::Name(Some("a.example".into())));
+        assert_eq!(reader.read(&bytes), Hello::Name(Some("a.example".into())));
     }
 
     #[test]

@@ -35,10 +35,12 @@ impl Activity {
     }
 }
 
-/// A side of the stream that marks the activity whenever it delivers bytes.
+/// A side of the stream that marks the activity whenever it delivers
+/// bytes, and counts them.
 struct Tracked<'a, S> {
     inner: &'a mut S,
     activity: Arc<Activity>,
+    read: u64,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
@@ -49,8 +51,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let n = buf.filled().len() - before;
+        if n > 0 {
             self.activity.touch();
+            self.read += n as u64;
         }
         r
     }
@@ -86,8 +90,9 @@ pub struct Copied {
 }
 
 /// Copies `client` ⇄ `backend` until both close, one fails, or nothing
-/// moves for `idle`. Byte counts are exact when both sides close; after
-/// an error or the idle timeout they are not known and read 0.
+/// moves for `idle`. The counts are of the bytes read from each side,
+/// however it ended (a few read before a failure may not have been
+/// written on).
 pub async fn bidirectional<A, B>(client: &mut A, backend: &mut B, idle: Duration) -> Copied
 where
     A: AsyncRead + AsyncWrite + Unpin,
@@ -100,32 +105,32 @@ where
     let mut a = Tracked {
         inner: client,
         activity: Arc::clone(&activity),
+        read: 0,
     };
     let mut b = Tracked {
         inner: backend,
         activity: Arc::clone(&activity),
+        read: 0,
     };
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
-    tokio::pin!(copy);
-    loop {
-        let deadline = activity.last() + idle;
-        tokio::select! {
-            result = &mut copy => {
-                return match result {
-                    Ok((up, down)) => Copied { up, down, error: None },
-                    Err(e) => Copied { up: 0, down: 0, error: Some(e) },
-                };
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                if activity.last() + idle <= Instant::now() {
-                    return Copied {
-                        up: 0,
-                        down: 0,
-                        error: Some(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
-                    };
+    let error = {
+        let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+        tokio::pin!(copy);
+        loop {
+            let deadline = activity.last() + idle;
+            tokio::select! {
+                result = &mut copy => break result.err(),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if activity.last() + idle <= Instant::now() {
+                        break Some(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
+                    }
                 }
             }
         }
+    };
+    Copied {
+        up: a.read,
+        down: b.read,
+        error,
     }
 }
 
@@ -152,6 +157,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(11)).await;
         let done = relay.await.unwrap();
         assert_eq!(done.error.map(|e| e.kind()), Some(io::ErrorKind::TimedOut));
+        assert_eq!((done.up, done.down), (5, 0), "counted however it ended");
     }
 
     #[tokio::test]

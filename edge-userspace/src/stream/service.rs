@@ -122,13 +122,24 @@ impl ServerApp for StreamApp {
             }
         };
         let pool = pool?;
-        let mut up = self.connect(&pool, client).await?;
         let mut opening = Vec::with_capacity(first.len() + 64);
-        if let (Some(version), Some(client), Some(local)) = (settings.send_proxy, client, local) {
+        if let Some(version) = settings.send_proxy {
+            // A backend that expects a header would read the client's
+            // bytes as one: without the addresses, no connection.
+            let (Some(client), Some(local)) = (client, local) else {
+                tracing::warn!(listener = %self.listener, "no client address for the PROXY header: closing");
+                return None;
+            };
             opening.extend(proxy_protocol::header(version, client, local));
         }
         opening.extend_from_slice(&first);
-        let sent = opening.is_empty() || up.stream.write_all(&opening).await.is_ok();
+        let mut up = self.connect(&pool, client).await?;
+        // A backend that takes the connection but reads nothing gets the
+        // idle timeout to take these bytes.
+        let sent = opening.is_empty()
+            || tokio::time::timeout(self.limits.idle_timeout, up.stream.write_all(&opening))
+                .await
+                .is_ok_and(|r| r.is_ok());
         let copied = if sent {
             Some(copy::bidirectional(&mut stream, &mut up.stream, self.limits.idle_timeout).await)
         } else {
@@ -138,13 +149,11 @@ impl ServerApp for StreamApp {
         // stream's business, not a backend failure.
         pool.done(up.backend, true);
         pool.record(up.admission, true);
-        let (bytes_up, bytes_down) = copied.as_ref().map_or((0, 0), |c| (c.up, c.down));
-        metrics::stream_closed(
-            &self.listener,
-            &pool.name,
-            bytes_up + first.len() as u64,
-            bytes_down,
-        );
+        // What was read to route it is counted once it was passed on.
+        let (bytes_up, bytes_down) = copied
+            .as_ref()
+            .map_or((0, 0), |c| (c.up + first.len() as u64, c.down));
+        metrics::stream_closed(&self.listener, &pool.name, bytes_up, bytes_down);
         None
     }
 }
@@ -218,8 +227,9 @@ async fn read_server_name(
 ) -> Result<Option<String>, &'static str> {
     let read = async {
         let mut chunk = [0u8; 4096];
+        let mut reader = client_hello::Reader::default();
         loop {
-            match client_hello::parse(buf) {
+            match reader.read(buf) {
                 Hello::Name(name) => return Ok(name),
                 Hello::Refused(r) => return Err(r.label()),
                 Hello::Incomplete => {}

@@ -222,6 +222,18 @@ async fn once(
         .get_http_session(peer)
         .await
         .map_err(|e| CallError::Connect(e.to_string()))?;
+    if r.grpc
+        && !matches!(
+            session,
+            pingora::protocols::http::client::HttpSession::H2(_)
+        )
+    {
+        // A TLS backend that picked no ALPN: Pingora would speak HTTP/1.1,
+        // which has no trailers for gRPC's status.
+        return Err(CallError::Connect(
+            "the backend did not agree to HTTP/2 (ALPN h2)".to_string(),
+        ));
+    }
     let mut head = RequestHeader::build(r.method.clone(), r.target.as_bytes(), None).map_err(io)?;
     for (name, value) in r.headers {
         head.append_header(name.clone(), value.clone())

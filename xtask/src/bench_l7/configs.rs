@@ -111,7 +111,7 @@ http {{
 
 /// What every nginx instance here shares: one worker in the foreground,
 /// everything it writes under `prefix`.
-fn nginx_head(prefix: &Path) -> String {
+pub(crate) fn nginx_head(prefix: &Path) -> String {
     let p = prefix.display();
     format!(
         "daemon off;
