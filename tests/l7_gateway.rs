@@ -31,7 +31,7 @@ use edge_tests::{
     edge::Edge,
     http::{self, Message},
     loopback::{Endpoints, endpoints, start_edge},
-    process::Process,
+    redis::Redis,
     wait,
 };
 use openssl::{
@@ -45,9 +45,8 @@ use openssl::{
 };
 use serde_json::{Value, json};
 use std::{
-    io::{BufReader, Read, Write},
-    net::{IpAddr, SocketAddr, TcpStream},
-    path::PathBuf,
+    io::{BufReader, Write},
+    net::{IpAddr, SocketAddr},
     process::{Command, Stdio},
     sync::{
         Arc, Condvar, Mutex,
@@ -1886,77 +1885,6 @@ fn a_concurrency_bound_refuses_requests_beyond_it_until_one_ends() -> Result<()>
 // ---------------------------------------------------------------------
 // limits shared through Redis
 // ---------------------------------------------------------------------
-
-/// `name` in a directory of `$PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|f| f.is_file())
-}
-
-/// Whether a Redis server answers PING on `port`.
-fn redis_ping(port: u16) -> Result<bool> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    s.set_read_timeout(Some(Duration::from_secs(1)))?;
-    s.write_all(b"*1\r\n$4\r\nPING\r\n")?;
-    let mut buf = [0u8; 16];
-    let n = s.read(&mut buf)?;
-    Ok(buf[..n].starts_with(b"+PONG"))
-}
-
-/// A real `redis-server` on loopback, without persistence; stopped by its
-/// PID when dropped (through [`Process`]).
-struct Redis {
-    server: Process,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Result<Self> {
-        let program = on_path("redis-server").context(
-            "redis-server is not on PATH: the shared rate-limit test needs a real Redis \
-             (Debian package redis-server)",
-        )?;
-        let dir = tempfile::tempdir()?;
-        let port = edge_tests::proxy::free_port()?;
-        let args = [
-            "--port".to_string(),
-            port.to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--save".into(),
-            String::new(),
-            "--appendonly".into(),
-            "no".into(),
-            "--dir".into(),
-            dir.path().display().to_string(),
-        ];
-        let mut server = Process::spawn(
-            "redis-server",
-            None,
-            &program,
-            &args,
-            &dir.path().join("redis.log"),
-        )?;
-        wait::until("redis-server to answer PING", DEADLINE, || {
-            server.check_running()?;
-            Ok(redis_ping(port).ok().filter(|pong| *pong).map(|_| ()))
-        })?;
-        Ok(Self {
-            server,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        self.server.stop()?;
-        Ok(())
-    }
-}
 
 #[test]
 fn redis_limits_are_shared_by_edges_and_fail_open_or_closed_without_it() -> Result<()> {

@@ -27,7 +27,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use edge_tests::{
-    edge::{check, line_of, reports_line},
+    edge::{Refused, check, expect_refused},
     grpc::{
         self, BackendOptions, GRPC_HEADERS, GrpcBackend, GrpcClient, RawAnswer, frame, raw_call,
     },
@@ -47,17 +47,9 @@ use std::{
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(15);
 
-/// Starts edge with `yaml`, its `@NAME@` placeholders replaced: `@LISTEN@`
-/// by the listener's address, the others by `vars`.
+/// Starts edge with `yaml` (see [`Proxy::start_template`]).
 fn start(yaml: &str, vars: &[(&str, String)]) -> Result<Proxy> {
-    let mut yaml = yaml.to_string();
-    for (k, v) in vars {
-        yaml = yaml.replace(&format!("@{k}@"), v);
-    }
-    Proxy::start_with(
-        |_| Ok(()),
-        move |listen, _| yaml.replace("@LISTEN@", &listen.to_string()),
-    )
+    Proxy::start_template(yaml, vars)
 }
 
 /// A plain backend.
@@ -166,6 +158,13 @@ pools:
   - name: echo
 @POOL@";
 
+/// [`ECHO`]'s pool over TLS (HTTP/2 by ALPN) to backend `@B1@`, trusting
+/// `@CA@`.
+const H2_POOL: &str = "    protocol: h2
+    tls: { ca: '@CA@', sni: backend.test }
+    backends: [{ address: '@B1@' }]
+";
+
 #[test]
 fn four_kinds_through_h2c() -> Result<()> {
     let b = backend("b1")?;
@@ -205,23 +204,11 @@ fn four_kinds_through_tls_h2() -> Result<()> {
             ..Default::default()
         },
     )?;
+    let listener_tls = "    tls: { certificates: [{ cert: '@CERT@', key: '@KEY@' }] }\n    routes:";
     let p = start(
-        "\
-listeners:
-  - name: grpc
-    address: @LISTEN@
-    tls: { certificates: [{ cert: '@CERT@', key: '@KEY@' }] }
-    routes:
-      - name: echo
-        match: { grpc: { service: test.Echo } }
-        proxy: { pool: echo }
-pools:
-  - name: echo
-    protocol: h2
-    tls: { ca: '@CA@', sni: backend.test }
-    backends: [{ address: '@B1@' }]
-",
+        &ECHO.replace("    routes:", listener_tls),
         &[
+            ("POOL", H2_POOL.to_string()),
             ("CERT", cert.display().to_string()),
             ("KEY", key.display().to_string()),
             ("CA", ca_file.display().to_string()),
@@ -403,21 +390,9 @@ fn h2_pool_never_falls_back_to_http1() -> Result<()> {
     // An HTTPS backend that picks no ALPN protocol: HTTP/1.1 only.
     let b = TlsBackend::start(&ca.issue("backend.test", &["backend.test"])?, "not gRPC")?;
     let p = start(
-        "\
-listeners:
-  - name: grpc
-    address: @LISTEN@
-    routes:
-      - name: echo
-        match: { grpc: { service: test.Echo } }
-        proxy: { pool: echo }
-pools:
-  - name: echo
-    protocol: h2
-    tls: { ca: '@CA@', sni: backend.test }
-    backends: [{ address: '@B1@' }]
-",
+        ECHO,
         &[
+            ("POOL", H2_POOL.to_string()),
             ("CA", ca_file.display().to_string()),
             ("B1", b.addr().to_string()),
         ],
@@ -785,26 +760,15 @@ fn configs_are_checked() -> Result<()> {
             "path",
         ),
     ];
-    let mut failures = Vec::new();
-    for (name, route_match, pool, marker, word) in bad {
-        let file = dir.path().join(format!("{name}.yaml"));
-        let yaml = config(route_match, pool);
-        std::fs::write(&file, &yaml)?;
-        let line = line_of(&yaml, marker)?;
-        let (ok, text) = check(&[file.as_path()])?;
-        if ok {
-            failures.push(format!("{name}: edge check accepted it"));
-        } else if !reports_line(&text, &file, line) {
-            failures.push(format!(
-                "{name}: no error at {}:{line}:COLUMN:\n{text}",
-                file.display()
-            ));
-        } else if !text.contains(word) {
-            failures.push(format!(
-                "{name}: the message does not say {word:?}:\n{text}"
-            ));
-        }
-    }
-    ensure!(failures.is_empty(), "{}", failures.join("\n---\n"));
+    let cases = bad
+        .into_iter()
+        .map(|(name, route_match, pool, marker, word)| Refused {
+            name,
+            yaml: config(route_match, pool),
+            marker,
+            word,
+        })
+        .collect();
+    expect_refused(dir.path(), cases)?;
     Ok(())
 }

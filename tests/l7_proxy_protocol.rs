@@ -21,7 +21,7 @@ use edge_tests::{
     backend::Backend,
     http::{self, Message},
     metrics::{metric, wait_metric},
-    process::Process,
+    process::{Process, program},
     proxy::{Proxy, unique_loopback},
     tls::{self, Ca},
     wait,
@@ -34,7 +34,6 @@ use std::{
     ffi::OsStr,
     io::{BufReader, ErrorKind, Read, Write},
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
-    path::PathBuf,
     time::Duration,
 };
 
@@ -184,15 +183,6 @@ fn closed_unanswered(from: IpAddr, addr: SocketAddr, bytes: &[u8]) -> Result<()>
 // ---------------------------------------------------------------------
 // HAProxy in front
 // ---------------------------------------------------------------------
-
-/// `name` in a directory of `$PATH`, or in /usr/sbin (not on every PATH).
-fn program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|d| d.join(name))
-        .find(|f| f.is_file())
-}
 
 /// A real HAProxy in TCP mode with two frontends in front of `edge`: one
 /// sends the v1 header, the other v2. Stopped by its PID when dropped.

@@ -23,35 +23,28 @@
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use edge_tests::{
-    edge::{check, line_of, reports_line},
+    edge::{Refused, check, expect_refused},
     http,
     metrics::{metric, wait_metric},
     process::Process,
     proxy::{Proxy, free_port, refusing_port},
+    redis::Redis,
     tls::{self, Ca, ClientOptions, TlsBackend},
     wait,
 };
 use std::{
     io::{BufReader, ErrorKind, Read, Write},
     net::{Shutdown, SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(15);
 
-/// Starts edge with `yaml`, its `@NAME@` placeholders replaced: `@LISTEN@`
-/// by the listener's address, the others by `vars`.
+/// Starts edge with `yaml` (see [`Proxy::start_template`]).
 fn start(yaml: &str, vars: &[(&str, String)]) -> Result<Proxy> {
-    let mut yaml = yaml.to_string();
-    for (k, v) in vars {
-        yaml = yaml.replace(&format!("@{k}@"), v);
-    }
-    Proxy::start_with(
-        |_| Ok(()),
-        move |listen, _| yaml.replace("@LISTEN@", &listen.to_string()),
-    )
+    Proxy::start_template(yaml, vars)
 }
 
 /// A client connection to `addr`, reads bounded.
@@ -123,76 +116,6 @@ fn closed_by_edge(s: &mut TcpStream, within: Duration) -> Result<Duration> {
 // ---------------------------------------------------------------------
 // a real Redis behind a tcp listener
 // ---------------------------------------------------------------------
-
-/// `name` in a directory of `$PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|f| f.is_file())
-}
-
-/// Whether a Redis server answers PING on `port`.
-fn redis_ping(port: u16) -> Result<bool> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    s.set_read_timeout(Some(Duration::from_secs(1)))?;
-    s.write_all(b"*1\r\n$4\r\nPING\r\n")?;
-    let mut buf = [0u8; 16];
-    let n = s.read(&mut buf)?;
-    Ok(buf[..n].starts_with(b"+PONG"))
-}
-
-/// A real `redis-server` on loopback, without persistence; stopped by its
-/// PID when dropped (through [`Process`]).
-struct Redis {
-    _server: Process,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Result<Self> {
-        let program = on_path("redis-server").context(
-            "redis-server is not on PATH: the tcp listener tests need a real Redis \
-             (Debian package redis-server)",
-        )?;
-        let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let args = [
-            "--port".to_string(),
-            port.to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--save".into(),
-            String::new(),
-            "--appendonly".into(),
-            "no".into(),
-            "--dir".into(),
-            dir.path().display().to_string(),
-        ];
-        let mut server = Process::spawn(
-            "redis-server",
-            None,
-            &program,
-            &args,
-            &dir.path().join("redis.log"),
-        )?;
-        wait::until("redis-server to answer PING", DEADLINE, || {
-            server.check_running()?;
-            Ok(redis_ping(port).ok().filter(|pong| *pong).map(|_| ()))
-        })?;
-        Ok(Self {
-            _server: server,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-}
 
 /// A tcp listener to pool `redis`, with `@LIMITS@` for its limits.
 const TCP_REDIS: &str = "\
@@ -1019,25 +942,15 @@ fn stream_configs_are_checked() -> Result<()> {
                     (name, check_config_with(listeners, HTTP_POOLS), marker, word)
                 }),
         );
-    let mut failures = Vec::new();
-    for (name, yaml, marker, word) in cases {
-        let file = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&file, &yaml)?;
-        let line = line_of(&yaml, marker)?;
-        let (ok, text) = check(&[file.as_path()])?;
-        if ok {
-            failures.push(format!("{name}: edge check accepted it"));
-        } else if !reports_line(&text, &file, line) {
-            failures.push(format!(
-                "{name}: no error at {}:{line}:COLUMN:\n{text}",
-                file.display()
-            ));
-        } else if !text.contains(word) {
-            failures.push(format!(
-                "{name}: the message does not say {word:?}:\n{text}"
-            ));
-        }
-    }
-    ensure!(failures.is_empty(), "{}", failures.join("\n---\n"));
+    let cases = cases
+        .into_iter()
+        .map(|(name, yaml, marker, word)| Refused {
+            name,
+            yaml,
+            marker,
+            word,
+        })
+        .collect();
+    expect_refused(dir.path(), cases)?;
     Ok(())
 }

@@ -17,12 +17,10 @@ exits on SIGTERM.
 
 import argparse
 import os
-import signal
-import sys
 import time
-from concurrent import futures
 
 import grpc
+from serve import serve
 
 CODES = {c.value[0]: c for c in grpc.StatusCode}
 
@@ -93,29 +91,7 @@ def main():
         "grpc.health.v1.Health",
         {"Check": grpc.unary_unary_rpc_method_handler(health)},
     )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=16),
-        options=[
-            # edge pings idle HTTP/2 connections: never answer with GOAWAY.
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
-            ("grpc.http2.max_ping_strikes", 0),
-            ("grpc.keepalive_permit_without_calls", 1),
-        ],
-    )
-    server.add_generic_rpc_handlers((echo, checks))
-    if args.tls:
-        with open(args.tls[0], "rb") as c, open(args.tls[1], "rb") as k:
-            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
-        port = server.add_secure_port("127.0.0.1:0", creds)
-    else:
-        port = server.add_insecure_port("127.0.0.1:0")
-    if not port:
-        sys.exit("cannot bind 127.0.0.1:0")
-    # At once, without waiting for calls still running (a sleep:MS).
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    server.start()
-    print(port, flush=True)
-    server.wait_for_termination()
+    serve((echo, checks), 16, args.tls)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,9 @@ exits on SIGTERM.
 """
 
 import argparse
-import os
-import signal
-import sys
-from concurrent import futures
 
 import grpc
+from serve import serve
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 SERVICE = "shop.v1.Bookstore"
@@ -98,25 +95,7 @@ def main():
                 method.output_type
             ).SerializeToString,
         )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=8),
-        options=[
-            # edge pings idle HTTP/2 connections: never answer with GOAWAY.
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
-            ("grpc.http2.max_ping_strikes", 0),
-            ("grpc.keepalive_permit_without_calls", 1),
-        ],
-    )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE, handlers),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    if not port:
-        sys.exit("cannot bind 127.0.0.1:0")
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    server.start()
-    print(port, flush=True)
-    server.wait_for_termination()
+    serve((grpc.method_handlers_generic_handler(SERVICE, handlers),), 8)
 
 
 if __name__ == "__main__":

@@ -190,3 +190,46 @@ pub fn line_of(text: &str, marker: &str) -> Result<usize> {
         .map(|i| i + 1)
         .with_context(|| format!("{marker:?} is not in the text"))
 }
+
+/// One configuration `edge check` must refuse: its name (the file is
+/// `NAME.yaml`), its text, a marker on the line the error must be
+/// reported at, and a word the message must have.
+pub struct Refused<'a> {
+    /// File name, without `.yaml`.
+    pub name: &'a str,
+    /// The YAML.
+    pub yaml: String,
+    /// Text on the faulty line.
+    pub marker: &'a str,
+    /// A word the message must contain.
+    pub word: &'a str,
+}
+
+/// Writes each case into `dir` and runs `edge check` on it: each must be
+/// refused, with an error on its marker's line that says its word. Fails
+/// listing every case that was not.
+pub fn expect_refused(dir: &Path, cases: Vec<Refused<'_>>) -> Result<()> {
+    let mut failures = Vec::new();
+    for c in cases {
+        let file = dir.join(format!("{}.yaml", c.name));
+        std::fs::write(&file, &c.yaml)?;
+        let line = line_of(&c.yaml, c.marker)?;
+        let (ok, text) = check(&[file.as_path()])?;
+        if ok {
+            failures.push(format!("{}: edge check accepted it", c.name));
+        } else if !reports_line(&text, &file, line) {
+            failures.push(format!(
+                "{}: no error at {}:{line}:COLUMN:\n{text}",
+                c.name,
+                file.display()
+            ));
+        } else if !text.contains(c.word) {
+            failures.push(format!(
+                "{}: the message does not say {:?}:\n{text}",
+                c.name, c.word
+            ));
+        }
+    }
+    anyhow::ensure!(failures.is_empty(), "{}", failures.join("\n---\n"));
+    Ok(())
+}

@@ -3,7 +3,7 @@
 //! as child processes killed by their PID when dropped, and a raw HTTP/2
 //! call (the h2 crate) that shows exactly how an answer was framed; for
 //! the transcoding tests, a bookstore backend (`tests/grpc/bookstore.py`)
-//! and the descriptor set protoc makes of its `bookstore.proto`.
+//! and the descriptor set protoc makes of `config/protos/bookstore.proto`.
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
@@ -35,6 +35,15 @@ pub const GRPC_HEADERS: &[(&str, &str)] =
 /// The directory of the Python scripts.
 pub fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc")
+}
+
+/// `config/protos`: `bookstore.proto` and the `google/api` files it
+/// imports.
+pub fn protos() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("config")
+        .join("protos")
 }
 
 /// The lines `out` gives, on a channel, read by a thread of their own.
@@ -440,7 +449,9 @@ async fn exchange(
 /// the descriptor set `out` (`protoc --include_imports`), for
 /// [`BookstoreBackend`] and for edge's `transcode.descriptor_set`.
 pub fn descriptor_set(out: &Path) -> Result<()> {
-    let dir = scripts();
+    // The example service of config/grpc.yaml: the tests use what users
+    // are shown.
+    let dir = protos();
     let mut flag = OsString::from("--descriptor_set_out=");
     flag.push(out);
     let done = Command::new("protoc")

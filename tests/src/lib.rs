@@ -3,7 +3,7 @@
 //! HTTP backend and client that work inside a namespace, the `edge` process,
 //! hand-built packets for the kernel tests, and deadline-bounded waits;
 //! for the gRPC tests, a real gRPC backend and client (grpcio, run by
-//! Python) and raw HTTP/2 calls.
+//! Python) and raw HTTP/2 calls; a real Redis server.
 
 pub mod backend;
 pub mod dsr;
@@ -18,6 +18,7 @@ pub mod netns;
 pub mod packets;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 pub mod tls;
 pub mod topology;
 pub mod wait;

@@ -148,3 +148,14 @@ pub fn upgraded_pid(said: &str) -> Option<u32> {
         .parse()
         .ok()
 }
+
+/// Program `name`: in a directory of `$PATH`, or in the `sbin`
+/// directories where Debian puts daemons (nginx, haproxy), which a
+/// non-root `$PATH` may lack.
+pub fn program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join(name))
+        .find(|f| f.is_file())
+}

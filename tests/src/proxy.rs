@@ -81,6 +81,19 @@ impl Proxy {
         })
     }
 
+    /// Starts edge with `yaml`, its `@NAME@` placeholders filled in:
+    /// `@LISTEN@` with the listener's address, the others from `vars`.
+    pub fn start_template(yaml: &str, vars: &[(&str, String)]) -> Result<Self> {
+        let mut yaml = yaml.to_string();
+        for (k, v) in vars {
+            yaml = yaml.replace(&format!("@{k}@"), v);
+        }
+        Self::start_with(
+            |_| Ok(()),
+            move |listen, _| yaml.replace("@LISTEN@", &listen.to_string()),
+        )
+    }
+
     /// Like [`Proxy::start_with`] with nothing to prepare.
     pub fn start(config: impl FnOnce(SocketAddr) -> String) -> Result<Self> {
         Self::start_with(|_| Ok(()), |listen, _| config(listen))

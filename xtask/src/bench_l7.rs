@@ -557,6 +557,12 @@ fn measure(server: &mut Proc, case: &Case, url: &str, cpus: &Cpus, dir: &Path) -
         wrk: m,
         notes,
     };
+    print_sample(&sample);
+    Ok(sample)
+}
+
+/// One measured run's figures, as the run goes.
+pub(crate) fn print_sample(sample: &Sample) {
     println!(
         "xtask:   {:.0} requests/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU/request, {:.0}% busy{}",
         sample.wrk.rps,
@@ -570,7 +576,6 @@ fn measure(server: &mut Proc, case: &Case, url: &str, cpus: &Cpus, dir: &Path) -
             format!(" ({})", sample.notes.join("; "))
         }
     );
-    Ok(sample)
 }
 
 /// `http://127.0.0.1:PORT/PATH`.

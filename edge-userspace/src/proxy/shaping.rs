@@ -71,14 +71,7 @@ impl EdgeProxy {
         {
             session.as_mut().write_continue_response().await?;
         }
-        let rt = Arc::clone(&ctx.rt);
-        let pace = &mut ctx.body_pace;
-        let mut check = |s: &Session| {
-            let l = &rt.config.transport.limits;
-            limits::check_body_read(s, l.max_body_size)?;
-            limits::check_body_rate(s, pace, l)
-        };
-        let body = match treq::read_body(session, limit, &mut check).await {
+        let body = match read_body(session, ctx, limit).await {
             Ok(b) => b,
             Err(treq::ReadError::TooLarge(r)) => {
                 // The rest of the body is not read: the connection cannot
@@ -245,6 +238,24 @@ pub(super) fn count_transform(route: &Arc<str>, done: crate::transform::response
         Done::Ok(w) => metrics::transform(route, w.label(), "ok"),
         Done::Skipped(w) => metrics::transform(route, w.label(), "skipped"),
     }
+}
+
+/// Reads the whole request body, at most `max` bytes, within the
+/// listener's body limits and pace (a route that needs the body before
+/// it can choose or call an upstream).
+pub(super) async fn read_body(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    max: usize,
+) -> std::result::Result<Bytes, crate::transform::request::ReadError> {
+    let rt = Arc::clone(&ctx.rt);
+    let pace = &mut ctx.body_pace;
+    let mut check = |s: &Session| {
+        let l = &rt.config.transport.limits;
+        limits::check_body_read(s, l.max_body_size)?;
+        limits::check_body_rate(s, pace, l)
+    };
+    crate::transform::request::read_body(session, max, &mut check).await
 }
 
 /// Resolves once the client has gone away (never when `watch` is false:

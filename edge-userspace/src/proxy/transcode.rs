@@ -8,7 +8,7 @@
 //! Pingora's proxy path cannot carry it: it sends no body upstream for a
 //! request that came without one (a GET), and a gRPC call always has one.
 
-use super::{EdgeProxy, RequestCtx, actions, client_ip, headers, limits, shaping::client_gone};
+use super::{EdgeProxy, RequestCtx, actions, client_ip, headers, shaping::client_gone};
 use crate::{
     grpc::Code,
     runtime::RouteRuntime,
@@ -67,15 +67,8 @@ impl EdgeProxy {
         };
         let binding = binding.clone();
         let query = head.uri.query().map(str::to_string);
-        let rt = Arc::clone(&ctx.rt);
-        let pace = &mut ctx.body_pace;
-        let mut check = |s: &Session| {
-            let l = &rt.config.transport.limits;
-            limits::check_body_read(s, l.max_body_size)?;
-            limits::check_body_rate(s, pace, l)
-        };
         let max = crate::config::shaping::MAX_REQUEST_BODY as usize;
-        let body = match crate::transform::request::read_body(session, max, &mut check).await {
+        let body = match super::shaping::read_body(session, ctx, max).await {
             Ok(b) => b,
             Err(crate::transform::request::ReadError::TooLarge(_)) => {
                 session.set_keepalive(None);

@@ -104,7 +104,7 @@ pub(crate) fn rows(dir: &Path, edge_bin: &Path, cpus: &Cpus, http_origin: u16) -
                 };
                 match result {
                     Ok(s) => {
-                        print_sample(&s);
+                        super::print_sample(&s);
                         samples[i].push(s);
                     }
                     Err(e) => {
@@ -135,22 +135,6 @@ pub(crate) fn rows(dir: &Path, edge_bin: &Path, cpus: &Cpus, http_origin: u16) -
         s.stop();
     }
     Ok(out)
-}
-
-fn print_sample(s: &Sample) {
-    println!(
-        "xtask:   {:.0}/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU each, {:.0}% busy{}",
-        s.wrk.rps,
-        s.wrk.p50_us,
-        s.wrk.p99_us,
-        s.cpu_us_per_request,
-        s.cpu_busy * 100.0,
-        if s.notes.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", s.notes.join("; "))
-        }
-    );
 }
 
 /// Waits until something accepts on 127.0.0.1:`port` while `server` runs.
