@@ -218,7 +218,13 @@ fn tcp_listener_proxies_redis() -> Result<()> {
     );
     // Every stream ended cleanly, so every byte is counted (the probe's
     // connection carried none).
-    for (direction, want) in [("up", sent), ("down", received)] {
+    redis_bytes(&p, sent, received).context("every byte of the clean streams")
+}
+
+/// Waits until `edge_stream_bytes_total` of listener and pool `redis`
+/// reads exactly `up` and `down`.
+fn redis_bytes(p: &Proxy, up: usize, down: usize) -> Result<()> {
+    for (direction, want) in [("up", up), ("down", down)] {
         wait_metric(
             || p.metrics(),
             "edge_stream_bytes_total",
@@ -299,25 +305,8 @@ fn idle_and_connection_limits() -> Result<()> {
     // Both streams were cut by the idle timeout, not ended cleanly: their
     // bytes are counted all the same, both ways (edge's readiness probe
     // carried none).
-    for (direction, want) in [
-        ("up", pings * "PING\r\n".len()),
-        ("down", pings * "+PONG\r\n".len()),
-    ] {
-        wait_metric(
-            || p.metrics(),
-            "edge_stream_bytes_total",
-            &[
-                ("listener", "redis"),
-                ("pool", "redis"),
-                ("direction", direction),
-            ],
-            DEADLINE,
-            |v| v == want as f64,
-        )
-        .with_context(|| {
-            format!("{want} bytes {direction} on the streams the idle timeout closed")
-        })?;
-    }
+    redis_bytes(&p, pings * "PING\r\n".len(), pings * "+PONG\r\n".len())
+        .context("the bytes of the streams the idle timeout closed")?;
     drop(p);
 
     // max_connections: 2 (and an idle timeout far beyond the test).

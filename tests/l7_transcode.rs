@@ -57,6 +57,11 @@ pools:
 
 /// A bookstore backend and an edge transcoding to it.
 fn shop() -> Result<(BookstoreBackend, Proxy)> {
+    shop_with(BOOKS)
+}
+
+/// [`shop`] with its own configuration (`@LISTEN@`, `@BACKEND@`).
+fn shop_with(yaml: &'static str) -> Result<(BookstoreBackend, Proxy)> {
     let dir = tempfile::tempdir()?;
     let descriptors = dir.path().join("bookstore.pb");
     grpc::descriptor_set(&descriptors)?;
@@ -68,8 +73,7 @@ fn shop() -> Result<(BookstoreBackend, Proxy)> {
             Ok(())
         },
         move |listen, _| {
-            BOOKS
-                .replace("@LISTEN@", &listen.to_string())
+            yaml.replace("@LISTEN@", &listen.to_string())
                 .replace("@BACKEND@", &addr)
         },
     )?;
@@ -373,6 +377,51 @@ fn the_example_descriptor_set_is_up_to_date() -> Result<()> {
         std::fs::read(&fresh)? == std::fs::read(&committed)?,
         "{} is stale: rebuild it as the head of bookstore.proto says",
         committed.display()
+    );
+    Ok(())
+}
+
+/// [`BOOKS`] with replies of at most 1 KiB.
+const SMALL_REPLIES: &str = "\
+listeners:
+  - name: api
+    address: @LISTEN@
+    routes:
+      - name: books
+        match: { path: { prefix: /v1 } }
+        transcode:
+          descriptor_set: bookstore.pb
+          services: [shop.v1.Bookstore]
+          max_response: 1KiB
+        proxy: { pool: books }
+pools:
+  - name: books
+    protocol: h2c
+    backends: [{ address: '@BACKEND@' }]
+";
+
+/// What edge holds of a transcoded call is bounded: a request body over
+/// 64 KiB is refused before any call, and a reply over `max_response` is
+/// not turned into JSON; a reply within it still is.
+#[test]
+fn request_and_reply_sizes_are_bounded() -> Result<()> {
+    let (_backend, p) = shop_with(SMALL_REPLIES)?;
+    let title = "x".repeat(70 * 1024);
+    let big = json!({ "title": title }).to_string();
+    refused(&p, "POST", "/v1/echo", &big, 413, 8)?;
+    let (status, small) = call(&p, "GET", "/v1/shelves/s/books?page_size=2", "")?;
+    ensure!(
+        status == 200 && small["books"].as_array().map(Vec::len) == Some(2),
+        "a reply within max_response: {status} {small}"
+    );
+    let (status, err) = call(&p, "GET", "/v1/shelves/s/books?page_size=500", "")?;
+    ensure!(
+        status == 502
+            && err["code"] == 8
+            && err["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("larger")),
+        "a reply over max_response: {status} {err}"
     );
     Ok(())
 }

@@ -480,14 +480,7 @@ fn run_once(
             // SIGINT stops at once; SIGTERM would wait out the drain period.
             libc::SIGINT,
         )?,
-        Proxy::Haproxy => Proc::spawn(
-            "haproxy",
-            cpus.proxy.as_deref(),
-            Path::new("haproxy"),
-            &["-db", "-f", config],
-            &log,
-            libc::SIGTERM,
-        )?,
+        Proxy::Haproxy => bench_l7::spawn_haproxy(&slot.config, cpus.proxy.as_deref(), &log)?,
     };
     let url = bench_l7::plain_url(slot.port, slot.policy.path());
     if slot.policy.uses_backend() {

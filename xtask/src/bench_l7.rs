@@ -311,19 +311,7 @@ impl<'a> Bench<'a> {
 
         let cfg = dir.join("haproxy.cfg");
         std::fs::write(&cfg, configs::haproxy(&ports, &pem))?;
-        let haproxy = cfg
-            .to_str()
-            .context("temporary path is not UTF-8")
-            .and_then(|cfg| {
-                Proc::spawn(
-                    "haproxy",
-                    cpus.proxy.as_deref(),
-                    Path::new("haproxy"),
-                    &["-db", "-f", cfg],
-                    &dir.join("haproxy.log"),
-                    libc::SIGTERM,
-                )
-            })
+        let haproxy = spawn_haproxy(&cfg, cpus.proxy.as_deref(), &dir.join("haproxy.log"))
             .and_then(|mut p| {
                 wait_answers(
                     &mut p,
@@ -559,6 +547,20 @@ fn measure(server: &mut Proc, case: &Case, url: &str, cpus: &Cpus, dir: &Path) -
     };
     print_sample(&sample);
     Ok(sample)
+}
+
+/// HAProxy in the foreground (`-db`) with configuration `cfg`, pinned to
+/// `cpus`, its output in `log`; stopped by SIGTERM.
+pub(crate) fn spawn_haproxy(cfg: &Path, cpus: Option<&str>, log: &Path) -> Result<Proc> {
+    let cfg = cfg.to_str().context("temporary path is not UTF-8")?;
+    Proc::spawn(
+        "haproxy",
+        cpus,
+        Path::new("haproxy"),
+        &["-db", "-f", cfg],
+        log,
+        libc::SIGTERM,
+    )
 }
 
 /// One measured run's figures, as the run goes.

@@ -109,6 +109,19 @@ http {{
     )
 }
 
+/// Where an nginx `http` block writes temporary files: under `prefix`.
+pub(crate) fn nginx_temp_paths(prefix: &Path) -> String {
+    let p = prefix.display();
+    format!(
+        "    client_body_temp_path {p}/tmp/body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+"
+    )
+}
+
 /// What every nginx instance here shares: one worker in the foreground,
 /// everything it writes under `prefix`.
 pub(crate) fn nginx_head(prefix: &Path) -> String {
@@ -145,12 +158,7 @@ pub fn nginx(prefix: &Path, ports: &Ports, cert: &Path, key: &Path) -> String {
     tcp_nodelay on;
     keepalive_timeout {IO_TIMEOUT}s;
     keepalive_requests 1000000;
-    client_body_temp_path {p}/tmp/body;
-    proxy_temp_path {p}/tmp/proxy;
-    fastcgi_temp_path {p}/tmp/fastcgi;
-    uwsgi_temp_path {p}/tmp/uwsgi;
-    scgi_temp_path {p}/tmp/scgi;
-
+{temp}
     upstream origin {{
         server 127.0.0.1:{origin};
         keepalive {UPSTREAM_IDLE};
@@ -195,6 +203,7 @@ pub fn nginx(prefix: &Path, ports: &Ports, cert: &Path, key: &Path) -> String {
 }}
 ",
         origin = ports.origin,
+        temp = nginx_temp_paths(prefix),
         plain = l.plain,
         cache = l.cache,
         tls = l.tls,

@@ -204,7 +204,6 @@ fn start_nginx(dir: &Path, cpus: &Cpus, ports: &Ports) -> Result<Proc> {
     }
     let (g, t) = ports.proxies[1];
     let prefix = dir.join("nginx");
-    let p = prefix.display();
     let conf = format!(
         "load_module {NGINX_STREAM_MODULE};
 {head}http {{
@@ -213,12 +212,7 @@ fn start_nginx(dir: &Path, cpus: &Cpus, ports: &Ports) -> Result<Proc> {
     keepalive_timeout 60s;
     keepalive_requests 1000000;
     http2_max_requests 1000000;
-    client_body_temp_path {p}/tmp/body;
-    proxy_temp_path {p}/tmp/proxy;
-    fastcgi_temp_path {p}/tmp/fastcgi;
-    uwsgi_temp_path {p}/tmp/uwsgi;
-    scgi_temp_path {p}/tmp/scgi;
-    upstream grpc_origin {{
+{temp}    upstream grpc_origin {{
         server 127.0.0.1:{go};
         keepalive 64;
         keepalive_requests 1000000;
@@ -239,6 +233,7 @@ stream {{
 }}
 ",
         head = configs::nginx_head(&prefix),
+        temp = configs::nginx_temp_paths(&prefix),
         go = ports.grpc_origin,
         ho = ports.http_origin,
     );
@@ -276,15 +271,7 @@ listen tcp
             ho = ports.http_origin,
         ),
     )?;
-    let cfg = cfg.to_str().context("temporary path is not UTF-8")?;
-    let mut haproxy = Proc::spawn(
-        "haproxy",
-        cpus.proxy.as_deref(),
-        Path::new("haproxy"),
-        &["-db", "-f", cfg],
-        &dir.join("haproxy.log"),
-        libc::SIGTERM,
-    )?;
+    let mut haproxy = super::spawn_haproxy(&cfg, cpus.proxy.as_deref(), &dir.join("haproxy.log"))?;
     wait_accepts(&mut haproxy, g)?;
     wait_accepts(&mut haproxy, t)?;
     Ok(haproxy)
