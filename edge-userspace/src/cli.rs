@@ -1,4 +1,4 @@
-//! The command line: `edge run | check | reload | load | unload | decap`.
+//! The command line: `edge run | check | reload | ctl | load | unload | decap`.
 
 use crate::{
     config::{self, Interface, XdpMode},
@@ -59,6 +59,25 @@ enum Command {
         /// logs (see `edge upgrade --log`).
         #[arg(long)]
         log: Option<PathBuf>,
+    },
+    /// Talk to a running edge's admin API: status, backends, drain,
+    /// undrain, reload (tables by default, `--json` for scripts).
+    Ctl {
+        /// The admin endpoint (http://HOST:PORT); by default the one the
+        /// `--config` file names, else http://127.0.0.1:9100.
+        #[arg(long, global = true)]
+        admin: Option<String>,
+        /// The configuration file whose `admin.address` to use.
+        #[arg(short, long, global = true)]
+        config: Option<PathBuf>,
+        /// Bearer token for changes (`admin.token`); or EDGE_ADMIN_TOKEN.
+        #[arg(long, global = true, env = "EDGE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the API's JSON instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: CtlAction,
     },
     /// Check configuration files; print every error with its line and column.
     Check {
@@ -134,6 +153,31 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum CtlAction {
+    /// Generation, listeners, pools and L4 services at a glance.
+    Status,
+    /// Every backend of every pool and L4 service, with its state.
+    Backends,
+    /// Take a backend out: no new requests (L7) or flows (L4) until
+    /// undrained; kept across reloads.
+    Drain {
+        /// The pool or L4 service.
+        name: String,
+        /// The backend: IP:port in a pool, IP in an L4 service.
+        address: String,
+    },
+    /// Put a drained backend back.
+    Undrain {
+        /// The pool or L4 service.
+        name: String,
+        /// The backend: IP:port in a pool, IP in an L4 service.
+        address: String,
+    },
+    /// Reload the configuration file (the running one stays on an error).
+    Reload,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Mode {
     Native,
@@ -179,6 +223,13 @@ pub fn main() -> Result<()> {
         } => reload(&config, socket, log.as_deref()),
         Command::Check { configs, files } => check(configs.into_iter().chain(files).collect()),
         Command::Hash { api_key, cost } => hash_secret(api_key, cost),
+        Command::Ctl {
+            admin,
+            config,
+            token,
+            json,
+            action,
+        } => ctl(admin, config, token, json, action),
         Command::Load {
             iface,
             mode,
@@ -213,6 +264,52 @@ pub fn main() -> Result<()> {
         } => unload_daemon(&path, bpffs, force),
         Command::Unload { .. } => bail!("edge unload: name --iface or --config"),
     }
+}
+
+fn ctl(
+    admin: Option<String>,
+    config: Option<PathBuf>,
+    token: Option<String>,
+    json: bool,
+    action: CtlAction,
+) -> Result<()> {
+    let admin = match (admin, config) {
+        (Some(a), _) => a,
+        (None, Some(path)) => {
+            let c = config::load(&path)?;
+            let a = c
+                .admin
+                .with_context(|| format!("{}: has no admin endpoint", path.display()))?;
+            // A wildcard bind is reached on loopback.
+            let ip = if a.address.ip().is_unspecified() {
+                match a.address.ip() {
+                    IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                }
+            } else {
+                a.address.ip()
+            };
+            format!("http://{}", std::net::SocketAddr::new(ip, a.address.port()))
+        }
+        (None, None) => "http://127.0.0.1:9100".to_string(),
+    };
+    let target = crate::ctl::Target::parse(&admin, token)?;
+    let action = match action {
+        CtlAction::Status => crate::ctl::Action::Status,
+        CtlAction::Backends => crate::ctl::Action::Backends,
+        CtlAction::Drain { name, address } => crate::ctl::Action::Drain {
+            name,
+            address,
+            drained: true,
+        },
+        CtlAction::Undrain { name, address } => crate::ctl::Action::Drain {
+            name,
+            address,
+            drained: false,
+        },
+        CtlAction::Reload => crate::ctl::Action::Reload,
+    };
+    crate::ctl::run(&target, action, json)
 }
 
 fn hash_secret(api_key: bool, cost: u32) -> Result<()> {

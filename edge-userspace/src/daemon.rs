@@ -154,6 +154,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
                 .with_cache(cache)
                 .with_reloader(Arc::clone(&reloader))
                 .with_bans(reloader.bans())
+                .with_kernel(Arc::clone(&dataplane), Arc::clone(&l4_reload))
                 .with_access(admin.allow.clone(), admin.token.clone())
                 .service(admin.address),
         );
@@ -212,6 +213,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         server.add_service(background_service("l4", l4));
     }
     serve_control(&control_rt, &reloader, &handover, path);
+    tell_when_ready(&control_rt, &config, upgrade);
     tracing::info!("edge running; SIGTERM drains, SIGINT stops, a second signal stops at once");
     server.run(RunArgs {
         shutdown_signal: Box::new(watch),
@@ -280,6 +282,55 @@ fn serve_control(
              /reload still reload)"
         ),
     }
+}
+
+/// Longest wait for every listener to be bound before edge tells the
+/// service manager it failed to become ready.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Tells the service manager `READY=1` once every listener (and the admin
+/// endpoint) is listening: Pingora binds them in its service threads after
+/// this function's caller hands over, so readiness is looked up, not
+/// assumed.
+///
+/// After an upgrade (the sockets and the kernel's tables are this
+/// process's by now) it also says `MAINPID=`: the service manager started
+/// the old process, and this one takes its place.
+fn tell_when_ready(control_rt: &tokio::runtime::Runtime, config: &Config, upgrade: bool) {
+    let addrs: Vec<std::net::SocketAddr> = config
+        .listeners
+        .iter()
+        .map(|l| l.address)
+        .chain(config.admin.as_ref().map(|a| a.address))
+        .collect();
+    control_rt.spawn(async move {
+        let deadline = std::time::Instant::now() + READY_DEADLINE;
+        loop {
+            let waiting: Vec<_> = addrs
+                .iter()
+                .filter(|a| !crate::notify::listening(**a))
+                .collect();
+            if waiting.is_empty() {
+                tracing::info!("every listener is bound: ready");
+                let main = if upgrade {
+                    format!("MAINPID={}\n", std::process::id())
+                } else {
+                    String::new()
+                };
+                crate::notify::notify(&format!("{main}READY=1\nSTATUS=serving"));
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::error!(
+                    ?waiting,
+                    "listeners still not bound after {READY_DEADLINE:?}: not telling the \
+                     service manager edge is ready"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
 }
 
 /// Longest wait for the access log to be written out at exit.

@@ -211,7 +211,7 @@ impl ShutdownSignalWatch for Watch {
         // SIGQUIT drains like SIGTERM (nginx users send it for a graceful
         // stop): Pingora's reading of it, handing the listening sockets to
         // a new process through a socket in /tmp, is not set up by edge.
-        tokio::select! {
+        let signal = tokio::select! {
             _ = int.recv() => ShutdownSignal::FastShutdown,
             _ = self.upgrade.notified() => {
                 let grace = self.grace;
@@ -247,7 +247,14 @@ impl ShutdownSignalWatch for Watch {
                 });
                 ShutdownSignal::GracefulTerminate
             }
+        };
+        // In an upgrade the new process takes over as the service's main
+        // process (it says MAINPID=): a STOPPING=1 from this one would
+        // stop the whole unit, the new process with it.
+        if !matches!(signal, ShutdownSignal::GracefulUpgrade) {
+            crate::notify::notify("STOPPING=1\nSTATUS=draining");
         }
+        signal
     }
 }
 

@@ -45,6 +45,16 @@ impl Edge {
 
     /// Like [`Edge::start`], with the binary at `bin`.
     pub fn start_bin(bin: &Path, ns: Option<&str>, config: &Path) -> Result<Self> {
+        Self::start_env(bin, ns, config, &[])
+    }
+
+    /// Like [`Edge::start_bin`], with more environment variables.
+    pub fn start_env(
+        bin: &Path,
+        ns: Option<&str>,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let log = config.with_extension("log");
         let out = std::fs::File::create(&log)?;
         let mut cmd = match ns {
@@ -64,6 +74,7 @@ impl Edge {
                 "EDGE_LOG",
                 std::env::var("EDGE_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -30,12 +30,10 @@ pub struct L4Maps {
 }
 
 impl L4Maps {
-    /// Takes the L4 maps from `ebpf`, and opens a second handle on the VIP
-    /// map (id `vips_id`), which [`super::Tables`] also holds.
-    pub(super) fn take(ebpf: &mut Ebpf, vips_id: u32) -> Result<Self, DataplaneError> {
-        let vips = MapData::from_id(vips_id)
-            .and_then(|data| HashMap::try_from(Map::HashMap(data)))
-            .map_err(map_err(MAP_VIPS))?;
+    /// Takes the L4 maps from `ebpf`, with `vips`, a second handle on the
+    /// VIP map, which [`super::Tables`] also holds.
+    pub(super) fn take(ebpf: &mut Ebpf, vips: MapData) -> Result<Self, DataplaneError> {
+        let vips = HashMap::try_from(Map::HashMap(vips)).map_err(map_err(MAP_VIPS))?;
         Ok(Self {
             vips,
             reals: take(ebpf, MAP_REALS)?,

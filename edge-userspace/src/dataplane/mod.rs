@@ -160,6 +160,8 @@ pub struct Dataplane {
     stats: Arc<ClassStats>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     links: Vec<(String, XdpLinkId)>,
+    /// Each interface attached to, and how (for the admin API).
+    attached: Vec<(String, AttachedMode)>,
     /// Where the maps and links are pinned, and what was found there.
     pinned: Option<(PinAt, std::path::PathBuf, Pinned)>,
 }
@@ -201,9 +203,9 @@ impl Dataplane {
                 None
             }
         };
-        let vips_id = map_id(&ebpf, MAP_VIPS)?;
+        let vips = second_handle(&ebpf, MAP_VIPS)?;
         let tables = Tables::take(&mut ebpf)?;
-        let l4 = Arc::new(Mutex::new(L4Maps::take(&mut ebpf, vips_id)?));
+        let l4 = Arc::new(Mutex::new(L4Maps::take(&mut ebpf, vips)?));
         let stats = Arc::new(ClassStats::take(&mut ebpf)?);
         let program = program_mut(&mut ebpf)?;
         program.load().map_err(|source| DataplaneError::Program {
@@ -217,6 +219,7 @@ impl Dataplane {
             stats,
             logger,
             links: Vec::new(),
+            attached: Vec::new(),
             pinned,
         })
     }
@@ -298,18 +301,27 @@ impl Dataplane {
     /// pinned for `iface` in place, or pins its new link: either way it
     /// stays attached when this process exits.
     pub fn attach(&mut self, iface: &Interface) -> Result<AttachedMode, DataplaneError> {
-        if let Some((at, dir, _)) = self.pinned.clone() {
-            return pin::attach_pinned(
+        let mode = if let Some((at, dir, _)) = self.pinned.clone() {
+            pin::attach_pinned(
                 program_mut(&mut self.ebpf)?,
                 iface,
                 &at.root,
                 &dir,
                 &at.instance,
-            );
-        }
-        let (link, mode) = self.attach_link(iface)?;
-        self.links.push((iface.name.clone(), link));
+            )?
+        } else {
+            let (link, mode) = self.attach_link(iface)?;
+            self.links.push((iface.name.clone(), link));
+            mode
+        };
+        self.attached.retain(|(name, _)| *name != iface.name);
+        self.attached.push((iface.name.clone(), mode));
         Ok(mode)
+    }
+
+    /// Each interface the program was attached to, and how.
+    pub fn attached(&self) -> &[(String, AttachedMode)] {
+        &self.attached
     }
 
     /// Attaches like [`Dataplane::attach`] but leaves the link to the
@@ -351,15 +363,27 @@ impl Drop for Dataplane {
     }
 }
 
-/// The kernel id of map `name`, to open a second handle on it.
-fn map_id(ebpf: &Ebpf, name: &'static str) -> Result<u32, DataplaneError> {
+/// A second handle on map `name`, from a duplicate of its descriptor:
+/// opening it again by id (`BPF_MAP_GET_FD_BY_ID`) would need
+/// CAP_SYS_ADMIN, which the systemd unit does not grant.
+fn second_handle(ebpf: &Ebpf, name: &'static str) -> Result<aya::maps::MapData, DataplaneError> {
+    use std::os::fd::AsFd;
     let data = match ebpf.map(name) {
         Some(aya::maps::Map::HashMap(data)) => data,
         _ => return Err(DataplaneError::Missing { kind: "map", name }),
     };
-    data.info()
-        .map(|info| info.id())
-        .map_err(|source| DataplaneError::Map { map: name, source })
+    let fd = data
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| DataplaneError::Map {
+            map: name,
+            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error: e,
+            }),
+        })?;
+    aya::maps::MapData::from_fd(fd).map_err(|source| DataplaneError::Map { map: name, source })
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {

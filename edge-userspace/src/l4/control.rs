@@ -35,7 +35,7 @@ use crate::{
 use anyhow::{Context, Result};
 use edge_common::{MIN_MTU, VipKey};
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
@@ -77,6 +77,45 @@ struct State {
     /// Whether a configuration has been applied (the first one seeds the
     /// health verdicts from the maps).
     installed: bool,
+    /// Backends drained through the admin API, by service name and
+    /// address: out of the service's table (no new flows) with their real
+    /// entry up (established flows carry on), across reloads until
+    /// undrained.
+    drained: HashSet<(String, IpAddr)>,
+}
+
+/// One L4 service as the admin API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceView {
+    /// Its name.
+    pub name: String,
+    /// Its VIP.
+    pub vip: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// Its protocol, as in the file.
+    pub protocol: &'static str,
+    /// Its backends, in file order.
+    pub backends: Vec<RealView>,
+}
+
+/// One L4 backend as the admin API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealView {
+    /// Its address.
+    pub address: IpAddr,
+    /// Its configured weight.
+    pub weight: u32,
+    /// The health check's verdict (true without a check).
+    pub healthy: bool,
+    /// Drained through the admin API.
+    pub drained: bool,
+    /// Whether its next hop is known (it is in the table only then).
+    pub resolved: bool,
+    /// Packets the kernel forwarded to it.
+    pub packets: u64,
+    /// Bytes the kernel forwarded to it.
+    pub bytes: u64,
 }
 
 /// Owns the L4 maps' contents.
@@ -117,6 +156,7 @@ impl Controller {
                 dev_mtu: 0,
                 mtu: 0,
                 installed: false,
+                drained: HashSet::new(),
             }),
         });
         {
@@ -464,6 +504,71 @@ impl Controller {
         }
     }
 
+    /// Drains (`true`) or undrains backend `address` of service `name`
+    /// and publishes its table; `Ok(false)` when there is no such backend.
+    pub fn set_drained(&self, name: &str, address: IpAddr, drained: bool) -> Result<bool> {
+        let mut st = self.state();
+        let Some(svc) = st.plan.services.iter().find(|s| s.name == name).cloned() else {
+            return Ok(false);
+        };
+        if !svc.backends.iter().any(|b| b.address == address) {
+            return Ok(false);
+        }
+        let key = (name.to_string(), address);
+        let changed = if drained {
+            st.drained.insert(key)
+        } else {
+            st.drained.remove(&key)
+        };
+        if changed && !self.frozen() {
+            self.publish(&mut st, svc.key)?;
+            tracing::info!(
+                service = %svc.name,
+                backend = %address,
+                state = if drained { "drained" } else { "undrained" },
+                "L4 backend drain changed; Maglev table republished"
+            );
+        }
+        Ok(true)
+    }
+
+    /// Every service with its backends' state and counters.
+    pub fn services(&self) -> Vec<ServiceView> {
+        let st = self.state();
+        let maps = self.maps();
+        st.plan
+            .services
+            .iter()
+            .zip(&st.cfg.services)
+            .map(|(svc, cfg)| ServiceView {
+                name: svc.name.clone(),
+                vip: cfg.vip,
+                port: cfg.port,
+                protocol: cfg.protocol.as_str(),
+                backends: svc
+                    .backends
+                    .iter()
+                    .map(|real| {
+                        let counters = maps.real_counters(real.id).ok();
+                        RealView {
+                            address: real.address,
+                            weight: real.weight,
+                            healthy: st
+                                .healthy
+                                .get(&(svc.key, real.address))
+                                .copied()
+                                .unwrap_or(true),
+                            drained: st.drained.contains(&(svc.name.clone(), real.address)),
+                            resolved: st.routes.contains_key(&real.address),
+                            packets: counters.as_ref().map_or(0, |c| c.packets),
+                            bytes: counters.as_ref().map_or(0, |c| c.bytes),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// Every backend that has a health check, with its health now.
     pub fn checked_backends(&self) -> Vec<Checked> {
         let st = self.state();
@@ -521,6 +626,7 @@ fn write_table(maps: &mut L4Maps, svc: &ServicePlan, st: &State, generation: u32
                 .copied()
                 .unwrap_or(true)
                 && st.routes.contains_key(&b.address)
+                && !st.drained.contains(&(svc.name.clone(), b.address))
         })
         .collect();
     let ring = svc.ring(&up);

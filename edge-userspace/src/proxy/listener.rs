@@ -117,6 +117,30 @@ pub(crate) struct ConnectionMetrics {
     open: metrics::Gauge,
     refused: metrics::Counter,
     listener: Arc<str>,
+    counts: Arc<Counts>,
+}
+
+/// A listener's connections, for the admin API (the gauge above is
+/// write-only, and absent without a metrics recorder).
+#[derive(Default)]
+struct Counts {
+    open: std::sync::atomic::AtomicU64,
+    total: std::sync::atomic::AtomicU64,
+}
+
+/// Every listener's counts, by name; a handful of entries, one per
+/// configured listener, so it needs no other bound.
+static COUNTS: std::sync::LazyLock<
+    parking_lot::Mutex<std::collections::HashMap<String, Arc<Counts>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Listener `name`'s connections: open now, and accepted in all.
+pub fn connection_counts(name: &str) -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    COUNTS
+        .lock()
+        .get(name)
+        .map_or((0, 0), |c| (c.open.load(Relaxed), c.total.load(Relaxed)))
 }
 
 impl ConnectionMetrics {
@@ -130,6 +154,7 @@ impl ConnectionMetrics {
                 "listener" => label
             ),
             listener: Arc::from(listener),
+            counts: Arc::clone(COUNTS.lock().entry(listener.to_string()).or_default()),
         }
     }
 
@@ -162,7 +187,16 @@ pub(crate) fn admit(slots: Option<&Arc<Semaphore>>, metrics: &ConnectionMetrics)
         },
     };
     metrics.open.increment(1.0);
+    metrics
+        .counts
+        .open
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .counts
+        .total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Some(Open {
+        counts: Arc::clone(&metrics.counts),
         open: metrics.open.clone(),
         _permit: permit,
         _in_flight: crate::drain::InFlight::start(),
@@ -229,6 +263,7 @@ pub struct ListenerApp<SV: ProxyHttp> {
 /// An admitted connection: holds its slot and counts as open while it lives.
 pub(crate) struct Open {
     open: metrics::Gauge,
+    counts: Arc<Counts>,
     _permit: Option<OwnedSemaphorePermit>,
     /// A drain waits for it: a connection accepted just before the
     /// listeners stopped has not read its request yet, and the process
@@ -240,6 +275,9 @@ pub(crate) struct Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.open.decrement(1.0);
+        self.counts
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -8,21 +8,32 @@
 
 use crate::{config::Config, upstream::UpstreamPool, upstream::health};
 use anyhow::{Context, Result};
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::SocketAddr,
+    sync::Arc,
+};
 use tokio::runtime::Handle;
 
 /// The pools of one generation.
 #[derive(Clone, Default)]
 pub struct Pools {
     by_name: HashMap<String, Arc<UpstreamPool>>,
+    /// Pool names in file order.
+    order: Vec<String>,
     /// Pools this generation built (not carried over unchanged): their
     /// health checks start when the generation goes live.
     fresh: Vec<Arc<UpstreamPool>>,
 }
 
 impl Pools {
-    /// The pools of `config`, reusing or carrying over those of `previous`.
-    pub fn build(config: &Config, previous: &Pools) -> Result<Self> {
+    /// The pools of `config`, reusing or carrying over those of `previous`;
+    /// backends in `drained` (pool name, address) are drained.
+    pub fn build(
+        config: &Config,
+        previous: &Pools,
+        drained: &BTreeSet<(String, SocketAddr)>,
+    ) -> Result<Self> {
         let mut out = Pools::default();
         for p in &config.pools {
             let old = previous.by_name.get(&p.name);
@@ -37,9 +48,25 @@ impl Pools {
                     pool
                 }
             };
+            // A backend removed and added again is a new object: the
+            // operator's drain outlives it.
+            for b in &p.backends {
+                if drained.contains(&(p.name.clone(), b.address)) {
+                    pool.set_drained(b.address, true);
+                }
+            }
+            out.order.push(p.name.clone());
             out.by_name.insert(p.name.clone(), pool);
         }
         Ok(out)
+    }
+
+    /// Every pool, in file order.
+    pub fn all(&self) -> Vec<Arc<UpstreamPool>> {
+        self.order
+            .iter()
+            .filter_map(|n| self.by_name.get(n).cloned())
+            .collect()
     }
 
     /// The pool named `name`.

@@ -16,6 +16,8 @@ use crate::{
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
 };
@@ -69,8 +71,38 @@ pub trait KernelApply: Send + Sync {
 /// The live generation.
 struct Live {
     config: Config,
+    /// The file's text it was read from (for the admin API).
+    text: Arc<str>,
     pools: Pools,
     generation: u64,
+}
+
+/// Why a drain through the admin API did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    /// No pool of that name in the live configuration.
+    #[error("no pool {0}")]
+    NoPool(String),
+    /// The pool has no backend at that address.
+    #[error("pool {pool} has no backend {address}")]
+    NoBackend {
+        /// The pool.
+        pool: String,
+        /// The address asked for.
+        address: SocketAddr,
+    },
+}
+
+/// What the admin API shows of the live generation.
+pub struct LiveView {
+    /// Its number.
+    pub generation: u64,
+    /// Its configuration.
+    pub config: Config,
+    /// The text it was read from.
+    pub text: Arc<str>,
+    /// Its pools, in file order.
+    pub pools: Vec<Arc<crate::upstream::UpstreamPool>>,
 }
 
 /// Owns the live configuration and makes new ones live.
@@ -84,6 +116,9 @@ pub struct Reloader {
     /// sets).
     gateway: Arc<crate::policy::Shared>,
     live: Mutex<Live>,
+    /// Backends drained through the admin API (pool, address): kept
+    /// across reloads until undrained.
+    drained: Mutex<BTreeSet<(String, SocketAddr)>>,
     /// Set once a new process has taken over: this one changes nothing.
     retired: std::sync::atomic::AtomicBool,
 }
@@ -100,7 +135,10 @@ impl Reloader {
         kernel: Option<Box<dyn KernelApply>>,
         ban_map: Option<Arc<dyn crate::policy::bans::BanMap>>,
     ) -> anyhow::Result<Self> {
-        let mut pools = Pools::build(&config, &Pools::default())?;
+        let mut pools = Pools::build(&config, &Pools::default(), &BTreeSet::new())?;
+        // What the admin API shows as the configuration; the file was
+        // just read, so a failure now is unlikely and only costs that view.
+        let text: Arc<str> = std::fs::read_to_string(path).unwrap_or_default().into();
         let gateway = crate::policy::Shared::new(handle.clone(), ban_map);
         let policies = gateway.generation(&config)?;
         let mut listeners = Listeners::new();
@@ -121,8 +159,10 @@ impl Reloader {
             kernel,
             gateway,
             retired: std::sync::atomic::AtomicBool::new(false),
+            drained: Mutex::new(BTreeSet::new()),
             live: Mutex::new(Live {
                 config,
+                text,
                 pools,
                 generation: 1,
             }),
@@ -155,12 +195,67 @@ impl Reloader {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The live generation, for the admin API.
+    pub fn view(&self) -> LiveView {
+        let live = self.lock();
+        LiveView {
+            generation: live.generation,
+            config: live.config.clone(),
+            text: Arc::clone(&live.text),
+            pools: live.pools.all(),
+        }
+    }
+
+    /// The configuration file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drains (`true`) or undrains backend `address` of pool `pool`: it
+    /// takes no new requests until undrained, across reloads.
+    pub fn set_drained(
+        &self,
+        pool: &str,
+        address: SocketAddr,
+        drained: bool,
+    ) -> Result<(), DrainError> {
+        // The live lock first, as a reload takes it: a reload cannot build
+        // pools between the check and the record.
+        let live = self.lock();
+        let p = live
+            .pools
+            .get(pool)
+            .ok_or_else(|| DrainError::NoPool(pool.to_string()))?;
+        if !p.set_drained(address, drained) {
+            return Err(DrainError::NoBackend {
+                pool: pool.to_string(),
+                address,
+            });
+        }
+        let mut set = self.drained.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (pool.to_string(), address);
+        if drained {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+        Ok(())
+    }
+
     /// Reads the file again and makes it live, or keeps the running
     /// configuration and returns why; `trigger` names what asked (for the
     /// log). Blocking: it reads files and writes maps.
     pub fn reload(&self, trigger: &str) -> Result<Applied, ReloadError> {
         let mut live = self.lock();
+        crate::notify::notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            crate::notify::monotonic_usec()
+        ));
         let result = self.next_generation(&mut live);
+        crate::notify::notify(&format!(
+            "READY=1\nSTATUS=serving generation {}",
+            live.generation
+        ));
         match &result {
             // Logged before counted: whoever watches the counter (a test,
             // an operator's script) then finds the reason in the log.
@@ -210,7 +305,12 @@ impl Reloader {
             why,
         };
         let generation = live.generation + 1;
-        let mut pools = Pools::build(&next, &live.pools).map_err(apply)?;
+        let drained = self
+            .drained
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut pools = Pools::build(&next, &live.pools, &drained).map_err(apply)?;
         let policies = self.gateway.generation(&next).map_err(apply)?;
         let mut runtimes = Vec::with_capacity(next.listeners.len());
         for l in &next.listeners {
@@ -235,6 +335,7 @@ impl Reloader {
         pools.go_live(&live.pools, &self.handle);
         *live = Live {
             config: next,
+            text: text.into(),
             pools,
             generation,
         };

@@ -67,6 +67,12 @@ impl Breaker {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// The state as last decided (an open breaker whose `open_for` has run
+    /// out turns half-open at the next request).
+    pub fn state(&self) -> State {
+        self.inner.lock().map_or(State::Closed, |i| i.state)
+    }
+
     /// Decides for a new request.
     pub fn admit(&self) -> Admission {
         self.admit_at(self.now_ms())

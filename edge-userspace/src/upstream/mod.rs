@@ -7,9 +7,10 @@ pub mod call;
 pub mod health;
 mod pool;
 pub mod select;
+pub mod stats;
 pub mod tls;
 mod window;
 
 pub use breaker::{Admission, State as BreakerState};
-pub use pool::{Backend, UpstreamPool};
+pub use pool::{Backend, BackendState, UpstreamPool};
 pub use select::PickInput;

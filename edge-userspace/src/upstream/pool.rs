@@ -14,6 +14,7 @@ use super::{
     breaker::{Admission, Breaker, State},
     budget::RetryBudget,
     select::{PickInput, Selector},
+    stats::{Latency, Outcomes, Percentiles},
 };
 use crate::{config::Pool, metrics};
 use std::{
@@ -39,12 +40,63 @@ pub struct Backend {
     failures: AtomicU32,
     ejections: AtomicU32,
     active: AtomicUsize,
+    /// Its configured weight (a reload may change it).
+    weight: AtomicU32,
+    /// Drained through the admin API: no new requests until undrained.
+    drained: AtomicBool,
+    /// Attempts that ended on it, and how.
+    outcomes: Outcomes,
 }
 
 impl Backend {
     /// Whether the last health checks passed.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is drained (takes no new requests).
+    pub fn drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
+    }
+}
+
+/// One backend as the admin API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendState {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Its configured weight.
+    pub weight: u32,
+    /// Whether the last health checks passed.
+    pub healthy: bool,
+    /// Whether it is drained.
+    pub drained: bool,
+    /// How long its ejection has left.
+    pub ejected_for: Option<Duration>,
+    /// How many times it was ejected.
+    pub ejections: u32,
+    /// Requests in flight to it.
+    pub in_flight: usize,
+    /// Attempts that ended on it since it was added.
+    pub requests: u64,
+    /// Of those, failures.
+    pub failures: u64,
+    /// Failures per attempt over the last few seconds.
+    pub error_ratio: f64,
+}
+
+impl BackendState {
+    /// One word: draining, down, ejected or healthy (in that precedence).
+    pub fn state(&self) -> &'static str {
+        if self.drained {
+            "draining"
+        } else if !self.healthy {
+            "down"
+        } else if self.ejected_for.is_some() {
+            "ejected"
+        } else {
+            "healthy"
+        }
     }
 }
 
@@ -62,6 +114,8 @@ pub struct UpstreamPool {
     pub tls: Option<UpstreamTlsPeer>,
     /// Ejection deadlines count from here; carried over with the backends.
     epoch: Instant,
+    /// Recent attempt latencies; carried over.
+    latency: Arc<Latency>,
     /// The pool's health-check task, stopped when the pool is dropped.
     health_task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -87,6 +141,7 @@ impl UpstreamPool {
             .iter()
             .map(|b| {
                 if let Some(old) = previous.and_then(|p| p.backend_at(b.address)) {
+                    old.weight.store(b.weight, Ordering::Relaxed);
                     return old;
                 }
                 let label: Arc<str> = Arc::from(b.address.to_string().as_str());
@@ -99,6 +154,9 @@ impl UpstreamPool {
                     failures: AtomicU32::new(0),
                     ejections: AtomicU32::new(0),
                     active: AtomicUsize::new(0),
+                    weight: AtomicU32::new(b.weight),
+                    drained: AtomicBool::new(false),
+                    outcomes: Outcomes::new(Instant::now()),
                 })
             })
             .collect();
@@ -127,6 +185,10 @@ impl UpstreamPool {
             name,
             config: config.clone(),
             epoch: previous.map_or_else(Instant::now, |p| p.epoch),
+            latency: previous.map_or_else(
+                || Arc::new(Latency::new(Instant::now())),
+                |p| Arc::clone(&p.latency),
+            ),
             health_task: parking_lot::Mutex::new(None),
         };
         // State that only the removed mechanism could undo would otherwise
@@ -179,9 +241,10 @@ impl UpstreamPool {
     /// Picks a backend that is not in `tried`: a healthy, non-ejected one,
     /// or — when there is none — any of them, as Envoy's panic mode does,
     /// since refusing everything is worse than trying a suspect backend.
+    /// A drained backend is never picked: the operator took it out.
     pub fn select(&self, input: PickInput<'_>, tried: &[usize]) -> Option<usize> {
         let now = self.now_ms();
-        let untried = |i: &usize| !tried.contains(i);
+        let untried = |i: &usize| !tried.contains(i) && !self.backends[*i].drained();
         let mut candidates: Vec<usize> = (0..self.backends.len())
             .filter(untried)
             .filter(|&i| self.backends[i].healthy() && !self.ejected(&self.backends[i], now))
@@ -226,6 +289,7 @@ impl UpstreamPool {
             return;
         };
         b.active.fetch_sub(1, Ordering::Relaxed);
+        b.outcomes.record(!success);
         if success {
             b.failures.store(0, Ordering::Relaxed);
             return;
@@ -308,6 +372,61 @@ impl UpstreamPool {
             metrics::retry(&self.name);
         }
         allowed
+    }
+
+    /// Counts how long an attempt took, for the admin API's percentiles.
+    pub fn observe_latency(&self, took: Duration) {
+        self.latency.record(took);
+    }
+
+    /// Recent latency percentiles; `None` without recent attempts.
+    pub fn latency(&self) -> Option<Percentiles> {
+        self.latency.percentiles()
+    }
+
+    /// The breaker's state; `None` without a breaker.
+    pub fn breaker_state(&self) -> Option<State> {
+        self.breaker.as_ref().map(|b| b.state())
+    }
+
+    /// Drains (no new requests) or undrains the backend at `address`;
+    /// false when the pool has none there.
+    pub fn set_drained(&self, address: SocketAddr, drained: bool) -> bool {
+        let Some(b) = self.backends.iter().find(|b| b.address == address) else {
+            return false;
+        };
+        if b.drained.swap(drained, Ordering::Relaxed) != drained {
+            tracing::info!(
+                pool = %self.name,
+                backend = %address,
+                state = if drained { "drained" } else { "undrained" },
+                "backend drain changed"
+            );
+        }
+        true
+    }
+
+    /// Every backend's state, in file order.
+    pub fn states(&self) -> Vec<BackendState> {
+        self.backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let (requests, failures) = b.outcomes.totals();
+                BackendState {
+                    address: b.address,
+                    weight: b.weight.load(Ordering::Relaxed),
+                    healthy: b.healthy(),
+                    drained: b.drained(),
+                    ejected_for: self.ejected_for(i),
+                    ejections: b.ejections.load(Ordering::Relaxed),
+                    in_flight: b.active.load(Ordering::Relaxed),
+                    requests,
+                    failures,
+                    error_ratio: b.outcomes.recent_error_ratio(),
+                }
+            })
+            .collect()
     }
 
     /// How long the ejection of backend `i` has left, if any.

@@ -1,0 +1,573 @@
+//! The admin endpoint: the status page (`GET /`), the JSON API under
+//! `/api/` (the live configuration, pools, backends, L4 services, XDP;
+//! reload, drain and undrain), `/metrics` (Prometheus text), `/healthz`,
+//! cache purges, and `POST /reload` (the same reload as SIGHUP and `edge
+//! reload`: 200 with the new generation, or 422 with every error while the
+//! running configuration stays). The README's "Operations" section is the
+//! reference.
+//!
+//! Reads are open to whoever reaches the address. Every request that
+//! changes something (any method but GET and HEAD) must come from a peer
+//! in `admin.allow` (loopback by default) and, when `admin.token` is set,
+//! carry `Authorization: Bearer TOKEN`; each one is logged with who and
+//! what.
+
+pub mod api;
+pub mod redact;
+
+use crate::{
+    cache,
+    dataplane::{ClassStats, Dataplane},
+    metrics,
+    runtime::Reloader,
+};
+use async_trait::async_trait;
+use http::{Response, StatusCode, header};
+use ipnet::IpNet;
+use metrics_exporter_prometheus::PrometheusHandle;
+use pingora::{apps::http_app::ServeHttp, protocols::http::ServerSession};
+use serde_json::{Value, json};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+    time::Instant,
+};
+
+/// The status page: one file, no external assets.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// Largest request body the admin API reads (a purge's JSON).
+const MAX_BODY: usize = 16 * 1024;
+
+/// Serves the admin routes.
+pub struct Admin {
+    prometheus: PrometheusHandle,
+    xdp: Option<Arc<ClassStats>>,
+    cache: Option<&'static cache::Cache>,
+    allow: Vec<IpNet>,
+    token: Option<String>,
+    reloader: Option<Arc<Reloader>>,
+    bans: Option<Arc<crate::policy::bans::Bans>>,
+    l4: Option<Arc<OnceLock<crate::l4::L4Reload>>>,
+    dataplane: Option<Arc<Mutex<Option<Dataplane>>>>,
+    started: Instant,
+}
+
+impl Admin {
+    /// An admin app rendering `prometheus`, refreshing `xdp` counters first.
+    pub fn new(prometheus: PrometheusHandle, xdp: Option<Arc<ClassStats>>) -> Self {
+        Self {
+            prometheus,
+            xdp,
+            cache: None,
+            allow: Vec::new(),
+            token: None,
+            reloader: None,
+            bans: None,
+            l4: None,
+            dataplane: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Also shows the XDP program and L4 services, and drains L4 backends.
+    pub fn with_kernel(
+        mut self,
+        dataplane: Arc<Mutex<Option<Dataplane>>>,
+        l4: Arc<OnceLock<crate::l4::L4Reload>>,
+    ) -> Self {
+        self.dataplane = Some(dataplane);
+        self.l4 = Some(l4);
+        self
+    }
+
+    /// Who may make changes: peers in `allow`, with `token` when set.
+    pub fn with_access(mut self, allow: Vec<IpNet>, token: Option<String>) -> Self {
+        self.allow = allow;
+        self.token = token;
+        self
+    }
+
+    /// Refuses a changing request from a peer or without the token that
+    /// `admin:` requires: 403 or 401, with the reason.
+    fn refuse_change(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+        let req = session.req_header();
+        if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+            return None;
+        }
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_canonical());
+        let what = format!("{} {}", req.method, req.uri.path());
+        if !peer.is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip))) {
+            tracing::warn!(peer = ?peer, request = %what, "admin change refused: peer not in admin.allow");
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                b"forbidden: changes are allowed only from admin.allow\n".to_vec(),
+            ));
+        }
+        if let Some(token) = &self.token {
+            let given = req
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim());
+            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                tracing::warn!(peer = ?peer, request = %what, "admin change refused: bad or missing token");
+                let mut resp = reply(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain",
+                    b"unauthorized: a bearer token is required\n".to_vec(),
+                );
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"edge-admin\""),
+                );
+                return Some(resp);
+            }
+        }
+        tracing::info!(peer = ?peer, request = %what, "admin change");
+        None
+    }
+
+    /// Also serves `POST /reload`.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// Reloads the configuration: 200 and the new generation, or 422 and
+    /// every reason the running configuration stays.
+    async fn reload(&self, method: &http::Method) -> Response<Vec<u8>> {
+        if method != http::Method::POST {
+            let mut resp = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"method not allowed: POST /reload reloads the configuration\n".to_vec(),
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return resp;
+        }
+        let Some(reloader) = self.reloader.clone() else {
+            return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
+        };
+        match tokio::task::spawn_blocking(move || reloader.reload("POST /reload")).await {
+            Ok(Ok(applied)) => {
+                let body = format!(
+                    "reloaded: generation {}\n{}",
+                    applied.generation,
+                    applied.warning_lines()
+                );
+                reply(StatusCode::OK, "text/plain", body.into_bytes())
+            }
+            Ok(Err(e)) => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "text/plain",
+                format!("reload refused; the running configuration stays:\n{e}\n").into_bytes(),
+            ),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("the reload task failed: {e}\n").into_bytes(),
+            ),
+        }
+    }
+
+    /// Also serves `GET /bans` (the standing bans, JSON) and
+    /// `DELETE /bans/<address>` (lifts one).
+    pub fn with_bans(mut self, bans: Arc<crate::policy::bans::Bans>) -> Self {
+        self.bans = Some(bans);
+        self
+    }
+
+    fn bans(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
+        let Some(bans) = &self.bans else {
+            return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
+        };
+        let rest = path.trim_start_matches("/bans").trim_start_matches('/');
+        match (method, rest) {
+            (&http::Method::GET, "") => {
+                let body = serde_json::json!({ "bans": bans.list() }).to_string() + "\n";
+                reply(StatusCode::OK, "application/json", body.into_bytes())
+            }
+            (&http::Method::DELETE, ip) if !ip.is_empty() => match ip.parse::<std::net::IpAddr>() {
+                Ok(ip) if bans.lift(ip) => {
+                    tracing::info!(%ip, "ban lifted through the admin endpoint");
+                    reply(
+                        StatusCode::OK,
+                        "text/plain",
+                        format!("ban of {ip} lifted\n").into_bytes(),
+                    )
+                }
+                Ok(ip) => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!("{ip} is not banned\n").into_bytes(),
+                ),
+                Err(_) => reply(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    b"DELETE /bans/<IP address>\n".to_vec(),
+                ),
+            },
+            _ => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"GET /bans lists the bans; DELETE /bans/<address> lifts one\n".to_vec(),
+            ),
+        }
+    }
+
+    /// Also serves purge by key (`PURGE /cache/<listener>/<host><path>`).
+    pub fn with_cache(mut self, cache: Option<&'static cache::Cache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The Pingora service listening on `address`.
+    pub fn service(self, address: SocketAddr) -> pingora::services::listening::Service<Self> {
+        let mut service = pingora::services::listening::Service::new("admin".to_string(), self);
+        service.add_tcp(&address.to_string());
+        service
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// tells nothing about how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A JSON answer (ending in a newline).
+fn reply_json(status: StatusCode, value: &Value) -> Response<Vec<u8>> {
+    let mut body = value.to_string().into_bytes();
+    body.push(b'\n');
+    let mut resp = reply(status, "application/json", body);
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+fn json_error(status: StatusCode, why: impl std::fmt::Display) -> Response<Vec<u8>> {
+    reply_json(status, &api::error(why))
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    let len = resp.body().len();
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    resp
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if let Some(refused) = self.refuse_change(session) {
+            return refused;
+        }
+        if let Some((status, body)) = self
+            .cache
+            .and_then(|c| cache::admin::handle(c, session.req_header()))
+        {
+            return reply(status, "text/plain", body.into_bytes());
+        }
+        let path = session.req_header().uri.path().to_string();
+        if path == "/" || path.starts_with("/api/") {
+            return self.api(session, &path).await;
+        }
+        match path.as_str() {
+            "/metrics" => {
+                if let Some(xdp) = &self.xdp {
+                    metrics::refresh_xdp(xdp);
+                }
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.prometheus.render().into_bytes(),
+                )
+            }
+            "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/reload" => {
+                let method = session.req_header().method.clone();
+                self.reload(&method).await
+            }
+            p if p == "/bans" || p.starts_with("/bans/") => {
+                let method = session.req_header().method.clone();
+                self.bans(&method, p)
+            }
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        }
+    }
+}
+
+impl Admin {
+    /// The status page and the JSON API.
+    async fn api(&self, session: &mut ServerSession, path: &str) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let read = matches!(method, http::Method::GET | http::Method::HEAD);
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (read, segments.as_slice()) {
+            (true, [""]) => {
+                let mut resp = reply(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    STATUS_PAGE.as_bytes().to_vec(),
+                );
+                // The page is one file with inline script and style and
+                // talks only to this origin: say so, so a browser refuses
+                // anything else.
+                resp.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    header::HeaderValue::from_static(
+                        "default-src 'none'; script-src 'unsafe-inline'; \
+                         style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+                    ),
+                );
+                resp
+            }
+            (true, ["api", "status"]) => reply_json(StatusCode::OK, &self.status()),
+            (true, ["api", "pools"]) => {
+                reply_json(StatusCode::OK, &json!({ "pools": self.pools() }))
+            }
+            (true, ["api", "services"]) => {
+                reply_json(StatusCode::OK, &json!({ "services": self.services() }))
+            }
+            (true, ["api", "listeners"]) => {
+                reply_json(StatusCode::OK, &json!({ "listeners": self.listeners() }))
+            }
+            (true, ["api", "xdp"]) => match self.xdp_view() {
+                Some(v) => reply_json(StatusCode::OK, &v),
+                None => json_error(StatusCode::NOT_FOUND, "XDP is not attached"),
+            },
+            (true, ["api", "config"]) => match &self.reloader {
+                Some(r) => {
+                    let view = r.view();
+                    reply_json(
+                        StatusCode::OK,
+                        &json!({
+                            "generation": view.generation,
+                            "file": r.path().display().to_string(),
+                            "config": redact::config_json(&view.text),
+                        }),
+                    )
+                }
+                None => json_error(StatusCode::NOT_FOUND, "no configuration"),
+            },
+            (true, ["api", "bans"]) => match &self.bans {
+                Some(b) => reply_json(StatusCode::OK, &json!({ "bans": b.list() })),
+                None => reply_json(StatusCode::OK, &json!({ "bans": [] })),
+            },
+            (false, ["api", "reload"]) if method == http::Method::POST => self.reload_json().await,
+            (
+                false,
+                [
+                    "api",
+                    kind @ ("pools" | "services"),
+                    name,
+                    "backends",
+                    address,
+                    action @ ("drain" | "undrain"),
+                ],
+            ) if method == http::Method::POST => {
+                self.drain(kind, name, address, *action == "drain")
+            }
+            (false, ["api", "cache", "purge"]) if method == http::Method::POST => {
+                self.purge(session).await
+            }
+            (true, _) => json_error(StatusCode::NOT_FOUND, format!("no such resource: {path}")),
+            (false, _) => json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} {path}: not a change the admin API makes"),
+            ),
+        }
+    }
+
+    fn pools(&self) -> Value {
+        match &self.reloader {
+            Some(r) => api::pools(&r.view().pools),
+            None => json!([]),
+        }
+    }
+
+    fn services(&self) -> Value {
+        match self.l4.as_ref().and_then(|l| l.get()) {
+            Some(l4) => Value::Array(
+                l4.controller()
+                    .services()
+                    .iter()
+                    .map(api::service)
+                    .collect(),
+            ),
+            None => json!([]),
+        }
+    }
+
+    fn listeners(&self) -> Value {
+        match &self.reloader {
+            Some(r) => Value::Array(
+                r.view()
+                    .config
+                    .listeners
+                    .iter()
+                    .map(api::listener)
+                    .collect(),
+            ),
+            None => json!([]),
+        }
+    }
+
+    fn xdp_view(&self) -> Option<Value> {
+        let dp = self.dataplane.as_ref()?;
+        let guard = dp.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.as_ref().map(api::xdp)
+    }
+
+    fn status(&self) -> Value {
+        let (generation, listeners, pools) = match &self.reloader {
+            Some(r) => {
+                let view = r.view();
+                (
+                    view.generation,
+                    Value::Array(view.config.listeners.iter().map(api::listener).collect()),
+                    api::pools(&view.pools),
+                )
+            }
+            None => (0, json!([]), json!([])),
+        };
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "generation": generation,
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "listeners": listeners,
+            "pools": pools,
+            "services": self.services(),
+            "xdp": self.xdp_view(),
+        })
+    }
+
+    async fn reload_json(&self) -> Response<Vec<u8>> {
+        let Some(reloader) = self.reloader.clone() else {
+            return json_error(StatusCode::NOT_FOUND, "no configuration to reload");
+        };
+        match tokio::task::spawn_blocking(move || reloader.reload("POST /api/reload")).await {
+            Ok(Ok(applied)) => reply_json(
+                StatusCode::OK,
+                &json!({ "generation": applied.generation, "warnings": applied.warnings }),
+            ),
+            Ok(Err(e)) => json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("reload refused; the running configuration stays:\n{e}"),
+            ),
+            Err(e) => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the reload task failed: {e}"),
+            ),
+        }
+    }
+
+    /// Drains or undrains an L7 pool's backend (`kind` "pools", address
+    /// IP:port) or an L4 service's (`kind` "services", address IP).
+    fn drain(&self, kind: &str, name: &str, address: &str, drained: bool) -> Response<Vec<u8>> {
+        let decoded = percent_encoding::percent_decode_str(address).decode_utf8_lossy();
+        let address = decoded.as_ref();
+        if kind == "pools" {
+            let Some(reloader) = &self.reloader else {
+                return json_error(StatusCode::NOT_FOUND, format!("no pool {name}"));
+            };
+            let Ok(addr) = address.parse::<SocketAddr>() else {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{address}: a pool's backend is an IP:port (IPv6 as [addr]:port)"),
+                );
+            };
+            return match reloader.set_drained(name, addr, drained) {
+                Ok(()) => reply_json(
+                    StatusCode::OK,
+                    &json!({ "pool": name, "address": addr.to_string(), "drained": drained }),
+                ),
+                Err(e) => json_error(StatusCode::NOT_FOUND, e),
+            };
+        }
+        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("{address}: an L4 service's backend is an IP address"),
+            );
+        };
+        let Some(l4) = self.l4.as_ref().and_then(|l| l.get()) else {
+            return json_error(StatusCode::NOT_FOUND, format!("no L4 service {name}"));
+        };
+        match l4.controller().set_drained(name, ip, drained) {
+            Ok(true) => reply_json(
+                StatusCode::OK,
+                &json!({ "service": name, "address": ip.to_string(), "drained": drained }),
+            ),
+            Ok(false) => json_error(
+                StatusCode::NOT_FOUND,
+                format!("no backend {ip} in L4 service {name}"),
+            ),
+            Err(e) => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("updating the L4 table: {e:#}"),
+            ),
+        }
+    }
+
+    /// `POST /api/cache/purge` with `{"listener", "host", "path"}`.
+    async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let Some(cache) = self.cache else {
+            return json_error(StatusCode::NOT_FOUND, "no cache is configured");
+        };
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return json_error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("a purge request is at most {MAX_BODY} bytes"),
+                        );
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return json_error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"));
+                }
+            }
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Purge {
+            listener: String,
+            host: String,
+            path: String,
+        }
+        let p: Purge = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"listener\", \"host\", \"path\"}}: {e}"),
+                );
+            }
+        };
+        if !p.path.starts_with('/') {
+            return json_error(StatusCode::BAD_REQUEST, "path must start with /");
+        }
+        let purged = cache.purge(&p.listener, &p.host, &p.path);
+        reply_json(StatusCode::OK, &json!({ "purged": purged }))
+    }
+}

@@ -1,0 +1,319 @@
+//! The admin API and `edge ctl` against a real edge on loopback: the JSON
+//! views of pools, backends and listeners; drain and undrain taking a
+//! backend out of rotation and back, across a reload; access control on
+//! changes; the configuration with its secrets redacted; and the service
+//! manager's readiness protocol (`READY=1` only once the listeners accept,
+//! `RELOADING=1`, `STOPPING=1`).
+
+use anyhow::{Context, Result, bail, ensure};
+use edge_tests::{
+    backend::Backend,
+    edge::{Edge, binary},
+    http::{self, Message},
+    loopback, wait,
+};
+use serde_json::Value;
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    os::unix::net::UnixDatagram,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+const TOKEN: &str = "ops-admin-test-token";
+
+fn config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    a: &Backend,
+    b: &Backend,
+    timeout: &str,
+) -> String {
+    format!(
+        "listeners:\n  - name: web\n    address: {listen}\n    pool: app\n\
+         pools:\n  - name: app\n    backends: [{{address: {}}}, {{address: {}}}]\n    \
+         timeouts: {{ connect: {timeout} }}\n    \
+         health_check: {{ path: /, interval: 200ms, timeout: 200ms, rise: 1, fall: 1 }}\n\
+         admin:\n  address: {admin}\n  token: {TOKEN}\n\
+         server:\n  threads: 2\n  grace_period_seconds: 0\n",
+        a.addr(),
+        b.addr()
+    )
+}
+
+fn json(m: &Message) -> Result<Value> {
+    serde_json::from_slice(&m.body).with_context(|| format!("not JSON: {}", m.text()))
+}
+
+fn get_json(admin: SocketAddr, path: &str) -> Result<Value> {
+    let m = http::get(admin, path)?;
+    ensure!(m.status() == Some(200), "GET {path}: {}", m.text());
+    json(&m)
+}
+
+/// `edge ctl ARGS` against `admin`; its stdout, or why it failed.
+fn ctl(admin: SocketAddr, args: &[&str], token: Option<&str>) -> Result<String> {
+    let mut cmd = Command::new(binary()?);
+    cmd.arg("ctl")
+        .arg("--admin")
+        .arg(format!("http://{admin}"))
+        .args(args)
+        .env_remove("EDGE_ADMIN_TOKEN");
+    if let Some(t) = token {
+        cmd.env("EDGE_ADMIN_TOKEN", t);
+    }
+    let out = cmd.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "edge ctl {args:?} failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// Who served `n` GETs.
+fn spread(listen: SocketAddr, n: usize) -> Result<HashMap<String, usize>> {
+    let mut out = HashMap::new();
+    for _ in 0..n {
+        let r = http::get(listen, "/")?;
+        ensure!(r.status() == Some(200), "{}", r.text());
+        *out.entry(r.header("x-backend").unwrap_or("-").to_string())
+            .or_default() += 1;
+    }
+    Ok(out)
+}
+
+fn backend_of(status: &Value, address: SocketAddr) -> Option<&Value> {
+    status["pools"][0]["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"] == address.to_string())
+}
+
+#[test]
+fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
+    let at = loopback::endpoints(1);
+    let (listen, admin) = (at.listeners[0], at.admin);
+    let ip = listen.ip();
+    let a = Backend::start("a", None, SocketAddr::new(ip, listen.port() + 11))?;
+    let b = Backend::start("b", None, SocketAddr::new(ip, listen.port() + 12))?;
+    let dir = tempfile::tempdir()?;
+    let yaml = config(listen, admin, &a, &b, "1s");
+    let edge = loopback::start_edge(dir.path(), &yaml, &at)?;
+
+    // Both backends, healthy, with the listener.
+    wait::until("both backends healthy", DEADLINE, || {
+        let s = get_json(admin, "/api/status")?;
+        Ok([a.addr(), b.addr()]
+            .iter()
+            .all(|x| backend_of(&s, *x).is_some_and(|b| b["state"] == "healthy"))
+            .then_some(()))
+    })?;
+    let status = get_json(admin, "/api/status")?;
+    assert_eq!(status["generation"], 1);
+    assert_eq!(status["listeners"][0]["name"], "web");
+    assert_eq!(status["listeners"][0]["kind"], "http");
+    assert_eq!(status["pools"][0]["name"], "app");
+    assert_eq!(status["pools"][0]["breaker"], Value::Null);
+    assert_eq!(status["services"], Value::Array(vec![]));
+
+    assert_eq!(spread(listen, 10)?.len(), 2);
+    let status = get_json(admin, "/api/status")?;
+    assert_eq!(status["pools"][0]["requests_total"], 10, "{status}");
+    assert!(
+        status["pools"][0]["latency_ms"]["p99"].is_number(),
+        "{status}"
+    );
+    assert!(status["listeners"][0]["connections_total"].as_u64() >= Some(10));
+
+    // A change needs the token: 401 without it, nothing drained.
+    let m = http::request(
+        admin,
+        "POST",
+        &format!("/api/pools/app/backends/{}/drain", a.addr()),
+        &[],
+    )?;
+    assert_eq!(m.status(), Some(401), "{}", m.text());
+    let err = ctl(admin, &["drain", "app", &a.addr().to_string()], None).unwrap_err();
+    assert!(format!("{err:#}").contains("401"), "{err:#}");
+    assert_eq!(spread(listen, 4)?.len(), 2);
+
+    // Drained: shown as such, and no new request reaches it.
+    let said = ctl(admin, &["drain", "app", &a.addr().to_string()], Some(TOKEN))?;
+    assert!(said.contains("drained"), "{said}");
+    let status = get_json(admin, "/api/pools")?;
+    let drained = status["pools"][0]["backends"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|x| x["address"] == a.addr().to_string()))
+        .context("backend a listed")?;
+    assert_eq!(drained["state"], "draining");
+    assert_eq!(drained["drained"], true);
+    assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
+    let table = ctl(admin, &["backends"], None)?;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&a.addr().to_string()) && l.contains("draining")),
+        "{table}"
+    );
+
+    // A reload that rebuilds the pool keeps the drain.
+    std::fs::write(
+        dir.path().join("edge.yaml"),
+        config(listen, admin, &a, &b, "2s"),
+    )?;
+    let said = ctl(admin, &["reload"], Some(TOKEN))?;
+    assert!(said.contains("generation 2"), "{said}");
+    assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
+    let s = get_json(admin, "/api/status")?;
+    assert_eq!(s["generation"], 2);
+    assert_eq!(
+        backend_of(&s, a.addr()).map(|b| b["state"].clone()),
+        Some("draining".into())
+    );
+
+    // Undrained: back in rotation.
+    ctl(
+        admin,
+        &["undrain", "app", &a.addr().to_string()],
+        Some(TOKEN),
+    )?;
+    assert_eq!(spread(listen, 10)?.len(), 2);
+
+    // Unknown pools and bad addresses say why.
+    let m = http::send(
+        admin,
+        "POST",
+        &format!("/api/pools/nope/backends/{}/drain", a.addr()),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        b"",
+    )?;
+    assert_eq!(m.status(), Some(404));
+    assert!(json(&m)?["error"].as_str().unwrap_or("").contains("nope"));
+    let m = http::send(
+        admin,
+        "POST",
+        "/api/pools/app/backends/not-an-address/drain",
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        b"",
+    )?;
+    assert_eq!(m.status(), Some(400), "{}", m.text());
+
+    // The configuration, without its secret.
+    let m = http::get(admin, "/api/config")?;
+    assert_eq!(m.status(), Some(200));
+    assert!(!m.text().contains(TOKEN), "the token leaked: {}", m.text());
+    let c = json(&m)?;
+    assert_eq!(c["config"]["admin"]["token"], "<redacted>");
+    assert_eq!(c["config"]["pools"][0]["name"], "app");
+    assert_eq!(c["generation"], 2);
+
+    // The status page, and `edge ctl status` in both forms.
+    let page = http::get(admin, "/")?;
+    assert_eq!(page.status(), Some(200));
+    assert!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        page.header("content-type")
+    );
+    let table = ctl(admin, &["status"], None)?;
+    assert!(
+        table.contains("generation 2") && table.contains("app"),
+        "{table}"
+    );
+    let v: Value = serde_json::from_str(&ctl(admin, &["status", "--json"], None)?)?;
+    assert_eq!(v["pools"][0]["name"], "app");
+    assert!(
+        edge.log_text().contains("admin change"),
+        "changes are logged"
+    );
+    Ok(())
+}
+
+/// Receives datagrams on a socket the test owns, as systemd would.
+struct Manager {
+    socket: UnixDatagram,
+    seen: Vec<String>,
+}
+
+impl Manager {
+    fn bind(path: &Path) -> Result<Self> {
+        let socket = UnixDatagram::bind(path)?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(Self {
+            socket,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Waits for a message containing `line`; returns when it came.
+    fn expect(&mut self, line: &str) -> Result<Instant> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut buf = [0u8; 4096];
+        loop {
+            if Instant::now() > deadline {
+                bail!("no {line:?} from edge; it sent {:?}", self.seen);
+            }
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(msg.clone());
+                if msg.lines().any(|l| l == line) {
+                    return Ok(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn edge_tells_the_service_manager_when_it_is_ready_reloads_and_stops() -> Result<()> {
+    let at = loopback::endpoints(1);
+    let (listen, admin) = (at.listeners[0], at.admin);
+    let ip = listen.ip();
+    let a = Backend::start("a", None, SocketAddr::new(ip, listen.port() + 11))?;
+    let b = Backend::start("b", None, SocketAddr::new(ip, listen.port() + 12))?;
+    let dir = tempfile::tempdir()?;
+    let config_path = dir.path().join("edge.yaml");
+    std::fs::write(&config_path, config(listen, admin, &a, &b, "1s"))?;
+    let notify = dir.path().join("notify.sock");
+    let mut manager = Manager::bind(&notify)?;
+    let notify_text = notify.to_string_lossy().into_owned();
+    let mut edge = Edge::start_env(
+        &binary()?,
+        None,
+        &config_path,
+        &[("NOTIFY_SOCKET", &notify_text)],
+    )?;
+    manager.expect("READY=1")?;
+    // Ready means serving: the first request after it is answered.
+    let r = http::get(listen, "/")?;
+    assert_eq!(r.status(), Some(200), "{}", r.text());
+    assert!(http::get(admin, "/healthz")?.status() == Some(200));
+
+    let pid = edge.pid().context("edge's pid")?;
+    // SAFETY: kill has no memory preconditions; the PID is our child's.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    manager.expect("RELOADING=1")?;
+    manager.expect("READY=1")?;
+    let reloading = manager
+        .seen
+        .iter()
+        .find(|m| m.contains("RELOADING=1"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading:?}"
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    manager.expect("STOPPING=1")?;
+    edge.wait_exit(DEADLINE)?;
+    Ok(())
+}
