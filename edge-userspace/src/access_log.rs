@@ -19,6 +19,16 @@ pub struct Entry<'a> {
     pub time: String,
     /// Listener name.
     pub listener: &'a str,
+    /// The request's id: a trusted proxy's, or edge's own (the one sent
+    /// upstream and returned to the client).
+    pub request_id: Option<&'a str>,
+    /// The W3C trace id, 32 hex digits.
+    pub trace_id: Option<String>,
+    /// edge's span in that trace (the `parent-id` it sent upstream), 16
+    /// hex digits.
+    pub span_id: Option<String>,
+    /// The caller's span, when the request came with a trace.
+    pub parent_span_id: Option<String>,
     /// Client address.
     pub client: Option<String>,
     /// Method.

@@ -38,7 +38,7 @@ pub async fn request_filter(
     }
     let enabled = state.policy.as_ref().is_some_and(|p| p.enabled);
     let Some(listener) = listener.filter(|_| enabled) else {
-        session.respond_error(405).await?;
+        crate::proxy::respond_error(session, 405).await?;
         return Ok(true);
     };
     let client = session
@@ -54,7 +54,7 @@ pub async fn request_filter(
             .any(|net| net.contains(&ip))
     });
     if !allowed {
-        session.respond_error(403).await?;
+        crate::proxy::respond_error(session, 403).await?;
         return Ok(true);
     }
     Ok(false)

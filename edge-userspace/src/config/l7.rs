@@ -567,6 +567,8 @@ pub(super) fn listeners(
             .collect();
         let transport =
             super::tls::listener_transport(v, &path, l.tls.as_ref(), l.http2, l.limits.as_ref());
+        let request_trace =
+            super::trace::validate(v, &path, l.request_id.as_ref(), l.tracing.as_ref());
         let apath = format!("{path}.address");
         let Some(address) = v.socket_addr(apath.clone(), &l.address) else {
             continue;
@@ -596,6 +598,7 @@ pub(super) fn listeners(
             compression,
             stream,
             proxy_accept: super::stream::accept_from(v, &path, l),
+            request_trace,
         });
     }
     out

@@ -19,6 +19,7 @@ pub mod shaping;
 pub mod stream;
 mod surface;
 pub mod tls;
+pub mod trace;
 pub mod transcode;
 pub mod units;
 mod validate;

@@ -11,6 +11,7 @@ pub use super::surface::{Algorithm, XdpMode};
 pub use super::tls::{
     CertificateFiles, Limits, ListenerTransport, TlsTermination, TlsVersion, UpstreamTls,
 };
+pub use super::trace::RequestTrace;
 
 /// A checked configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +135,8 @@ pub struct Listener {
     pub stream: Option<super::stream::StreamSettings>,
     /// Peers that must send a PROXY protocol header first.
     pub proxy_accept: Vec<ipnet::IpNet>,
+    /// Request ids and W3C trace context.
+    pub request_trace: RequestTrace,
 }
 
 /// What to do with `%2F`, `%5C` in a request path.

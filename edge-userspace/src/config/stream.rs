@@ -128,6 +128,8 @@ pub(super) fn settings(
         ("cache", l.cache.is_some()),
         ("compression", l.compression.is_some()),
         ("policies", l.policies.is_some()),
+        ("request_id", l.request_id.is_some()),
+        ("tracing", l.tracing.is_some()),
     ] {
         if set {
             let why = if key == "tls" && mode == StreamMode::TlsPassthrough {

@@ -167,6 +167,13 @@ pub struct Listener {
     /// The PROXY protocol towards the backends of a stream listener.
     #[serde(default)]
     pub proxy_protocol: Option<super::stream::ProxyProtocolSurface>,
+    /// The request id field, and whether trusted proxies' ids are kept.
+    #[serde(default)]
+    pub request_id: Option<super::trace::RequestIdSurface>,
+    /// W3C trace context: the share of the traces edge starts that are
+    /// sampled.
+    #[serde(default)]
+    pub tracing: Option<super::trace::TracingSurface>,
 }
 
 /// `listeners[].routes[]`: a match and one action.

@@ -65,7 +65,7 @@ fn unknown_key() {
     assert_eq!(
         errors("listeners:\n  - name: a\n    adress: 1.2.3.4:80\n"),
         [
-            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `untrusted_headers`, `merge_slashes`, `encoded_slashes`, `pass_upstream_headers`, `tls`, `http2`, `limits`, `cache`, `compression`, `policies`, `mode`, `sni`, `proxy_protocol`"
+            "edge.yaml:3:5: listeners[0]: unknown field `adress`, expected one of `name`, `address`, `pool`, `routes`, `trusted_proxies`, `untrusted_headers`, `merge_slashes`, `encoded_slashes`, `pass_upstream_headers`, `tls`, `http2`, `limits`, `cache`, `compression`, `policies`, `mode`, `sni`, `proxy_protocol`, `request_id`, `tracing`"
         ]
     );
     assert_eq!(
@@ -281,6 +281,59 @@ fn a_listener_needs_somewhere_to_send_requests() {
         errors("listeners:\n  - name: web\n    address: 127.0.0.1:8080\n"),
         [
             "edge.yaml:2:11: listeners[0].name: listener \"web\" has neither routes nor a pool: requests would have nowhere to go"
+        ]
+    );
+}
+
+#[test]
+fn request_ids_and_tracing() {
+    // On without a line of configuration.
+    let c = parse(GOOD, Path::new(FILE)).unwrap();
+    assert_eq!(c.listeners[0].request_trace, RequestTrace::default());
+    assert_eq!(c.listeners[0].request_trace.header, "X-Request-Id");
+    assert!(c.listeners[0].request_trace.trust_incoming);
+    assert_eq!(c.listeners[0].request_trace.sample_ratio, 0.0);
+    let yaml = "\
+listeners:
+  - name: web
+    address: 127.0.0.1:80
+    pool: app
+    request_id: {header: X-Correlation-Id, trust_incoming: false}
+    tracing: {sample_ratio: 0.25}
+pools:
+  - name: app
+    backends: [{address: 10.0.0.2:80}]
+";
+    let c = parse(yaml, Path::new(FILE)).unwrap();
+    let t = &c.listeners[0].request_trace;
+    assert_eq!(
+        (t.header.as_str(), t.trust_incoming, t.sample_ratio),
+        ("X-Correlation-Id", false, 0.25)
+    );
+    let bad = "\
+listeners:
+  - name: web
+    address: 127.0.0.1:80
+    pool: app
+    request_id:
+      header: Traceparent
+    tracing:
+      sample_ratio: 1.5
+  - name: alt
+    address: 127.0.0.1:81
+    pool: app
+    request_id:
+      header: X(Id
+pools:
+  - name: app
+    backends: [{address: 10.0.0.2:80}]
+";
+    assert_eq!(
+        errors(bad),
+        [
+            "edge.yaml:6:15: listeners[0].request_id.header: Traceparent cannot carry the request id: HTTP, gRPC or edge itself gives it a meaning (use a name such as X-Request-Id)",
+            "edge.yaml:8:21: listeners[0].tracing.sample_ratio: sample_ratio 1.5 is out of range: 0 to 1",
+            "edge.yaml:13:15: listeners[1].request_id.header: bad header name \"X(Id\": letters, digits and !#$%&'*+-.^_`|~ only",
         ]
     );
 }

@@ -10,9 +10,9 @@ use tokio::io::AsyncReadExt;
 /// Size of the chunks a file is sent in.
 const FILE_CHUNK: usize = 64 * 1024;
 
-/// Sends a complete response: header fields, route header changes, body.
-/// A gRPC request gets an error status as a gRPC error instead, whose
-/// message is the body's text (see [`super::grpc`]).
+/// Sends a complete response: header fields, the request id, route header
+/// changes, body. A gRPC request gets an error status as a gRPC error
+/// instead, whose message is the body's text (see [`super::grpc`]).
 pub async fn respond(
     session: &mut Session,
     status: u16,
@@ -26,10 +26,13 @@ pub async fn respond(
         super::grpc::respond(session, code, &message, headers).await?;
         return Ok(status);
     }
-    let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 3))?;
     for (k, v) in headers {
         resp.append_header(k.clone(), v.as_str())?;
     }
+    // After the route's fields (edge's id wins over a fixed one), before
+    // its header changes (which may remove it).
+    super::trace::stamp(session.req_header(), &mut resp)?;
     // A 204 or 304 has no body and says nothing of one (RFC 9110 §8.6).
     if !matches!(status, 204 | 304) {
         resp.insert_header("content-length", body.len().to_string())?;
@@ -43,6 +46,20 @@ pub async fn respond(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(status)
+}
+
+/// Sends Pingora's bare error response for `status` (empty body, the
+/// connection closed after it) with the request id.
+pub(crate) async fn respond_error(session: &mut Session, status: u16) -> Result<()> {
+    let mut resp = pingora::protocols::http::ServerSession::generate_error(status);
+    // An answer without the id beats none at all.
+    if let Err(e) = super::trace::stamp(session.req_header(), &mut resp) {
+        tracing::debug!("cannot add the request id to a {status}: {e}");
+    }
+    session
+        .as_downstream_mut()
+        .write_error_response(resp, Bytes::new())
+        .await
 }
 
 /// The text of an error body as a one-line `grpc-message`: a JSON
@@ -178,6 +195,7 @@ pub async fn serve_file(
     if let Ok(modified) = meta.modified() {
         resp.insert_header("last-modified", httpdate::fmt_http_date(modified))?;
     }
+    super::trace::stamp(session.req_header(), &mut resp)?;
     super::headers::apply_response(&mut resp, ops)?;
     let head_only = method == http::Method::HEAD || meta.len() == 0;
     session

@@ -7,15 +7,15 @@ use crate::grpc::{Code, encode_message};
 use pingora::protocols::http::HttpTask;
 use pingora::{ErrorSource, ErrorType, Result, http::ResponseHeader, prelude::Session};
 
-/// Sends gRPC error `code` with `message`, and `headers` as response
-/// metadata (`www-authenticate`, rate-limit fields).
+/// Sends gRPC error `code` with `message`, and `headers` and the request
+/// id as response metadata (`www-authenticate`, rate-limit fields).
 pub async fn respond(
     session: &mut Session,
     code: Code,
     message: &str,
     headers: &[(String, String)],
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(200, Some(headers.len() + 3))?;
+    let mut resp = ResponseHeader::build(200, Some(headers.len() + 4))?;
     for (k, v) in headers {
         let k = k.to_ascii_lowercase();
         // Framing and the status are edge's to say.
@@ -27,6 +27,7 @@ pub async fn respond(
         }
         resp.append_header(k, v.as_str())?;
     }
+    super::trace::stamp(session.req_header(), &mut resp)?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/grpc")?;
     resp.insert_header("grpc-status", code.number().to_string())?;
     let message = encode_message(message.trim());

@@ -7,7 +7,8 @@
 //! ([`actions`]) do so in `request_filter`, proxied ones go through the
 //! pool's circuit breaker, selection, retries and outlier detection
 //! ([`crate::upstream`]), with the reverse-proxy header hygiene of
-//! [`headers`].
+//! [`headers`]. Every request carries an id and a W3C trace context
+//! ([`trace`]) upstream, back to the client and into the access log.
 
 mod actions;
 mod grpc;
@@ -19,7 +20,10 @@ pub mod normalize;
 pub mod router;
 mod shaping;
 pub mod tls;
+pub mod trace;
 mod transcode;
+
+pub(crate) use actions::respond_error;
 
 use crate::{
     access_log::{self, AccessLog},
@@ -141,6 +145,8 @@ pub struct RequestCtx {
     /// Whether the request was transcoded to a gRPC call (its outcome is
     /// counted by gRPC status).
     transcoded: bool,
+    /// The request's id and place in a trace, from its first phase on.
+    identity: Option<trace::Identity>,
     /// Counts the request as in flight until it is dropped (SIGTERM
     /// waits for these).
     _in_flight: crate::drain::InFlight,
@@ -151,6 +157,9 @@ impl EdgeProxy {
     fn finish_attempt(&self, ctx: &mut RequestCtx, success: bool) {
         if let (Some(pool), Some(b)) = (&ctx.pool, ctx.backend.take()) {
             pool.done(b, success);
+            if let Some(started) = ctx.upstream_started {
+                pool.observe_latency(started.elapsed());
+            }
         }
         ctx.upstream_failed = !success;
     }
@@ -227,6 +236,24 @@ impl EdgeProxy {
             .iter()
             .filter_map(|v| v.to_str().ok());
         crate::policy::client::trusted_client(client_ip(session), xff, &rt.config.trusted_proxies)
+    }
+
+    /// Gives the request its id and its place in a trace ([`trace`]):
+    /// kept in `ctx` for the upstream request and the access log, and in
+    /// the request head for edge's own answers.
+    fn identify(&self, session: &mut Session, ctx: &mut RequestCtx) {
+        let config = &ctx.rt.config;
+        // An IPv4 peer on a `[::]` listener arrives as ::ffff:a.b.c.d.
+        let trusted = client_ip(session)
+            .map(|ip| ip.to_canonical())
+            .is_some_and(|ip| config.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let id = trace::Identity::of(
+            &session.req_header().headers,
+            trusted,
+            &config.request_trace,
+        );
+        trace::mark(session.req_header_mut(), &id, &config.request_trace);
+        ctx.identity = Some(id);
     }
 
     /// Whether another attempt may follow a failed one.
@@ -400,6 +427,7 @@ impl ProxyHttp for EdgeProxy {
             client_deadline: false,
             neutral: false,
             transcoded: false,
+            identity: None,
             _in_flight: crate::drain::InFlight::start(),
         }
     }
@@ -407,6 +435,9 @@ impl ProxyHttp for EdgeProxy {
     /// Runs first, once the request head is read: refuses a declared body
     /// over the listener's `max_body_size` with 413.
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        // First of all, so that every answer from here on (a refused head
+        // included) carries the request id.
+        self.identify(session, ctx);
         // gRPC is HTTP/2: an HTTP/1 request saying application/grpc gets
         // no gRPC treatment (per-message body limits, gRPC errors).
         let req = session.req_header();
@@ -908,8 +939,9 @@ impl ProxyHttp for EdgeProxy {
         e
     }
 
-    /// Adds the forwarded headers and `Via`, rewrites the path and applies
-    /// the route's request header changes.
+    /// Adds the forwarded headers, `Via`, the request id and the trace
+    /// context, rewrites the path and applies the route's request header
+    /// changes.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -929,6 +961,11 @@ impl ProxyHttp for EdgeProxy {
         headers::forwarded(upstream_request, &client)?;
         headers::via_request(upstream_request, session.req_header().version)?;
         headers::mark_loop(upstream_request, &self.loop_token)?;
+        // Before the route's and the policies' changes, which may still
+        // override them.
+        if let Some(id) = &ctx.identity {
+            trace::apply_request(upstream_request, id, &ctx.rt.config.request_trace)?;
+        }
         if session.req_header().version == http::Version::HTTP_2 {
             headers::join_cookies(upstream_request)?;
         }
@@ -1111,14 +1148,17 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
-    /// The response head going to the client (also from the cache): cache
-    /// status header, compression, the route's header changes.
+    /// The response head going to the client (also from the cache): the
+    /// request id, cache status header, compression, the route's header
+    /// changes.
     async fn response_filter(
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // Before the route's header changes, which may remove it.
+        trace::stamp(session.req_header(), upstream_response)?;
         cache_filters::response_filter(
             session,
             upstream_response,
@@ -1159,7 +1199,7 @@ impl ProxyHttp for EdgeProxy {
 
     /// The request failed before a response went out: Pingora's mapping of
     /// errors to statuses, plus `Retry-After` and a plain reason when the
-    /// circuit breaker refused it.
+    /// circuit breaker refused it; every answer carries the request id.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -1217,7 +1257,7 @@ impl ProxyHttp for EdgeProxy {
                     .await
                     .map(drop)
             } else {
-                session.respond_error(code).await
+                respond_error(session, code).await
             };
             if let Err(err) = written {
                 tracing::debug!("cannot send the error response: {err}");
@@ -1328,6 +1368,13 @@ impl ProxyHttp for EdgeProxy {
             log.log(&access_log::Entry {
                 time: access_log::rfc3339(ctx.started_at),
                 listener: &self.listener,
+                request_id: ctx.identity.as_ref().map(|i| i.request_id.as_str()),
+                trace_id: ctx.identity.as_ref().map(trace::Identity::trace_id_hex),
+                span_id: ctx.identity.as_ref().map(trace::Identity::span_id_hex),
+                parent_span_id: ctx
+                    .identity
+                    .as_ref()
+                    .and_then(trace::Identity::caller_span_hex),
                 client: client_ip(session).map(|ip| ip.to_string()),
                 method: req.method.as_str(),
                 host: host.as_deref(),

@@ -3,7 +3,7 @@
 //! the response transformation's counts, and watching for a client that
 //! leaves an aggregation.
 
-use super::{EdgeProxy, RequestCtx, actions, client_ip, headers, limits};
+use super::{EdgeProxy, RequestCtx, actions, client_ip, headers, limits, trace};
 use crate::{metrics, runtime::RouteRuntime};
 use bytes::Bytes;
 use pingora::{Result, prelude::Session};
@@ -128,8 +128,14 @@ impl EdgeProxy {
         // credentials stay hidden, the consumer's identity is told.
         // Each call carries edge's loop mark and Via, like a proxied
         // request: a pool that points back at edge ends in a 508, not a
-        // fan-out.
+        // fan-out. And the request id and trace context: the calls are
+        // part of this request.
         let mut head = session.req_header().clone();
+        // Before the policies' changes, as on the proxy path.
+        let request_trace = &ctx.rt.config.request_trace;
+        if let Some(id) = &ctx.identity {
+            trace::apply_request(&mut head, id, request_trace)?;
+        }
         headers::apply_policy_outcome(&mut head, &ctx.policy)?;
         let version = head.version;
         headers::via_request(&mut head, version)?;
@@ -142,6 +148,11 @@ impl EdgeProxy {
             .collect();
         names.push(http::header::VIA);
         names.push(http::HeaderName::from_static(headers::LOOP_HEADER));
+        if let Ok(name) = http::HeaderName::from_bytes(request_trace.header.as_bytes()) {
+            names.push(name);
+        }
+        names.push(http::HeaderName::from_static(trace::TRACEPARENT));
+        names.push(http::HeaderName::from_static(trace::TRACESTATE));
         let always: Vec<(http::HeaderName, http::HeaderValue)> = names
             .iter()
             .flat_map(|n| {

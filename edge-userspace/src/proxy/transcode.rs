@@ -8,7 +8,7 @@
 //! Pingora's proxy path cannot carry it: it sends no body upstream for a
 //! request that came without one (a GET), and a gRPC call always has one.
 
-use super::{EdgeProxy, RequestCtx, actions, client_ip, headers, shaping::client_gone};
+use super::{EdgeProxy, RequestCtx, actions, client_ip, headers, shaping::client_gone, trace};
 use crate::{
     grpc::Code,
     runtime::RouteRuntime,
@@ -157,7 +157,8 @@ impl EdgeProxy {
 
     /// The client's request fields as the call's metadata, after the same
     /// hygiene as a proxied request (forwarded fields, `Via`, the loop
-    /// mark, the route's and the policies' changes), and gRPC's own.
+    /// mark, the request id and trace context, the route's and the
+    /// policies' changes), and gRPC's own.
     fn metadata(
         &self,
         session: &Session,
@@ -178,6 +179,9 @@ impl EdgeProxy {
         headers::forwarded(&mut head, &client)?;
         headers::via_request(&mut head, session.req_header().version)?;
         headers::mark_loop(&mut head, &self.loop_token)?;
+        if let Some(id) = &ctx.identity {
+            trace::apply_request(&mut head, id, &ctx.rt.config.request_trace)?;
+        }
         headers::apply_request(&mut head, &compiled.route.request_headers)?;
         headers::apply_policy_outcome(&mut head, &ctx.policy)?;
         // Fields the client's `Connection` names are for the hop to edge.
