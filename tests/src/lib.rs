@@ -3,9 +3,11 @@
 //! HTTP backend and client that work inside a namespace, the `edge` process,
 //! hand-built packets for the kernel tests, and deadline-bounded waits;
 //! for the gRPC tests, a real gRPC backend and client (grpcio, run by
-//! Python) and raw HTTP/2 calls; a real Redis server.
+//! Python) and raw HTTP/2 calls; a real Redis server; headless Chromium
+//! through WebDriver.
 
 pub mod backend;
+pub mod browser;
 pub mod dsr;
 pub mod edge;
 pub mod grpc;
