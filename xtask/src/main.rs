@@ -1,4 +1,4 @@
-//! `cargo xtask build | load | unload | run | test | lint | bench | fuzz`: the project's
+//! `cargo xtask build | load | unload | run | test | lint | install | deb | bench | fuzz`: the project's
 //! developer and operator commands. Each installs what it needs first.
 
 mod bench_gateway;
@@ -6,6 +6,7 @@ mod bench_l7;
 mod bench_xdp;
 mod demo;
 mod fuzz;
+mod package;
 mod toolchain;
 
 use anyhow::{Context, Result, bail};
@@ -76,6 +77,13 @@ enum Cmd {
     Test,
     /// cargo fmt --check and clippy -D warnings, for every crate.
     Lint,
+    /// Build and install edge as a systemd service: PREFIX/bin/edge, the
+    /// unit, and /etc/edge/edge.yaml if there is none (root, unless
+    /// --destdir).
+    Install(package::InstallOptions),
+    /// Build the release binary and a Debian package of it (binary, unit,
+    /// /etc/edge/edge.yaml as a conffile); prints its path.
+    Deb(package::DebOptions),
     /// Run the cargo-fuzz targets (tests/fuzz) for a bounded time each.
     Fuzz(fuzz::Options),
     /// The gRPC origin `bench l7` starts (an h2c echo server).
@@ -199,6 +207,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root),
         Cmd::Lint => lint(&root),
+        Cmd::Install(opts) => package::install(&root, &opts),
+        Cmd::Deb(opts) => package::deb(&root, &opts),
         Cmd::Fuzz(opts) => fuzz::run(&root, &opts),
         Cmd::Bench {
             which: Bench::L7 { rows },
@@ -311,6 +321,9 @@ fn cargo_test(root: &Path, args: &[&str], tally: &mut Tally) -> Result<bool> {
 fn test(root: &Path) -> Result<()> {
     require_root("cargo xtask test")?;
     let started = std::time::Instant::now();
+    // What only the tests use (a browser, promtool), so that the first
+    // `cargo xtask run` does not wait for them.
+    toolchain::ensure_packages(toolchain::TEST_PACKAGES)?;
     // The integration tests run the debug `edge` binary.
     let bin = build(root, false)?;
     let mut tally = Tally::default();
@@ -322,6 +335,15 @@ fn test(root: &Path) -> Result<()> {
         Ok(()) => tally.passed += 1,
         Err(e) => {
             eprintln!("lab check failed: {e:#}");
+            tally.failed += 1;
+            ok = false;
+        }
+    }
+    println!("\nxtask: checking the systemd unit and the Debian package");
+    match package::check(root, &bin) {
+        Ok(()) => tally.passed += 1,
+        Err(e) => {
+            eprintln!("packaging check failed: {e:#}");
             tally.failed += 1;
             ok = false;
         }

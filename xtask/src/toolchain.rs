@@ -35,6 +35,16 @@ const PACKAGES: &[&str] = &[
     "nginx",
     "haproxy",
 ];
+/// What `cargo xtask test` needs beyond [`PACKAGES`]: a browser and its
+/// WebDriver for the status page's test, promtool for the alert rules,
+/// systemd-analyze and dpkg's helpers for the unit and package checks.
+pub const TEST_PACKAGES: &[&str] = &[
+    "chromium",
+    "chromium-driver",
+    "prometheus",
+    "systemd",
+    "init-system-helpers",
+];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// For `cargo xtask fuzz` and the suite's fuzz smoke run.
