@@ -246,7 +246,12 @@ impl DsrLab {
     /// backend namespace. Answers return directly; no decapsulator runs yet
     /// (see [`DsrLab::start_decaps`]).
     pub fn build(plan: DsrPlan<'static>) -> Result<Self> {
-        let mut lab = Lab::new()?;
+        Self::build_in(Lab::new()?, plan)
+    }
+
+    /// Like [`DsrLab::build`], in `lab`: e.g. a [`Lab::fixed`] one, whose
+    /// namespaces have readable names (the demo lab of `cargo xtask run`).
+    pub fn build_in(mut lab: Lab, plan: DsrPlan<'static>) -> Result<Self> {
         let client = lab.host("client")?;
         let edge = lab.host("edge")?;
         let switch = lab.host("sw")?;

@@ -10,7 +10,8 @@
 //! own namespace.
 
 use crate::{backend::Backend, lab::Lab};
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 
 /// Port every backend listens on.
@@ -140,4 +141,58 @@ pub fn build(mut lab: Lab, plan: &Plan<'_>) -> Result<L7Lab> {
         client,
         edge,
     })
+}
+
+/// The backends (as JSON objects) of pool or L4 service `name` in the
+/// admin API's `GET /api/status` answer `json`: `list` is `"pools"` or
+/// `"services"`.
+pub fn status_backends(json: &str, list: &str, name: &str) -> Result<Vec<Value>> {
+    let status: Value = serde_json::from_str(json).with_context(|| format!("not JSON: {json}"))?;
+    let entry = status
+        .get(list)
+        .and_then(Value::as_array)
+        .with_context(|| format!("no {list:?} array in {json}"))?
+        .iter()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+        .with_context(|| format!("no {name:?} in {list:?} of {json}"))?;
+    entry
+        .get("backends")
+        .and_then(Value::as_array)
+        .cloned()
+        .with_context(|| format!("{name:?} has no backends array in {json}"))
+}
+
+/// The `address` of every backend of pool or L4 service `name` in `GET
+/// /api/status`'s answer `json` (see [`status_backends`]), sorted.
+pub fn status_addresses(json: &str, list: &str, name: &str) -> Result<Vec<String>> {
+    let mut out = status_backends(json, list, name)?
+        .iter()
+        .map(|b| {
+            b.get("address")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .with_context(|| format!("a backend of {name:?} without an address: {b}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.sort();
+    Ok(out)
+}
+
+/// Field `field` of backend `address` of pool or L4 service `name` in `GET
+/// /api/status`'s answer `json`, as a boolean (`drained`, `healthy`).
+pub fn status_backend_flag(
+    json: &str,
+    list: &str,
+    name: &str,
+    address: &str,
+    field: &str,
+) -> Result<bool> {
+    let backends = status_backends(json, list, name)?;
+    let b = backends
+        .iter()
+        .find(|b| b.get("address").and_then(Value::as_str) == Some(address))
+        .with_context(|| format!("{name:?} has no backend {address} in {json}"))?;
+    b.get(field)
+        .and_then(Value::as_bool)
+        .with_context(|| format!("backend {address} of {name:?} has no boolean {field:?}: {b}"))
 }
