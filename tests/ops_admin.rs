@@ -25,22 +25,21 @@ use std::{
 const DEADLINE: Duration = Duration::from_secs(15);
 const TOKEN: &str = "ops-admin-test-token";
 
-fn config(
-    listen: SocketAddr,
-    admin: SocketAddr,
-    a: &Backend,
-    b: &Backend,
-    timeout: &str,
-) -> String {
+/// A pool named `app-v2` (a name `edge ctl` must carry into a URL as it
+/// is) of `backends`.
+fn config(listen: SocketAddr, admin: SocketAddr, backends: &[&Backend], timeout: &str) -> String {
+    let backends = backends
+        .iter()
+        .map(|b| format!("{{address: {}}}", b.addr()))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "listeners:\n  - name: web\n    address: {listen}\n    pool: app\n\
-         pools:\n  - name: app\n    backends: [{{address: {}}}, {{address: {}}}]\n    \
+        "listeners:\n  - name: web\n    address: {listen}\n    pool: app-v2\n\
+         pools:\n  - name: app-v2\n    backends: [{backends}]\n    \
          timeouts: {{ connect: {timeout} }}\n    \
          health_check: {{ path: /, interval: 200ms, timeout: 200ms, rise: 1, fall: 1 }}\n\
          admin:\n  address: {admin}\n  token: {TOKEN}\n\
-         server:\n  threads: 2\n  grace_period_seconds: 0\n",
-        a.addr(),
-        b.addr()
+         server:\n  threads: 2\n  grace_period_seconds: 0\n"
     )
 }
 
@@ -103,7 +102,7 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     let a = Backend::start("a", None, SocketAddr::new(ip, listen.port() + 11))?;
     let b = Backend::start("b", None, SocketAddr::new(ip, listen.port() + 12))?;
     let dir = tempfile::tempdir()?;
-    let yaml = config(listen, admin, &a, &b, "1s");
+    let yaml = config(listen, admin, &[&a, &b], "1s");
     let edge = loopback::start_edge(dir.path(), &yaml, &at)?;
 
     // Both backends, healthy, with the listener.
@@ -118,7 +117,7 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     assert_eq!(status["generation"], 1);
     assert_eq!(status["listeners"][0]["name"], "web");
     assert_eq!(status["listeners"][0]["kind"], "http");
-    assert_eq!(status["pools"][0]["name"], "app");
+    assert_eq!(status["pools"][0]["name"], "app-v2");
     assert_eq!(status["pools"][0]["breaker"], Value::Null);
     assert_eq!(status["services"], Value::Array(vec![]));
 
@@ -135,16 +134,32 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     let m = http::request(
         admin,
         "POST",
-        &format!("/api/pools/app/backends/{}/drain", a.addr()),
+        &format!("/api/pools/app-v2/backends/{}/drain", a.addr()),
         &[],
     )?;
     assert_eq!(m.status(), Some(401), "{}", m.text());
-    let err = ctl(admin, &["drain", "app", &a.addr().to_string()], None).unwrap_err();
+    // A browser page of another origin cannot make a change, token or not.
+    let bearer = format!("Bearer {TOKEN}");
+    let m = http::request(
+        admin,
+        "POST",
+        &format!("/api/pools/app-v2/backends/{}/drain", a.addr()),
+        &[
+            ("authorization", &bearer),
+            ("origin", "http://evil.example"),
+        ],
+    )?;
+    assert_eq!(m.status(), Some(403), "{}", m.text());
+    let err = ctl(admin, &["drain", "app-v2", &a.addr().to_string()], None).unwrap_err();
     assert!(format!("{err:#}").contains("401"), "{err:#}");
     assert_eq!(spread(listen, 4)?.len(), 2);
 
     // Drained: shown as such, and no new request reaches it.
-    let said = ctl(admin, &["drain", "app", &a.addr().to_string()], Some(TOKEN))?;
+    let said = ctl(
+        admin,
+        &["drain", "app-v2", &a.addr().to_string()],
+        Some(TOKEN),
+    )?;
     assert!(said.contains("drained"), "{said}");
     let status = get_json(admin, "/api/pools")?;
     let drained = status["pools"][0]["backends"]
@@ -163,11 +178,14 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     );
 
     // A reload that rebuilds the pool keeps the drain.
-    std::fs::write(
-        dir.path().join("edge.yaml"),
-        config(listen, admin, &a, &b, "2s"),
-    )?;
-    let said = ctl(admin, &["reload"], Some(TOKEN))?;
+    let reload_with = |backends: &[&Backend], timeout: &str| -> Result<String> {
+        std::fs::write(
+            dir.path().join("edge.yaml"),
+            config(listen, admin, backends, timeout),
+        )?;
+        ctl(admin, &["reload"], Some(TOKEN))
+    };
+    let said = reload_with(&[&a, &b], "2s")?;
     assert!(said.contains("generation 2"), "{said}");
     assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
     let s = get_json(admin, "/api/status")?;
@@ -176,11 +194,23 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
         backend_of(&s, a.addr()).map(|b| b["state"].clone()),
         Some("draining".into())
     );
+    // So do one that removes the backend and one that adds it back (a new
+    // backend object: the drain is remembered by pool and address).
+    reload_with(&[&b], "2s")?;
+    let said = reload_with(&[&a, &b], "2s")?;
+    assert!(said.contains("generation 4"), "{said}");
+    let s = get_json(admin, "/api/status")?;
+    assert_eq!(
+        backend_of(&s, a.addr()).map(|b| b["state"].clone()),
+        Some("draining".into()),
+        "{s}"
+    );
+    assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
 
     // Undrained: back in rotation.
     ctl(
         admin,
-        &["undrain", "app", &a.addr().to_string()],
+        &["undrain", "app-v2", &a.addr().to_string()],
         Some(TOKEN),
     )?;
     assert_eq!(spread(listen, 10)?.len(), 2);
@@ -198,7 +228,7 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     let m = http::send(
         admin,
         "POST",
-        "/api/pools/app/backends/not-an-address/drain",
+        "/api/pools/app-v2/backends/not-an-address/drain",
         &[("authorization", &format!("Bearer {TOKEN}"))],
         b"",
     )?;
@@ -210,8 +240,8 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     assert!(!m.text().contains(TOKEN), "the token leaked: {}", m.text());
     let c = json(&m)?;
     assert_eq!(c["config"]["admin"]["token"], "<redacted>");
-    assert_eq!(c["config"]["pools"][0]["name"], "app");
-    assert_eq!(c["generation"], 2);
+    assert_eq!(c["config"]["pools"][0]["name"], "app-v2");
+    assert_eq!(c["generation"], 4);
 
     // The status page, and `edge ctl status` in both forms.
     let page = http::get(admin, "/")?;
@@ -224,11 +254,11 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     );
     let table = ctl(admin, &["status"], None)?;
     assert!(
-        table.contains("generation 2") && table.contains("app"),
+        table.contains("generation 4") && table.contains("app-v2"),
         "{table}"
     );
     let v: Value = serde_json::from_str(&ctl(admin, &["status", "--json"], None)?)?;
-    assert_eq!(v["pools"][0]["name"], "app");
+    assert_eq!(v["pools"][0]["name"], "app-v2");
     assert!(
         edge.log_text().contains("admin change"),
         "changes are logged"
@@ -280,7 +310,7 @@ fn edge_tells_the_service_manager_when_it_is_ready_reloads_and_stops() -> Result
     let b = Backend::start("b", None, SocketAddr::new(ip, listen.port() + 12))?;
     let dir = tempfile::tempdir()?;
     let config_path = dir.path().join("edge.yaml");
-    std::fs::write(&config_path, config(listen, admin, &a, &b, "1s"))?;
+    std::fs::write(&config_path, config(listen, admin, &[&a, &b], "1s"))?;
     let notify = dir.path().join("notify.sock");
     let mut manager = Manager::bind(&notify)?;
     let notify_text = notify.to_string_lossy().into_owned();
@@ -315,5 +345,101 @@ fn edge_tells_the_service_manager_when_it_is_ready_reloads_and_stops() -> Result
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     manager.expect("STOPPING=1")?;
     edge.wait_exit(DEADLINE)?;
+    Ok(())
+}
+
+#[test]
+fn consumers_usage_is_listed_and_kept_across_a_reload() -> Result<()> {
+    let at = loopback::endpoints(1);
+    let (listen, admin) = (at.listeners[0], at.admin);
+    let a = Backend::start("a", None, SocketAddr::new(listen.ip(), listen.port() + 11))?;
+    let yaml = |extra: &str| {
+        format!(
+            "consumers:\n  - name: alice\n    api_keys: [{{key: alice-key-0123456789}}]\n\
+             {extra}\
+             listeners:\n  - name: web\n    address: {listen}\n    routes:\n      - name: api\n        \
+             match: {{ path: {{ prefix: / }} }}\n        \
+             policies: {{ auth: {{ api_key: {{ header: apikey }} }} }}\n        \
+             proxy: {{ pool: app }}\n\
+             pools:\n  - name: app\n    backends: [{{address: {}}}]\n\
+             admin:\n  address: {admin}\n\
+             server:\n  threads: 2\n  grace_period_seconds: 0\n",
+            a.addr()
+        )
+    };
+    let dir = tempfile::tempdir()?;
+    let _edge = loopback::start_edge(dir.path(), &yaml(""), &at)?;
+    for _ in 0..3 {
+        let r = http::request(listen, "GET", "/", &[("apikey", "alice-key-0123456789")])?;
+        assert_eq!(r.status(), Some(200), "{}", r.text());
+    }
+    let r = http::get(listen, "/")?;
+    assert_eq!(r.status(), Some(401));
+    let alice = |v: &Value| {
+        v["consumers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == "alice").cloned())
+    };
+    // Usage is counted once the request is logged, after its answer.
+    let v = wait::until("alice's 3 requests counted", DEADLINE, || {
+        let v = get_json(admin, "/api/consumers")?;
+        Ok(alice(&v)
+            .is_some_and(|a| a["requests"]["2xx"] == 3)
+            .then_some(v))
+    })?;
+    let a_usage = alice(&v).context("alice listed")?;
+    assert_eq!(a_usage["requests_total"], 3, "{v}");
+    assert!(
+        !v.to_string().contains("alice-key-0123456789"),
+        "the key leaked: {v}"
+    );
+    // A reload adding a consumer keeps alice's counts.
+    std::fs::write(
+        dir.path().join("edge.yaml"),
+        yaml("  - name: bob\n    api_keys: [{key: bob-key-0123456789}]\n"),
+    )?;
+    let m = http::request(admin, "POST", "/api/reload", &[])?;
+    assert_eq!(m.status(), Some(200), "{}", m.text());
+    let v = get_json(admin, "/api/consumers")?;
+    assert_eq!(
+        alice(&v).context("alice listed")?["requests_total"],
+        3,
+        "{v}"
+    );
+    assert!(
+        v["consumers"].as_array().is_some_and(|cs| cs
+            .iter()
+            .any(|c| c["name"] == "bob" && c["requests_total"] == 0)),
+        "{v}"
+    );
+    Ok(())
+}
+
+#[test]
+fn changes_from_a_peer_outside_admin_allow_are_refused() -> Result<()> {
+    let at = loopback::endpoints(1);
+    let (listen, admin) = (at.listeners[0], at.admin);
+    let a = Backend::start("a", None, SocketAddr::new(listen.ip(), listen.port() + 11))?;
+    let yaml = config(listen, admin, &[&a], "1s")
+        .replace("  token: ", "  allow: [192.0.2.0/24]\n  token: ");
+    let dir = tempfile::tempdir()?;
+    let _edge = loopback::start_edge(dir.path(), &yaml, &at)?;
+    let bearer = format!("Bearer {TOKEN}");
+    let m = http::request(admin, "POST", "/api/reload", &[("authorization", &bearer)])?;
+    assert_eq!(m.status(), Some(403), "{}", m.text());
+    let m = http::request(
+        admin,
+        "POST",
+        &format!("/api/pools/app-v2/backends/{}/drain", a.addr()),
+        &[("authorization", &bearer)],
+    )?;
+    assert_eq!(m.status(), Some(403), "{}", m.text());
+    // Reads stay open.
+    let s = get_json(admin, "/api/status")?;
+    assert_eq!(s["generation"], 1);
+    assert_eq!(
+        backend_of(&s, a.addr()).map(|b| b["drained"].clone()),
+        Some(Value::Bool(false))
+    );
     Ok(())
 }

@@ -239,9 +239,15 @@ pub fn run(target: &Target, action: Action, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Percent-encodes a path segment.
+/// Percent-encodes a path segment, leaving RFC 3986's unreserved
+/// characters as they are (pool names such as `app-v2`).
 fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 fn text(v: &Value) -> String {

@@ -317,7 +317,7 @@ fn tell_when_ready(control_rt: &tokio::runtime::Runtime, config: &Config, upgrad
                 } else {
                     String::new()
                 };
-                crate::notify::notify(&format!("{main}READY=1\nSTATUS=serving"));
+                crate::notify::ready(&main);
                 return;
             }
             if std::time::Instant::now() >= deadline {

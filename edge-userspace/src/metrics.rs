@@ -475,6 +475,8 @@ pub struct ConsumerStats {
     duration: metrics::Histogram,
     bytes_in: metrics::Counter,
     bytes_out: metrics::Counter,
+    /// The same, readable by the admin API and kept across reloads.
+    usage: Arc<crate::policy::usage::Usage>,
 }
 
 impl std::fmt::Debug for ConsumerStats {
@@ -501,16 +503,18 @@ impl ConsumerStats {
             duration: metrics::histogram!(CONSUMER_DURATION, "consumer" => Arc::clone(name)),
             bytes_in: metrics::counter!(CONSUMER_BYTES, "consumer" => Arc::clone(name), "direction" => "in"),
             bytes_out: metrics::counter!(CONSUMER_BYTES, "consumer" => Arc::clone(name), "direction" => "out"),
+            usage: crate::policy::usage::of(name),
         }
     }
 
     /// Records one finished request.
     pub fn request(&self, status: Option<u16>, seconds: f64, bytes_in: u64, bytes_out: u64) {
         let class = status_class(status);
-        if let Some(i) = STATUS_CLASSES.iter().position(|c| *c == class)
-            && let Some(c) = self.requests.get(i)
-        {
-            c.increment(1);
+        if let Some(i) = STATUS_CLASSES.iter().position(|c| *c == class) {
+            if let Some(c) = self.requests.get(i) {
+                c.increment(1);
+            }
+            self.usage.record(i, bytes_in, bytes_out);
         }
         self.duration.record(seconds);
         self.bytes_in.increment(bytes_in);

@@ -11,7 +11,33 @@
 use std::{
     os::unix::net::{SocketAddr, UnixDatagram},
     path::Path,
+    sync::atomic::{AtomicBool, Ordering},
 };
+
+/// Set once `READY=1` was sent: until then a reload says nothing (a
+/// SIGHUP during start-up must not make a starting edge look ready).
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Says `READY=1` (with `extra` lines first, such as `MAINPID=`), and
+/// lets reloads speak from now on.
+pub fn ready(extra: &str) {
+    READY.store(true, Ordering::SeqCst);
+    notify(&format!("{extra}READY=1\nSTATUS=serving"));
+}
+
+/// `RELOADING=1` before a reload, once ready.
+pub fn reloading() {
+    if READY.load(Ordering::SeqCst) {
+        notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+    }
+}
+
+/// `READY=1` after a reload (applied or refused), once ready.
+pub fn reloaded(generation: u64) {
+    if READY.load(Ordering::SeqCst) {
+        notify(&format!("READY=1\nSTATUS=serving generation {generation}"));
+    }
+}
 
 /// Sends `state` (newline-separated `KEY=VALUE` lines) to the service
 /// manager, if there is one; a failure is logged, never fatal (edge serves
@@ -62,7 +88,10 @@ pub fn table_has_listener(table: &str, addr: std::net::SocketAddr) -> bool {
         else {
             return false;
         };
-        state == "0A" && parse_local(local) == Some(addr)
+        // By address and port only: an IPv6 listener's scope id or flow
+        // label is not in the table.
+        state == "0A"
+            && parse_local(local).is_some_and(|a| a.ip() == addr.ip() && a.port() == addr.port())
     })
 }
 

@@ -102,7 +102,9 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<()> {
             &config_at,
             &fs::read(root.join(DEFAULT_CONFIG))
                 .with_context(|| format!("reading {DEFAULT_CONFIG}"))?,
-            0o644,
+            // It will hold the admin token, JWT secrets, API keys: root's
+            // alone (edge runs as root).
+            0o600,
         )?;
         println!(
             "xtask: installed {} (from {DEFAULT_CONFIG}: the L7 proxy on loopback; edit it)",
@@ -247,7 +249,8 @@ fn build_deb(root: &Path, bin: &Path, out: &Path, compression: Compression) -> R
         &t.join(CONFIG),
         &fs::read(root.join(DEFAULT_CONFIG))
             .with_context(|| format!("reading {DEFAULT_CONFIG}"))?,
-        0o644,
+        // Secrets go in it: root's alone, and dpkg keeps the mode.
+        0o600,
     )?;
     write_file(
         &t.join("lib/systemd/system").join(UNIT_NAME),

@@ -84,6 +84,25 @@ pub fn pools(pools: &[Arc<UpstreamPool>]) -> Value {
     Value::Array(pools.iter().map(|p| pool(p)).collect())
 }
 
+/// A consumer's usage since edge started: requests by status class, body
+/// bytes in and out.
+pub fn consumer(name: &str, groups: &[String]) -> Value {
+    let usage = crate::policy::usage::read(name);
+    let mut requests = serde_json::Map::new();
+    for (i, class) in crate::metrics::STATUS_CLASSES.iter().enumerate() {
+        let n = usage.as_ref().map_or(0, |u| u.requests[i]);
+        requests.insert((*class).to_string(), json!(n));
+    }
+    json!({
+        "name": name,
+        "groups": groups,
+        "requests": requests,
+        "requests_total": usage.as_ref().map_or(0, |u| u.requests.iter().sum::<u64>()),
+        "bytes_in": usage.as_ref().map_or(0, |u| u.bytes_in),
+        "bytes_out": usage.as_ref().map_or(0, |u| u.bytes_out),
+    })
+}
+
 /// An L4 service with its backends.
 pub fn service(s: &ServiceView) -> Value {
     let backends: Vec<Value> = s

@@ -100,6 +100,18 @@ impl Admin {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_canonical());
         let what = format!("{} {}", req.method, req.uri.path());
+        // A browser on an allowed host can be made to send a change by any
+        // page it visits (a form's POST needs no preflight); it says so in
+        // Origin and Sec-Fetch-Site, which `edge ctl`, curl and scripts do
+        // not send. Only the status page's own origin may change things.
+        if let Some(why) = cross_site(req) {
+            tracing::warn!(peer = ?peer, request = %what, "admin change refused: {why}");
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                format!("forbidden: {why}\n").into_bytes(),
+            ));
+        }
         if !peer.is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip))) {
             tracing::warn!(peer = ?peer, request = %what, "admin change refused: peer not in admin.allow");
             return Some(reply(
@@ -237,6 +249,28 @@ impl Admin {
     }
 }
 
+/// Why a change request comes from another site's page, if it does: an
+/// `Origin` that is not this endpoint's own (as `Host` names it), or
+/// `Sec-Fetch-Site` other than same-origin or none (typed by the user).
+fn cross_site(req: &pingora::http::RequestHeader) -> Option<String> {
+    let header = |name: &str| {
+        req.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    if let Some(site) = header("sec-fetch-site")
+        && !matches!(site.as_str(), "same-origin" | "none")
+    {
+        return Some(format!("a change from a {site} page"));
+    }
+    let origin = header("origin")?;
+    let host = header("host").unwrap_or_default();
+    let own = origin
+        .strip_prefix("http://")
+        .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(&host));
+    (!own).then(|| format!("a change from the page of another origin ({origin})"))
+}
+
 /// Compares without stopping at the first difference, so the time taken
 /// tells nothing about how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -337,13 +371,14 @@ impl Admin {
                 );
                 resp
             }
-            (true, ["api", "status"]) => reply_json(StatusCode::OK, &self.status()),
+            (true, ["api", "status"]) => reply_json(StatusCode::OK, &self.status().await),
             (true, ["api", "pools"]) => {
                 reply_json(StatusCode::OK, &json!({ "pools": self.pools() }))
             }
-            (true, ["api", "services"]) => {
-                reply_json(StatusCode::OK, &json!({ "services": self.services() }))
-            }
+            (true, ["api", "services"]) => reply_json(
+                StatusCode::OK,
+                &json!({ "services": self.services().await }),
+            ),
             (true, ["api", "listeners"]) => {
                 reply_json(StatusCode::OK, &json!({ "listeners": self.listeners() }))
             }
@@ -365,6 +400,9 @@ impl Admin {
                 }
                 None => json_error(StatusCode::NOT_FOUND, "no configuration"),
             },
+            (true, ["api", "consumers"]) => {
+                reply_json(StatusCode::OK, &json!({ "consumers": self.consumers() }))
+            }
             (true, ["api", "bans"]) => match &self.bans {
                 Some(b) => reply_json(StatusCode::OK, &json!({ "bans": b.list() })),
                 None => reply_json(StatusCode::OK, &json!({ "bans": [] })),
@@ -394,6 +432,20 @@ impl Admin {
         }
     }
 
+    fn consumers(&self) -> Value {
+        match &self.reloader {
+            Some(r) => Value::Array(
+                r.view()
+                    .config
+                    .consumers
+                    .iter()
+                    .map(|c| api::consumer(&c.name, &c.groups))
+                    .collect(),
+            ),
+            None => json!([]),
+        }
+    }
+
     fn pools(&self) -> Value {
         match &self.reloader {
             Some(r) => api::pools(&r.view().pools),
@@ -401,16 +453,20 @@ impl Admin {
         }
     }
 
-    fn services(&self) -> Value {
-        match self.l4.as_ref().and_then(|l| l.get()) {
-            Some(l4) => Value::Array(
-                l4.controller()
-                    .services()
-                    .iter()
-                    .map(api::service)
-                    .collect(),
-            ),
-            None => json!([]),
+    /// The L4 services; the controller's lock may be held for a while
+    /// (next hops resolving), so it is read off the async workers.
+    async fn services(&self) -> Value {
+        let Some(controller) = self
+            .l4
+            .as_ref()
+            .and_then(|l| l.get())
+            .map(|l| l.controller())
+        else {
+            return json!([]);
+        };
+        match tokio::task::spawn_blocking(move || controller.services()).await {
+            Ok(services) => Value::Array(services.iter().map(api::service).collect()),
+            Err(e) => api::error(format!("reading the L4 services: {e}")),
         }
     }
 
@@ -434,7 +490,7 @@ impl Admin {
         guard.as_ref().map(api::xdp)
     }
 
-    fn status(&self) -> Value {
+    async fn status(&self) -> Value {
         let (generation, listeners, pools) = match &self.reloader {
             Some(r) => {
                 let view = r.view();
@@ -452,7 +508,7 @@ impl Admin {
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "listeners": listeners,
             "pools": pools,
-            "services": self.services(),
+            "services": self.services().await,
             "xdp": self.xdp_view(),
         })
     }
@@ -482,6 +538,8 @@ impl Admin {
     fn drain(&self, kind: &str, name: &str, address: &str, drained: bool) -> Response<Vec<u8>> {
         let decoded = percent_encoding::percent_decode_str(address).decode_utf8_lossy();
         let address = decoded.as_ref();
+        let name_decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        let name = name_decoded.as_ref();
         if kind == "pools" {
             let Some(reloader) = &self.reloader else {
                 return json_error(StatusCode::NOT_FOUND, format!("no pool {name}"));
@@ -497,6 +555,9 @@ impl Admin {
                     StatusCode::OK,
                     &json!({ "pool": name, "address": addr.to_string(), "drained": drained }),
                 ),
+                Err(e @ crate::runtime::reload::DrainError::TooMany) => {
+                    json_error(StatusCode::CONFLICT, e)
+                }
                 Err(e) => json_error(StatusCode::NOT_FOUND, e),
             };
         }
@@ -518,10 +579,7 @@ impl Admin {
                 StatusCode::NOT_FOUND,
                 format!("no backend {ip} in L4 service {name}"),
             ),
-            Err(e) => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("updating the L4 table: {e:#}"),
-            ),
+            Err(e) => json_error(StatusCode::CONFLICT, format!("{e:#}")),
         }
     }
 
@@ -530,6 +588,20 @@ impl Admin {
         let Some(cache) = self.cache else {
             return json_error(StatusCode::NOT_FOUND, "no cache is configured");
         };
+        // JSON only: a type a cross-site form cannot send.
+        let json_body = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !json_body {
+            return json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a purge request is Content-Type: application/json",
+            );
+        }
         let mut body = Vec::new();
         loop {
             match session.read_request_body().await {

@@ -41,6 +41,9 @@ use std::{
     time::Duration,
 };
 
+/// Most L4 drains kept (including backends that have since left the file).
+pub const MAX_DRAINS: usize = 4096;
+
 /// How long start-up and a reload wait for each new real's next hop.
 pub const RESOLVE_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -508,19 +511,25 @@ impl Controller {
     /// and publishes its table; `Ok(false)` when there is no such backend.
     pub fn set_drained(&self, name: &str, address: IpAddr, drained: bool) -> Result<bool> {
         let mut st = self.state();
-        let Some(svc) = st.plan.services.iter().find(|s| s.name == name).cloned() else {
-            return Ok(false);
-        };
-        if !svc.backends.iter().any(|b| b.address == address) {
-            return Ok(false);
+        if self.frozen() {
+            anyhow::bail!("this edge has handed its L4 tables over to a new process");
         }
         let key = (name.to_string(), address);
+        let svc = st.plan.services.iter().find(|s| s.name == name).cloned();
+        let Some(svc) = svc.filter(|s| s.backends.iter().any(|b| b.address == address)) else {
+            // A drain of a backend that has left the file can still be
+            // lifted (it would come back drained).
+            return Ok(!drained && st.drained.remove(&key));
+        };
+        if drained && st.drained.len() >= MAX_DRAINS && !st.drained.contains(&key) {
+            anyhow::bail!("{MAX_DRAINS} L4 backends are drained already: undrain some first");
+        }
         let changed = if drained {
             st.drained.insert(key)
         } else {
             st.drained.remove(&key)
         };
-        if changed && !self.frozen() {
+        if changed {
             self.publish(&mut st, svc.key)?;
             tracing::info!(
                 service = %svc.name,

@@ -28,6 +28,7 @@ pub mod probe;
 pub mod ratelimit;
 pub mod redis;
 mod state;
+pub mod usage;
 
 pub use state::{Generation, Shared};
 

@@ -71,8 +71,6 @@ pub trait KernelApply: Send + Sync {
 /// The live generation.
 struct Live {
     config: Config,
-    /// The file's text it was read from (for the admin API).
-    text: Arc<str>,
     pools: Pools,
     generation: u64,
 }
@@ -83,6 +81,9 @@ pub enum DrainError {
     /// No pool of that name in the live configuration.
     #[error("no pool {0}")]
     NoPool(String),
+    /// As many drains as edge keeps are in place.
+    #[error("{MAX_DRAINS} backends are drained already: undrain some first")]
+    TooMany,
     /// The pool has no backend at that address.
     #[error("pool {pool} has no backend {address}")]
     NoBackend {
@@ -92,6 +93,10 @@ pub enum DrainError {
         address: SocketAddr,
     },
 }
+
+/// Most drains kept (backends drained through the admin API, including
+/// those that have since left the file).
+pub const MAX_DRAINS: usize = 4096;
 
 /// What the admin API shows of the live generation.
 pub struct LiveView {
@@ -119,6 +124,9 @@ pub struct Reloader {
     /// Backends drained through the admin API (pool, address): kept
     /// across reloads until undrained.
     drained: Mutex<BTreeSet<(String, SocketAddr)>>,
+    /// The live generation as the admin API reads it, without the live
+    /// lock (a reload holds that for seconds when next hops resolve).
+    view: ArcSwap<LiveView>,
     /// Set once a new process has taken over: this one changes nothing.
     retired: std::sync::atomic::AtomicBool,
 }
@@ -138,7 +146,8 @@ impl Reloader {
         let mut pools = Pools::build(&config, &Pools::default(), &BTreeSet::new())?;
         // What the admin API shows as the configuration; the file was
         // just read, so a failure now is unlikely and only costs that view.
-        let text: Arc<str> = std::fs::read_to_string(path).unwrap_or_default().into();
+        // (Read with the same size bound as the configuration itself.)
+        let text: Arc<str> = config::read(path).unwrap_or_default().into();
         let gateway = crate::policy::Shared::new(handle.clone(), ban_map);
         let policies = gateway.generation(&config)?;
         let mut listeners = Listeners::new();
@@ -160,9 +169,14 @@ impl Reloader {
             gateway,
             retired: std::sync::atomic::AtomicBool::new(false),
             drained: Mutex::new(BTreeSet::new()),
+            view: ArcSwap::from_pointee(LiveView {
+                generation: 1,
+                config: config.clone(),
+                text: Arc::clone(&text),
+                pools: pools.all(),
+            }),
             live: Mutex::new(Live {
                 config,
-                text,
                 pools,
                 generation: 1,
             }),
@@ -196,14 +210,8 @@ impl Reloader {
     }
 
     /// The live generation, for the admin API.
-    pub fn view(&self) -> LiveView {
-        let live = self.lock();
-        LiveView {
-            generation: live.generation,
-            config: live.config.clone(),
-            text: Arc::clone(&live.text),
-            pools: live.pools.all(),
-        }
+    pub fn view(&self) -> Arc<LiveView> {
+        self.view.load_full()
     }
 
     /// The configuration file.
@@ -222,18 +230,30 @@ impl Reloader {
         // The live lock first, as a reload takes it: a reload cannot build
         // pools between the check and the record.
         let live = self.lock();
-        let p = live
-            .pools
-            .get(pool)
-            .ok_or_else(|| DrainError::NoPool(pool.to_string()))?;
-        if !p.set_drained(address, drained) {
-            return Err(DrainError::NoBackend {
-                pool: pool.to_string(),
-                address,
-            });
-        }
         let mut set = self.drained.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (pool.to_string(), address);
+        if drained && set.len() >= MAX_DRAINS && !set.contains(&key) {
+            return Err(DrainError::TooMany);
+        }
+        let found = match live.pools.get(pool) {
+            Some(p) => p.set_drained(address, drained),
+            None => false,
+        };
+        if !found {
+            // A drain of a backend that has left the file can still be
+            // lifted (it would come back drained); nothing else can be
+            // done to a backend that is not there.
+            if !drained && set.remove(&key) {
+                return Ok(());
+            }
+            return Err(match live.pools.get(pool) {
+                None => DrainError::NoPool(pool.to_string()),
+                Some(_) => DrainError::NoBackend {
+                    pool: pool.to_string(),
+                    address,
+                },
+            });
+        }
         if drained {
             set.insert(key);
         } else {
@@ -247,15 +267,16 @@ impl Reloader {
     /// log). Blocking: it reads files and writes maps.
     pub fn reload(&self, trigger: &str) -> Result<Applied, ReloadError> {
         let mut live = self.lock();
-        crate::notify::notify(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}",
-            crate::notify::monotonic_usec()
-        ));
+        // A retired edge (handed over) is no longer the service's main
+        // process: it must not speak for the service.
+        let speak = !self.retired.load(std::sync::atomic::Ordering::SeqCst);
+        if speak {
+            crate::notify::reloading();
+        }
         let result = self.next_generation(&mut live);
-        crate::notify::notify(&format!(
-            "READY=1\nSTATUS=serving generation {}",
-            live.generation
-        ));
+        if speak {
+            crate::notify::reloaded(live.generation);
+        }
         match &result {
             // Logged before counted: whoever watches the counter (a test,
             // an operator's script) then finds the reason in the log.
@@ -279,6 +300,9 @@ impl Reloader {
                     "configuration reload refused; the running configuration stays:\n{e}"
                 );
                 metrics::config_reload(false);
+                // The refused generation's consumers got usage entries
+                // when it was built: only the live ones stay.
+                crate::policy::usage::retain(live.config.consumers.iter().map(|c| c.name.as_str()));
             }
         }
         result
@@ -333,9 +357,16 @@ impl Reloader {
             slot.store(rt);
         }
         pools.go_live(&live.pools, &self.handle);
+        crate::policy::usage::retain(next.consumers.iter().map(|c| c.name.as_str()));
+        let text: Arc<str> = text.into();
+        self.view.store(Arc::new(LiveView {
+            generation,
+            config: next.clone(),
+            text: Arc::clone(&text),
+            pools: pools.all(),
+        }));
         *live = Live {
             config: next,
-            text: text.into(),
             pools,
             generation,
         };

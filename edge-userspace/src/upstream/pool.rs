@@ -40,8 +40,6 @@ pub struct Backend {
     failures: AtomicU32,
     ejections: AtomicU32,
     active: AtomicUsize,
-    /// Its configured weight (a reload may change it).
-    weight: AtomicU32,
     /// Drained through the admin API: no new requests until undrained.
     drained: AtomicBool,
     /// Attempts that ended on it, and how.
@@ -141,7 +139,6 @@ impl UpstreamPool {
             .iter()
             .map(|b| {
                 if let Some(old) = previous.and_then(|p| p.backend_at(b.address)) {
-                    old.weight.store(b.weight, Ordering::Relaxed);
                     return old;
                 }
                 let label: Arc<str> = Arc::from(b.address.to_string().as_str());
@@ -154,7 +151,6 @@ impl UpstreamPool {
                     failures: AtomicU32::new(0),
                     ejections: AtomicU32::new(0),
                     active: AtomicUsize::new(0),
-                    weight: AtomicU32::new(b.weight),
                     drained: AtomicBool::new(false),
                     outcomes: Outcomes::new(Instant::now()),
                 })
@@ -415,7 +411,9 @@ impl UpstreamPool {
                 let (requests, failures) = b.outcomes.totals();
                 BackendState {
                     address: b.address,
-                    weight: b.weight.load(Ordering::Relaxed),
+                    // This pool's own configuration's: the backend object
+                    // may be shared with another generation's pool.
+                    weight: self.config.backends.get(i).map_or(0, |c| c.weight),
                     healthy: b.healthy(),
                     drained: b.drained(),
                     ejected_for: self.ejected_for(i),
@@ -535,6 +533,30 @@ mod tests {
             new.backends()[three].healthy(),
             "a new backend starts healthy"
         );
+    }
+
+    #[test]
+    fn a_drained_backend_is_never_picked_not_even_in_panic_mode() {
+        let p = pool(Duration::from_secs(30));
+        let input = || PickInput {
+            client: None,
+            hash_key: &[],
+        };
+        let b0: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        assert!(p.set_drained(b0, true));
+        assert!(!p.set_drained("10.0.0.9:80".parse().unwrap(), true));
+        for _ in 0..10 {
+            assert_eq!(p.select(input(), &[]), Some(1));
+        }
+        // The other one down: panic mode tries any backend, but not the
+        // drained one; with it tried, there is none.
+        p.set_health(1, false);
+        assert_eq!(p.select(input(), &[]), Some(1));
+        assert_eq!(p.select(input(), &[1]), None);
+        assert_eq!(p.states()[0].state(), "draining");
+        assert_eq!(p.states()[1].state(), "down");
+        assert!(p.set_drained(b0, false));
+        assert_eq!(p.select(input(), &[1]), Some(0));
     }
 
     #[test]
