@@ -116,7 +116,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
         }
         return Ok(());
     }
-    let bins = build(root, opts.sanitizer)?;
+    let bins = build(root, opts.sanitizer, Profile::Release)?;
     let all = list(root)?;
     let targets = match &opts.target {
         Some(t) if all.contains(t) => vec![t.clone()],
@@ -150,7 +150,10 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
 /// with AddressSanitizer, from its seeds. Returns how many passed and how many failed; an
 /// error if the targets could not be built or started.
 pub fn smoke(root: &Path) -> Result<(u64, u64)> {
-    let bins = build(root, Sanitizer::Address)?;
+    // Unoptimised: a few seconds a target find crashes and sanitizer
+    // reports as well, and the build (edge and its dependencies again,
+    // instrumented) takes minutes less of the suite's time.
+    let bins = build(root, Sanitizer::Address, Profile::Dev)?;
     let (mut passed, mut failed) = (0, 0);
     for target in list(root)? {
         let run = run_target(
@@ -186,17 +189,29 @@ fn fuzz_command(root: &Path) -> Command {
     cmd
 }
 
+/// How the targets are built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    /// Optimised, for fuzzing in earnest.
+    Release,
+    /// Unoptimised, for the suite's smoke run.
+    Dev,
+}
+
 /// Builds every target; returns the directory of the binaries.
-fn build(root: &Path, sanitizer: Sanitizer) -> Result<PathBuf> {
+fn build(root: &Path, sanitizer: Sanitizer, profile: Profile) -> Result<PathBuf> {
     toolchain::ensure()?;
     toolchain::ensure_cargo_fuzz()?;
     let target_dir = root.join(FUZZ_DIR).join("target").join(sanitizer.as_str());
     let triple = host_triple();
     let started = Instant::now();
+    let mut cmd = fuzz_command(root);
+    cmd.args(["build", "--fuzz-dir", FUZZ_DIR, "--target", &triple]);
+    if profile == Profile::Dev {
+        cmd.arg("--dev");
+    }
     run_status(
-        fuzz_command(root)
-            .args(["build", "--fuzz-dir", FUZZ_DIR, "--target", &triple])
-            .args(["--sanitizer", sanitizer.as_str()])
+        cmd.args(["--sanitizer", sanitizer.as_str()])
             // Overflow checks and debug assertions find more; 16 codegen
             // units rebuild edge-userspace several times faster than the
             // single one cargo-fuzz defaults to, for somewhat slower runs.
@@ -211,7 +226,11 @@ fn build(root: &Path, sanitizer: Sanitizer) -> Result<PathBuf> {
         started.elapsed(),
         sanitizer.as_str()
     );
-    Ok(target_dir.join(triple).join("release"))
+    let dir = match profile {
+        Profile::Release => "release",
+        Profile::Dev => "debug",
+    };
+    Ok(target_dir.join(triple).join(dir))
 }
 
 /// The targets, as `tests/fuzz/Cargo.toml` declares them.

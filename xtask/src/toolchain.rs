@@ -10,12 +10,10 @@
 use anyhow::{Context, Result, bail};
 use std::{path::PathBuf, process::Command};
 
-/// Debian packages: the kernel-side toolchain, what Pingora's build needs,
-/// what the labs use (ip, curl, ethtool), the Redis server the
-/// gateway's shared rate-limit and TCP-listener tests start, gRPC and
-/// protobuf for Debian's Python and protoc (the gRPC and transcoding
-/// tests' backends, clients and descriptor sets), and the nginx and
-/// HAProxy the PROXY protocol tests put behind and in front of edge.
+/// Debian packages: the kernel-side toolchain, what the build needs
+/// (Debian's OpenSSL, which edge links: see `.cargo/config.toml`), and
+/// what the demo lab uses (ip, curl, ethtool). What only the tests need is
+/// in [`TEST_PACKAGES`], so a first `cargo xtask run` does not wait for it.
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -27,6 +25,15 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "curl",
     "ethtool",
+];
+/// What `cargo xtask test` needs beyond [`PACKAGES`]: the Redis server the
+/// gateway's shared rate-limit and TCP-listener tests start; gRPC and
+/// protobuf for Debian's Python and protoc (the gRPC and transcoding
+/// tests' backends, clients and descriptor sets); the nginx and HAProxy
+/// the PROXY protocol tests put behind and in front of edge; a browser and
+/// its WebDriver for the status page's test; promtool for the alert rules;
+/// systemd-analyze and dpkg's helpers for the unit and package checks.
+pub const TEST_PACKAGES: &[&str] = &[
     "redis-server",
     "python3-grpcio",
     "python3-protobuf",
@@ -34,11 +41,6 @@ const PACKAGES: &[&str] = &[
     "libprotobuf-dev",
     "nginx",
     "haproxy",
-];
-/// What `cargo xtask test` needs beyond [`PACKAGES`]: a browser and its
-/// WebDriver for the status page's test, promtool for the alert rules,
-/// systemd-analyze and dpkg's helpers for the unit and package checks.
-pub const TEST_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
     "prometheus",
