@@ -104,11 +104,14 @@ struct Case {
     cached: bool,
     body_len: u64,
     edge: EdgeKind,
+    /// Every request on a new connection (`Connection: close`): for TLS,
+    /// a full handshake each.
+    close: bool,
 }
 
 /// The small body's length.
 pub(crate) const SMALL: u64 = configs::SMALL_BODY.len() as u64;
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     Case {
         name: "proxied, 13 B response",
         path: configs::SMALL_PATH,
@@ -116,6 +119,7 @@ const CASES: [Case; 4] = [
         cached: false,
         body_len: SMALL,
         edge: EdgeKind::Plain,
+        close: false,
     },
     Case {
         name: "proxied, 64 KiB response",
@@ -124,6 +128,7 @@ const CASES: [Case; 4] = [
         cached: false,
         body_len: configs::LARGE_SIZE as u64,
         edge: EdgeKind::Plain,
+        close: false,
     },
     Case {
         name: "cache hit, 13 B response",
@@ -132,6 +137,7 @@ const CASES: [Case; 4] = [
         cached: true,
         body_len: SMALL,
         edge: EdgeKind::Cache,
+        close: false,
     },
     Case {
         name: "HTTPS (TLS 1.3, keep-alive), 13 B",
@@ -140,6 +146,16 @@ const CASES: [Case; 4] = [
         cached: false,
         body_len: SMALL,
         edge: EdgeKind::Tls,
+        close: false,
+    },
+    Case {
+        name: "HTTPS, a TLS 1.3 handshake per request, 13 B",
+        path: configs::SMALL_PATH,
+        https: true,
+        cached: false,
+        body_len: SMALL,
+        edge: EdgeKind::Tls,
+        close: true,
     },
 ];
 
@@ -196,6 +212,8 @@ pub enum Rows {
     Http,
     /// The gRPC and TCP rows.
     Protocols,
+    /// The two HTTPS rows (keep-alive, and a handshake per request).
+    Tls,
 }
 
 /// Installs what is missing, builds edge (release), runs the cases of
@@ -203,7 +221,12 @@ pub enum Rows {
 pub fn run(root: &Path, rows: Rows) -> Result<()> {
     toolchain::ensure_packages(PACKAGES)?;
     toolchain::ensure_packages(protocols::PACKAGES)?;
-    let edge_bin = crate::build(root, true)?;
+    // EDGE_BENCH_BIN measures a given build instead (another OpenSSL,
+    // another profile), the other proxies as the yardstick.
+    let edge_bin = match std::env::var_os("EDGE_BENCH_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => crate::build(root, true)?,
+    };
     catch_signals();
     let nproc = std::thread::available_parallelism().map_or(1, usize::from);
     let cpus = Cpus::for_machine(nproc);
@@ -237,14 +260,14 @@ pub fn run(root: &Path, rows: Rows) -> Result<()> {
     let which = rows;
     let mut rows = Vec::new();
     if which != Rows::Protocols {
-        for case in &CASES {
+        for case in CASES.iter().filter(|c| which != Rows::Tls || c.https) {
             rows.push(Row {
                 case: case.name.to_string(),
                 cells: bench.case(case)?,
             });
         }
     }
-    if which != Rows::Http {
+    if matches!(which, Rows::All | Rows::Protocols) {
         rows.extend(protocols::rows(
             dir.path(),
             &edge_bin,
@@ -446,6 +469,7 @@ impl<'a> Bench<'a> {
             cached: false,
             body_len,
             edge: EdgeKind::Plain,
+            close: false,
         };
         measure(&mut self.origin, &case, url, self.cpus, self.dir)
     }
@@ -520,13 +544,18 @@ fn measure(server: &mut Proc, case: &Case, url: &str, cpus: &Cpus, dir: &Path) -
     for _ in 0..probes {
         expect(url, case.body_len)?;
     }
-    wrk::run(url, wrk_cpus, LOAD.for_time(WARMUP), &log)?;
+    let headers: Vec<String> = if case.close {
+        vec!["Connection: close".to_string()]
+    } else {
+        Vec::new()
+    };
+    wrk::run_with_headers(url, &headers, wrk_cpus, LOAD.for_time(WARMUP), &log)?;
     server.check_running()?;
 
     let misses_before = origin_requests()?;
     let cpu_before = server.cpu_time()?;
     let started = Instant::now();
-    let m = wrk::run(url, wrk_cpus, LOAD, &log)?;
+    let m = wrk::run_with_headers(url, &headers, wrk_cpus, LOAD, &log)?;
     let wall = started.elapsed();
     let cpu = server.cpu_time()?.saturating_sub(cpu_before);
     server.check_running()?;
@@ -897,8 +926,10 @@ no access log, connect timeout 5 s and read/write/idle 60 s where the proxy has 
 from the page cache), HAProxy's in-memory small-object `cache`. Each cell checks that (next to) \
 no measured request reached the origin.
 - HTTPS: the proxy terminates TLS (1.2 minimum; wrk and the servers negotiate TLS 1.3) with one \
-self-signed ECDSA P-256 certificate made at bench time with `openssl`, then proxies plain HTTP. wrk \
-keeps its connections open, so this is steady-state encryption, not handshakes.
+self-signed ECDSA P-256 certificate made at bench time with `openssl`, then proxies plain HTTP. In \
+the keep-alive row wrk keeps its connections open, so it measures steady-state encryption; in the \
+handshake row every request carries `Connection: close`, so each is a new connection and a full \
+TLS 1.3 handshake (wrk resumes no session).
 - wrk: {t} thread, {c} keep-alive connections (a closed loop: each connection has one request in \
 flight), {d} s per run after a {w} s warm-up; latency as wrk measures it (`--latency`). Each figure \
 is the median of {rounds} runs; the runs go round-robin over the three proxies, \

@@ -43,13 +43,9 @@ pub struct Measurement {
     pub non_2xx: u64,
 }
 
-/// Runs wrk on `url` pinned to `cpus`, output to `log`; returns what it
-/// measured. Stops early (and fails) on Ctrl-C.
-pub fn run(url: &str, cpus: Option<&str>, load: Load, log: &Path) -> Result<Measurement> {
-    run_with_headers(url, &[], cpus, load, log)
-}
-
-/// [`run`], every request with `headers` (`Name: value`, wrk's `-H`).
+/// Runs wrk on `url` pinned to `cpus`, every request with `headers`
+/// (`Name: value`, wrk's `-H`), output to `log`; returns what it measured.
+/// Stops early (and fails) on Ctrl-C.
 pub fn run_with_headers(
     url: &str,
     headers: &[String],
