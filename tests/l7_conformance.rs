@@ -275,13 +275,16 @@ fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
     }
 }
 
-/// Fields edge adds to every request; their values depend on the run.
-const ADDED: [&str; 5] = [
+/// Fields edge adds to every request; their values depend on the run (the
+/// request id and trace context are tested in `l7_tracing.rs`).
+const ADDED: [&str; 7] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "via",
     "cdn-loop",
+    "x-request-id",
+    "traceparent",
 ];
 
 /// `bytes` without the header lines edge adds (the head only; the body is

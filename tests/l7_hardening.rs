@@ -643,9 +643,19 @@ fn memory_stays_flat_with_nobody_scraping() -> Result<()> {
     // Warm up past one fold of the histograms, so the allocator and the
     // recorder are at their steady state.
     let warm = load(p.listen, 4, 60_000, Duration::from_secs(8))?;
-    let before = rss_bytes(pid)?;
+    // Each reading follows a fold: the recorder folds every 5 s whatever
+    // happens, so up to 5 s of unfolded samples (several MB at a fast
+    // machine's rate) would otherwise sit in one reading and not the
+    // other. Nothing outside edge can see a fold happen (scraping would
+    // fold too, and this test is about nobody scraping), hence a wait of
+    // one interval and a bit.
+    let after_a_fold = || -> Result<u64> {
+        std::thread::sleep(edge_userspace::metrics::UPKEEP_INTERVAL + Duration::from_secs(1));
+        rss_bytes(pid)
+    };
+    let before = after_a_fold()?;
     let n = load(p.listen, 4, 400_000, Duration::from_secs(30))?;
-    let after = rss_bytes(pid)?;
+    let after = after_a_fold()?;
     let grown = after.saturating_sub(before);
     eprintln!(
         "warm-up {warm} requests, then {n}: RSS {before} -> {after} bytes ({:.1} bytes/request)",

@@ -94,13 +94,19 @@ fn backend_of(status: &Value, address: SocketAddr) -> Option<&Value> {
         .find(|b| b["address"] == address.to_string())
 }
 
+/// Edge's endpoints and two backends, a and b, beside its listener.
+fn two_backends() -> Result<(loopback::Endpoints, Backend, Backend)> {
+    let at = loopback::endpoints(1);
+    let listen = at.listeners[0];
+    let a = Backend::start("a", None, SocketAddr::new(listen.ip(), listen.port() + 11))?;
+    let b = Backend::start("b", None, SocketAddr::new(listen.ip(), listen.port() + 12))?;
+    Ok((at, a, b))
+}
+
 #[test]
 fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
-    let at = loopback::endpoints(1);
+    let (at, a, b) = two_backends()?;
     let (listen, admin) = (at.listeners[0], at.admin);
-    let ip = listen.ip();
-    let a = Backend::start("a", None, SocketAddr::new(ip, listen.port() + 11))?;
-    let b = Backend::start("b", None, SocketAddr::new(ip, listen.port() + 12))?;
     let dir = tempfile::tempdir()?;
     let yaml = config(listen, admin, &[&a, &b], "1s");
     let edge = loopback::start_edge(dir.path(), &yaml, &at)?;
@@ -303,11 +309,8 @@ impl Manager {
 
 #[test]
 fn edge_tells_the_service_manager_when_it_is_ready_reloads_and_stops() -> Result<()> {
-    let at = loopback::endpoints(1);
+    let (at, a, b) = two_backends()?;
     let (listen, admin) = (at.listeners[0], at.admin);
-    let ip = listen.ip();
-    let a = Backend::start("a", None, SocketAddr::new(ip, listen.port() + 11))?;
-    let b = Backend::start("b", None, SocketAddr::new(ip, listen.port() + 12))?;
     let dir = tempfile::tempdir()?;
     let config_path = dir.path().join("edge.yaml");
     std::fs::write(&config_path, config(listen, admin, &[&a, &b], "1s"))?;

@@ -16,16 +16,11 @@ use serde::Deserialize;
 /// The field a request id travels in by default.
 pub const DEFAULT_REQUEST_ID_HEADER: &str = "X-Request-Id";
 
-/// Fields that cannot carry a request id: HTTP's framing and hop-by-hop
-/// fields, the trace context itself, fields edge writes for its own
-/// purposes, and fields whose meaning a client or backend relies on.
-const RESERVED: [&str; 22] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
+/// Fields that cannot carry a request id besides the hop-by-hop ones
+/// ([`crate::proxy::headers::HOP_BY_HOP`]): HTTP's framing, the trace
+/// context itself, fields edge writes for its own purposes, and fields
+/// whose meaning a client or backend relies on.
+const RESERVED: [&str; 16] = [
     "transfer-encoding",
     "content-length",
     "content-type",
@@ -112,6 +107,7 @@ pub(super) fn validate(
                     format!("bad header name {header:?}: letters, digits and !#$%&'*+-.^_`|~ only"),
                 );
             } else if RESERVED.contains(&lower.as_str())
+                || crate::proxy::headers::HOP_BY_HOP.contains(&lower.as_str())
                 || lower.starts_with("x-forwarded-")
                 || lower.starts_with("grpc-")
             {
