@@ -859,3 +859,59 @@ fn cdn_cache_control_is_obeyed_ahead_of_cache_control() -> Result<()> {
     expect(&edge.get("/cdn-no-store")?, 200, "HIT", "cdn")?;
     Ok(())
 }
+
+#[test]
+fn the_admin_api_purges_by_url_and_by_prefix() -> Result<()> {
+    let origin = backend(fixed("kept", &[("Cache-Control", "max-age=60")]))?;
+    let edge = LoopbackEdge::start(config(origin.addr(), "{}", "{}"))?;
+    for path in ["/a/1", "/a/2?x=1", "/ab", "/b/1"] {
+        edge.request("GET", path, &[])?;
+        ensure!(status(&edge.request("GET", path, &[])?) == "HIT", "{path}");
+    }
+    let host = edge.listen.to_string();
+    let purge = |body: String, content_type: &str| {
+        edge_tests::http::send(
+            edge.admin,
+            "POST",
+            "/api/cache/purge",
+            &[("content-type", content_type)],
+            body.as_bytes(),
+        )
+    };
+    let json = "application/json";
+    let m = purge(
+        format!(r#"{{"listener": "web", "host": "{host}", "prefix": "/a/"}}"#),
+        json,
+    )?;
+    ensure!(
+        m.status() == Some(200) && m.text().contains(r#""purged":2"#),
+        "{}",
+        m.text()
+    );
+    for (path, want) in [
+        ("/a/1", "MISS"),
+        ("/a/2?x=1", "MISS"),
+        ("/ab", "HIT"),
+        ("/b/1", "HIT"),
+    ] {
+        ensure!(
+            status(&edge.request("GET", path, &[])?) == want,
+            "{path}: not {want}"
+        );
+    }
+    let m = purge(
+        format!(r#"{{"listener": "web", "host": "{host}", "path": "/b/1"}}"#),
+        json,
+    )?;
+    ensure!(m.text().contains(r#""purged":1"#), "{}", m.text());
+    ensure!(status(&edge.request("GET", "/b/1", &[])?) == "MISS");
+    // Both, neither, or not JSON: refused, nothing purged.
+    let both = format!(r#"{{"listener": "web", "host": "{host}", "path": "/ab", "prefix": "/"}}"#);
+    ensure!(purge(both, json)?.status() == Some(400));
+    let neither = format!(r#"{{"listener": "web", "host": "{host}"}}"#);
+    ensure!(purge(neither, json)?.status() == Some(400));
+    let form = format!(r#"{{"listener": "web", "host": "{host}", "prefix": "/"}}"#);
+    ensure!(purge(form, "text/plain")?.status() == Some(415));
+    ensure!(status(&edge.request("GET", "/ab", &[])?) == "HIT");
+    Ok(())
+}

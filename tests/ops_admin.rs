@@ -108,6 +108,9 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     let (at, a, b) = two_backends()?;
     let (listen, admin) = (at.listeners[0], at.admin);
     let dir = tempfile::tempdir()?;
+    let _cleanup = RemoveOnDrop(edge_userspace::runtime::drains::path_for(
+        &dir.path().join("edge.yaml"),
+    )?);
     let yaml = config(listen, admin, &[&a, &b], "1s");
     let edge = loopback::start_edge(dir.path(), &yaml, &at)?;
 
@@ -444,5 +447,52 @@ fn changes_from_a_peer_outside_admin_allow_are_refused() -> Result<()> {
         backend_of(&s, a.addr()).map(|b| b["drained"].clone()),
         Some(Value::Bool(false))
     );
+    Ok(())
+}
+
+/// Removes a file when dropped (the drains file a test's edge left).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn drains_outlive_a_restart() -> Result<()> {
+    let (at, a, b) = two_backends()?;
+    let (listen, admin) = (at.listeners[0], at.admin);
+    let dir = tempfile::tempdir()?;
+    let yaml = config(listen, admin, &[&a, &b], "1s");
+    let saved = edge_userspace::runtime::drains::path_for(&dir.path().join("edge.yaml"))?;
+    let _cleanup = RemoveOnDrop(saved.clone());
+    let mut edge = loopback::start_edge(dir.path(), &yaml, &at)?;
+    ctl(
+        admin,
+        &["drain", "app-v2", &a.addr().to_string()],
+        Some(TOKEN),
+    )?;
+    assert_eq!(spread(listen, 6)?, HashMap::from([("b".into(), 6)]));
+    edge.stop(DEADLINE)?;
+    drop(edge);
+
+    // The next edge on this configuration starts with the drain.
+    let _edge = loopback::start_edge(dir.path(), &yaml, &at)?;
+    let s = get_json(admin, "/api/status")?;
+    assert_eq!(
+        backend_of(&s, a.addr()).map(|b| b["state"].clone()),
+        Some("draining".into()),
+        "{s}"
+    );
+    assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
+    ctl(
+        admin,
+        &["undrain", "app-v2", &a.addr().to_string()],
+        Some(TOKEN),
+    )?;
+    let text = std::fs::read_to_string(&saved)?;
+    assert!(!text.contains(&a.addr().to_string()), "{text}");
+    assert_eq!(spread(listen, 10)?.len(), 2);
     Ok(())
 }

@@ -483,6 +483,13 @@ fn unload_daemon(path: &std::path::Path, bpffs: Option<PathBuf>, force: bool) ->
         }
     };
     let instance = crate::runtime::control::instance(path)?;
+    // Taken off the host for good: its drains go too.
+    let drains = crate::runtime::drains::path_for(path)?;
+    match std::fs::remove_file(&drains) {
+        Ok(()) => say(format_args!("removed {}", drains.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => say(format_args!("could not remove {}: {e}", drains.display())),
+    }
     let removed = dataplane::unpin_daemon(&root, &instance)?;
     if removed.is_empty() {
         say(format_args!(

@@ -142,6 +142,17 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         )
         .context("compiling the configuration")?,
     );
+    // Drains made through the admin API outlive the process (see
+    // runtime::drains): a restart or an upgrade's new process takes them
+    // back before it serves.
+    let drains_file = crate::runtime::drains::path_for(path).ok();
+    let saved_drains = drains_file
+        .as_deref()
+        .map(crate::runtime::drains::load)
+        .unwrap_or_default();
+    reloader.restore_drains(&saved_drains.pools);
+    // (In an upgrade the L4 tables are taken over later: restored then.)
+    restore_l4_drains(&l4_reload, &saved_drains.services);
     watch_sighup(&control_rt, &reloader)?;
     for service in proxy::services(&conf, &reloader, &config.listeners, access_log)
         .context("building the listeners")?
@@ -155,6 +166,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
                 .with_reloader(Arc::clone(&reloader))
                 .with_bans(reloader.bans())
                 .with_kernel(Arc::clone(&dataplane), Arc::clone(&l4_reload))
+                .with_drains_file(drains_file.clone())
                 .with_access(admin.allow.clone(), admin.token.clone())
                 .service(admin.address),
         );
@@ -208,6 +220,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         handover.hold_lock(lock);
         l4_background = take_over_kernel(&dataplane, &config, &l4_reload)
             .context("taking the kernel side over after the hand-over")?;
+        restore_l4_drains(&l4_reload, &saved_drains.services);
     }
     if let Some(l4) = l4_background {
         server.add_service(background_service("l4", l4));
@@ -281,6 +294,20 @@ fn serve_control(
             "{e:#}; `edge reload` and `edge upgrade` cannot reach this daemon (SIGHUP and POST \
              /reload still reload)"
         ),
+    }
+}
+
+/// Takes back the L4 drains an earlier process saved, once the L4 tables
+/// are this process's; a failure is logged (the backends then take flows
+/// until drained again).
+fn restore_l4_drains(l4: &OnceLock<crate::l4::L4Reload>, saved: &[(String, std::net::IpAddr)]) {
+    if saved.is_empty() {
+        return;
+    }
+    if let Some(l4) = l4.get()
+        && let Err(e) = l4.controller().restore_drains(saved)
+    {
+        tracing::error!("restoring the L4 drains: {e:#}");
     }
 }
 

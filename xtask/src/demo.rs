@@ -234,6 +234,8 @@ struct Demo {
     // Field order is drop order: edge stops first, then the L7 servers,
     // the host link, and the lab (decapsulators, L4 servers, namespaces).
     edge: Edge,
+    /// edge's configuration file.
+    config: std::path::PathBuf,
     _web: Vec<Backend>,
     _host: HostLink,
     lab: DsrLab,
@@ -257,6 +259,7 @@ fn up(bin: &Path, dir: &Path) -> Result<Demo> {
     wait_l4_healthy(&lab.client).with_context(|| format!("edge log:\n{}", edge.log_text()))?;
     Ok(Demo {
         edge,
+        config: config_path,
         _web: web,
         _host: host,
         lab,
@@ -327,13 +330,13 @@ fn check(demo: &mut Demo, bin: &Path) -> Result<()> {
     check_gateway(demo).context("the gateway route /api")?;
     check_metrics(demo).context("the metrics")?;
     check_admin(bin).context("the admin endpoint from this host")?;
-    check_l4_drain(demo, bin).context("draining an L4 backend")?;
+    check_l4_drain(demo, bin).context("draining an L4 backend, across a restart")?;
     Ok(())
 }
 
 /// `edge ctl drain` of an L4 backend takes it out of the VIP's Maglev
 /// table: new connections land on the others until it is undrained.
-fn check_l4_drain(demo: &Demo, bin: &Path) -> Result<()> {
+fn check_l4_drain(demo: &mut Demo, bin: &Path) -> Result<()> {
     let ip0 = PLAN.backend_ip(0).to_string();
     let name0 = PLAN.backends[0];
     let client = demo.lab.client.clone();
@@ -351,15 +354,31 @@ fn check_l4_drain(demo: &Demo, bin: &Path) -> Result<()> {
     };
     ctl(bin, &["drain", SERVICE, &ip0])?;
     let admin = admin_host();
-    wait::until(&format!("{ip0} of {SERVICE} drained"), DEADLINE, || {
-        let text = http::get(admin, "/api/status")?.text();
-        let got = topology::status_backend_flag(&text, "services", SERVICE, &ip0, "drained")?;
-        Ok(got.then_some(()))
-    })?;
+    let drained = || {
+        wait::until(&format!("{ip0} of {SERVICE} drained"), DEADLINE, || {
+            let text = http::get(admin, "/api/status")?.text();
+            let got = topology::status_backend_flag(&text, "services", SERVICE, &ip0, "drained")?;
+            Ok(got.then_some(()))
+        })
+    };
+    drained()?;
     let seen = answers(L4_CONNECTIONS)?;
     ensure!(
         !seen.iter().any(|b| b == name0),
         "{name0} was drained but took new connections: {seen:?}"
+    );
+    // A new edge on this configuration takes the drain back (it adopts
+    // the pinned tables and republishes them without the backend).
+    demo.edge.stop(Duration::from_secs(15))?;
+    demo.edge = Edge::start_bin(bin, Some(&demo.lab.edge), &demo.config)?;
+    demo.edge
+        .wait_ready(Some(&demo.lab.client), admin_lab(), Duration::from_secs(30))?;
+    wait_l4_healthy(&demo.lab.client)?;
+    drained()?;
+    let seen = answers(L4_CONNECTIONS)?;
+    ensure!(
+        !seen.iter().any(|b| b == name0),
+        "{name0} took new connections after a restart that should have kept its drain: {seen:?}"
     );
     ctl(bin, &["undrain", SERVICE, &ip0])?;
     wait::until(
@@ -709,6 +728,7 @@ pub fn run(bin: &Path, check_only: bool) -> Result<()> {
         .with_context(|| format!("lab check; edge log:\n{}", demo.edge.log_text()))?;
     if check_only {
         demo.edge.stop(Duration::from_secs(15))?;
+        forget(bin, &demo);
         println!("xtask: the demo lab answered as documented");
         return Ok(());
     }
@@ -723,5 +743,27 @@ pub fn run(bin: &Path, check_only: bool) -> Result<()> {
     }
     println!("\nxtask: tearing the lab down");
     let _ = demo.edge.stop(Duration::from_secs(15));
+    forget(bin, &demo);
     Ok(())
+}
+
+/// `edge unload --config` for the lab's configuration once edge has
+/// stopped: the drains it keeps for a next process (in /run/edge) and its
+/// pins go, since the lab does not come back.
+fn forget(bin: &Path, demo: &Demo) {
+    let unloaded = Command::new("ip")
+        .args(["netns", "exec", &demo.lab.edge])
+        .arg(bin)
+        .args(["unload", "--config"])
+        .arg(&demo.config)
+        .output();
+    if let Ok(out) = unloaded
+        && !out.status.success()
+    {
+        eprintln!(
+            "xtask: edge unload --config {}: {}",
+            demo.config.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
 }

@@ -51,6 +51,11 @@ pub struct Admin {
     l4: Option<Arc<OnceLock<crate::l4::L4Reload>>>,
     dataplane: Option<Arc<Mutex<Option<Dataplane>>>>,
     started: Instant,
+    /// Where drains are saved for the next process.
+    drains_file: Option<std::path::PathBuf>,
+    /// Held from reading the drains to writing them, so that two changes
+    /// at once cannot leave the older list in the file.
+    saving: Mutex<()>,
 }
 
 impl Admin {
@@ -67,6 +72,39 @@ impl Admin {
             l4: None,
             dataplane: None,
             started: Instant::now(),
+            drains_file: None,
+            saving: Mutex::new(()),
+        }
+    }
+
+    /// Saves every drain in `file` after each change, for the next process.
+    pub fn with_drains_file(mut self, file: Option<std::path::PathBuf>) -> Self {
+        self.drains_file = file;
+        self
+    }
+
+    /// Writes the drains in force to the drains file. A failure is logged:
+    /// the drain holds in this process, and only a restart would lose it.
+    fn save_drains(&self) {
+        let Some(file) = &self.drains_file else {
+            return;
+        };
+        let _saving = self.saving.lock().unwrap_or_else(PoisonError::into_inner);
+        let saved = crate::runtime::drains::Saved {
+            pools: self
+                .reloader
+                .as_ref()
+                .map(|r| r.drained())
+                .unwrap_or_default(),
+            services: self
+                .l4
+                .as_ref()
+                .and_then(|l| l.get())
+                .map(|l| l.controller().drained())
+                .unwrap_or_default(),
+        };
+        if let Err(e) = crate::runtime::drains::save(file, &saved) {
+            tracing::error!("saving the drains: {e:#}; a restart would forget them");
         }
     }
 
@@ -551,10 +589,13 @@ impl Admin {
                 );
             };
             return match reloader.set_drained(name, addr, drained) {
-                Ok(()) => reply_json(
-                    StatusCode::OK,
-                    &json!({ "pool": name, "address": addr.to_string(), "drained": drained }),
-                ),
+                Ok(()) => {
+                    self.save_drains();
+                    reply_json(
+                        StatusCode::OK,
+                        &json!({ "pool": name, "address": addr.to_string(), "drained": drained }),
+                    )
+                }
                 Err(e @ crate::runtime::reload::DrainError::TooMany) => {
                     json_error(StatusCode::CONFLICT, e)
                 }
@@ -571,10 +612,13 @@ impl Admin {
             return json_error(StatusCode::NOT_FOUND, format!("no L4 service {name}"));
         };
         match l4.controller().set_drained(name, ip, drained) {
-            Ok(true) => reply_json(
-                StatusCode::OK,
-                &json!({ "service": name, "address": ip.to_string(), "drained": drained }),
-            ),
+            Ok(true) => {
+                self.save_drains();
+                reply_json(
+                    StatusCode::OK,
+                    &json!({ "service": name, "address": ip.to_string(), "drained": drained }),
+                )
+            }
             Ok(false) => json_error(
                 StatusCode::NOT_FOUND,
                 format!("no backend {ip} in L4 service {name}"),
@@ -625,21 +669,41 @@ impl Admin {
         struct Purge {
             listener: String,
             host: String,
-            path: String,
+            /// One URL, every variant.
+            path: Option<String>,
+            /// Every URL under it.
+            prefix: Option<String>,
         }
         let p: Purge = match serde_json::from_slice(&body) {
             Ok(p) => p,
             Err(e) => {
                 return json_error(
                     StatusCode::BAD_REQUEST,
-                    format!("expected {{\"listener\", \"host\", \"path\"}}: {e}"),
+                    format!("expected {{\"listener\", \"host\", and \"path\" or \"prefix\"}}: {e}"),
                 );
             }
         };
-        if !p.path.starts_with('/') {
-            return json_error(StatusCode::BAD_REQUEST, "path must start with /");
-        }
-        let purged = cache.purge(&p.listener, &p.host, &p.path);
+        let purged = match (&p.path, &p.prefix) {
+            (Some(path), None) if path.starts_with('/') => cache.purge(&p.listener, &p.host, path),
+            (None, Some(prefix)) if prefix.starts_with('/') => {
+                cache.purge_prefix(&p.listener, &p.host, prefix)
+            }
+            _ => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "name one of \"path\" (one URL) or \"prefix\" (every URL under it), \
+                     starting with /",
+                );
+            }
+        };
+        tracing::info!(
+            listener = %p.listener,
+            host = %p.host,
+            path = ?p.path,
+            prefix = ?p.prefix,
+            purged,
+            "cache purged through the admin API"
+        );
         reply_json(StatusCode::OK, &json!({ "purged": purged }))
     }
 }

@@ -11,13 +11,19 @@ use pingora::http::RequestHeader;
 
 /// The key of `host` + `path_and_query` under `namespace`.
 pub fn primary(namespace: &str, host: &str, path_and_query: &str) -> CacheKey {
-    let mut k = Vec::with_capacity(namespace.len() + host.len() + path_and_query.len() + 2);
+    CacheKey::new(primary_prefix(namespace, host, path_and_query), "")
+}
+
+/// The primary key's text for `namespace`, `host` and a path: whole, the
+/// key's own text; a path prefix, what every key under it starts with.
+pub fn primary_prefix(namespace: &str, host: &str, path: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(namespace.len() + host.len() + path.len() + 2);
     k.extend_from_slice(namespace.as_bytes());
     k.push(b'\n');
     k.extend(host.bytes().map(|b| b.to_ascii_lowercase()));
     k.push(b'\n');
-    k.extend_from_slice(path_and_query.as_bytes());
-    CacheKey::new(k, "")
+    k.extend_from_slice(path.as_bytes());
+    k
 }
 
 /// The host a request is for: the URI's authority (h2, absolute form),

@@ -99,6 +99,14 @@ impl Cache {
         self.storage
     }
 
+    /// Removes every object cached for `namespace` (a listener's name) and
+    /// `host` whose path (and query) starts with `path_prefix`; returns
+    /// how many went.
+    pub fn purge_prefix(&self, namespace: &str, host: &str, path_prefix: &str) -> usize {
+        self.storage
+            .purge_prefix(&key::primary_prefix(namespace, host, path_prefix))
+    }
+
     /// Removes every stored variant of `host` + `path_and_query` cached
     /// for `namespace` (a listener's name); returns how many objects went.
     pub fn purge(&self, namespace: &str, host: &str, path_and_query: &str) -> usize {

@@ -42,6 +42,9 @@ const SHARDS: usize = 16;
 struct Object {
     id: CacheEntryId,
     key: CompactCacheKey,
+    /// The primary key's text (namespace, host, path and query), which the
+    /// hashed `key` no longer has: what purge by prefix matches.
+    url: Arc<[u8]>,
     /// `CacheMeta::serialize()` output: internal meta, header.
     meta: (Vec<u8>, Vec<u8>),
     body: Bytes,
@@ -49,7 +52,7 @@ struct Object {
 
 impl Object {
     fn weight(&self) -> usize {
-        self.body.len() + self.meta.0.len() + self.meta.1.len()
+        self.body.len() + self.meta.0.len() + self.meta.1.len() + self.url.len()
     }
 
     fn entry_key(&self) -> CacheEntryKeyRef<'_> {
@@ -195,6 +198,32 @@ impl MemoryStorage {
         }
     }
 
+    /// Removes every object whose primary key text starts with `prefix`;
+    /// returns how many went. It walks the whole store, a shard at a time
+    /// (each shard's lookups wait meanwhile): an operator's action, not a
+    /// request's.
+    pub fn purge_prefix(&self, prefix: &[u8]) -> usize {
+        let mut removed = Vec::new();
+        for shard in &self.shards {
+            let mut shard = shard.write();
+            shard.retain(|_, variants| {
+                variants.retain(|(_, o)| {
+                    let gone = o.url.starts_with(prefix);
+                    if gone {
+                        removed.push(o.clone());
+                    }
+                    !gone
+                });
+                !variants.is_empty()
+            });
+        }
+        for o in &removed {
+            self.account_removed(o);
+            self.eviction.remove(o.entry_key());
+        }
+        removed.len()
+    }
+
     /// Removes every variant stored for `key`'s primary key (the key's own
     /// variance is ignored). Returns how many objects went.
     pub fn purge_all_variants(&self, key: &CompactCacheKey) -> usize {
@@ -247,6 +276,7 @@ impl Storage for MemoryStorage {
             store: self,
             id: CacheEntryId::new(self.next_id.fetch_add(1, Ordering::Relaxed)),
             key: key.to_compact(),
+            url: Arc::from(key.primary_key()),
             variance: variance_of(key),
             meta: meta.serialize()?,
             body: BytesMut::new(),
@@ -318,6 +348,7 @@ impl Storage for MemoryStorage {
         let updated = Arc::new(Object {
             id: slot.id,
             key: slot.key.clone(),
+            url: Arc::clone(&slot.url),
             meta,
             body: slot.body.clone(),
         });
@@ -410,6 +441,7 @@ struct Miss {
     store: &'static MemoryStorage,
     id: CacheEntryId,
     key: CompactCacheKey,
+    url: Arc<[u8]>,
     variance: Option<HashBinary>,
     meta: (Vec<u8>, Vec<u8>),
     body: BytesMut,
@@ -435,6 +467,7 @@ impl HandleMiss for Miss {
         let object = Object {
             id: self.id,
             key: self.key,
+            url: self.url,
             meta: self.meta,
             body: self.body.freeze(),
         };

@@ -541,6 +541,36 @@ impl Controller {
         Ok(true)
     }
 
+    /// Drains saved by an earlier process: recorded, and the tables of the
+    /// services they touch republished.
+    pub fn restore_drains(&self, saved: &[(String, IpAddr)]) -> Result<()> {
+        let mut st = self.state();
+        if self.frozen() {
+            return Ok(());
+        }
+        for (name, address) in saved.iter().take(MAX_DRAINS) {
+            st.drained.insert((name.clone(), *address));
+        }
+        let keys: Vec<VipKey> = st
+            .plan
+            .services
+            .iter()
+            .filter(|s| saved.iter().any(|(n, _)| *n == s.name))
+            .map(|s| s.key)
+            .collect();
+        for key in keys {
+            self.publish(&mut st, key)?;
+        }
+        Ok(())
+    }
+
+    /// Every L4 drain in force (service, address), for the drains file.
+    pub fn drained(&self) -> Vec<(String, IpAddr)> {
+        let mut out: Vec<_> = self.state().drained.iter().cloned().collect();
+        out.sort();
+        out
+    }
+
     /// Every service with its backends' state and counters.
     pub fn services(&self) -> Vec<ServiceView> {
         let st = self.state();

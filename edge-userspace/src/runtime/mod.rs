@@ -10,6 +10,7 @@
 //! running one and says why.
 
 pub mod control;
+pub mod drains;
 pub mod kernel;
 mod pools;
 pub mod reload;

@@ -214,6 +214,29 @@ impl Reloader {
         self.view.load_full()
     }
 
+    /// Drains saved by an earlier process (see [`super::drains`]): each
+    /// is recorded, and applied to its backend if the file has it.
+    pub fn restore_drains(&self, saved: &[(String, SocketAddr)]) {
+        let live = self.lock();
+        let mut set = self.drained.lock().unwrap_or_else(PoisonError::into_inner);
+        for (pool, address) in saved.iter().take(MAX_DRAINS) {
+            if let Some(p) = live.pools.get(pool) {
+                p.set_drained(*address, true);
+            }
+            set.insert((pool.clone(), *address));
+        }
+    }
+
+    /// Every drain in force (pool, address), for the drains file.
+    pub fn drained(&self) -> Vec<(String, SocketAddr)> {
+        self.drained
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// The configuration file.
     pub fn path(&self) -> &Path {
         &self.path
