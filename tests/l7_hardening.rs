@@ -640,9 +640,11 @@ fn memory_stays_flat_with_nobody_scraping() -> Result<()> {
         )
     })?;
     let pid = p.edge.pid().context("edge is not running")?;
-    // Warm up past one fold of the histograms, so the allocator and the
-    // recorder are at their steady state.
-    let warm = load(p.listen, 4, 60_000, Duration::from_secs(8))?;
+    // Warm up with as much load as is then measured, past several folds
+    // of the histograms: the allocator and the recorder's sample blocks
+    // (freed a little after each fold) reach their steady state here, not
+    // in the measured run. Only what keeps growing after that is a leak.
+    let warm = load(p.listen, 4, 400_000, Duration::from_secs(30))?;
     // Each reading follows a fold: the recorder folds every 5 s whatever
     // happens, so up to 5 s of unfolded samples (several MB at a fast
     // machine's rate) would otherwise sit in one reading and not the

@@ -84,6 +84,10 @@ enum Cmd {
     /// Build the release binary and a Debian package of it (binary, unit,
     /// /etc/edge/edge.yaml as a conffile); prints its path.
     Deb(package::DebOptions),
+    /// The packaging step of `test` alone: the unit under systemd-analyze,
+    /// the .deb in a scratch dpkg root, install --destdir.
+    #[command(hide = true)]
+    PackageCheck,
     /// Run the cargo-fuzz targets (tests/fuzz) for a bounded time each.
     Fuzz(fuzz::Options),
     /// The gRPC origin `bench l7` starts (an h2c echo server).
@@ -213,6 +217,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Lint => lint(&root),
         Cmd::Install(opts) => package::install(&root, &opts),
         Cmd::Deb(opts) => package::deb(&root, &opts),
+        Cmd::PackageCheck => package::check(&root, &build(&root, false)?),
         Cmd::Fuzz(opts) => fuzz::run(&root, &opts),
         Cmd::Bench {
             which: Bench::L7 { rows },

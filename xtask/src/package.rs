@@ -171,6 +171,52 @@ pub fn check(root: &Path, bin: &Path) -> Result<()> {
         "the host's dpkg status of {PACKAGE} changed during the check"
     );
     println!("xtask: the .deb installs, runs, removes and purges in a scratch root");
+    let staged = tempfile::Builder::new().prefix("edge-install.").tempdir()?;
+    check_install(root, staged.path()).context("cargo xtask install --destdir")?;
+    println!("xtask: cargo xtask install stages the binary, the unit and the configuration");
+    Ok(())
+}
+
+/// `cargo xtask install --destdir DIR --debug`: the files where they
+/// belong with their modes, the unit naming the prefix's binary, the
+/// installed binary checking the installed configuration, and an
+/// operator's edit of the configuration kept by a second install.
+fn check_install(root: &Path, destdir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let prefix = PathBuf::from("/usr/local");
+    let opts = InstallOptions {
+        prefix: prefix.clone(),
+        destdir: Some(destdir.to_path_buf()),
+        debug: true,
+    };
+    install(root, &opts)?;
+    let in_dest = |p: &Path| destdir.join(p.strip_prefix("/").unwrap_or(p));
+    let bin = in_dest(&prefix.join("bin/edge"));
+    let config = destdir.join(CONFIG);
+    let unit = in_dest(&unit_dir(&prefix).join(UNIT_NAME));
+    let mode = |p: &Path| -> Result<u32> {
+        Ok(fs::metadata(p)
+            .with_context(|| format!("{} was not installed", p.display()))?
+            .permissions()
+            .mode()
+            & 0o777)
+    };
+    ensure!(mode(&bin)? == 0o755, "{} is not 0755", bin.display());
+    ensure!(mode(&config)? == 0o600, "{} is not 0600", config.display());
+    let unit_text = fs::read_to_string(&unit)?;
+    ensure!(
+        unit_text.contains("ExecStart=/usr/local/bin/edge run --config /etc/edge/edge.yaml"),
+        "the installed unit does not run the prefix's binary:\n{unit_text}"
+    );
+    crate::run_status(Command::new(&bin).arg("--version"))?;
+    crate::run_status(Command::new(&bin).arg("check").arg(&config))?;
+    let edited = format!("{}\n# an operator's edit\n", fs::read_to_string(&config)?);
+    fs::write(&config, &edited)?;
+    install(root, &opts)?;
+    ensure!(
+        fs::read_to_string(&config)? == edited,
+        "a second install replaced the configuration"
+    );
     Ok(())
 }
 
