@@ -83,15 +83,28 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     // upgrade, once the running edge has handed over and stopped writing
     // them (nothing is written before: an upgrade that fails leaves the
     // running edge's kernel side as it was).
+    // Drains made through the admin API outlive the process (see
+    // runtime::drains): known before the first table is written, so a
+    // restart never puts a drained backend back into rotation. Only from
+    // a directory edge owns, and only with an admin endpoint to lift them.
+    let drains_file = match control::socket_dir() {
+        Ok(_) if config.admin.is_some() => crate::runtime::drains::path_for(path).ok(),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("{e:#}: edge reload and edge upgrade will not reach this edge");
+            None
+        }
+    };
+    let saved_drains = drains_file
+        .as_deref()
+        .map(crate::runtime::drains::load)
+        .unwrap_or_default();
     let mut l4_background = None;
     if !upgrade {
-        l4_background = take_over_kernel(&dataplane, &config, &l4_reload)?;
+        l4_background = take_over_kernel(&dataplane, &config, &l4_reload, &saved_drains.services)?;
     }
     let grace = Duration::from_secs(config.server.grace_period_seconds);
 
-    if let Err(e) = control::socket_dir() {
-        tracing::warn!("{e:#}: edge reload and edge upgrade will not reach this edge");
-    }
     let upgrade_socket = control::upgrade_socket_for(path)?;
     let conf = ServerConf {
         upgrade_sock: upgrade_socket.to_string_lossy().into_owned(),
@@ -142,17 +155,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         )
         .context("compiling the configuration")?,
     );
-    // Drains made through the admin API outlive the process (see
-    // runtime::drains): a restart or an upgrade's new process takes them
-    // back before it serves.
-    let drains_file = crate::runtime::drains::path_for(path).ok();
-    let saved_drains = drains_file
-        .as_deref()
-        .map(crate::runtime::drains::load)
-        .unwrap_or_default();
     reloader.restore_drains(&saved_drains.pools);
-    // (In an upgrade the L4 tables are taken over later: restored then.)
-    restore_l4_drains(&l4_reload, &saved_drains.services);
     watch_sighup(&control_rt, &reloader)?;
     for service in proxy::services(&conf, &reloader, &config.listeners, access_log)
         .context("building the listeners")?
@@ -218,9 +221,15 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         // The running edge let go of the lock before it sent the sockets.
         let lock = take_lock_after_handover(path)?;
         handover.hold_lock(lock);
-        l4_background = take_over_kernel(&dataplane, &config, &l4_reload)
+        // The running edge took drains until it handed over (it refuses
+        // them from then on): read the file again.
+        let saved = drains_file
+            .as_deref()
+            .map(crate::runtime::drains::load)
+            .unwrap_or_default();
+        reloader.restore_drains(&saved.pools);
+        l4_background = take_over_kernel(&dataplane, &config, &l4_reload, &saved.services)
             .context("taking the kernel side over after the hand-over")?;
-        restore_l4_drains(&l4_reload, &saved_drains.services);
     }
     if let Some(l4) = l4_background {
         server.add_service(background_service("l4", l4));
@@ -294,20 +303,6 @@ fn serve_control(
             "{e:#}; `edge reload` and `edge upgrade` cannot reach this daemon (SIGHUP and POST \
              /reload still reload)"
         ),
-    }
-}
-
-/// Takes back the L4 drains an earlier process saved, once the L4 tables
-/// are this process's; a failure is logged (the backends then take flows
-/// until drained again).
-fn restore_l4_drains(l4: &OnceLock<crate::l4::L4Reload>, saved: &[(String, std::net::IpAddr)]) {
-    if saved.is_empty() {
-        return;
-    }
-    if let Some(l4) = l4.get()
-        && let Err(e) = l4.controller().restore_drains(saved)
-    {
-        tracing::error!("restoring the L4 drains: {e:#}");
     }
 }
 
@@ -400,6 +395,7 @@ fn take_over_kernel(
     dataplane: &Mutex<Option<Dataplane>>,
     config: &Config,
     l4: &OnceLock<crate::l4::L4Reload>,
+    drained: &[(String, std::net::IpAddr)],
 ) -> Result<Option<crate::l4::L4Background>> {
     let mut guard = dataplane.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(dp) = guard.as_mut() else {
@@ -408,7 +404,7 @@ fn take_over_kernel(
     dp.tables().set_deny(&config.xdp.deny)?;
     dp.tables().set_l7_ports(&config.l7_ports())?;
     let (background, reload) =
-        crate::l4::start(dp, config).context("setting up the L4 services")?;
+        crate::l4::start(dp, config, drained).context("setting up the L4 services")?;
     let _ = l4.set(reload);
     attach(dp, config)?;
     Ok(Some(background))

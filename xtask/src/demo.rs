@@ -724,8 +724,12 @@ pub fn run(bin: &Path, check_only: bool) -> Result<()> {
     crate::require_root("the demo lab")?;
     let dir = tempfile::tempdir()?;
     let mut demo = up(bin, dir.path())?;
-    check(&mut demo, bin)
-        .with_context(|| format!("lab check; edge log:\n{}", demo.edge.log_text()))?;
+    if let Err(e) = check(&mut demo, bin) {
+        let log = demo.edge.log_text();
+        let _ = demo.edge.stop(Duration::from_secs(15));
+        forget(bin, &demo);
+        return Err(e.context(format!("lab check; edge log:\n{log}")));
+    }
     if check_only {
         demo.edge.stop(Duration::from_secs(15))?;
         forget(bin, &demo);

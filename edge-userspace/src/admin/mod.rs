@@ -55,38 +55,79 @@ pub struct Admin {
     drains_file: Option<std::path::PathBuf>,
     /// Held from reading the drains to writing them, so that two changes
     /// at once cannot leave the older list in the file.
-    saving: Mutex<()>,
+    saving: Arc<Mutex<()>>,
 }
 
-impl Admin {
-    /// An admin app rendering `prometheus`, refreshing `xdp` counters first.
-    pub fn new(prometheus: PrometheusHandle, xdp: Option<Arc<ClassStats>>) -> Self {
-        Self {
-            prometheus,
-            xdp,
-            cache: None,
-            allow: Vec::new(),
-            token: None,
-            reloader: None,
-            bans: None,
-            l4: None,
-            dataplane: None,
-            started: Instant::now(),
-            drains_file: None,
-            saving: Mutex::new(()),
-        }
-    }
+/// What a drain or undrain needs, owned, to run off the async workers.
+struct Drains {
+    reloader: Option<Arc<Reloader>>,
+    l4: Option<Arc<OnceLock<crate::l4::L4Reload>>>,
+    file: Option<std::path::PathBuf>,
+    saving: Arc<Mutex<()>>,
+}
 
-    /// Saves every drain in `file` after each change, for the next process.
-    pub fn with_drains_file(mut self, file: Option<std::path::PathBuf>) -> Self {
-        self.drains_file = file;
-        self
+impl Drains {
+    /// Drains or undrains an L7 pool's backend (`kind` "pools", address
+    /// IP:port) or an L4 service's (`kind` "services", address IP).
+    fn drain(&self, kind: &str, name: &str, address: &str, drained: bool) -> Response<Vec<u8>> {
+        let decoded = percent_encoding::percent_decode_str(address).decode_utf8_lossy();
+        let address = decoded.as_ref();
+        let name_decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        let name = name_decoded.as_ref();
+        if kind == "pools" {
+            let Some(reloader) = &self.reloader else {
+                return json_error(StatusCode::NOT_FOUND, format!("no pool {name}"));
+            };
+            let Ok(addr) = address.parse::<SocketAddr>() else {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{address}: a pool's backend is an IP:port (IPv6 as [addr]:port)"),
+                );
+            };
+            return match reloader.set_drained(name, addr, drained) {
+                Ok(()) => {
+                    self.save();
+                    reply_json(
+                        StatusCode::OK,
+                        &json!({ "pool": name, "address": addr.to_string(), "drained": drained }),
+                    )
+                }
+                Err(
+                    e @ (crate::runtime::reload::DrainError::TooMany
+                    | crate::runtime::reload::DrainError::HandedOver),
+                ) => json_error(StatusCode::CONFLICT, e),
+                Err(e) => json_error(StatusCode::NOT_FOUND, e),
+            };
+        }
+        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("{address}: an L4 service's backend is an IP address"),
+            );
+        };
+        let Some(l4) = self.l4.as_ref().and_then(|l| l.get()) else {
+            return json_error(StatusCode::NOT_FOUND, format!("no L4 service {name}"));
+        };
+        match l4.controller().set_drained(name, ip, drained) {
+            Ok(true) => {
+                self.save();
+                reply_json(
+                    StatusCode::OK,
+                    &json!({ "service": name, "address": ip.to_string(), "drained": drained }),
+                )
+            }
+            Ok(false) => json_error(
+                StatusCode::NOT_FOUND,
+                format!("no backend {ip} in L4 service {name}"),
+            ),
+            Err(e) => json_error(StatusCode::CONFLICT, format!("{e:#}")),
+        }
     }
 
     /// Writes the drains in force to the drains file. A failure is logged:
     /// the drain holds in this process, and only a restart would lose it.
-    fn save_drains(&self) {
-        let Some(file) = &self.drains_file else {
+    fn save(&self) {
+        let Some(file) = &self.file else {
             return;
         };
         let _saving = self.saving.lock().unwrap_or_else(PoisonError::into_inner);
@@ -105,6 +146,41 @@ impl Admin {
         };
         if let Err(e) = crate::runtime::drains::save(file, &saved) {
             tracing::error!("saving the drains: {e:#}; a restart would forget them");
+        }
+    }
+}
+
+impl Admin {
+    /// An admin app rendering `prometheus`, refreshing `xdp` counters first.
+    pub fn new(prometheus: PrometheusHandle, xdp: Option<Arc<ClassStats>>) -> Self {
+        Self {
+            prometheus,
+            xdp,
+            cache: None,
+            allow: Vec::new(),
+            token: None,
+            reloader: None,
+            bans: None,
+            l4: None,
+            dataplane: None,
+            started: Instant::now(),
+            drains_file: None,
+            saving: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Saves every drain in `file` after each change, for the next process.
+    pub fn with_drains_file(mut self, file: Option<std::path::PathBuf>) -> Self {
+        self.drains_file = file;
+        self
+    }
+
+    fn drains(&self) -> Drains {
+        Drains {
+            reloader: self.reloader.clone(),
+            l4: self.l4.clone(),
+            file: self.drains_file.clone(),
+            saving: Arc::clone(&self.saving),
         }
     }
 
@@ -457,7 +533,23 @@ impl Admin {
                     action @ ("drain" | "undrain"),
                 ],
             ) if method == http::Method::POST => {
-                self.drain(kind, name, address, *action == "drain")
+                let drains = self.drains();
+                let (kind, name, address) =
+                    (kind.to_string(), name.to_string(), address.to_string());
+                let drained = *action == "drain";
+                // Off the async workers: the L4 lock can be held for
+                // seconds while next hops resolve, and the file is synced.
+                match tokio::task::spawn_blocking(move || {
+                    drains.drain(&kind, &name, &address, drained)
+                })
+                .await
+                {
+                    Ok(resp) => resp,
+                    Err(e) => json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the drain task failed: {e}"),
+                    ),
+                }
             }
             (false, ["api", "cache", "purge"]) if method == http::Method::POST => {
                 self.purge(session).await
@@ -571,62 +663,6 @@ impl Admin {
         }
     }
 
-    /// Drains or undrains an L7 pool's backend (`kind` "pools", address
-    /// IP:port) or an L4 service's (`kind` "services", address IP).
-    fn drain(&self, kind: &str, name: &str, address: &str, drained: bool) -> Response<Vec<u8>> {
-        let decoded = percent_encoding::percent_decode_str(address).decode_utf8_lossy();
-        let address = decoded.as_ref();
-        let name_decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-        let name = name_decoded.as_ref();
-        if kind == "pools" {
-            let Some(reloader) = &self.reloader else {
-                return json_error(StatusCode::NOT_FOUND, format!("no pool {name}"));
-            };
-            let Ok(addr) = address.parse::<SocketAddr>() else {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("{address}: a pool's backend is an IP:port (IPv6 as [addr]:port)"),
-                );
-            };
-            return match reloader.set_drained(name, addr, drained) {
-                Ok(()) => {
-                    self.save_drains();
-                    reply_json(
-                        StatusCode::OK,
-                        &json!({ "pool": name, "address": addr.to_string(), "drained": drained }),
-                    )
-                }
-                Err(e @ crate::runtime::reload::DrainError::TooMany) => {
-                    json_error(StatusCode::CONFLICT, e)
-                }
-                Err(e) => json_error(StatusCode::NOT_FOUND, e),
-            };
-        }
-        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!("{address}: an L4 service's backend is an IP address"),
-            );
-        };
-        let Some(l4) = self.l4.as_ref().and_then(|l| l.get()) else {
-            return json_error(StatusCode::NOT_FOUND, format!("no L4 service {name}"));
-        };
-        match l4.controller().set_drained(name, ip, drained) {
-            Ok(true) => {
-                self.save_drains();
-                reply_json(
-                    StatusCode::OK,
-                    &json!({ "service": name, "address": ip.to_string(), "drained": drained }),
-                )
-            }
-            Ok(false) => json_error(
-                StatusCode::NOT_FOUND,
-                format!("no backend {ip} in L4 service {name}"),
-            ),
-            Err(e) => json_error(StatusCode::CONFLICT, format!("{e:#}")),
-        }
-    }
-
     /// `POST /api/cache/purge` with `{"listener", "host", "path"}`.
     async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let Some(cache) = self.cache else {
@@ -686,7 +722,21 @@ impl Admin {
         let purged = match (&p.path, &p.prefix) {
             (Some(path), None) if path.starts_with('/') => cache.purge(&p.listener, &p.host, path),
             (None, Some(prefix)) if prefix.starts_with('/') => {
-                cache.purge_prefix(&p.listener, &p.host, prefix)
+                // It walks the whole store: off the async workers.
+                let (listener, host, prefix) = (p.listener.clone(), p.host.clone(), prefix.clone());
+                match tokio::task::spawn_blocking(move || {
+                    cache.purge_prefix(&listener, &host, &prefix)
+                })
+                .await
+                {
+                    Ok(n) => n,
+                    Err(e) => {
+                        return json_error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("the purge task failed: {e}"),
+                        );
+                    }
+                }
             }
             _ => {
                 return json_error(

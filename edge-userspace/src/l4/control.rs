@@ -137,10 +137,15 @@ impl Controller {
     /// generations the maps already hold. A real whose next hop does not
     /// resolve stays out of its tables (logged) until a later
     /// [`Controller::retry_routes`] resolves it.
+    ///
+    /// `drained` (service, address) are out of the tables from the first
+    /// write on: drains an earlier process saved, which a restart must not
+    /// put back into rotation even for a moment.
     pub fn install(
         maps: Arc<Mutex<L4Maps>>,
         cfg: &L4Config,
         interfaces: &[String],
+        drained: &[(String, IpAddr)],
     ) -> Result<Arc<Self>> {
         let me = Arc::new(Self {
             maps,
@@ -159,7 +164,7 @@ impl Controller {
                 dev_mtu: 0,
                 mtu: 0,
                 installed: false,
-                drained: HashSet::new(),
+                drained: drained.iter().take(MAX_DRAINS).cloned().collect(),
             }),
         });
         {
@@ -525,12 +530,20 @@ impl Controller {
             anyhow::bail!("{MAX_DRAINS} L4 backends are drained already: undrain some first");
         }
         let changed = if drained {
-            st.drained.insert(key)
+            st.drained.insert(key.clone())
         } else {
             st.drained.remove(&key)
         };
         if changed {
-            self.publish(&mut st, svc.key)?;
+            if let Err(e) = self.publish(&mut st, svc.key) {
+                // Not in force: not recorded either.
+                if drained {
+                    st.drained.remove(&key);
+                } else {
+                    st.drained.insert(key);
+                }
+                return Err(e);
+            }
             tracing::info!(
                 service = %svc.name,
                 backend = %address,
@@ -539,29 +552,6 @@ impl Controller {
             );
         }
         Ok(true)
-    }
-
-    /// Drains saved by an earlier process: recorded, and the tables of the
-    /// services they touch republished.
-    pub fn restore_drains(&self, saved: &[(String, IpAddr)]) -> Result<()> {
-        let mut st = self.state();
-        if self.frozen() {
-            return Ok(());
-        }
-        for (name, address) in saved.iter().take(MAX_DRAINS) {
-            st.drained.insert((name.clone(), *address));
-        }
-        let keys: Vec<VipKey> = st
-            .plan
-            .services
-            .iter()
-            .filter(|s| saved.iter().any(|(n, _)| *n == s.name))
-            .map(|s| s.key)
-            .collect();
-        for key in keys {
-            self.publish(&mut st, key)?;
-        }
-        Ok(())
     }
 
     /// Every L4 drain in force (service, address), for the drains file.

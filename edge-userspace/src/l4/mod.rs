@@ -35,14 +35,20 @@ pub const MIN_SERVICE_ROOM: u32 = 8;
 /// Installs the `l4:` section into `dp`'s maps; returns the background
 /// service that keeps it up to date (health checks, metrics) and the handle
 /// reloads apply a new `l4:` section through.
-pub fn start(dp: &Dataplane, config: &Config) -> anyhow::Result<(L4Background, L4Reload)> {
+/// `drained`: the L4 drains an earlier process saved, out of the tables
+/// from the first write on.
+pub fn start(
+    dp: &Dataplane,
+    config: &Config,
+    drained: &[(String, std::net::IpAddr)],
+) -> anyhow::Result<(L4Background, L4Reload)> {
     let interfaces: Vec<String> = config
         .xdp
         .interfaces
         .iter()
         .map(|i| i.name.clone())
         .collect();
-    let controller = Controller::install(dp.l4_shared(), &config.l4, &interfaces)?;
+    let controller = Controller::install(dp.l4_shared(), &config.l4, &interfaces, drained)?;
     let (changes, watch) = tokio::sync::watch::channel(0);
     Ok((
         L4Background::new(Arc::clone(&controller), watch),

@@ -21,8 +21,9 @@ use std::{
 const MAX_FILE: u64 = 4 << 20;
 
 /// What the file holds.
+// Unknown fields are ignored, not refused: a file a later version wrote
+// must not lose an older one (after a downgrade) every drain.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Saved {
     /// Drained pool backends: (pool, address).
     #[serde(default)]
@@ -42,11 +43,15 @@ pub fn path_for(config: &Path) -> Result<PathBuf> {
 /// it cannot be read or parsed.
 pub fn load(path: &Path) -> Saved {
     let read = || -> Result<Option<Saved>> {
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
+        // A regular file only: not a link someone left, nor a FIFO that
+        // would hold the start up.
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_file() => {}
+            Ok(_) => anyhow::bail!("it is not a regular file"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).context("opening it"),
-        };
+            Err(e) => return Err(e).context("inspecting it"),
+        }
+        let file = std::fs::File::open(path).context("opening it")?;
         let mut text = String::new();
         file.take(MAX_FILE)
             .read_to_string(&mut text)
@@ -76,13 +81,16 @@ pub fn load(path: &Path) -> Saved {
 /// Writes `saved` to `path` whole: a temporary file, renamed over it.
 pub fn save(path: &Path, saved: &Saved) -> Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let tmp = path.with_extension("drains.tmp");
+    // This process's own temporary name: the edge that hands over and the
+    // one that takes over may both write for a moment.
+    let tmp = path.with_extension(format!("drains.{}.tmp", std::process::id()));
     let text = serde_json::to_vec(saved).context("encoding the drains")?;
+    let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(&text)

@@ -81,6 +81,9 @@ pub enum DrainError {
     /// No pool of that name in the live configuration.
     #[error("no pool {0}")]
     NoPool(String),
+    /// A new process has taken over: drain through it.
+    #[error("this edge has handed over to a new process: drain through that one")]
+    HandedOver,
     /// As many drains as edge keeps are in place.
     #[error("{MAX_DRAINS} backends are drained already: undrain some first")]
     TooMany,
@@ -220,8 +223,17 @@ impl Reloader {
         let live = self.lock();
         let mut set = self.drained.lock().unwrap_or_else(PoisonError::into_inner);
         for (pool, address) in saved.iter().take(MAX_DRAINS) {
-            if let Some(p) = live.pools.get(pool) {
-                p.set_drained(*address, true);
+            let applied = live
+                .pools
+                .get(pool)
+                .is_some_and(|p| p.set_drained(*address, true));
+            if !applied {
+                tracing::info!(
+                    pool = %pool,
+                    backend = %address,
+                    "a saved drain names no backend of the file: kept, for when it comes back \
+                     (undrain lifts it)"
+                );
             }
             set.insert((pool.clone(), *address));
         }
@@ -253,6 +265,11 @@ impl Reloader {
         // The live lock first, as a reload takes it: a reload cannot build
         // pools between the check and the record.
         let live = self.lock();
+        // The new process read the drains file when it took over; a drain
+        // here would change nothing it serves, and overwrite its file.
+        if self.retired.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DrainError::HandedOver);
+        }
         let mut set = self.drained.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (pool.to_string(), address);
         if drained && set.len() >= MAX_DRAINS && !set.contains(&key) {
