@@ -910,6 +910,12 @@ fn the_admin_api_purges_by_url_and_by_prefix() -> Result<()> {
     ensure!(purge(neither, json)?.status() == Some(400));
     let form = format!(r#"{{"listener": "web", "host": "{host}", "prefix": "/"}}"#);
     ensure!(purge(form, "text/plain")?.status() == Some(415));
+    // A body past the admin API's bound is refused unread.
+    let huge = format!(
+        r#"{{"listener": "web", "host": "{host}", "prefix": "/{}"}}"#,
+        "a".repeat(20 * 1024)
+    );
+    ensure!(purge(huge, json)?.status() == Some(413));
     ensure!(status(&edge.request("GET", "/ab", &[])?) == "HIT");
     // A prefix stays within its host: a.example's purge leaves
     // a.example.evil's entry.

@@ -87,6 +87,11 @@ fn spread(listen: SocketAddr, n: usize) -> Result<HashMap<String, usize>> {
     Ok(out)
 }
 
+/// The state `status` gives the backend at `address`.
+fn state_of(status: &Value, address: SocketAddr) -> Option<Value> {
+    backend_of(status, address).map(|b| b["state"].clone())
+}
+
 fn backend_of(status: &Value, address: SocketAddr) -> Option<&Value> {
     status["pools"][0]["backends"]
         .as_array()?
@@ -199,21 +204,14 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
     let s = get_json(admin, "/api/status")?;
     assert_eq!(s["generation"], 2);
-    assert_eq!(
-        backend_of(&s, a.addr()).map(|b| b["state"].clone()),
-        Some("draining".into())
-    );
+    assert_eq!(state_of(&s, a.addr()), Some("draining".into()));
     // So do one that removes the backend and one that adds it back (a new
     // backend object: the drain is remembered by pool and address).
     reload_with(&[&b], "2s")?;
     let said = reload_with(&[&a, &b], "2s")?;
     assert!(said.contains("generation 4"), "{said}");
     let s = get_json(admin, "/api/status")?;
-    assert_eq!(
-        backend_of(&s, a.addr()).map(|b| b["state"].clone()),
-        Some("draining".into()),
-        "{s}"
-    );
+    assert_eq!(state_of(&s, a.addr()), Some("draining".into()), "{s}");
     assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
 
     // Undrained: back in rotation.
@@ -481,11 +479,7 @@ fn drains_outlive_a_restart() -> Result<()> {
     // The next edge on this configuration starts with the drain.
     let _edge = loopback::start_edge(dir.path(), &yaml, &at)?;
     let s = get_json(admin, "/api/status")?;
-    assert_eq!(
-        backend_of(&s, a.addr()).map(|b| b["state"].clone()),
-        Some("draining".into()),
-        "{s}"
-    );
+    assert_eq!(state_of(&s, a.addr()), Some("draining".into()), "{s}");
     assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
     ctl(
         admin,

@@ -242,12 +242,7 @@ pub fn run(target: &Target, action: Action, json: bool) -> Result<()> {
 /// Percent-encodes a path segment, leaving RFC 3986's unreserved
 /// characters as they are (pool names such as `app-v2`).
 fn encode(s: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+    percent_encoding::utf8_percent_encode(s, crate::transform::query::UNRESERVED).to_string()
 }
 
 fn text(v: &Value) -> String {

@@ -50,7 +50,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     // SAFETY: setting a signal's disposition to SIG_IGN has no
     // preconditions; no handler of ours is replaced.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
-    let config = config::load(path)?;
+    let (config, config_text) = config::load_with_text(path)?;
     for line in config.summary().lines() {
         tracing::info!("{line}");
     }
@@ -140,6 +140,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         Reloader::start(
             path,
             config.clone(),
+            config_text,
             control_rt.handle().clone(),
             cache,
             Some(Box::new(Kernel {

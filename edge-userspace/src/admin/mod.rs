@@ -279,11 +279,11 @@ impl Admin {
                 .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
             return resp;
         }
-        let Some(reloader) = self.reloader.clone() else {
+        if self.reloader.is_none() {
             return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
-        };
-        match tokio::task::spawn_blocking(move || reloader.reload("POST /reload")).await {
-            Ok(Ok(applied)) => {
+        }
+        match self.run_reload("POST /reload").await {
+            Ok(applied) => {
                 let body = format!(
                     "reloaded: generation {}\n{}",
                     applied.generation,
@@ -291,16 +291,31 @@ impl Admin {
                 );
                 reply(StatusCode::OK, "text/plain", body.into_bytes())
             }
-            Ok(Err(e)) => reply(
+            Err((status, why)) => reply(status, "text/plain", format!("{why}\n").into_bytes()),
+        }
+    }
+
+    /// Reloads off the async workers (it reads files and writes maps), for
+    /// `POST /reload` and `POST /api/reload`: what was applied, or the
+    /// status and reason to answer with (422: the file was refused and the
+    /// running configuration stays).
+    async fn run_reload(
+        &self,
+        trigger: &'static str,
+    ) -> Result<crate::runtime::reload::Applied, (StatusCode, String)> {
+        let Some(reloader) = self.reloader.clone() else {
+            return Err((StatusCode::NOT_FOUND, "no configuration to reload".into()));
+        };
+        match tokio::task::spawn_blocking(move || reloader.reload(trigger)).await {
+            Ok(Ok(applied)) => Ok(applied),
+            Ok(Err(e)) => Err((
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "text/plain",
-                format!("reload refused; the running configuration stays:\n{e}\n").into_bytes(),
-            ),
-            Err(e) => reply(
+                format!("reload refused; the running configuration stays:\n{e}"),
+            )),
+            Err(e) => Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain",
-                format!("the reload task failed: {e}\n").into_bytes(),
-            ),
+                format!("the reload task failed: {e}"),
+            )),
         }
     }
 
@@ -644,22 +659,12 @@ impl Admin {
     }
 
     async fn reload_json(&self) -> Response<Vec<u8>> {
-        let Some(reloader) = self.reloader.clone() else {
-            return json_error(StatusCode::NOT_FOUND, "no configuration to reload");
-        };
-        match tokio::task::spawn_blocking(move || reloader.reload("POST /api/reload")).await {
-            Ok(Ok(applied)) => reply_json(
+        match self.run_reload("POST /api/reload").await {
+            Ok(applied) => reply_json(
                 StatusCode::OK,
                 &json!({ "generation": applied.generation, "warnings": applied.warnings }),
             ),
-            Ok(Err(e)) => json_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("reload refused; the running configuration stays:\n{e}"),
-            ),
-            Err(e) => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the reload task failed: {e}"),
-            ),
+            Err((status, why)) => json_error(status, why),
         }
     }
 

@@ -43,11 +43,18 @@ pub struct Checked {
 
 /// Reads and checks the configuration at `file`, logging its warnings.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let checked = check(file)?;
+    load_with_text(file).map(|(config, _)| config)
+}
+
+/// [`load`], also returning the text the configuration was read from (the
+/// daemon shows it, redacted, on the admin API).
+pub fn load_with_text(file: &Path) -> Result<(Config, String), ConfigError> {
+    let text = read(file)?;
+    let checked = check_text(&text, file)?;
     for w in &checked.warnings {
         tracing::warn!("{}", w.warning_in(file));
     }
-    Ok(checked.config)
+    Ok((checked.config, text))
 }
 
 /// Reads and checks the configuration at `file`, returning its warnings.

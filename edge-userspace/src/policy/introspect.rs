@@ -156,10 +156,5 @@ impl Introspector {
 
 /// `application/x-www-form-urlencoded` encoding of `s`.
 fn form_encode(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, SET).to_string()
+    percent_encoding::utf8_percent_encode(s, crate::transform::query::UNRESERVED).to_string()
 }

@@ -135,22 +135,20 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Compiles generation 1 from `config` (read from `path`); the pools'
-    /// health checks run on `handle`; reloads change the kernel's maps
-    /// through `kernel`.
+    /// Compiles generation 1 from `config` (read from `path`, whose text was
+    /// `text`); the pools' health checks run on `handle`; reloads change
+    /// the kernel's maps through `kernel`.
     pub fn start(
         path: &Path,
         config: Config,
+        text: String,
         handle: Handle,
         cache: Option<&'static cache::Cache>,
         kernel: Option<Box<dyn KernelApply>>,
         ban_map: Option<Arc<dyn crate::policy::bans::BanMap>>,
     ) -> anyhow::Result<Self> {
         let mut pools = Pools::build(&config, &Pools::default(), &BTreeSet::new())?;
-        // What the admin API shows as the configuration; the file was
-        // just read, so a failure now is unlikely and only costs that view.
-        // (Read with the same size bound as the configuration itself.)
-        let text: Arc<str> = config::read(path).unwrap_or_default().into();
+        let text: Arc<str> = text.into();
         let gateway = crate::policy::Shared::new(handle.clone(), ban_map);
         let policies = gateway.generation(&config)?;
         let mut listeners = Listeners::new();

@@ -13,8 +13,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Bytes written as is in a name or value edge writes: RFC 3986's
 /// unreserved characters. Everything else, `+` and `=` and `&` included,
-/// is encoded, so no value can add or split a pair.
-const WRITE: &AsciiSet = &NON_ALPHANUMERIC
+/// is encoded, so no value can add or split a pair. Also the set of every
+/// other place edge percent-encodes a component (path templates' query
+/// variables, form bodies, `edge ctl`'s path segments).
+pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -66,7 +68,7 @@ impl Pair {
 }
 
 fn encode(s: &str) -> String {
-    utf8_percent_encode(s, WRITE).to_string()
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 impl QueryOps {

@@ -40,11 +40,7 @@ const PATH: &AsciiSet = &SEGMENT.remove(b'/').remove(b'%').remove(b';');
 
 /// Bytes written as is in a query (a variable after a literal `?`):
 /// unreserved only, so a value cannot add a parameter.
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const QUERY: &AsciiSet = super::query::UNRESERVED;
 
 /// A parsed path template.
 #[derive(Clone, Debug, PartialEq)]
