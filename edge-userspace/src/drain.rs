@@ -232,6 +232,9 @@ impl ShutdownSignalWatch for Watch {
                 ShutdownSignal::GracefulUpgrade
             }
             _ = async { tokio::select! { _ = term.recv() => {}, _ = quit.recv() => {} } } => {
+                // Before the drain starts: an idle drain ends the process
+                // at once, on another worker, and could beat a later send.
+                crate::notify::notify("STOPPING=1\nSTATUS=draining");
                 let grace = self.grace;
                 let hooks = self.take_hooks();
                 // Pingora stops the listeners once this returns, then
@@ -248,11 +251,12 @@ impl ShutdownSignalWatch for Watch {
                 ShutdownSignal::GracefulTerminate
             }
         };
-        // In an upgrade the new process takes over as the service's main
-        // process (it says MAINPID=): a STOPPING=1 from this one would
-        // stop the whole unit, the new process with it.
-        if !matches!(signal, ShutdownSignal::GracefulUpgrade) {
-            crate::notify::notify("STOPPING=1\nSTATUS=draining");
+        // A drain said STOPPING=1 above. In an upgrade the new process
+        // takes over as the service's main process (it says MAINPID=): a
+        // STOPPING=1 from this one would stop the whole unit, the new
+        // process with it.
+        if matches!(signal, ShutdownSignal::FastShutdown) {
+            crate::notify::notify("STOPPING=1\nSTATUS=stopping");
         }
         signal
     }
