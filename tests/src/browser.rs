@@ -23,6 +23,10 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// How long chromedriver gets to answer `/status` after it starts.
 const DRIVER_START: Duration = Duration::from_secs(20);
+/// How many ports chromedriver is started on before giving up.
+const DRIVER_TRIES: u32 = 3;
+/// What chromedriver logs when its port is taken.
+const IN_USE: &str = "Address already in use";
 /// How long a new session (Chromium starting) may take.
 const SESSION_START: Duration = Duration::from_secs(60);
 /// How long one ordinary command (navigate, script, screenshot) may take.
@@ -60,27 +64,29 @@ impl Browser {
         std::fs::create_dir(&profile)?;
         let out =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let port = free_port()?;
-        let driver = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            // Its own process group, so that whatever is left of Chromium
-            // can be stopped with it (see `stop_driver`).
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {CHROMEDRIVER}"))?;
         let mut browser = Self {
-            driver,
+            driver: SocketAddr::from(([127, 0, 0, 1], 0)),
             session: None,
-            child: Some(child),
+            child: None,
             log,
             _dir: dir,
         };
-        browser.wait_driver()?;
+        // A port found free can be taken before chromedriver binds it (by
+        // any outgoing connection of a test running beside this one: it is
+        // one of the kernel's ephemeral ports): then chromedriver exits
+        // saying so, and another port is tried.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match browser.spawn_driver(&out) {
+                Ok(()) => break,
+                Err(e) if tries < DRIVER_TRIES && browser.log_text().contains(IN_USE) => {
+                    eprintln!("chromedriver's port was taken, trying another: {e:#}");
+                    browser.stop_driver();
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let caps = json!({
             "capabilities": {
                 "alwaysMatch": {
@@ -179,6 +185,26 @@ impl Browser {
     }
 
     /// Waits until chromedriver says it is ready, failing early if it exits.
+    /// Starts chromedriver on a free loopback port, its output going to
+    /// `out` (appended), and waits until it is ready.
+    fn spawn_driver(&mut self, out: &std::fs::File) -> Result<()> {
+        let port = free_port()?;
+        self.driver = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            // Its own process group, so that whatever is left of Chromium
+            // can be stopped with it (see `stop_driver`).
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out.try_clone()?)
+            .spawn()
+            .with_context(|| format!("starting {CHROMEDRIVER}"))?;
+        self.child = Some(child);
+        self.wait_driver()
+    }
+
     fn wait_driver(&mut self) -> Result<()> {
         let driver = self.driver;
         let child = self.child.as_mut().context("chromedriver is not running")?;
