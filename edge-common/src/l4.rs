@@ -16,7 +16,9 @@
 //!
 //! # Connection tracking
 //! [`MAP_CONNTRACK`] is a per-CPU LRU hash from [`FlowKey`] to the real
-//! chosen for the flow. A table change leaves it alone, so established
+//! chosen for the flow: one set of keys (and one LRU) for all CPUs, with a
+//! value per CPU; a CPU that finds a key whose value it never wrote reads
+//! real 0, a miss. A table change leaves it alone, so established
 //! flows keep their backend; a real marked down ([`REAL_FLAG_UP`] clear) is
 //! not trusted from the LRU and its flows are re-picked from the ring.
 //! The key is always the whole 5-tuple, also for source-hashed services
@@ -69,7 +71,14 @@ pub const MAX_RING_SIZE: u32 = 65_537;
 pub const DEFAULT_RING_SIZE: u32 = 65_537;
 /// Capacity of [`MAP_REALS`] (and of the per-real counters); ids start at 1.
 pub const MAX_REALS: u32 = 4_096;
-/// Default conntrack capacity (per CPU).
+/// Default conntrack capacity: flows in [`MAP_CONNTRACK`], all CPUs
+/// together (a per-CPU LRU hash shares its keys across CPUs and keeps one
+/// value per CPU for each). What an entry costs the kernel, preallocated
+/// at load: an element of 96 bytes (48 of header, the 40-byte key, the
+/// per-CPU value pointer), 8 bytes of value per possible CPU, and 16
+/// bytes of hash bucket (buckets are the capacity rounded up to a power of
+/// two): 112 + 8 × CPUs bytes. 65 536 entries are 8 MiB on 2 CPUs;
+/// 1 048 576 are 128 MiB on 2 CPUs, 240 MiB on 16, 624 MiB on 64.
 pub const DEFAULT_CONNTRACK_CAPACITY: u32 = 65_536;
 /// Capacity of the SYN budget's LRU.
 pub const MAX_SYN_SOURCES: u32 = 65_536;
@@ -151,10 +160,10 @@ pub struct RealDef {
 
 /// Key of [`MAP_CONNTRACK`]: a flow as the client sent it.
 ///
-/// Aligned to 4 (its layout is the same as at 2): the BPF compiler may then
-/// read and write it in 32-bit words instead of bytes and halves, when the
-/// program hashes it and copies it.
-#[repr(C, align(4))]
+/// Aligned to 8 (its layout is the same as at 2, and its size a multiple
+/// of 8): the BPF compiler may then write its addresses in 64-bit words
+/// and read them in 32-bit ones (the hash) instead of bytes and halves.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// Client address (IPv4 in the first four bytes).

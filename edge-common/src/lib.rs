@@ -23,17 +23,20 @@ pub const MAP_VIPS: &str = "EDGE_VIPS";
 pub const MAP_BANS_V4: &str = "EDGE_BANS_V4";
 /// Hash of IPv6 sources banned by L7 verdicts: key `[u8; 16]`, value [`BanValue`].
 pub const MAP_BANS_V6: &str = "EDGE_BANS_V6";
+/// Array of [`filter::WORDS`] `u64`: the fast path's pre-filters of the
+/// deny list, the bans, the VIPs and the L7 ports (see [`filter`]).
+pub const MAP_FILTER: &str = "EDGE_FILTER";
 
 /// The version of the maps' layout: their names, key and value types and
 /// what they mean. `edge run` pins its maps in a directory named after it,
 /// so a daemon never adopts maps of another layout; bump it whenever a map
 /// or a type in this crate changes (the size tests below are a reminder).
-pub const PIN_LAYOUT: u32 = 3;
+pub const PIN_LAYOUT: u32 = 4;
 
 /// Every map the daemon expects to find in the object.
 /// `edge run` pins each of these (and its XDP links), and a later `edge
 /// run` of the same layout adopts them.
-pub const ALL_MAPS: [&str; 17] = [
+pub const ALL_MAPS: [&str; 18] = [
     MAP_CLASS_STATS,
     MAP_DENY_V4,
     MAP_DENY_V6,
@@ -41,6 +44,7 @@ pub const ALL_MAPS: [&str; 17] = [
     MAP_BANS_V6,
     MAP_L7_PORTS,
     MAP_VIPS,
+    MAP_FILTER,
     l4::MAP_REALS,
     l4::MAP_RINGS,
     l4::MAP_CONNTRACK,
@@ -53,6 +57,7 @@ pub const ALL_MAPS: [&str; 17] = [
     l4::MAP_TX_PORTS,
 ];
 
+pub mod filter;
 pub mod l4;
 pub use l4::*;
 

@@ -7,6 +7,13 @@
 //! at; then the destination decides between an L4 virtual service, an L7
 //! listener and everything else.
 //!
+//! Most packets skip the costly lookups: the pre-filter words of
+//! [`edge_common::filter`] say, for the source's /16 and the destination
+//! port, whether the deny list, the bans, the VIPs or the L7 ports could
+//! match at all ([`Tables::source_filter`], [`Tables::port_filter`]); a
+//! clear bit skips that lookup, a set bit leaves the decision to it, so
+//! the outcome is the lookups' own.
+//!
 //! For the L4 path: a fragment to a VIP address is dropped (and counted):
 //! later fragments carry no ports, so they could not follow the first to
 //! its backend (Katran drops them too), and so is an IPv6 packet whose
@@ -21,6 +28,9 @@ use crate::{
 use edge_common::{
     FAMILY_V4, FAMILY_V6, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4Event, PacketClass,
     PortKey, VipKey, VipMeta,
+    filter::{
+        PORT_ALL, PORT_L7_TCP, PORT_VIP_TCP, PORT_VIP_UDP, SOURCE_ALL, SOURCE_BAN, SOURCE_DENY,
+    },
 };
 
 /// TCP flag bits.
@@ -80,6 +90,20 @@ pub struct Verdict {
 /// The lookups the decision needs; the kernel answers them from BPF maps,
 /// tests from plain data.
 pub trait Tables {
+    /// Which source lookups could match the source of `addrs`: the
+    /// [`SOURCE_DENY`] and [`SOURCE_BAN`] bits of its pre-filter slot; a
+    /// clear bit skips [`Tables::denied`] or [`Tables::banned`]. The default
+    /// (no pre-filter) has them all run.
+    fn source_filter(&self, _addrs: &IpAddrs) -> u64 {
+        SOURCE_ALL
+    }
+    /// Which destination lookups could match port `port`: the
+    /// [`PORT_VIP_TCP`], [`PORT_VIP_UDP`] and [`PORT_L7_TCP`] bits of its
+    /// pre-filter slot; a clear bit skips [`Tables::vip`] or
+    /// [`Tables::is_l7_port`]. The default (no pre-filter) has them all run.
+    fn port_filter(&self, _port: u16) -> u64 {
+        PORT_ALL
+    }
     /// Whether the source address falls in a denied prefix.
     fn denied(&self, addrs: &IpAddrs) -> bool;
     /// Whether the source address is banned (by L7 verdicts) right now.
@@ -135,7 +159,8 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
         Ok(ip) => ip,
         Err(e) => return malformed(v, e),
     };
-    if tables.denied(&ip.addrs) {
+    let source = tables.source_filter(&ip.addrs);
+    if source & SOURCE_DENY != 0 && tables.denied(&ip.addrs) {
         v.class = PacketClass::Denied;
         v.action = Action::Drop;
         return;
@@ -144,7 +169,7 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
     v.balance.v6 = eth.ether_type == ETH_P_IPV6;
     v.balance.ip_len = ip.len;
     if ip.fragment != Fragment::No && tables.vip(&address_key(&ip)).is_some() {
-        if tables.banned(&ip.addrs) {
+        if banned_source(tables, source, &ip) {
             return banned(v);
         }
         v.class = PacketClass::Vip;
@@ -160,7 +185,7 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
         if let Some(e) = icmp::error_flow(p, &ip)
             && let Some(meta) = tables.vip(&e.vip)
         {
-            if tables.banned(&ip.addrs) {
+            if banned_source(tables, source, &ip) {
                 return banned(v);
             }
             v.class = PacketClass::Vip;
@@ -178,27 +203,38 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
         Ok(None) => return,
         Err(e) => return malformed(v, e),
     };
-    if let Some(meta) = tables.vip(&vip_key(&ip, ports.dst)) {
-        if tables.banned(&ip.addrs) {
+    // `ports` is only TCP or UDP.
+    let tcp = ip.proto == IPPROTO_TCP;
+    let port = tables.port_filter(ports.dst);
+    let vip_bit = if tcp { PORT_VIP_TCP } else { PORT_VIP_UDP };
+    if port & vip_bit != 0
+        && let Some(meta) = tables.vip(&vip_key(&ip, ports.dst))
+    {
+        if banned_source(tables, source, &ip) {
             return banned(v);
         }
         v.class = PacketClass::Vip;
         v.action = Action::Balance;
         v.balance.meta = meta;
-        // `ports` proved the whole TCP header is there.
-        v.balance.mid_flow = ip.proto == IPPROTO_TCP
-            && p.bytes::<2>(ip.l4_offset + 12)
-                .is_some_and(|[_, f]| f & TCP_SYN == 0 || f & TCP_ACK != 0);
+        v.balance.mid_flow = tcp && (ports.flags & TCP_SYN == 0 || ports.flags & TCP_ACK != 0);
         v.balance.icmp = false;
         fill_flow(&ip, ports.src, ports.dst, &mut v.balance.flow);
         return;
     }
-    if tables.is_l7_port(&PortKey::new(ports.dst, ip.proto)) {
-        if tables.banned(&ip.addrs) {
+    // L7 listeners are TCP: the daemon writes no other protocol's ports.
+    if tcp && port & PORT_L7_TCP != 0 && tables.is_l7_port(&PortKey::new(ports.dst, ip.proto)) {
+        if banned_source(tables, source, &ip) {
             return banned(v);
         }
         v.class = PacketClass::L7;
     }
+}
+
+/// Whether the source of `ip` is banned, asked only of packets for edge's
+/// listeners and VIPs; `source` is its pre-filter bits.
+#[inline(always)]
+fn banned_source<T: Tables>(tables: &T, source: u64, ip: &IpHeader) -> bool {
+    source & SOURCE_BAN != 0 && tables.banned(&ip.addrs)
 }
 
 // A banned source loses only what it came for, edge's listeners and VIPs:

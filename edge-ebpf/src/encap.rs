@@ -47,13 +47,19 @@ impl Outer {
 }
 
 /// What [`write`] needs from the original packet, read before the room is
-/// made (the inner IP header's place moves).
+/// made (the inner IP header's place moves). The L2 header's bytes are kept
+/// as the little-endian words they are read and written as (see
+/// [`PacketBuf::le32_at`]): a handful of loads and stores instead of one
+/// per byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inner {
-    /// The original Ethernet header (its MACs are replaced).
-    pub eth: [u8; ETH_HLEN],
-    /// The VLAN tags after it (`l2_len` says how many; the rest is zero).
-    pub tags: Tags,
+    /// The frame's destination MAC: edge's own, for a unicast frame.
+    pub dst_mac: [u8; 6],
+    /// Bytes 12-13: the EtherType, or the first tag's TPID.
+    pub ether: u16,
+    /// Bytes 14-17 and 18-21: the VLAN tags, as many as `l2_len` says
+    /// (zero otherwise), each TCI and the EtherType or TPID after it.
+    pub tags: [u32; 2],
     /// Length of the L2 header: 14, 18 with a tag, 22 with two.
     pub l2_len: usize,
     /// IPv4 TOS / IPv6 traffic class, copied to the outer header.
@@ -100,12 +106,21 @@ pub fn write_l2_header<P: PacketBufMut + ?Sized>(
     Some(())
 }
 
-/// Reads [`Inner`] from a packet whose IP header starts at `l2_len`.
+/// Reads [`Inner`] from a packet whose IP header (at least its first 8
+/// bytes) starts at `l2_len`.
 #[inline(always)]
 pub fn inner<P: PacketBuf + ?Sized>(p: &P, l2_len: usize, v6: bool) -> Option<Inner> {
-    let eth: [u8; ETH_HLEN] = p.bytes(0)?;
-    let tags = read_tags(p, l2_len)?;
-    let h: [u8; 6] = p.bytes(l2_len)?;
+    let mac = p.le32_at(0)?.to_le_bytes();
+    let mac_end = p.le16_at(4)?.to_le_bytes();
+    let ether = p.le16_at(ETH_HLEN - 2)?;
+    let mut tags = [0u32; 2];
+    if l2_len >= ETH_HLEN + VLAN_HLEN {
+        tags[0] = p.le32_at(ETH_HLEN)?;
+    }
+    if l2_len >= MAX_L2_HLEN {
+        tags[1] = p.le32_at(ETH_HLEN + VLAN_HLEN)?;
+    }
+    let h = p.le64_at(l2_len)?.to_le_bytes();
     let (tos, ip_len) = if v6 {
         let payload = u16::from_be_bytes([h[4], h[5]]);
         (
@@ -116,7 +131,8 @@ pub fn inner<P: PacketBuf + ?Sized>(p: &P, l2_len: usize, v6: bool) -> Option<In
         (h[1], u16::from_be_bytes([h[2], h[3]]))
     };
     Some(Inner {
-        eth,
+        dst_mac: [mac[0], mac[1], mac[2], mac[3], mac_end[0], mac_end[1]],
+        ether,
         tags,
         l2_len,
         tos,
@@ -139,61 +155,82 @@ pub fn ipv4_checksum(h: &[u8; IPV4_MIN_HLEN]) -> u16 {
 }
 
 /// The outer IPv4 header for an inner packet of `inner_len` bytes: ID 0,
-/// DF set (see the module docs).
+/// DF set (see the module docs), as the little-endian words of its bytes
+/// 0-7, 8-11 and 12-19, which [`write`] stores. The checksum is summed
+/// from the fields, not from the bytes.
 #[inline(always)]
-pub fn ipv4_header(src: [u8; 4], dst: [u8; 4], tos: u8, inner_len: u16) -> Option<[u8; 20]> {
-    let total = inner_len.checked_add(IPV4_MIN_HLEN as u16)?.to_be_bytes();
+pub fn ipv4_words(src: [u8; 4], dst: [u8; 4], tos: u8, inner_len: u16) -> Option<(u64, u32, u64)> {
+    let total = inner_len.checked_add(IPV4_MIN_HLEN as u16)?;
+    let s = u32::from_be_bytes(src);
+    let d = u32::from_be_bytes(dst);
+    // RFC 1071 over the header's ten big-endian 16-bit words (the ID and
+    // the checksum itself are zero); at most about 2^19, no overflow.
+    let mut sum = (0x4500 | u32::from(tos))
+        + u32::from(total)
+        + u32::from(IPV4_DF)
+        + ((u32::from(OUTER_TTL) << 8) | u32::from(IPPROTO_IPIP))
+        + (s >> 16)
+        + (s & 0xffff)
+        + (d >> 16)
+        + (d & 0xffff);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    let check = (!(sum as u16)).to_be_bytes();
+    let total = total.to_be_bytes();
     let df = IPV4_DF.to_be_bytes();
-    let mut h = [
-        0x45,
-        tos,
-        total[0],
-        total[1],
-        0,
-        0,
-        df[0],
-        df[1],
-        OUTER_TTL,
-        IPPROTO_IPIP,
-        0,
-        0,
-        src[0],
-        src[1],
-        src[2],
-        src[3],
-        dst[0],
-        dst[1],
-        dst[2],
-        dst[3],
-    ];
-    let sum = ipv4_checksum(&h).to_be_bytes();
-    h[10] = sum[0];
-    h[11] = sum[1];
+    let w0 = u64::from_le_bytes([0x45, tos, total[0], total[1], 0, 0, df[0], df[1]]);
+    let w1 = u32::from_le_bytes([OUTER_TTL, IPPROTO_IPIP, check[0], check[1]]);
+    let w2 = u64::from(u32::from_le_bytes(src)) | (u64::from(u32::from_le_bytes(dst)) << 32);
+    Some((w0, w1, w2))
+}
+
+/// The outer IPv4 header as bytes (see [`ipv4_words`]).
+pub fn ipv4_header(src: [u8; 4], dst: [u8; 4], tos: u8, inner_len: u16) -> Option<[u8; 20]> {
+    let (w0, w1, w2) = ipv4_words(src, dst, tos, inner_len)?;
+    let mut h = [0u8; IPV4_MIN_HLEN];
+    h[..8].copy_from_slice(&w0.to_le_bytes());
+    h[8..12].copy_from_slice(&w1.to_le_bytes());
+    h[12..].copy_from_slice(&w2.to_le_bytes());
     Some(h)
 }
 
-/// The outer IPv6 header for an inner packet of `inner_len` bytes.
+/// Bytes 0-7 of the outer IPv6 header for an inner packet of `inner_len`
+/// bytes, as a little-endian word: version, traffic class, flow label 0,
+/// payload length, next header, hop limit. The addresses follow.
 #[inline(always)]
-pub fn ipv6_header(src: [u8; 16], dst: [u8; 16], tclass: u8, inner_len: u16) -> [u8; 40] {
-    let mut h = [0u8; 40];
-    h[0] = 0x60 | (tclass >> 4);
-    h[1] = tclass << 4;
+pub fn ipv6_word0(tclass: u8, inner_len: u16) -> u64 {
     let len = inner_len.to_be_bytes();
-    h[4] = len[0];
-    h[5] = len[1];
-    h[6] = IPPROTO_IPV6;
-    h[7] = OUTER_TTL;
-    let mut i = 0;
-    while i < 16 {
-        h[8 + i] = src[i];
-        h[24 + i] = dst[i];
-        i += 1;
-    }
+    u64::from_le_bytes([
+        0x60 | (tclass >> 4),
+        tclass << 4,
+        0,
+        0,
+        len[0],
+        len[1],
+        IPPROTO_IPV6,
+        OUTER_TTL,
+    ])
+}
+
+/// The outer IPv6 header as bytes (see [`ipv6_word0`]).
+pub fn ipv6_header(src: [u8; 16], dst: [u8; 16], tclass: u8, inner_len: u16) -> [u8; 40] {
+    let mut h = [0u8; IPV6_HLEN];
+    h[..8].copy_from_slice(&ipv6_word0(tclass, inner_len).to_le_bytes());
+    h[8..24].copy_from_slice(&src);
+    h[24..].copy_from_slice(&dst);
     h
 }
 
-/// Writes the L2 header (destination `dst_mac`, source `src_mac`) and the
-/// outer header into the first `inner.l2_len + outer.len()` bytes of `p`.
+/// Sixteen bytes as the little-endian words of bytes 0-7 and 8-15.
+#[inline(always)]
+fn halves(a: [u8; 16]) -> (u64, u64) {
+    let v = u128::from_le_bytes(a);
+    (v as u64, (v >> 64) as u64)
+}
+
+/// Writes the L2 header (destination `dst_mac`, source `src_mac`, the
+/// original tags and EtherType) and the outer header into the first
+/// `inner.l2_len + outer.len()` bytes of `p`, in words.
 #[inline(always)]
 pub fn write<P: PacketBufMut + ?Sized>(
     p: &mut P,
@@ -202,27 +239,35 @@ pub fn write<P: PacketBufMut + ?Sized>(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
 ) -> Option<()> {
-    write_l2(p, inner, dst_mac, src_mac)?;
+    let (d, s) = (dst_mac, src_mac);
+    p.write_le64(
+        0,
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1]]),
+    )?;
+    p.write_le32(8, u32::from_le_bytes([s[2], s[3], s[4], s[5]]))?;
+    p.write_le16(ETH_HLEN - 2, inner.ether)?;
+    if inner.l2_len >= ETH_HLEN + VLAN_HLEN {
+        p.write_le32(ETH_HLEN, inner.tags[0])?;
+    }
+    if inner.l2_len >= MAX_L2_HLEN {
+        p.write_le32(ETH_HLEN + VLAN_HLEN, inner.tags[1])?;
+    }
+    let at = inner.l2_len;
     match *outer {
-        Outer::V4 { src, dst } => p.write(
-            inner.l2_len,
-            ipv4_header(src, dst, inner.tos, inner.ip_len)?,
-        ),
+        Outer::V4 { src, dst } => {
+            let (w0, w1, w2) = ipv4_words(src, dst, inner.tos, inner.ip_len)?;
+            p.write_le64(at, w0)?;
+            p.write_le32(at + 8, w1)?;
+            p.write_le64(at + 12, w2)
+        }
         Outer::V6 { src, dst } => {
-            p.write(inner.l2_len, ipv6_header(src, dst, inner.tos, inner.ip_len))
+            let (src0, src1) = halves(src);
+            let (dst0, dst1) = halves(dst);
+            p.write_le64(at, ipv6_word0(inner.tos, inner.ip_len))?;
+            p.write_le64(at + 8, src0)?;
+            p.write_le64(at + 16, src1)?;
+            p.write_le64(at + 24, dst0)?;
+            p.write_le64(at + 32, dst1)
         }
     }
-}
-
-#[inline(always)]
-fn write_l2<P: PacketBufMut + ?Sized>(
-    p: &mut P,
-    inner: &Inner,
-    dst_mac: [u8; 6],
-    src_mac: [u8; 6],
-) -> Option<()> {
-    let mut eth = inner.eth;
-    eth[..6].copy_from_slice(&dst_mac);
-    eth[6..12].copy_from_slice(&src_mac);
-    write_l2_header(p, eth, &inner.tags, inner.l2_len)
 }

@@ -18,9 +18,15 @@ pub mod xdp;
 /// Read-only, bounds-checked access to a packet.
 ///
 /// The kernel implementation is the one place that dereferences packet
-/// memory; every parser goes through [`PacketBuf::bytes`], so each read is
+/// memory; every parser goes through these methods, so each read is
 /// checked against the end of the packet in a form the verifier accepts.
-/// Reads are byte arrays, so no alignment or validity question arises.
+///
+/// [`PacketBuf::bytes`] copies bytes; the word reads (`u8_at`, `be16_at`,
+/// `le16_at`, `le32_at`, `le64_at`) are one load each in the kernel, where
+/// a byte array becomes one load per byte (the BPF target has no
+/// unaligned loads). `le*` words hold the bytes in memory order: byte `i`
+/// of the packet is bits `8i..8i+8` of the word (`to_le_bytes` gives them
+/// back), which is a plain load on the little-endian BPF target.
 pub trait PacketBuf {
     /// The `N` bytes at `offset`, or `None` if they would run past the end.
     fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
@@ -37,6 +43,18 @@ pub trait PacketBuf {
     /// The big-endian `u16` at `offset`.
     fn be16_at(&self, offset: usize) -> Option<u16> {
         self.bytes::<2>(offset).map(u16::from_be_bytes)
+    }
+    /// The 2 bytes at `offset` as a little-endian word (memory order).
+    fn le16_at(&self, offset: usize) -> Option<u16> {
+        self.bytes::<2>(offset).map(u16::from_le_bytes)
+    }
+    /// The 4 bytes at `offset` as a little-endian word (memory order).
+    fn le32_at(&self, offset: usize) -> Option<u32> {
+        self.bytes::<4>(offset).map(u32::from_le_bytes)
+    }
+    /// The 8 bytes at `offset` as a little-endian word (memory order).
+    fn le64_at(&self, offset: usize) -> Option<u64> {
+        self.bytes::<8>(offset).map(u64::from_le_bytes)
     }
     /// The one's-complement sum (RFC 1071, folded, not complemented) of the
     /// `N` bytes at `offset` read as big-endian 16-bit words, for checksums
@@ -74,6 +92,20 @@ pub trait PacketBufMut: PacketBuf {
     /// Writes `bytes` at `offset`; `None` (and nothing written) if they
     /// would run past the end.
     fn write<const N: usize>(&mut self, offset: usize, bytes: [u8; N]) -> Option<()>;
+    /// Writes the little-endian word `v` (its bytes in memory order, as
+    /// [`PacketBuf::le16_at`] reads them) at `offset`; one store in the
+    /// kernel.
+    fn write_le16(&mut self, offset: usize, v: u16) -> Option<()> {
+        self.write(offset, v.to_le_bytes())
+    }
+    /// Writes the little-endian word `v` at `offset`.
+    fn write_le32(&mut self, offset: usize, v: u32) -> Option<()> {
+        self.write(offset, v.to_le_bytes())
+    }
+    /// Writes the little-endian word `v` at `offset`.
+    fn write_le64(&mut self, offset: usize, v: u64) -> Option<()> {
+        self.write(offset, v.to_le_bytes())
+    }
 }
 
 impl PacketBufMut for [u8] {

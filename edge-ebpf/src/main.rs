@@ -25,7 +25,9 @@ use edge_common::{
     IPPROTO_TCP, IfaceDef, L4Counters, L4Event, L4Settings, MAX_BANS, MAX_DENY_ENTRIES, MAX_IFACES,
     MAX_L4_SERVICES, MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey,
     REAL_FLAG_UP, RealDef, SETTINGS_SYN_BUDGET, SourceKey, TOO_BIG_BURST, TOO_BIG_RATE,
-    TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta, ring_entries, ring_index,
+    TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+    filter::{self, PORT_ALL, SOURCE_ALL},
+    ring_entries, ring_index,
 };
 use edge_ebpf::{
     PacketBuf,
@@ -62,6 +64,12 @@ static EDGE_L7_PORTS: HashMap<PortKey, u8> = HashMap::with_max_entries(MAX_L7_PO
 #[map]
 static EDGE_VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS, 0);
 
+// The pre-filters of the deny tries, the ban maps, the VIPs and the L7
+// ports (edge_common::filter): two array lookups per packet instead of a
+// trie walk and two or three hash lookups.
+#[map]
+static EDGE_FILTER: Array<u64> = Array::with_max_entries(filter::WORDS, 0);
+
 #[map]
 static EDGE_REALS: Array<RealDef> = Array::with_max_entries(MAX_REALS, 0);
 
@@ -69,10 +77,13 @@ static EDGE_REALS: Array<RealDef> = Array::with_max_entries(MAX_REALS, 0);
 #[map]
 static EDGE_RINGS: Array<u32> = Array::with_max_entries(ring_entries(MAX_L4_SERVICES), 0);
 
-// Loader: `l4.conntrack_capacity`.
+// Loader: `l4.conntrack_capacity`. BPF_F_NO_COMMON_LRU (2): an LRU list
+// per CPU, so that an insert into a full table evicts from this CPU's
+// list without the lock the CPUs share otherwise (about 8% of a new flow's
+// time with a million entries); a flow stays on its CPU (RSS).
 #[map]
 static EDGE_CONNTRACK: LruPerCpuHashMap<edge_common::FlowKey, FlowState> =
-    LruPerCpuHashMap::with_max_entries(DEFAULT_CONNTRACK_CAPACITY, 0);
+    LruPerCpuHashMap::with_max_entries(DEFAULT_CONNTRACK_CAPACITY, 2);
 
 #[map]
 static EDGE_VIP_STATS: PerCpuArray<L4Counters> = PerCpuArray::with_max_entries(MAX_L4_SERVICES, 0);
@@ -112,7 +123,33 @@ static EDGE_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_IFACES, 0);
 /// The maps, as the classifier's lookups.
 struct Maps;
 
+/// The bits of `slot` (`all` of them, so that every lookup runs, if its
+/// word were missing, which an object built from this tree never has).
+#[inline(always)]
+fn filter_bits(slot: filter::Slot, all: u64) -> u64 {
+    match EDGE_FILTER.get(slot.index) {
+        Some(word) => slot.bits(*word, all),
+        None => all,
+    }
+}
+
 impl Tables for Maps {
+    #[inline(always)]
+    fn source_filter(&self, addrs: &IpAddrs) -> u64 {
+        let slot = match *addrs {
+            IpAddrs::V4 { src, .. } => filter::source_v4(u16::from_be_bytes([src[0], src[1]])),
+            IpAddrs::V6 { src, .. } => filter::source_v6(u16::from_be_bytes([src[0], src[1]])),
+        };
+        // Ban bits are never written (see the daemon's `Tables::ban`): the
+        // ban map is always looked up.
+        filter_bits(slot, SOURCE_ALL) | filter::SOURCE_BAN
+    }
+
+    #[inline(always)]
+    fn port_filter(&self, port: u16) -> u64 {
+        filter_bits(filter::port(port), PORT_ALL)
+    }
+
     #[inline(always)]
     fn denied(&self, addrs: &IpAddrs) -> bool {
         match *addrs {
@@ -169,22 +206,27 @@ pub fn edge_xdp(ctx: XdpContext) -> u32 {
     match verdict.action {
         Action::Pass => xdp_action::XDP_PASS,
         Action::Drop => xdp_action::XDP_DROP,
-        Action::Balance => {
-            let mtu = match EDGE_L4_SETTINGS.get(0) {
-                Some(s) => s.mtu,
-                None => 0,
-            };
-            let b = &verdict.balance;
-            // Checked before a backend is picked: a packet answered here
-            // creates no flow and is not counted as forwarded.
-            if toobig::exceeds(b.ip_len, overhead(b.v6), mtu) {
-                return too_big(ctx.ctx, b, mtu);
-            }
-            match pick(b, len) {
-                Ok(real) => forward(ctx.ctx, b, real),
-                Err(action) => action,
-            }
-        }
+        Action::Balance => balance(ctx.ctx, &verdict.balance, len),
+    }
+}
+
+/// Forwards a VIP packet: the too-big check, then the real's pick, then
+/// the encapsulation, with the settings looked up once for all three.
+#[inline(always)]
+fn balance(raw: *mut xdp_md, b: &Balance, len: u64) -> u32 {
+    let Some(settings) = EDGE_L4_SETTINGS.get(0) else {
+        // An array's only slot: cannot be missing from a well-built object.
+        event(L4Event::NoBackend);
+        return xdp_action::XDP_PASS;
+    };
+    // Checked before a backend is picked: a packet answered here creates
+    // no flow and is not counted as forwarded.
+    if toobig::exceeds(b.ip_len, overhead(b.v6), settings.mtu) {
+        return too_big(raw, b, settings.mtu);
+    }
+    match pick(b, settings, len) {
+        Ok(real) => forward(raw, b, settings, real),
+        Err(action) => action,
     }
 }
 
@@ -245,7 +287,7 @@ fn too_big(raw: *mut xdp_md, b: &Balance, mtu: u32) -> u32 {
     let keep = l2_len + reply.quote();
     let cut = XdpBuf(ctx).len().saturating_sub(keep) as i32;
     // SAFETY: the helpers check the new bounds against the buffer and fail
-    // cleanly; packet pointers are re-read after each (see XdpBuf::write).
+    // cleanly; packet pointers are re-read after each (see XdpBuf::at).
     if unsafe { bpf_xdp_adjust_tail(raw, -cut) } != 0
         || unsafe { bpf_xdp_adjust_head(raw, -(reply.headroom() as i32)) } != 0
     {
@@ -273,12 +315,15 @@ pub fn edge_pass(_ctx: XdpContext) -> u32 {
 /// The classifier, this and [`forward`] are separate BPF functions called
 /// one after the other: a BPF call chain has 512 bytes of stack, which all
 /// three inlined together would exceed.
+///
+/// The flow key is handed to the conntrack map where it lies, in the
+/// verdict (a map value, which the helpers take as a key), not copied.
 #[inline(never)]
-fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
-    let Some(settings) = EDGE_L4_SETTINGS.get(0) else {
-        event(L4Event::NoBackend);
-        return Err(xdp_action::XDP_PASS);
-    };
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the 40-byte key would be copied to the stack for each map call"
+)]
+fn pick(b: &Balance, settings: &L4Settings, len: u64) -> Result<u32, u32> {
     let mut new_flow = false;
     let mut lru_miss = false;
     let mut pick = 0u32;
@@ -287,7 +332,7 @@ fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
     // Katran does. A retransmitted SYN gets the same pick from the same
     // table; after a table change it starts afresh on the new owner.
     let syn = b.flow.proto == IPPROTO_TCP && !b.mid_flow && !b.icmp;
-    if !syn && let Some(state) = EDGE_CONNTRACK.get_ptr(b.flow) {
+    if !syn && let Some(state) = EDGE_CONNTRACK.get_ptr(&b.flow) {
         // SAFETY: a per-CPU LRU value from a successful lookup on this CPU.
         let state = unsafe { *state };
         // An entry written for another service (its VIP's id was reused
@@ -331,7 +376,7 @@ fn pick(b: &Balance, len: u64) -> Result<u32, u32> {
         if !b.icmp
             && EDGE_CONNTRACK
                 .insert(
-                    b.flow,
+                    &b.flow,
                     FlowState {
                         real: pick,
                         service: b.meta.id,
@@ -410,9 +455,9 @@ fn within_budget(flow: &edge_common::FlowKey, settings: &L4Settings) -> bool {
 /// Encapsulates towards real `id` and transmits. The context travels as
 /// its raw pointer, which stays in a register.
 #[inline(never)]
-fn forward(raw: *mut xdp_md, b: &Balance, id: u32) -> u32 {
+fn forward(raw: *mut xdp_md, b: &Balance, settings: &L4Settings, id: u32) -> u32 {
     let ctx = &XdpContext::new(raw);
-    let (Some(real), Some(settings)) = (EDGE_REALS.get(id), EDGE_L4_SETTINGS.get(0)) else {
+    let Some(real) = EDGE_REALS.get(id) else {
         event(L4Event::NoBackend);
         return xdp_action::XDP_PASS;
     };
@@ -439,14 +484,7 @@ fn forward(raw: *mut xdp_md, b: &Balance, id: u32) -> u32 {
     let ingress = ctx.ingress_ifindex() as u32;
     let redirect = real.ifindex != 0 && real.ifindex != ingress;
     let egress = if redirect { real.ifindex } else { ingress };
-    let frame_dst = [
-        inner.eth[0],
-        inner.eth[1],
-        inner.eth[2],
-        inner.eth[3],
-        inner.eth[4],
-        inner.eth[5],
-    ];
+    let frame_dst = inner.dst_mac;
     // Transmitting back out of the ingress interface, a unicast frame was
     // addressed to that interface: its destination MAC is the interface's,
     // and no lookup is needed (Katran does the same).

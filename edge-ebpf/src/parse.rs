@@ -137,13 +137,16 @@ pub struct IpHeader {
     pub len: u32,
 }
 
-/// Transport ports, host byte order.
+/// Transport ports, host byte order, and the TCP flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ports {
     /// Source port.
     pub src: u16,
     /// Destination port.
     pub dst: u16,
+    /// The TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK
+    /// 0x10, ...); zero for UDP.
+    pub flags: u8,
 }
 
 /// Parses the Ethernet header and up to [`MAX_VLAN_TAGS`] VLAN tags
@@ -156,14 +159,14 @@ pub fn ethernet<P: PacketBuf + ?Sized>(p: &P) -> Result<Ethernet, ParseError> {
     // Unrolled by hand: one read of a whole tag per step, at an offset the
     // verifier sees as a constant.
     if is_vlan(ether_type) {
-        let tag: [u8; VLAN_HLEN] = p.bytes(ETH_HLEN).ok_or(truncated)?;
-        vlan = Some(u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff);
-        ether_type = u16::from_be_bytes([tag[2], tag[3]]);
+        let tag = p.le32_at(ETH_HLEN).ok_or(truncated)?;
+        vlan = Some(tci_vid(tag));
+        ether_type = tag_ether_type(tag);
         l3_offset = ETH_HLEN + VLAN_HLEN;
         if is_vlan(ether_type) {
-            let tag: [u8; VLAN_HLEN] = p.bytes(ETH_HLEN + VLAN_HLEN).ok_or(truncated)?;
-            vlan = Some(u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff);
-            ether_type = u16::from_be_bytes([tag[2], tag[3]]);
+            let tag = p.le32_at(ETH_HLEN + VLAN_HLEN).ok_or(truncated)?;
+            vlan = Some(tci_vid(tag));
+            ether_type = tag_ether_type(tag);
             l3_offset = MAX_L2_HLEN;
             if is_vlan(ether_type) {
                 return Err(ParseError::Unsupported(Layer::Ethernet));
@@ -182,25 +185,62 @@ fn is_vlan(ether_type: u16) -> bool {
     ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD
 }
 
+/// The VLAN ID of a tag read as a little-endian word (TCI in bytes 0-1).
+#[inline(always)]
+fn tci_vid(tag: u32) -> u16 {
+    u16::from_be_bytes([tag as u8, (tag >> 8) as u8]) & 0x0fff
+}
+
+/// The EtherType after a tag read as a little-endian word (bytes 2-3).
+#[inline(always)]
+fn tag_ether_type(tag: u32) -> u16 {
+    u16::from_be_bytes([(tag >> 16) as u8, (tag >> 24) as u8])
+}
+
+/// Byte `i` (0-7) of a little-endian word: the packet's byte at the word's
+/// offset plus `i`.
+#[inline(always)]
+const fn byte(word: u64, i: u32) -> u8 {
+    (word >> (8 * i)) as u8
+}
+
+/// The big-endian `u16` at bytes `i` and `i + 1` of a little-endian word.
+#[inline(always)]
+const fn be16(word: u64, i: u32) -> u16 {
+    u16::from_be_bytes([byte(word, i), byte(word, i + 1)])
+}
+
 /// Parses an IPv4 header (with options) at `off`.
+///
+/// Three loads (bytes 0-7, 8-11, 12-19) rather than twenty: each is checked
+/// against the packet's end, all before any field is looked at, so a short
+/// header is `Truncated` whatever its first bytes say.
 pub fn ipv4<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseError> {
-    let h: [u8; IPV4_MIN_HLEN] = p.bytes(off).ok_or(ParseError::Truncated(Layer::Ipv4))?;
+    let truncated = ParseError::Truncated(Layer::Ipv4);
+    // Version/IHL, TOS, total length, ID, flags and fragment offset.
+    let w0 = p.le64_at(off).ok_or(truncated)?;
+    // TTL, protocol, checksum.
+    let w1 = p.le32_at(off + 8).ok_or(truncated)?;
+    // Source and destination.
+    let addrs = p.le64_at(off + 12).ok_or(truncated)?;
     let invalid = ParseError::Invalid(Layer::Ipv4);
-    if h[0] >> 4 != 4 {
+    let ver_ihl = byte(w0, 0);
+    if ver_ihl >> 4 != 4 {
         return Err(invalid);
     }
-    let hlen = usize::from(h[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let hlen = usize::from(ver_ihl & 0x0f) * 4;
+    let total = usize::from(be16(w0, 2));
     if hlen < IPV4_MIN_HLEN || total < hlen {
         return Err(invalid);
     }
-    // Options must be present in full: the last byte of the header is read to
-    // prove it; the total length may not exceed what arrived (Ethernet padding
-    // may make the frame longer, never shorter).
-    if p.u8_at(off + hlen - 1).is_none() || off + total > p.len() {
-        return Err(ParseError::Truncated(Layer::Ipv4));
+    // Options must be present in full; the total length may not exceed what
+    // arrived (Ethernet padding may make the frame longer, never shorter).
+    // Both are length comparisons: nothing past the fixed header is read.
+    let len = p.len();
+    if off + hlen > len || off + total > len {
+        return Err(truncated);
     }
-    let frag = u16::from_be_bytes([h[6], h[7]]);
+    let frag = be16(w0, 6);
     let more_fragments = frag & 0x2000 != 0;
     let frag_offset = frag & 0x1fff;
     let fragment = if frag_offset != 0 {
@@ -212,14 +252,20 @@ pub fn ipv4<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseE
     };
     Ok(IpHeader {
         addrs: IpAddrs::V4 {
-            src: [h[12], h[13], h[14], h[15]],
-            dst: [h[16], h[17], h[18], h[19]],
+            src: (addrs as u32).to_le_bytes(),
+            dst: ((addrs >> 32) as u32).to_le_bytes(),
         },
-        proto: h[9],
+        proto: (w1 >> 8) as u8,
         l4_offset: off + hlen,
         fragment,
         len: total as u32,
     })
+}
+
+/// Sixteen bytes from two little-endian words (bytes 0-7, then 8-15).
+#[inline(always)]
+fn bytes16(lo: u64, hi: u64) -> [u8; 16] {
+    (u128::from(lo) | (u128::from(hi) << 64)).to_le_bytes()
 }
 
 /// Parses an IPv6 header at `off`, skipping up to [`MAX_IPV6_EXT_HEADERS`]
@@ -229,38 +275,47 @@ pub fn ipv4<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseE
 /// of the first header not walked.
 pub fn ipv6<P: PacketBuf + ?Sized>(p: &P, off: usize) -> Result<IpHeader, ParseError> {
     let truncated = ParseError::Truncated(Layer::Ipv6);
-    let fixed: [u8; 8] = p.bytes(off).ok_or(truncated)?;
-    if fixed[0] >> 4 != 6 {
+    // Version, traffic class, flow label, payload length, next header, hop
+    // limit.
+    let fixed = p.le64_at(off).ok_or(truncated)?;
+    if byte(fixed, 0) >> 4 != 6 {
         return Err(ParseError::Invalid(Layer::Ipv6));
     }
-    let payload = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
+    let payload = usize::from(be16(fixed, 4));
     if off + IPV6_HLEN + payload > p.len() {
         return Err(truncated);
     }
-    let src: [u8; 16] = p.bytes(off + 8).ok_or(truncated)?;
-    let dst: [u8; 16] = p.bytes(off + 24).ok_or(truncated)?;
-    let mut next = fixed[6];
+    let src = bytes16(
+        p.le64_at(off + 8).ok_or(truncated)?,
+        p.le64_at(off + 16).ok_or(truncated)?,
+    );
+    let dst = bytes16(
+        p.le64_at(off + 24).ok_or(truncated)?,
+        p.le64_at(off + 32).ok_or(truncated)?,
+    );
+    let mut next = byte(fixed, 6);
     let mut l4_offset = off + IPV6_HLEN;
     let mut fragment = Fragment::No;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPV6_EXT_HOP_BY_HOP | IPV6_EXT_ROUTING | IPV6_EXT_DEST_OPTS | IPV6_EXT_MOBILITY
             | IPV6_EXT_HIP | IPV6_EXT_SHIM6 | IPV6_EXT_EXPERIMENT1 | IPV6_EXT_EXPERIMENT2 => {
-                let ext: [u8; 2] = p.bytes(l4_offset).ok_or(truncated)?;
-                next = ext[0];
-                l4_offset += (usize::from(ext[1]) + 1) * 8;
+                // Next header, then the length in 8-byte units.
+                let ext = p.le16_at(l4_offset).ok_or(truncated)?;
+                next = ext as u8;
+                l4_offset += (usize::from(ext >> 8) + 1) * 8;
             }
             // The authentication header counts its length in 4-byte units.
             IPV6_EXT_AUTH => {
-                let ext: [u8; 2] = p.bytes(l4_offset).ok_or(truncated)?;
-                next = ext[0];
-                l4_offset += (usize::from(ext[1]) + 2) * 4;
+                let ext = p.le16_at(l4_offset).ok_or(truncated)?;
+                next = ext as u8;
+                l4_offset += (usize::from(ext >> 8) + 2) * 4;
             }
             IPV6_EXT_FRAGMENT => {
-                let ext: [u8; 8] = p.bytes(l4_offset).ok_or(truncated)?;
-                next = ext[0];
+                let ext = p.le64_at(l4_offset).ok_or(truncated)?;
+                next = byte(ext, 0);
                 l4_offset += 8;
-                let frag = u16::from_be_bytes([ext[2], ext[3]]);
+                let frag = be16(ext, 2);
                 if frag >> 3 != 0 {
                     fragment = Fragment::Later;
                     break;
@@ -312,24 +367,35 @@ pub fn ports<P: PacketBuf + ?Sized>(p: &P, ip: &IpHeader) -> Result<Option<Ports
     let off = ip.l4_offset;
     match ip.proto {
         IPPROTO_TCP => {
-            let h: [u8; TCP_MIN_HLEN] = p.bytes(off).ok_or(ParseError::Truncated(Layer::Tcp))?;
-            let hlen = usize::from(h[12] >> 4) * 4;
+            let truncated = ParseError::Truncated(Layer::Tcp);
+            // The ports, then bytes 12-19 (data offset, flags, window,
+            // checksum, urgent pointer): together the whole fixed header,
+            // as a 20-byte read would need. In increasing order, so that no
+            // check implies a later one (LLVM could drop that one, and the
+            // verifier would then have to prove an access from another
+            // pointer's check).
+            let head = p.le32_at(off).ok_or(truncated)?;
+            let tail = p.le64_at(off + 12).ok_or(truncated)?;
+            let hlen = usize::from(byte(tail, 0) >> 4) * 4;
             if hlen < TCP_MIN_HLEN {
                 return Err(ParseError::Invalid(Layer::Tcp));
             }
-            if p.u8_at(off + hlen - 1).is_none() {
-                return Err(ParseError::Truncated(Layer::Tcp));
+            // Options present in full: a length comparison, no read.
+            if off + hlen > p.len() {
+                return Err(truncated);
             }
             Ok(Some(Ports {
-                src: u16::from_be_bytes([h[0], h[1]]),
-                dst: u16::from_be_bytes([h[2], h[3]]),
+                src: be16(u64::from(head), 0),
+                dst: be16(u64::from(head), 2),
+                flags: byte(tail, 1),
             }))
         }
         IPPROTO_UDP => {
-            let h: [u8; UDP_HLEN] = p.bytes(off).ok_or(ParseError::Truncated(Layer::Udp))?;
+            let h = p.le64_at(off).ok_or(ParseError::Truncated(Layer::Udp))?;
             Ok(Some(Ports {
-                src: u16::from_be_bytes([h[0], h[1]]),
-                dst: u16::from_be_bytes([h[2], h[3]]),
+                src: be16(h, 0),
+                dst: be16(h, 2),
+                flags: 0,
             }))
         }
         _ => Ok(None),

@@ -316,3 +316,115 @@ fn sum16_is_the_rfc_1071_sum() {
     assert_eq!(crate::PacketBuf::sum16::<8>(&b[..], 0), Some(0xddf2));
     assert_eq!(crate::PacketBuf::sum16::<8>(&b[..], 1), None);
 }
+
+/// Tables whose deny list, ban list, VIP and L7 port all match C4 / H4:8080,
+/// behind the given pre-filter bits; each lookup made is counted.
+struct Filtered {
+    source: u64,
+    port: u64,
+    lookups: std::cell::Cell<u32>,
+}
+
+impl Filtered {
+    fn new(source: u64, port: u64) -> Self {
+        Self {
+            source,
+            port,
+            lookups: std::cell::Cell::new(0),
+        }
+    }
+
+    fn looked_up(&self) -> bool {
+        self.lookups.set(self.lookups.get() + 1);
+        true
+    }
+}
+
+impl Tables for Filtered {
+    fn source_filter(&self, _: &IpAddrs) -> u64 {
+        self.source
+    }
+    fn port_filter(&self, port: u16) -> u64 {
+        assert_eq!(port, 8080, "the filter is asked about the destination port");
+        self.port
+    }
+    fn denied(&self, _: &IpAddrs) -> bool {
+        self.looked_up()
+    }
+    fn banned(&self, _: &IpAddrs) -> bool {
+        self.looked_up()
+    }
+    fn vip(&self, _: &VipKey) -> Option<VipMeta> {
+        self.looked_up().then(VipMeta::default)
+    }
+    fn is_l7_port(&self, _: &PortKey) -> bool {
+        self.looked_up()
+    }
+}
+
+#[test]
+fn clear_filter_bits_skip_their_lookups_and_set_ones_leave_the_decision_to_them() {
+    use edge_common::filter::{
+        PORT_ALL, PORT_L7_TCP, PORT_VIP_TCP, PORT_VIP_UDP, SOURCE_ALL, SOURCE_BAN, SOURCE_DENY,
+    };
+    let tcp = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    let udp = Builder::new().v4(C4, H4, L4::Udp(1, 8080));
+    let run = |p: &[u8], source, port| {
+        let t = Filtered::new(source, port);
+        let v = classify(p, &t);
+        (v.class, t.lookups.get())
+    };
+    // Nothing could match: no lookup at all.
+    assert_eq!(run(&tcp[..], 0, 0), (PacketClass::Other, 0));
+    // Every bit set: the lookups decide, as without a filter.
+    assert_eq!(
+        run(&tcp[..], SOURCE_ALL, PORT_ALL),
+        (PacketClass::Denied, 1)
+    );
+    // Only the bit of each check that could match.
+    assert_eq!(run(&tcp[..], SOURCE_DENY, 0), (PacketClass::Denied, 1));
+    assert_eq!(run(&tcp[..], SOURCE_BAN, 0), (PacketClass::Other, 0));
+    assert_eq!(run(&tcp[..], 0, PORT_VIP_TCP), (PacketClass::Vip, 1));
+    assert_eq!(
+        run(&tcp[..], SOURCE_BAN, PORT_VIP_TCP),
+        (PacketClass::Banned, 2)
+    );
+    assert_eq!(run(&tcp[..], 0, PORT_L7_TCP), (PacketClass::L7, 1));
+    assert_eq!(
+        run(&tcp[..], SOURCE_BAN, PORT_L7_TCP),
+        (PacketClass::Banned, 2)
+    );
+    // Each protocol has its own VIP bit, and L7 listeners are TCP.
+    assert_eq!(run(&tcp[..], 0, PORT_VIP_UDP), (PacketClass::Other, 0));
+    assert_eq!(
+        run(&udp[..], 0, PORT_VIP_TCP | PORT_L7_TCP),
+        (PacketClass::Other, 0)
+    );
+    assert_eq!(run(&udp[..], 0, PORT_VIP_UDP), (PacketClass::Vip, 1));
+}
+
+#[test]
+fn tcp_flags_come_with_the_ports() {
+    let syn = Builder::new().v4(C4, H4, L4::Tcp(1, 8080));
+    let ip = parse::ipv4(&syn[..], 14).unwrap();
+    let ports = parse::ports(&syn[..], &ip).unwrap().unwrap();
+    assert_eq!((ports.src, ports.dst, ports.flags), (1, 8080, 0x02));
+    let udp = Builder::new().v4(C4, H4, L4::Udp(53, 5353));
+    let ip = parse::ipv4(&udp[..], 14).unwrap();
+    assert_eq!(parse::ports(&udp[..], &ip).unwrap().unwrap().flags, 0);
+}
+
+#[test]
+fn word_reads_are_the_bytes_in_memory_order() {
+    use crate::PacketBuf;
+    let b = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
+    assert_eq!(b[..].le16_at(1), Some(0x0302));
+    assert_eq!(b[..].be16_at(1), Some(0x0203));
+    assert_eq!(b[..].le32_at(0), Some(0x0403_0201));
+    assert_eq!(b[..].le64_at(1), Some(0x0908_0706_0504_0302));
+    assert_eq!(b[..].le64_at(2), None);
+    let mut w = [0u8; 8];
+    crate::PacketBufMut::write_le32(&mut w[..], 2, 0x0403_0201).unwrap();
+    assert_eq!(w, [0, 0, 1, 2, 3, 4, 0, 0]);
+    assert_eq!(crate::PacketBufMut::write_le64(&mut w[..], 1, 0), None);
+}

@@ -1,7 +1,11 @@
 //! Typed handles on the L4 balancer's maps: reals, Maglev rings, settings,
 //! egress interfaces, and the per-service / per-real counters.
 
-use super::{DataplaneError, maps::take};
+use super::{
+    DataplaneError,
+    filter::{self, SharedFilter},
+    maps::take,
+};
 use aya::{
     Ebpf,
     maps::{Array, HashMap, Map, MapData, PerCpuArray, xdp::DevMapHash},
@@ -27,14 +31,22 @@ pub struct L4Maps {
     vip_stats: PerCpuArray<MapData, L4Counters>,
     real_stats: PerCpuArray<MapData, L4Counters>,
     events: PerCpuArray<MapData, u64>,
+    /// The pre-filter words, whose VIP port bits follow the VIP map.
+    filter: SharedFilter,
 }
 
 impl L4Maps {
     /// Takes the L4 maps from `ebpf`, with `vips`, a second handle on the
-    /// VIP map, which [`super::Tables`] also holds.
-    pub(super) fn take(ebpf: &mut Ebpf, vips: MapData) -> Result<Self, DataplaneError> {
+    /// VIP map, which [`super::Tables`] also holds, and the pre-filter
+    /// words they share.
+    pub(super) fn take(
+        ebpf: &mut Ebpf,
+        vips: MapData,
+        filter: SharedFilter,
+    ) -> Result<Self, DataplaneError> {
         let vips = HashMap::try_from(Map::HashMap(vips)).map_err(map_err(MAP_VIPS))?;
         Ok(Self {
+            filter,
             vips,
             reals: take(ebpf, MAP_REALS)?,
             rings: take(ebpf, MAP_RINGS)?,
@@ -48,8 +60,9 @@ impl L4Maps {
     }
 
     /// Writes one VIP entry; a service's ring size and generation change
-    /// together, in one update.
+    /// together, in one update. Its port's pre-filter bit goes on first.
     pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        self.filter.lock().set(&filter::vip_bits([key]))?;
         self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))
     }
 
@@ -62,19 +75,37 @@ impl L4Maps {
         }
     }
 
-    /// Removes every VIP entry not in `keep`.
+    /// Removes every VIP entry not in `keep`, then the port pre-filter
+    /// bits that only they needed.
     pub fn retain_vips(&mut self, keep: &[VipKey]) -> Result<(), DataplaneError> {
         let mut stale = Vec::new();
+        let mut kept = Vec::new();
         for key in self.vips.keys() {
             let key = key.map_err(map_err(MAP_VIPS))?;
-            if !keep.contains(&key) {
+            if keep.contains(&key) {
+                kept.push(key);
+            } else {
                 stale.push(key);
             }
         }
         for key in stale {
             self.vips.remove(&key).map_err(map_err(MAP_VIPS))?;
         }
-        Ok(())
+        self.filter
+            .lock()
+            .replace(filter::VIP, &filter::vip_bits(&kept))
+    }
+
+    /// Makes the VIP port pre-filter bits those of the VIP map's entries
+    /// now, after a removal.
+    fn refilter_vips(&mut self) -> Result<(), DataplaneError> {
+        let mut keys = Vec::new();
+        for key in self.vips.keys() {
+            keys.push(key.map_err(map_err(MAP_VIPS))?);
+        }
+        self.filter
+            .lock()
+            .replace(filter::VIP, &filter::vip_bits(&keys))
     }
 
     /// The service and real ids the maps hold now (services by VIP key,
@@ -108,7 +139,8 @@ impl L4Maps {
     /// Removes the VIP entry at `key`, if any.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
         match self.vips.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => self.refilter_vips(),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err(MAP_VIPS)(e)),
         }
     }

@@ -1,6 +1,9 @@
 //! Typed handles on the XDP program's maps.
 
-use super::DataplaneError;
+use super::{
+    DataplaneError,
+    filter::{self, SharedFilter},
+};
 use aya::{
     Ebpf,
     maps::{HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
@@ -45,6 +48,10 @@ fn stale_keys<K>(
 }
 
 /// The maps the configuration fills.
+///
+/// Each change keeps the pre-filter words ([`super::filter`]) in step: a
+/// bit goes on before its entry is written, and off only once the entries
+/// it stood for are gone.
 pub struct Tables {
     deny_v4: LpmTrie<MapData, [u8; 4], DenyValue>,
     deny_v6: LpmTrie<MapData, [u8; 16], DenyValue>,
@@ -52,10 +59,11 @@ pub struct Tables {
     vips: HashMap<MapData, VipKey, VipMeta>,
     bans_v4: HashMap<MapData, [u8; 4], BanValue>,
     bans_v6: HashMap<MapData, [u8; 16], BanValue>,
+    filter: SharedFilter,
 }
 
 impl Tables {
-    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
+    pub(super) fn take(ebpf: &mut Ebpf, filter: SharedFilter) -> Result<Self, DataplaneError> {
         Ok(Self {
             deny_v4: take(ebpf, MAP_DENY_V4)?,
             deny_v6: take(ebpf, MAP_DENY_V6)?,
@@ -63,10 +71,16 @@ impl Tables {
             vips: take(ebpf, MAP_VIPS)?,
             bans_v4: take(ebpf, MAP_BANS_V4)?,
             bans_v6: take(ebpf, MAP_BANS_V6)?,
+            filter,
         })
     }
 
     /// Bans `ip` until `expires_ns` (`CLOCK_MONOTONIC`).
+    ///
+    /// Bans have no pre-filter bits: during an upgrade the old and the new
+    /// edge both write bans, and two processes' read-modify-writes of one
+    /// filter word could lose a bit and let a banned source through. The
+    /// XDP program looks the ban map up for every VIP packet instead.
     pub fn ban(&mut self, ip: std::net::IpAddr, expires_ns: u64) -> Result<(), DataplaneError> {
         let v = BanValue { expires_ns };
         match ip.to_canonical() {
@@ -117,6 +131,9 @@ impl Tables {
     /// Makes the deny list exactly `nets`: new prefixes are added before
     /// stale ones are removed, so a prefix kept across a reload never opens.
     pub fn set_deny(&mut self, nets: &[IpNet]) -> Result<(), DataplaneError> {
+        // The pre-filter bits of the new list, on before its prefixes go in.
+        let bits = filter::deny_bits(nets);
+        self.filter.lock().set(&bits)?;
         let mut want4 = HashSet::new();
         let mut want6 = HashSet::new();
         for (rule, net) in nets.iter().enumerate() {
@@ -151,7 +168,8 @@ impl Tables {
         for k in stale6 {
             self.deny_v6.remove(&k).map_err(map_err(MAP_DENY_V6))?;
         }
-        Ok(())
+        // Off where no prefix is left.
+        self.filter.lock().replace(filter::DENY, &bits)
     }
 
     /// Makes the L7 port set exactly `ports` (TCP).
@@ -160,6 +178,8 @@ impl Tables {
             .iter()
             .map(|p| PortKey::new(*p, IPPROTO_TCP))
             .collect();
+        let bits = filter::l7_bits(ports.iter().copied());
+        self.filter.lock().set(&bits)?;
         for key in &want {
             self.l7_ports
                 .insert(key, 1, 0)
@@ -168,11 +188,13 @@ impl Tables {
         for k in stale_keys(MAP_L7_PORTS, self.l7_ports.keys(), |k| want.contains(k))? {
             self.l7_ports.remove(&k).map_err(map_err(MAP_L7_PORTS))?;
         }
-        Ok(())
+        self.filter.lock().replace(filter::L7, &bits)
     }
 
     /// Makes the VIP table exactly `vips`.
     pub fn set_vips(&mut self, vips: &[VipKey]) -> Result<(), DataplaneError> {
+        let bits = filter::vip_bits(vips);
+        self.filter.lock().set(&bits)?;
         for (id, key) in vips.iter().enumerate() {
             let meta = VipMeta {
                 id: id as u32,
@@ -183,7 +205,7 @@ impl Tables {
         for k in stale_keys(MAP_VIPS, self.vips.keys(), |k| vips.contains(k))? {
             self.vips.remove(&k).map_err(map_err(MAP_VIPS))?;
         }
-        Ok(())
+        self.filter.lock().replace(filter::VIP, &bits)
     }
 }
 

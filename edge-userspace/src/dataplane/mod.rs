@@ -3,6 +3,7 @@
 //! counters.
 
 pub mod decap;
+mod filter;
 mod l4maps;
 mod maps;
 mod pin;
@@ -176,7 +177,20 @@ impl Dataplane {
     /// Loads the embedded object with the given map sizes.
     pub fn load_with(options: &LoadOptions) -> Result<Self, DataplaneError> {
         let services = options.l4_services.clamp(1, MAX_L4_SERVICES);
-        let conntrack = options.conntrack_capacity.max(1);
+        // The connection table keeps an LRU list per CPU (Katran's layout:
+        // no lock shared by the CPUs on insert), for which the kernel
+        // rounds its size up to a multiple of the possible CPUs; asking for
+        // that size makes the pinned map's size the one asked for.
+        let cpus = aya::util::nr_cpus().map_err(|(what, source)| DataplaneError::Pin {
+            what: format!("reading the possible CPUs ({what}) to size the connection table"),
+            source,
+        })?;
+        let cpus = u32::try_from(cpus).unwrap_or(u32::MAX).max(1);
+        let conntrack = options
+            .conntrack_capacity
+            .max(1)
+            .div_ceil(cpus)
+            .saturating_mul(cpus);
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(MAP_CONNTRACK, conntrack)
@@ -204,8 +218,11 @@ impl Dataplane {
             }
         };
         let vips = second_handle(&ebpf, MAP_VIPS)?;
-        let tables = Tables::take(&mut ebpf)?;
-        let l4 = Arc::new(Mutex::new(L4Maps::take(&mut ebpf, vips)?));
+        // The pre-filter words: Tables writes the deny, ban and L7 bits,
+        // L4Maps the VIP bits, through one shared handle.
+        let filter = filter::SharedFilter::take(&mut ebpf)?;
+        let tables = Tables::take(&mut ebpf, filter.clone())?;
+        let l4 = Arc::new(Mutex::new(L4Maps::take(&mut ebpf, vips, filter)?));
         let stats = Arc::new(ClassStats::take(&mut ebpf)?);
         let program = program_mut(&mut ebpf)?;
         program.load().map_err(|source| DataplaneError::Program {

@@ -249,7 +249,7 @@ pub(super) fn prepare(
         ))
     } else if size(edge_common::MAP_CONNTRACK) != Some(conntrack) {
         Some(format!(
-            "the connection table holds {:?} entries per CPU, the configuration asks for {conntrack}",
+            "the connection table holds {:?} entries, the configuration asks for {conntrack}",
             size(edge_common::MAP_CONNTRACK)
         ))
     } else if size(edge_common::MAP_RINGS).is_none_or(|n| n < rings) {
