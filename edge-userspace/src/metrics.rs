@@ -321,6 +321,85 @@ pub struct RequestDone<'a> {
     pub bytes_out: u64,
 }
 
+fn status_class_index(status: Option<u16>) -> usize {
+    match status {
+        Some(s @ 100..=599) => usize::from(s / 100 - 1),
+        _ => 5,
+    }
+}
+
+/// A route's request metrics, registered once when the route is compiled
+/// (after the recorder is installed): a request then records through
+/// handles instead of hashing its labels and looking them up in the
+/// registry, about 1 µs a request.
+pub struct RouteHandles {
+    listener: Arc<str>,
+    route: Arc<str>,
+    /// The pool the request counters are labelled with: the route's own.
+    pool: Arc<str>,
+    requests: [metrics::Counter; 6],
+    duration: metrics::Histogram,
+    bytes_in: metrics::Counter,
+    bytes_out: metrics::Counter,
+}
+
+impl RouteHandles {
+    /// Handles for `route` on `listener`, whose requests go to `pool`
+    /// (`none` for a route that answers itself).
+    pub fn new(listener: &Arc<str>, route: &Arc<str>, pool: &Arc<str>) -> Self {
+        let requests = STATUS_CLASSES.map(|class| {
+            metrics::counter!(
+                HTTP_REQUESTS,
+                "listener" => Arc::clone(listener),
+                "route" => Arc::clone(route),
+                "pool" => Arc::clone(pool),
+                "status_class" => class,
+            )
+        });
+        let labels = [
+            ("listener", Arc::clone(listener)),
+            ("route", Arc::clone(route)),
+        ];
+        Self {
+            listener: Arc::clone(listener),
+            route: Arc::clone(route),
+            pool: Arc::clone(pool),
+            requests,
+            duration: metrics::histogram!(HTTP_DURATION, &labels),
+            bytes_in: metrics::counter!(HTTP_REQUEST_BYTES, &labels),
+            bytes_out: metrics::counter!(HTTP_RESPONSE_BYTES, &labels),
+        }
+    }
+
+    /// Whether these handles carry `r`'s labels.
+    fn fits(&self, r: &RequestDone<'_>) -> bool {
+        *self.listener == **r.listener && *self.route == **r.route
+    }
+}
+
+/// Counts one finished L7 request, through `handles` when they are the
+/// request's route's (a split to another pool only looks up its counter).
+pub fn http_request_with(r: &RequestDone<'_>, handles: Option<&RouteHandles>) {
+    let Some(h) = handles.filter(|h| h.fits(r)) else {
+        return http_request(r);
+    };
+    if *h.pool == **r.pool {
+        h.requests[status_class_index(r.status)].increment(1);
+    } else {
+        metrics::counter!(
+            HTTP_REQUESTS,
+            "listener" => Arc::clone(r.listener),
+            "route" => Arc::clone(r.route),
+            "pool" => Arc::clone(r.pool),
+            "status_class" => status_class(r.status),
+        )
+        .increment(1);
+    }
+    h.duration.record(r.seconds);
+    h.bytes_in.increment(r.bytes_in);
+    h.bytes_out.increment(r.bytes_out);
+}
+
 /// Counts one finished L7 request.
 pub fn http_request(r: &RequestDone<'_>) {
     metrics::counter!(
@@ -340,9 +419,9 @@ pub fn http_request(r: &RequestDone<'_>) {
     metrics::counter!(HTTP_RESPONSE_BYTES, &labels).increment(r.bytes_out);
 }
 
-/// Records an upstream's time to response head.
-pub fn upstream_latency(pool: &Arc<str>, seconds: f64) {
-    metrics::histogram!(UPSTREAM_DURATION, "pool" => Arc::clone(pool)).record(seconds);
+/// A pool's time-to-response-head histogram, registered once with it.
+pub fn upstream_duration(pool: &Arc<str>) -> metrics::Histogram {
+    metrics::histogram!(UPSTREAM_DURATION, "pool" => Arc::clone(pool))
 }
 
 /// Records a backend's health.
@@ -485,6 +564,9 @@ impl std::fmt::Debug for ConsumerStats {
     }
 }
 
+/// The label of an absent route or pool.
+pub const NONE: &str = "none";
+
 /// The status classes of [`status_class`], in order.
 pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
@@ -583,7 +665,12 @@ pub fn config_generation(generation: u64) {
 
 /// Counts access log lines dropped.
 pub fn access_log_dropped() {
-    metrics::counter!(ACCESS_LOG_DROPPED).increment(1);
+    access_log_dropped_n(1);
+}
+
+/// Counts `n` access log lines dropped at once (a failed write).
+pub fn access_log_dropped_n(n: u64) {
+    metrics::counter!(ACCESS_LOG_DROPPED).increment(n);
 }
 
 /// Records that XDP is attached to `iface` in `mode`.
@@ -654,6 +741,21 @@ mod tests {
 
     #[test]
     fn status_classes() {
+        for status in [
+            None,
+            Some(42),
+            Some(100),
+            Some(204),
+            Some(399),
+            Some(404),
+            Some(599),
+            Some(600),
+        ] {
+            assert_eq!(
+                STATUS_CLASSES[status_class_index(status)],
+                status_class(status)
+            );
+        }
         assert_eq!(status_class(Some(200)), "2xx");
         assert_eq!(status_class(Some(404)), "4xx");
         assert_eq!(status_class(Some(503)), "5xx");

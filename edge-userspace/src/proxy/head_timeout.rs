@@ -191,9 +191,6 @@ impl AsyncRead for HeadTimeout {
         ready!(Pin::new(&mut *this.inner).poll_read(cx, buf))?;
         let fresh = &buf.filled()[before..];
         if this.watching && !fresh.is_empty() {
-            if this.deadline.is_none() {
-                this.deadline = Some(Box::pin(tokio::time::sleep(this.timeout)));
-            }
             this.head_bytes += fresh.len();
             let done = match &mut this.until {
                 Until::Head(scan) => scan.feed(fresh),
@@ -202,6 +199,11 @@ impl AsyncRead for HeadTimeout {
             if done {
                 this.watching = false;
                 this.deadline = None;
+            } else if this.deadline.is_none() {
+                // The clock starts at the head's first byte; a head that
+                // came whole in one read (nearly all) needs no timer, and
+                // makes none (an allocation and a clock read each).
+                this.deadline = Some(Box::pin(tokio::time::sleep(this.timeout)));
             }
         }
         Poll::Ready(Ok(()))

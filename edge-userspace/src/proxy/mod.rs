@@ -55,7 +55,7 @@ use std::{
 };
 
 /// Label for "no route" / "no pool" in metrics.
-const NONE: &str = "none";
+const NONE: &str = metrics::NONE;
 
 /// The proxy logic of one listener.
 pub struct EdgeProxy {
@@ -1077,7 +1077,7 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         if let (Some(start), Some(pool)) = (ctx.upstream_started, &ctx.pool) {
             let secs = start.elapsed().as_secs_f64();
-            metrics::upstream_latency(&pool.name, secs);
+            pool.record_upstream_duration(secs);
             ctx.upstream_ms = Some(secs * 1000.0);
         }
         if let Some(pool) = &ctx.pool
@@ -1342,15 +1342,18 @@ impl ProxyHttp for EdgeProxy {
         if ctx.grpc || ctx.transcoded {
             metrics::grpc_request(&self.listener, route, pool_name, ctx.grpc_status);
         }
-        metrics::http_request(&metrics::RequestDone {
-            listener: &self.listener,
-            route,
-            pool: pool_name,
-            status,
-            seconds,
-            bytes_in,
-            bytes_out,
-        });
+        metrics::http_request_with(
+            &metrics::RequestDone {
+                listener: &self.listener,
+                route,
+                pool: pool_name,
+                status,
+                seconds,
+                bytes_in,
+                bytes_out,
+            },
+            ctx.route.as_ref().map(|r| &r.metrics),
+        );
         if let Some(log) = &self.access_log {
             let req = session.req_header();
             let host = ctx.host.take().unwrap_or_else(|| host_of(req));

@@ -63,10 +63,23 @@ impl TraceParent {
 
     /// The field in version 00, the only version edge writes.
     pub fn header_value(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.parent_id, self.flags
-        )
+        let mut v = String::with_capacity(55);
+        v.push_str("00-");
+        push_hex(&mut v, self.trace_id, 32);
+        v.push('-');
+        push_hex(&mut v, u128::from(self.parent_id), 16);
+        v.push('-');
+        push_hex(&mut v, u128::from(self.flags), 2);
+        v
+    }
+}
+
+/// Appends the low `digits` hex digits of `n` (lower case, zero-padded):
+/// once or twice a request, where format! cost more than the rest.
+fn push_hex(out: &mut String, n: u128, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((n >> (4 * i)) & 0xf) as usize]));
     }
 }
 
@@ -206,14 +219,14 @@ pub fn request_id_from(random: u128) -> String {
     // Version 4 (bits 76..80) and the RFC 9562 variant `10` (bits 62..64).
     let n = (random & !(0xf_u128 << 76)) | (0x4_u128 << 76);
     let n = (n & !(0x3_u128 << 62)) | (0x2_u128 << 62);
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        (n >> 96) as u32,
-        (n >> 80) as u16,
-        (n >> 64) as u16,
-        (n >> 48) as u16,
-        (n & 0xffff_ffff_ffff) as u64
-    )
+    let mut id = String::with_capacity(36);
+    for (shift, digits) in [(96, 8), (80, 4), (64, 4), (48, 4), (0, 12)] {
+        if !id.is_empty() {
+            id.push('-');
+        }
+        push_hex(&mut id, n >> shift, digits);
+    }
+    id
 }
 
 /// Random bytes drawn from OpenSSL at once per thread: one draw serves

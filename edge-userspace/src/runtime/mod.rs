@@ -113,6 +113,8 @@ pub struct RouteRuntime {
     pub cache_namespace: Option<Arc<str>>,
     /// Its REST→gRPC bindings, for a transcoding route.
     pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
+    /// Its request metrics, registered once.
+    pub metrics: crate::metrics::RouteHandles,
 }
 
 impl ListenerRuntime {
@@ -126,6 +128,7 @@ impl ListenerRuntime {
         generation: u64,
         gateway: &crate::policy::Generation,
     ) -> Result<Self> {
+        let listener_name: Arc<str> = Arc::from(l.name.as_str());
         let routes = l
             .routes
             .iter()
@@ -197,7 +200,15 @@ impl ListenerRuntime {
                 let cache_namespace =
                     (!m.headers.is_empty() || !m.query.is_empty() || m.accept_param.is_some())
                         .then(|| Arc::from(format!("{}/{}", l.name, r.name)));
+                let metrics = crate::metrics::RouteHandles::new(
+                    &listener_name,
+                    &name,
+                    &pool
+                        .as_ref()
+                        .map_or_else(|| Arc::from(crate::metrics::NONE), |p| Arc::clone(&p.name)),
+                );
                 Ok(Arc::new(RouteRuntime {
+                    metrics,
                     transcoder,
                     cache_namespace,
                     policies,

@@ -4,7 +4,7 @@
 //! response body.
 
 use super::{Admission, PickInput, UpstreamPool, tls as upstream_tls};
-use crate::metrics;
+
 use bytes::{Bytes, BytesMut};
 use pingora::{connectors::http::Connector, http::RequestHeader};
 use std::{
@@ -190,7 +190,7 @@ pub async fn call(
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout(left)),
         };
-        metrics::upstream_latency(&pool.name, started.elapsed().as_secs_f64());
+        pool.record_upstream_duration(started.elapsed().as_secs_f64());
         let ok = matches!(&r, Ok(resp) if resp.succeeded());
         pending.attempt = None;
         pool.done(i, ok);

@@ -17,6 +17,7 @@ use super::{
     stats::{Latency, Outcomes, Percentiles},
 };
 use crate::{config::Pool, metrics};
+use ::metrics as recorder;
 use std::{
     net::SocketAddr,
     sync::{
@@ -114,6 +115,8 @@ pub struct UpstreamPool {
     epoch: Instant,
     /// Recent attempt latencies; carried over.
     latency: Arc<Latency>,
+    /// The time-to-head histogram, registered once.
+    upstream_duration: recorder::Histogram,
     /// The pool's health-check task, stopped when the pool is dropped.
     health_task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -173,6 +176,7 @@ impl UpstreamPool {
         };
         let tls = config.tls.as_ref().map(UpstreamTlsPeer::load).transpose()?;
         let pool = Self {
+            upstream_duration: metrics::upstream_duration(&name),
             selector: Selector::new(config.algorithm, &config.backends),
             breaker,
             budget,
@@ -368,6 +372,11 @@ impl UpstreamPool {
             metrics::retry(&self.name);
         }
         allowed
+    }
+
+    /// Records a backend's time to response head, in seconds.
+    pub fn record_upstream_duration(&self, seconds: f64) {
+        self.upstream_duration.record(seconds);
     }
 
     /// Counts how long an attempt took, for the admin API's percentiles.
