@@ -5,6 +5,8 @@
 
 pub mod access_log;
 pub mod admin;
+#[cfg(feature = "alloc-count")]
+pub mod alloc_count;
 pub mod cache;
 pub mod cli;
 pub mod compression;

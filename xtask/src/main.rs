@@ -106,10 +106,12 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// edge vs nginx vs HAProxy as L7 proxies on loopback: proxied small
-    /// and 64 KiB responses, cache hit, HTTPS (wrk), unary gRPC (h2load)
-    /// and TCP proxying with a connection per request; writes
-    /// target/bench/l7.md.
+    /// edge vs a bare Pingora proxy vs nginx vs HAProxy as L7 proxies on
+    /// loopback: proxied small and 64 KiB responses, cache hit, HTTPS
+    /// (wrk), unary gRPC (h2load), TCP proxying with a connection per
+    /// request, HTTP/2 (h2c), 100 and 1000 connections and memory per idle
+    /// connection, with CPU time, allocations and system calls per
+    /// request; writes target/bench/l7.md.
     L7 {
         /// Which rows to measure.
         #[arg(long, value_enum, default_value = "all")]
@@ -261,8 +263,7 @@ fn build(root: &Path, release: bool) -> Result<PathBuf> {
 /// Like [`build`], with cargo profile `profile` (`dev`, `release`, `demo`).
 fn build_profile(root: &Path, profile: &str) -> Result<PathBuf> {
     toolchain::ensure()?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = target_dir(root);
     let dir = match profile {
         "dev" => "debug",
         other => other,
@@ -294,6 +295,47 @@ fn build_profile(root: &Path, profile: &str) -> Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+/// What `bench l7` runs, built release with the `alloc-count` feature
+/// (mimalloc counting its allocations): `edge`, unless `edge` names a
+/// binary to measure instead, and the bare Pingora example. Returns both
+/// paths. Afterwards target/release/edge is that counting build until the
+/// next plain `build` puts the other back (cargo keeps the artifacts of
+/// both feature sets).
+fn build_bench(root: &Path, edge: Option<PathBuf>) -> Result<(PathBuf, PathBuf)> {
+    toolchain::ensure()?;
+    let release = target_dir(root).join("release");
+    let mut cmd = cargo();
+    cmd.current_dir(root).args([
+        "build",
+        "--package",
+        "edge-userspace",
+        "--profile",
+        "release",
+        "--features",
+        "alloc-count",
+        "--example",
+        "bare_pingora",
+    ]);
+    if edge.is_none() {
+        cmd.args(["--bin", "edge"]);
+    }
+    let started = std::time::Instant::now();
+    run_status(&mut cmd)?;
+    if started.elapsed() > std::time::Duration::from_secs(30) {
+        println!(
+            "xtask: built the benchmark's binaries in {:.0?}",
+            started.elapsed()
+        );
+    }
+    let edge = edge.unwrap_or_else(|| release.join("edge"));
+    Ok((edge, release.join("examples").join("bare_pingora")))
+}
+
+/// Cargo's target directory.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn require_root(what: &str) -> Result<()> {

@@ -1,7 +1,9 @@
-//! The configuration files of the origin and of the three proxies, written
-//! to be equivalent: one worker each, keep-alive both ways (to clients and
-//! to the one origin), X-Forwarded-For/-Proto added, no access log, the
-//! same timeouts where the proxy has them, TLS 1.2+ with one certificate.
+//! The configuration files of the origin and of the proxies, written to be
+//! equivalent: one worker each, keep-alive both ways (to clients and to the
+//! one origin), X-Forwarded-For/-Proto added, no access log, the same
+//! timeouts where the proxy has them, TLS 1.2+ with one certificate, and
+//! room for [`PROXY_CONNECTIONS`] client connections. The bare Pingora
+//! proxy takes its few settings on its command line (see `Bench::start`).
 
 use std::{fmt::Write, path::Path};
 
@@ -26,6 +28,12 @@ const CACHE_OBJECT_MIB: u32 = 1;
 /// Timeouts every proxy gets where it has the knob (seconds).
 const CONNECT_TIMEOUT: u32 = 5;
 const IO_TIMEOUT: u32 = 60;
+/// Concurrent connections every proxy accepts at least (nginx's
+/// `worker_connections` counts its upstream ones too): the memory row's
+/// 10,000 idle client connections, with room.
+pub const PROXY_CONNECTIONS: u32 = 16_384;
+/// `worker_connections` of the other nginx instances (origin, backends).
+const NGINX_CONNECTIONS: u32 = 4096;
 
 /// The listening ports of one proxy.
 #[derive(Clone, Copy)]
@@ -36,6 +44,11 @@ pub struct Listeners {
     pub cache: u16,
     /// HTTPS, proxied without caching.
     pub tls: u16,
+    /// Prior-knowledge HTTP/2 (h2c), proxied without caching: the plain
+    /// port where the proxy detects the HTTP/2 preface there (edge, bare
+    /// Pingora), else one of its own (nginx 1.22's `http2` and HAProxy's
+    /// `proto h2` make a port HTTP/2 only).
+    pub h2c: u16,
 }
 
 /// Every port of the benchmark; all on 127.0.0.1.
@@ -45,13 +58,30 @@ pub struct Ports {
     pub origin: u16,
     /// edge's listeners.
     pub edge: Listeners,
+    /// The bare Pingora proxy's listeners (plain, TLS; its `cache` port is
+    /// bound by nobody, it has no cache).
+    pub pingora: Listeners,
     /// nginx's listeners.
     pub nginx: Listeners,
     /// HAProxy's listeners.
     pub haproxy: Listeners,
 }
 
-/// Which of edge's three configurations.
+impl Ports {
+    /// The listeners of the proxy in column `proxy` of
+    /// [`super::report::PROXIES`] (edge, bare Pingora, nginx, HAProxy; any
+    /// later column is HAProxy's).
+    pub fn proxy(&self, proxy: usize) -> Listeners {
+        match proxy {
+            0 => self.edge,
+            1 => self.pingora,
+            2 => self.nginx,
+            _ => self.haproxy,
+        }
+    }
+}
+
+/// Which of edge's configurations.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum EdgeKind {
     /// Plain proxying.
@@ -60,6 +90,9 @@ pub enum EdgeKind {
     Cache,
     /// TLS termination.
     Tls,
+    /// Plain proxying with room for [`PROXY_CONNECTIONS`] connections (the
+    /// default `max_connections` is 10,000): the scale rows.
+    Scale,
 }
 
 impl EdgeKind {
@@ -69,6 +102,7 @@ impl EdgeKind {
             EdgeKind::Plain => "edge-proxy.yaml",
             EdgeKind::Cache => "edge-cache.yaml",
             EdgeKind::Tls => "edge-tls.yaml",
+            EdgeKind::Scale => "edge-scale.yaml",
         }
     }
 }
@@ -125,6 +159,14 @@ pub(crate) fn nginx_temp_paths(prefix: &Path) -> String {
 /// What every nginx instance here shares: one worker in the foreground,
 /// everything it writes under `prefix`.
 pub(crate) fn nginx_head(prefix: &Path) -> String {
+    nginx_head_sized(prefix, NGINX_CONNECTIONS)
+}
+
+/// [`nginx_head`] with `connections` per worker. Their file descriptors
+/// come from the limit nginx inherits, which the benchmark raises (see
+/// `scale::raise_nofile`): `worker_rlimit_nofile` could not go further
+/// without CAP_SYS_RESOURCE and only logs an alert when it fails.
+fn nginx_head_sized(prefix: &Path, connections: u32) -> String {
     let p = prefix.display();
     format!(
         "daemon off;
@@ -136,7 +178,7 @@ user root;
 pid {p}/nginx.pid;
 error_log {p}/error.log warn;
 events {{
-    worker_connections 4096;
+    worker_connections {connections};
 }}
 "
     )
@@ -145,11 +187,13 @@ events {{
 /// nginx as reverse proxy: one worker, an upstream keep-alive pool,
 /// response buffers large enough that 64 KiB never goes to a temporary
 /// file, `proxy_cache` on its cache listener (files under the prefix,
-/// which the page cache keeps in memory).
+/// which the page cache keeps in memory), and prior-knowledge HTTP/2 on a
+/// listener of its own (in nginx 1.22 `http2` without `ssl` makes a port
+/// h2c only).
 pub fn nginx(prefix: &Path, ports: &Ports, cert: &Path, key: &Path) -> String {
     let p = prefix.display();
     let l = ports.nginx;
-    let mut s = nginx_head(prefix);
+    let mut s = nginx_head_sized(prefix, PROXY_CONNECTIONS);
     let _ = write!(
         s,
         "http {{
@@ -200,6 +244,13 @@ pub fn nginx(prefix: &Path, ports: &Ports, cert: &Path, key: &Path) -> String {
             proxy_pass http://origin;
         }}
     }}
+    # keepalive_requests and keepalive_timeout cover HTTP/2 too (1.19.7+).
+    server {{
+        listen 127.0.0.1:{h2c} http2 backlog=4096;
+        location / {{
+            proxy_pass http://origin;
+        }}
+    }}
 }}
 ",
         origin = ports.origin,
@@ -207,6 +258,7 @@ pub fn nginx(prefix: &Path, ports: &Ports, cert: &Path, key: &Path) -> String {
         plain = l.plain,
         cache = l.cache,
         tls = l.tls,
+        h2c = l.h2c,
         cert = cert.display(),
         key = key.display(),
     );
@@ -233,13 +285,19 @@ pub fn haproxy_defaults() -> String {
 
 /// HAProxy: one thread, `http-reuse always` to the origin, its
 /// small-object `cache` on the cache frontend, the certificate and key in
-/// one PEM (`pem`) for TLS.
+/// one PEM (`pem`) for TLS, prior-knowledge HTTP/2 (`proto h2`) on a
+/// frontend of its own. `maxconn` is set on the frontends the scale rows
+/// load as well as globally: a frontend does not take the global value.
 pub fn haproxy(ports: &Ports, pem: &Path) -> String {
     let l = ports.haproxy;
     format!(
         "global
     nbthread 1
-    maxconn 8192
+    maxconn {PROXY_CONNECTIONS}
+    # HAProxy wants 2 x maxconn descriptors and by default refuses to start
+    # below that; the machine's hard limit may be lower, and idle client
+    # connections need one each, so start anyway.
+    no strict-limits
     tune.ssl.default-dh-param 2048
 
 {defaults}
@@ -250,6 +308,13 @@ cache bench
 
 frontend plain
     bind 127.0.0.1:{plain} backlog 4096
+    maxconn {PROXY_CONNECTIONS}
+    http-request set-header X-Forwarded-Proto http
+    default_backend origin
+
+frontend h2c
+    bind 127.0.0.1:{h2c} proto h2 backlog 4096
+    maxconn {PROXY_CONNECTIONS}
     http-request set-header X-Forwarded-Proto http
     default_backend origin
 
@@ -274,6 +339,7 @@ backend origin_cached
         plain = l.plain,
         cache = l.cache,
         tls = l.tls,
+        h2c = l.h2c,
         origin = ports.origin,
         pem = pem.display(),
         object_bytes = CACHE_OBJECT_MIB * 1024 * 1024,
@@ -299,6 +365,11 @@ pub fn edge(kind: EdgeKind, ports: &Ports) -> String {
             l.tls,
             "    tls:\n      certificates:\n        - cert: cert.pem\n          key: key.pem\n      min_version: \"1.2\"\n"
                 .to_string(),
+            String::new(),
+        ),
+        EdgeKind::Scale => (
+            l.plain,
+            format!("    limits: {{ max_connections: {PROXY_CONNECTIONS} }}\n"),
             String::new(),
         ),
     };

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::{
+    ffi::OsStr,
     fs::File,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
@@ -41,6 +42,20 @@ impl Proc {
         log: &Path,
         stop_signal: libc::c_int,
     ) -> Result<Self> {
+        Self::spawn_with_env(name, cpus, program, args, &[], log, stop_signal)
+    }
+
+    /// [`Proc::spawn`] with `env` (name, value) added to the child's
+    /// environment.
+    pub fn spawn_with_env(
+        name: &str,
+        cpus: Option<&str>,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &OsStr)],
+        log: &Path,
+        stop_signal: libc::c_int,
+    ) -> Result<Self> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         // taskset execs the program, so the child's PID is the program's.
         let mut cmd = match cpus {
@@ -52,6 +67,7 @@ impl Proc {
             None => Command::new(program),
         };
         cmd.args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
@@ -120,38 +136,81 @@ impl Proc {
     /// CPU time (user + system) used so far by the child's process group:
     /// the process and every worker it forked, all their threads.
     pub fn cpu_time(&self) -> Result<Duration> {
-        let child = self.child.as_ref().context("the process was stopped")?;
-        let pgid = child.id().to_string();
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         if ticks <= 0 {
             bail!("no clock tick rate");
         }
         let mut total: u64 = 0;
-        for entry in std::fs::read_dir("/proc")? {
-            let path = entry?.path().join("stat");
-            // Processes come and go while this reads; a vanished one is
-            // not an error.
-            let Ok(stat) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            // After the parenthesised command name: state, ppid, pgrp, ...,
-            // utime (12th), stime (13th).
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            if fields.get(2) != Some(&pgid.as_str()) {
-                continue;
-            }
+        for (pid, fields) in self.group()? {
+            // utime and stime: the 12th and 13th fields after the name.
             for i in [11, 12] {
                 total += fields
                     .get(i)
                     .and_then(|f| f.parse::<u64>().ok())
-                    .with_context(|| format!("reading {}", path.display()))?;
+                    .with_context(|| format!("reading /proc/{pid}/stat"))?;
             }
         }
         Ok(Duration::from_secs_f64(total as f64 / ticks as f64))
+    }
+
+    /// The PIDs of the child's process group (nginx: master and worker).
+    pub fn pids(&self) -> Result<Vec<u32>> {
+        Ok(self.group()?.into_iter().map(|(pid, _)| pid).collect())
+    }
+
+    /// Resident memory of the child's process group, KiB: the sum of each
+    /// process's `VmRSS` (pages two of them share count twice, which a
+    /// difference of two readings cancels).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let mut total = 0;
+        for pid in self.pids()? {
+            // A process that exits while this reads is not an error.
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                continue;
+            };
+            // A zombie has no VmRSS line, and no memory.
+            let kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            total += kib;
+        }
+        Ok(total)
+    }
+
+    /// Every process of the child's process group (it leads its own, see
+    /// [`Proc::spawn`]), each with the fields of its `/proc/PID/stat` after
+    /// the parenthesised command name (state, ppid, pgrp, ...).
+    fn group(&self) -> Result<Vec<(u32, Vec<String>)>> {
+        let child = self.child.as_ref().context("the process was stopped")?;
+        let pgid = child.id().to_string();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc")? {
+            let entry = entry?;
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Processes come and go while this reads; a vanished one is
+            // not an error.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<String> = rest.split_whitespace().map(String::from).collect();
+            if fields.get(2) == Some(&pgid) {
+                out.push((pid, fields));
+            }
+        }
+        Ok(out)
     }
 
     /// The last lines of the child's log.

@@ -9,19 +9,24 @@
 //!   connection.
 //!
 //! Same pinning as the HTTP rows: each proxy one worker on the proxy CPU,
-//! the load generator and the origins on the other.
+//! the load generator and the origins on the other. The bare Pingora
+//! example has neither an HTTP/2 upstream nor a TCP mode: its cells are
+//! n/a.
 
 use super::{
-    Cpus, LOAD, ROUNDS, START_TIMEOUT, WARMUP, configs, interrupted, plain_url, poll,
+    ALLOC_COUNT_ENV, Cpus, LOAD, Measured, ROUNDS, RunCtx, START_TIMEOUT, WARMUP, configs,
+    interrupted, plain_url, poll,
     proc::Proc,
-    report::{self, Cell, Row, Sample},
+    report::{self, COUNT, Cell, Counts, EDGE, PINGORA, Row, Sample},
+    window,
     wrk::{self, Measurement},
 };
 use anyhow::{Context, Result, bail};
 use std::{
+    ffi::OsStr,
     net::{SocketAddr, TcpStream},
     path::Path,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// What this part runs besides the HTTP rows' tools.
@@ -30,6 +35,15 @@ pub(crate) const PACKAGES: &[&str] = &["nghttp2-client", "libnginx-mod-stream"];
 /// of 13 bytes, like the small HTTP body.
 const METHOD: &str = "/bench.Echo/Unary";
 const MESSAGE: &[u8] = b"hello, world\n";
+/// The request headers of a gRPC call.
+const GRPC_HEADERS: &[&str] = &["content-type: application/grpc", "te: trailers"];
+/// The gRPC row's name.
+pub(crate) const GRPC_ROW: &str = "gRPC unary (h2c), 13 B message";
+/// The TCP row's name.
+pub(crate) const TCP_ROW: &str = "TCP, new connection per request, 13 B";
+/// Why the bare Pingora proxy has no cell in these rows.
+const NO_GRPC: &str = "the bare Pingora example proxies to HTTP/1.1 upstreams only";
+const NO_TCP: &str = "the bare Pingora example has no TCP mode";
 /// The nginx stream module Debian's libnginx-mod-stream installs.
 const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
@@ -38,8 +52,9 @@ const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 struct Ports {
     grpc_origin: u16,
     http_origin: u16,
-    /// (gRPC, TCP) of edge, nginx, HAProxy.
-    proxies: [(u16, u16); 3],
+    /// (gRPC, TCP) of each proxy in [`report::PROXIES`] order; none for
+    /// bare Pingora.
+    proxies: [Option<(u16, u16)>; COUNT],
 }
 
 /// The two rows, measured.
@@ -48,7 +63,12 @@ pub(crate) fn rows(dir: &Path, edge_bin: &Path, cpus: &Cpus, http_origin: u16) -
     let ports = Ports {
         grpc_origin: p[0],
         http_origin,
-        proxies: [(p[1], p[2]), (p[3], p[4]), (p[5], p[6])],
+        proxies: [
+            Some((p[1], p[2])),
+            None,
+            Some((p[3], p[4])),
+            Some((p[5], p[6])),
+        ],
     };
     let dir = dir.join("protocols");
     std::fs::create_dir_all(dir.join("nginx").join("tmp"))?;
@@ -57,6 +77,7 @@ pub(crate) fn rows(dir: &Path, edge_bin: &Path, cpus: &Cpus, http_origin: u16) -
     framed.extend_from_slice(&(MESSAGE.len() as u32).to_be_bytes());
     framed.extend_from_slice(MESSAGE);
     std::fs::write(&body, &framed)?;
+    let alloc_file = dir.join("edge.allocs");
 
     let exe = std::env::current_exe().context("finding xtask's own binary")?;
     let listen = format!("127.0.0.1:{}", ports.grpc_origin);
@@ -70,68 +91,66 @@ pub(crate) fn rows(dir: &Path, edge_bin: &Path, cpus: &Cpus, http_origin: u16) -
     )?;
     wait_accepts(&mut origin, ports.grpc_origin)?;
 
-    let mut servers: [Result<Proc>; 3] = [
-        start_edge(&dir, edge_bin, cpus, &ports),
-        start_nginx(&dir, cpus, &ports),
-        start_haproxy(&dir, cpus, &ports),
+    let mut servers: [Option<Result<Proc>>; COUNT] = [
+        Some(start_edge(&dir, edge_bin, cpus, &ports, &alloc_file)),
+        None,
+        Some(start_nginx(&dir, cpus, &ports)),
+        Some(start_haproxy(&dir, cpus, &ports)),
     ];
     let mut out = Vec::new();
-    for (name, grpc) in [
-        ("gRPC unary (h2c), 13 B message", true),
-        ("TCP, new connection per request, 13 B", false),
-    ] {
-        let mut samples: [Vec<Sample>; 3] = Default::default();
-        let mut failed: [Option<String>; 3] = Default::default();
+    for (name, grpc) in [(GRPC_ROW, true), (TCP_ROW, false)] {
+        let mut samples: [Vec<Sample>; COUNT] = Default::default();
+        let mut counts: [Vec<Counts>; COUNT] = Default::default();
+        let mut fixed: [Option<Cell>; COUNT] = Default::default();
+        let no_pingora = if grpc { NO_GRPC } else { NO_TCP };
+        fixed[PINGORA] = Some(Cell::NotApplicable(no_pingora.into()));
         for round in 1..=ROUNDS {
-            for (i, server) in servers.iter_mut().enumerate() {
-                if failed[i].is_some() {
+            for (i, slot) in servers.iter_mut().enumerate() {
+                if fixed[i].is_some() {
                     continue;
                 }
                 let proxy = report::PROXIES[i];
-                let server = match server {
-                    Ok(s) => s,
-                    Err(e) => {
-                        failed[i] = Some(format!("{proxy} did not start: {e:#}"));
+                let (server, (g, t)) = match (slot, ports.proxies[i]) {
+                    (Some(Ok(server)), Some(ports)) => (server, ports),
+                    (Some(Err(e)), _) => {
+                        fixed[i] = Some(Cell::Failed(format!("{proxy} did not start: {e:#}")));
+                        continue;
+                    }
+                    _ => {
+                        fixed[i] = Some(Cell::Failed(format!("{proxy} is not set up")));
                         continue;
                     }
                 };
                 println!("xtask: {proxy}, {name}, run {round}/{ROUNDS}");
-                let (g, t) = ports.proxies[i];
+                let ctx = RunCtx {
+                    cpus,
+                    dir: &dir,
+                    alloc_file: (i == EDGE).then_some(alloc_file.as_path()),
+                    count_syscalls: true,
+                };
                 let result = if grpc {
-                    measure_grpc(server, g, cpus, &dir, &body)
+                    measure_grpc(server, g, &ctx, &body)
                 } else {
-                    measure_tcp(server, t, cpus, &dir)
+                    measure_tcp(server, t, &ctx)
                 };
                 match result {
-                    Ok(s) => {
-                        super::print_sample(&s);
-                        samples[i].push(s);
+                    Ok(m) => {
+                        super::print_measured(&m);
+                        samples[i].push(m.sample);
+                        counts[i].push(m.counts);
                     }
                     Err(e) => {
                         interrupted()?;
                         println!("xtask:   {proxy} failed: {e:#}");
-                        failed[i] = Some(format!("{e:#}"));
+                        fixed[i] = Some(Cell::Failed(format!("{e:#}")));
                     }
                 }
                 origin.check_running()?;
             }
         }
-        let cells: Vec<Cell> = failed
-            .into_iter()
-            .zip(samples)
-            .map(|(f, s)| match f {
-                Some(why) => Cell::Failed(why),
-                None => Cell::median(s).unwrap_or_else(|| Cell::Failed("no run".into())),
-            })
-            .collect();
-        out.push(Row {
-            case: name.to_string(),
-            cells: cells
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("three proxies, three cells"))?,
-        });
+        out.push(super::row(name, fixed, samples, counts));
     }
-    for s in servers.iter_mut().flatten() {
+    for s in servers.iter_mut().flatten().flatten() {
         s.stop();
     }
     Ok(out)
@@ -151,8 +170,16 @@ fn wait_accepts(server: &mut Proc, port: u16) -> Result<()> {
     })
 }
 
-fn start_edge(dir: &Path, edge_bin: &Path, cpus: &Cpus, ports: &Ports) -> Result<Proc> {
-    let (g, t) = ports.proxies[0];
+/// edge with a gRPC and a TCP listener, publishing its allocation count
+/// to `alloc_file`.
+fn start_edge(
+    dir: &Path,
+    edge_bin: &Path,
+    cpus: &Cpus,
+    ports: &Ports,
+    alloc_file: &Path,
+) -> Result<Proc> {
+    let (g, t) = ports.proxies[EDGE].context("no ports for edge")?;
     let config = dir.join("edge-protocols.yaml");
     std::fs::write(
         &config,
@@ -185,11 +212,13 @@ server:
         ),
     )?;
     let config = config.to_str().context("temporary path is not UTF-8")?;
-    let mut edge = Proc::spawn(
+    let env: [(&str, &OsStr); 1] = [(ALLOC_COUNT_ENV, alloc_file.as_os_str())];
+    let mut edge = Proc::spawn_with_env(
         "edge",
         cpus.proxy.as_deref(),
         edge_bin,
         &["run", "--config", config],
+        &env,
         &dir.join("edge.log"),
         libc::SIGINT,
     )?;
@@ -202,7 +231,7 @@ fn start_nginx(dir: &Path, cpus: &Cpus, ports: &Ports) -> Result<Proc> {
     if !Path::new(NGINX_STREAM_MODULE).exists() {
         bail!("{NGINX_STREAM_MODULE} is missing (Debian package libnginx-mod-stream)");
     }
-    let (g, t) = ports.proxies[1];
+    let (g, t) = ports.proxies[2].context("no ports for nginx")?;
     let prefix = dir.join("nginx");
     let conf = format!(
         "load_module {NGINX_STREAM_MODULE};
@@ -244,7 +273,7 @@ stream {{
 }
 
 fn start_haproxy(dir: &Path, cpus: &Cpus, ports: &Ports) -> Result<Proc> {
-    let (g, t) = ports.proxies[2];
+    let (g, t) = ports.proxies[3].context("no ports for HAProxy")?;
     let cfg = dir.join("haproxy-protocols.cfg");
     std::fs::write(
         &cfg,
@@ -278,63 +307,56 @@ listen tcp
 }
 
 /// One gRPC run: a check call, a warm-up, then h2load for [`LOAD`]'s
-/// time, with the proxy's CPU time.
-fn measure_grpc(
-    server: &mut Proc,
-    port: u16,
-    cpus: &Cpus,
-    dir: &Path,
-    body: &Path,
-) -> Result<Sample> {
+/// time in a [`window`].
+fn measure_grpc(server: &mut Proc, port: u16, ctx: &RunCtx<'_>, body: &Path) -> Result<Measured> {
     let url = format!("http://127.0.0.1:{port}{METHOD}");
-    let check = h2load(&url, body, cpus, dir, Some(1), Duration::ZERO)?;
+    let run = H2Load {
+        url: &url,
+        body: Some(body),
+        headers: GRPC_HEADERS,
+    };
+    let check = h2load(&run, ctx.cpus, ctx.dir, Some(1), Duration::ZERO)?;
     if check.requests != 1 || check.failed > 0 {
         bail!("the check call failed: {:?}", check.errors);
     }
-    h2load(&url, body, cpus, dir, None, WARMUP)?;
+    h2load(&run, ctx.cpus, ctx.dir, None, WARMUP)?;
     server.check_running()?;
-    let cpu_before = server.cpu_time()?;
-    let started = Instant::now();
-    let m = h2load(&url, body, cpus, dir, None, LOAD.duration)?;
-    let wall = started.elapsed();
-    let cpu = server.cpu_time()?.saturating_sub(cpu_before);
-    server.check_running()?;
-    Ok(sample(m, cpu, wall))
+    window(server, ctx, || {
+        h2load(&run, ctx.cpus, ctx.dir, None, LOAD.duration)
+    })
 }
 
 /// One TCP run: a check request, a warm-up, then wrk with `Connection:
-/// close` (every request a new connection through the proxy).
-fn measure_tcp(server: &mut Proc, port: u16, cpus: &Cpus, dir: &Path) -> Result<Sample> {
+/// close` (every request a new connection through the proxy) in a
+/// [`window`].
+fn measure_tcp(server: &mut Proc, port: u16, ctx: &RunCtx<'_>) -> Result<Measured> {
     let url = plain_url(port, configs::SMALL_PATH);
     let close = ["Connection: close".to_string()];
     super::expect_with(&url, &close, super::SMALL)?;
-    let log = dir.join("wrk.log");
-    let wrk_cpus = cpus.wrk.as_deref();
+    let log = ctx.dir.join("wrk.log");
+    let wrk_cpus = ctx.cpus.wrk.as_deref();
     wrk::run_with_headers(&url, &close, wrk_cpus, LOAD.for_time(WARMUP), &log)?;
     server.check_running()?;
-    let cpu_before = server.cpu_time()?;
-    let started = Instant::now();
-    let m = wrk::run_with_headers(&url, &close, wrk_cpus, LOAD, &log)?;
-    let wall = started.elapsed();
-    let cpu = server.cpu_time()?.saturating_sub(cpu_before);
-    server.check_running()?;
-    Ok(sample(m, cpu, wall))
+    window(server, ctx, || {
+        wrk::run_with_headers(&url, &close, wrk_cpus, LOAD, &log)
+    })
 }
 
-fn sample(m: Measurement, cpu: Duration, wall: Duration) -> Sample {
-    Sample {
-        cpu_us_per_request: cpu.as_secs_f64() * 1e6 / m.requests.max(1) as f64,
-        cpu_busy: cpu.as_secs_f64() / wall.as_secs_f64(),
-        notes: m.errors.clone(),
-        wrk: m,
-    }
+/// What h2load asks for.
+pub(crate) struct H2Load<'a> {
+    /// `http://` (h2c, prior knowledge) URL.
+    pub(crate) url: &'a str,
+    /// A file to send as each request's body (which makes it a POST).
+    pub(crate) body: Option<&'a Path>,
+    /// Request headers, `name: value`.
+    pub(crate) headers: &'a [&'a str],
 }
 
-/// Runs h2load: `count` calls, or for `duration`; latencies from its
-/// per-request log.
-fn h2load(
-    url: &str,
-    body: &Path,
+/// Runs h2load on `run`: `count` requests on one connection, or
+/// [`LOAD`]'s connections for `duration`; one stream in flight on each
+/// connection either way. Latencies come from its per-request log.
+pub(crate) fn h2load(
+    run: &H2Load<'_>,
     cpus: &Cpus,
     dir: &Path,
     count: Option<u64>,
@@ -342,7 +364,6 @@ fn h2load(
 ) -> Result<Measurement> {
     let log = dir.join("h2load.out");
     let requests_log = dir.join("h2load-requests.tsv");
-    let body = body.to_str().context("temporary path is not UTF-8")?;
     let requests_log_s = requests_log
         .to_str()
         .context("temporary path is not UTF-8")?
@@ -359,18 +380,24 @@ fn h2load(
         connections.to_string(),
         "-m".into(),
         "1".into(),
-        "-d".into(),
-        body.into(),
-        "-H".into(),
-        "content-type: application/grpc".into(),
-        "-H".into(),
-        "te: trailers".into(),
-        format!("--log-file={requests_log_s}"),
     ];
+    if let Some(body) = run.body {
+        args.push("-d".into());
+        args.push(
+            body.to_str()
+                .context("temporary path is not UTF-8")?
+                .to_string(),
+        );
+    }
+    for header in run.headers {
+        args.push("-H".into());
+        args.push((*header).to_string());
+    }
+    args.push(format!("--log-file={requests_log_s}"));
     args.extend(amount);
-    args.push(url.to_string());
+    args.push(run.url.to_string());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut run = Proc::spawn(
+    let mut child = Proc::spawn(
         "h2load",
         cpus.wrk.as_deref(),
         Path::new("h2load"),
@@ -381,9 +408,9 @@ fn h2load(
     let bound = duration + Duration::from_secs(20);
     let status = poll("h2load to finish", bound, || {
         interrupted()?;
-        run.try_wait()
+        child.try_wait()
     })?;
-    let text = run.log_text();
+    let text = child.log_text();
     if !status.success() {
         bail!("h2load {} exited with {status}:\n{text}", args.join(" "));
     }
