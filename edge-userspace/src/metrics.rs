@@ -386,22 +386,15 @@ pub fn http_request_with(r: &RequestDone<'_>, handles: Option<&RouteHandles>) {
     if *h.pool == **r.pool {
         h.requests[status_class_index(r.status)].increment(1);
     } else {
-        metrics::counter!(
-            HTTP_REQUESTS,
-            "listener" => Arc::clone(r.listener),
-            "route" => Arc::clone(r.route),
-            "pool" => Arc::clone(r.pool),
-            "status_class" => status_class(r.status),
-        )
-        .increment(1);
+        request_counter(r).increment(1);
     }
     h.duration.record(r.seconds);
     h.bytes_in.increment(r.bytes_in);
     h.bytes_out.increment(r.bytes_out);
 }
 
-/// Counts one finished L7 request.
-pub fn http_request(r: &RequestDone<'_>) {
+/// The request counter of `r`'s labels, looked up in the registry.
+fn request_counter(r: &RequestDone<'_>) -> metrics::Counter {
     metrics::counter!(
         HTTP_REQUESTS,
         "listener" => Arc::clone(r.listener),
@@ -409,7 +402,11 @@ pub fn http_request(r: &RequestDone<'_>) {
         "pool" => Arc::clone(r.pool),
         "status_class" => status_class(r.status),
     )
-    .increment(1);
+}
+
+/// Counts one finished L7 request.
+pub fn http_request(r: &RequestDone<'_>) {
+    request_counter(r).increment(1);
     let labels = [
         ("listener", Arc::clone(r.listener)),
         ("route", Arc::clone(r.route)),
