@@ -15,10 +15,10 @@
 //! capacity costs no memory.
 //!
 //! # Connection tracking
-//! [`MAP_CONNTRACK`] is a per-CPU LRU hash from [`FlowKey`] to the real
-//! chosen for the flow: one set of keys (and one LRU) for all CPUs, with a
-//! value per CPU; a CPU that finds a key whose value it never wrote reads
-//! real 0, a miss. A table change leaves it alone, so established
+//! [`MAP_CONNTRACK`] is an LRU hash from [`FlowKey`] to the real chosen
+//! for the flow, one value seen by every CPU (a flow's packets need not all
+//! come in on one CPU), with an LRU list per CPU (`BPF_F_NO_COMMON_LRU`).
+//! A table change leaves it alone, so established
 //! flows keep their backend; a real marked down ([`REAL_FLAG_UP`] clear) is
 //! not trusted from the LRU and its flows are re-picked from the ring.
 //! The key is always the whole 5-tuple, also for source-hashed services
@@ -72,13 +72,11 @@ pub const DEFAULT_RING_SIZE: u32 = 65_537;
 /// Capacity of [`MAP_REALS`] (and of the per-real counters); ids start at 1.
 pub const MAX_REALS: u32 = 4_096;
 /// Default conntrack capacity: flows in [`MAP_CONNTRACK`], all CPUs
-/// together (a per-CPU LRU hash shares its keys across CPUs and keeps one
-/// value per CPU for each). What an entry costs the kernel, preallocated
-/// at load: an element of 96 bytes (48 of header, the 40-byte key, the
-/// per-CPU value pointer), 8 bytes of value per possible CPU, and 16
-/// bytes of hash bucket (buckets are the capacity rounded up to a power of
-/// two): 112 + 8 × CPUs bytes. 65 536 entries are 8 MiB on 2 CPUs;
-/// 1 048 576 are 128 MiB on 2 CPUs, 240 MiB on 16, 624 MiB on 64.
+/// together, each CPU's LRU list holding an equal share. What an entry
+/// costs the kernel, preallocated at load: an element of about 96 bytes
+/// (header, the 40-byte key, the 8-byte value) and 16 bytes of hash bucket
+/// (buckets are the capacity rounded up to a power of two): about 112
+/// bytes. 65 536 entries are 7 MiB; 1 048 576 are 112 MiB.
 pub const DEFAULT_CONNTRACK_CAPACITY: u32 = 65_536;
 /// Capacity of the SYN budget's LRU.
 pub const MAX_SYN_SOURCES: u32 = 65_536;

@@ -14,10 +14,7 @@ use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
     helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     macros::{map, xdp},
-    maps::{
-        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray,
-        lpm_trie::Key,
-    },
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
 };
 use edge_common::{
@@ -77,13 +74,17 @@ static EDGE_REALS: Array<RealDef> = Array::with_max_entries(MAX_REALS, 0);
 #[map]
 static EDGE_RINGS: Array<u32> = Array::with_max_entries(ring_entries(MAX_L4_SERVICES), 0);
 
-// Loader: `l4.conntrack_capacity`. BPF_F_NO_COMMON_LRU (2): an LRU list
-// per CPU, so that an insert into a full table evicts from this CPU's
-// list without the lock the CPUs share otherwise (about 8% of a new flow's
-// time with a million entries); a flow stays on its CPU (RSS).
+// Loader: `l4.conntrack_capacity`. One value per flow, seen by every CPU:
+// a per-CPU value was only on the CPU that took the SYN, so a flow whose
+// next packet came in on another CPU (a veth follows the sender's CPU, a
+// NIC's RSS can be re-steered) was re-picked from the Maglev table, and
+// after a table change could land on another backend and break.
+// BPF_F_NO_COMMON_LRU (2): an LRU list per CPU, so that an insert into a
+// full table evicts from this CPU's list without the lock the CPUs share
+// otherwise (about 8% of a new flow's time with a million entries).
 #[map]
-static EDGE_CONNTRACK: LruPerCpuHashMap<edge_common::FlowKey, FlowState> =
-    LruPerCpuHashMap::with_max_entries(DEFAULT_CONNTRACK_CAPACITY, 2);
+static EDGE_CONNTRACK: LruHashMap<edge_common::FlowKey, FlowState> =
+    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_CAPACITY, 2);
 
 #[map]
 static EDGE_VIP_STATS: PerCpuArray<L4Counters> = PerCpuArray::with_max_entries(MAX_L4_SERVICES, 0);
@@ -333,7 +334,8 @@ fn pick(b: &Balance, settings: &L4Settings, len: u64) -> Result<u32, u32> {
     // table; after a table change it starts afresh on the new owner.
     let syn = b.flow.proto == IPPROTO_TCP && !b.mid_flow && !b.icmp;
     if !syn && let Some(state) = EDGE_CONNTRACK.get_ptr(&b.flow) {
-        // SAFETY: a per-CPU LRU value from a successful lookup on this CPU.
+        // SAFETY: a value from a successful lookup, read at once (an update
+        // replaces the element; the old one stays readable until RCU frees it).
         let state = unsafe { *state };
         // An entry written for another service (its VIP's id was reused
         // by a reload) is a miss: the flow is re-picked from this
