@@ -87,6 +87,20 @@ fn spread(listen: SocketAddr, n: usize) -> Result<HashMap<String, usize>> {
     Ok(out)
 }
 
+/// `edge ctl VERB app-v2 ADDRESS` (drain or undrain) with the token.
+fn pool_ctl(admin: SocketAddr, verb: &str, address: SocketAddr) -> Result<String> {
+    ctl(admin, &[verb, "app-v2", &address.to_string()], Some(TOKEN))
+}
+
+/// Backend `address` is shown draining, and backend `b` takes every new
+/// request.
+fn assert_drained(admin: SocketAddr, listen: SocketAddr, address: SocketAddr) -> Result<()> {
+    let s = get_json(admin, "/api/status")?;
+    assert_eq!(state_of(&s, address), Some("draining".into()), "{s}");
+    assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
+    Ok(())
+}
+
 /// The state `status` gives the backend at `address`.
 fn state_of(status: &Value, address: SocketAddr) -> Option<Value> {
     backend_of(status, address).map(|b| b["state"].clone())
@@ -169,11 +183,7 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     assert_eq!(spread(listen, 4)?.len(), 2);
 
     // Drained: shown as such, and no new request reaches it.
-    let said = ctl(
-        admin,
-        &["drain", "app-v2", &a.addr().to_string()],
-        Some(TOKEN),
-    )?;
+    let said = pool_ctl(admin, "drain", a.addr())?;
     assert!(said.contains("drained"), "{said}");
     let status = get_json(admin, "/api/pools")?;
     let drained = status["pools"][0]["backends"]
@@ -210,16 +220,10 @@ fn the_api_shows_backends_and_drains_them_across_a_reload() -> Result<()> {
     reload_with(&[&b], "2s")?;
     let said = reload_with(&[&a, &b], "2s")?;
     assert!(said.contains("generation 4"), "{said}");
-    let s = get_json(admin, "/api/status")?;
-    assert_eq!(state_of(&s, a.addr()), Some("draining".into()), "{s}");
-    assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
+    assert_drained(admin, listen, a.addr())?;
 
     // Undrained: back in rotation.
-    ctl(
-        admin,
-        &["undrain", "app-v2", &a.addr().to_string()],
-        Some(TOKEN),
-    )?;
+    pool_ctl(admin, "undrain", a.addr())?;
     assert_eq!(spread(listen, 10)?.len(), 2);
 
     // Unknown pools and bad addresses say why.
@@ -467,25 +471,15 @@ fn drains_outlive_a_restart() -> Result<()> {
     let saved = edge_userspace::runtime::drains::path_for(&dir.path().join("edge.yaml"))?;
     let _cleanup = RemoveOnDrop(saved.clone());
     let mut edge = loopback::start_edge(dir.path(), &yaml, &at)?;
-    ctl(
-        admin,
-        &["drain", "app-v2", &a.addr().to_string()],
-        Some(TOKEN),
-    )?;
+    pool_ctl(admin, "drain", a.addr())?;
     assert_eq!(spread(listen, 6)?, HashMap::from([("b".into(), 6)]));
     edge.stop(DEADLINE)?;
     drop(edge);
 
     // The next edge on this configuration starts with the drain.
     let _edge = loopback::start_edge(dir.path(), &yaml, &at)?;
-    let s = get_json(admin, "/api/status")?;
-    assert_eq!(state_of(&s, a.addr()), Some("draining".into()), "{s}");
-    assert_eq!(spread(listen, 10)?, HashMap::from([("b".into(), 10)]));
-    ctl(
-        admin,
-        &["undrain", "app-v2", &a.addr().to_string()],
-        Some(TOKEN),
-    )?;
+    assert_drained(admin, listen, a.addr())?;
+    pool_ctl(admin, "undrain", a.addr())?;
     let text = std::fs::read_to_string(&saved)?;
     assert!(!text.contains(&a.addr().to_string()), "{text}");
     assert_eq!(spread(listen, 10)?.len(), 2);
