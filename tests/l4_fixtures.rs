@@ -381,7 +381,8 @@ fn same_flow_same_backend_and_table_changes_keep_existing_flows() {
     {
         let mut m = dp.l4();
         m.write_ring(svc.id, 1, &ring).unwrap();
-        m.set_vip(&svc.key, &svc.meta(1)).unwrap();
+        m.set_vip(&svc.key, &svc.meta(1, plan::PrevTable::NONE))
+            .unwrap();
     }
     let (_, kept) = run(&mut dp, &flow(50000, Tcp::Ack));
     assert_eq!(
@@ -411,7 +412,8 @@ fn same_flow_same_backend_and_table_changes_keep_existing_flows() {
     {
         let mut m = dp.l4();
         m.write_ring(svc.id, 2, &full).unwrap();
-        m.set_vip(&svc.key, &svc.meta(2)).unwrap();
+        m.set_vip(&svc.key, &svc.meta(2, plan::PrevTable::NONE))
+            .unwrap();
         assert_eq!(m.ring_slot(svc.id, 2, 12345).unwrap(), full[12345]);
     }
 }
@@ -596,7 +598,8 @@ fn source_hashed_flows_keep_their_backend_after_a_table_change() {
     {
         let mut m = dp.l4();
         m.write_ring(svc.id, 1, &svc.ring(&up)).unwrap();
-        m.set_vip(&svc.key, &svc.meta(1)).unwrap();
+        m.set_vip(&svc.key, &svc.meta(1, plan::PrevTable::NONE))
+            .unwrap();
     }
     let (_, new_flow) = run(&mut dp, &flow(50002, Tcp::Syn));
     let moved = ipip_backend(&new_flow, &STICKY);
@@ -637,7 +640,7 @@ fn a_conntrack_entry_of_another_service_is_not_used() {
     // A reload gives VIP 10.77.0.200:80 the id of another service, whose
     // table holds other reals: the flow's entry, written for the old id,
     // must not steer it.
-    let mut meta = sticky.meta(0);
+    let mut meta = sticky.meta(0, plan::PrevTable::NONE);
     meta.flags = three.flags;
     dp.l4().set_vip(&three.key, &meta).unwrap();
     let (action, ack) = run(&mut dp, &flow(Tcp::Ack));
@@ -650,6 +653,144 @@ fn a_conntrack_entry_of_another_service_is_not_used() {
     // And the re-pick is remembered for the new service.
     let (_, again) = run(&mut dp, &flow(Tcp::Ack));
     assert_eq!(ipip_backend(&again, &STICKY), now);
+}
+
+#[test]
+fn mid_flow_packets_without_a_flow_entry_get_a_second_chance_on_the_previous_table() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, plan) = dataplane(&cfg);
+    let svc = &plan.services[3];
+    assert_eq!(svc.name, "three");
+    // A: the previous table's backend, B: the live one's, C: what the
+    // previous half holds beyond its table (reached only through a wrong
+    // modulus).
+    let [a, b, _] = THREE;
+    let (a_id, b_id, c_id) = (svc.backends[0].id, svc.backends[1].id, svc.backends[2].id);
+    // The live half (generation 1) is B everywhere; the previous one
+    // (generation 0) a table of 13 slots, all A, followed by C.
+    const PREV_SIZE: u32 = 13;
+    let mut prev_half = vec![c_id; edge_common::MAX_RING_SIZE as usize];
+    prev_half[..PREV_SIZE as usize].fill(a_id);
+    {
+        let mut m = dp.l4();
+        m.write_ring(svc.id, 0, &prev_half).unwrap();
+        m.write_ring(svc.id, 1, &vec![b_id; svc.table_size as usize])
+            .unwrap();
+    }
+    let later = edge_userspace::dataplane::monotonic_ns() + 3_600_000_000_000;
+    let set_prev = |dp: &Dataplane, ring_size: u32, until_ns: u64| {
+        let prev = plan::PrevTable {
+            ring_size,
+            until_ns,
+        };
+        dp.l4().set_vip(&svc.key, &svc.meta(1, prev)).unwrap();
+    };
+    let set_up = |dp: &Dataplane, addr: [u8; 4], up: bool| {
+        let real = svc
+            .backends
+            .iter()
+            .find(|r| r.address == IpAddr::from(addr))
+            .unwrap();
+        let def = plan::real_def(real.address, real_mac(real.address), 0, up);
+        dp.l4().set_real(real.id, &def).unwrap();
+    };
+    let second_chances =
+        |dp: &Dataplane| dp.l4().events().unwrap()[L4Event::SecondChance.index() as usize];
+    let flow = |port: u16, flags| v4_tcp(CLIENT4, VIP4_THREE, port, 80, flags);
+    let to = |frame: &[u8], real: [u8; 4]| {
+        ipip(frame, EDGE_MAC, real_mac(IpAddr::from(real)), SOURCE4, real)
+    };
+    set_prev(&dp, PREV_SIZE, later);
+
+    // (a) An ACK with no flow entry: the previous table's backend, once
+    // counted; then the flow's entry keeps it there.
+    let ack = flow(51000, Tcp::Ack);
+    check(
+        &mut dp,
+        &[
+            Fixture {
+                name: "ACK without a flow entry: the previous table's backend",
+                output: Some(to(&ack, a)),
+                input: ack.clone(),
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "the flow's next packet: remembered on the previous backend",
+                output: Some(to(&ack, a)),
+                input: ack.clone(),
+                action: XDP_TX,
+            },
+        ],
+    );
+    assert_eq!(second_chances(&dp), 1, "one second chance, then conntrack");
+
+    // (d) A SYN starts afresh on the live table.
+    let syn = flow(51003, Tcp::Syn);
+    check(
+        &mut dp,
+        &[Fixture {
+            name: "SYN: the live table's backend, whatever the previous one says",
+            output: Some(to(&syn, b)),
+            input: syn,
+            action: XDP_TX,
+        }],
+    );
+
+    // (e) A previous size beyond a ring half is not trusted: a slot past
+    // the half would be another service's.
+    set_prev(&dp, edge_common::MAX_RING_SIZE + 1, later);
+    let beyond = flow(51004, Tcp::Ack);
+    check(
+        &mut dp,
+        &[Fixture {
+            name: "previous table larger than a half: ignored",
+            output: Some(to(&beyond, b)),
+            input: beyond,
+            action: XDP_TX,
+        }],
+    );
+
+    // (b) Past its deadline the previous table is ignored.
+    set_prev(&dp, PREV_SIZE, 0);
+    let expired = flow(51001, Tcp::Ack);
+    check(
+        &mut dp,
+        &[Fixture {
+            name: "ACK after the second-chance window: the live table's backend",
+            output: Some(to(&expired, b)),
+            input: expired,
+            action: XDP_TX,
+        }],
+    );
+
+    // (c) A previous backend that is down is no second chance; the flow
+    // remembered on it is re-picked from the live table too.
+    set_prev(&dp, PREV_SIZE, later);
+    set_up(&dp, a, false);
+    let down = flow(51002, Tcp::Ack);
+    check(
+        &mut dp,
+        &[
+            Fixture {
+                name: "ACK whose previous backend is down: the live table's backend",
+                output: Some(to(&down, b)),
+                input: down,
+                action: XDP_TX,
+            },
+            Fixture {
+                name: "a flow remembered on the previous backend, now down: re-picked",
+                output: Some(to(&ack, b)),
+                input: ack.clone(),
+                action: XDP_TX,
+            },
+        ],
+    );
+    assert_eq!(
+        second_chances(&dp),
+        1,
+        "no other packet took the previous table"
+    );
 }
 
 /// A TCP ACK to `dst:dport` whose IP packet is `ip_len` bytes long.

@@ -14,6 +14,17 @@
 //! configured service count at load time (`set_max_entries`), so unused
 //! capacity costs no memory.
 //!
+//! After a flip the idle half still holds the table that was live until
+//! then. For a while ([`VipMeta::prev_until_ns`], `l4.second_chance`) the
+//! daemon names it in [`VipMeta::prev_ring_size`], and a TCP packet other
+//! than a SYN with no usable conntrack entry goes to its backend there
+//! when that is up and differs from the live pick ([`L4Event::SecondChance`]):
+//! behind an ECMP router every host computes the same tables, so a flow
+//! the router moves to this host was most likely established under the
+//! previous table if the table changed recently. Before it writes the idle
+//! half again, the daemon clears `prev_ring_size`, so a half being
+//! rewritten is never consulted.
+//!
 //! # Connection tracking
 //! [`MAP_CONNTRACK`] is an LRU hash from [`FlowKey`] to the real chosen
 //! for the flow, one value seen by every CPU (a flow's packets need not all
@@ -307,11 +318,15 @@ pub enum L4Event {
     /// ICMP replies ([`TOO_BIG_RATE`], [`TOO_BIG_BURST`]): dropped
     /// unanswered (its sender retransmits and gets a reply later).
     TooBigRateLimited = 12,
+    /// A TCP packet other than a SYN with no usable conntrack entry went
+    /// to the previous table's backend (see [`crate::VipMeta::prev_ring_size`]),
+    /// which differed from the live table's pick and was up.
+    SecondChance = 13,
 }
 
 impl L4Event {
     /// Number of events, the length of [`MAP_L4_EVENTS`].
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
     /// Every event, in index order.
     pub const ALL: [L4Event; Self::COUNT as usize] = [
         L4Event::FragmentDropped,
@@ -327,6 +342,7 @@ impl L4Event {
         L4Event::NoScratch,
         L4Event::MapUpdateFailed,
         L4Event::TooBigRateLimited,
+        L4Event::SecondChance,
     ];
 
     /// The label used in metrics.
@@ -345,6 +361,7 @@ impl L4Event {
             L4Event::NoScratch => "no_scratch",
             L4Event::MapUpdateFailed => "map_update_failed",
             L4Event::TooBigRateLimited => "too_big_rate_limited",
+            L4Event::SecondChance => "second_chance",
         }
     }
 

@@ -31,7 +31,7 @@ pub const MAP_FILTER: &str = "EDGE_FILTER";
 /// what they mean. `edge run` pins its maps in a directory named after it,
 /// so a daemon never adopts maps of another layout; bump it whenever a map
 /// or a type in this crate changes (the size tests below are a reminder).
-pub const PIN_LAYOUT: u32 = 4;
+pub const PIN_LAYOUT: u32 = 5;
 
 /// Every map the daemon expects to find in the object.
 /// `edge run` pins each of these (and its XDP links), and a later `edge
@@ -245,6 +245,19 @@ pub struct VipMeta {
     /// Table generation; its lowest bit picks the live half of the
     /// double-buffered ring (see [`ring_index`]).
     pub generation: u32,
+    /// Size of the previous table, the one in the idle half (generation
+    /// `generation ^ 1`) that was live before the last flip; zero: none
+    /// usable. A TCP packet other than a SYN with no usable conntrack
+    /// entry goes to the previous table's backend when it is up and
+    /// differs from the live table's pick: behind an ECMP router, a flow
+    /// moved to this host from another one that has the same tables was
+    /// established under the old table if that changed recently.
+    pub prev_ring_size: u32,
+    /// Explicit padding, always zero (aligns `prev_until_ns`).
+    pub _pad: u32,
+    /// `CLOCK_MONOTONIC` time (what `bpf_ktime_get_ns` reads) until which
+    /// the previous table is trusted; from then on it is ignored.
+    pub prev_until_ns: u64,
 }
 
 #[cfg(feature = "user")]
@@ -279,7 +292,7 @@ mod tests {
         assert_eq!(size_of::<BanValue>(), 8);
         assert_eq!(size_of::<PortKey>(), 4);
         assert_eq!(size_of::<VipKey>(), 20);
-        assert_eq!(size_of::<VipMeta>(), 16);
+        assert_eq!(size_of::<VipMeta>(), 32);
         assert_eq!(size_of::<RealDef>(), 28);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<FlowState>(), 8);

@@ -20,9 +20,9 @@ use aya_ebpf::{
 use edge_common::{
     BanValue, Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState,
     IPPROTO_TCP, IfaceDef, L4Counters, L4Event, L4Settings, MAX_BANS, MAX_DENY_ENTRIES, MAX_IFACES,
-    MAX_L4_SERVICES, MAX_L7_PORTS, MAX_REALS, MAX_SYN_SOURCES, MAX_VIPS, PacketClass, PortKey,
-    REAL_FLAG_UP, RealDef, SETTINGS_SYN_BUDGET, SourceKey, TOO_BIG_BURST, TOO_BIG_RATE,
-    TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+    MAX_L4_SERVICES, MAX_L7_PORTS, MAX_REALS, MAX_RING_SIZE, MAX_SYN_SOURCES, MAX_VIPS,
+    PacketClass, PortKey, REAL_FLAG_UP, RealDef, SETTINGS_SYN_BUDGET, SourceKey, TOO_BIG_BURST,
+    TOO_BIG_RATE, TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
     filter::{self, PORT_ALL, SOURCE_ALL},
     ring_entries, ring_index,
 };
@@ -310,8 +310,10 @@ pub fn edge_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Finds the flow's real (conntrack, else Maglev) and counts the packet;
-/// `Err` carries the action when it cannot be balanced.
+/// Finds the flow's real (conntrack, else Maglev: the live table, or for a
+/// TCP packet other than a SYN the previous one while it is trusted, see
+/// [`previous_pick`]) and counts the packet; `Err` carries the action when
+/// it cannot be balanced.
 ///
 /// The classifier, this and [`forward`] are separate BPF functions called
 /// one after the other: a BPF call chain has 512 bytes of stack, which all
@@ -364,11 +366,25 @@ fn pick(b: &Balance, settings: &L4Settings, len: u64) -> Result<u32, u32> {
             return Err(xdp_action::XDP_PASS);
         }
         let source_only = b.meta.flags & VIP_FLAG_SOURCE_HASH != 0;
-        let slot = hash::slot(&b.flow, source_only, size);
-        pick = match EDGE_RINGS.get(ring_index(b.meta.id, b.meta.generation, slot)) {
+        // One hash for both tables: `hash::slot` is this hash modulo the
+        // table size.
+        let h = hash::flow_hash(&b.flow, source_only);
+        pick = match EDGE_RINGS.get(ring_index(b.meta.id, b.meta.generation, h % size)) {
             Some(id) => *id,
             None => 0,
         };
+        // A TCP packet in the middle of a flow this host does not know:
+        // behind ECMP, a flow another host (same tables) established
+        // before the last table change; its backend is the previous
+        // table's, if that is still up. A SYN starts afresh on the live
+        // table, and UDP has no flow start to tell the two apart.
+        if b.mid_flow && !b.icmp && b.flow.proto == IPPROTO_TCP {
+            let prev = previous_pick(&b.meta, h);
+            if prev != pick && real_up(prev) {
+                pick = prev;
+                event(L4Event::SecondChance);
+            }
+        }
         if !real_up(pick) {
             event(L4Event::NoBackend);
             return Err(xdp_action::XDP_PASS);
@@ -393,6 +409,29 @@ fn pick(b: &Balance, settings: &L4Settings, len: u64) -> Result<u32, u32> {
     add(&EDGE_VIP_STATS, b.meta.id, len, new_flow, lru_miss);
     add(&EDGE_REAL_STATS, pick, len, new_flow, lru_miss);
     Ok(pick)
+}
+
+/// The real the previous table (the idle half, see
+/// [`VipMeta::prev_ring_size`]) gives the flow of hash `h`, while the
+/// daemon still trusts it; 0 (no backend) otherwise. The clock is read
+/// only here, on a mid-flow miss of a service that has a previous table.
+#[inline(always)]
+fn previous_pick(meta: &VipMeta, h: u32) -> u32 {
+    let size = meta.prev_ring_size;
+    // Zero: no previous table. Beyond a half, slots would reach into the
+    // next half (another service's); the daemon never writes that, but
+    // the kernel does not take it on trust.
+    if size == 0 || size > MAX_RING_SIZE {
+        return 0;
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    if unsafe { bpf_ktime_get_ns() } >= meta.prev_until_ns {
+        return 0;
+    }
+    match EDGE_RINGS.get(ring_index(meta.id, meta.generation ^ 1, h % size)) {
+        Some(id) => *id,
+        None => 0,
+    }
 }
 
 /// Whether real `id` exists and is up.

@@ -26,6 +26,9 @@ const VIP: [u8; 4] = [10, 77, 0, 100];
 const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
 const VIP6: [u8; 16] = [0xfd, 0, 0, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
 
+/// The previous table's deadline the fixture service carries.
+const PREV_UNTIL_NS: u64 = 1 << 40;
+
 /// One VIP (VIP:80/tcp and its address marker); `flags` for the service.
 struct T {
     flags: u32,
@@ -41,6 +44,9 @@ impl Tables for T {
             flags: self.flags,
             ring_size: 7,
             generation: 0,
+            prev_ring_size: 5,
+            _pad: 0,
+            prev_until_ns: PREV_UNTIL_NS,
         };
         if *key == VipKey::v4(VIP, 80, IPPROTO_TCP) || *key == VipKey::v6(VIP6, 80, IPPROTO_TCP) {
             Some(meta)
@@ -74,6 +80,12 @@ fn vip_packets_are_balanced_with_their_flow() {
     assert_eq!((v.class, v.action), (PacketClass::Vip, Action::Balance));
     let b = v.balance;
     assert_eq!(b.meta.id, 3);
+    // The previous table travels with the service into the verdict, for
+    // the second-chance pick.
+    assert_eq!(
+        (b.meta.prev_ring_size, b.meta.prev_until_ns),
+        (5, PREV_UNTIL_NS)
+    );
     assert_eq!(b.l2_len, 14);
     assert!(!b.v6 && !b.mid_flow && !b.icmp);
     assert_eq!(b.flow.src[..4], CLIENT);

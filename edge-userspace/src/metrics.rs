@@ -74,7 +74,8 @@ pub const L4_LRU_MISSES: &str = "edge_l4_lru_misses_total";
 pub const L4_BACKEND_HEALTHY: &str = "edge_l4_backend_healthy";
 /// The live Maglev table generation of an L4 service.
 pub const L4_MAGLEV_GENERATION: &str = "edge_l4_maglev_generation";
-/// L4 path events (fragments dropped, ICMP forwarded, SYN budget drops...).
+/// L4 path events (fragments dropped, ICMP forwarded, SYN budget drops,
+/// second chances on the previous Maglev table...).
 pub const L4_EVENTS: &str = "edge_l4_events_total";
 
 /// How often histogram samples are folded into their buckets.

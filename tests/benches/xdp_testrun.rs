@@ -118,7 +118,8 @@ fn load(conntrack: u32) -> Dataplane {
         }
         m.write_ring(svc.id, 0, &svc.ring(&vec![true; svc.backends.len()]))
             .expect("ring");
-        m.set_vip(&svc.key, &svc.meta(0)).expect("vip");
+        m.set_vip(&svc.key, &svc.meta(0, plan::PrevTable::NONE))
+            .expect("vip");
     }
     for marker in &p.markers {
         m.set_vip(marker, &plan::marker_meta()).expect("marker");

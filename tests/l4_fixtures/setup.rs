@@ -118,7 +118,8 @@ pub fn dataplane(cfg: &Config) -> (Dataplane, Plan) {
             }
             let ring = svc.ring(&vec![true; svc.backends.len()]);
             m.write_ring(svc.id, 0, &ring).unwrap();
-            m.set_vip(&svc.key, &svc.meta(0)).unwrap();
+            m.set_vip(&svc.key, &svc.meta(0, plan::PrevTable::NONE))
+                .unwrap();
         }
         for marker in &plan.markers {
             m.set_vip(marker, &plan::marker_meta()).unwrap();

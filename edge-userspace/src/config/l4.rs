@@ -30,6 +30,14 @@ pub const DEFAULT_HC_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_HC_THRESHOLD: u32 = 2;
 /// Largest `l4.forwarding.mtu` accepted (an IP packet's length field).
 pub const MAX_MTU: u32 = 65_535;
+/// Default `l4.second_chance`: how long after a table change the previous
+/// table still steers TCP packets that have no conntrack entry. A minute
+/// covers an ECMP reshuffle that follows the change (a host withdrawn or
+/// added) and the retransmissions of flows caught in it.
+pub const DEFAULT_SECOND_CHANCE: Duration = Duration::from_secs(60);
+/// Largest `l4.second_chance` accepted: beyond an hour, the previous table
+/// says more about flows that have since ended than about live ones.
+pub const MAX_SECOND_CHANCE: Duration = Duration::from_secs(3600);
 
 // ---------------------------------------------------------------- surface
 
@@ -46,6 +54,10 @@ pub struct Surface {
     /// Per-source new-flow budget; absent = off.
     #[serde(default)]
     pub syn_budget: Option<SynBudgetSurface>,
+    /// How long after a table change its previous table still steers TCP
+    /// packets with no conntrack entry; `0s` = off.
+    #[serde(default)]
+    pub second_chance: Option<Quantity>,
     /// The virtual services.
     #[serde(default)]
     pub services: Vec<ServiceSurface>,
@@ -215,6 +227,11 @@ pub struct L4Config {
     pub conntrack_capacity: u32,
     /// The SYN budget, if on.
     pub syn_budget: Option<SynBudget>,
+    /// How long after a service's table changes its previous table still
+    /// sends TCP packets other than a SYN that have no conntrack entry
+    /// (flows another edge host behind the same ECMP router established)
+    /// to the previous backend, when that is up; zero: never.
+    pub second_chance: Duration,
     /// The services, in file order (the index is the kernel's service id).
     pub services: Vec<L4Service>,
 }
@@ -228,6 +245,7 @@ impl Default for L4Config {
             mtu: None,
             conntrack_capacity: DEFAULT_CONNTRACK_CAPACITY,
             syn_budget: None,
+            second_chance: DEFAULT_SECOND_CHANCE,
             services: Vec::new(),
         }
     }
@@ -382,6 +400,22 @@ pub(super) fn validate(
                 rate: b.rate,
                 burst: b.burst,
             });
+        }
+    }
+    if let Some(q) = &l4.second_chance
+        && let Some(d) = v.duration("l4.second_chance".into(), q)
+    {
+        if d > MAX_SECOND_CHANCE {
+            v.error(
+                "l4.second_chance".into(),
+                format!(
+                    "second_chance must be 0s (off) to {}s, not {}",
+                    MAX_SECOND_CHANCE.as_secs(),
+                    q.0.trim()
+                ),
+            );
+        } else {
+            out.second_chance = d;
         }
     }
     if l4.services.len() > MAX_L4_SERVICES as usize {
@@ -898,6 +932,39 @@ mod tests {
             errors(&cfg(500)),
             [
                 "edge.yaml:4:43: l4.forwarding.mtu: mtu must be 576 to 65535, not 500 (IPv4 hosts must accept 576-byte packets; edge's ICMP replies quote up to 248 bytes)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_second_chance_window_is_a_bounded_duration() {
+        let cfg = |window: Option<&str>| {
+            let line = window.map_or(String::new(), |w| format!("  second_chance: {w}\n"));
+            format!(
+                "{HEAD}l4:
+{line}  forwarding: {{ source_v4: 10.0.0.9 }}
+  services: [{{ name: a, vip: 10.0.0.2, port: 80, backends: [{{ address: 10.0.0.1 }}] }}]
+"
+            )
+        };
+        let window = |w| {
+            parse(&cfg(w), Path::new("edge.yaml"))
+                .unwrap()
+                .l4
+                .second_chance
+        };
+        assert_eq!(window(None), DEFAULT_SECOND_CHANCE);
+        assert_eq!(window(Some("90s")), Duration::from_secs(90));
+        assert_eq!(window(Some("1h")), MAX_SECOND_CHANCE);
+        assert_eq!(window(Some("0s")), Duration::ZERO, "0s turns it off");
+        assert_eq!(
+            errors(&cfg(Some("2h"))),
+            ["edge.yaml:4:18: l4.second_chance: second_chance must be 0s (off) to 3600s, not 2h"]
+        );
+        assert_eq!(
+            errors(&cfg(Some("soon"))),
+            [
+                "edge.yaml:4:18: l4.second_chance: bad duration \"soon\": expected a number with a unit, such as 250ms, 5s, 2m or 1h"
             ]
         );
     }

@@ -59,8 +59,9 @@ impl L4Maps {
         })
     }
 
-    /// Writes one VIP entry; a service's ring size and generation change
-    /// together, in one update. Its port's pre-filter bit goes on first.
+    /// Writes one VIP entry; a service's ring size, generation and
+    /// previous table change together, in one update. Its port's
+    /// pre-filter bit goes on first.
     pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
         self.filter.lock().set(&filter::vip_bits([key]))?;
         self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))

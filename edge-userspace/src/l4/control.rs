@@ -8,6 +8,14 @@
 //! the conntrack LRU; a backend that goes down is also marked down in its
 //! real entry, so its flows are re-picked instead of black-holed.
 //!
+//! A flip also names the table it leaves in the other half, for
+//! `l4.second_chance` ([`PrevTable`]): behind an ECMP router, a flow moved
+//! here from another edge host has no conntrack entry here, and was most
+//! likely established under the previous table if the table changed
+//! recently; the kernel sends its packets (TCP, not a SYN) to that table's
+//! backend while it is up. Before the idle half is rewritten, the entry
+//! stops naming it.
+//!
 //! A configuration change ([`Controller::apply`]) is planned with the ids
 //! the maps already hold ([`plan::Assigned`]): a service keeps its id while
 //! its VIP:port/proto stays, a real its id while its address is in the
@@ -25,7 +33,7 @@
 
 use super::{
     neigh::{self, Route},
-    plan::{self, Plan, ServicePlan},
+    plan::{self, Plan, PrevTable, ServicePlan},
 };
 use crate::{
     config::l4::{HealthCheck, L4Config},
@@ -33,7 +41,7 @@ use crate::{
     metrics,
 };
 use anyhow::{Context, Result};
-use edge_common::{MIN_MTU, VipKey};
+use edge_common::{MIN_MTU, VipKey, VipMeta};
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
@@ -215,7 +223,9 @@ impl Controller {
 
     /// Makes `cfg` the L4 configuration: plans it with the ids in the maps,
     /// resolves new reals, writes every service's table into its idle half
-    /// and flips to it, then removes the VIPs of services that are gone.
+    /// and flips to it (naming the table it leaves behind as the previous
+    /// one for `l4.second_chance`, for a service the maps had already),
+    /// then removes the VIPs of services that are gone.
     /// Health verdicts carry over by service and backend; a new backend
     /// starts up. On error the maps may hold new reals and idle halves,
     /// but every VIP still points at its old table.
@@ -276,15 +286,23 @@ impl Controller {
         maps.retain_vips(&keep)?;
         let mut flips = Vec::with_capacity(plan.services.len());
         for svc in &plan.services {
-            let next = match assigned.services.get(&svc.key) {
-                Some(_) => svc.generation.wrapping_add(1),
-                None => 0,
+            // A service new to the maps has no previous table: its other
+            // half, if any, is another (removed) service's.
+            let (next, live) = match assigned.services.get(&svc.key) {
+                Some(_) => (
+                    svc.generation.wrapping_add(1),
+                    retire_previous(&mut maps, &svc.key)?,
+                ),
+                None => (0, None),
             };
             write_table(&mut maps, svc, &st, next)?;
-            flips.push((svc, next));
+            flips.push((svc, next, live));
         }
-        for (svc, next) in flips {
-            maps.set_vip(&svc.key, &svc.meta(next))?;
+        // The window starts at the flip, not before the (slow) table writes.
+        let now = crate::dataplane::monotonic_ns();
+        for (svc, next, live) in flips {
+            let prev = PrevTable::after(svc, live.as_ref(), next, cfg.second_chance, now);
+            maps.set_vip(&svc.key, &svc.meta(next, prev))?;
             st.generation.insert(svc.key, next);
             metrics::l4_generation(&svc.name, next);
         }
@@ -471,7 +489,8 @@ impl Controller {
         Ok(())
     }
 
-    /// Writes service `key`'s table into its idle ring half and flips to it.
+    /// Writes service `key`'s table into its idle ring half and flips to it;
+    /// the table live until then becomes the previous one.
     fn publish(&self, st: &mut State, key: VipKey) -> Result<()> {
         let Some(svc) = st.plan.services.iter().find(|s| s.key == key).cloned() else {
             return Ok(());
@@ -485,8 +504,16 @@ impl Controller {
         let Some(mut maps) = self.maps_to_write() else {
             return Ok(());
         };
+        let live = retire_previous(&mut maps, &svc.key)?;
         write_table(&mut maps, &svc, st, next)?;
-        maps.set_vip(&svc.key, &svc.meta(next))?;
+        let prev = PrevTable::after(
+            &svc,
+            live.as_ref(),
+            next,
+            st.cfg.second_chance,
+            crate::dataplane::monotonic_ns(),
+        );
+        maps.set_vip(&svc.key, &svc.meta(next, prev))?;
         st.generation.insert(key, next);
         metrics::l4_generation(&svc.name, next);
         Ok(())
@@ -598,6 +625,14 @@ impl Controller {
             .collect()
     }
 
+    /// The distinct VIP addresses (sorted) of the services that have at
+    /// least one backend in their table (healthy, resolved, not drained):
+    /// what BGP announces. A VIP with no usable backend is withdrawn, so
+    /// that the router sends its traffic to hosts that can serve it.
+    pub fn announceable(&self) -> Vec<IpAddr> {
+        announceable(&self.state())
+    }
+
     /// Every backend that has a health check, with its health now.
     pub fn checked_backends(&self) -> Vec<Checked> {
         let st = self.state();
@@ -643,20 +678,50 @@ fn real_up(st: &State, address: IpAddr) -> bool {
     !st.healthy.iter().any(|((_, a), up)| *a == address && !*up)
 }
 
+/// Whether backend `address` of service `svc` belongs in its table: its
+/// health check passes (or it has none), its next hop is known and it is
+/// not drained. The one definition of "usable" for the tables and for
+/// announcing the VIP.
+fn in_table(st: &State, svc: &ServicePlan, address: IpAddr) -> bool {
+    st.healthy.get(&(svc.key, address)).copied().unwrap_or(true)
+        && st.routes.contains_key(&address)
+        && !st.drained.contains(&(svc.name.clone(), address))
+}
+
+/// The distinct VIP addresses, sorted, of the services of `st` with a
+/// backend [`in_table`].
+fn announceable(st: &State) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = st
+        .plan
+        .services
+        .iter()
+        .filter(|svc| svc.backends.iter().any(|b| in_table(st, svc, b.address)))
+        .map(|svc| plan::vip_addr(&svc.key))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reads service `key`'s VIP entry before its idle half is rewritten and
+/// clears the previous table it names, if any: the kernel must not read
+/// that half while it is being written. Returns the entry as it was (the
+/// live table the flip will leave behind); `None` when there is none.
+fn retire_previous(maps: &mut L4Maps, key: &VipKey) -> Result<Option<VipMeta>> {
+    let live = maps.vip(key)?;
+    if let Some(cleared) = live.as_ref().and_then(plan::without_previous) {
+        maps.set_vip(key, &cleared)?;
+    }
+    Ok(live)
+}
+
 /// Writes service `svc`'s table (reals that are healthy and reachable) into
 /// the ring half of `generation`.
 fn write_table(maps: &mut L4Maps, svc: &ServicePlan, st: &State, generation: u32) -> Result<()> {
     let up: Vec<bool> = svc
         .backends
         .iter()
-        .map(|b| {
-            st.healthy
-                .get(&(svc.key, b.address))
-                .copied()
-                .unwrap_or(true)
-                && st.routes.contains_key(&b.address)
-                && !st.drained.contains(&(svc.name.clone(), b.address))
-        })
+        .map(|b| in_table(st, svc, b.address))
         .collect();
     let ring = svc.ring(&up);
     maps.write_ring(svc.id, generation, &ring)
@@ -691,6 +756,80 @@ fn mac_text(mac: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A controller's state with `services` (YAML list items) planned and
+    /// nothing resolved, checked or drained yet.
+    fn state(services: &str) -> State {
+        let yaml = format!(
+            "xdp: {{interfaces: [{{name: eth0}}]}}\nl4:\n  forwarding: {{source_v4: 10.0.0.1}}\n  services:\n{services}"
+        );
+        let cfg = crate::config::parse(&yaml, std::path::Path::new("l4.yaml"))
+            .unwrap()
+            .l4;
+        let plan = plan::plan(&cfg, &plan::Assigned::default(), 8).unwrap();
+        State {
+            cfg,
+            plan,
+            healthy: HashMap::new(),
+            routes: HashMap::new(),
+            generation: HashMap::new(),
+            dev_mtu: 0,
+            mtu: 0,
+            installed: true,
+            drained: HashSet::new(),
+        }
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_vip_is_announced_while_a_service_on_it_has_a_usable_backend() {
+        let mut st = state(
+            "    - {name: a, vip: 10.1.0.1, port: 80, backends: [{address: 10.2.0.1}, {address: 10.2.0.2}]}
+    - {name: b, vip: 10.1.0.1, port: 443, backends: [{address: 10.2.0.3}]}
+    - {name: c, vip: 10.1.0.2, port: 80, backends: [{address: 10.2.0.4}]}
+    - {name: d, vip: 10.1.0.3, port: 80, backends: [{address: 10.2.0.5}]}
+",
+        );
+        assert!(announceable(&st).is_empty(), "no next hop known yet");
+        for last in 1..=5 {
+            st.routes.insert(
+                ip(&format!("10.2.0.{last}")),
+                Route {
+                    dev: "eth0".into(),
+                    ifindex: 2,
+                    mac: [2, 0, 0, 0, 0, last],
+                },
+            );
+        }
+        // Sorted, one entry per address (a and b share 10.1.0.1).
+        assert_eq!(
+            announceable(&st),
+            [ip("10.1.0.1"), ip("10.1.0.2"), ip("10.1.0.3")]
+        );
+        // d's only backend loses its next hop, c's fails its check.
+        st.routes.remove(&ip("10.2.0.5"));
+        let c = st.plan.services[2].clone();
+        st.healthy.insert((c.key, ip("10.2.0.4")), false);
+        assert!(!in_table(&st, &c, ip("10.2.0.4")));
+        assert_eq!(announceable(&st), [ip("10.1.0.1")]);
+        // a drained entirely: b still serves 10.1.0.1.
+        st.drained.insert(("a".into(), ip("10.2.0.1")));
+        st.drained.insert(("a".into(), ip("10.2.0.2")));
+        let a = st.plan.services[0].clone();
+        assert!(!in_table(&st, &a, ip("10.2.0.1")));
+        assert_eq!(announceable(&st), [ip("10.1.0.1")]);
+        // And once b's backend is down too, nothing is announced.
+        let b = st.plan.services[1].clone();
+        st.healthy.insert((b.key, ip("10.2.0.3")), false);
+        assert!(announceable(&st).is_empty());
+        // A check that passes brings it back.
+        st.healthy.insert((c.key, ip("10.2.0.4")), true);
+        assert!(in_table(&st, &c, ip("10.2.0.4")));
+        assert_eq!(announceable(&st), [ip("10.1.0.2")]);
+    }
 
     #[test]
     fn the_egress_mtu_is_the_smallest_seen_and_never_below_the_minimum() {

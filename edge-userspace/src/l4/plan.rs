@@ -11,12 +11,13 @@
 
 use crate::config::l4::{L4Config, L4Hash};
 use edge_common::{
-    FAMILY_V4, FAMILY_V6, L4Settings, MAX_REALS, REAL_FLAG_UP, RealDef, SETTINGS_SYN_BUDGET,
-    VIP_FLAG_ADDRESS, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+    FAMILY_V4, FAMILY_V6, L4Settings, MAX_REALS, MAX_RING_SIZE, REAL_FLAG_UP, RealDef,
+    SETTINGS_SYN_BUDGET, VIP_FLAG_ADDRESS, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
 };
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
+    time::Duration,
 };
 
 use super::maglev;
@@ -95,14 +96,91 @@ pub struct RealPlan {
     pub key: u64,
 }
 
+/// The table a flip leaves behind in the idle half, which the kernel
+/// still consults for a while for TCP packets other than a SYN that have
+/// no conntrack entry (see `VipMeta::prev_ring_size`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrevTable {
+    /// Its size M; 0: no previous table.
+    pub ring_size: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds until which it is trusted.
+    pub until_ns: u64,
+}
+
+impl PrevTable {
+    /// No previous table: a new service, or second chances off.
+    pub const NONE: PrevTable = PrevTable {
+        ring_size: 0,
+        until_ns: 0,
+    };
+
+    /// The previous table when `svc` flips from `live` (its VIP entry in
+    /// the maps now; `None` for a service new to them) to generation
+    /// `next` at `now_ns`, trusted for `window` (zero: not at all).
+    ///
+    /// None when the live entry is not the other half of `svc`'s ring
+    /// pair under the same hash mode: a table hashed another way, or of
+    /// another service, would send moved flows to arbitrary backends.
+    pub fn after(
+        svc: &ServicePlan,
+        live: Option<&VipMeta>,
+        next: u32,
+        window: Duration,
+        now_ns: u64,
+    ) -> Self {
+        let Some(live) = live else {
+            return Self::NONE;
+        };
+        let usable = !window.is_zero()
+            && live.ring_size != 0
+            && live.ring_size <= MAX_RING_SIZE
+            && live.id == svc.id
+            && live.flags == svc.flags
+            && (live.generation ^ next) & 1 == 1;
+        if !usable {
+            return Self::NONE;
+        }
+        let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        Self {
+            ring_size: live.ring_size,
+            until_ns: now_ns.saturating_add(window_ns),
+        }
+    }
+}
+
+/// `live` without its previous table, when it names one: written before
+/// the idle half is rewritten, so that the kernel never reads a half
+/// while it is half old, half new. `None`: nothing to write.
+pub fn without_previous(live: &VipMeta) -> Option<VipMeta> {
+    (live.prev_ring_size != 0 || live.prev_until_ns != 0).then_some(VipMeta {
+        prev_ring_size: 0,
+        prev_until_ns: 0,
+        ..*live
+    })
+}
+
+/// The address of a VIP key.
+pub fn vip_addr(key: &VipKey) -> IpAddr {
+    if key.family == FAMILY_V4 {
+        let [a, b, c, d, ..] = key.addr;
+        IpAddr::from([a, b, c, d])
+    } else {
+        IpAddr::from(key.addr)
+    }
+}
+
 impl ServicePlan {
-    /// The VIP entry for table generation `generation`.
-    pub fn meta(&self, generation: u32) -> VipMeta {
+    /// The VIP entry for table generation `generation`, with `prev` the
+    /// table the flip to it leaves in the other half.
+    pub fn meta(&self, generation: u32, prev: PrevTable) -> VipMeta {
         VipMeta {
             id: self.id,
             flags: self.flags,
             ring_size: self.table_size,
             generation,
+            prev_ring_size: prev.ring_size,
+            _pad: 0,
+            prev_until_ns: prev.until_ns,
         }
     }
 
@@ -328,6 +406,72 @@ mod tests {
         assert_eq!(ring.len(), 65537);
         assert!(!ring.contains(&3));
         assert!(ring.iter().all(|r| *r == 1 || *r == 2));
+    }
+
+    #[test]
+    fn a_flip_names_the_table_it_leaves_behind() {
+        let cfg = l4("    - {name: a, vip: 10.1.0.1, port: 80, maglev_table_size: 13, backends: [{address: 10.2.0.1}]}
+");
+        let p = plan(&cfg, &Assigned::default(), 4).unwrap();
+        let svc = &p.services[0];
+        let minute = Duration::from_secs(60);
+        // The live entry: generation 4, a table of 7 slots.
+        let mut live = svc.meta(4, PrevTable::NONE);
+        live.ring_size = 7;
+        let prev = PrevTable::after(svc, Some(&live), 5, minute, 1_000);
+        assert_eq!(
+            prev,
+            PrevTable {
+                ring_size: 7,
+                until_ns: 1_000 + 60_000_000_000
+            }
+        );
+        let meta = svc.meta(5, prev);
+        assert_eq!(
+            (
+                meta.ring_size,
+                meta.generation,
+                meta.prev_ring_size,
+                meta._pad
+            ),
+            (13, 5, 7, 0)
+        );
+        assert_eq!(meta.prev_until_ns, 60_000_001_000);
+        // Nothing to fall back on: a new service, second chances off, a
+        // live entry of the same half, of another hash mode, or empty.
+        assert_eq!(PrevTable::after(svc, None, 0, minute, 1), PrevTable::NONE);
+        assert_eq!(
+            PrevTable::after(svc, Some(&live), 5, Duration::ZERO, 1),
+            PrevTable::NONE
+        );
+        assert_eq!(
+            PrevTable::after(svc, Some(&live), 6, minute, 1),
+            PrevTable::NONE
+        );
+        let mut hashed = live;
+        hashed.flags = VIP_FLAG_SOURCE_HASH;
+        assert_eq!(
+            PrevTable::after(svc, Some(&hashed), 5, minute, 1),
+            PrevTable::NONE
+        );
+        let mut empty = live;
+        empty.ring_size = 0;
+        assert_eq!(
+            PrevTable::after(svc, Some(&empty), 5, minute, 1),
+            PrevTable::NONE
+        );
+        // Far deadlines saturate instead of wrapping into the past.
+        assert_eq!(
+            PrevTable::after(svc, Some(&live), 5, minute, u64::MAX - 1).until_ns,
+            u64::MAX
+        );
+        // Clearing the previous table before the idle half is rewritten.
+        assert_eq!(without_previous(&live), None);
+        let cleared = without_previous(&meta).unwrap();
+        assert_eq!(cleared, svc.meta(5, PrevTable::NONE));
+        assert_eq!(vip_addr(&svc.key), "10.1.0.1".parse::<IpAddr>().unwrap());
+        let six: IpAddr = "fd00::1".parse().unwrap();
+        assert_eq!(vip_addr(&vip_key(six, 80, 6)), six);
     }
 
     /// What the maps would hold after `p` is written.

@@ -51,6 +51,7 @@ impl Tables for Fixed {
             },
             ring_size: 65_537,
             generation: 1,
+            ..VipMeta::default()
         })
     }
     fn is_l7_port(&self, _: &PortKey) -> bool {
