@@ -61,7 +61,8 @@ enum Command {
         log: Option<PathBuf>,
     },
     /// Talk to a running edge's admin API: status, backends, drain,
-    /// undrain, reload (tables by default, `--json` for scripts).
+    /// undrain, reload, drain-host (tables by default, `--json` for
+    /// scripts).
     Ctl {
         /// The admin endpoint (http://HOST:PORT); by default the one the
         /// `--config` file names, else http://127.0.0.1:9100.
@@ -176,6 +177,15 @@ enum CtlAction {
     },
     /// Reload the configuration file (the running one stays on an error).
     Reload,
+    /// Drain the whole host: withdraw every BGP route, then stop edge
+    /// (as SIGTERM) once its L4 traffic has moved to other edges, or at
+    /// the deadline.
+    DrainHost {
+        /// Longest wait for the traffic to move before edge stops anyway
+        /// (`30s`, `5m`; at most `1h`); 30s by default.
+        #[arg(long)]
+        deadline: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -308,6 +318,7 @@ fn ctl(
             drained: false,
         },
         CtlAction::Reload => crate::ctl::Action::Reload,
+        CtlAction::DrainHost { deadline } => crate::ctl::Action::DrainHost { deadline },
     };
     crate::ctl::run(&target, action, json)
 }

@@ -1,5 +1,6 @@
 //! `edge ctl`: the operator's side of the admin API — status, backends,
-//! drain, undrain, reload — as tables for people or JSON for scripts.
+//! drain, undrain, reload, draining the whole host — as tables for people
+//! or JSON for scripts.
 //!
 //! It speaks plain HTTP/1.1 to the admin listener, one request per
 //! connection, with a deadline on every step: the admin endpoint is on
@@ -45,8 +46,23 @@ impl Target {
         })
     }
 
-    /// Sends one request; returns the status and the body.
+    /// Sends one request without a body; returns the status and the body.
     pub fn request(&self, method: &str, path: &str) -> Result<(u16, Vec<u8>)> {
+        self.request_with(method, path, None)
+    }
+
+    /// Sends one request, with `json` as its body when given; returns the
+    /// status and the body.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&Value>,
+    ) -> Result<(u16, Vec<u8>)> {
+        let body = match json {
+            Some(v) => serde_json::to_vec(v)?,
+            None => Vec::new(),
+        };
         let addrs: Vec<SocketAddr> = self
             .authority
             .to_socket_addrs()
@@ -74,15 +90,20 @@ impl Target {
         stream.set_write_timeout(Some(TIMEOUT))?;
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: edge-ctl/{}\r\n\
-             Accept: application/json\r\nConnection: close\r\nContent-Length: 0\r\n",
+             Accept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.authority,
-            env!("CARGO_PKG_VERSION")
+            env!("CARGO_PKG_VERSION"),
+            body.len()
         );
+        if json.is_some() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
         if let Some(t) = &self.token {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes())?;
+        stream.write_all(&body)?;
         let mut raw = Vec::new();
         stream
             .take(MAX_ANSWER)
@@ -167,10 +188,18 @@ pub enum Action {
     },
     /// Reload the configuration file.
     Reload,
+    /// Withdraw every BGP route and stop edge once its traffic has moved,
+    /// or at the deadline.
+    DrainHost {
+        /// How long to wait for the traffic to move (`30s`, `5m`); the
+        /// API's default when not given.
+        deadline: Option<String>,
+    },
 }
 
 /// Runs `action` against `target`; prints JSON with `json`, else tables.
 pub fn run(target: &Target, action: Action, json: bool) -> Result<()> {
+    let mut body = None;
     let (method, path) = match &action {
         Action::Status | Action::Backends => ("GET", "/api/status".to_string()),
         Action::Drain {
@@ -197,8 +226,17 @@ pub fn run(target: &Target, action: Action, json: bool) -> Result<()> {
             )
         }
         Action::Reload => ("POST", "/api/reload".to_string()),
+        Action::DrainHost { deadline } => {
+            if let Some(text) = deadline {
+                // Checked here too, so a typo never reaches the daemon.
+                crate::drain::parse_host_deadline(text)
+                    .map_err(|why| anyhow::anyhow!("--deadline: {why}"))?;
+                body = Some(serde_json::json!({ "deadline": text }));
+            }
+            ("POST", "/api/host/drain".to_string())
+        }
     };
-    let (status, body) = target.request(method, &path)?;
+    let (status, body) = target.request_with(method, &path, body.as_ref())?;
     let value: Value = serde_json::from_slice(&body).with_context(|| {
         format!(
             "{method} {path}: {status}, not JSON: {}",
@@ -235,8 +273,37 @@ pub fn run(target: &Target, action: Action, json: bool) -> Result<()> {
                 println!("warning: {}", w.as_str().unwrap_or(""));
             }
         }
+        Action::DrainHost { .. } => print!("{}", drain_host_text(&value)),
     }
     Ok(())
+}
+
+/// `edge ctl drain-host`: what was withdrawn and when edge stops.
+fn drain_host_text(v: &Value) -> String {
+    let withdrawn: Vec<String> = v["withdrawn"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    let mut out = if withdrawn.is_empty() {
+        "withdrawn: nothing was announced\n".to_string()
+    } else {
+        format!(
+            "withdrawn: {} (the router sends no new flow here)\n",
+            withdrawn.join(", ")
+        )
+    };
+    let deadline = v["deadline_ms"]
+        .as_u64()
+        .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+        .unwrap_or_else(|| "-".to_string());
+    out.push_str(&format!(
+        "edge stops once its L4 traffic has moved (no packet for {} s), at the latest in \
+         {deadline}; requests in flight then drain\n",
+        crate::drain::QUIET_FOR.as_secs()
+    ));
+    out
 }
 
 /// Percent-encodes a path segment, leaving RFC 3986's unreserved
@@ -372,6 +439,9 @@ pub fn status_table(v: &Value) -> String {
             .collect();
         out.push_str(&format!("\nXDP on {}\n", ifaces.join(", ")));
     }
+    if v["host_draining"].as_bool() == Some(true) {
+        out.push_str("\nhost draining: routes withdrawn, edge stops once its traffic has moved\n");
+    }
     out
 }
 
@@ -466,5 +536,22 @@ mod tests {
         );
         let s = status_table(&v);
         assert!(s.contains("generation 2") && s.contains("0/1"), "{s}");
+    }
+
+    #[test]
+    fn a_host_drain_says_what_went_and_when_edge_stops() {
+        let v = serde_json::json!({
+            "draining": true, "withdrawn": ["192.0.2.10", "2001:db8::10"], "deadline_ms": 30000,
+        });
+        let t = drain_host_text(&v);
+        assert!(
+            t.contains("192.0.2.10, 2001:db8::10") && t.contains("30.0 s"),
+            "{t}"
+        );
+        let none = drain_host_text(&serde_json::json!({ "withdrawn": [], "deadline_ms": 500 }));
+        assert!(
+            none.contains("nothing was announced") && none.contains("0.5 s"),
+            "{none}"
+        );
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Beside Pingora's runtimes runs one small control runtime: the pools'
 //! health checks, SIGHUP and the control socket, which reload the
-//! configuration through one [`Reloader`].
+//! configuration through one [`Reloader`], and the BGP announcer (with a
+//! `bgp:` section), which announces the L4 VIPs once edge is ready and
+//! withdraws them before it stops.
 
 use crate::{
     access_log::AccessLog,
@@ -40,7 +42,8 @@ use tokio::io::unix::AsyncFd;
 /// SIGTERM drains in-flight requests for `server.grace_period_seconds`;
 /// SIGINT stops at once. Either way the XDP program stays attached with
 /// its maps pinned, for the next edge on this configuration to adopt
-/// (`edge unload --config` takes it off).
+/// (`edge unload --config` takes it off). With a `bgp:` section, either
+/// stop first withdraws the announced routes (for at most 2 s).
 ///
 /// With `upgrade`, the listening sockets come from the edge running the
 /// same configuration (see `edge upgrade`), once everything else is ready.
@@ -79,6 +82,9 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     // Shared with the reloads (the deny list) and the last steps.
     let dataplane = Arc::new(Mutex::new(dataplane));
     let l4_reload = Arc::new(OnceLock::new());
+    // Filled once edge is ready to serve (see `start_bgp`); the admin API
+    // and the stop read it from the start.
+    let announcer: Arc<OnceLock<Arc<crate::bgp::Announcer>>> = Arc::new(OnceLock::new());
     // The kernel's tables and program are taken over now, or, in an
     // upgrade, once the running edge has handed over and stopped writing
     // them (nothing is written before: an upgrade that fails leaves the
@@ -171,6 +177,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
                 .with_bans(reloader.bans())
                 .with_kernel(Arc::clone(&dataplane), Arc::clone(&l4_reload))
                 .with_drains_file(drains_file.clone())
+                .with_bgp(Arc::clone(&announcer))
                 .with_access(admin.allow.clone(), admin.token.clone())
                 .service(admin.address),
         );
@@ -211,7 +218,10 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         move || finish(log.as_deref(), &dataplane, &handover)
     };
     let phases = server.watch_execution_phase();
-    let watch = crate::drain::Watch::new(grace, Box::new(last_steps), phases, start_upgrade);
+    let mut watch = crate::drain::Watch::new(grace, Box::new(last_steps), phases, start_upgrade);
+    if config.bgp.is_some() {
+        watch = watch.with_before_stop(withdraw_before_stop(&announcer, control_rt.handle()));
+    }
     if upgrade {
         tracing::info!("waiting for the running edge's listening sockets");
     }
@@ -236,6 +246,9 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         server.add_service(background_service("l4", l4));
     }
     serve_control(&control_rt, &reloader, &handover, path);
+    // Announced only now: the kernel's tables are this process's and the
+    // listeners are about to be served.
+    start_bgp(&config, &control_rt, &l4_reload, &reloader, &announcer);
     tell_when_ready(&control_rt, &config, upgrade);
     tracing::info!("edge running; SIGTERM drains, SIGINT stops, a second signal stops at once");
     server.run(RunArgs {
@@ -244,6 +257,73 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     tracing::info!("edge stopping");
     finish(log_for_exit.as_deref(), &dataplane, &handover);
     Ok(())
+}
+
+/// Starts announcing the L4 VIPs that have a usable backend over BGP, when
+/// the file has a `bgp:` section; keeps the announcer in `slot` (for the
+/// admin API and the stop) and passes it each reloaded `bgp:` section.
+fn start_bgp(
+    config: &Config,
+    control_rt: &tokio::runtime::Runtime,
+    l4_reload: &Arc<OnceLock<crate::l4::L4Reload>>,
+    reloader: &Reloader,
+    slot: &OnceLock<Arc<crate::bgp::Announcer>>,
+) {
+    let Some(bgp) = config.bgp.clone() else {
+        return;
+    };
+    let l4 = Arc::clone(l4_reload);
+    // Read at each announcement: the set follows health checks, drains
+    // and reloads.
+    let vips: crate::bgp::VipSource = Arc::new(move || {
+        l4.get()
+            .map(|l| l.controller().announceable())
+            .unwrap_or_default()
+    });
+    let announcer = crate::bgp::Announcer::start(bgp, control_rt.handle(), vips);
+    {
+        let announcer = Arc::clone(&announcer);
+        reloader.on_applied(Box::new(move |next: &Config| match &next.bgp {
+            Some(bgp) => announcer.update(bgp.clone()),
+            None => tracing::warn!(
+                "the reloaded file has no bgp section: the running announcer carries on with \
+                 the last one until edge restarts"
+            ),
+        }));
+    }
+    let _ = slot.set(announcer);
+    tracing::info!("BGP announcer started: the L4 VIPs with a usable backend are announced");
+}
+
+/// The before-stop step of a stop signal: every route withdrawn, for at
+/// most `deadline`, on the control runtime (where the announcer runs).
+fn withdraw_before_stop(
+    slot: &Arc<OnceLock<Arc<crate::bgp::Announcer>>>,
+    control: &tokio::runtime::Handle,
+) -> crate::drain::BeforeStop {
+    let (slot, control) = (Arc::clone(slot), control.clone());
+    Arc::new(move |deadline: Duration| -> crate::drain::StepFuture {
+        let announcer = slot.get().cloned();
+        let control = control.clone();
+        Box::pin(async move {
+            // A stop before edge was ready: nothing was announced.
+            let Some(announcer) = announcer else {
+                return;
+            };
+            let withdrawn = control
+                .spawn(async move { announcer.withdraw_all(deadline).await })
+                .await;
+            match withdrawn {
+                Ok(Ok(())) => tracing::info!(
+                    "every BGP route withdrawn before the stop: new flows go to another edge"
+                ),
+                Ok(Err(e)) => tracing::warn!(
+                    "withdrawing the BGP routes before the stop: {e}; stopping anyway"
+                ),
+                Err(e) => tracing::warn!("the BGP withdrawal task failed: {e}; stopping anyway"),
+            }
+        })
+    })
 }
 
 /// The last steps before the process exits: the access log written out,

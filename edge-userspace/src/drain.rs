@@ -15,10 +15,20 @@
 //! hands the listening sockets to the new process, keeps accepting for a
 //! few seconds while it takes over, and stops; this process then drains
 //! like after SIGTERM.
+//!
+//! An edge that announces its VIPs over BGP withdraws them before it stops
+//! (SIGTERM, SIGQUIT or SIGINT, not an upgrade: the new process keeps
+//! announcing), through the hook given to [`Watch::with_before_stop`], so
+//! the router sends new flows elsewhere while the listeners still accept.
+//! Draining a whole host (`POST /api/host/drain`) withdraws first, waits
+//! until the host's L4 traffic has moved ([`Quiet`]), then stops like
+//! SIGTERM; its deadline is read by [`parse_host_deadline`].
 
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -71,12 +81,25 @@ impl Drop for InFlight {
 
 type Hook = Box<dyn FnOnce() + Send>;
 
+/// What runs when a stop signal arrives, before the listeners close (the
+/// BGP withdrawal): called with the time it has, it logs its own outcome.
+/// [`Watch`] never waits for it longer than [`WITHDRAW_BEFORE_STOP`].
+pub type BeforeStop = Arc<dyn Fn(Duration) -> StepFuture + Send + Sync>;
+
+/// The work of a [`BeforeStop`] hook.
+pub type StepFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Longest a stop waits for the routes to be withdrawn: long enough for
+/// BIRD to take a new file, short enough that a stop stays prompt.
+pub const WITHDRAW_BEFORE_STOP: Duration = Duration::from_secs(2);
+
 /// The shutdown signal watch given to Pingora.
 pub struct Watch {
     grace: Duration,
     hooks: Mutex<Option<Hook>>,
     upgrade: Arc<Notify>,
     phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+    before_stop: Option<BeforeStop>,
 }
 
 impl Watch {
@@ -96,12 +119,127 @@ impl Watch {
             hooks: Mutex::new(Some(on_exit)),
             upgrade,
             phases: Mutex::new(Some(phases)),
+            before_stop: None,
         }
+    }
+
+    /// Runs `hook` when SIGTERM, SIGQUIT or SIGINT arrives, before the
+    /// listeners close (not before a graceful upgrade: the new process
+    /// serves the same addresses), for at most [`WITHDRAW_BEFORE_STOP`].
+    pub fn with_before_stop(mut self, hook: BeforeStop) -> Self {
+        self.before_stop = Some(hook);
+        self
     }
 
     fn take_hooks(&self) -> Option<Hook> {
         self.hooks.lock().ok().and_then(|mut h| h.take())
     }
+
+    /// Runs the before-stop hook for `why` (the signal), bounded by
+    /// [`WITHDRAW_BEFORE_STOP`]; a further signal cuts it short, as it
+    /// cuts a drain short, and then the stop is at once: returns whether
+    /// one did.
+    async fn before_stop(&self, why: &str) -> bool {
+        let Some(hook) = &self.before_stop else {
+            return false;
+        };
+        let started = Instant::now();
+        // The hook gets a little less than it is given, so that its own
+        // reason, not this timeout, is what a slow withdrawal logs.
+        let own = WITHDRAW_BEFORE_STOP.saturating_sub(Duration::from_millis(200));
+        let cut = tokio::select! {
+            done = tokio::time::timeout(WITHDRAW_BEFORE_STOP, hook(own)) => {
+                if done.is_err() {
+                    tracing::warn!(
+                        "{why}: the routes were not withdrawn within {WITHDRAW_BEFORE_STOP:?}: \
+                         stopping anyway (the router notices when the BGP session ends)"
+                    );
+                }
+                false
+            }
+            _ = another_signal() => {
+                tracing::warn!(
+                    "{why}: another signal while the routes were being withdrawn: stopping now"
+                );
+                true
+            }
+        };
+        tracing::debug!(took = ?started.elapsed(), "{why}: before-stop steps done");
+        cut
+    }
+}
+
+/// The default deadline of a host drain (`POST /api/host/drain`).
+pub const HOST_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The longest deadline a host drain accepts.
+pub const MAX_HOST_DRAIN_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// How long a drained host's L4 counters must stay still before its
+/// traffic is believed to have moved: flows the router still hashed here
+/// a moment ago send a packet at least this often while they live.
+pub const QUIET_FOR: Duration = Duration::from_secs(2);
+
+/// How often a host drain reads the L4 counters.
+pub const QUIET_POLL: Duration = Duration::from_millis(250);
+
+/// Reads a host drain's deadline (`250ms`, `30s`, `5m`): more than zero,
+/// at most [`MAX_HOST_DRAIN_DEADLINE`].
+pub fn parse_host_deadline(text: &str) -> Result<Duration, String> {
+    let d = crate::config::units::parse_duration(text)?;
+    if d.is_zero() {
+        return Err(format!(
+            "deadline {text:?}: must be more than zero (such as 30s)"
+        ));
+    }
+    if d > MAX_HOST_DRAIN_DEADLINE {
+        return Err(format!(
+            "deadline {text:?}: at most {}s",
+            MAX_HOST_DRAIN_DEADLINE.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+/// Follows the total of a drained host's L4 packet counters, sample by
+/// sample, and says when it has not moved for a while.
+#[derive(Debug, Default)]
+pub struct Quiet {
+    /// The last total seen and when it was first seen.
+    last: Option<(u64, Duration)>,
+}
+
+impl Quiet {
+    /// Takes the total at `at` (time since the watch began; `None`: the
+    /// host has no L4 service, so nothing can still be arriving) and says
+    /// whether it has stayed the same for `window`. Any change counts as
+    /// traffic, a fall too (a reload replaced a service's counters), so
+    /// the window starts again from it.
+    pub fn observe(&mut self, at: Duration, total: Option<u64>, window: Duration) -> bool {
+        let Some(total) = total else {
+            return true;
+        };
+        match self.last {
+            Some((seen, since)) if seen == total => at.saturating_sub(since) >= window,
+            _ => {
+                self.last = Some((total, at));
+                false
+            }
+        }
+    }
+}
+
+/// When a sequence of samples (time, counter total) first shows `window`
+/// without traffic, if it does.
+pub fn quiet_at(
+    samples: impl IntoIterator<Item = (Duration, Option<u64>)>,
+    window: Duration,
+) -> Option<Duration> {
+    let mut quiet = Quiet::default();
+    samples
+        .into_iter()
+        .find(|(at, total)| quiet.observe(*at, *total, window))
+        .map(|(at, _)| at)
 }
 
 /// Why the drain ended.
@@ -212,7 +350,12 @@ impl ShutdownSignalWatch for Watch {
         // stop): Pingora's reading of it, handing the listening sockets to
         // a new process through a socket in /tmp, is not set up by edge.
         let signal = tokio::select! {
-            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = int.recv() => {
+                // Routes first, even in a fast stop: a router that still
+                // sends here after the listeners close black-holes flows.
+                let _ = self.before_stop("SIGINT").await;
+                ShutdownSignal::FastShutdown
+            }
             _ = self.upgrade.notified() => {
                 let grace = self.grace;
                 let hooks = self.take_hooks();
@@ -235,20 +378,27 @@ impl ShutdownSignalWatch for Watch {
                 // Before the drain starts: an idle drain ends the process
                 // at once, on another worker, and could beat a later send.
                 crate::notify::notify("STOPPING=1\nSTATUS=draining");
-                let grace = self.grace;
-                let hooks = self.take_hooks();
-                // Pingora stops the listeners once this returns, then
-                // sleeps out the grace period; the drain ends the process
-                // sooner when it can.
-                tokio::spawn(async move {
-                    let end = drain(grace, another_signal()).await;
-                    tracing::info!(
-                        in_flight = InFlight::count(),
-                        "drain ended ({end:?}): exiting"
-                    );
-                    exit_after(hooks);
-                });
-                ShutdownSignal::GracefulTerminate
+                // The routes go before the listeners close: new flows
+                // then land on another edge instead of a closed port. A
+                // second signal meanwhile stops at once, as in a drain.
+                if self.before_stop("SIGTERM").await {
+                    ShutdownSignal::FastShutdown
+                } else {
+                    let grace = self.grace;
+                    let hooks = self.take_hooks();
+                    // Pingora stops the listeners once this returns, then
+                    // sleeps out the grace period; the drain ends the process
+                    // sooner when it can.
+                    tokio::spawn(async move {
+                        let end = drain(grace, another_signal()).await;
+                        tracing::info!(
+                            in_flight = InFlight::count(),
+                            "drain ended ({end:?}): exiting"
+                        );
+                        exit_after(hooks);
+                    });
+                    ShutdownSignal::GracefulTerminate
+                }
             }
         };
         // A drain said STOPPING=1 above. In an upgrade the new process
@@ -284,5 +434,50 @@ mod tests {
             End::Signal
         );
         drop(busy);
+    }
+
+    #[test]
+    fn host_deadlines_are_bounded() {
+        assert_eq!(parse_host_deadline("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_host_deadline("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_host_deadline("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_host_deadline("1h"), Ok(MAX_HOST_DRAIN_DEADLINE));
+        for bad in ["", "30", "0s", "3601s", "61m", "-1s", "1.5s", "soon"] {
+            assert!(parse_host_deadline(bad).is_err(), "{bad:?} was taken");
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_host_is_quiet_once_its_counters_stop_for_the_window() {
+        let w = QUIET_FOR;
+        // No L4 service: quiet at the first look.
+        assert_eq!(quiet_at([(ms(0), None)], w), Some(ms(0)));
+        // Still from the start: quiet 2 s after the first sample.
+        let still: Vec<_> = (0..=10).map(|i| (ms(i * 250), Some(7))).collect();
+        assert_eq!(quiet_at(still, w), Some(ms(2000)));
+        // Moving until 1 s, then still: quiet at 3 s.
+        let moving: Vec<_> = (0..=20u64)
+            .map(|i| (ms(i * 250), Some(if i <= 4 { i * 10 } else { 40 })))
+            .collect();
+        assert_eq!(quiet_at(moving, w), Some(ms(3000)));
+        // One packet in the middle of a still stretch starts it again.
+        let blip = [
+            (ms(0), Some(5)),
+            (ms(1500), Some(5)),
+            (ms(1750), Some(6)),
+            (ms(3500), Some(6)),
+            (ms(3750), Some(6)),
+        ];
+        assert_eq!(quiet_at(blip, w), Some(ms(3750)));
+        // A fall (counters replaced) is a change, not quiet.
+        let fall = [(ms(0), Some(9)), (ms(1000), Some(3)), (ms(2500), Some(3))];
+        assert_eq!(quiet_at(fall, w), None);
+        // Never still for the window: never quiet.
+        let busy: Vec<_> = (0..=40u64).map(|i| (ms(i * 250), Some(i))).collect();
+        assert_eq!(quiet_at(busy, w), None);
     }
 }

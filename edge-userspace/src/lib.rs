@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod admin;
 #[cfg(feature = "alloc-count")]
 pub mod alloc_count;
+pub mod bgp;
 pub mod cache;
 pub mod cli;
 pub mod compression;

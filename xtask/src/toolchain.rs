@@ -35,6 +35,8 @@ const PACKAGES: &[&str] = &[
 /// systemd-analyze and dpkg's helpers for the unit and package checks.
 pub const TEST_PACKAGES: &[&str] = &[
     "redis-server",
+    // The scale-out lab's BGP daemon (router and edge hosts).
+    "bird2",
     "python3-grpcio",
     "python3-protobuf",
     "protobuf-compiler",

@@ -1,6 +1,7 @@
 //! The admin endpoint: the status page (`GET /`), the JSON API under
-//! `/api/` (the live configuration, pools, backends, L4 services, XDP;
-//! reload, drain and undrain), `/metrics` (Prometheus text), `/healthz`,
+//! `/api/` (the live configuration, pools, backends, L4 services, XDP, BGP;
+//! reload, drain and undrain, draining the whole host), `/metrics`
+//! (Prometheus text), `/healthz`,
 //! cache purges, and `POST /reload` (the same reload as SIGHUP and `edge
 //! reload`: 200 with the new generation, or 422 with every error while the
 //! running configuration stays). The README's "Operations" section is the
@@ -28,9 +29,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use pingora::{apps::http_app::ServeHttp, protocols::http::ServerSession};
 use serde_json::{Value, json};
 use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex, OnceLock, PoisonError},
-    time::Instant,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, Mutex, OnceLock, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 /// The status page: one file, no external assets.
@@ -38,6 +42,10 @@ const STATUS_PAGE: &str = include_str!("status.html");
 
 /// Largest request body the admin API reads (a purge's JSON).
 const MAX_BODY: usize = 16 * 1024;
+
+/// Longest a host drain waits for BIRD to take the file without routes
+/// before it answers (within `edge ctl`'s 10 s per step).
+const HOST_WITHDRAW_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Serves the admin routes.
 pub struct Admin {
@@ -56,6 +64,11 @@ pub struct Admin {
     /// Held from reading the drains to writing them, so that two changes
     /// at once cannot leave the older list in the file.
     saving: Arc<Mutex<()>>,
+    /// The BGP announcer, once edge announces (never, without `bgp:`).
+    bgp: Arc<OnceLock<Arc<crate::bgp::Announcer>>>,
+    /// Set by a host drain from its start; cleared only if the withdrawal
+    /// fails (the stop it leads to ends the process).
+    host_draining: Arc<AtomicBool>,
 }
 
 /// What a drain or undrain needs, owned, to run off the async workers.
@@ -166,7 +179,17 @@ impl Admin {
             started: Instant::now(),
             drains_file: None,
             saving: Arc::new(Mutex::new(())),
+            bgp: Arc::new(OnceLock::new()),
+            host_draining: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Also shows the BGP announcer (`GET /api/bgp`, in `/api/status`) and
+    /// drains the whole host (`POST /api/host/drain`); `bgp` is filled
+    /// once edge announces.
+    pub fn with_bgp(mut self, bgp: Arc<OnceLock<Arc<crate::bgp::Announcer>>>) -> Self {
+        self.bgp = bgp;
+        self
     }
 
     /// Saves every drain in `file` after each change, for the next process.
@@ -536,6 +559,16 @@ impl Admin {
                 Some(b) => reply_json(StatusCode::OK, &json!({ "bans": b.list() })),
                 None => reply_json(StatusCode::OK, &json!({ "bans": [] })),
             },
+            (true, ["api", "bgp"]) => reply_json(
+                StatusCode::OK,
+                &json!({
+                    "bgp": self.bgp_status(),
+                    "host_draining": self.host_draining.load(Ordering::SeqCst),
+                }),
+            ),
+            (false, ["api", "host", "drain"]) if method == http::Method::POST => {
+                self.drain_host(session).await
+            }
             (false, ["api", "reload"]) if method == http::Method::POST => self.reload_json().await,
             (
                 false,
@@ -655,7 +688,118 @@ impl Admin {
             "pools": pools,
             "services": self.services().await,
             "xdp": self.xdp_view(),
+            "bgp": self.bgp_status(),
+            "host_draining": self.host_draining.load(Ordering::SeqCst),
         })
+    }
+
+    /// The announcer's status, `null` without `bgp:`.
+    fn bgp_status(&self) -> Value {
+        match self.bgp.get() {
+            Some(a) => serde_json::to_value(a.status())
+                .unwrap_or_else(|e| api::error(format!("rendering the BGP status: {e}"))),
+            None => Value::Null,
+        }
+    }
+
+    /// `POST /api/host/drain`, body `{"deadline": "30s"}` or none: every
+    /// BGP route withdrawn (so the router sends this host nothing new),
+    /// 202, then a stop as after SIGTERM once the host's L4 traffic has
+    /// moved or the deadline has passed.
+    async fn drain_host(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let body = match read_body(session, "a host drain request").await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+        if !body.iter().all(u8::is_ascii_whitespace) && !json_body(session) {
+            return json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a host drain's body is Content-Type: application/json",
+            );
+        }
+        let deadline = match host_deadline(&body) {
+            Ok(d) => d,
+            Err(why) => return json_error(StatusCode::BAD_REQUEST, why),
+        };
+        let Some(announcer) = self.bgp.get().cloned() else {
+            return json_error(
+                StatusCode::CONFLICT,
+                "this edge announces nothing: stop it with SIGTERM",
+            );
+        };
+        if self
+            .host_draining
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return json_error(
+                StatusCode::CONFLICT,
+                "a host drain is already in progress: edge stops once its traffic has moved",
+            );
+        }
+        let withdrawn = self.announced().await;
+        tracing::info!(
+            vips = ?withdrawn,
+            ?deadline,
+            "host drain: withdrawing every BGP route"
+        );
+        if let Err(e) = announcer.withdraw_all(HOST_WITHDRAW_DEADLINE).await {
+            // Another drain may try again; the host announces nothing
+            // meanwhile (the announcer keeps it drained).
+            self.host_draining.store(false, Ordering::SeqCst);
+            tracing::warn!(
+                "host drain: withdrawing the routes failed: {e}; the host stays drained and \
+                 keeps serving, nothing is stopped"
+            );
+            return json_error(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "withdrawing the routes: {e}; this host announces nothing from now on but \
+                     keeps serving: ask again, or stop it with SIGTERM"
+                ),
+            );
+        }
+        let quiet_for = crate::drain::QUIET_FOR;
+        tracing::info!(
+            "host drain: every route withdrawn; edge stops once no L4 packet has arrived for \
+             {quiet_for:?}, at the latest in {deadline:?}"
+        );
+        tokio::spawn(stop_when_quiet(self.l4.clone(), deadline));
+        let withdrawn: Vec<String> = withdrawn.iter().map(IpAddr::to_string).collect();
+        reply_json(
+            StatusCode::ACCEPTED,
+            &json!({
+                "draining": true,
+                "withdrawn": withdrawn,
+                "deadline_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            }),
+        )
+    }
+
+    /// The addresses announced now: the L4 VIPs with a usable backend
+    /// (read off the async workers: the controller's lock can be held for
+    /// seconds) and the listeners' addresses of `bgp.listeners`.
+    async fn announced(&self) -> Vec<IpAddr> {
+        let mut out = match self
+            .l4
+            .as_ref()
+            .and_then(|l| l.get())
+            .map(|l| l.controller())
+        {
+            Some(controller) => tokio::task::spawn_blocking(move || controller.announceable())
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if let Some(r) = &self.reloader {
+            let view = r.view();
+            if let Some(bgp) = &view.config.bgp {
+                out.extend(bgp.listener_addresses.iter().copied());
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     async fn reload_json(&self) -> Response<Vec<u8>> {
@@ -673,38 +817,16 @@ impl Admin {
         let Some(cache) = self.cache else {
             return json_error(StatusCode::NOT_FOUND, "no cache is configured");
         };
-        // JSON only: a type a cross-site form cannot send.
-        let json_body = session
-            .req_header()
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|t| t.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-        if !json_body {
+        if !json_body(session) {
             return json_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "a purge request is Content-Type: application/json",
             );
         }
-        let mut body = Vec::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY {
-                        return json_error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("a purge request is at most {MAX_BODY} bytes"),
-                        );
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return json_error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"));
-                }
-            }
-        }
+        let body = match read_body(session, "a purge request").await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Purge {
@@ -760,5 +882,161 @@ impl Admin {
             "cache purged through the admin API"
         );
         reply_json(StatusCode::OK, &json!({ "purged": purged }))
+    }
+}
+
+/// Whether the request says its body is JSON: a type a cross-site form
+/// cannot send.
+fn json_body(session: &ServerSession) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The whole request body, at most [`MAX_BODY`] bytes; else the answer to
+/// give (`what` names the request in it).
+async fn read_body(session: &mut ServerSession, what: &str) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(json_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("{what} is at most {MAX_BODY} bytes"),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the body: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+/// A host drain's deadline from its body: none (or no `deadline`) is
+/// [`crate::drain::HOST_DRAIN_DEADLINE`].
+fn host_deadline(body: &[u8]) -> Result<Duration, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(crate::drain::HOST_DRAIN_DEADLINE);
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct HostDrain {
+        deadline: Option<String>,
+    }
+    let asked: HostDrain = serde_json::from_slice(body)
+        .map_err(|e| format!("expected no body or {{\"deadline\": \"30s\"}}: {e}"))?;
+    match asked.deadline {
+        Some(text) => crate::drain::parse_host_deadline(&text),
+        None => Ok(crate::drain::HOST_DRAIN_DEADLINE),
+    }
+}
+
+/// The total of the L4 backends' packet counters; `None` when the host has
+/// no L4 service (nothing can still be arriving).
+async fn l4_packets(l4: Option<&OnceLock<crate::l4::L4Reload>>) -> Result<Option<u64>, String> {
+    let Some(controller) = l4.and_then(OnceLock::get).map(|l| l.controller()) else {
+        return Ok(None);
+    };
+    let services = tokio::task::spawn_blocking(move || controller.services())
+        .await
+        .map_err(|e| e.to_string())?;
+    if services.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .fold(0u64, |sum, b| sum.wrapping_add(b.packets)),
+    ))
+}
+
+/// The end of a host drain: waits until no L4 packet has been forwarded
+/// for [`crate::drain::QUIET_FOR`] (read every [`crate::drain::QUIET_POLL`])
+/// or `deadline` has passed, then sends this process SIGTERM, whose drain
+/// lets the L7 requests in flight finish.
+async fn stop_when_quiet(l4: Option<Arc<OnceLock<crate::l4::L4Reload>>>, deadline: Duration) {
+    use crate::drain::{QUIET_FOR, QUIET_POLL, Quiet};
+    let started = Instant::now();
+    let mut quiet = Quiet::default();
+    loop {
+        let at = started.elapsed();
+        match l4_packets(l4.as_deref()).await {
+            Ok(total) if quiet.observe(at, total, QUIET_FOR) => {
+                tracing::info!(
+                    after = ?at,
+                    "host drain: no L4 packet for {QUIET_FOR:?}, the traffic has moved: stopping"
+                );
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("host drain: reading the L4 counters: {e}"),
+        }
+        if at >= deadline {
+            tracing::warn!(
+                "host drain: L4 packets still arrive at the deadline ({deadline:?}): stopping anyway"
+            );
+            break;
+        }
+        tokio::time::sleep(QUIET_POLL.min(deadline - at)).await;
+    }
+    // The same stop as an operator's SIGTERM: the routes are withdrawn
+    // already (the before-stop step finds nothing left), the listeners
+    // close and the requests in flight drain.
+    // SAFETY: kill(2) on our own pid with a signal edge handles has no
+    // memory-safety preconditions.
+    let sent = unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    if sent != 0 {
+        tracing::error!(
+            "host drain: cannot send SIGTERM to this process: {}; stop edge by hand",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_drain_body_is_optional_and_checked() {
+        let default = crate::drain::HOST_DRAIN_DEADLINE;
+        assert_eq!(host_deadline(b""), Ok(default));
+        assert_eq!(host_deadline(b" \n"), Ok(default));
+        assert_eq!(host_deadline(b"{}"), Ok(default));
+        assert_eq!(
+            host_deadline(br#"{"deadline": "90s"}"#),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(
+            host_deadline(br#"{"deadline": "250ms"}"#),
+            Ok(Duration::from_millis(250))
+        );
+        let bad: [&[u8]; 6] = [
+            br#"{"deadline": "2h"}"#,
+            br#"{"deadline": "0s"}"#,
+            br#"{"deadline": 30}"#,
+            br#"{"deadline": "soon"}"#,
+            br#"{"grace": "30s"}"#,
+            b"deadline=30s",
+        ];
+        for bad in bad {
+            assert!(
+                host_deadline(bad).is_err(),
+                "{} was taken",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

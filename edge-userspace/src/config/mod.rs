@@ -3,6 +3,7 @@
 //! [`load`] (or [`check`], which also returns the warnings) is the only way
 //! in; it reports every problem it finds as `file:line:column: message`.
 
+pub mod bgp;
 pub mod bounds;
 pub mod cache;
 pub mod compression;

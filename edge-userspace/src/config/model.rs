@@ -5,6 +5,7 @@ use bytes::Bytes;
 use ipnet::IpNet;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+pub use super::bgp::BgpConfig;
 pub use super::cache::{CacheConfig, CachePolicy};
 pub use super::compression::{CompressionPolicy, Encoding};
 pub use super::surface::{Algorithm, XdpMode};
@@ -36,6 +37,8 @@ pub struct Config {
     pub consumers: Vec<super::gateway::Consumer>,
     /// Process-wide gateway settings.
     pub gateway: super::gateway::GatewayConfig,
+    /// BGP announcements through BIRD; `None`: edge announces nothing.
+    pub bgp: Option<BgpConfig>,
 }
 
 /// The admin endpoint.
@@ -599,6 +602,17 @@ impl Config {
                 } else {
                     caching.join(", ")
                 }
+            ));
+        }
+        if let Some(b) = &self.bgp {
+            out.push_str(&format!(
+                "bgp: AS {} (router id {}), {} neighbor{}, through BIRD at {} writing {}\n",
+                b.local_as,
+                b.router_id,
+                b.neighbors.len(),
+                if b.neighbors.len() == 1 { "" } else { "s" },
+                b.bird_socket.display(),
+                b.bird_config.display()
             ));
         }
         match &self.admin {

@@ -43,6 +43,9 @@ pub struct File {
     /// Process-wide gateway settings (the shared rate-limit store).
     #[serde(default)]
     pub gateway: Option<super::gateway::surface::Gateway>,
+    /// VIPs announced over BGP through BIRD.
+    #[serde(default)]
+    pub bgp: Option<super::bgp::BgpSurface>,
 }
 
 /// `access_log:`.

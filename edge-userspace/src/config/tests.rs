@@ -71,7 +71,7 @@ fn unknown_key() {
     assert_eq!(
         errors("listners: []\n"),
         [
-            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `l4`, `listeners`, `pools`, `admin`, `server`, `cache`, `access_log`, `consumers`, `gateway`"
+            "edge.yaml:1:1: unknown field `listners`, expected one of `xdp`, `l4`, `listeners`, `pools`, `admin`, `server`, `cache`, `access_log`, `consumers`, `gateway`, `bgp`"
         ]
     );
 }

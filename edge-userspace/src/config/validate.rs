@@ -130,6 +130,7 @@ pub fn validate(
         &consumers,
         &gateway,
     );
+    let bgp = super::bgp::validate(&mut v, file.bgp.as_ref(), &file.listeners);
     let admin = file.admin.as_ref().and_then(|a| admin(&mut v, a));
     if let Some(admin) = admin.as_ref().map(|a| a.address) {
         for (i, l) in listeners.iter().enumerate() {
@@ -163,6 +164,7 @@ pub fn validate(
             cache,
             consumers,
             gateway,
+            bgp,
         })
     } else {
         let mut diagnostics = v.diagnostics;

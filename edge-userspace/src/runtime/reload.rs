@@ -97,6 +97,10 @@ pub enum DrainError {
     },
 }
 
+/// Called with the new configuration after a reload that changed its
+/// `bgp:` section made it live.
+pub type OnApplied = Box<dyn Fn(&Config) + Send + Sync>;
+
 /// Most drains kept (backends drained through the admin API, including
 /// those that have since left the file).
 pub const MAX_DRAINS: usize = 4096;
@@ -132,6 +136,9 @@ pub struct Reloader {
     view: ArcSwap<LiveView>,
     /// Set once a new process has taken over: this one changes nothing.
     retired: std::sync::atomic::AtomicBool,
+    /// Told of each new `bgp:` section (the BGP announcer, which starts
+    /// after the reloader).
+    on_applied: std::sync::OnceLock<OnApplied>,
 }
 
 impl Reloader {
@@ -169,6 +176,7 @@ impl Reloader {
             kernel,
             gateway,
             retired: std::sync::atomic::AtomicBool::new(false),
+            on_applied: std::sync::OnceLock::new(),
             drained: Mutex::new(BTreeSet::new()),
             view: ArcSwap::from_pointee(LiveView {
                 generation: 1,
@@ -199,6 +207,15 @@ impl Reloader {
     pub fn retire(&self) {
         self.retired
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Calls `hook` with the new configuration after each reload that
+    /// changes the `bgp:` section (the BGP announcer takes it); set once,
+    /// a second hook is ignored.
+    pub fn on_applied(&self, hook: OnApplied) {
+        if self.on_applied.set(hook).is_err() {
+            tracing::warn!("a reload hook was set twice: the first one stays");
+        }
     }
 
     /// The live generation.
@@ -397,6 +414,7 @@ impl Reloader {
         pools.go_live(&live.pools, &self.handle);
         crate::policy::usage::retain(next.consumers.iter().map(|c| c.name.as_str()));
         let text: Arc<str> = text.into();
+        let bgp_changed = live.config.bgp != next.bgp;
         self.view.store(Arc::new(LiveView {
             generation,
             config: next.clone(),
@@ -408,6 +426,10 @@ impl Reloader {
             pools,
             generation,
         };
+        // After the swap: the announcer follows the generation now live.
+        if bgp_changed && let Some(hook) = self.on_applied.get() {
+            hook(&live.config);
+        }
         Ok(Applied {
             generation,
             warnings: checked

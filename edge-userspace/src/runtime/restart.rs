@@ -44,6 +44,11 @@ pub fn fixed_changes(running: &Config, next: &Config) -> Vec<Fixed> {
     if running.access_log != next.access_log {
         fixed("access_log".into(), "the access log's destination");
     }
+    if running.bgp.is_some() != next.bgp.is_some() {
+        // The announcer is started with the process; within the section,
+        // every setting is taken by a reload.
+        fixed("bgp".into(), "adding or removing the bgp section");
+    }
     if running.cache != next.cache {
         fixed("cache".into(), "the cache section");
     }
