@@ -4,11 +4,12 @@
 //! hand-built packets for the kernel tests, and deadline-bounded waits;
 //! for the gRPC tests, a real gRPC backend and client (grpcio, run by
 //! Python) and raw HTTP/2 calls; a real Redis server; headless Chromium
-//! through WebDriver.
+//! through WebDriver; the scale-out lab (BIRD, ECMP, several edge hosts).
 
 pub mod backend;
 pub mod browser;
 pub mod dsr;
+pub mod ecmp;
 pub mod edge;
 pub mod grpc;
 pub mod http;

@@ -7,6 +7,7 @@ mod bench_xdp;
 mod demo;
 mod fuzz;
 mod package;
+mod scale_lab;
 mod toolchain;
 
 use anyhow::{Context, Result, bail};
@@ -71,6 +72,10 @@ enum Cmd {
         /// Bring the lab up, check it answers, and tear it down.
         #[arg(long, conflicts_with = "config")]
         check: bool,
+        /// The scale-out lab instead: a router (BIRD, ECMP) in front of
+        /// this many edge hosts announcing one VIP by BGP.
+        #[arg(long, conflicts_with = "config")]
+        hosts: Option<usize>,
     },
     /// Run every test: unit, kernel (BPF_PROG_TEST_RUN), network labs, a
     /// check of the `run` lab, and a short run of each fuzz target.
@@ -203,6 +208,12 @@ fn dispatch(cli: Cli) -> Result<()> {
                 .exec();
             Err(err).context("starting edge")
         }
+        Cmd::Run {
+            config: None,
+            check,
+            hosts: Some(hosts),
+            ..
+        } => scale_lab::run(&build_profile(&root, "dev")?, hosts, check),
         Cmd::Run {
             config: None,
             check,
@@ -412,6 +423,15 @@ fn test(root: &Path) -> Result<()> {
         Ok(()) => tally.passed += 1,
         Err(e) => {
             eprintln!("lab check failed: {e:#}");
+            tally.failed += 1;
+            ok = false;
+        }
+    }
+    println!("\nxtask: checking the `cargo xtask run --hosts 2` lab");
+    match scale_lab::run(&bin, 2, true) {
+        Ok(()) => tally.passed += 1,
+        Err(e) => {
+            eprintln!("scale-out lab check failed: {e:#}");
             tally.failed += 1;
             ok = false;
         }
