@@ -3,7 +3,9 @@
 //! the VIP by BGP through their own BIRD, and balance it in XDP to the same
 //! DSR backends.
 //!
-//! Checked: new connections spread over the hosts and the backends; a host
+//! Checked: two hosts whose files list the backends in other orders build
+//! the same Maglev table (its digest, by backend address, from the admin
+//! API); new connections spread over the hosts and the backends; a host
 //! drained through `edge ctl drain-host` withdraws the VIP, its flows move
 //! to the other host and carry on to the same backend (every host has the
 //! same Maglev table) while new connections keep succeeding, and it then
@@ -145,6 +147,21 @@ fn lru_misses(lab: &EcmpLab, i: usize) -> Result<f64> {
         "edge_l4_lru_misses_total",
         "service=\"web\"",
     ))
+}
+
+/// The digest of service `web`'s live Maglev table on host `i`, from its
+/// admin API.
+fn table_digest(lab: &EcmpLab, i: usize) -> Result<Option<String>> {
+    let admin = ecmp::admin(i);
+    let text = lab
+        .in_client(move || http::get(admin, "/api/services"))?
+        .text();
+    let v: serde_json::Value = serde_json::from_str(&text).context("/api/services")?;
+    let web = v["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "web"))
+        .with_context(|| format!("no service web in {text}"))?;
+    Ok(web["table"]["digest"].as_str().map(str::to_string))
 }
 
 /// Waits until host `i` reports every backend in `backends` healthy.
@@ -321,15 +338,26 @@ fn ecmp_spreads_flows_and_a_drained_host_hands_them_over_without_loss() -> Resul
     let mut lab = EcmpLab::build(plan, &bin)?;
     let mut tier = Tier::new(&lab)?;
     let opts = HostOptions::all(&plan);
-    for i in 0..plan.hosts {
-        tier.start(&lab, i, &opts)?;
-    }
+    // Host 1 lists the backends in the other order: the table must not
+    // care (its real ids differ too).
+    let mut reversed = opts.clone();
+    reversed.backends.reverse();
+    tier.start(&lab, 0, &opts)?;
+    tier.start(&lab, 1, &reversed)?;
     for i in 0..plan.hosts {
         wait_healthy(&lab, i, &opts.backends)?;
     }
     let t = Instant::now();
     lab.wait_paths(&[0, 1], DEADLINE)?;
     eprintln!("both hosts announced the VIP after {:?}", t.elapsed());
+    let digests = (0..plan.hosts)
+        .map(|i| table_digest(&lab, i))
+        .collect::<Result<Vec<_>>>()?;
+    eprintln!("Maglev table digests: {digests:?}");
+    ensure!(
+        digests[0].is_some() && digests[0] == digests[1],
+        "the hosts' tables differ: {digests:?}"
+    );
 
     // New connections spread over the hosts (router) and the backends
     // (Maglev, the same table on both hosts).

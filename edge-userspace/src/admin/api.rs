@@ -136,6 +136,12 @@ pub fn service(s: &ServiceView) -> Value {
         "port": s.port,
         "protocol": s.protocol,
         "backends": backends,
+        // Hex, so that JSON readers that hold numbers as doubles compare
+        // all 64 bits.
+        "table": {
+            "size": s.table_size,
+            "digest": s.table_digest.map(|d| format!("{d:016x}")),
+        },
     })
 }
 

@@ -81,6 +81,8 @@ struct State {
     routes: HashMap<IpAddr, Route>,
     /// Each service's live table generation.
     generation: HashMap<VipKey, u32>,
+    /// Each service's live table's digest (see [`ServicePlan::digest`]).
+    digests: HashMap<VipKey, u64>,
     /// The smallest interface MTU seen; 0 until one is known.
     dev_mtu: u32,
     /// The egress MTU written into the settings; 0 until one is known.
@@ -108,6 +110,12 @@ pub struct ServiceView {
     pub protocol: &'static str,
     /// Its backends, in file order.
     pub backends: Vec<RealView>,
+    /// Its Maglev table size.
+    pub table_size: u32,
+    /// The digest of its live table by backend address: the same on every
+    /// host whose configuration and health agree, whatever the order of
+    /// the file and the ids in the maps. `None` before the first table.
+    pub table_digest: Option<u64>,
 }
 
 /// One L4 backend as the admin API shows it.
@@ -169,6 +177,7 @@ impl Controller {
                 healthy: HashMap::new(),
                 routes: HashMap::new(),
                 generation: HashMap::new(),
+                digests: HashMap::new(),
                 dev_mtu: 0,
                 mtu: 0,
                 installed: false,
@@ -295,15 +304,16 @@ impl Controller {
                 ),
                 None => (0, None),
             };
-            write_table(&mut maps, svc, &st, next)?;
-            flips.push((svc, next, live));
+            let digest = write_table(&mut maps, svc, &st, next)?;
+            flips.push((svc, next, live, digest));
         }
         // The window starts at the flip, not before the (slow) table writes.
         let now = crate::dataplane::monotonic_ns();
-        for (svc, next, live) in flips {
+        for (svc, next, live, digest) in flips {
             let prev = PrevTable::after(svc, live.as_ref(), next, cfg.second_chance, now);
             maps.set_vip(&svc.key, &svc.meta(next, prev))?;
             st.generation.insert(svc.key, next);
+            st.digests.insert(svc.key, digest);
             metrics::l4_generation(&svc.name, next);
         }
         for marker in &plan.markers {
@@ -311,6 +321,7 @@ impl Controller {
         }
         drop(maps);
         st.generation.retain(|k, _| new_keys.contains(k));
+        st.digests.retain(|k, _| new_keys.contains(k));
         st.installed = true;
         for svc in &plan.services {
             for real in &svc.backends {
@@ -505,7 +516,7 @@ impl Controller {
             return Ok(());
         };
         let live = retire_previous(&mut maps, &svc.key)?;
-        write_table(&mut maps, &svc, st, next)?;
+        let digest = write_table(&mut maps, &svc, st, next)?;
         let prev = PrevTable::after(
             &svc,
             live.as_ref(),
@@ -515,6 +526,7 @@ impl Controller {
         );
         maps.set_vip(&svc.key, &svc.meta(next, prev))?;
         st.generation.insert(key, next);
+        st.digests.insert(key, digest);
         metrics::l4_generation(&svc.name, next);
         Ok(())
     }
@@ -621,6 +633,8 @@ impl Controller {
                         }
                     })
                     .collect(),
+                table_size: svc.table_size,
+                table_digest: st.digests.get(&svc.key).copied(),
             })
             .collect()
     }
@@ -716,8 +730,8 @@ fn retire_previous(maps: &mut L4Maps, key: &VipKey) -> Result<Option<VipMeta>> {
 }
 
 /// Writes service `svc`'s table (reals that are healthy and reachable) into
-/// the ring half of `generation`.
-fn write_table(maps: &mut L4Maps, svc: &ServicePlan, st: &State, generation: u32) -> Result<()> {
+/// the ring half of `generation`; returns its digest.
+fn write_table(maps: &mut L4Maps, svc: &ServicePlan, st: &State, generation: u32) -> Result<u64> {
     let up: Vec<bool> = svc
         .backends
         .iter()
@@ -725,7 +739,8 @@ fn write_table(maps: &mut L4Maps, svc: &ServicePlan, st: &State, generation: u32
         .collect();
     let ring = svc.ring(&up);
     maps.write_ring(svc.id, generation, &ring)
-        .with_context(|| format!("writing the Maglev table of service {}", svc.name))
+        .with_context(|| format!("writing the Maglev table of service {}", svc.name))?;
+    Ok(svc.digest(&ring))
 }
 
 /// The egress MTU from the configured cap (if any) and the smallest
@@ -773,6 +788,7 @@ mod tests {
             healthy: HashMap::new(),
             routes: HashMap::new(),
             generation: HashMap::new(),
+            digests: HashMap::new(),
             dev_mtu: 0,
             mtu: 0,
             installed: true,

@@ -202,6 +202,40 @@ impl ServicePlan {
             .map(|slot| slot.map_or(0, |i| self.backends[i].id))
             .collect()
     }
+
+    /// A digest of `ring` (real ids, as [`ServicePlan::ring`] makes) by
+    /// backend address (FNV-1a over each slot's address, an empty slot as
+    /// a marker): independent of the ids, which differ between hosts, so
+    /// hosts can compare their tables slot by slot in one number.
+    pub fn digest(&self, ring: &[u32]) -> u64 {
+        let by_id: HashMap<u32, [u8; 16]> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let octets = match b.address {
+                    IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+                    IpAddr::V6(a) => a.octets(),
+                };
+                (b.id, octets)
+            })
+            .collect();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for id in ring {
+            match by_id.get(id) {
+                Some(octets) => {
+                    feed(&[1]);
+                    feed(octets);
+                }
+                None => feed(&[0]),
+            }
+        }
+        h
+    }
 }
 
 /// Builds the plan of `cfg` with the ids `assigned` already holds, for a
@@ -406,6 +440,41 @@ mod tests {
         assert_eq!(ring.len(), 65537);
         assert!(!ring.contains(&3));
         assert!(ring.iter().all(|r| *r == 1 || *r == 2));
+    }
+
+    #[test]
+    fn the_table_digest_ignores_file_order_and_ids() {
+        let one = l4("    - {name: a, vip: 10.1.0.1, port: 80, backends: [{address: 10.2.0.1}, {address: 10.2.0.2, weight: 2}, {address: 10.2.0.3}]}
+");
+        let other = l4("    - {name: z, vip: 10.9.0.9, port: 81, backends: [{address: 10.2.0.4}]}
+    - {name: a, vip: 10.1.0.1, port: 80, backends: [{address: 10.2.0.3}, {address: 10.2.0.1}, {address: 10.2.0.2, weight: 2}]}
+");
+        let p1 = plan(&one, &Assigned::default(), 4).unwrap();
+        let p2 = plan(&other, &Assigned::default(), 4).unwrap();
+        let (a1, a2) = (&p1.services[0], &p2.services[1]);
+        // Other ids (the other file names 10.2.0.4 first) ...
+        assert_ne!(
+            a1.backends.iter().map(|b| b.id).collect::<Vec<_>>(),
+            a2.backends.iter().map(|b| b.id).collect::<Vec<_>>()
+        );
+        // ... the same table, slot by slot, by address.
+        let (r1, r2) = (a1.ring(&[true; 3]), a2.ring(&[true; 3]));
+        let addr = |svc: &ServicePlan, id: u32| {
+            svc.backends.iter().find(|b| b.id == id).map(|b| b.address)
+        };
+        assert!(
+            r1.iter()
+                .zip(&r2)
+                .all(|(x, y)| addr(a1, *x) == addr(a2, *y))
+        );
+        assert_eq!(a1.digest(&r1), a2.digest(&r2));
+        // A backend down changes it; another weight too.
+        assert_ne!(a1.digest(&r1), a1.digest(&a1.ring(&[true, false, true])));
+        let heavier = l4("    - {name: a, vip: 10.1.0.1, port: 80, backends: [{address: 10.2.0.1}, {address: 10.2.0.2, weight: 3}, {address: 10.2.0.3}]}
+");
+        let p3 = plan(&heavier, &Assigned::default(), 4).unwrap();
+        let a3 = &p3.services[0];
+        assert_ne!(a1.digest(&r1), a3.digest(&a3.ring(&[true; 3])));
     }
 
     #[test]
