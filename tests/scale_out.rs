@@ -6,7 +6,8 @@
 //! Checked: two hosts whose files list the backends in other orders build
 //! the same Maglev table (its digest, by backend address, from the admin
 //! API); new connections spread over the hosts and the backends; a host
-//! drained through `edge ctl drain-host` withdraws the VIP, its flows move
+//! drained through `edge ctl drain-host` withdraws the VIP (and its L7
+//! listener's address, `bgp.listeners`), its flows move
 //! to the other host and carry on to the same backend (every host has the
 //! same Maglev table) while new connections keep succeeding, and it then
 //! stops by itself; a VIP whose backends all fail is withdrawn and comes
@@ -337,7 +338,8 @@ fn ecmp_spreads_flows_and_a_drained_host_hands_them_over_without_loss() -> Resul
     };
     let mut lab = EcmpLab::build(plan, &bin)?;
     let mut tier = Tier::new(&lab)?;
-    let opts = HostOptions::all(&plan);
+    let mut opts = HostOptions::all(&plan);
+    opts.l7 = true;
     // Host 1 lists the backends in the other order: the table must not
     // care (its real ids differ too).
     let mut reversed = opts.clone();
@@ -350,6 +352,7 @@ fn ecmp_spreads_flows_and_a_drained_host_hands_them_over_without_loss() -> Resul
     let t = Instant::now();
     lab.wait_paths(&[0, 1], DEADLINE)?;
     eprintln!("both hosts announced the VIP after {:?}", t.elapsed());
+    lab.wait_paths_to(ecmp::L7_VIP, &[0, 1], DEADLINE)?;
     let digests = (0..plan.hosts)
         .map(|i| table_digest(&lab, i))
         .collect::<Result<Vec<_>>>()?;
@@ -402,6 +405,14 @@ fn ecmp_spreads_flows_and_a_drained_host_hands_them_over_without_loss() -> Resul
     let t = Instant::now();
     lab.wait_paths(&[1], DEADLINE)?;
     eprintln!("the router dropped host 0 after {:?}", t.elapsed());
+    // The L7 listener's address goes with it; host 1 serves it alone.
+    lab.wait_paths_to(ecmp::L7_VIP, &[1], DEADLINE)?;
+    let r = lab.in_client(|| http::get(ecmp::l7_addr(), "/"))?;
+    ensure!(
+        r.status() == Some(200),
+        "L7 through host 1: {:?}",
+        r.status()
+    );
     for (n, k) in kept.iter_mut().enumerate() {
         let was = k.backend.clone();
         let now = k

@@ -50,6 +50,11 @@ pub const CLIENT_NET: &str = "10.88.1";
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 88, 9, 1);
 /// The service's TCP port.
 pub const PORT: u16 = 80;
+/// The address of each host's L7 listener (on `lo` of every host),
+/// announced by BGP like the VIP (`bgp.listeners`).
+pub const L7_VIP: Ipv4Addr = Ipv4Addr::new(10, 88, 9, 2);
+/// The L7 listener's port.
+pub const L7_PORT: u16 = 8080;
 /// Port of each host's admin endpoint.
 pub const ADMIN_PORT: u16 = 9100;
 /// The router's AS.
@@ -86,6 +91,9 @@ pub struct HostOptions {
     pub second_chance: String,
     /// TCP health check interval; `None`: no health check.
     pub health_interval: Option<String>,
+    /// An L7 listener on [`L7_VIP`]:[`L7_PORT`] proxying to the backends,
+    /// its address announced too.
+    pub l7: bool,
 }
 
 impl HostOptions {
@@ -96,6 +104,7 @@ impl HostOptions {
             backends: (0..plan.backends.len()).collect(),
             second_chance: "60s".into(),
             health_interval: Some("200ms".into()),
+            l7: false,
         }
     }
 }
@@ -131,6 +140,11 @@ pub fn client_ip() -> Ipv4Addr {
 /// The virtual service.
 pub fn vip_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(VIP), PORT)
+}
+
+/// The L7 listener every host can run.
+pub fn l7_addr() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(L7_VIP), L7_PORT)
 }
 
 /// Edge host `i`'s admin endpoint (reachable from the client).
@@ -227,6 +241,10 @@ impl EcmpLab {
             set_mtu(&ns, HOST_IFACE)?;
             set_mtu(&switch, &port)?;
             lab.addr(&ns, HOST_IFACE, &format!("{}/24", host_ip(i)))?;
+            // The L7 listener's address, which the router reaches through
+            // BGP: on lo, and never answered for on the segment.
+            lab.addr(&ns, "lo", &format!("{L7_VIP}/32"))?;
+            sysctl(&ns, "net.ipv4.conf.all.arp_ignore", "1")?;
             ip(&[
                 "-n",
                 &ns,
@@ -361,15 +379,32 @@ impl EcmpLab {
                  interval: {iv}\n        timeout: {iv}\n        rise: 2\n        fall: 2\n"
             )
         });
+        let (l7, announce) = if opts.l7 {
+            let pool: String = opts
+                .backends
+                .iter()
+                .map(|b| format!("      - address: {}:{PORT}\n", backend_ip(*b)))
+                .collect();
+            (
+                format!(
+                    "listeners:\n  - name: web7\n    address: {}\n    pool: web7\n\
+                     pools:\n  - name: web7\n    backends:\n{pool}",
+                    l7_addr()
+                ),
+                "  listeners: [web7]\n",
+            )
+        } else {
+            (String::new(), "")
+        };
         format!(
-            "xdp:\n  interfaces:\n    - name: {HOST_IFACE}\n      mode: native\n\
+            "{l7}xdp:\n  interfaces:\n    - name: {HOST_IFACE}\n      mode: native\n\
              l4:\n  second_chance: {sc}\n  forwarding:\n    source_v4: {me}\n  services:\n\
              \x20   - name: web\n      vip: {VIP}\n      port: {PORT}\n      protocol: tcp\n\
              \x20     backends:\n{backends}{health}\
              admin:\n  address: {admin}\n  allow: [\"{LAN}.0/24\", \"{CLIENT_NET}.0/24\"]\n\
              bgp:\n  router_id: {me}\n  local_as: {EDGE_AS}\n  neighbors:\n\
              \x20   - address: {router}\n      remote_as: {ROUTER_AS}\n\
-             \x20 hold_time: 3s\n  connect_retry: 1s\n\
+             \x20 hold_time: 3s\n  connect_retry: 1s\n{announce}\
              \x20 bird:\n    config: {conf}\n    socket: {sock}\n",
             sc = opts.second_chance,
             me = host_ip(i),
@@ -389,13 +424,18 @@ impl EcmpLab {
 
     /// The router's next hops for the VIP now, sorted (empty: no route).
     pub fn router_paths(&self) -> Result<Vec<Ipv4Addr>> {
+        self.router_paths_to(VIP)
+    }
+
+    /// The router's next hops for `addr`/32 now, sorted (empty: no route).
+    pub fn router_paths_to(&self, addr: Ipv4Addr) -> Result<Vec<Ipv4Addr>> {
         let out = ip(&[
             "-n",
             &self.router,
             "-4",
             "route",
             "show",
-            &format!("{VIP}/32"),
+            &format!("{addr}/32"),
         ])?;
         let mut hops: Vec<Ipv4Addr> = Vec::new();
         let words: Vec<&str> = out.split_whitespace().collect();
@@ -414,14 +454,25 @@ impl EcmpLab {
     /// Waits until the router's next hops for the VIP are exactly the
     /// addresses of `hosts`.
     pub fn wait_paths(&self, hosts: &[usize], timeout: Duration) -> Result<()> {
+        self.wait_paths_to(VIP, hosts, timeout)
+    }
+
+    /// Waits until the router's next hops for `addr` are exactly the
+    /// addresses of `hosts`.
+    pub fn wait_paths_to(&self, addr: Ipv4Addr, hosts: &[usize], timeout: Duration) -> Result<()> {
         let mut want: Vec<Ipv4Addr> = hosts.iter().map(|h| host_ip(*h)).collect();
         want.sort();
-        let what = format!("the router's next hops for {VIP} to be {want:?}");
+        let what = format!("the router's next hops for {addr} to be {want:?}");
         wait::until(&what, timeout, || {
-            let now = self.router_paths()?;
+            let now = self.router_paths_to(addr)?;
             Ok((now == want).then_some(()))
         })
-        .with_context(|| format!("router now: {:?}", self.router_paths().unwrap_or_default()))
+        .with_context(|| {
+            format!(
+                "router now: {:?}",
+                self.router_paths_to(addr).unwrap_or_default()
+            )
+        })
     }
 
     /// Backend `i`'s HTTP server, while it runs.
