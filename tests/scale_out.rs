@@ -249,11 +249,14 @@ impl KeptAlive {
     }
 }
 
+/// Connections that succeeded, and why the others failed.
+type Tally = (usize, Vec<String>);
+
 /// New connections, one request each, on a thread in the client's
 /// namespace until stopped (at most `MAX` and 120 s).
 struct Stream {
     stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<Result<(usize, Vec<String>)>>>,
+    handle: Option<std::thread::JoinHandle<Result<Tally>>>,
 }
 
 impl Stream {
@@ -286,7 +289,7 @@ impl Stream {
     }
 
     /// Stops it; the connections that succeeded and why the others failed.
-    fn finish(mut self) -> Result<(usize, Vec<String>)> {
+    fn finish(mut self) -> Result<Tally> {
         self.stop.store(true, Ordering::Relaxed);
         match self.handle.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
