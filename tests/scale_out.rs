@@ -505,7 +505,8 @@ const FLOWS: usize = 80;
 
 /// One run: two hosts with four backends and second-chance window
 /// `window`; open [`FLOWS`] connections, remove backend 3 from both hosts'
-/// configuration (it keeps serving its connections), drain host 0; the
+/// configuration (it keeps serving its connections), reload once more
+/// with a change that leaves the table alone, drain host 0; the
 /// connections that still reach their backend, those that do not, and how
 /// often host 1 took the second-chance path.
 fn remove_a_backend_and_a_host(
@@ -530,10 +531,16 @@ fn remove_a_backend_and_a_host(
     // Backend 3 leaves the configuration of both hosts.
     let mut fewer = opts.clone();
     fewer.backends = vec![0, 1, 2];
-    for i in 0..plan.hosts {
-        lab.write_config(i, &fewer)?;
-        let r = post(lab, i, "/api/reload", "")?;
-        ensure!(r.status() == Some(200), "reload of host {i}: {}", r.text());
+    // Then another change that leaves the table alone (the health check's
+    // pace): it must not flip it, or the previous table would be lost.
+    let mut slower = fewer.clone();
+    slower.health_interval = Some("300ms".into());
+    for step in [&fewer, &slower] {
+        for i in 0..plan.hosts {
+            lab.write_config(i, step)?;
+            let r = post(lab, i, "/api/reload", "")?;
+            ensure!(r.status() == Some(200), "reload of host {i}: {}", r.text());
+        }
     }
     // Host 0 leaves: its flows go to host 1, which has no entry for them.
     let r = post(lab, 0, "/api/host/drain", "{\"deadline\": \"20s\"}")?;

@@ -81,8 +81,8 @@ struct State {
     routes: HashMap<IpAddr, Route>,
     /// Each service's live table generation.
     generation: HashMap<VipKey, u32>,
-    /// Each service's live table's digest (see [`ServicePlan::digest`]).
-    digests: HashMap<VipKey, u64>,
+    /// What each service's live table holds, as this process wrote it.
+    digests: HashMap<VipKey, Written>,
     /// The smallest interface MTU seen; 0 until one is known.
     dev_mtu: u32,
     /// The egress MTU written into the settings; 0 until one is known.
@@ -295,6 +295,14 @@ impl Controller {
         maps.retain_vips(&keep)?;
         let mut flips = Vec::with_capacity(plan.services.len());
         for svc in &plan.services {
+            let ring = live_ring(&st, svc);
+            let written = Written::of(svc, &ring);
+            // A table that would not change is not flipped: a reload of
+            // something else keeps the previous table the kernel still
+            // consults (second chance) and costs no table write.
+            if assigned.services.contains_key(&svc.key) && unchanged(&maps, &st, svc, written)? {
+                continue;
+            }
             // A service new to the maps has no previous table: its other
             // half, if any, is another (removed) service's.
             let (next, live) = match assigned.services.get(&svc.key) {
@@ -304,16 +312,16 @@ impl Controller {
                 ),
                 None => (0, None),
             };
-            let digest = write_table(&mut maps, svc, &st, next)?;
-            flips.push((svc, next, live, digest));
+            write_table(&mut maps, svc, &ring, next)?;
+            flips.push((svc, next, live, written));
         }
         // The window starts at the flip, not before the (slow) table writes.
         let now = crate::dataplane::monotonic_ns();
-        for (svc, next, live, digest) in flips {
+        for (svc, next, live, written) in flips {
             let prev = PrevTable::after(svc, live.as_ref(), next, cfg.second_chance, now);
             maps.set_vip(&svc.key, &svc.meta(next, prev))?;
             st.generation.insert(svc.key, next);
-            st.digests.insert(svc.key, digest);
+            st.digests.insert(svc.key, written);
             metrics::l4_generation(&svc.name, next);
         }
         for marker in &plan.markers {
@@ -515,8 +523,13 @@ impl Controller {
         let Some(mut maps) = self.maps_to_write() else {
             return Ok(());
         };
+        let ring = live_ring(st, &svc);
+        let written = Written::of(&svc, &ring);
+        if unchanged(&maps, st, &svc, written)? {
+            return Ok(());
+        }
         let live = retire_previous(&mut maps, &svc.key)?;
-        let digest = write_table(&mut maps, &svc, st, next)?;
+        write_table(&mut maps, &svc, &ring, next)?;
         let prev = PrevTable::after(
             &svc,
             live.as_ref(),
@@ -526,7 +539,7 @@ impl Controller {
         );
         maps.set_vip(&svc.key, &svc.meta(next, prev))?;
         st.generation.insert(key, next);
-        st.digests.insert(key, digest);
+        st.digests.insert(key, written);
         metrics::l4_generation(&svc.name, next);
         Ok(())
     }
@@ -634,7 +647,7 @@ impl Controller {
                     })
                     .collect(),
                 table_size: svc.table_size,
-                table_digest: st.digests.get(&svc.key).copied(),
+                table_digest: st.digests.get(&svc.key).map(|w| w.digest),
             })
             .collect()
     }
@@ -703,13 +716,19 @@ fn in_table(st: &State, svc: &ServicePlan, address: IpAddr) -> bool {
 }
 
 /// The distinct VIP addresses, sorted, of the services of `st` with a
-/// backend [`in_table`].
+/// backend [`in_table`] that has a weight.
 fn announceable(st: &State) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = st
         .plan
         .services
         .iter()
-        .filter(|svc| svc.backends.iter().any(|b| in_table(st, svc, b.address)))
+        // Weight 0 owns no slot: a service whose usable backends all have
+        // it has an empty table, and would black-hole what it attracts.
+        .filter(|svc| {
+            svc.backends
+                .iter()
+                .any(|b| b.weight > 0 && in_table(st, svc, b.address))
+        })
         .map(|svc| plan::vip_addr(&svc.key))
         .collect();
     out.sort();
@@ -729,18 +748,63 @@ fn retire_previous(maps: &mut L4Maps, key: &VipKey) -> Result<Option<VipMeta>> {
     Ok(live)
 }
 
-/// Writes service `svc`'s table (reals that are healthy and reachable) into
-/// the ring half of `generation`; returns its digest.
-fn write_table(maps: &mut L4Maps, svc: &ServicePlan, st: &State, generation: u32) -> Result<u64> {
+/// Service `svc`'s table now: its reals that are [`in_table`].
+fn live_ring(st: &State, svc: &ServicePlan) -> Vec<u32> {
     let up: Vec<bool> = svc
         .backends
         .iter()
         .map(|b| in_table(st, svc, b.address))
         .collect();
-    let ring = svc.ring(&up);
-    maps.write_ring(svc.id, generation, &ring)
-        .with_context(|| format!("writing the Maglev table of service {}", svc.name))?;
-    Ok(svc.digest(&ring))
+    svc.ring(&up)
+}
+
+/// Writes `ring`, service `svc`'s table, into the ring half of `generation`.
+fn write_table(maps: &mut L4Maps, svc: &ServicePlan, ring: &[u32], generation: u32) -> Result<()> {
+    maps.write_ring(svc.id, generation, ring)
+        .with_context(|| format!("writing the Maglev table of service {}", svc.name))
+}
+
+/// What a written table holds, to tell whether a new one would differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Written {
+    /// By backend address ([`ServicePlan::digest`]): what hosts compare.
+    digest: u64,
+    /// By real id and length: the bytes in the map.
+    ids: u64,
+}
+
+impl Written {
+    fn of(svc: &ServicePlan, ring: &[u32]) -> Self {
+        let mut ids: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in (ring.len() as u64)
+            .to_le_bytes()
+            .into_iter()
+            .chain(ring.iter().flat_map(|id| id.to_le_bytes()))
+        {
+            ids = (ids ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Self {
+            digest: svc.digest(ring),
+            ids,
+        }
+    }
+}
+
+/// Whether service `svc`'s live table already is `written`, under the
+/// entry (id, generation, size, hash mode) it would be flipped to anyway.
+fn unchanged(maps: &L4Maps, st: &State, svc: &ServicePlan, written: Written) -> Result<bool> {
+    if st.digests.get(&svc.key) != Some(&written) {
+        return Ok(false);
+    }
+    let Some(generation) = st.generation.get(&svc.key) else {
+        return Ok(false);
+    };
+    Ok(maps.vip(&svc.key)?.is_some_and(|live| {
+        live.id == svc.id
+            && live.generation == *generation
+            && live.ring_size == svc.table_size
+            && live.flags == svc.flags
+    }))
 }
 
 /// The egress MTU from the configured cap (if any) and the smallest
@@ -845,6 +909,10 @@ mod tests {
         st.healthy.insert((c.key, ip("10.2.0.4")), true);
         assert!(in_table(&st, &c, ip("10.2.0.4")));
         assert_eq!(announceable(&st), [ip("10.1.0.2")]);
+        // A usable backend of weight 0 owns no slot: not announced.
+        let c = st.plan.services.iter_mut().find(|s| s.name == "c").unwrap();
+        c.backends[0].weight = 0;
+        assert!(announceable(&st).is_empty());
     }
 
     #[test]
