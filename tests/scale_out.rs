@@ -11,7 +11,8 @@
 //! to the other host and carry on to the same backend (every host has the
 //! same Maglev table) while new connections keep succeeding, and it then
 //! stops by itself; a VIP whose backends all fail is withdrawn and comes
-//! back with the first healthy one; with a backend removed and a host
+//! back with the first healthy one, and `edge bgp-withdraw` takes a crashed
+//! host's routes back; with a backend removed and a host
 //! drained at once, the second-chance lookup keeps the flows whose slot
 //! moved, and without it they are lost.
 
@@ -494,6 +495,44 @@ fn a_vip_whose_backends_all_fail_is_withdrawn_and_announced_again() -> Result<()
         Ok(one_request(&lab.client).ok())
     })?;
     ensure!(b == "be2", "answered by {b}");
+
+    // A crash withdraws nothing (BIRD outlives edge); the service
+    // manager's `edge bgp-withdraw` (ExecStopPost) does, and refuses to
+    // while an edge runs the configuration.
+    let bgp_withdraw = |i: usize| -> Result<std::process::Output> {
+        Ok(Command::new("ip")
+            .args(["netns", "exec", &lab.hosts[i]])
+            .arg(&bin)
+            .args(["bgp-withdraw", "--config"])
+            .arg(lab.host_config(i))
+            .output()?)
+    };
+    let refused = bgp_withdraw(1)?;
+    ensure!(
+        !refused.status.success(),
+        "bgp-withdraw ran beside a running edge: {}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let pid = tier
+        .edge(0)?
+        .pid()
+        .context("host 0's edge is not running")?;
+    // SAFETY: kill(2) on the PID of the edge this test started, not reaped.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    tier.edge(0)?.wait_exit(DEADLINE)?;
+    ensure!(
+        lab.router_paths()? == [ecmp::host_ip(0), ecmp::host_ip(1)],
+        "the crashed host's route went by itself: {:?}",
+        lab.router_paths()?
+    );
+    let out = bgp_withdraw(0)?;
+    ensure!(
+        out.status.success(),
+        "edge bgp-withdraw: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.wait_paths(&[1], bound)?;
     lab.check_daemons()?;
     drop(tier);
     Ok(())

@@ -134,6 +134,19 @@ enum Command {
         #[arg(long = "source", required = true)]
         sources: Vec<IpAddr>,
     },
+    /// Withdraw every BGP route of a configuration's `bgp` section: write
+    /// BIRD's file without routes and ask BIRD to read it. For a service
+    /// manager after edge has ended, a crash included (`ExecStopPost=`),
+    /// so that BIRD does not go on attracting traffic to a host without
+    /// edge. Refused while an edge runs the configuration.
+    BgpWithdraw {
+        /// The configuration file the daemon ran.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Withdraw even though an edge still runs this configuration.
+        #[arg(long)]
+        force: bool,
+    },
     /// Detach an XDP program attached with `edge load --iface`, or remove
     /// everything `edge run --config` left pinned (its program stays
     /// attached after it exits, for the next `edge run` to adopt).
@@ -273,6 +286,7 @@ pub fn main() -> Result<()> {
             ..
         } => unload_daemon(&path, bpffs, force),
         Command::Unload { .. } => bail!("edge unload: name --iface or --config"),
+        Command::BgpWithdraw { config, force } => bgp_withdraw(&config, force),
     }
 }
 
@@ -468,6 +482,41 @@ fn upgrade(
 
 /// Removes what `edge run --config path` pinned: its links (so the program
 /// leaves the interfaces) and its maps.
+fn bgp_withdraw(path: &std::path::Path, force: bool) -> Result<()> {
+    let socket = crate::runtime::control::socket_for(path)?;
+    // A running edge owns the file (an upgrade's new process, say): its
+    // announcer would not notice its routes gone.
+    if !force
+        && let Ok(crate::runtime::control::Answer::Ok(pid, _)) =
+            crate::runtime::control::request(&socket, "ping")
+    {
+        bail!(
+            "edge {pid} still runs {} and announces its routes: nothing withdrawn (stop it, \
+             or give --force)",
+            path.display()
+        );
+    }
+    let cfg = config::load(path)?;
+    let Some(bgp) = cfg.bgp else {
+        say(format_args!(
+            "{} has no bgp section: nothing to withdraw",
+            path.display()
+        ));
+        return Ok(());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    rt.block_on(crate::bgp::withdraw_once(&bgp))
+        .with_context(|| format!("withdrawing through BIRD at {}", bgp.bird_socket.display()))?;
+    say(format_args!(
+        "every route withdrawn: {} holds none, and BIRD has read it",
+        bgp.bird_config.display()
+    ));
+    Ok(())
+}
+
 fn unload_daemon(path: &std::path::Path, bpffs: Option<PathBuf>, force: bool) -> Result<()> {
     let socket = crate::runtime::control::socket_for(path)?;
     if !force

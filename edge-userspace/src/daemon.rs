@@ -202,10 +202,16 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         // From the hand-over on, the new process owns the kernel's tables
         // and the configuration: this one writes neither.
         let (l4, reloader) = (Arc::clone(&l4_reload), Arc::clone(&reloader));
+        let announcer = Arc::clone(&announcer);
         handover.on_begin(Box::new(move || {
             reloader.retire();
             if let Some(l4) = l4.get() {
                 l4.controller().freeze();
+            }
+            // The new process announces in turn; two writers of BIRD's
+            // file could leave the older one's routes in it.
+            if let Some(a) = announcer.get() {
+                a.freeze();
             }
         }));
     }
@@ -248,8 +254,8 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     serve_control(&control_rt, &reloader, &handover, path);
     // Announced only now: the kernel's tables are this process's and the
     // listeners are about to be served.
-    start_bgp(&config, &control_rt, &l4_reload, &reloader, &announcer);
-    tell_when_ready(&control_rt, &config, upgrade);
+    let start_announcing = start_bgp(&config, &control_rt, &l4_reload, &reloader, &announcer);
+    tell_when_ready(&control_rt, &config, upgrade, start_announcing);
     tracing::info!("edge running; SIGTERM drains, SIGINT stops, a second signal stops at once");
     server.run(RunArgs {
         shutdown_signal: Box::new(watch),
@@ -259,41 +265,60 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     Ok(())
 }
 
-/// Starts announcing the L4 VIPs that have a usable backend over BGP, when
-/// the file has a `bgp:` section; keeps the announcer in `slot` (for the
-/// admin API and the stop) and passes it each reloaded `bgp:` section.
+/// With a `bgp:` section, what starts announcing once every listener is
+/// bound (nothing attracts traffic to a host that cannot take it yet): an
+/// announcer for the L4 VIPs that have a usable backend and the addresses
+/// of `bgp.listeners`, kept in `slot` (for the admin API and the stop).
+/// Each reloaded `bgp:` section goes to it from now on; the announcer
+/// starts from the section live when it starts, so a reload in between is
+/// not lost.
 fn start_bgp(
     config: &Config,
     control_rt: &tokio::runtime::Runtime,
     l4_reload: &Arc<OnceLock<crate::l4::L4Reload>>,
-    reloader: &Reloader,
-    slot: &OnceLock<Arc<crate::bgp::Announcer>>,
-) {
-    let Some(bgp) = config.bgp.clone() else {
-        return;
-    };
-    let l4 = Arc::clone(l4_reload);
-    // Read at each announcement: the set follows health checks, drains
-    // and reloads.
-    let vips: crate::bgp::VipSource = Arc::new(move || {
-        l4.get()
-            .map(|l| l.controller().announceable())
-            .unwrap_or_default()
-    });
-    let announcer = crate::bgp::Announcer::start(bgp, control_rt.handle(), vips);
+    reloader: &Arc<Reloader>,
+    slot: &Arc<OnceLock<Arc<crate::bgp::Announcer>>>,
+) -> Option<OnReady> {
+    config.bgp.as_ref()?;
     {
-        let announcer = Arc::clone(&announcer);
-        reloader.on_applied(Box::new(move |next: &Config| match &next.bgp {
-            Some(bgp) => announcer.update(bgp.clone()),
-            None => tracing::warn!(
-                "the reloaded file has no bgp section: the running announcer carries on with \
-                 the last one until edge restarts"
-            ),
+        let slot = Arc::clone(slot);
+        reloader.on_applied(Box::new(move |next: &Config| {
+            let Some(announcer) = slot.get() else {
+                return;
+            };
+            match &next.bgp {
+                Some(bgp) => announcer.update(bgp.clone()),
+                None => tracing::warn!(
+                    "the reloaded file has no bgp section: the running announcer carries on \
+                     with the last one until edge restarts"
+                ),
+            }
         }));
     }
-    let _ = slot.set(announcer);
-    tracing::info!("BGP announcer started: the L4 VIPs with a usable backend are announced");
+    let (l4, reloader, slot) = (
+        Arc::clone(l4_reload),
+        Arc::clone(reloader),
+        Arc::clone(slot),
+    );
+    let rt = control_rt.handle().clone();
+    Some(Box::new(move || {
+        let Some(bgp) = reloader.view().config.bgp.clone() else {
+            return;
+        };
+        // Read at each announcement: the set follows health checks,
+        // drains and reloads.
+        let vips: crate::bgp::VipSource = Arc::new(move || {
+            l4.get()
+                .map(|l| l.controller().announceable())
+                .unwrap_or_default()
+        });
+        let _ = slot.set(crate::bgp::Announcer::start(bgp, &rt, vips));
+        tracing::info!("BGP announcer started: the L4 VIPs with a usable backend are announced");
+    }))
 }
+
+/// What runs once every listener is bound.
+type OnReady = Box<dyn FnOnce() + Send>;
 
 /// The before-stop step of a stop signal: every route withdrawn, for at
 /// most `deadline`, on the control runtime (where the announcer runs).
@@ -314,9 +339,16 @@ fn withdraw_before_stop(
                 .spawn(async move { announcer.withdraw_all(deadline).await })
                 .await;
             match withdrawn {
-                Ok(Ok(())) => tracing::info!(
-                    "every BGP route withdrawn before the stop: new flows go to another edge"
-                ),
+                Ok(Ok(())) => {
+                    tracing::info!(
+                        "every BGP route withdrawn before the stop: new flows go to another \
+                         edge; the listeners close in {:?}",
+                        crate::drain::ROUTE_SETTLE
+                    );
+                    // Connections that arrive while the router changes
+                    // its forwarding are still accepted and served.
+                    tokio::time::sleep(crate::drain::ROUTE_SETTLE).await;
+                }
                 Ok(Err(e)) => tracing::warn!(
                     "withdrawing the BGP routes before the stop: {e}; stopping anyway"
                 ),
@@ -398,8 +430,14 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 ///
 /// After an upgrade (the sockets and the kernel's tables are this
 /// process's by now) it also says `MAINPID=`: the service manager started
-/// the old process, and this one takes its place.
-fn tell_when_ready(control_rt: &tokio::runtime::Runtime, config: &Config, upgrade: bool) {
+/// the old process, and this one takes its place. `on_ready` (announcing
+/// by BGP) runs at the same moment.
+fn tell_when_ready(
+    control_rt: &tokio::runtime::Runtime,
+    config: &Config,
+    upgrade: bool,
+    on_ready: Option<OnReady>,
+) {
     let addrs: Vec<std::net::SocketAddr> = config
         .listeners
         .iter()
@@ -415,6 +453,9 @@ fn tell_when_ready(control_rt: &tokio::runtime::Runtime, config: &Config, upgrad
                 .collect();
             if waiting.is_empty() {
                 tracing::info!("every listener is bound: ready");
+                if let Some(start) = on_ready {
+                    start();
+                }
                 let main = if upgrade {
                     format!("MAINPID={}\n", std::process::id())
                 } else {

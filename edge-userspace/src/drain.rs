@@ -89,9 +89,21 @@ pub type BeforeStop = Arc<dyn Fn(Duration) -> StepFuture + Send + Sync>;
 /// The work of a [`BeforeStop`] hook.
 pub type StepFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Longest a stop waits for the routes to be withdrawn: long enough for
-/// BIRD to take a new file, short enough that a stop stays prompt.
-pub const WITHDRAW_BEFORE_STOP: Duration = Duration::from_secs(2);
+/// How long the listeners keep accepting once BIRD has taken the
+/// withdrawal: the time for the BGP update to reach the router and change
+/// its forwarding (milliseconds over one hop in the lab; a second covers a
+/// few hops), so that connections arriving meanwhile are still served.
+pub const ROUTE_SETTLE: Duration = Duration::from_secs(1);
+
+/// Longest a stop waits for the routes to be withdrawn and to settle
+/// ([`ROUTE_SETTLE`]): long enough for BIRD to take a new file, short
+/// enough that a stop stays prompt.
+pub const WITHDRAW_BEFORE_STOP: Duration = Duration::from_secs(3);
+
+/// What the hook keeps of [`WITHDRAW_BEFORE_STOP`] for the withdrawal
+/// itself: the rest is the settling time and a margin, so that its own
+/// reason, not the outer timeout, is what a slow withdrawal logs.
+pub const WITHDRAW_OWN: Duration = Duration::from_millis(1_800);
 
 /// The shutdown signal watch given to Pingora.
 pub struct Watch {
@@ -144,11 +156,8 @@ impl Watch {
             return false;
         };
         let started = Instant::now();
-        // The hook gets a little less than it is given, so that its own
-        // reason, not this timeout, is what a slow withdrawal logs.
-        let own = WITHDRAW_BEFORE_STOP.saturating_sub(Duration::from_millis(200));
         let cut = tokio::select! {
-            done = tokio::time::timeout(WITHDRAW_BEFORE_STOP, hook(own)) => {
+            done = tokio::time::timeout(WITHDRAW_BEFORE_STOP, hook(WITHDRAW_OWN)) => {
                 if done.is_err() {
                     tracing::warn!(
                         "{why}: the routes were not withdrawn within {WITHDRAW_BEFORE_STOP:?}: \

@@ -78,6 +78,17 @@ pub const L4_MAGLEV_GENERATION: &str = "edge_l4_maglev_generation";
 /// second chances on the previous Maglev table...).
 pub const L4_EVENTS: &str = "edge_l4_events_total";
 
+/// 1 while BIRD announces the prefix (a host route), 0 once withdrawn, by
+/// prefix; at most `bgp::MAX_TRACKED_PREFIXES` prefixes have a series.
+pub const BGP_ANNOUNCED: &str = "edge_bgp_announced";
+/// `configure` exchanges with BIRD, by result (ok, error).
+pub const BGP_CONFIGURE: &str = "edge_bgp_configure_total";
+/// 1 once the host is drained (every BGP route withdrawn, for good).
+pub const BGP_HOST_DRAINED: &str = "edge_bgp_host_drained";
+/// Newly announced prefixes given no `edge_bgp_announced` series because
+/// `bgp::MAX_TRACKED_PREFIXES` prefixes have one already.
+pub const BGP_PREFIXES_UNTRACKED: &str = "edge_bgp_prefixes_untracked_total";
+
 /// How often histogram samples are folded into their buckets.
 ///
 /// The recorder keeps every raw histogram sample until something folds
@@ -221,6 +232,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     metrics::describe_gauge!(L4_MAGLEV_GENERATION, "Live Maglev table generation.");
     metrics::describe_counter!(L4_EVENTS, "L4 fast-path events, by kind.");
     describe_cache();
+    describe_bgp();
     Ok(handle)
 }
 
@@ -271,6 +283,25 @@ fn describe_cache() {
     metrics::describe_gauge!(
         CACHE_STORED_OBJECTS,
         "Objects held by the cache store, Vary variants counted apart."
+    );
+}
+
+fn describe_bgp() {
+    metrics::describe_gauge!(
+        BGP_ANNOUNCED,
+        "1 while BIRD announces the prefix, 0 once withdrawn, by prefix."
+    );
+    metrics::describe_counter!(
+        BGP_CONFIGURE,
+        "Configure exchanges with BIRD, by result (ok: BIRD took the file)."
+    );
+    metrics::describe_gauge!(
+        BGP_HOST_DRAINED,
+        "1 once the host is drained: every BGP route withdrawn, for good."
+    );
+    metrics::describe_counter!(
+        BGP_PREFIXES_UNTRACKED,
+        "Newly announced prefixes given no edge_bgp_announced series (its bound was reached)."
     );
 }
 

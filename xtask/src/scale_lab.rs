@@ -73,12 +73,12 @@ impl Scale {
     }
 }
 
-fn up(bin: &Path, hosts: usize) -> Result<Scale> {
+fn up(bin: &Path, hosts: usize, lab: Lab) -> Result<Scale> {
     let plan = EcmpPlan {
         hosts,
         backends: BACKENDS,
     };
-    let lab = EcmpLab::build_in(Lab::fixed(TAG)?, plan, bin)?;
+    let lab = EcmpLab::build_in(lab, plan, bin)?;
     let mut scale = Scale {
         bin: bin.to_path_buf(),
         edges: Vec::new(),
@@ -87,10 +87,17 @@ fn up(bin: &Path, hosts: usize) -> Result<Scale> {
     let opts = HostOptions::all(&plan);
     for i in 0..hosts {
         let config = scale.lab.write_config(i, &opts)?;
-        let mut e = Edge::start_bin(bin, Some(&scale.lab.hosts[i]), &config)?;
-        e.wait_ready(Some(&scale.lab.client), ecmp::admin(i), DEADLINE)
-            .with_context(|| format!("edge on host {i}"))?;
-        scale.edges.push(Some(e));
+        // Kept before it is waited on: a start that fails is still
+        // stopped and unloaded with the lab.
+        scale.edges.push(Some(Edge::start_bin(
+            bin,
+            Some(&scale.lab.hosts[i]),
+            &config,
+        )?));
+        if let Some(Some(e)) = scale.edges.last_mut() {
+            e.wait_ready(Some(&scale.lab.client), ecmp::admin(i), DEADLINE)
+                .with_context(|| format!("edge on host {i}"))?;
+        }
     }
     let all: Vec<usize> = (0..hosts).collect();
     scale
@@ -175,7 +182,28 @@ pub fn run(bin: &Path, hosts: usize, check_only: bool) -> Result<()> {
     crate::require_root("the scale-out lab")?;
     ensure!((1..=9).contains(&hosts), "--hosts takes 1 to 9");
     crate::toolchain::ensure_packages(&["bird2", "ethtool", "iproute2"])?;
-    let mut scale = up(bin, hosts)?;
+    // Ctrl-C from the start: the bring-up takes seconds, and a lab
+    // interrupted then is torn down like one that ran. (Not for the check
+    // inside `cargo xtask test`, which Ctrl-C must still stop.)
+    if !check_only {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+            libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+    // The check gets namespaces of its own, so that `cargo xtask test`
+    // never deletes a lab a developer has up under the fixed names.
+    let lab = if check_only {
+        Lab::new()?
+    } else {
+        Lab::fixed(TAG)?
+    };
+    let mut scale = up(bin, hosts, lab)?;
+    if STOP.load(Ordering::SeqCst) {
+        println!("\nxtask: interrupted: tearing the lab down");
+        return Ok(());
+    }
     if let Err(e) = check(&scale) {
         let logs: String = scale.edges.iter().flatten().map(Edge::log_text).collect();
         scale.forget();
@@ -187,11 +215,6 @@ pub fn run(bin: &Path, hosts: usize, check_only: bool) -> Result<()> {
         return Ok(());
     }
     println!("{}", guide(&scale, bin));
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -44,8 +44,10 @@ const STATUS_PAGE: &str = include_str!("status.html");
 const MAX_BODY: usize = 16 * 1024;
 
 /// Longest a host drain waits for BIRD to take the file without routes
-/// before it answers (within `edge ctl`'s 10 s per step).
-const HOST_WITHDRAW_DEADLINE: Duration = Duration::from_secs(5);
+/// before it answers: one exchange with BIRD after a pass that may be
+/// under way, within `edge ctl`'s 10 s per step.
+const HOST_WITHDRAW_DEADLINE: Duration =
+    crate::bgp::bird::DEADLINE.saturating_add(Duration::from_secs(1));
 
 /// Serves the admin routes.
 pub struct Admin {
@@ -737,7 +739,8 @@ impl Admin {
                 "a host drain is already in progress: edge stops once its traffic has moved",
             );
         }
-        let withdrawn = self.announced().await;
+        // What BIRD announces now: what the withdrawal takes back.
+        let withdrawn = announcer.status().announced;
         tracing::info!(
             vips = ?withdrawn,
             ?deadline,
@@ -764,7 +767,7 @@ impl Admin {
             "host drain: every route withdrawn; edge stops once no L4 packet has arrived for \
              {quiet_for:?}, at the latest in {deadline:?}"
         );
-        tokio::spawn(stop_when_quiet(self.l4.clone(), deadline));
+        tokio::spawn(stop_when_quiet(self.l4.clone(), deadline, announcer));
         let withdrawn: Vec<String> = withdrawn.iter().map(IpAddr::to_string).collect();
         reply_json(
             StatusCode::ACCEPTED,
@@ -774,32 +777,6 @@ impl Admin {
                 "deadline_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
             }),
         )
-    }
-
-    /// The addresses announced now: the L4 VIPs with a usable backend
-    /// (read off the async workers: the controller's lock can be held for
-    /// seconds) and the listeners' addresses of `bgp.listeners`.
-    async fn announced(&self) -> Vec<IpAddr> {
-        let mut out = match self
-            .l4
-            .as_ref()
-            .and_then(|l| l.get())
-            .map(|l| l.controller())
-        {
-            Some(controller) => tokio::task::spawn_blocking(move || controller.announceable())
-                .await
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
-        if let Some(r) = &self.reloader {
-            let view = r.view();
-            if let Some(bgp) = &view.config.bgp {
-                out.extend(bgp.listener_addresses.iter().copied());
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
     }
 
     async fn reload_json(&self) -> Response<Vec<u8>> {
@@ -966,14 +943,20 @@ async fn l4_packets(l4: Option<&OnceLock<crate::l4::L4Reload>>) -> Result<Option
 /// for [`crate::drain::QUIET_FOR`] (read every [`crate::drain::QUIET_POLL`])
 /// or `deadline` has passed, then sends this process SIGTERM, whose drain
 /// lets the L7 requests in flight finish.
-async fn stop_when_quiet(l4: Option<Arc<OnceLock<crate::l4::L4Reload>>>, deadline: Duration) {
-    use crate::drain::{QUIET_FOR, QUIET_POLL, Quiet};
+async fn stop_when_quiet(
+    l4: Option<Arc<OnceLock<crate::l4::L4Reload>>>,
+    deadline: Duration,
+    announcer: Arc<crate::bgp::Announcer>,
+) {
+    use crate::drain::{QUIET_FOR, QUIET_POLL, Quiet, ROUTE_SETTLE};
     let started = Instant::now();
     let mut quiet = Quiet::default();
     loop {
         let at = started.elapsed();
         match l4_packets(l4.as_deref()).await {
-            Ok(total) if quiet.observe(at, total, QUIET_FOR) => {
+            // Never before the routers have had time to act on the
+            // withdrawal (a host without L4 services is quiet at once).
+            Ok(total) if quiet.observe(at, total, QUIET_FOR) && at >= ROUTE_SETTLE => {
                 tracing::info!(
                     after = ?at,
                     "host drain: no L4 packet for {QUIET_FOR:?}, the traffic has moved: stopping"
@@ -990,6 +973,16 @@ async fn stop_when_quiet(l4: Option<Arc<OnceLock<crate::l4::L4Reload>>>, deadlin
             break;
         }
         tokio::time::sleep(QUIET_POLL.min(deadline - at)).await;
+    }
+    if announcer.status().frozen {
+        // Handed over to a new process meanwhile (an upgrade): this one
+        // drains and exits by itself, and a SIGTERM now would be the
+        // "second signal" that cuts its requests in flight.
+        tracing::warn!(
+            "host drain: this edge handed over to a new process during the drain, which \
+             announces again: not stopping it; drain the new one"
+        );
+        return;
     }
     // The same stop as an operator's SIGTERM: the routes are withdrawn
     // already (the before-stop step finds nothing left), the listeners

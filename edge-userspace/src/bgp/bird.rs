@@ -6,7 +6,8 @@
 //! a space continues the previous code, and one starting with `+` is an
 //! asynchronous message. Codes 0xxx are successes (`0003 Reconfigured`,
 //! `0004 Reconfiguration in progress`…), 8xxx and 9xxx errors (`8002
-//! /etc/bird.conf:3:5 syntax error`).
+//! /etc/bird.conf:3:5 syntax error`). Not every success of `configure`
+//! means the file was taken: see [`CONFIGURE_APPLIED`].
 //!
 //! BIRD's answers are untrusted input: a line is at most [`MAX_LINE`]
 //! bytes, a reply at most [`MAX_LINES`] lines, and the whole exchange must
@@ -29,6 +30,13 @@ pub const MAX_LINE: usize = 4096;
 pub const MAX_LINES: usize = 256;
 /// Longest time one exchange (connect, greeting, command, reply) may take.
 pub const DEADLINE: Duration = Duration::from_secs(5);
+/// The final reply codes of `configure` that mean BIRD took the file:
+/// `0003 Reconfigured` and `0004 Reconfiguration in progress` (the new
+/// file is in force; protocols are still being restarted). Other 0xxx
+/// codes are not: `0005 Reconfiguration already in progress, queueing new
+/// config` may still be overtaken, and `0006 Reconfiguration ignored,
+/// shutting down` never happens; the announcer must try again.
+pub const CONFIGURE_APPLIED: [u16; 2] = [3, 4];
 
 /// Why BIRD did not take a command.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +76,17 @@ pub enum BirdError {
         /// BIRD's message (control characters replaced).
         text: String,
     },
+    /// BIRD answered a success code that does not mean the command took
+    /// effect (such as `0005`, a reconfiguration queued behind another).
+    #[error("BIRD did not apply `{command}` ({code:04}): {text}")]
+    NotApplied {
+        /// The command.
+        command: String,
+        /// BIRD's reply code.
+        code: u16,
+        /// BIRD's message (control characters replaced).
+        text: String,
+    },
     /// What came back is not BIRD's protocol (or breaks its bounds).
     #[error("BIRD's control socket {} answered outside the protocol: {why}", path.display())]
     Protocol {
@@ -79,19 +98,30 @@ pub enum BirdError {
 }
 
 /// Asks BIRD at `socket` to re-read its configuration (`configure`), and
-/// returns its success message (`Reconfigured`).
+/// returns its success message (`Reconfigured`) when the final code is
+/// one of [`CONFIGURE_APPLIED`]; any other code is an error.
 pub async fn configure(socket: &Path) -> Result<String, BirdError> {
-    command(socket, "configure", DEADLINE).await
+    const CONFIGURE: &str = "configure";
+    let reply = command(socket, CONFIGURE, DEADLINE).await?;
+    if CONFIGURE_APPLIED.contains(&reply.code) {
+        Ok(reply.text)
+    } else {
+        Err(BirdError::NotApplied {
+            command: CONFIGURE.to_string(),
+            code: reply.code,
+            text: reply.text,
+        })
+    }
 }
 
 /// Sends `command` (one line, no newline) to BIRD at `socket` and reads
-/// the reply, all within `deadline`; returns the text of the reply's
-/// last line when its code is a success (0xxx).
+/// the reply, all within `deadline`; returns the reply's final code and
+/// text when the code is a success (0xxx).
 pub(crate) async fn command(
     socket: &Path,
     command: &str,
     deadline: Duration,
-) -> Result<String, BirdError> {
+) -> Result<Reply, BirdError> {
     if command.contains(['\n', '\r']) {
         return Err(BirdError::Protocol {
             path: socket.to_path_buf(),
@@ -107,7 +137,7 @@ pub(crate) async fn command(
     }
 }
 
-async fn exchange(socket: &Path, command: &str) -> Result<String, BirdError> {
+async fn exchange(socket: &Path, command: &str) -> Result<Reply, BirdError> {
     let path = || socket.to_path_buf();
     let stream = UnixStream::connect(socket)
         .await
@@ -144,7 +174,7 @@ async fn exchange(socket: &Path, command: &str) -> Result<String, BirdError> {
         })?;
     let reply = reader.reply().await?;
     if reply.code < 1000 {
-        Ok(reply.text)
+        Ok(reply)
     } else {
         Err(BirdError::Refused {
             command: command.to_string(),
@@ -156,9 +186,12 @@ async fn exchange(socket: &Path, command: &str) -> Result<String, BirdError> {
 
 /// One reply: its final code, and the text of the final code's lines
 /// (continuations joined with `; `).
-struct Reply {
-    code: u16,
-    text: String,
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// The code of the reply's last line.
+    pub(crate) code: u16,
+    /// The text of that code's lines, control characters replaced.
+    pub(crate) text: String,
 }
 
 /// Reads bounded lines off the socket.
@@ -430,6 +463,53 @@ mod tests {
             configure(&fake.socket).await.unwrap(),
             "Reconfiguration in progress"
         );
+    }
+
+    #[tokio::test]
+    async fn a_queued_reconfiguration_is_not_applied() {
+        let fake = start(Script::Answer(
+            "0002-Reading configuration from /run/edge/bird.conf\n0005 Reconfiguration already in progress, queueing new config\n",
+        ));
+        match configure(&fake.socket).await {
+            Err(e @ BirdError::NotApplied { code: 5, .. }) => {
+                assert_eq!(
+                    e.to_string(),
+                    "BIRD did not apply `configure` (0005): Reconfiguration already in progress, \
+                     queueing new config"
+                );
+            }
+            other => panic!("expected NotApplied 0005, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ignored_reconfiguration_is_not_applied() {
+        let fake = start(Script::Answer(
+            "0002-Reading configuration from /run/edge/bird.conf\n0006 Reconfiguration ignored, shutting down\n",
+        ));
+        match configure(&fake.socket).await {
+            Err(e @ BirdError::NotApplied { code: 6, .. }) => {
+                assert!(
+                    e.to_string()
+                        .contains("(0006): Reconfiguration ignored, shutting down"),
+                    "{e}"
+                );
+            }
+            other => panic!("expected NotApplied 0006, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn another_success_code_is_not_applied() {
+        // `0020 Configuration OK` answers `configure check`: the file was
+        // read, not put in force.
+        let fake = start(Script::Answer("0020 Configuration OK\n"));
+        match configure(&fake.socket).await {
+            Err(e @ BirdError::NotApplied { code: 20, .. }) => {
+                assert!(e.to_string().contains("(0020): Configuration OK"), "{e}");
+            }
+            other => panic!("expected NotApplied 0020, got {other:?}"),
+        }
     }
 
     #[tokio::test]

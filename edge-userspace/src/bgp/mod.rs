@@ -9,11 +9,16 @@
 //!
 //! Draining ([`Announcer::withdraw_all`]) withdraws every route for good,
 //! so that the routers move traffic away before edge stops serving.
+//! Freezing ([`Announcer::freeze`]) stops announcing without withdrawing,
+//! for a new edge process that announces in turn. [`withdraw_once`] is the
+//! same withdrawal without a running edge, for a service manager to run
+//! after edge stopped or crashed.
 
 pub mod bird;
 pub mod render;
 
 use crate::config::BgpConfig;
+use crate::metrics::{BGP_ANNOUNCED, BGP_CONFIGURE, BGP_HOST_DRAINED, BGP_PREFIXES_UNTRACKED};
 use parking_lot::Mutex;
 use std::{
     collections::BTreeSet,
@@ -32,7 +37,9 @@ use tokio::{
     time::{Instant, MissedTickBehavior},
 };
 
-/// The L4 VIP addresses that have at least one usable backend now.
+/// The L4 VIP addresses that have at least one usable backend now. It may
+/// block (for seconds, while a reload holds the controller): the announcer
+/// calls it on a blocking thread.
 pub type VipSource = Arc<dyn Fn() -> Vec<IpAddr> + Send + Sync>;
 
 /// How often the wanted set is computed and compared.
@@ -40,15 +47,9 @@ pub const TICK: Duration = Duration::from_millis(200);
 /// Longest wait between two attempts while BIRD keeps failing.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Most prefixes given an `edge_bgp_announced` series (they come from the
-/// configuration, and reloads can only add to them).
+/// configuration, and reloads can only add to them); prefixes announced
+/// beyond it are counted in `edge_bgp_prefixes_untracked_total`.
 pub const MAX_TRACKED_PREFIXES: usize = 1024;
-
-/// Gauge: 1 while a prefix is announced, 0 after it was withdrawn.
-const ANNOUNCED: &str = "edge_bgp_announced";
-/// Counter: `configure` exchanges with BIRD, by result.
-const CONFIGURE: &str = "edge_bgp_configure_total";
-/// Gauge: 1 once the host is drained.
-const HOST_DRAINED: &str = "edge_bgp_host_drained";
 
 /// Why announcing failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +76,8 @@ pub enum BgpError {
         /// The last attempt's error, if it failed.
         last_error: Option<String>,
     },
-    /// The announcing task is gone.
+    /// The announcing task is gone (stopped, or frozen for another edge
+    /// process).
     #[error("the BGP announcer has stopped")]
     Stopped,
 }
@@ -88,6 +90,9 @@ pub struct BgpStatus {
     pub announced: Vec<IpAddr>,
     /// Whether the host is drained (every route withdrawn, for good).
     pub host_drained: bool,
+    /// Whether the announcer is frozen: stopped for good without
+    /// withdrawing, another edge process announcing in its place.
+    pub frozen: bool,
     /// The last attempt's error, if it failed.
     pub last_error: Option<String>,
     /// How many times BIRD accepted a new file.
@@ -98,11 +103,22 @@ pub struct BgpStatus {
 struct Shared {
     cfg: Mutex<BgpConfig>,
     drained: AtomicBool,
+    /// True once frozen; a watch, so that a waiting `withdraw_all` hears it.
+    frozen: watch::Sender<bool>,
+    /// Held while the file is written: `freeze` takes it after setting
+    /// `frozen`, so no write of this process lands after it returned.
+    writing: Mutex<()>,
     /// Wakes the task before its next tick (a reload, a drain).
     wake: Notify,
     status: Mutex<BgpStatus>,
     /// True once BIRD has accepted a file written for the drained host.
     drained_accepted: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn is_frozen(&self) -> bool {
+        *self.frozen.borrow()
+    }
 }
 
 /// Keeps BIRD's configuration in step with the VIPs that should be
@@ -122,13 +138,18 @@ impl Announcer {
     /// Starts the announcing task on `rt`; it writes the file and
     /// configures BIRD at once, then whenever the wanted set changes.
     pub fn start(cfg: BgpConfig, rt: &tokio::runtime::Handle, vips: VipSource) -> Arc<Self> {
-        metrics::gauge!(HOST_DRAINED).set(0.0);
+        // Every series from the start, so a dashboard sees 0 rather than
+        // nothing.
+        metrics::gauge!(BGP_HOST_DRAINED).set(0.0);
         for result in ["ok", "error"] {
-            metrics::counter!(CONFIGURE, "result" => result).absolute(0);
+            metrics::counter!(BGP_CONFIGURE, "result" => result).absolute(0);
         }
+        metrics::counter!(BGP_PREFIXES_UNTRACKED).absolute(0);
         let shared = Arc::new(Shared {
             cfg: Mutex::new(cfg),
             drained: AtomicBool::new(false),
+            frozen: watch::Sender::new(false),
+            writing: Mutex::new(()),
             wake: Notify::new(),
             status: Mutex::new(BgpStatus::default()),
             drained_accepted: watch::Sender::new(false),
@@ -148,11 +169,16 @@ impl Announcer {
 
     /// Withdraws every route (the host is drained from now on, for good)
     /// and resolves once BIRD has accepted the file without routes, or
-    /// fails at `deadline`.
+    /// fails at `deadline`. Fails with [`BgpError::Stopped`] at once when
+    /// the announcer is frozen, or as soon as it is frozen while waiting.
     pub async fn withdraw_all(&self, deadline: Duration) -> Result<(), BgpError> {
+        let mut frozen = self.shared.frozen.subscribe();
+        if *frozen.borrow_and_update() {
+            return Err(BgpError::Stopped);
+        }
         if !self.shared.drained.swap(true, Ordering::SeqCst) {
             tracing::info!("BGP: host drained, withdrawing every route");
-            metrics::gauge!(HOST_DRAINED).set(1.0);
+            metrics::gauge!(BGP_HOST_DRAINED).set(1.0);
         }
         let mut accepted = self.shared.drained_accepted.subscribe();
         let drained_known = *accepted.borrow();
@@ -160,11 +186,19 @@ impl Announcer {
             return Err(BgpError::Stopped);
         }
         self.shared.wake.notify_one();
-        // The reference `wait_for` returns is dropped at once: it holds a
-        // lock and is not `Send`.
-        let waited = tokio::time::timeout(deadline, accepted.wait_for(|drained| *drained))
-            .await
-            .map(|r| r.is_ok());
+        // The references `wait_for` returns are dropped at once: they hold
+        // a lock and are not `Send`.
+        let until_accepted = async { accepted.wait_for(|drained| *drained).await.is_ok() };
+        let until_frozen = async {
+            let _ = frozen.wait_for(|f| *f).await;
+        };
+        let waited = tokio::time::timeout(deadline, async {
+            tokio::select! {
+                ok = until_accepted => ok,
+                () = until_frozen => false,
+            }
+        })
+        .await;
         match waited {
             Ok(true) => Ok(()),
             Ok(false) => Err(BgpError::Stopped),
@@ -175,19 +209,54 @@ impl Announcer {
         }
     }
 
+    /// Stops the announcing task for good without withdrawing anything: the
+    /// routes BIRD announces now stay, for the new edge process of a
+    /// graceful upgrade to announce in turn. Once it returns, this process
+    /// writes BIRD's file no more (it waits for a write under way, a file
+    /// of a few kilobytes); a `configure` already sent only makes BIRD read
+    /// whatever file is there. [`Self::withdraw_all`] fails with
+    /// [`BgpError::Stopped`] from now on; calling it again does nothing.
+    pub fn freeze(&self) {
+        if self.shared.frozen.send_replace(true) {
+            return;
+        }
+        self.task.abort();
+        // A write that started before `frozen` was set ends before this
+        // lock is ours; any later one sees `frozen` and writes nothing.
+        drop(self.shared.writing.lock());
+        tracing::info!("BGP: announcer frozen: the routes stay for the next edge process");
+    }
+
     /// Whether the host was drained (withdraw_all called).
     pub fn host_drained(&self) -> bool {
         self.shared.drained.load(Ordering::SeqCst)
     }
 
     /// What is announced now (the routes of the last file BIRD accepted),
-    /// whether the host is drained, the last error if the last attempt
-    /// failed, and how many times BIRD accepted a new file.
+    /// whether the host is drained or the announcer frozen, the last error
+    /// if the last attempt failed, and how many times BIRD accepted a new
+    /// file.
     pub fn status(&self) -> BgpStatus {
         let mut status = self.shared.status.lock().clone();
         status.host_drained = self.host_drained();
+        status.frozen = self.shared.is_frozen();
         status
     }
+}
+
+/// Writes the BIRD file of `cfg` without routes, atomically as the
+/// announcer does, and asks BIRD once to read it: for `edge bgp-withdraw`,
+/// which a service manager runs after edge stopped or crashed (systemd's
+/// `ExecStopPost`), so that a dead edge's routes do not stay announced.
+///
+/// The file is written first: a BIRD that is not running now reads no
+/// routes when it starts. Nothing is retried: an error says whether the
+/// file could not be written or BIRD did not take it.
+pub async fn withdraw_once(cfg: &BgpConfig) -> Result<(), BgpError> {
+    let text = render::render(cfg, &[]);
+    write_file(&cfg.bird_config, &text, None).await?;
+    bird::configure(&cfg.bird_socket).await?;
+    Ok(())
 }
 
 /// The task's memory between passes.
@@ -206,36 +275,96 @@ struct Progress {
     backoff: Duration,
     /// The last error logged (a warning is logged when it changes).
     logged_error: Option<String>,
+    /// The VIPs the source last gave, kept for a pass whose call fails.
+    last_vips: Vec<IpAddr>,
     /// Prefixes with an `edge_bgp_announced` series.
-    tracked: BTreeSet<IpAddr>,
+    tracked: Tracked,
+}
+
+/// The prefixes with an `edge_bgp_announced` series.
+#[derive(Default)]
+struct Tracked {
+    /// At most [`MAX_TRACKED_PREFIXES`].
+    series: BTreeSet<IpAddr>,
+    /// Whether reaching the bound was logged (once per process: every
+    /// pass after would log it again).
+    warned: bool,
 }
 
 async fn run(shared: Arc<Shared>, vips: VipSource) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut progress = Progress::default();
+    // Set when the host was drained while the source was asked: the
+    // drained pass runs at once, not at the next tick.
+    let mut again = false;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shared.wake.notified() => {}
+        if !std::mem::take(&mut again) {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shared.wake.notified() => {}
+            }
         }
-        pass(&shared, &vips, &mut progress).await;
+        // Read once, before anything: the file written is for this value.
+        let drained = shared.drained.load(Ordering::SeqCst);
+        // A drained host announces nothing: the source, which can wait
+        // seconds for the controller, is not asked.
+        let wanted = if drained {
+            Vec::new()
+        } else {
+            match wanted_vips(&shared, &vips, &mut progress).await {
+                Some(w) => w,
+                None => {
+                    again = true;
+                    continue;
+                }
+            }
+        };
+        pass(&shared, drained, wanted, &mut progress).await;
     }
 }
 
-/// One look at the wanted set; BIRD is reconfigured if it changed (or the
-/// last attempt failed and its backoff is over).
-async fn pass(shared: &Shared, vips: &VipSource, p: &mut Progress) {
+/// Asks `vips` on a blocking thread: it can wait seconds for the
+/// controller's lock, and the runtime's one worker also handles signals.
+/// A call that fails (the source panicked) gives the last set again.
+/// `None` when the host is drained meanwhile: the drain does not wait for
+/// the answer, which is dropped when the call ends.
+async fn wanted_vips(shared: &Shared, vips: &VipSource, p: &mut Progress) -> Option<Vec<IpAddr>> {
+    let source = Arc::clone(vips);
+    let mut call = tokio::task::spawn_blocking(move || (*source)());
+    loop {
+        tokio::select! {
+            joined = &mut call => {
+                return Some(match joined {
+                    Ok(v) => {
+                        p.last_vips.clone_from(&v);
+                        v
+                    }
+                    Err(e) => {
+                        tracing::warn!("BGP: asking for the VIPs failed ({e}); keeping the last set");
+                        p.last_vips.clone()
+                    }
+                });
+            }
+            () = shared.wake.notified() => {
+                if shared.drained.load(Ordering::SeqCst) {
+                    return None;
+                }
+                // A reload: the pass that follows reads the new section.
+            }
+        }
+    }
+}
+
+/// One look at the wanted set (`vips`, empty when `drained`); BIRD is
+/// reconfigured if it changed (or the last attempt failed and its backoff
+/// is over).
+async fn pass(shared: &Arc<Shared>, drained: bool, vips: Vec<IpAddr>, p: &mut Progress) {
     let cfg = shared.cfg.lock().clone();
-    // Read once, before anything: the file written is for this value.
-    let drained = shared.drained.load(Ordering::SeqCst);
-    let wanted: Vec<IpAddr> = if drained {
-        Vec::new()
-    } else {
-        let mut w = (**vips)();
-        w.extend(cfg.listener_addresses.iter().copied());
-        w
-    };
+    let mut wanted = vips;
+    if !drained {
+        wanted.extend(cfg.listener_addresses.iter().copied());
+    }
     let routes = render::announceable(&cfg, &wanted);
     let text = render::render(&cfg, &routes);
     let same_as_accepted = p.accepted.as_ref().is_some_and(|(t, c)| {
@@ -256,14 +385,14 @@ async fn pass(shared: &Shared, vips: &VipSource, p: &mut Progress) {
         return;
     }
     p.attempted_drained = drained;
-    match apply(&cfg, &text).await {
+    match apply(shared, &cfg, &text).await {
         Ok(reply) => {
-            metrics::counter!(CONFIGURE, "result" => "ok").increment(1);
+            metrics::counter!(BGP_CONFIGURE, "result" => "ok").increment(1);
             if p.logged_error.take().is_some() {
                 tracing::info!("BGP: BIRD accepted the configuration again ({reply})");
             }
             log_changes(&p.announced, &routes);
-            track(&mut p.tracked, &routes);
+            track(&mut p.tracked, &p.announced, &routes);
             p.failing = false;
             p.retry_at = None;
             p.backoff = Duration::ZERO;
@@ -280,7 +409,7 @@ async fn pass(shared: &Shared, vips: &VipSource, p: &mut Progress) {
             }
         }
         Err(e) => {
-            metrics::counter!(CONFIGURE, "result" => "error").increment(1);
+            metrics::counter!(BGP_CONFIGURE, "result" => "error").increment(1);
             let message = e.to_string();
             if p.logged_error.as_ref() != Some(&message) {
                 tracing::warn!("BGP: {message}; retrying");
@@ -295,14 +424,34 @@ async fn pass(shared: &Shared, vips: &VipSource, p: &mut Progress) {
 }
 
 /// Writes `text` to the configured file and has BIRD read it.
-async fn apply(cfg: &BgpConfig, text: &str) -> Result<String, BgpError> {
-    let path = cfg.bird_config.clone();
-    let (file, body) = (path.clone(), text.to_string());
-    tokio::task::spawn_blocking(move || write_atomically(&file, &body))
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(format!("the writing task failed: {e}"))))
-        .map_err(|source| BgpError::Write { path, source })?;
+async fn apply(shared: &Arc<Shared>, cfg: &BgpConfig, text: &str) -> Result<String, BgpError> {
+    write_file(&cfg.bird_config, text, Some(Arc::clone(shared))).await?;
     Ok(bird::configure(&cfg.bird_socket).await?)
+}
+
+/// Writes `text` to `path` ([`write_atomically`]) on a blocking thread.
+/// With `shared`, the write holds its `writing` lock and does not happen
+/// once the announcer is frozen ([`BgpError::Stopped`]).
+async fn write_file(path: &Path, text: &str, shared: Option<Arc<Shared>>) -> Result<(), BgpError> {
+    let (file, body) = (path.to_path_buf(), text.to_string());
+    let written = tokio::task::spawn_blocking(move || {
+        let _writing = shared.as_ref().map(|s| s.writing.lock());
+        if shared.as_ref().is_some_and(|s| s.is_frozen()) {
+            return Ok(false);
+        }
+        write_atomically(&file, &body).map(|()| true)
+    })
+    .await
+    .unwrap_or_else(|e| Err(io::Error::other(format!("the writing task failed: {e}"))))
+    .map_err(|source| BgpError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if written {
+        Ok(())
+    } else {
+        Err(BgpError::Stopped)
+    }
 }
 
 /// Replaces `path` with `text` at once: BIRD, reading it at any moment,
@@ -383,16 +532,41 @@ fn log_changes(before: &[IpAddr], after: &[IpAddr]) {
 }
 
 /// Sets `edge_bgp_announced` to 1 for each of `announced` and to 0 for each
-/// prefix announced before and not now.
-fn track(tracked: &mut BTreeSet<IpAddr>, announced: &[IpAddr]) {
+/// prefix announced before and not now. Past [`MAX_TRACKED_PREFIXES`], a
+/// prefix newly announced (not in `before`, the routes of the file BIRD
+/// had accepted) gets no series and is counted instead; the first such is
+/// logged.
+fn track(tracked: &mut Tracked, before: &[IpAddr], announced: &[IpAddr]) {
+    let mut untracked: u64 = 0;
     for a in announced {
-        if !tracked.contains(a) && tracked.len() < MAX_TRACKED_PREFIXES {
-            tracked.insert(*a);
+        if tracked.series.contains(a) {
+            continue;
+        }
+        if tracked.series.len() < MAX_TRACKED_PREFIXES {
+            tracked.series.insert(*a);
+        } else if before.binary_search(a).is_err() {
+            untracked += 1;
+            if !tracked.warned {
+                tracked.warned = true;
+                tracing::warn!(
+                    "BGP: {MAX_TRACKED_PREFIXES} prefixes have an {BGP_ANNOUNCED} series, the \
+                     most edge keeps: {} and later prefixes are announced without one (counted \
+                     in {BGP_PREFIXES_UNTRACKED})",
+                    render::prefix(a)
+                );
+            }
         }
     }
-    for a in tracked.iter() {
-        let on = announced.binary_search(a).is_ok();
-        metrics::gauge!(ANNOUNCED, "prefix" => render::prefix(a)).set(if on { 1.0 } else { 0.0 });
+    if untracked > 0 {
+        metrics::counter!(BGP_PREFIXES_UNTRACKED).increment(untracked);
+    }
+    for a in &tracked.series {
+        let value = if announced.binary_search(a).is_ok() {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!(BGP_ANNOUNCED, "prefix" => render::prefix(a)).set(value);
     }
 }
 
@@ -549,6 +723,206 @@ mod tests {
         drop(a);
         // The aborted task lets go of the shared state.
         eventually(|| shared.strong_count() == 0).await;
+    }
+
+    #[tokio::test]
+    #[expect(
+        clippy::await_holding_lock,
+        reason = "the test holds the controller's lock across the drain on purpose: a reload \
+                  that takes its time"
+    )]
+    async fn a_drain_does_not_wait_for_a_blocked_source_nor_ask_it_again() {
+        let fake = start(Script::Answer(RECONFIGURED));
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), &fake.socket);
+        let file = c.bird_config.clone();
+        // The controller's lock, held by a reload that takes its time.
+        let controller = Arc::new(Mutex::new(()));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let source: VipSource = {
+            let (controller, calls) = (Arc::clone(&controller), Arc::clone(&calls));
+            Arc::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let _held = controller.lock();
+                vec![IpAddr::from([10, 77, 9, 1])]
+            })
+        };
+        let reload = controller.lock();
+        let a = Announcer::start(c, &tokio::runtime::Handle::current(), source);
+        eventually(|| calls.load(Ordering::SeqCst) == 1).await;
+
+        // The first pass waits on the source; the drain goes ahead.
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            a.withdraw_all(Duration::from_secs(2)),
+        )
+        .await
+        .expect("the drain waited for the source")
+        .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains("route "), "{text}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        // The reload ends: the abandoned answer changes nothing, and the
+        // drained host never asks again.
+        drop(reload);
+        tokio::time::sleep(TICK * 3).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let status = a.status();
+        assert!(
+            status.host_drained && status.announced.is_empty(),
+            "{status:?}"
+        );
+        assert_eq!(fake.commands.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_source_keeps_the_last_set() {
+        let fake = start(Script::Answer(RECONFIGURED));
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let source: VipSource = {
+            let calls = Arc::clone(&calls);
+            Arc::new(move || {
+                if calls.fetch_add(1, Ordering::SeqCst) > 0 {
+                    panic!("the controller is gone (a test)");
+                }
+                vec![IpAddr::from([10, 77, 9, 1])]
+            })
+        };
+        let a = Announcer::start(
+            cfg(dir.path(), &fake.socket),
+            &tokio::runtime::Handle::current(),
+            source,
+        );
+        let both: Vec<IpAddr> = vec![[10, 77, 9, 1].into(), [10, 77, 9, 2].into()];
+        eventually(|| a.status().announced == both).await;
+        eventually(|| calls.load(Ordering::SeqCst) >= 3).await;
+        let status = a.status();
+        assert_eq!(status.announced, both);
+        assert_eq!(status.reconfigurations, 1);
+    }
+
+    #[tokio::test]
+    async fn freeze_stops_for_good_without_withdrawing() {
+        let fake = start(Script::Answer(RECONFIGURED));
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), &fake.socket);
+        let file = c.bird_config.clone();
+        let vips = Arc::new(Mutex::new(vec![IpAddr::from([10, 77, 9, 1])]));
+        let source: VipSource = {
+            let vips = Arc::clone(&vips);
+            Arc::new(move || vips.lock().clone())
+        };
+        let a = Announcer::start(c, &tokio::runtime::Handle::current(), source);
+        let both: Vec<IpAddr> = vec![[10, 77, 9, 1].into(), [10, 77, 9, 2].into()];
+        eventually(|| a.status().announced == both).await;
+        let before = std::fs::read_to_string(&file).unwrap();
+
+        a.freeze();
+        a.freeze();
+        let status = a.status();
+        assert!(status.frozen && !status.host_drained, "{status:?}");
+        assert_eq!(status.announced, both);
+
+        // Nothing follows the VIPs any more, and nothing is withdrawn.
+        vips.lock().clear();
+        a.update(cfg(dir.path(), &fake.socket));
+        tokio::time::sleep(TICK * 3).await;
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+        assert_eq!(fake.commands.lock().len(), 1);
+
+        let drained = tokio::time::timeout(
+            Duration::from_millis(500),
+            a.withdraw_all(Duration::from_secs(10)),
+        )
+        .await
+        .expect("withdraw_all after freeze waited");
+        assert!(matches!(drained, Err(BgpError::Stopped)), "{drained:?}");
+        assert!(!a.host_drained());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn freeze_ends_a_drain_under_way() {
+        let fake = start(Script::Answer("8002 /x:3:5 syntax error\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let a = Announcer::start(
+            cfg(dir.path(), &fake.socket),
+            &tokio::runtime::Handle::current(),
+            Arc::new(Vec::<IpAddr>::new),
+        );
+        let waiting = {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { a.withdraw_all(Duration::from_secs(10)).await })
+        };
+        eventually(|| a.host_drained()).await;
+        a.freeze();
+        let drained = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the drain under way waited on")
+            .unwrap();
+        assert!(matches!(drained, Err(BgpError::Stopped)), "{drained:?}");
+    }
+
+    #[tokio::test]
+    async fn withdraw_once_writes_no_route_and_configures_once() {
+        let fake = start(Script::Answer(RECONFIGURED));
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), &fake.socket);
+        write_atomically(&c.bird_config, "  route 10.77.9.1/32 blackhole;\n").unwrap();
+        withdraw_once(&c).await.unwrap();
+        let text = std::fs::read_to_string(&c.bird_config).unwrap();
+        assert_eq!(text, render::render(&c, &[]));
+        assert!(!text.contains("route "), "{text}");
+        assert_eq!(*fake.commands.lock(), ["configure"]);
+    }
+
+    #[tokio::test]
+    async fn withdraw_once_reports_a_bird_that_did_not_apply_it() {
+        let fake = start(Script::Answer(
+            "0005 Reconfiguration already in progress, queueing new config\n",
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), &fake.socket);
+        let e = withdraw_once(&c).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                BgpError::Bird(bird::BirdError::NotApplied { code: 5, .. })
+            ),
+            "{e:?}"
+        );
+        // The file is written all the same: BIRD reads it next time.
+        let text = std::fs::read_to_string(&c.bird_config).unwrap();
+        assert!(!text.contains("route "), "{text}");
+    }
+
+    #[tokio::test]
+    async fn withdraw_once_without_bird_still_writes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), &dir.path().join("no-bird.ctl"));
+        let e = withdraw_once(&c).await.unwrap_err();
+        assert!(e.to_string().contains("is BIRD running"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(&c.bird_config).unwrap(),
+            render::render(&c, &[])
+        );
+    }
+
+    #[test]
+    fn tracking_is_bounded_and_warned_about_once() {
+        let addr = |i: usize| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i as u32));
+        let mut all: Vec<IpAddr> = (0..MAX_TRACKED_PREFIXES + 2).map(addr).collect();
+        all.sort_unstable();
+        let mut t = Tracked::default();
+        track(&mut t, &[], &all[..MAX_TRACKED_PREFIXES]);
+        assert_eq!(t.series.len(), MAX_TRACKED_PREFIXES);
+        assert!(!t.warned);
+        track(&mut t, &all[..MAX_TRACKED_PREFIXES], &all);
+        assert_eq!(t.series.len(), MAX_TRACKED_PREFIXES);
+        assert!(t.warned);
+        assert!(!t.series.contains(&all[MAX_TRACKED_PREFIXES]));
     }
 
     #[test]

@@ -13,6 +13,41 @@ use std::{fmt::Write as _, net::IpAddr};
 pub const STATIC_V4: &str = "edge_vips4";
 /// The name of the static protocol holding the IPv6 routes.
 pub const STATIC_V6: &str = "edge_vips6";
+/// What the name of each neighbour's BGP protocol starts with; the
+/// neighbour's address follows (see [`peer_protocol`]).
+pub const PEER_PROTOCOL_PREFIX: &str = "edge_peer_";
+
+/// The name of the BGP protocol of the neighbour at `addr`:
+/// `edge_peer_10_0_0_1`, `edge_peer_2001_db8__1`.
+///
+/// Named by address, not by position: BIRD restarts a session whose
+/// protocol is renamed, so removing or reordering neighbours must leave
+/// the others' names alone. BIRD names are letters, digits and `_`: the
+/// `.` and `:` of the address become `_`. The text is the canonical
+/// (RFC 5952) form, so each address has one name; an IPv4-mapped IPv6
+/// address is written in hex (`::ffff:a00:1`), as its dotted form would
+/// give the name of another address (`::ffff:10:0:0:1`). The longest name
+/// (an IPv6 address of 39 characters) is 49 characters, under BIRD's
+/// limit of 64.
+pub fn peer_protocol(addr: IpAddr) -> String {
+    let text = match addr {
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(_) => {
+                let s = a.segments();
+                format!("::ffff:{:x}:{:x}", s[6], s[7])
+            }
+            None => a.to_string(),
+        },
+        IpAddr::V4(a) => a.to_string(),
+    };
+    let mut name = String::with_capacity(PEER_PROTOCOL_PREFIX.len() + text.len());
+    name.push_str(PEER_PROTOCOL_PREFIX);
+    name.extend(
+        text.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+    );
+    name
+}
 
 /// The host prefix of `addr`: `10.77.9.1/32`, `fd00::1/128`.
 pub fn prefix(addr: &IpAddr) -> String {
@@ -69,14 +104,14 @@ pub fn render(cfg: &BgpConfig, announced: &[IpAddr]) -> String {
     let hold = cfg.hold_time.as_secs();
     let keepalive = cfg.keepalive().as_secs();
     let retry = cfg.connect_retry.as_secs();
-    for (i, n) in cfg.neighbors.iter().enumerate() {
+    for n in &cfg.neighbors {
         let (channel, source) = if n.address.is_ipv4() {
             ("ipv4", STATIC_V4)
         } else {
             ("ipv6", STATIC_V6)
         };
         out.push('\n');
-        let _ = writeln!(out, "protocol bgp edge_n{} {{", i + 1);
+        let _ = writeln!(out, "protocol bgp {} {{", peer_protocol(n.address));
         match n.source_address {
             Some(local) => {
                 let _ = writeln!(out, "  local {local} as {};", cfg.local_as);
@@ -166,7 +201,7 @@ protocol static edge_vips6 {
   route fd00:77::1/128 blackhole;
 }
 
-protocol bgp edge_n1 {
+protocol bgp edge_peer_10_0_0_1 {
   local as 65001;
   neighbor 10.0.0.1 as 65000;
   hold time 9;
@@ -188,7 +223,7 @@ protocol bgp edge_n1 {
   };
 }
 
-protocol bgp edge_n2 {
+protocol bgp edge_peer_fd00__1 {
   local fd00::11 as 65001;
   neighbor fd00::1 as 65002;
   hold time 9;
@@ -246,6 +281,48 @@ protocol bgp edge_n2 {
         );
         assert!(!text.contains("next hop"), "{text}");
         assert_eq!(announceable(&c, &routes), Vec::<IpAddr>::new());
+    }
+
+    #[test]
+    fn removing_or_reordering_neighbours_keeps_the_others_names() {
+        let mut c = cfg();
+        let both = render(&c, &[]);
+        c.neighbors.reverse();
+        let reversed = render(&c, &[]);
+        c.neighbors.retain(|n| n.address.is_ipv6());
+        let one = render(&c, &[]);
+        for text in [&both, &reversed, &one] {
+            assert!(
+                text.contains("protocol bgp edge_peer_fd00__1 {\n"),
+                "{text}"
+            );
+        }
+        assert!(
+            reversed.contains("protocol bgp edge_peer_10_0_0_1 {\n"),
+            "{reversed}"
+        );
+        assert!(!one.contains("edge_peer_10_0_0_1"), "{one}");
+    }
+
+    #[test]
+    fn peer_protocol_names() {
+        let name = |a: &str| peer_protocol(a.parse().unwrap());
+        assert_eq!(name("10.0.0.1"), "edge_peer_10_0_0_1");
+        assert_eq!(name("2001:db8::1"), "edge_peer_2001_db8__1");
+        assert_eq!(
+            name("2001:db8:1:2:3:4:5:6"),
+            "edge_peer_2001_db8_1_2_3_4_5_6"
+        );
+        // Two addresses whose dotted and hex forms would share a name.
+        assert_eq!(name("::ffff:10.0.0.1"), "edge_peer___ffff_a00_1");
+        assert_eq!(name("::ffff:10:0:0:1"), "edge_peer___ffff_10_0_0_1");
+        let longest = name("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(longest.len(), 49);
+        assert!(
+            longest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        );
     }
 
     #[test]

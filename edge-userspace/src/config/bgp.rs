@@ -5,7 +5,8 @@
 //! section's surface structs (as written), its model (what the announcer
 //! reads) and the validation between them.
 
-use super::{surface, units::Quantity, validate::Validator};
+use super::{report::Report, surface, units::Quantity, validate::Validator};
+use crate::runtime::control::SOCKET_DIR;
 use serde::Deserialize;
 use std::{
     collections::HashMap,
@@ -36,6 +37,10 @@ pub const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
 /// Longest path a unix socket address holds (`sun_path` is 108 bytes with
 /// its terminating NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
+/// Where the BIRD configuration file is best written: a directory BIRD
+/// (which Debian runs as user `bird`) can read, which systemd's
+/// `StateDirectory=edge` makes.
+pub const SUGGESTED_BIRD_CONFIG: &str = "/var/lib/edge/bird.conf";
 
 // ---------------------------------------------------------------- surface
 
@@ -101,7 +106,8 @@ pub struct BgpConfig {
     pub router_id: Ipv4Addr,
     /// This host's AS number.
     pub local_as: u32,
-    /// The sessions, in file order (BIRD names them `edge_n1`, `edge_n2`…).
+    /// The sessions, in file order (BIRD names each by its address:
+    /// `edge_peer_10_0_0_1`, see [`crate::bgp::render::peer_protocol`]).
     pub neighbors: Vec<Neighbor>,
     /// Standard communities added to every announced route, in file order.
     pub communities: Vec<(u16, u16)>,
@@ -231,11 +237,9 @@ pub(super) fn validate(
     }
 
     let next_hop = b.next_hop.as_ref().and_then(|text| {
-        let Ok(addr) = text.parse::<IpAddr>() else {
-            v.error(
-                "bgp.next_hop".into(),
-                format!("bad next_hop {text:?}: expected an IPv4 or IPv6 address"),
-            );
+        // The routers send the VIPs' traffic to it: the same checks as a
+        // session's address.
+        let Some(addr) = peer_address(v, "bgp.next_hop".into(), "next_hop", text) else {
             ok = false;
             return None;
         };
@@ -297,6 +301,23 @@ pub(super) fn validate(
         }),
         None => Some(PathBuf::from(DEFAULT_BIRD_SOCKET)),
     };
+
+    // Writing the file replaces whatever is at its path: were it BIRD's
+    // socket, edge could never reach BIRD again.
+    if let (Some(config), Some(socket)) = (&bird_config, &bird_socket)
+        && config == socket
+    {
+        v.error(
+            "bgp.bird.config".into(),
+            format!(
+                "{} is BIRD's control socket (bgp.bird.socket): writing the file would replace \
+                 the socket and cut edge off from BIRD; give another file, such as \
+                 {SUGGESTED_BIRD_CONFIG}",
+                config.display()
+            ),
+        );
+        ok = false;
+    }
 
     if !ok {
         return None;
@@ -590,13 +611,31 @@ fn absolute_path(v: &mut Validator<'_>, path: &str, text: &str, what: &str) -> O
                 if path.ends_with("socket") {
                     DEFAULT_BIRD_SOCKET
                 } else {
-                    "/run/edge/bird.conf"
+                    SUGGESTED_BIRD_CONFIG
                 }
             ),
         );
         return None;
     }
     Some(p.to_path_buf())
+}
+
+/// Warns about a checked `bgp:` section: a BIRD file under edge's private
+/// directory, which BIRD cannot read.
+pub(super) fn warnings(r: &mut Report<'_>, bgp: &BgpConfig) {
+    // edge keeps SOCKET_DIR 0700 (its control sockets live there): BIRD,
+    // which Debian runs as user `bird`, cannot read a file inside it.
+    if bgp.bird_config.starts_with(SOCKET_DIR) {
+        r.warn(
+            "bgp.bird.config".into(),
+            format!(
+                "{} is under {SOCKET_DIR}, which edge keeps private (mode 0700): BIRD, which \
+                 Debian runs as user bird, cannot read it; use a directory BIRD can read, such \
+                 as {SUGGESTED_BIRD_CONFIG}",
+                bgp.bird_config.display()
+            ),
+        );
+    }
 }
 
 /// `IPv4` or `IPv6`, for messages.
@@ -703,8 +742,9 @@ pools:
             b.listener_addresses,
             ["10.77.9.2".parse::<IpAddr>().unwrap()]
         );
-        assert_eq!(b.bird_config, PathBuf::from("/run/edge/bird.conf"));
+        assert_eq!(b.bird_config, PathBuf::from(SUGGESTED_BIRD_CONFIG));
         assert_eq!(b.bird_socket, PathBuf::from(DEFAULT_BIRD_SOCKET));
+        assert!(warned(text).is_empty(), "{:?}", warned(text));
     }
 
     #[test]
@@ -760,7 +800,7 @@ pools:
                 "edge.yaml:22:18: bgp.connect_retry: connect_retry 1.5s is not a whole number of seconds (BIRD counts in seconds)",
                 "edge.yaml:23:20: bgp.listeners[1]: listener \"any\" binds 0.0.0.0:8080, which is not one address BGP can announce: give the listener a specific unicast address (such as 192.0.2.10:8080), or leave it out of bgp.listeners",
                 "edge.yaml:23:25: bgp.listeners[2]: listener \"nope\" is not defined (defined: web, any)",
-                "edge.yaml:24:19: bgp.bird.config: \"bird.conf\" must be an absolute file path (the file edge writes), such as /run/edge/bird.conf",
+                "edge.yaml:24:19: bgp.bird.config: \"bird.conf\" must be an absolute file path (the file edge writes), such as /var/lib/edge/bird.conf",
             ]
         );
     }
@@ -830,6 +870,129 @@ bgp:
                 "edge.yaml:12:15: bgp.listeners[0]: listener \"v6\" binds [fd00:9::2]:80, an IPv6 address, but every neighbor is IPv4: it would never be announced (add an IPv6 neighbor)"
             ]
         );
+    }
+
+    /// The warnings of the `bgp:` section of `yaml`, which must load.
+    fn warned(yaml: &str) -> Vec<String> {
+        let b = parse(yaml, Path::new("edge.yaml")).unwrap().bgp.unwrap();
+        let locations = crate::config::locate::Locations::index(yaml);
+        let mut r = Report::new(&locations);
+        warnings(&mut r, &b);
+        r.diagnostics
+            .iter()
+            .map(|d| d.warning_in(Path::new("edge.yaml")).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_next_hop_must_be_a_usable_unicast_address() {
+        for (next_hop, column, message) in [
+            (
+                "0.0.0.0",
+                13,
+                "next_hop 0.0.0.0 is not a usable unicast address",
+            ),
+            (
+                "224.0.0.5",
+                13,
+                "next_hop 224.0.0.5 is not a usable unicast address",
+            ),
+            (
+                "255.255.255.255",
+                13,
+                "next_hop 255.255.255.255 is not a usable unicast address",
+            ),
+            (
+                "169.254.0.1",
+                13,
+                "next_hop 169.254.0.1 is not a usable unicast address",
+            ),
+            (
+                "10.0.0.11/32",
+                13,
+                "bad next_hop \"10.0.0.11/32\": expected an IPv4 or IPv6 address: give a single \
+                 address, not a prefix",
+            ),
+        ] {
+            let yaml = format!(
+                "{HEAD}bgp:
+  router_id: 10.0.0.11
+  local_as: 65001
+  neighbors: [{{ address: 10.0.0.1, remote_as: 65000 }}]
+  next_hop: '{next_hop}'
+  bird: {{ config: {SUGGESTED_BIRD_CONFIG} }}
+"
+            );
+            let e = errors(&yaml);
+            assert_eq!(e.len(), 1, "{e:?}");
+            let at = format!("edge.yaml:15:{column}: bgp.next_hop: {message}");
+            assert!(e[0].starts_with(&at), "{e:?} does not start with {at}");
+        }
+        let v6 = format!(
+            "{HEAD}bgp:
+  router_id: 10.0.0.11
+  local_as: 65001
+  neighbors: [{{ address: 'fd00::1', remote_as: 65000 }}]
+  next_hop: 'fe80::1'
+  bird: {{ config: {SUGGESTED_BIRD_CONFIG} }}
+"
+        );
+        assert_eq!(
+            errors(&v6),
+            [
+                "edge.yaml:15:13: bgp.next_hop: next_hop fe80::1 is not a usable unicast address: give one the session can reach without naming an interface (no 0.0.0.0, ::, multicast or link-local)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_file_must_not_be_birds_socket() {
+        let given = format!(
+            "{HEAD}bgp:
+  router_id: 10.0.0.11
+  local_as: 65001
+  neighbors: [{{ address: 10.0.0.1, remote_as: 65000 }}]
+  bird:
+    config: /run/bird/bird.ctl
+    socket: /run/bird/bird.ctl
+"
+        );
+        let message = "bgp.bird.config: /run/bird/bird.ctl is BIRD's control socket (bgp.bird.socket): writing the file would replace the socket and cut edge off from BIRD; give another file, such as /var/lib/edge/bird.conf";
+        assert_eq!(errors(&given), [format!("edge.yaml:16:13: {message}")]);
+        // The default socket counts too.
+        let default = format!(
+            "{HEAD}bgp:
+  router_id: 10.0.0.11
+  local_as: 65001
+  neighbors: [{{ address: 10.0.0.1, remote_as: 65000 }}]
+  bird: {{ config: {DEFAULT_BIRD_SOCKET} }}
+"
+        );
+        assert_eq!(errors(&default), [format!("edge.yaml:15:19: {message}")]);
+    }
+
+    #[test]
+    fn a_file_under_edges_private_directory_is_a_warning() {
+        let yaml = format!(
+            "{HEAD}bgp:
+  router_id: 10.0.0.11
+  local_as: 65001
+  neighbors: [{{ address: 10.0.0.1, remote_as: 65000 }}]
+  bird:
+    config: /run/edge/bird.conf
+"
+        );
+        assert_eq!(
+            warned(&yaml),
+            [
+                "edge.yaml:16:13: warning: bgp.bird.config: /run/edge/bird.conf is under /run/edge, which edge keeps private (mode 0700): BIRD, which Debian runs as user bird, cannot read it; use a directory BIRD can read, such as /var/lib/edge/bird.conf"
+            ]
+        );
+        // A warning: the file loads.
+        assert!(parse(&yaml, Path::new("edge.yaml")).is_ok());
+        // A path that only starts with the same letters is elsewhere.
+        let elsewhere = yaml.replace("/run/edge/bird.conf", "/run/edge-bird/bird.conf");
+        assert!(warned(&elsewhere).is_empty());
     }
 
     #[test]

@@ -142,6 +142,9 @@ fn pem(r: &mut Report<'_>, path: String, file: &Path) {
 /// Warns about forwarding loops of a checked `config`: a pool backend that
 /// is one of edge's own listeners.
 pub(super) fn warnings(r: &mut Report<'_>, config: &Config) {
+    if let Some(bgp) = &config.bgp {
+        super::bgp::warnings(r, bgp);
+    }
     for (i, pool) in config.pools.iter().enumerate() {
         for (j, b) in pool.backends.iter().enumerate() {
             let Some((k, l)) = config

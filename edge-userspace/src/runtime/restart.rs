@@ -44,10 +44,18 @@ pub fn fixed_changes(running: &Config, next: &Config) -> Vec<Fixed> {
     if running.access_log != next.access_log {
         fixed("access_log".into(), "the access log's destination");
     }
-    if running.bgp.is_some() != next.bgp.is_some() {
+    match (&running.bgp, &next.bgp) {
+        (Some(a), Some(b)) => {
+            // BIRD would keep reading the old file, routes and all, while
+            // edge wrote the new one: the routes could not be withdrawn.
+            if a.bird_config != b.bird_config || a.bird_socket != b.bird_socket {
+                fixed("bgp.bird".into(), "where BIRD's file and socket are");
+            }
+        }
+        (None, None) => {}
         // The announcer is started with the process; within the section,
-        // every setting is taken by a reload.
-        fixed("bgp".into(), "adding or removing the bgp section");
+        // every other setting is taken by a reload.
+        _ => fixed("bgp".into(), "adding or removing the bgp section"),
     }
     if running.cache != next.cache {
         fixed("cache".into(), "the cache section");
@@ -126,5 +134,46 @@ fn listener_changes(r: &Listener, l: &Listener, path: &str, fixed: &mut impl FnM
             format!("{path}.proxy_protocol.accept_from"),
             "the peers a listener reads PROXY headers from",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use std::path::Path;
+
+    fn config(bgp: &str) -> Config {
+        let text = format!(
+            "listeners: [{{name: a, address: 127.0.0.1:8080, pool: p}}]\n\
+             pools: [{{name: p, backends: [{{address: 127.0.0.1:9000}}]}}]\n{bgp}"
+        );
+        parse(&text, Path::new("edge.yaml")).unwrap()
+    }
+
+    fn bgp(config: &str, hold: &str) -> String {
+        format!(
+            "bgp:\n  router_id: 10.0.0.11\n  local_as: 65001\n  \
+             neighbors: [{{address: 10.0.0.1, remote_as: 65000}}]\n  hold_time: {hold}\n  \
+             bird: {{config: {config}}}\n"
+        )
+    }
+
+    fn paths(a: &Config, b: &Config) -> Vec<String> {
+        fixed_changes(a, b).into_iter().map(|f| f.path).collect()
+    }
+
+    #[test]
+    fn bgp_needs_a_restart_to_come_go_or_move_its_files_only() {
+        let none = config("");
+        let one = config(&bgp("/var/lib/edge/bird.conf", "9s"));
+        assert_eq!(paths(&none, &one), ["bgp"]);
+        assert_eq!(paths(&one, &none), ["bgp"]);
+        // Timers (and neighbours, communities...) are taken by a reload.
+        let timers = config(&bgp("/var/lib/edge/bird.conf", "30s"));
+        assert!(paths(&one, &timers).is_empty());
+        // BIRD would keep reading the old file.
+        let moved = config(&bgp("/var/lib/edge/other.conf", "9s"));
+        assert_eq!(paths(&one, &moved), ["bgp.bird"]);
     }
 }
