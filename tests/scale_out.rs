@@ -14,14 +14,17 @@
 //! back with the first healthy one, and `edge bgp-withdraw` takes a crashed
 //! host's routes back; with a backend removed and a host
 //! drained at once, the second-chance lookup keeps the flows whose slot
-//! moved, and without it they are lost.
+//! moved, and without it they are lost; two hosts sharing one Redis
+//! enforce one rate limit between them.
 
 use anyhow::{Context, Result, bail, ensure};
 use edge_tests::{
     dsr,
     ecmp::{self, EcmpLab, EcmpPlan, HostOptions},
     edge::{self, Edge},
-    http, netns, wait,
+    http, netns,
+    redis::Redis,
+    wait,
 };
 use std::{
     collections::HashMap,
@@ -654,5 +657,65 @@ fn second_chance_keeps_the_flows_whose_slot_moved_when_a_host_leaves() -> Result
     );
     ensure!(taken_on >= 1.0, "the second-chance path was never taken");
     lab.check_daemons()?;
+    Ok(())
+}
+
+/// Requests through the L7 listener's address, spread over both hosts.
+const LIMITED: usize = 40;
+/// The shared limit (per hour, so no window ends during the test).
+const LIMIT: u32 = 10;
+
+#[test]
+fn two_hosts_enforce_one_redis_rate_limit() -> Result<()> {
+    let bin = edge::binary()?;
+    let plan = EcmpPlan {
+        hosts: 2,
+        backends: &["be1"],
+    };
+    let lab = EcmpLab::build(plan, &bin)?;
+    // One Redis on the segment (in the router's namespace), for both.
+    let at = SocketAddr::new(IpAddr::V4(ecmp::router_ip()), 6379);
+    let _redis = Redis::start_at(Some(&lab.router), at)?;
+    let mut tier = Tier::new(&lab)?;
+    let mut opts = HostOptions::all(&plan);
+    opts.l7 = true;
+    opts.shared_limit = Some((at, LIMIT));
+    for i in 0..plan.hosts {
+        tier.start(&lab, i, &opts)?;
+    }
+    lab.wait_paths_to(ecmp::L7_VIP, &[0, 1], DEADLINE)?;
+
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for n in 0..LIMITED {
+        let r = lab
+            .in_client(|| http::get(ecmp::l7_addr(), "/"))
+            .with_context(|| format!("request {n}"))?;
+        *statuses.entry(r.status().unwrap_or(0)).or_default() += 1;
+    }
+    // Each host served some (the router spreads connections by 5-tuple),
+    // and the requests it let through add up to the one limit.
+    let served: Vec<f64> = (0..plan.hosts)
+        .map(|i| {
+            Ok(sum(
+                &scrape(&lab, i)?,
+                "edge_http_requests_total",
+                "listener=\"web7\"",
+            ))
+        })
+        .collect::<Result<_>>()?;
+    eprintln!("{LIMITED} requests: {statuses:?}; per host {served:?}");
+    ensure!(
+        statuses.get(&200).copied() == Some(LIMIT as usize),
+        "{statuses:?}: the hosts let through other than {LIMIT}"
+    );
+    ensure!(
+        statuses.get(&429).copied() == Some(LIMITED - LIMIT as usize),
+        "{statuses:?}"
+    );
+    ensure!(
+        served.iter().all(|n| *n > 0.0),
+        "a host served nothing: {served:?}"
+    );
+    drop(tier);
     Ok(())
 }

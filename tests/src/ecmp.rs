@@ -94,6 +94,10 @@ pub struct HostOptions {
     /// An L7 listener on [`L7_VIP`]:[`L7_PORT`] proxying to the backends,
     /// its address announced too.
     pub l7: bool,
+    /// With `l7`: one rate limit of this many requests an hour on the
+    /// listener's route, counted in the Redis at this address (shared by
+    /// every host).
+    pub shared_limit: Option<(SocketAddr, u32)>,
 }
 
 impl HostOptions {
@@ -105,6 +109,7 @@ impl HostOptions {
             second_chance: "60s".into(),
             health_interval: Some("200ms".into()),
             l7: false,
+            shared_limit: None,
         }
     }
 }
@@ -385,10 +390,25 @@ impl EcmpLab {
                 .iter()
                 .map(|b| format!("      - address: {}:{PORT}\n", backend_ip(*b)))
                 .collect();
+            let (target, gateway) = match opts.shared_limit {
+                Some((redis, limit)) => (
+                    format!(
+                        "\n    routes:\n      - name: shared\n        \
+                         match: {{path: {{prefix: /}}}}\n        proxy: {{pool: web7}}\n        \
+                         policies: {{rate_limits: [{{name: shared, key: route, limit: {limit}, \
+                         window: 1h, store: redis}}]}}\n"
+                    ),
+                    format!(
+                        "gateway:\n  redis: {{url: 'redis://{redis}', timeout: 500ms, \
+                         on_error: closed}}\n"
+                    ),
+                ),
+                None => ("\n    pool: web7\n".to_string(), String::new()),
+            };
             (
                 format!(
-                    "listeners:\n  - name: web7\n    address: {}\n    pool: web7\n\
-                     pools:\n  - name: web7\n    backends:\n{pool}",
+                    "listeners:\n  - name: web7\n    address: {}{target}\
+                     pools:\n  - name: web7\n    backends:\n{pool}{gateway}",
                     l7_addr()
                 ),
                 "  listeners: [web7]\n",
