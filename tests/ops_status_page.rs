@@ -143,9 +143,16 @@ pools:
         .context("/api/status is not JSON")?;
     let shown = browser.execute(
         "return [document.getElementById('generation').textContent.trim(),
-                 [...document.querySelectorAll('tr.listener')].map((r) => r.textContent)];",
+                 [...document.querySelectorAll('tr.listener')].map((r) => r.textContent),
+                 document.getElementById('bgp').textContent.trim()];",
         &[],
     )?;
+    // No bgp section: the BGP panel says so.
+    ensure!(
+        shown[2].as_str() == Some("No bgp section: nothing is announced."),
+        "the BGP panel shows {}",
+        shown[2]
+    );
     ensure!(
         shown[0].as_str() == Some(api["generation"].to_string().as_str()),
         "the page shows generation {} where /api/status says {}",
