@@ -14,14 +14,14 @@ use anyhow::{Context, Result, bail, ensure};
 use edge_tests::{
     dsr::{self, DsrLab, DsrPlan, EDGE_IFACE, HealthCheck},
     edge::{self, Edge},
-    http, netns,
+    http::{self, KeptAlive},
+    netns,
     process::{Adopted, upgraded_pid},
     wait,
 };
 use std::{
     collections::HashMap,
-    io::{BufReader, Write},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
@@ -76,44 +76,6 @@ fn spread(client: &str, vip: SocketAddr, n: usize) -> Result<HashMap<String, usi
         *counts.entry(b).or_insert(0) += 1;
     }
     Ok(counts)
-}
-
-/// A keep-alive connection to the VIP, made in the client's namespace.
-struct KeptAlive {
-    reader: BufReader<TcpStream>,
-    backend: String,
-}
-
-impl KeptAlive {
-    fn open(client: &str) -> Result<Self> {
-        let vip = PLAN.vip_addr();
-        let stream = netns::run_in(client, move || {
-            TcpStream::connect_timeout(&vip, Duration::from_secs(5))
-                .with_context(|| format!("connecting to {vip}"))
-        })?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut this = Self {
-            reader: BufReader::new(stream),
-            backend: String::new(),
-        };
-        this.backend = this.request()?;
-        Ok(this)
-    }
-
-    /// One request on this connection; the backend that answered.
-    fn request(&mut self) -> Result<String> {
-        let vip: SocketAddr = PLAN.vip_addr();
-        let req = format!("GET /kept HTTP/1.1\r\nHost: {vip}\r\n\r\n");
-        self.reader.get_mut().write_all(req.as_bytes())?;
-        let resp = http::read_message(&mut self.reader)?
-            .context("the connection closed without a response")?;
-        if resp.status() != Some(200) {
-            bail!("status {:?}", resp.status());
-        }
-        resp.header("x-backend")
-            .map(str::to_string)
-            .context("no X-Backend header")
-    }
 }
 
 fn scrape(client: &str) -> Result<String> {
@@ -222,7 +184,7 @@ fn dsr_balances_removes_a_dead_backend_and_keeps_live_connections() -> Result<()
             {
                 break;
             }
-            kept.push(KeptAlive::open(&client)?);
+            kept.push(KeptAlive::open(&client, PLAN.vip_addr())?);
         }
         for b in PLAN.backends {
             ensure!(
@@ -394,7 +356,7 @@ fn reloads_add_drain_and_remove_backends_without_breaking_a_flow() -> Result<()>
             {
                 break;
             }
-            kept.push(KeptAlive::open(&client)?);
+            kept.push(KeptAlive::open(&client, PLAN.vip_addr())?);
         }
         ensure!(
             ["be1", "be2"]
@@ -581,7 +543,7 @@ fn restarts_and_upgrades_keep_every_flow_and_unload_removes_what_is_pinned() -> 
             {
                 break;
             }
-            kept.push(KeptAlive::open(&client)?);
+            kept.push(KeptAlive::open(&client, PLAN.vip_addr())?);
         }
         ensure!(
             PLAN.backends
@@ -765,7 +727,7 @@ fn source_hashed_flows_stay_put_when_the_table_changes() -> Result<()> {
             .collect();
         wait_all_healthy(&client, "web", &ips)?;
         let mut kept: Vec<KeptAlive> = (0..4)
-            .map(|_| KeptAlive::open(&client))
+            .map(|_| KeptAlive::open(&client, PLAN.vip_addr()))
             .collect::<Result<_>>()?;
         let owner = kept[0].backend.clone();
         ensure!(
@@ -799,7 +761,7 @@ fn source_hashed_flows_stay_put_when_the_table_changes() -> Result<()> {
             );
         }
         // A new connection opened now stays on the new backend too.
-        let mut after = KeptAlive::open(&client)?;
+        let mut after = KeptAlive::open(&client, PLAN.vip_addr())?;
         ensure!(after.backend == moved, "the client's new flows split");
         ensure!(after.request()? == moved);
         for k in kept.iter_mut() {

@@ -22,14 +22,14 @@ use edge_tests::{
     dsr,
     ecmp::{self, EcmpLab, EcmpPlan, HostOptions},
     edge::{self, Edge},
-    http, netns,
+    http::{self, KeptAlive},
+    netns,
     redis::Redis,
     wait,
 };
 use std::{
     collections::HashMap,
-    io::{BufReader, Write},
-    net::{IpAddr, SocketAddr, TcpStream},
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -210,49 +210,6 @@ fn one_request(client: &str) -> Result<String> {
         .context("no X-Backend header")
 }
 
-/// A keep-alive connection to the VIP, made in the client's namespace.
-struct KeptAlive {
-    reader: BufReader<TcpStream>,
-    backend: String,
-}
-
-impl KeptAlive {
-    fn open(client: &str) -> Result<Self> {
-        let vip = ecmp::vip_addr();
-        let stream = netns::run_in(client, move || {
-            TcpStream::connect_timeout(&vip, Duration::from_secs(5))
-                .with_context(|| format!("connecting to {vip}"))
-        })?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut this = Self {
-            reader: BufReader::new(stream),
-            backend: String::new(),
-        };
-        this.backend = this.request()?;
-        Ok(this)
-    }
-
-    /// One request on this connection; the backend that answered.
-    fn request(&mut self) -> Result<String> {
-        let vip: SocketAddr = ecmp::vip_addr();
-        let req = format!("GET /kept HTTP/1.1\r\nHost: {vip}\r\n\r\n");
-        self.reader.get_mut().write_all(req.as_bytes())?;
-        let resp = http::read_message(&mut self.reader)?
-            .context("the connection closed without a response")?;
-        if resp.status() != Some(200) {
-            bail!("status {:?}", resp.status());
-        }
-        resp.header("x-backend")
-            .map(str::to_string)
-            .context("no X-Backend header")
-    }
-
-    /// Whether the connection still works and reaches the same backend.
-    fn still_on_its_backend(&mut self) -> bool {
-        matches!(self.request(), Ok(b) if b == self.backend)
-    }
-}
-
 /// Connections that succeeded, and why the others failed.
 type Tally = (usize, Vec<String>);
 
@@ -403,7 +360,7 @@ fn ecmp_spreads_flows_and_a_drained_host_hands_them_over_without_loss() -> Resul
     // Long-lived connections, and a stream of new ones, while host 0 is
     // drained and stops.
     let mut kept = (0..KEPT)
-        .map(|_| KeptAlive::open(&lab.client))
+        .map(|_| KeptAlive::open(&lab.client, ecmp::vip_addr()))
         .collect::<Result<Vec<_>>>()?;
     let misses_before = lru_misses(&lab, 1)?;
     let stream = Stream::start(&lab.client);
@@ -567,7 +524,7 @@ fn remove_a_backend_and_a_host(
     }
     lab.wait_paths(&[0, 1], DEADLINE)?;
     let mut conns = (0..FLOWS)
-        .map(|_| KeptAlive::open(&lab.client))
+        .map(|_| KeptAlive::open(&lab.client, ecmp::vip_addr()))
         .collect::<Result<Vec<_>>>()?;
 
     // Backend 3 leaves the configuration of both hosts.

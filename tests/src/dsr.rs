@@ -457,26 +457,7 @@ impl DsrLab {
         log: &str,
     ) -> Result<Process> {
         let log = self.logs.path().join(format!("{log}.log"));
-        let mut args = vec!["decap", "--iface", iface, "--mode", "native"];
-        for s in sources {
-            args.extend(["--source", s.as_str()]);
-        }
-        let mut p = Process::spawn(
-            &format!("edge decap in {ns}"),
-            Some(ns),
-            edge_bin,
-            &args,
-            &log,
-        )?;
-        wait::until(
-            &format!("edge decap to attach on {ns}/{iface}"),
-            ATTACH_TIMEOUT,
-            || {
-                p.check_running()?;
-                Ok(self.lab.xdp_mode(Some(ns), iface)?.map(|_| ()))
-            },
-        )?;
-        Ok(p)
+        start_decap(&self.lab, edge_bin, ns, iface, sources, &log)
     }
 
     /// Stops backend `i`'s decapsulator (SIGTERM; it detaches).
@@ -525,6 +506,40 @@ impl DsrLab {
             if on { "1" } else { "0" },
         )
     }
+}
+
+/// Runs `<edge_bin> decap` on `ns`/`iface` (native mode) accepting outer
+/// sources `sources`, logging to `log`, and waits until it has attached.
+/// Accepting only a source that never occurs makes it an XDP program that
+/// passes everything (see [`DsrLab::start_decaps`]).
+pub fn start_decap(
+    lab: &Lab,
+    edge_bin: &Path,
+    ns: &str,
+    iface: &str,
+    sources: &[String],
+    log: &Path,
+) -> Result<Process> {
+    let mut args = vec!["decap", "--iface", iface, "--mode", "native"];
+    for s in sources {
+        args.extend(["--source", s.as_str()]);
+    }
+    let mut p = Process::spawn(
+        &format!("edge decap in {ns}"),
+        Some(ns),
+        edge_bin,
+        &args,
+        log,
+    )?;
+    wait::until(
+        &format!("edge decap to attach on {ns}/{iface}"),
+        ATTACH_TIMEOUT,
+        || {
+            p.check_running()?;
+            Ok(lab.xdp_mode(Some(ns), iface)?.map(|_| ()))
+        },
+    )?;
+    Ok(p)
 }
 
 fn set_mtu(ns: &str, iface: &str) -> Result<()> {

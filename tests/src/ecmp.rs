@@ -616,26 +616,7 @@ impl EcmpLab {
         log: &str,
     ) -> Result<Process> {
         let log = self.dir.path().join(format!("{log}.log"));
-        let mut args = vec!["decap", "--iface", iface, "--mode", "native"];
-        for s in sources {
-            args.extend(["--source", s.as_str()]);
-        }
-        let mut p = Process::spawn(
-            &format!("edge decap in {ns}"),
-            Some(ns),
-            edge_bin,
-            &args,
-            &log,
-        )?;
-        wait::until(
-            &format!("edge decap to attach on {ns}/{iface}"),
-            START_TIMEOUT,
-            || {
-                p.check_running()?;
-                Ok(self.lab.xdp_mode(Some(ns), iface)?.map(|_| ()))
-            },
-        )?;
-        Ok(p)
+        crate::dsr::start_decap(&self.lab, edge_bin, ns, iface, sources, &log)
     }
 }
 

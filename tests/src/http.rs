@@ -175,3 +175,50 @@ fn read_head<R: BufRead>(r: &mut R) -> Result<Option<Message>> {
     }
     Ok(Some(msg))
 }
+
+/// A keep-alive connection to `addr` made in a namespace, through which
+/// requests go one after another; each answer names its backend in
+/// `X-Backend` (as the test backends do).
+pub struct KeptAlive {
+    reader: BufReader<TcpStream>,
+    addr: SocketAddr,
+    /// The backend that answered the first request.
+    pub backend: String,
+}
+
+impl KeptAlive {
+    /// Connects to `addr` from namespace `ns` and makes a first request.
+    pub fn open(ns: &str, addr: SocketAddr) -> Result<Self> {
+        let stream = crate::netns::run_in(ns, move || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .with_context(|| format!("connecting to {addr}"))
+        })?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut this = Self {
+            reader: BufReader::new(stream),
+            addr,
+            backend: String::new(),
+        };
+        this.backend = this.request()?;
+        Ok(this)
+    }
+
+    /// One request on this connection; the backend that answered.
+    pub fn request(&mut self) -> Result<String> {
+        let req = format!("GET /kept HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        self.reader.get_mut().write_all(req.as_bytes())?;
+        let resp =
+            read_message(&mut self.reader)?.context("the connection closed without a response")?;
+        if resp.status() != Some(200) {
+            bail!("status {:?}", resp.status());
+        }
+        resp.header("x-backend")
+            .map(str::to_string)
+            .context("no X-Backend header")
+    }
+
+    /// Whether the connection still works and reaches the same backend.
+    pub fn still_on_its_backend(&mut self) -> bool {
+        matches!(self.request(), Ok(b) if b == self.backend)
+    }
+}
