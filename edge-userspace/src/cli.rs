@@ -480,8 +480,8 @@ fn upgrade(
     Ok(())
 }
 
-/// Removes what `edge run --config path` pinned: its links (so the program
-/// leaves the interfaces) and its maps.
+/// `edge bgp-withdraw`: BIRD's file without routes, read by BIRD, unless
+/// an edge runs `path` (or `force`).
 fn bgp_withdraw(path: &std::path::Path, force: bool) -> Result<()> {
     let socket = crate::runtime::control::socket_for(path)?;
     // A running edge owns the file (an upgrade's new process, say): its
@@ -517,6 +517,8 @@ fn bgp_withdraw(path: &std::path::Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Removes what `edge run --config path` pinned: its links (so the program
+/// leaves the interfaces) and its maps.
 fn unload_daemon(path: &std::path::Path, bpffs: Option<PathBuf>, force: bool) -> Result<()> {
     let socket = crate::runtime::control::socket_for(path)?;
     if !force

@@ -85,6 +85,9 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     // Filled once edge is ready to serve (see `start_bgp`); the admin API
     // and the stop read it from the start.
     let announcer: Arc<OnceLock<Arc<crate::bgp::Announcer>>> = Arc::new(OnceLock::new());
+    // Closed by a stop or a hand-over: an announcer that has not started
+    // by then never does (see `start_bgp`).
+    let bgp_closed = Arc::new(Mutex::new(false));
     // The kernel's tables and program are taken over now, or, in an
     // upgrade, once the running edge has handed over and stopped writing
     // them (nothing is written before: an upgrade that fails leaves the
@@ -202,7 +205,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
         // From the hand-over on, the new process owns the kernel's tables
         // and the configuration: this one writes neither.
         let (l4, reloader) = (Arc::clone(&l4_reload), Arc::clone(&reloader));
-        let announcer = Arc::clone(&announcer);
+        let (announcer, closed) = (Arc::clone(&announcer), Arc::clone(&bgp_closed));
         handover.on_begin(Box::new(move || {
             reloader.retire();
             if let Some(l4) = l4.get() {
@@ -210,6 +213,7 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
             }
             // The new process announces in turn; two writers of BIRD's
             // file could leave the older one's routes in it.
+            *closed.lock().unwrap_or_else(PoisonError::into_inner) = true;
             if let Some(a) = announcer.get() {
                 a.freeze();
             }
@@ -226,7 +230,11 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     let phases = server.watch_execution_phase();
     let mut watch = crate::drain::Watch::new(grace, Box::new(last_steps), phases, start_upgrade);
     if config.bgp.is_some() {
-        watch = watch.with_before_stop(withdraw_before_stop(&announcer, control_rt.handle()));
+        watch = watch.with_before_stop(withdraw_before_stop(
+            &announcer,
+            &bgp_closed,
+            control_rt.handle(),
+        ));
     }
     if upgrade {
         tracing::info!("waiting for the running edge's listening sockets");
@@ -254,7 +262,14 @@ pub fn run(path: &Path, upgrade: bool) -> Result<()> {
     serve_control(&control_rt, &reloader, &handover, path);
     // Announced only now: the kernel's tables are this process's and the
     // listeners are about to be served.
-    let start_announcing = start_bgp(&config, &control_rt, &l4_reload, &reloader, &announcer);
+    let start_announcing = start_bgp(
+        &config,
+        &control_rt,
+        &l4_reload,
+        &reloader,
+        &announcer,
+        &bgp_closed,
+    );
     tell_when_ready(&control_rt, &config, upgrade, start_announcing);
     tracing::info!("edge running; SIGTERM drains, SIGINT stops, a second signal stops at once");
     server.run(RunArgs {
@@ -278,6 +293,7 @@ fn start_bgp(
     l4_reload: &Arc<OnceLock<crate::l4::L4Reload>>,
     reloader: &Arc<Reloader>,
     slot: &Arc<OnceLock<Arc<crate::bgp::Announcer>>>,
+    closed: &Arc<Mutex<bool>>,
 ) -> Option<OnReady> {
     config.bgp.as_ref()?;
     {
@@ -295,13 +311,21 @@ fn start_bgp(
             }
         }));
     }
-    let (l4, reloader, slot) = (
+    let (l4, reloader, slot, closed) = (
         Arc::clone(l4_reload),
         Arc::clone(reloader),
         Arc::clone(slot),
+        Arc::clone(closed),
     );
     let rt = control_rt.handle().clone();
     Some(Box::new(move || {
+        // Held while the announcer starts: a stop or a hand-over either
+        // came first (nothing starts) or finds it started.
+        let closed = closed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *closed {
+            tracing::info!("a stop or a hand-over came before edge was ready: not announcing");
+            return;
+        }
         let Some(bgp) = reloader.view().config.bgp.clone() else {
             return;
         };
@@ -312,7 +336,16 @@ fn start_bgp(
                 .map(|l| l.controller().announceable())
                 .unwrap_or_default()
         });
-        let _ = slot.set(crate::bgp::Announcer::start(bgp, &rt, vips));
+        let announcer = crate::bgp::Announcer::start(bgp.clone(), &rt, vips);
+        let _ = slot.set(Arc::clone(&announcer));
+        drop(closed);
+        // A reload between reading the section and filling the slot found
+        // no announcer to tell.
+        if let Some(now) = reloader.view().config.bgp.clone()
+            && now != bgp
+        {
+            announcer.update(now);
+        }
         tracing::info!("BGP announcer started: the L4 VIPs with a usable backend are announced");
     }))
 }
@@ -324,11 +357,17 @@ type OnReady = Box<dyn FnOnce() + Send>;
 /// most `deadline`, on the control runtime (where the announcer runs).
 fn withdraw_before_stop(
     slot: &Arc<OnceLock<Arc<crate::bgp::Announcer>>>,
+    closed: &Arc<Mutex<bool>>,
     control: &tokio::runtime::Handle,
 ) -> crate::drain::BeforeStop {
-    let (slot, control) = (Arc::clone(slot), control.clone());
+    let (slot, closed, control) = (Arc::clone(slot), Arc::clone(closed), control.clone());
     Arc::new(move |deadline: Duration| -> crate::drain::StepFuture {
-        let announcer = slot.get().cloned();
+        // An announcer not started yet never will be.
+        let announcer = {
+            let mut closed = closed.lock().unwrap_or_else(PoisonError::into_inner);
+            *closed = true;
+            slot.get().cloned()
+        };
         let control = control.clone();
         Box::pin(async move {
             // A stop before edge was ready: nothing was announced.

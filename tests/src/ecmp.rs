@@ -250,6 +250,7 @@ impl EcmpLab {
             // BGP: on lo, and never answered for on the segment.
             lab.addr(&ns, "lo", &format!("{L7_VIP}/32"))?;
             sysctl(&ns, "net.ipv4.conf.all.arp_ignore", "1")?;
+            sysctl(&ns, "net.ipv4.conf.all.arp_announce", "2")?;
             ip(&[
                 "-n",
                 &ns,
@@ -399,7 +400,7 @@ impl EcmpLab {
                          window: 1h, store: redis}}]}}\n"
                     ),
                     format!(
-                        "gateway:\n  redis: {{url: 'redis://{redis}', timeout: 500ms, \
+                        "gateway:\n  redis: {{url: 'redis://{redis}', timeout: 3s, \
                          on_error: closed}}\n"
                     ),
                 ),

@@ -746,6 +746,13 @@ impl Admin {
             ?deadline,
             "host drain: withdrawing every BGP route"
         );
+        if announcer.status().frozen {
+            self.host_draining.store(false, Ordering::SeqCst);
+            return json_error(
+                StatusCode::CONFLICT,
+                "this edge has handed over to a new process, which announces: drain that one",
+            );
+        }
         if let Err(e) = announcer.withdraw_all(HOST_WITHDRAW_DEADLINE).await {
             // Another drain may try again; the host announces nothing
             // meanwhile (the announcer keeps it drained).

@@ -161,9 +161,35 @@ impl Announcer {
     }
 
     /// A reload's new `bgp:` section (takes effect on the next pass, at
-    /// once).
+    /// once). When it moves BIRD's file or socket, the old file is
+    /// rewritten without routes and the old socket told to read it, so
+    /// that BIRD does not go on announcing what the old file held.
     pub fn update(&self, cfg: BgpConfig) {
-        *self.shared.cfg.lock() = cfg;
+        let old = std::mem::replace(&mut *self.shared.cfg.lock(), cfg.clone());
+        if old.bird_config != cfg.bird_config || old.bird_socket != cfg.bird_socket {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        match withdraw_once(&old).await {
+                            Ok(()) => tracing::info!(
+                                file = %old.bird_config.display(),
+                                "BGP: BIRD's file moved; the old one holds no route now"
+                            ),
+                            Err(e) => tracing::warn!(
+                                file = %old.bird_config.display(),
+                                "BGP: BIRD's file moved, and withdrawing through the old one \
+                                 failed: {e}; if a BIRD still reads it, run `birdc configure` \
+                                 there"
+                            ),
+                        }
+                    });
+                }
+                Err(_) => tracing::warn!(
+                    file = %old.bird_config.display(),
+                    "BGP: BIRD's file moved; the old one was left as it was"
+                ),
+            }
+        }
         self.shared.wake.notify_one();
     }
 
@@ -469,6 +495,10 @@ fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
             .recursive(true)
             .mode(0o755)
             .create(dir)?;
+        // The mode above is masked by the umask (the unit's is 0077), and
+        // BIRD, as its own user, must get through the directory.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     }
     // The process id keeps an old and a new edge (during an upgrade) off
     // each other's temporary file; one left by a task stopped mid-write
@@ -660,6 +690,40 @@ mod tests {
         assert!(a.status().announced.is_empty());
         // A second drain resolves at once.
         a.withdraw_all(Duration::from_millis(500)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn moving_birds_file_withdraws_through_the_old_one() {
+        let (old_bird, new_bird) = (
+            start(Script::Answer(RECONFIGURED)),
+            start(Script::Answer(RECONFIGURED)),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let old = cfg(dir.path(), &old_bird.socket);
+        let old_file = old.bird_config.clone();
+        let source: VipSource = Arc::new(|| vec![IpAddr::from([10, 77, 9, 1])]);
+        let a = Announcer::start(old.clone(), &tokio::runtime::Handle::current(), source);
+        eventually(|| a.status().announced.len() == 2).await;
+        assert!(
+            std::fs::read_to_string(&old_file)
+                .unwrap()
+                .contains("route ")
+        );
+
+        let mut moved = old.clone();
+        moved.bird_config = dir.path().join("elsewhere").join("bird.conf");
+        moved.bird_socket = new_bird.socket.clone();
+        a.update(moved.clone());
+        // The new file announces; the old one is emptied and its BIRD
+        // told to read it.
+        eventually(|| {
+            std::fs::read_to_string(&moved.bird_config).is_ok_and(|t| t.contains("route "))
+        })
+        .await;
+        eventually(|| old_bird.commands.lock().len() == 2).await;
+        let text = std::fs::read_to_string(&old_file).unwrap();
+        assert!(!text.contains("route "), "{text}");
+        assert_eq!(new_bird.commands.lock().len(), 1);
     }
 
     #[tokio::test]

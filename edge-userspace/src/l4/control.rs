@@ -301,6 +301,16 @@ impl Controller {
             // something else keeps the previous table the kernel still
             // consults (second chance) and costs no table write.
             if assigned.services.contains_key(&svc.key) && unchanged(&maps, &st, svc, written)? {
+                // Second chance turned off: the previous table it names
+                // is not consulted any more.
+                if cfg.second_chance.is_zero()
+                    && let Some(cleared) = maps
+                        .vip(&svc.key)?
+                        .as_ref()
+                        .and_then(plan::without_previous)
+                {
+                    maps.set_vip(&svc.key, &cleared)?;
+                }
                 continue;
             }
             // A service new to the maps has no previous table: its other
@@ -523,6 +533,11 @@ impl Controller {
         let Some(mut maps) = self.maps_to_write() else {
             return Ok(());
         };
+        // A service whose VIP is not in the maps (a reload that failed
+        // after removing it) is not brought back by a health change.
+        if maps.vip(&svc.key)?.is_none() {
+            return Ok(());
+        }
         let ring = live_ring(st, &svc);
         let written = Written::of(&svc, &ring);
         if unchanged(&maps, st, &svc, written)? {

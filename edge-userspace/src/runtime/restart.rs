@@ -44,18 +44,11 @@ pub fn fixed_changes(running: &Config, next: &Config) -> Vec<Fixed> {
     if running.access_log != next.access_log {
         fixed("access_log".into(), "the access log's destination");
     }
-    match (&running.bgp, &next.bgp) {
-        (Some(a), Some(b)) => {
-            // BIRD would keep reading the old file, routes and all, while
-            // edge wrote the new one: the routes could not be withdrawn.
-            if a.bird_config != b.bird_config || a.bird_socket != b.bird_socket {
-                fixed("bgp.bird".into(), "where BIRD's file and socket are");
-            }
-        }
-        (None, None) => {}
-        // The announcer is started with the process; within the section,
-        // every other setting is taken by a reload.
-        _ => fixed("bgp".into(), "adding or removing the bgp section"),
+    // The announcer is started with the process; within the section,
+    // every setting is taken by a reload (moving BIRD's file withdraws
+    // through the old one first).
+    if running.bgp.is_some() != next.bgp.is_some() {
+        fixed("bgp".into(), "adding or removing the bgp section");
     }
     if running.cache != next.cache {
         fixed("cache".into(), "the cache section");
@@ -164,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn bgp_needs_a_restart_to_come_go_or_move_its_files_only() {
+    fn bgp_needs_a_restart_only_to_come_or_go() {
         let none = config("");
         let one = config(&bgp("/var/lib/edge/bird.conf", "9s"));
         assert_eq!(paths(&none, &one), ["bgp"]);
@@ -172,8 +165,9 @@ mod tests {
         // Timers (and neighbours, communities...) are taken by a reload.
         let timers = config(&bgp("/var/lib/edge/bird.conf", "30s"));
         assert!(paths(&one, &timers).is_empty());
-        // BIRD would keep reading the old file.
+        // So is moving BIRD's file (the announcer withdraws through the
+        // old one).
         let moved = config(&bgp("/var/lib/edge/other.conf", "9s"));
-        assert_eq!(paths(&one, &moved), ["bgp.bird"]);
+        assert!(paths(&one, &moved).is_empty());
     }
 }
