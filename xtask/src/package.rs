@@ -15,6 +15,9 @@ use std::{
 
 /// The unit as shipped, relative to the workspace root.
 const UNIT: &str = "config/systemd/edge.service";
+/// The drop-in for a configuration with a `bgp` section (not installed:
+/// see its comments), checked with the unit.
+const BGP_DROP_IN: &str = "config/systemd/edge-bgp.conf";
 /// Where the shipped unit expects edge (the Debian package's path).
 const SHIPPED_BIN: &str = "/usr/bin/edge";
 /// The configuration installed when there is none: the L7 proxy on
@@ -227,6 +230,14 @@ fn verify_unit(root: &Path, bin: &Path) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("edge-unit.").tempdir()?;
     let unit = dir.path().join(UNIT_NAME);
     fs::write(&unit, unit_text(root, bin)?)?;
+    // The BGP drop-in beside it, read with the unit (its own errors name
+    // `edge.service.d/bgp.conf`).
+    let drop_ins = dir.path().join(format!("{UNIT_NAME}.d"));
+    fs::create_dir(&drop_ins)?;
+    fs::write(
+        drop_ins.join("bgp.conf"),
+        exec_lines_running(root, BGP_DROP_IN, bin, 1)?,
+    )?;
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg("--man=no")
@@ -495,7 +506,13 @@ fn host_status() -> String {
 
 /// The unit with its Exec lines running `bin` instead of /usr/bin/edge.
 fn unit_text(root: &Path, bin: &Path) -> Result<String> {
-    let text = fs::read_to_string(root.join(UNIT)).with_context(|| format!("reading {UNIT}"))?;
+    exec_lines_running(root, UNIT, bin, 3)
+}
+
+/// The systemd file at `file` (in the repository) with its Exec lines
+/// running `bin` instead of /usr/bin/edge; it must have at least `execs`.
+fn exec_lines_running(root: &Path, file: &str, bin: &Path, execs: usize) -> Result<String> {
+    let text = fs::read_to_string(root.join(file)).with_context(|| format!("reading {file}"))?;
     let bin = bin.to_str().context("edge's path is not UTF-8")?;
     ensure!(
         !bin.contains(char::is_whitespace),
@@ -513,8 +530,8 @@ fn unit_text(root: &Path, bin: &Path) -> Result<String> {
         out.push('\n');
     }
     ensure!(
-        rewritten >= 3,
-        "{UNIT}: expected ExecStartPre, ExecStart and ExecReload to run {SHIPPED_BIN}"
+        rewritten >= execs,
+        "{file}: expected {execs} Exec lines or more to run {SHIPPED_BIN}, found {rewritten}"
     );
     Ok(out)
 }
