@@ -240,26 +240,17 @@ impl EcmpLab {
         let mut hosts = Vec::new();
         for i in 0..plan.hosts {
             let ns = lab.host(&format!("h{i}"))?;
-            let port = format!("s-h{i}");
-            lab.link(&ns, HOST_IFACE, &switch, &port)?;
-            lab.enslave(&switch, &port, "br0")?;
-            set_mtu(&ns, HOST_IFACE)?;
-            set_mtu(&switch, &port)?;
-            lab.addr(&ns, HOST_IFACE, &format!("{}/24", host_ip(i)))?;
-            // The L7 listener's address, which the router reaches through
-            // BGP: on lo, and never answered for on the segment.
-            lab.addr(&ns, "lo", &format!("{L7_VIP}/32"))?;
-            sysctl(&ns, "net.ipv4.conf.all.arp_ignore", "1")?;
-            sysctl(&ns, "net.ipv4.conf.all.arp_announce", "2")?;
-            ip(&[
-                "-n",
+            join_segment(
+                &lab,
+                &switch,
                 &ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &router_ip().to_string(),
-            ])?;
+                HOST_IFACE,
+                &format!("s-h{i}"),
+                host_ip(i),
+            )?;
+            // The L7 listener's address, which the router reaches through
+            // BGP.
+            hold_on_lo(&lab, &ns, L7_VIP)?;
             for key in ["all", HOST_IFACE] {
                 sysctl(&ns, &format!("net.ipv4.conf.{key}.send_redirects"), "0")?;
                 sysctl(&ns, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
@@ -271,27 +262,18 @@ impl EcmpLab {
         let mut backends = Vec::new();
         for (i, name) in plan.backends.iter().enumerate() {
             let ns = lab.host(name)?;
-            let port = format!("s-b{i}");
-            lab.link(&ns, BACKEND_IFACE, &switch, &port)?;
-            lab.enslave(&switch, &port, "br0")?;
-            set_mtu(&ns, BACKEND_IFACE)?;
-            set_mtu(&switch, &port)?;
-            lab.addr(&ns, BACKEND_IFACE, &format!("{}/24", backend_ip(i)))?;
-            lab.addr(&ns, "lo", &format!("{VIP}/32"))?;
-            sysctl(&ns, "net.ipv4.conf.all.arp_ignore", "1")?;
-            sysctl(&ns, "net.ipv4.conf.all.arp_announce", "2")?;
+            join_segment(
+                &lab,
+                &switch,
+                &ns,
+                BACKEND_IFACE,
+                &format!("s-b{i}"),
+                backend_ip(i),
+            )?;
+            hold_on_lo(&lab, &ns, VIP)?;
             for key in ["all", "lo", BACKEND_IFACE] {
                 sysctl(&ns, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
             }
-            ip(&[
-                "-n",
-                &ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &router_ip().to_string(),
-            ])?;
             let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT);
             backends.push(Some(Backend::start(name, Some(&ns), any)?));
             backend_ns.push(ns);
@@ -619,6 +601,43 @@ impl EcmpLab {
         let log = self.dir.path().join(format!("{log}.log"));
         crate::dsr::start_decap(&self.lab, edge_bin, ns, iface, sources, &log)
     }
+}
+
+/// Puts `ns` on the segment: veth `iface` to the switch's `port` (in the
+/// bridge), the segment's MTU on both ends, `addr`/24 on `iface`, and a
+/// default route through the router.
+fn join_segment(
+    lab: &Lab,
+    switch: &str,
+    ns: &str,
+    iface: &str,
+    port: &str,
+    addr: Ipv4Addr,
+) -> Result<()> {
+    lab.link(ns, iface, switch, port)?;
+    lab.enslave(switch, port, "br0")?;
+    set_mtu(ns, iface)?;
+    set_mtu(switch, port)?;
+    lab.addr(ns, iface, &format!("{addr}/24"))?;
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        &router_ip().to_string(),
+    ])?;
+    Ok(())
+}
+
+/// Gives `ns` the shared address `addr` on `lo`, never answered for nor
+/// announced on the segment (the router reaches it through BGP, or edge
+/// through its tunnel).
+fn hold_on_lo(lab: &Lab, ns: &str, addr: Ipv4Addr) -> Result<()> {
+    lab.addr(ns, "lo", &format!("{addr}/32"))?;
+    sysctl(ns, "net.ipv4.conf.all.arp_ignore", "1")?;
+    sysctl(ns, "net.ipv4.conf.all.arp_announce", "2")
 }
 
 fn set_mtu(ns: &str, iface: &str) -> Result<()> {

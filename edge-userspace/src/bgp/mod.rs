@@ -627,6 +627,18 @@ mod tests {
         }
     }
 
+    /// A VIP source the test changes: what it holds is what is wanted.
+    fn vip_source(initial: &[[u8; 4]]) -> (Arc<Mutex<Vec<IpAddr>>>, VipSource) {
+        let vips = Arc::new(Mutex::new(
+            initial.iter().map(|a| IpAddr::from(*a)).collect::<Vec<_>>(),
+        ));
+        let source: VipSource = {
+            let vips = Arc::clone(&vips);
+            Arc::new(move || vips.lock().clone())
+        };
+        (vips, source)
+    }
+
     /// Waits (up to 5 s) for `check` to hold.
     async fn eventually(mut check: impl FnMut() -> bool) {
         let until = Instant::now() + Duration::from_secs(5);
@@ -642,11 +654,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(dir.path(), &fake.socket);
         let file = c.bird_config.clone();
-        let vips = Arc::new(Mutex::new(vec![IpAddr::from([10, 77, 9, 1])]));
-        let source: VipSource = {
-            let vips = Arc::clone(&vips);
-            Arc::new(move || vips.lock().clone())
-        };
+        let (vips, source) = vip_source(&[[10, 77, 9, 1]]);
         let a = Announcer::start(c, &tokio::runtime::Handle::current(), source);
 
         let both: Vec<IpAddr> = vec![[10, 77, 9, 1].into(), [10, 77, 9, 2].into()];
@@ -873,11 +881,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(dir.path(), &fake.socket);
         let file = c.bird_config.clone();
-        let vips = Arc::new(Mutex::new(vec![IpAddr::from([10, 77, 9, 1])]));
-        let source: VipSource = {
-            let vips = Arc::clone(&vips);
-            Arc::new(move || vips.lock().clone())
-        };
+        let (vips, source) = vip_source(&[[10, 77, 9, 1]]);
         let a = Announcer::start(c, &tokio::runtime::Handle::current(), source);
         let both: Vec<IpAddr> = vec![[10, 77, 9, 1].into(), [10, 77, 9, 2].into()];
         eventually(|| a.status().announced == both).await;

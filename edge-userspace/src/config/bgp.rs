@@ -646,18 +646,7 @@ fn family(addr: IpAddr) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigError, parse};
-
-    fn errors(yaml: &str) -> Vec<String> {
-        match parse(yaml, Path::new("edge.yaml")) {
-            Ok(c) => panic!("expected errors, got {c:?}"),
-            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
-                .iter()
-                .map(|d| d.display_in(Path::new("edge.yaml")).to_string())
-                .collect(),
-            Err(e) => panic!("unexpected error {e}"),
-        }
-    }
+    use crate::config::{parse, tests::errors};
 
     const HEAD: &str = "\
 listeners:

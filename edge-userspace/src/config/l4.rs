@@ -799,19 +799,8 @@ pub fn is_prime(n: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigError, parse};
+    use crate::config::{parse, tests::errors};
     use std::path::Path;
-
-    fn errors(yaml: &str) -> Vec<String> {
-        match parse(yaml, Path::new("edge.yaml")) {
-            Ok(c) => panic!("expected errors, got {c:?}"),
-            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
-                .iter()
-                .map(|d| d.display_in(Path::new("edge.yaml")).to_string())
-                .collect(),
-            Err(e) => panic!("unexpected error {e}"),
-        }
-    }
 
     const HEAD: &str = "xdp:\n  interfaces: [{ name: eth0 }]\n";
 
