@@ -294,6 +294,47 @@ fn deny_list_updates_take_effect() {
     expect(&mut dp, &p, XDP_PASS, PacketClass::L7);
 }
 
+/// Bans drop a source's packets for edge's listeners and VIPs; the ban
+/// word, which lets the program skip the ban maps while no ban exists,
+/// goes on with the first ban and off with the last.
+#[test]
+fn bans_drop_until_lifted_and_the_ban_word_follows_them() {
+    let mut dp = dataplane();
+    let web4 = Builder::new().v4(CLIENT4, HOST4, L4::Tcp(40000, L7_PORT));
+    let web6 = Builder::new().v6(CLIENT6, HOST6, L4::Tcp(40000, L7_PORT));
+    let vip4 = Builder::new().v4(CLIENT4, VIP4, L4::Udp(40000, 53));
+    assert!(!dp.tables().ban_word().unwrap(), "no ban yet");
+    expect(&mut dp, &web4, XDP_PASS, PacketClass::L7);
+
+    let until = edge_userspace::dataplane::monotonic_ns() + 600_000_000_000;
+    let client4 = std::net::IpAddr::from(CLIENT4);
+    let client6 = std::net::IpAddr::from(CLIENT6);
+    dp.tables().ban(client4, until).unwrap();
+    assert!(dp.tables().ban_word().unwrap());
+    expect(&mut dp, &web4, XDP_DROP, PacketClass::Banned);
+    expect(&mut dp, &vip4, XDP_DROP, PacketClass::Banned);
+    dp.tables().ban(client6, until).unwrap();
+    expect(&mut dp, &web6, XDP_DROP, PacketClass::Banned);
+
+    // Lifting one ban keeps the word (the other still stands).
+    dp.tables().unban(client4).unwrap();
+    assert!(dp.tables().ban_word().unwrap(), "one ban is left");
+    expect(&mut dp, &web4, XDP_PASS, PacketClass::L7);
+    expect(&mut dp, &web6, XDP_DROP, PacketClass::Banned);
+
+    // Lifting the last clears it; lifting an absent ban changes nothing.
+    dp.tables().unban(client6).unwrap();
+    assert!(!dp.tables().ban_word().unwrap(), "no ban is left");
+    dp.tables().unban(client6).unwrap();
+    expect(&mut dp, &web6, XDP_PASS, PacketClass::L7);
+
+    // An expired ban is ignored by the program before the sweep takes it.
+    let past = edge_userspace::dataplane::monotonic_ns().saturating_sub(1);
+    dp.tables().ban(client4, past).unwrap();
+    assert!(dp.tables().ban_word().unwrap());
+    expect(&mut dp, &web4, XDP_PASS, PacketClass::L7);
+}
+
 #[test]
 fn truncated_headers_pass_as_malformed_at_every_layer() {
     let mut dp = dataplane();

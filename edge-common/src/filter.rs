@@ -24,6 +24,14 @@
 //!   [`PORT_VIP_TCP`], [`PORT_VIP_UDP`] (some L4 service, on any address,
 //!   has this port) and [`PORT_L7_TCP`] (an L7 listener has it); 16 ports
 //!   per word.
+//! - The ban word ([`BANS`]): not zero while the ban maps may hold an
+//!   entry. Bans have no bits of their own in the source words: during an
+//!   upgrade two processes write bans, and their read-modify-writes of one
+//!   word could lose a bit. This word is only ever written whole (never
+//!   read, changed and written back), so the rule differs: a writer sets
+//!   it before and again after inserting a ban, and whoever removes the
+//!   last ban clears it and then looks at the maps again, setting it back
+//!   if a ban arrived meanwhile (see the daemon's `Tables::ban`).
 
 /// First word of the IPv4 source slots.
 pub const SOURCE_V4: u32 = 0;
@@ -35,12 +43,16 @@ pub const PORTS: u32 = SOURCE_V6 + SOURCE_WORDS;
 pub const SOURCE_WORDS: u32 = 65_536 * 2 / 64;
 /// Words of the port slots: 65 536 ports, four bits each.
 pub const PORT_WORDS: u32 = 65_536 * 4 / 64;
-/// Length of [`crate::MAP_FILTER`] (64 KiB).
-pub const WORDS: u32 = PORTS + PORT_WORDS;
+/// The ban word: zero while no ban exists, so that the program skips the
+/// ban maps' lookup (see the module's documentation).
+pub const BANS: u32 = PORTS + PORT_WORDS;
+/// Length of [`crate::MAP_FILTER`] (64 KiB and the ban word).
+pub const WORDS: u32 = BANS + 1;
 
 /// Source bit: a deny-list prefix covers (part of) this /16.
 pub const SOURCE_DENY: u64 = 1;
-/// Source bit: a ban may name an address in this /16.
+/// Source bit: a ban may name an address in this /16. The daemon never
+/// sets it (see [`BANS`]); the program reads it as always set.
 pub const SOURCE_BAN: u64 = 2;
 /// Every source bit: what a missing word means (look everything up).
 pub const SOURCE_ALL: u64 = SOURCE_DENY | SOURCE_BAN;
@@ -150,8 +162,9 @@ mod tests {
         assert_eq!(source_v4(0).index, SOURCE_V4);
         assert_eq!(source_v4(u16::MAX).index + 1, SOURCE_V6);
         assert_eq!(source_v6(u16::MAX).index + 1, PORTS);
-        assert_eq!(port(u16::MAX).index + 1, WORDS);
-        assert_eq!(WORDS, 8192);
+        assert_eq!(port(u16::MAX).index + 1, BANS);
+        assert_eq!(BANS + 1, WORDS);
+        assert_eq!(WORDS, 8193);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub const MAP_FILTER: &str = "EDGE_FILTER";
 /// what they mean. `edge run` pins its maps in a directory named after it,
 /// so a daemon never adopts maps of another layout; bump it whenever a map
 /// or a type in this crate changes (the size tests below are a reminder).
-pub const PIN_LAYOUT: u32 = 5;
+pub const PIN_LAYOUT: u32 = 6;
 
 /// Every map the daemon expects to find in the object.
 /// `edge run` pins each of these (and its XDP links), and a later `edge

@@ -124,6 +124,27 @@ static EDGE_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_IFACES, 0);
 /// The maps, as the classifier's lookups.
 struct Maps;
 
+/// An LPM trie key placed so that its address bytes are 8-byte aligned on
+/// the stack: aya's `Key` is packed, and the program is built with
+/// misaligned accesses allowed (packet reads in one load rather than one
+/// per byte), which the verifier accepts for packet and map memory but
+/// never for the stack.
+#[repr(C, align(8))]
+struct LpmKey<K> {
+    _pad: u32,
+    key: Key<K>,
+}
+
+impl<K> LpmKey<K> {
+    #[inline(always)]
+    fn new(prefix_len: u32, data: K) -> Self {
+        Self {
+            _pad: 0,
+            key: Key::new(prefix_len, data),
+        }
+    }
+}
+
 /// The bits of `slot` (`all` of them, so that every lookup runs, if its
 /// word were missing, which an object built from this tree never has).
 #[inline(always)]
@@ -141,8 +162,8 @@ impl Tables for Maps {
             IpAddrs::V4 { src, .. } => filter::source_v4(u16::from_be_bytes([src[0], src[1]])),
             IpAddrs::V6 { src, .. } => filter::source_v6(u16::from_be_bytes([src[0], src[1]])),
         };
-        // Ban bits are never written (see the daemon's `Tables::ban`): the
-        // ban map is always looked up.
+        // Ban bits are never written (see `filter::BANS`): `banned` asks
+        // the ban word instead.
         filter_bits(slot, SOURCE_ALL) | filter::SOURCE_BAN
     }
 
@@ -154,13 +175,18 @@ impl Tables for Maps {
     #[inline(always)]
     fn denied(&self, addrs: &IpAddrs) -> bool {
         match *addrs {
-            IpAddrs::V4 { src, .. } => EDGE_DENY_V4.get(Key::new(32, src)).is_some(),
-            IpAddrs::V6 { src, .. } => EDGE_DENY_V6.get(Key::new(128, src)).is_some(),
+            IpAddrs::V4 { src, .. } => EDGE_DENY_V4.get(&LpmKey::new(32, src).key).is_some(),
+            IpAddrs::V6 { src, .. } => EDGE_DENY_V6.get(&LpmKey::new(128, src).key).is_some(),
         }
     }
 
     #[inline(always)]
     fn banned(&self, addrs: &IpAddrs) -> bool {
+        // No ban anywhere (the ban word is zero): skip the hash lookup,
+        // which every packet for a VIP or a listener would pay otherwise.
+        if matches!(EDGE_FILTER.get(filter::BANS), Some(0)) {
+            return false;
+        }
         // SAFETY: the pointers came from successful lookups; BanValue is
         // plain data, copied out at once.
         let ban = match *addrs {

@@ -89,7 +89,14 @@ pub struct Ethernet {
 }
 
 /// Source and destination addresses, in network byte order.
+///
+/// `repr(u64)` puts the addresses at offset 8, 8-byte aligned wherever the
+/// value lies: the program is built with misaligned accesses allowed, so
+/// the compiler may copy the addresses in 64-bit words, and the verifier
+/// refuses a misaligned stack access (with the default layout, the
+/// addresses began at offset 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
 pub enum IpAddrs {
     /// IPv4 addresses.
     V4 {

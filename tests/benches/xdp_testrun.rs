@@ -284,6 +284,11 @@ fn main() {
     let calls = env("EDGE_BENCH_CALLS", 100_000);
     let trials = env("EDGE_BENCH_TRIALS", 5).max(1);
     let conntrack = env("EDGE_BENCH_CONNTRACK", CONNTRACK).max(1);
+    // `EDGE_BENCH_ONLY=a` (or `b`, `c`, `d`, several letters) times only
+    // those paths beside the trivial program: for `perf record`, so that a
+    // profile holds one path's samples.
+    let only = std::env::var("EDGE_BENCH_ONLY").unwrap_or_else(|_| "abcd".into());
+    let wanted = |path: char| only.contains(path);
     let cpu = pin_cpu();
     let mut dp = load(conntrack);
 
@@ -391,42 +396,50 @@ fn main() {
         ));
     }
     let program = dp.program().expect("program");
-    rows.push(measure(
-        program,
-        "(a) conntrack hit -> IPIP, XDP_TX",
-        &mut hit,
-        calls,
-        trials,
-        Some(2.5),
-    ));
-    let mut means = Vec::new();
-    let mut per_call = Vec::new();
-    for t in 0..trials {
-        fresh.trial = t + 1;
-        means.push(trial(program, &mut fresh, calls, &mut per_call));
+    if wanted('a') {
+        rows.push(measure(
+            program,
+            "(a) conntrack hit -> IPIP, XDP_TX",
+            &mut hit,
+            calls,
+            trials,
+            Some(2.5),
+        ));
     }
-    rows.push(row(
-        "(b) new flow: Maglev + insert, XDP_TX",
-        means,
-        per_call,
-        Some(10.0),
-    ));
-    rows.push(measure(
-        program,
-        "(c) non-VIP, XDP_PASS",
-        &mut pass,
-        calls,
-        trials,
-        Some(2.0),
-    ));
-    rows.push(measure(
-        program,
-        "(d) denied source, XDP_DROP",
-        &mut drop,
-        calls,
-        trials,
-        None,
-    ));
+    if wanted('b') {
+        let mut means = Vec::new();
+        let mut per_call = Vec::new();
+        for t in 0..trials {
+            fresh.trial = t + 1;
+            means.push(trial(program, &mut fresh, calls, &mut per_call));
+        }
+        rows.push(row(
+            "(b) new flow: Maglev + insert, XDP_TX",
+            means,
+            per_call,
+            Some(10.0),
+        ));
+    }
+    if wanted('c') {
+        rows.push(measure(
+            program,
+            "(c) non-VIP, XDP_PASS",
+            &mut pass,
+            calls,
+            trials,
+            Some(2.0),
+        ));
+    }
+    if wanted('d') {
+        rows.push(measure(
+            program,
+            "(d) denied source, XDP_DROP",
+            &mut drop,
+            calls,
+            trials,
+            None,
+        ));
+    }
 
     let base = rows[0].median.max(1.0);
     println!();

@@ -1,8 +1,8 @@
 //! The XDP program's pre-filter words ([`MAP_FILTER`], laid out in
 //! [`edge_common::filter`]): for each source /16 and each destination
 //! port, whether the deny list, the VIPs or the L7 ports could match, so
-//! that most packets skip those lookups. (Bans have no bits: see
-//! [`super::Tables::ban`].)
+//! that most packets skip those lookups; and the ban word, which says
+//! whether any ban exists (see [`super::Tables::ban`]).
 //!
 //! The map's writers ([`super::Tables`] for the deny list and the L7
 //! ports; [`super::L4Maps`] for the VIPs) share one handle. They keep the
@@ -108,6 +108,20 @@ impl Filter {
             }
         }
         Ok(())
+    }
+
+    /// Writes the ban word whole ([`filter::BANS`]): `true` while the ban
+    /// maps may hold an entry. Never a read-modify-write (see the word's
+    /// rule in `edge_common::filter`).
+    pub fn set_bans(&mut self, present: bool) -> Result<(), DataplaneError> {
+        self.map
+            .set(filter::BANS, u64::from(present), 0)
+            .map_err(map_err)
+    }
+
+    /// Whether the ban word says the ban maps may hold an entry.
+    pub fn bans(&self) -> Result<bool, DataplaneError> {
+        Ok(self.map.get(&filter::BANS, 0).map_err(map_err)? != 0)
     }
 
     /// Makes `kind`'s bits exactly `bits` in every word of its region,

@@ -64,7 +64,7 @@ pub struct Tables {
 
 impl Tables {
     pub(super) fn take(ebpf: &mut Ebpf, filter: SharedFilter) -> Result<Self, DataplaneError> {
-        Ok(Self {
+        let tables = Self {
             deny_v4: take(ebpf, MAP_DENY_V4)?,
             deny_v6: take(ebpf, MAP_DENY_V6)?,
             l7_ports: take(ebpf, MAP_L7_PORTS)?,
@@ -72,6 +72,31 @@ impl Tables {
             bans_v4: take(ebpf, MAP_BANS_V4)?,
             bans_v6: take(ebpf, MAP_BANS_V6)?,
             filter,
+        };
+        // Adopted maps may hold bans under a ban word that says none (a
+        // map set from before the word existed cannot be adopted, but a
+        // crash between an insert and the word's write can leave this).
+        // Setting it is always safe; only `unban` clears it.
+        if tables.any_ban()? {
+            tables.filter.lock().set_bans(true)?;
+        }
+        Ok(tables)
+    }
+
+    /// Whether either ban map holds an entry.
+    fn any_ban(&self) -> Result<bool, DataplaneError> {
+        Ok(match self.bans_v4.keys().next() {
+            Some(k) => {
+                k.map_err(map_err(MAP_BANS_V4))?;
+                true
+            }
+            None => match self.bans_v6.keys().next() {
+                Some(k) => {
+                    k.map_err(map_err(MAP_BANS_V6))?;
+                    true
+                }
+                None => false,
+            },
         })
     }
 
@@ -79,23 +104,31 @@ impl Tables {
     ///
     /// Bans have no pre-filter bits: during an upgrade the old and the new
     /// edge both write bans, and two processes' read-modify-writes of one
-    /// filter word could lose a bit and let a banned source through. The
-    /// XDP program looks the ban map up for every VIP packet instead.
+    /// filter word could lose a bit and let a banned source through. One
+    /// word written whole says whether any ban exists
+    /// ([`edge_common::filter::BANS`]): set before the entry goes in, so
+    /// the ban holds at once, and again after it, so that a concurrent
+    /// [`Tables::unban`] of the last other ban (which clears the word) can
+    /// not leave this one unseen for longer than the insert takes.
     pub fn ban(&mut self, ip: std::net::IpAddr, expires_ns: u64) -> Result<(), DataplaneError> {
         let v = BanValue { expires_ns };
+        self.filter.lock().set_bans(true)?;
         match ip.to_canonical() {
             std::net::IpAddr::V4(a) => self
                 .bans_v4
                 .insert(a.octets(), v, 0)
-                .map_err(map_err(MAP_BANS_V4)),
+                .map_err(map_err(MAP_BANS_V4))?,
             std::net::IpAddr::V6(a) => self
                 .bans_v6
                 .insert(a.octets(), v, 0)
-                .map_err(map_err(MAP_BANS_V6)),
+                .map_err(map_err(MAP_BANS_V6))?,
         }
+        self.filter.lock().set_bans(true)
     }
 
-    /// Lifts the ban of `ip` (absent: nothing to do).
+    /// Lifts the ban of `ip` (absent: nothing to do). Removing the last
+    /// ban clears the ban word, then looks at the maps again and sets it
+    /// back if another process banned a source meanwhile.
     pub fn unban(&mut self, ip: std::net::IpAddr) -> Result<(), DataplaneError> {
         match ip.to_canonical() {
             std::net::IpAddr::V4(a) => {
@@ -111,7 +144,22 @@ impl Tables {
                 }
             }
         }
+        if !self.any_ban()? {
+            let mut filter = self.filter.lock();
+            if filter.bans()? {
+                filter.set_bans(false)?;
+                if self.any_ban()? {
+                    filter.set_bans(true)?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the ban word says a ban may exist (for tests and the
+    /// benchmark: the program skips the ban maps while it is clear).
+    pub fn ban_word(&self) -> Result<bool, DataplaneError> {
+        self.filter.lock().bans()
     }
 
     /// Every ban in the maps (a restarted edge adopts them).
