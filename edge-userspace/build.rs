@@ -44,8 +44,8 @@ fn main() {
     // Misaligned accesses allowed: a header field read from the packet is
     // one load instead of one per byte (LLVM 22's BPF backend; about 10%
     // of a conntrack hit). The verifier takes misaligned packet and map
-    // accesses on the machines edge runs on (x86-64 and arm64 have
-    // efficient unaligned access) but never misaligned stack accesses,
+    // accesses on x86-64 (efficient unaligned access; the object is built
+    // for it) but never misaligned stack accesses,
     // which the program's stack values avoid (see `LpmKey` in edge-ebpf)
     // and which every load of the program in the tests would reject.
     let rustflags = [

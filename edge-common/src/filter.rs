@@ -1,8 +1,9 @@
 //! The fast path's pre-filters: [`crate::MAP_FILTER`], an array of `u64`
 //! words that says, for each source /16 and each destination port, which
 //! of the costlier lookups could match at all, so that most packets skip
-//! them: the deny-list trie and the ban map (by source), the VIP hash and
-//! the L7 port set (by destination port).
+//! them: the deny-list trie (by source), the VIP hash and the L7 port set
+//! (by destination port); and one word that says whether the ban maps
+//! hold anything at all.
 //!
 //! # The contract
 //! A bit may be set with nothing behind it (the lookup then runs and

@@ -25,6 +25,19 @@ where
     T::try_from(map).map_err(|source| DataplaneError::Map { map: name, source })
 }
 
+/// A delete that found nothing (another process, an upgrade's other edge,
+/// removed the entry first) as success.
+fn absent_is_done(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match r {
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
     move |source| DataplaneError::Map { map, source }
 }
@@ -64,7 +77,7 @@ pub struct Tables {
 
 impl Tables {
     pub(super) fn take(ebpf: &mut Ebpf, filter: SharedFilter) -> Result<Self, DataplaneError> {
-        let tables = Self {
+        Ok(Self {
             deny_v4: take(ebpf, MAP_DENY_V4)?,
             deny_v6: take(ebpf, MAP_DENY_V6)?,
             l7_ports: take(ebpf, MAP_L7_PORTS)?,
@@ -72,15 +85,7 @@ impl Tables {
             bans_v4: take(ebpf, MAP_BANS_V4)?,
             bans_v6: take(ebpf, MAP_BANS_V6)?,
             filter,
-        };
-        // Adopted maps may hold bans under a ban word that says none (a
-        // map set from before the word existed cannot be adopted, but a
-        // crash between an insert and the word's write can leave this).
-        // Setting it is always safe; only `unban` clears it.
-        if tables.any_ban()? {
-            tables.filter.lock().set_bans(true)?;
-        }
-        Ok(tables)
+        })
     }
 
     /// Whether either ban map holds an entry.
@@ -126,21 +131,23 @@ impl Tables {
         self.filter.lock().set_bans(true)
     }
 
-    /// Lifts the ban of `ip` (absent: nothing to do). Removing the last
-    /// ban clears the ban word, then looks at the maps again and sets it
-    /// back if another process banned a source meanwhile.
+    /// Lifts the ban of `ip` (absent, or just lifted by another process:
+    /// nothing to do). Removing the last ban clears the ban word, then
+    /// looks at the maps again and sets it back if another process banned
+    /// a source meanwhile; if that second look fails, the word is set back
+    /// too (a set word only costs a lookup, a clear one could hide a ban).
     pub fn unban(&mut self, ip: std::net::IpAddr) -> Result<(), DataplaneError> {
         match ip.to_canonical() {
             std::net::IpAddr::V4(a) => {
                 let k = a.octets();
                 if self.bans_v4.get(&k, 0).is_ok() {
-                    self.bans_v4.remove(&k).map_err(map_err(MAP_BANS_V4))?;
+                    absent_is_done(self.bans_v4.remove(&k)).map_err(map_err(MAP_BANS_V4))?;
                 }
             }
             std::net::IpAddr::V6(a) => {
                 let k = a.octets();
                 if self.bans_v6.get(&k, 0).is_ok() {
-                    self.bans_v6.remove(&k).map_err(map_err(MAP_BANS_V6))?;
+                    absent_is_done(self.bans_v6.remove(&k)).map_err(map_err(MAP_BANS_V6))?;
                 }
             }
         }
@@ -148,8 +155,13 @@ impl Tables {
             let mut filter = self.filter.lock();
             if filter.bans()? {
                 filter.set_bans(false)?;
-                if self.any_ban()? {
-                    filter.set_bans(true)?;
+                match self.any_ban() {
+                    Ok(false) => {}
+                    Ok(true) => filter.set_bans(true)?,
+                    Err(e) => {
+                        filter.set_bans(true)?;
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -162,7 +174,11 @@ impl Tables {
         self.filter.lock().bans()
     }
 
-    /// Every ban in the maps (a restarted edge adopts them).
+    /// Every ban in the maps (a restarted edge adopts them; the daemon
+    /// reads them again every sweep). When there are any, the ban word is
+    /// set: it repairs a word left clear by a process that died between
+    /// its insert and its second write of the word, which a concurrent
+    /// lift of the last other ban could otherwise leave unseen.
     pub fn bans(&self) -> Result<Vec<(std::net::IpAddr, u64)>, DataplaneError> {
         let mut out = Vec::new();
         for item in self.bans_v4.iter() {
@@ -172,6 +188,9 @@ impl Tables {
         for item in self.bans_v6.iter() {
             let (k, v) = item.map_err(map_err(MAP_BANS_V6))?;
             out.push((std::net::IpAddr::from(k), v.expires_ns));
+        }
+        if !out.is_empty() {
+            self.filter.lock().set_bans(true)?;
         }
         Ok(out)
     }

@@ -218,8 +218,8 @@ impl Dataplane {
             }
         };
         let vips = second_handle(&ebpf, MAP_VIPS)?;
-        // The pre-filter words: Tables writes the deny, ban and L7 bits,
-        // L4Maps the VIP bits, through one shared handle.
+        // The pre-filter words: Tables writes the deny and L7 bits and the
+        // ban word, L4Maps the VIP bits, through one shared handle.
         let filter = filter::SharedFilter::take(&mut ebpf)?;
         let tables = Tables::take(&mut ebpf, filter.clone())?;
         let l4 = Arc::new(Mutex::new(L4Maps::take(&mut ebpf, vips, filter)?));
