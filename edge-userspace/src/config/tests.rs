@@ -307,7 +307,7 @@ pools:
     let c = parse(yaml, Path::new(FILE)).unwrap();
     let t = &c.listeners[0].request_trace;
     assert_eq!(
-        (t.header.as_str(), t.trust_incoming, t.sample_ratio),
+        (t.header_str(), t.trust_incoming, t.sample_ratio),
         ("X-Correlation-Id", false, 0.25)
     );
     let bad = "\

@@ -64,8 +64,11 @@ pub struct TracingSurface {
 /// A listener's request ids and W3C trace context, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestTrace {
-    /// The request id field, as written (HTTP/1 sends it in this case).
-    pub header: String,
+    /// The request id field, as written (HTTP/1 sends it in this case);
+    /// `Bytes`, so that the copy each request's headers take is a
+    /// reference count rather than an allocation. Checked to be a valid
+    /// field name (ASCII).
+    pub header: bytes::Bytes,
     /// Whether an id a trusted proxy sent is kept (else edge makes one).
     pub trust_incoming: bool,
     /// The share of the traces edge starts (no valid `traceparent` came
@@ -73,10 +76,18 @@ pub struct RequestTrace {
     pub sample_ratio: f64,
 }
 
+impl RequestTrace {
+    /// [`RequestTrace::header`] as text.
+    pub fn header_str(&self) -> &str {
+        // Checked as a field name when the configuration was read.
+        std::str::from_utf8(&self.header).unwrap_or(DEFAULT_REQUEST_ID_HEADER)
+    }
+}
+
 impl Default for RequestTrace {
     fn default() -> Self {
         Self {
-            header: DEFAULT_REQUEST_ID_HEADER.to_string(),
+            header: bytes::Bytes::from_static(DEFAULT_REQUEST_ID_HEADER.as_bytes()),
             trust_incoming: true,
             sample_ratio: 0.0,
         }
@@ -119,7 +130,7 @@ pub(super) fn validate(
                     ),
                 );
             } else {
-                out.header = header.clone();
+                out.header = bytes::Bytes::from(header.clone());
             }
         }
         out.trust_incoming = r.trust_incoming.unwrap_or(true);

@@ -148,7 +148,7 @@ impl EdgeProxy {
             .collect();
         names.push(http::header::VIA);
         names.push(http::HeaderName::from_static(headers::LOOP_HEADER));
-        if let Ok(name) = http::HeaderName::from_bytes(request_trace.header.as_bytes()) {
+        if let Ok(name) = http::HeaderName::from_bytes(&request_trace.header) {
             names.push(name);
         }
         names.push(http::HeaderName::from_static(trace::TRACEPARENT));

@@ -320,7 +320,7 @@ impl Identity {
     /// (`trusted_peer`) or is not one of the listener's trusted proxies.
     pub fn of(headers: &http::HeaderMap, trusted_peer: bool, settings: &RequestTrace) -> Self {
         let kept = (settings.trust_incoming && trusted_peer)
-            .then(|| single(headers, settings.header.as_str()))
+            .then(|| single(headers, settings.header_str()))
             .flatten()
             .filter(|v| valid_request_id(v.as_bytes()))
             .and_then(|v| v.to_str().ok())
@@ -426,7 +426,7 @@ pub fn apply_request(
 /// per-request state.
 #[derive(Clone, Debug)]
 pub struct Stamp {
-    header: String,
+    header: bytes::Bytes,
     value: http::HeaderValue,
 }
 
@@ -690,7 +690,7 @@ mod tests {
         assert!(id != "a" && id != "b");
         // Another header name.
         let custom = RequestTrace {
-            header: "X-Correlation-Id".to_string(),
+            header: "X-Correlation-Id".into(),
             ..s.clone()
         };
         let h = headers(&[("x-correlation-id", "corr-1")]);
