@@ -358,17 +358,23 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
-fn hash_key(key: &HashKey, session: &Session) -> Vec<u8> {
-    request_hash_key(key, session.req_header(), client_ip(session))
+fn hash_key(algorithm: crate::config::Algorithm, key: &HashKey, session: &Session) -> Vec<u8> {
+    request_hash_key(algorithm, key, session.req_header(), client_ip(session))
 }
 
 /// The consistent-hashing input of a pool's `hash_key` for request `req`
-/// from `client` (also for the calls edge makes for it).
+/// from `client` (also for the calls edge makes for it). Empty, and made
+/// without allocating, unless the pool's `algorithm` hashes on it
+/// (`ketama`): every other algorithm ignores it.
 pub(crate) fn request_hash_key(
+    algorithm: crate::config::Algorithm,
     key: &HashKey,
     req: &RequestHeader,
     client: Option<IpAddr>,
 ) -> Vec<u8> {
+    if algorithm != crate::config::Algorithm::Ketama {
+        return Vec::new();
+    }
     match key {
         HashKey::ClientIp => client
             .map(|ip| ip.to_string().into_bytes())
@@ -843,7 +849,7 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         let timeouts = &pool.config.timeouts;
-        let key = hash_key(&pool.config.hash_key, session);
+        let key = hash_key(pool.config.algorithm, &pool.config.hash_key, session);
         let input = PickInput {
             client: client_ip(session),
             hash_key: &key,
@@ -1443,7 +1449,38 @@ pub fn services(
 
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::{request_hash_key, strip_port};
+    use crate::config::{Algorithm, HashKey};
+
+    /// Only consistent hashing reads the key: the other algorithms get
+    /// an empty one, made without formatting or allocating per request.
+    #[test]
+    fn hash_keys_are_made_only_for_consistent_hashing() {
+        let mut req = pingora::http::RequestHeader::build("GET", b"/a/b", None).unwrap();
+        req.insert_header("x-user", "u1").unwrap();
+        let client = Some("192.0.2.7".parse().unwrap());
+        let keys = [
+            (HashKey::ClientIp, &b"192.0.2.7"[..]),
+            (HashKey::Path, &b"/a/b"[..]),
+            (HashKey::Header("x-user".into()), &b"u1"[..]),
+        ];
+        for (key, want) in keys {
+            assert_eq!(
+                request_hash_key(Algorithm::Ketama, &key, &req, client),
+                want
+            );
+            for other in [
+                Algorithm::RoundRobin,
+                Algorithm::WeightedRoundRobin,
+                Algorithm::LeastConnections,
+                Algorithm::P2c,
+                Algorithm::IpHash,
+            ] {
+                let made = request_hash_key(other, &key, &req, client);
+                assert!(made.is_empty() && made.capacity() == 0, "{other:?}");
+            }
+        }
+    }
 
     #[test]
     fn ports_are_stripped() {

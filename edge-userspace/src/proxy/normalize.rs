@@ -179,14 +179,25 @@ pub fn normalize_path(raw: &str, options: PathOptions) -> Result<Normalized, Rej
             _ => out.push(segment),
         }
     }
-    let path = format!("/{}", out.join("/"));
-    let match_path = if path.contains(';') {
-        let stripped: Vec<&str> = out.iter().map(|s| segment_name(s)).collect();
-        Some(format!("/{}", stripped.join("/")))
-    } else {
-        None
-    };
+    let path = slash_joined(out.iter().copied(), decoded.len());
+    let match_path = path
+        .contains(';')
+        .then(|| slash_joined(out.iter().map(|s| segment_name(s)), path.len()));
     Ok(Normalized { path, match_path })
+}
+
+/// `/` and `segments` joined by `/` (`/a/b`; `/` for none), built in one
+/// allocation of `capacity` bytes (enough for the usual case).
+fn slash_joined<'a>(segments: impl Iterator<Item = &'a str>, capacity: usize) -> String {
+    let mut path = String::with_capacity(capacity.max(1));
+    for s in segments {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
 }
 
 /// The form of a request target (RFC 9112 §3.2) that edge accepts.
@@ -225,7 +236,15 @@ impl Host {
     /// The form sent upstream in `Host`.
     pub fn header_value(&self) -> String {
         match self.port {
-            Some(p) => format!("{}:{p}", self.name),
+            Some(p) => {
+                use std::fmt::Write;
+                // One allocation, not a `String` grown as it is formatted.
+                let mut v = String::with_capacity(self.name.len() + 6);
+                v.push_str(&self.name);
+                // Writing to a `String` cannot fail.
+                let _ = write!(v, ":{p}");
+                v
+            }
             None => self.name.clone(),
         }
     }
@@ -389,6 +408,16 @@ pub fn normalize_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slash_joined_is_slash_and_join() {
+        let cases: [&[&str]; 6] = [&[], &[""], &["a"], &["a", ""], &["a", "b", "c"], &["", "x"]];
+        for segments in cases {
+            let want = format!("/{}", segments.join("/"));
+            assert_eq!(slash_joined(segments.iter().copied(), 0), want);
+            assert_eq!(slash_joined(segments.iter().copied(), 64), want);
+        }
+    }
 
     const KEEP: PathOptions = PathOptions {
         merge_slashes: true,

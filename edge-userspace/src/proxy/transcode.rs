@@ -93,6 +93,7 @@ impl EdgeProxy {
         let metadata = self.metadata(session, ctx, compiled)?;
         let deadline = Instant::now() + pool.config.timeouts.total.unwrap_or(DEFAULT_DEADLINE);
         let key = super::request_hash_key(
+            pool.config.algorithm,
             &pool.config.hash_key,
             session.req_header(),
             client_ip(session),

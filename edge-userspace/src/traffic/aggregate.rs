@@ -127,7 +127,12 @@ impl Aggregator {
             ));
             let pool = Arc::clone(pool);
             let method = c.method.clone();
-            let hash_key = crate::proxy::request_hash_key(&pool.config.hash_key, head, client);
+            let hash_key = crate::proxy::request_hash_key(
+                pool.config.algorithm,
+                &pool.config.hash_key,
+                head,
+                client,
+            );
             let (deadline, max_body) = (started + c.timeout, self.config.max_body);
             set.spawn(async move {
                 let bad_path = crate::transform::template::has_dot_segment(&target);

@@ -67,7 +67,12 @@ impl Mirror {
     /// Sends a copy of `head` (the request as it goes upstream) with
     /// `body`, in the background.
     pub fn send(&self, head: &RequestHeader, body: Bytes, client: Option<IpAddr>) {
-        let hash_key = crate::proxy::request_hash_key(&self.pool.config.hash_key, head, client);
+        let hash_key = crate::proxy::request_hash_key(
+            self.pool.config.algorithm,
+            &self.pool.config.hash_key,
+            head,
+            client,
+        );
         let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
             metrics::mirror(&self.route, "skipped");
             return;

@@ -252,11 +252,16 @@ impl UpstreamPool {
         if candidates.is_empty() {
             candidates = (0..self.backends.len()).filter(untried).collect();
         }
-        let active: Vec<usize> = self
-            .backends
-            .iter()
-            .map(|b| b.active.load(Ordering::Relaxed))
-            .collect();
+        // Only the load-aware algorithms read it: no allocation for the
+        // others.
+        let active: Vec<usize> = if self.selector.uses_load() {
+            self.backends
+                .iter()
+                .map(|b| b.active.load(Ordering::Relaxed))
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.selector.pick(&candidates, &active, input)
     }
 

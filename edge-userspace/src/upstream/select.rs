@@ -35,6 +35,13 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// Whether [`Selector::pick`] reads the requests in flight (`active`):
+    /// the other algorithms are given an empty slice, so that the caller
+    /// collects nothing for them.
+    pub fn uses_load(&self) -> bool {
+        matches!(self.algorithm, Algorithm::LeastConnections | Algorithm::P2c)
+    }
+
     /// A selector for `backends` with `algorithm`.
     pub fn new(algorithm: Algorithm, backends: &[BackendSpec]) -> Self {
         let ring = (algorithm == Algorithm::Ketama).then(|| {
@@ -109,15 +116,22 @@ impl Selector {
             }
             Algorithm::Ketama => self.ketama(candidates, input.hash_key)?,
             Algorithm::IpHash => {
-                let key = match input.client {
-                    Some(IpAddr::V4(ip)) => ip.octets().to_vec(),
-                    Some(IpAddr::V6(ip)) => ip.octets().to_vec(),
-                    None => Vec::new(),
+                let (v4, v6);
+                let key: &[u8] = match input.client {
+                    Some(IpAddr::V4(ip)) => {
+                        v4 = ip.octets();
+                        &v4
+                    }
+                    Some(IpAddr::V6(ip)) => {
+                        v6 = ip.octets();
+                        &v6
+                    }
+                    None => &[],
                 };
                 // Probe from the client's slot among all backends, so a
                 // client stays on its backend for as long as it is up.
                 let n = self.weights.len();
-                let start = (fnv1a(&key) % n as u64) as usize;
+                let start = (fnv1a(key) % n as u64) as usize;
                 (0..n)
                     .map(|k| (start + k) % n)
                     .find(|i| candidates.binary_search(i).is_ok())?
