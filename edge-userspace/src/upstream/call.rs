@@ -40,7 +40,7 @@ pub struct CallRequest<'a> {
     /// The client, for balancing by client address.
     pub client: Option<IpAddr>,
     /// The consistent-hashing key of the pool's `hash_key`, from the
-    /// client's request.
+    /// client's request (empty unless the pool is `ketama`).
     pub hash_key: &'a [u8],
     /// Whether to read the response body (a mirror drains it instead).
     pub read_body: bool,

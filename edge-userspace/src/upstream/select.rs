@@ -76,7 +76,8 @@ impl Selector {
     }
 
     /// Picks one of `candidates` (indices of backends, non-empty, sorted);
-    /// `active[i]` is backend i's requests in flight.
+    /// `active[i]` is backend i's requests in flight (may be empty unless
+    /// [`Selector::uses_load`]).
     pub fn pick(
         &self,
         candidates: &[usize],
