@@ -241,6 +241,65 @@ fn redis_bytes(p: &Proxy, up: usize, down: usize) -> Result<()> {
     Ok(())
 }
 
+/// A tcp listener to a ketama pool of three HTTP backends.
+const TCP_KETAMA: &str = "\
+listeners:
+  - name: sticky
+    address: @LISTEN@
+    mode: tcp
+    pool: sticky
+pools:
+  - name: sticky
+    algorithm: ketama
+    backends: @BACKENDS@
+";
+
+/// Which backend answers a request sent through `listen` from `from`.
+fn backend_for(from: std::net::IpAddr, listen: SocketAddr) -> Result<String> {
+    let mut s = http::connect_from(from, listen, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let m = http::read_message(&mut BufReader::new(s))?.context("closed without an answer")?;
+    m.header("x-backend")
+        .map(str::to_string)
+        .with_context(|| format!("no X-Backend in {}", m.start))
+}
+
+/// A stream listener's ketama pool hashes the client's address: each
+/// client stays on one backend, and different clients spread. (The key
+/// was empty once, which sent every connection to one backend.)
+#[test]
+fn a_ketama_pool_behind_a_tcp_listener_hashes_the_client_address() -> Result<()> {
+    let backends = ["k1", "k2", "k3"]
+        .iter()
+        .map(|name| {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+            edge_tests::backend::Backend::start(name, None, addr)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let list = backends
+        .iter()
+        .map(|b| format!("{{ address: {} }}", b.addr()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let p = start(TCP_KETAMA, &[("BACKENDS", format!("[{list}]"))])?;
+    let mut seen = std::collections::BTreeSet::new();
+    for last in 10..40u8 {
+        let from = std::net::IpAddr::from([127, 0, 0, last]);
+        let first = backend_for(from, p.listen)?;
+        for _ in 0..2 {
+            let again = backend_for(from, p.listen)?;
+            ensure!(again == first, "{from} moved from {first} to {again}");
+        }
+        seen.insert(first);
+    }
+    ensure!(
+        seen.len() >= 2,
+        "30 clients all went to {seen:?}: the pool does not hash them"
+    );
+    Ok(())
+}
+
 /// The idle timeout of the limits test.
 const IDLE: Duration = Duration::from_secs(1);
 /// How often the busy connection talks: well within [`IDLE`].
@@ -756,6 +815,10 @@ const HTTP_POOLS: &str = "  - name: tls_pool
   - name: h2c_pool
     protocol: h2c
     backends: [{ address: 127.0.0.1:9003 }]
+  - name: by_path
+    algorithm: ketama
+    hash_key: path
+    backends: [{ address: 127.0.0.1:9004 }]
 ";
 
 #[test]
@@ -919,6 +982,16 @@ fn stream_configs_are_checked() -> Result<()> {
 ",
             "pool: tls_pool",
             "TLS",
+        ),
+        (
+            "tcp-to-a-pool-hashing-on-the-path",
+            "  - name: redis
+    address: 127.0.0.1:6380
+    mode: tcp
+    pool: by_path
+",
+            "pool: by_path",
+            "client_ip",
         ),
     ];
     let cases = bad

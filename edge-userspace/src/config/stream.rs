@@ -3,7 +3,7 @@
 //! protocol towards their backends.
 
 use super::{
-    model::{HostMatch, Pool},
+    model::{HashKey, HostMatch, Pool},
     surface,
     validate::Validator,
 };
@@ -147,6 +147,26 @@ pub(super) fn settings(
     // that speaks TLS or HTTP/2 to its backends is an HTTP pool.
     let stream_pool = |v: &mut Validator<'_>, at: String, name: &str| {
         let found = super::l7::pool_ref(v, at.clone(), name, pools)?;
+        // A stream has no HTTP request: only the client's address can be
+        // hashed.
+        if let Some(p) = pools.iter().find(|p| p.name == found)
+            && p.algorithm == super::model::Algorithm::Ketama
+            && p.hash_key != HashKey::ClientIp
+        {
+            let text = match &p.hash_key {
+                HashKey::Path => "path".to_string(),
+                HashKey::Header(n) => format!("header:{n}"),
+                HashKey::Cookie(n) => format!("cookie:{n}"),
+                HashKey::ClientIp => "client_ip".to_string(),
+            };
+            v.error(
+                at.clone(),
+                format!(
+                    "pool {found:?} hashes on {text}: a stream listener has no HTTP request \
+                     to read it from (use hash_key: client_ip)"
+                ),
+            );
+        }
         if let Some(p) = pools.iter().find(|p| p.name == found)
             && (p.tls.is_some() || p.protocol.is_h2())
         {

@@ -362,6 +362,25 @@ fn hash_key(algorithm: crate::config::Algorithm, key: &HashKey, session: &Sessio
     request_hash_key(algorithm, key, session.req_header(), client_ip(session))
 }
 
+/// The consistent-hashing input of a pool's `hash_key` for a connection
+/// from `client` with no HTTP request to read (a stream listener's): the
+/// client's address for `client_ip` (the form [`request_hash_key`] uses,
+/// so a client lands on the same backend through either kind of
+/// listener), empty otherwise. Empty unless the pool's `algorithm` is
+/// `ketama`; `edge check` refuses other keys on a stream listener's pool.
+pub(crate) fn client_hash_key(
+    algorithm: crate::config::Algorithm,
+    key: &HashKey,
+    client: Option<IpAddr>,
+) -> Vec<u8> {
+    match (algorithm, key, client) {
+        (crate::config::Algorithm::Ketama, HashKey::ClientIp, Some(ip)) => {
+            ip.to_string().into_bytes()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The consistent-hashing input of a pool's `hash_key` for request `req`
 /// from `client` (also for the calls edge makes for it). Empty, and made
 /// without allocating, unless the pool's `algorithm` hashes on it
@@ -376,9 +395,7 @@ pub(crate) fn request_hash_key(
         return Vec::new();
     }
     match key {
-        HashKey::ClientIp => client
-            .map(|ip| ip.to_string().into_bytes())
-            .unwrap_or_default(),
+        HashKey::ClientIp => client_hash_key(algorithm, key, client),
         HashKey::Path => req.uri.path().as_bytes().to_vec(),
         HashKey::Header(name) => req
             .headers

@@ -177,10 +177,17 @@ impl StreamApp {
             .connect
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let mut tried = Vec::new();
+        // A ketama pool hashes the client's address: without it every
+        // connection would hash the same empty key to one backend.
+        let key = crate::proxy::client_hash_key(
+            pool.config.algorithm,
+            &pool.config.hash_key,
+            client.map(|c| c.ip()),
+        );
         loop {
             let input = PickInput {
                 client: client.map(|c| c.ip()),
-                hash_key: &[],
+                hash_key: &key,
             };
             let Some(i) = pool.select(input, &tried) else {
                 metrics::stream_connection(&self.listener, &pool.name, "no_backend");
