@@ -639,6 +639,38 @@ mod tests {
         (vips, source)
     }
 
+    /// An announcer on a fake BIRD that takes every reconfiguration, once
+    /// it announces VIP 10.77.9.1 and listener address 10.77.9.2 (`both`).
+    struct Announcing {
+        fake: super::bird::fake::Fake,
+        dir: tempfile::TempDir,
+        /// BIRD's configuration file.
+        file: std::path::PathBuf,
+        /// The VIPs the announcer is given.
+        vips: Arc<Mutex<Vec<IpAddr>>>,
+        a: Arc<Announcer>,
+        both: Vec<IpAddr>,
+    }
+
+    async fn announcing() -> Announcing {
+        let fake = start(Script::Answer(RECONFIGURED));
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), &fake.socket);
+        let file = c.bird_config.clone();
+        let (vips, source) = vip_source(&[[10, 77, 9, 1]]);
+        let a = Announcer::start(c, &tokio::runtime::Handle::current(), source);
+        let both: Vec<IpAddr> = vec![[10, 77, 9, 1].into(), [10, 77, 9, 2].into()];
+        eventually(|| a.status().announced == both).await;
+        Announcing {
+            fake,
+            dir,
+            file,
+            vips,
+            a,
+            both,
+        }
+    }
+
     /// Waits (up to 5 s) for `check` to hold.
     async fn eventually(mut check: impl FnMut() -> bool) {
         let until = Instant::now() + Duration::from_secs(5);
@@ -650,15 +682,14 @@ mod tests {
 
     #[tokio::test]
     async fn announces_follows_the_vips_and_withdraws_for_good() {
-        let fake = start(Script::Answer(RECONFIGURED));
-        let dir = tempfile::tempdir().unwrap();
-        let c = cfg(dir.path(), &fake.socket);
-        let file = c.bird_config.clone();
-        let (vips, source) = vip_source(&[[10, 77, 9, 1]]);
-        let a = Announcer::start(c, &tokio::runtime::Handle::current(), source);
-
-        let both: Vec<IpAddr> = vec![[10, 77, 9, 1].into(), [10, 77, 9, 2].into()];
-        eventually(|| a.status().announced == both).await;
+        let Announcing {
+            fake,
+            dir: _dir,
+            file,
+            vips,
+            a,
+            both,
+        } = announcing().await;
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.contains("  route 10.77.9.1/32 blackhole;\n"), "{text}");
         assert!(text.contains("  route 10.77.9.2/32 blackhole;\n"), "{text}");
@@ -877,14 +908,14 @@ mod tests {
 
     #[tokio::test]
     async fn freeze_stops_for_good_without_withdrawing() {
-        let fake = start(Script::Answer(RECONFIGURED));
-        let dir = tempfile::tempdir().unwrap();
-        let c = cfg(dir.path(), &fake.socket);
-        let file = c.bird_config.clone();
-        let (vips, source) = vip_source(&[[10, 77, 9, 1]]);
-        let a = Announcer::start(c, &tokio::runtime::Handle::current(), source);
-        let both: Vec<IpAddr> = vec![[10, 77, 9, 1].into(), [10, 77, 9, 2].into()];
-        eventually(|| a.status().announced == both).await;
+        let Announcing {
+            fake,
+            dir,
+            file,
+            vips,
+            a,
+            both,
+        } = announcing().await;
         let before = std::fs::read_to_string(&file).unwrap();
 
         a.freeze();
