@@ -656,6 +656,64 @@ fn a_conntrack_entry_of_another_service_is_not_used() {
 }
 
 #[test]
+fn a_removed_vips_flows_stop_at_once_and_its_id_serves_only_its_new_vip() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, plan) = dataplane(&cfg);
+    let (three, sticky) = (&plan.services[3], &plan.services[4]);
+    assert_eq!(
+        (three.name.as_str(), sticky.name.as_str()),
+        ("three", "sticky")
+    );
+    assert_eq!(dp.l4().service_slot(three.id).unwrap(), three.key);
+    let flow = |flags| v4_tcp(CLIENT4, VIP4_THREE, 50200, 80, flags);
+    let (action, syn) = run(&mut dp, &flow(Tcp::Syn));
+    assert_eq!(action, XDP_TX);
+    let chosen = ipip_backend(&syn, &THREE);
+    let (_, ack) = run(&mut dp, &flow(Tcp::Ack));
+    assert_eq!(ipip_backend(&ack, &THREE), chosen, "a conntrack hit");
+
+    // A reload removes the service: its established flow, whose entry is
+    // still in conntrack, goes up the stack from the next packet on (a
+    // hit no longer reads the VIP map, so its slot must say it is gone).
+    let keep: Vec<_> = plan
+        .services
+        .iter()
+        .filter(|s| s.key != three.key)
+        .map(|s| s.key)
+        .chain(plan.markers.iter().copied())
+        .collect();
+    dp.l4().retain_vips(&keep).unwrap();
+    let ack = flow(Tcp::Ack);
+    assert_eq!(run(&mut dp, &ack), (XDP_PASS, ack.clone()));
+    assert_eq!(
+        dp.l4().service_slot(three.id).unwrap(),
+        edge_common::VipKey::default(),
+        "the removed service's slot is cleared"
+    );
+
+    // Its id goes to another VIP (sticky's address, port 8443): the old
+    // flow's entry names that id, and still must not be used.
+    let mut moved = sticky.meta(0, plan::PrevTable::NONE);
+    moved.id = three.id;
+    let key = edge_common::VipKey::v4(VIP4, 8443, edge_common::IPPROTO_TCP);
+    {
+        let mut m = dp.l4();
+        m.write_ring(three.id, 0, &sticky.ring(&[true; 3])).unwrap();
+        m.set_vip(&key, &moved).unwrap();
+        assert_eq!(m.service_slot(three.id).unwrap(), key);
+    }
+    assert_eq!(run(&mut dp, &ack), (XDP_PASS, ack.clone()));
+    // And the id's new VIP balances (a SYN, then its hit).
+    let new = |flags| v4_tcp(CLIENT4, VIP4, 50201, 8443, flags);
+    let (action, syn) = run(&mut dp, &new(Tcp::Syn));
+    assert_eq!(action, XDP_TX);
+    let picked = ipip_backend(&syn, &STICKY);
+    let (_, ack) = run(&mut dp, &new(Tcp::Ack));
+    assert_eq!(ipip_backend(&ack, &STICKY), picked);
+}
+
+#[test]
 fn mid_flow_packets_without_a_flow_entry_get_a_second_chance_on_the_previous_table() {
     pin_cpu();
     let cfg = config(CONFIG);

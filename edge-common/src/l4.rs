@@ -37,6 +37,17 @@
 //! would make all of a client's connections one entry, and the first new
 //! connection after a table change (a SYN skips the lookup and overwrites
 //! the entry) would move every established one to the new owner.
+//!
+//! A packet to a VIP port other than a TCP SYN looks conntrack up first,
+//! before the VIP map: a hit needs only the entry's service id and real,
+//! so the VIP lookup (a second hash, of a 20-byte key) is skipped. What
+//! the VIP lookup used to vouch for, that the entry's service is still
+//! this VIP's, [`MAP_SERVICES`] says instead: the entry is used when
+//! `EDGE_SERVICES[service]` is the packet's VIP key and its real is up. The daemon writes a service's slot after its VIP entry
+//! and clears it before the VIP entry goes or the id moves to another VIP,
+//! so a removed VIP or a reused id never matches. Anything else (no entry,
+//! another service's, a real that is down) takes the full path, which
+//! judges the entry exactly as before.
 
 /// Array of [`RealDef`], indexed by real id; id 0 is never used, so a
 /// zeroed ring slot means "no backend".
@@ -60,6 +71,10 @@ pub const MAP_L4_SETTINGS: &str = "EDGE_L4_SETTINGS";
 pub const MAP_IFACES: &str = "EDGE_IFACES";
 /// Devmap-hash keyed by ifindex, for `XDP_REDIRECT` to another interface.
 pub const MAP_TX_PORTS: &str = "EDGE_TX_PORTS";
+/// Array of [`crate::VipKey`], indexed by [`crate::VipMeta::id`]: the VIP
+/// each service id belongs to now, zeroed for an unused id (see
+/// "Connection tracking" in the module docs).
+pub const MAP_SERVICES: &str = "EDGE_SERVICES";
 
 /// Name of the decapsulation program (in the decap object).
 pub const PROGRAM_DECAP: &str = "edge_decap";

@@ -31,12 +31,12 @@ pub const MAP_FILTER: &str = "EDGE_FILTER";
 /// what they mean. `edge run` pins its maps in a directory named after it,
 /// so a daemon never adopts maps of another layout; bump it whenever a map
 /// or a type in this crate changes (the size tests below are a reminder).
-pub const PIN_LAYOUT: u32 = 6;
+pub const PIN_LAYOUT: u32 = 7;
 
 /// Every map the daemon expects to find in the object.
 /// `edge run` pins each of these (and its XDP links), and a later `edge
 /// run` of the same layout adopts them.
-pub const ALL_MAPS: [&str; 18] = [
+pub const ALL_MAPS: [&str; 19] = [
     MAP_CLASS_STATS,
     MAP_DENY_V4,
     MAP_DENY_V6,
@@ -55,6 +55,7 @@ pub const ALL_MAPS: [&str; 18] = [
     l4::MAP_L4_SETTINGS,
     l4::MAP_IFACES,
     l4::MAP_TX_PORTS,
+    l4::MAP_SERVICES,
 ];
 
 pub mod filter;

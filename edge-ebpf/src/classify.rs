@@ -14,6 +14,13 @@
 //! clear bit skips that lookup, a set bit leaves the decision to it, so
 //! the outcome is the lookups' own.
 //!
+//! A packet to a VIP port other than a TCP SYN looks conntrack up before
+//! the VIP map, and an entry the service map vouches for is a hit without
+//! the VIP lookup (see `edge_common::l4`, "Connection tracking"). The price
+//! is a conntrack miss for other traffic to a VIP's port on the host's own
+//! addresses (an L7 listener on the VIPs' port, say), before it goes up
+//! the stack.
+//!
 //! For the L4 path: a fragment to a VIP address is dropped (and counted):
 //! later fragments carry no ports, so they could not follow the first to
 //! its backend (Katran drops them too), and so is an IPv6 packet whose
@@ -26,8 +33,8 @@ use crate::{
     parse::{self, ETH_P_IPV4, ETH_P_IPV6, Fragment, IpAddrs, IpHeader, ParseError},
 };
 use edge_common::{
-    FAMILY_V4, FAMILY_V6, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4Event, PacketClass,
-    PortKey, VipKey, VipMeta,
+    FAMILY_V4, FAMILY_V6, FlowKey, FlowState, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4Event,
+    PacketClass, PortKey, VipKey, VipMeta,
     filter::{
         PORT_ALL, PORT_L7_TCP, PORT_VIP_TCP, PORT_VIP_UDP, SOURCE_ALL, SOURCE_BAN, SOURCE_DENY,
     },
@@ -70,6 +77,17 @@ pub struct Balance {
     /// Length of the IP packet (header and payload, without Ethernet
     /// padding), for the egress MTU check.
     pub ip_len: u32,
+    /// Whether the classifier already looked the flow up in conntrack
+    /// (every packet to a VIP port but a TCP SYN or an ICMP error): the
+    /// balancer then judges `ct` instead of looking again.
+    pub ct_checked: bool,
+    /// What that lookup found (zeroed: nothing).
+    pub ct: FlowState,
+    /// A conntrack hit the classifier vouched for (its service owns this
+    /// VIP, its real is up): the packet goes to `ct.real`. The VIP map was
+    /// not read, so of `meta` only `id` is this packet's; the other fields
+    /// may be an earlier packet's and are not read on a hit.
+    pub hit: bool,
 }
 
 /// The outcome for one packet.
@@ -114,6 +132,20 @@ pub trait Tables {
     fn vip(&self, key: &VipKey) -> Option<VipMeta>;
     /// Whether the destination port belongs to an L7 listener.
     fn is_l7_port(&self, key: &PortKey) -> bool;
+    /// The conntrack entry of `flow`, if any. The default (no conntrack)
+    /// leaves every flow to the balancer.
+    fn flow(&self, _flow: &FlowKey) -> Option<FlowState> {
+        None
+    }
+    /// Whether service `id` is the one at `flow`'s VIP now (see
+    /// [`same_vip`]).
+    fn serves(&self, _id: u32, _flow: &FlowKey) -> bool {
+        false
+    }
+    /// Whether real `id` exists and is up.
+    fn real_up(&self, _id: u32) -> bool {
+        false
+    }
 }
 
 /// Classifies one packet.
@@ -195,6 +227,8 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
             v.balance.flow = e.flow;
             v.balance.mid_flow = false;
             v.balance.icmp = true;
+            v.balance.ct_checked = false;
+            v.balance.hit = false;
         }
         return;
     }
@@ -207,19 +241,43 @@ pub fn classify_into<P: PacketBuf + ?Sized, T: Tables>(p: &P, tables: &T, v: &mu
     let tcp = ip.proto == IPPROTO_TCP;
     let port = tables.port_filter(ports.dst);
     let vip_bit = if tcp { PORT_VIP_TCP } else { PORT_VIP_UDP };
-    if port & vip_bit != 0
-        && let Some(meta) = tables.vip(&vip_key(&ip, ports.dst))
-    {
-        if banned_source(tables, source, &ip) {
-            return banned(v);
-        }
-        v.class = PacketClass::Vip;
-        v.action = Action::Balance;
-        v.balance.meta = meta;
-        v.balance.mid_flow = tcp && (ports.flags & TCP_SYN == 0 || ports.flags & TCP_ACK != 0);
-        v.balance.icmp = false;
+    if port & vip_bit != 0 {
+        let mid_flow = tcp && (ports.flags & TCP_SYN == 0 || ports.flags & TCP_ACK != 0);
         fill_flow(&ip, ports.src, ports.dst, &mut v.balance.flow);
-        return;
+        v.balance.mid_flow = mid_flow;
+        v.balance.icmp = false;
+        v.balance.ct = FlowState::default();
+        v.balance.hit = false;
+        // Conntrack first (see edge_common::l4, "Connection tracking"),
+        // except for a SYN, which the balancer sends to the live table
+        // whatever conntrack says.
+        v.balance.ct_checked = !tcp || mid_flow;
+        if v.balance.ct_checked
+            && let Some(state) = tables.flow(&v.balance.flow)
+        {
+            v.balance.ct = state;
+            if tables.serves(state.service, &v.balance.flow) && tables.real_up(state.real) {
+                if banned_source(tables, source, &ip) {
+                    return banned(v);
+                }
+                v.class = PacketClass::Vip;
+                v.action = Action::Balance;
+                // Only the id: clearing the rest of `meta` would be a
+                // call to BPF's byte-by-byte `memset` on every hit.
+                v.balance.meta.id = state.service;
+                v.balance.hit = true;
+                return;
+            }
+        }
+        if let Some(meta) = tables.vip(&vip_key(&ip, ports.dst)) {
+            if banned_source(tables, source, &ip) {
+                return banned(v);
+            }
+            v.class = PacketClass::Vip;
+            v.action = Action::Balance;
+            v.balance.meta = meta;
+            return;
+        }
     }
     // L7 listeners are TCP: the daemon writes no other protocol's ports.
     if tcp && port & PORT_L7_TCP != 0 && tables.is_l7_port(&PortKey::new(ports.dst, ip.proto)) {
@@ -252,6 +310,16 @@ fn banned(v: &mut Verdict) {
 fn malformed(v: &mut Verdict, error: ParseError) {
     v.class = PacketClass::Malformed;
     v.error = Some(error);
+}
+
+/// Whether `key` is the VIP `flow` is addressed to: its address, port,
+/// protocol and family. Compared as integers, because BPF has no `memcmp`.
+#[inline(always)]
+pub fn same_vip(key: &VipKey, flow: &FlowKey) -> bool {
+    u128::from_ne_bytes(key.addr) == u128::from_ne_bytes(flow.dst)
+        && key.port == flow.dst_port
+        && key.proto == flow.proto
+        && key.family == flow.family
 }
 
 /// The VIP key a packet's destination would have.

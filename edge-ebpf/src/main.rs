@@ -18,9 +18,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use edge_common::{
-    BanValue, Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowState,
-    IPPROTO_TCP, IfaceDef, L4Counters, L4Event, L4Settings, MAX_BANS, MAX_DENY_ENTRIES, MAX_IFACES,
-    MAX_L4_SERVICES, MAX_L7_PORTS, MAX_REALS, MAX_RING_SIZE, MAX_SYN_SOURCES, MAX_VIPS,
+    BanValue, Counters, DEFAULT_CONNTRACK_CAPACITY, DenyValue, FAMILY_V4, FAMILY_V6, FlowKey,
+    FlowState, IPPROTO_TCP, IfaceDef, L4Counters, L4Event, L4Settings, MAX_BANS, MAX_DENY_ENTRIES,
+    MAX_IFACES, MAX_L4_SERVICES, MAX_L7_PORTS, MAX_REALS, MAX_RING_SIZE, MAX_SYN_SOURCES, MAX_VIPS,
     PacketClass, PortKey, REAL_FLAG_UP, RealDef, SETTINGS_SYN_BUDGET, SourceKey, TOO_BIG_BURST,
     TOO_BIG_RATE, TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
     filter::{self, PORT_ALL, SOURCE_ALL},
@@ -28,7 +28,7 @@ use edge_common::{
 };
 use edge_ebpf::{
     PacketBuf,
-    classify::{Action, Balance, Tables, Verdict, classify_into},
+    classify::{Action, Balance, Tables, Verdict, classify_into, same_vip},
     encap::{self, Outer},
     hash,
     parse::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, IpAddrs, MAX_L2_HLEN, VLAN_HLEN},
@@ -85,6 +85,11 @@ static EDGE_RINGS: Array<u32> = Array::with_max_entries(ring_entries(MAX_L4_SERV
 #[map]
 static EDGE_CONNTRACK: LruHashMap<edge_common::FlowKey, FlowState> =
     LruHashMap::with_max_entries(DEFAULT_CONNTRACK_CAPACITY, 2);
+
+// The VIP each service id belongs to now, for the conntrack-first hit
+// (see edge_common::l4, "Connection tracking").
+#[map]
+static EDGE_SERVICES: Array<VipKey> = Array::with_max_entries(MAX_L4_SERVICES, 0);
 
 #[map]
 static EDGE_VIP_STATS: PerCpuArray<L4Counters> = PerCpuArray::with_max_entries(MAX_L4_SERVICES, 0);
@@ -208,6 +213,23 @@ impl Tables for Maps {
     #[inline(always)]
     fn is_l7_port(&self, key: &PortKey) -> bool {
         EDGE_L7_PORTS.get_ptr(key).is_some()
+    }
+
+    #[inline(always)]
+    fn flow(&self, flow: &FlowKey) -> Option<FlowState> {
+        // SAFETY: a value from a successful lookup, read at once (an update
+        // replaces the element; the old one stays readable until RCU frees it).
+        EDGE_CONNTRACK.get_ptr(flow).map(|s| unsafe { *s })
+    }
+
+    #[inline(always)]
+    fn serves(&self, id: u32, flow: &FlowKey) -> bool {
+        EDGE_SERVICES.get(id).is_some_and(|key| same_vip(key, flow))
+    }
+
+    #[inline(always)]
+    fn real_up(&self, id: u32) -> bool {
+        real_up(id)
     }
 }
 
@@ -361,18 +383,23 @@ fn pick(b: &Balance, settings: &L4Settings, len: u64) -> Result<u32, u32> {
     // Katran does. A retransmitted SYN gets the same pick from the same
     // table; after a table change it starts afresh on the new owner.
     let syn = b.flow.proto == IPPROTO_TCP && !b.mid_flow && !b.icmp;
-    if !syn && let Some(state) = EDGE_CONNTRACK.get_ptr(&b.flow) {
-        // SAFETY: a value from a successful lookup, read at once (an update
-        // replaces the element; the old one stays readable until RCU frees it).
-        let state = unsafe { *state };
-        // An entry written for another service (its VIP's id was reused
-        // by a reload) is a miss: the flow is re-picked from this
-        // service's table.
-        if state.service == b.meta.id {
-            pick = state.real;
-        }
+    let state = if b.ct_checked {
+        // The classifier looked already (and on a hit vouched for the
+        // entry: its service is this VIP's, its real is up).
+        Some(b.ct)
+    } else if syn {
+        None
+    } else {
+        Maps.flow(&b.flow)
+    };
+    // An entry written for another service (its VIP's id was reused by a
+    // reload) is a miss: the flow is re-picked from this service's table.
+    if let Some(state) = state
+        && state.service == b.meta.id
+    {
+        pick = state.real;
     }
-    if !real_up(pick) {
+    if !b.hit && !real_up(pick) {
         if b.icmp {
             // An error about a flow this CPU never saw: still goes to the
             // flow's Maglev backend, without creating state.

@@ -2,7 +2,7 @@
 //! flows, the hash, the token bucket, encapsulation and decapsulation.
 
 use crate::{
-    classify::{Action, Tables, classify},
+    classify::{Action, Tables, classify, same_vip},
     decap::{self, Plan, Sources},
     encap::{self, Outer},
     hash, icmp,
@@ -10,8 +10,8 @@ use crate::{
     token, toobig,
 };
 use edge_common::{
-    DecapEvent, FAMILY_V4, FlowKey, IPPROTO_TCP, L4Event, NANOTOKENS_PER_TOKEN, PacketClass,
-    PortKey, TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
+    DecapEvent, FAMILY_V4, FlowKey, FlowState, IPPROTO_TCP, L4Event, NANOTOKENS_PER_TOKEN,
+    PacketClass, PortKey, TokenBucket, VIP_FLAG_SOURCE_HASH, VipKey, VipMeta,
 };
 use edge_tests::l4packets::{
     Ip, Tcp, decapsulated, icmp4_frag_needed, icmp6_too_big, ip_part, ip6ip6, ipip, tcp, tcp_with,
@@ -474,4 +474,177 @@ fn too_big_replies_match_independent_icmp_frames() {
     let mut group = big(None, Ip::V4(CLIENT), Ip::V4(VIP), 1460);
     group[0] |= 1;
     assert_eq!(toobig::reply(&group[..], 14, false, 1480), None);
+}
+
+/// The fixture VIP with a conntrack table of one flow, `entry`, whose
+/// service `serving` owns the fixture VIP and whose real `up` is up;
+/// counts its conntrack lookups.
+struct Ct {
+    entry: Option<FlowState>,
+    serving: u32,
+    up: u32,
+    banned: bool,
+    lookups: core::cell::Cell<u32>,
+}
+
+impl Ct {
+    fn new(entry: Option<FlowState>) -> Self {
+        Self {
+            entry,
+            serving: 3,
+            up: 9,
+            banned: false,
+            lookups: core::cell::Cell::new(0),
+        }
+    }
+}
+
+impl Tables for Ct {
+    fn denied(&self, _: &IpAddrs) -> bool {
+        false
+    }
+    fn banned(&self, _: &IpAddrs) -> bool {
+        self.banned
+    }
+    fn vip(&self, key: &VipKey) -> Option<VipMeta> {
+        T { flags: 0 }.vip(key)
+    }
+    fn is_l7_port(&self, _: &PortKey) -> bool {
+        false
+    }
+    fn flow(&self, _: &FlowKey) -> Option<FlowState> {
+        self.lookups.set(self.lookups.get() + 1);
+        self.entry
+    }
+    fn serves(&self, id: u32, flow: &FlowKey) -> bool {
+        id == self.serving && same_vip(&VipKey::v4(VIP, 80, IPPROTO_TCP), flow)
+    }
+    fn real_up(&self, id: u32) -> bool {
+        id == self.up
+    }
+}
+
+fn ack() -> Vec<u8> {
+    tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V4(CLIENT),
+        Ip::V4(VIP),
+        40000,
+        80,
+        Tcp::Ack,
+    )
+}
+
+const ENTRY: FlowState = FlowState {
+    real: 9,
+    service: 3,
+};
+
+#[test]
+fn a_mid_flow_packet_with_a_vouched_entry_is_a_hit_without_the_vip_map() {
+    let t = Ct::new(Some(ENTRY));
+    let v = classify(&ack()[..], &t);
+    assert_eq!((v.class, v.action), (PacketClass::Vip, Action::Balance));
+    assert!(v.balance.hit && v.balance.ct_checked && v.balance.mid_flow);
+    assert_eq!((v.balance.ct, v.balance.meta.id), (ENTRY, 3));
+    assert_eq!(
+        v.balance.flow,
+        classify(&syn()[..], &T { flags: 0 }).balance.flow
+    );
+    assert_eq!(t.lookups.get(), 1);
+    // UDP has no SYN: every packet looks conntrack up first.
+    let u = udp(SMAC, DMAC, Ip::V4(CLIENT), Ip::V4(VIP), 1, 80);
+    let t = Ct::new(None);
+    let v = classify(&u[..], &t);
+    assert_eq!(t.lookups.get(), 1);
+    assert!(v.balance.ct_checked && !v.balance.hit);
+}
+
+#[test]
+fn an_entry_the_classifier_cannot_vouch_for_goes_the_full_way_with_what_it_found() {
+    // Another service's entry (the VIP's id changed or the VIP went), and
+    // an entry whose real is down: not hits; the VIP map decides, and the
+    // balancer judges the entry found as it did before conntrack came first.
+    let other = FlowState {
+        real: 9,
+        service: 4,
+    };
+    let down = FlowState {
+        real: 8,
+        service: 3,
+    };
+    for entry in [other, down] {
+        let v = classify(&ack()[..], &Ct::new(Some(entry)));
+        assert_eq!((v.class, v.action), (PacketClass::Vip, Action::Balance));
+        assert!(!v.balance.hit && v.balance.ct_checked);
+        assert_eq!(v.balance.ct, entry);
+        assert_eq!(v.balance.meta.ring_size, 7, "from the VIP map");
+    }
+    // No entry: the same, with nothing found.
+    let v = classify(&ack()[..], &Ct::new(None));
+    assert!(!v.balance.hit && v.balance.ct_checked);
+    assert_eq!(v.balance.ct, FlowState::default());
+    // A VIP port on an address that is no VIP: looked up, then passed.
+    let p = tcp(
+        SMAC,
+        DMAC,
+        None,
+        Ip::V4(CLIENT),
+        Ip::V4([10, 77, 0, 1]),
+        40000,
+        80,
+        Tcp::Ack,
+    );
+    let v = classify(&p[..], &Ct::new(None));
+    assert_eq!((v.class, v.action), (PacketClass::Other, Action::Pass));
+}
+
+#[test]
+fn a_syn_and_an_icmp_error_never_take_the_conntrack_first_path() {
+    let t = Ct::new(Some(ENTRY));
+    let v = classify(&syn()[..], &t);
+    assert_eq!(t.lookups.get(), 0, "a SYN goes to the live table");
+    assert!(!v.balance.hit && !v.balance.ct_checked && !v.balance.mid_flow);
+    let reply = tcp(
+        DMAC,
+        SMAC,
+        None,
+        Ip::V4(VIP),
+        Ip::V4(CLIENT),
+        80,
+        40000,
+        Tcp::Ack,
+    );
+    let p = icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&reply));
+    let v = classify(&p[..], &t);
+    assert_eq!(v.action, Action::Balance);
+    assert!(v.balance.icmp && !v.balance.hit && !v.balance.ct_checked);
+}
+
+#[test]
+fn a_banned_source_loses_its_established_flows_too() {
+    let mut t = Ct::new(Some(ENTRY));
+    t.banned = true;
+    let v = classify(&ack()[..], &t);
+    assert_eq!((v.class, v.action), (PacketClass::Banned, Action::Drop));
+}
+
+#[test]
+fn same_vip_compares_address_port_protocol_and_family() {
+    let flow = classify(&ack()[..], &Ct::new(None)).balance.flow;
+    assert!(same_vip(&VipKey::v4(VIP, 80, IPPROTO_TCP), &flow));
+    for other in [
+        VipKey::v4([10, 77, 0, 101], 80, IPPROTO_TCP),
+        VipKey::v4(VIP, 81, IPPROTO_TCP),
+        VipKey::v4(VIP, 80, edge_common::IPPROTO_UDP),
+        VipKey {
+            family: edge_common::FAMILY_V6,
+            ..VipKey::v4(VIP, 80, IPPROTO_TCP)
+        },
+        VipKey::default(),
+    ] {
+        assert!(!same_vip(&other, &flow), "{other:?}");
+    }
 }

@@ -12,8 +12,9 @@ use aya::{
 };
 use edge_common::{
     FAMILY_V4, FAMILY_V6, IfaceDef, L4Counters, L4Event, L4Settings, MAP_IFACES, MAP_L4_EVENTS,
-    MAP_L4_SETTINGS, MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_TX_PORTS, MAP_VIP_STATS, MAP_VIPS,
-    MAX_RING_SIZE, REAL_FLAG_UP, RealDef, VIP_FLAG_ADDRESS, VipKey, VipMeta, ring_index,
+    MAP_L4_SETTINGS, MAP_REAL_STATS, MAP_REALS, MAP_RINGS, MAP_SERVICES, MAP_TX_PORTS,
+    MAP_VIP_STATS, MAP_VIPS, MAX_RING_SIZE, REAL_FLAG_UP, RealDef, VIP_FLAG_ADDRESS, VipKey,
+    VipMeta, ring_index,
 };
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
@@ -23,6 +24,9 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
 /// The L4 maps the daemon writes and reads.
 pub struct L4Maps {
     vips: HashMap<MapData, VipKey, VipMeta>,
+    /// The VIP key of each service id, which the kernel's conntrack-first
+    /// hit checks instead of reading the VIP map (see `edge_common::l4`).
+    services: Array<MapData, VipKey>,
     reals: Array<MapData, RealDef>,
     rings: Array<MapData, u32>,
     settings: Array<MapData, L4Settings>,
@@ -48,6 +52,7 @@ impl L4Maps {
         Ok(Self {
             filter,
             vips,
+            services: take(ebpf, MAP_SERVICES)?,
             reals: take(ebpf, MAP_REALS)?,
             rings: take(ebpf, MAP_RINGS)?,
             settings: take(ebpf, MAP_L4_SETTINGS)?,
@@ -62,9 +67,47 @@ impl L4Maps {
     /// Writes one VIP entry; a service's ring size, generation and
     /// previous table change together, in one update. Its port's
     /// pre-filter bit goes on first.
+    ///
+    /// A service's slot in the services map is written after its VIP
+    /// entry, and a slot that named this VIP under another id is cleared
+    /// before: the kernel trusts a conntrack entry for (VIP, id) only while
+    /// the slot of `id` names that VIP.
     pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), DataplaneError> {
+        let service = meta.flags & VIP_FLAG_ADDRESS == 0;
+        if service
+            && let Some(old) = self.vip(key)?
+            && old.id != meta.id
+        {
+            self.release(old.id, key)?;
+        }
         self.filter.lock().set(&filter::vip_bits([key]))?;
-        self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))
+        self.vips.insert(key, meta, 0).map_err(map_err(MAP_VIPS))?;
+        if service {
+            self.services
+                .set(meta.id, key, 0)
+                .map_err(map_err(MAP_SERVICES))?;
+        }
+        Ok(())
+    }
+
+    /// Clears service `id`'s slot if it still names `key`: the kernel stops
+    /// trusting conntrack entries of `id` for that VIP.
+    fn release(&mut self, id: u32, key: &VipKey) -> Result<(), DataplaneError> {
+        match self.services.get(&id, 0) {
+            Ok(named) if named == *key => self
+                .services
+                .set(id, VipKey::default(), 0)
+                .map_err(map_err(MAP_SERVICES)),
+            Ok(_) => Ok(()),
+            // An id beyond the map was never written there.
+            Err(aya::maps::MapError::OutOfBounds { .. }) => Ok(()),
+            Err(e) => Err(map_err(MAP_SERVICES)(e)),
+        }
+    }
+
+    /// The VIP key service `id`'s slot names (zeroed: none), for tests.
+    pub fn service_slot(&self, id: u32) -> Result<VipKey, DataplaneError> {
+        self.services.get(&id, 0).map_err(map_err(MAP_SERVICES))
     }
 
     /// The VIP entry at `key`, if any.
@@ -81,15 +124,18 @@ impl L4Maps {
     pub fn retain_vips(&mut self, keep: &[VipKey]) -> Result<(), DataplaneError> {
         let mut stale = Vec::new();
         let mut kept = Vec::new();
-        for key in self.vips.keys() {
-            let key = key.map_err(map_err(MAP_VIPS))?;
+        for entry in self.vips.iter() {
+            let (key, meta) = entry.map_err(map_err(MAP_VIPS))?;
             if keep.contains(&key) {
                 kept.push(key);
             } else {
-                stale.push(key);
+                stale.push((key, meta));
             }
         }
-        for key in stale {
+        for (key, meta) in stale {
+            if meta.flags & VIP_FLAG_ADDRESS == 0 {
+                self.release(meta.id, &key)?;
+            }
             self.vips.remove(&key).map_err(map_err(MAP_VIPS))?;
         }
         self.filter
@@ -139,6 +185,11 @@ impl L4Maps {
 
     /// Removes the VIP entry at `key`, if any.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        if let Some(meta) = self.vip(key)?
+            && meta.flags & VIP_FLAG_ADDRESS == 0
+        {
+            self.release(meta.id, key)?;
+        }
         match self.vips.remove(key) {
             Ok(()) => self.refilter_vips(),
             Err(aya::maps::MapError::KeyNotFound) => Ok(()),
