@@ -691,6 +691,16 @@ fn a_removed_vips_flows_stop_at_once_and_its_id_serves_only_its_new_vip() {
         edge_common::VipKey::default(),
         "the removed service's slot is cleared"
     );
+    // A slot the VIP map does not back (as the old process of an upgrade
+    // can write just after the hand-over) would make the flow a hit
+    // again; the next reload clears it.
+    dp.l4().write_service_slot(three.id, &three.key).unwrap();
+    assert_eq!(run(&mut dp, &ack).0, XDP_TX, "a stale slot is trusted");
+    dp.l4().retain_vips(&keep).unwrap();
+    assert_eq!(run(&mut dp, &ack), (XDP_PASS, ack.clone()));
+    dp.l4().write_service_slot(three.id, &three.key).unwrap();
+    dp.l4().sync_services().unwrap();
+    assert_eq!(run(&mut dp, &ack), (XDP_PASS, ack.clone()));
 
     // Its id goes to another VIP (sticky's address, port 8443): the old
     // flow's entry names that id, and still must not be used.

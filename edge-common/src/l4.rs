@@ -43,11 +43,17 @@
 //! so the VIP lookup (a second hash, of a 20-byte key) is skipped. What
 //! the VIP lookup used to vouch for, that the entry's service is still
 //! this VIP's, [`MAP_SERVICES`] says instead: the entry is used when
-//! `EDGE_SERVICES[service]` is the packet's VIP key and its real is up. The daemon writes a service's slot after its VIP entry
-//! and clears it before the VIP entry goes or the id moves to another VIP,
-//! so a removed VIP or a reused id never matches. Anything else (no entry,
-//! another service's, a real that is down) takes the full path, which
-//! judges the entry exactly as before.
+//! `EDGE_SERVICES[service]` is the packet's VIP key and its real is up.
+//! The daemon writes a service's slot after its VIP entry; it clears the
+//! slot before the VIP entry goes or when the VIP's id changes, and an id
+//! that moves to another VIP has its slot overwritten; every reload, and
+//! every second, it also clears any slot the VIP map does not back (what
+//! the old process of an upgrade can leave just after the hand-over). So
+//! a removed VIP or a reused id does not match. Anything else (no entry, another service's,
+//! a real that is down) takes the full path, which judges the entry
+//! exactly as before. A slot is written while the kernel may read it, so
+//! a read could see a mix of the old and new key; it would have to equal
+//! the packet's VIP exactly to matter.
 
 /// Array of [`RealDef`], indexed by real id; id 0 is never used, so a
 /// zeroed ring slot means "no backend".

@@ -17,9 +17,10 @@
 //! A packet to a VIP port other than a TCP SYN looks conntrack up before
 //! the VIP map, and an entry the service map vouches for is a hit without
 //! the VIP lookup (see `edge_common::l4`, "Connection tracking"). The price
-//! is a conntrack miss for other traffic to a VIP's port on the host's own
-//! addresses (an L7 listener on the VIPs' port, say), before it goes up
-//! the stack.
+//! is a conntrack miss for every other such packet to a VIP's port
+//! (protocol included) on an address that is no VIP: the host's own (an
+//! L7 listener on the VIPs' port, say) or traffic routed through, before
+//! it goes up the stack.
 //!
 //! For the L4 path: a fragment to a VIP address is dropped (and counted):
 //! later fragments carry no ports, so they could not follow the first to
@@ -101,7 +102,10 @@ pub struct Verdict {
     pub error: Option<ParseError>,
     /// An L4 event to count, if any.
     pub event: Option<L4Event>,
-    /// For [`Action::Balance`]: the service and flow (zeroed otherwise).
+    /// For [`Action::Balance`]: the service and flow. Not cleared between
+    /// packets (see [`classify_into`]): on other actions, and in `meta`
+    /// beyond its id on a hit ([`Balance::hit`]), it may hold an earlier
+    /// packet's values.
     pub balance: Balance,
 }
 

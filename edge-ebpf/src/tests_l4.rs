@@ -2,7 +2,7 @@
 //! flows, the hash, the token bucket, encapsulation and decapsulation.
 
 use crate::{
-    classify::{Action, Tables, classify, same_vip},
+    classify::{Action, Tables, Verdict, classify, classify_into, same_vip},
     decap::{self, Plan, Sources},
     encap::{self, Outer},
     hash, icmp,
@@ -647,4 +647,39 @@ fn same_vip_compares_address_port_protocol_and_family() {
     ] {
         assert!(!same_vip(&other, &flow), "{other:?}");
     }
+}
+
+#[test]
+fn a_verdict_reused_across_packets_never_carries_a_hit_or_a_lookup_over() {
+    // The kernel keeps one verdict per CPU and does not clear it: each
+    // packet must set what the balancer reads.
+    let mut v = Verdict::default();
+    let hit = Ct::new(Some(ENTRY));
+    classify_into(&ack()[..], &hit, &mut v);
+    assert!(v.balance.hit && v.balance.ct_checked);
+    classify_into(&syn()[..], &hit, &mut v);
+    assert!(!v.balance.hit && !v.balance.ct_checked && !v.balance.mid_flow);
+    assert_eq!(v.balance.meta.ring_size, 7, "the SYN's own meta");
+    classify_into(&ack()[..], &hit, &mut v);
+    let reply = tcp(
+        DMAC,
+        SMAC,
+        None,
+        Ip::V4(VIP),
+        Ip::V4(CLIENT),
+        80,
+        40000,
+        Tcp::Ack,
+    );
+    let p = icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&reply));
+    classify_into(&p[..], &hit, &mut v);
+    assert!(v.balance.icmp && !v.balance.hit && !v.balance.ct_checked);
+    classify_into(&ack()[..], &hit, &mut v);
+    classify_into(&ack()[..], &Ct::new(None), &mut v);
+    assert!(!v.balance.hit && v.balance.ct_checked);
+    assert_eq!(
+        v.balance.ct,
+        FlowState::default(),
+        "nothing found this time"
+    );
 }

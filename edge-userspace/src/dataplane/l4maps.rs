@@ -105,9 +105,42 @@ impl L4Maps {
         }
     }
 
+    /// Clears every slot of the services map that the VIP map does not
+    /// back (its VIP gone, or under another id). The writes above keep the
+    /// two in step within one process; this repairs what they cannot see:
+    /// a slot the old process of an upgrade wrote after the hand-over (a
+    /// reload it had begun goes on to its end), or VIPs replaced through
+    /// [`super::Tables::set_vips`]. At most two reads per service id; run
+    /// on every reload and every second (see `l4::service`).
+    pub fn sync_services(&mut self) -> Result<(), DataplaneError> {
+        let none = VipKey::default();
+        for id in 0..self.services.len() {
+            let named = self.services.get(&id, 0).map_err(map_err(MAP_SERVICES))?;
+            if named == none {
+                continue;
+            }
+            let backed = self
+                .vip(&named)?
+                .is_some_and(|meta| meta.flags & VIP_FLAG_ADDRESS == 0 && meta.id == id);
+            if !backed {
+                self.services
+                    .set(id, none, 0)
+                    .map_err(map_err(MAP_SERVICES))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The VIP key service `id`'s slot names (zeroed: none), for tests.
     pub fn service_slot(&self, id: u32) -> Result<VipKey, DataplaneError> {
         self.services.get(&id, 0).map_err(map_err(MAP_SERVICES))
+    }
+
+    /// Writes service `id`'s slot as it is, for tests that need a slot the
+    /// VIP map does not back (as a race in an upgrade's hand-over can leave).
+    #[doc(hidden)]
+    pub fn write_service_slot(&mut self, id: u32, key: &VipKey) -> Result<(), DataplaneError> {
+        self.services.set(id, key, 0).map_err(map_err(MAP_SERVICES))
     }
 
     /// The VIP entry at `key`, if any.
@@ -119,8 +152,9 @@ impl L4Maps {
         }
     }
 
-    /// Removes every VIP entry not in `keep`, then the port pre-filter
-    /// bits that only they needed.
+    /// Removes every VIP entry not in `keep` (each service's slot in the
+    /// services map first), clears any slot the VIP map does not back,
+    /// then the port pre-filter bits that only the removed VIPs needed.
     pub fn retain_vips(&mut self, keep: &[VipKey]) -> Result<(), DataplaneError> {
         let mut stale = Vec::new();
         let mut kept = Vec::new();
@@ -138,6 +172,7 @@ impl L4Maps {
             }
             self.vips.remove(&key).map_err(map_err(MAP_VIPS))?;
         }
+        self.sync_services()?;
         self.filter
             .lock()
             .replace(filter::VIP, &filter::vip_bits(&kept))

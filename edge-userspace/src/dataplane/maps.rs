@@ -258,7 +258,9 @@ impl Tables {
         self.filter.lock().replace(filter::L7, &bits)
     }
 
-    /// Makes the VIP table exactly `vips`.
+    /// Makes the VIP table exactly `vips` (ids in list order, no tables):
+    /// for tests of classification. It leaves the services map alone; the
+    /// L4 controller's next reload clears the slots it left unbacked.
     pub fn set_vips(&mut self, vips: &[VipKey]) -> Result<(), DataplaneError> {
         let bits = filter::vip_bits(vips);
         self.filter.lock().set(&bits)?;

@@ -559,6 +559,26 @@ impl Controller {
         Ok(())
     }
 
+    /// Clears the service slots the VIP map does not back (see
+    /// [`L4Maps::sync_services`]): run every second, it bounds how long
+    /// the kernel could trust a removed VIP's flows through a slot another
+    /// process left.
+    ///
+    /// Not before this process's first write of the tables: the new process
+    /// of an upgrade writes nothing before it has the sockets.
+    pub fn repair_services(&self) {
+        let st = self.state();
+        if !st.installed {
+            return;
+        }
+        let Some(mut maps) = self.maps_to_write() else {
+            return;
+        };
+        if let Err(e) = maps.sync_services() {
+            tracing::warn!("checking the L4 service slots: {e}");
+        }
+    }
+
     /// Copies the kernel's per-backend counters into the metrics recorder.
     /// A backend in several services is one real: each service shows its
     /// whole count.

@@ -93,6 +93,7 @@ impl BackgroundService for L4Background {
                     if retry {
                         c.retry_routes(Duration::from_millis(500));
                     }
+                    c.repair_services();
                     c.refresh_metrics();
                 })
                 .await;
