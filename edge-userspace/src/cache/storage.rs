@@ -8,8 +8,12 @@
 //! - Every stored object has an entry ID; the eviction manager tracks
 //!   `(key, id)`, so evicting an old generation can never remove the fresh
 //!   object that replaced it, and a replaced generation is untracked at once.
-//! - Weights count the body and the serialized metadata (headers), so
-//!   `max_size` bounds what the store really holds.
+//! - Weights count the body, the serialized metadata and an estimate of
+//!   the parsed headers, so `max_size` bounds what the store really holds.
+//! - The response header is parsed once, when stored: a hit clones it
+//!   instead of decompressing and parsing the stored bytes each time (a
+//!   hit's `CacheMeta` is rebuilt from its small serialized internal part
+//!   and a constant, tiny header, which the clone then replaces).
 
 use crate::metrics;
 use async_trait::async_trait;
@@ -25,14 +29,15 @@ use pingora::cache::{
     },
     trace::SpanHandle,
 };
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, Result, http::ResponseHeader};
 use std::{
     any::Any,
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
+    time::SystemTime,
 };
 
 /// Shards of the index, to spread lock contention across keys.
@@ -45,14 +50,13 @@ struct Object {
     /// The primary key's text (namespace, host, path and query), which the
     /// hashed `key` no longer has: what purge by prefix matches.
     url: Arc<[u8]>,
-    /// `CacheMeta::serialize()` output: internal meta, header.
-    meta: (Vec<u8>, Vec<u8>),
+    meta: Stored,
     body: Bytes,
 }
 
 impl Object {
     fn weight(&self) -> usize {
-        self.body.len() + self.meta.0.len() + self.meta.1.len() + self.url.len()
+        self.body.len() + self.meta.weight + self.url.len()
     }
 
     fn entry_key(&self) -> CacheEntryKeyRef<'_> {
@@ -61,6 +65,63 @@ impl Object {
             id: self.id,
         }
     }
+}
+
+/// A response's `CacheMeta` as the store keeps it.
+struct Stored {
+    /// The internal part of `CacheMeta::serialize()` (times, variance).
+    internal: Vec<u8>,
+    /// The response header exactly as a hit used to get it from the
+    /// serialized bytes (serialized and parsed back once, when stored).
+    header: ResponseHeader,
+    /// What the two cost the store: the internal bytes and an estimate of
+    /// the parsed header's memory.
+    weight: usize,
+}
+
+/// Memory a parsed header field costs beside its name and value (its
+/// slots in the header map and in the case map); an estimate.
+const FIELD_OVERHEAD: usize = 64;
+/// Memory a parsed header costs beside its fields; an estimate.
+const HEADER_OVERHEAD: usize = 256;
+
+impl Stored {
+    fn of(meta: &CacheMeta) -> Result<Self> {
+        let (internal, header) = meta.serialize()?;
+        let header = CacheMeta::deserialize(&internal, &header)?.response_header_copy();
+        let fields: usize = header
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
+            .sum();
+        Ok(Self {
+            weight: internal.len() + fields + HEADER_OVERHEAD,
+            internal,
+            header,
+        })
+    }
+
+    /// The `CacheMeta` a hit hands to pingora-cache.
+    fn meta(&self) -> Result<CacheMeta> {
+        let mut meta = CacheMeta::deserialize(&self.internal, placeholder()?)?;
+        *meta.response_header_mut() = self.header.clone();
+        Ok(meta)
+    }
+}
+
+/// A serialized minimal header, parsed on every hit in place of the
+/// stored one (which then replaces it): pingora-cache builds a
+/// `CacheMeta` from bytes only. Made once, by pingora's own serializer, so
+/// that it matches its compression dictionary.
+fn placeholder() -> Result<&'static [u8]> {
+    static PLACEHOLDER: OnceLock<Vec<u8>> = OnceLock::new();
+    if let Some(bytes) = PLACEHOLDER.get() {
+        return Ok(bytes);
+    }
+    let header = ResponseHeader::build(200, Some(0))?;
+    let meta = CacheMeta::new(SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH, 0, 0, header);
+    let (_, bytes) = meta.serialize()?;
+    Ok(PLACEHOLDER.get_or_init(|| bytes))
 }
 
 /// The variants of one primary key: `None` is the primary slot.
@@ -253,7 +314,7 @@ impl Storage for MemoryStorage {
         let Some(object) = self.find(&key.primary_bin(), variance_of(key)) else {
             return Ok(None);
         };
-        let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+        let meta = object.meta.meta()?;
         let end = object.body.len();
         Ok(Some((
             meta,
@@ -278,7 +339,7 @@ impl Storage for MemoryStorage {
             key: key.to_compact(),
             url: Arc::from(key.primary_key()),
             variance: variance_of(key),
-            meta: meta.serialize()?,
+            meta: Stored::of(meta)?,
             body: BytesMut::new(),
         }))
     }
@@ -336,7 +397,7 @@ impl Storage for MemoryStorage {
         let primary = key.primary_bin();
         let variance = variance_of(key);
         let meta_fresh_until = meta.fresh_until();
-        let meta = meta.serialize()?;
+        let meta = Stored::of(meta)?;
         let mut shard = self.shard(&primary).write();
         let Some((_, slot)) = shard
             .get_mut(&primary)
@@ -443,7 +504,7 @@ struct Miss {
     key: CompactCacheKey,
     url: Arc<[u8]>,
     variance: Option<HashBinary>,
-    meta: (Vec<u8>, Vec<u8>),
+    meta: Stored,
     body: BytesMut,
 }
 
@@ -550,6 +611,42 @@ mod tests {
             "the replaced generation is untracked"
         );
         assert_eq!(s.eviction.total_size() as u64, s.bytes());
+    }
+
+    #[tokio::test]
+    async fn a_hit_gets_the_meta_the_stored_bytes_would_give_without_parsing_them() {
+        let s = store(1 << 20);
+        let key = CacheKey::new("h", "");
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut header = ResponseHeader::build(203, None).unwrap();
+        header.append_header("X-Mixed-Case", "one").unwrap();
+        header.append_header("cache-control", "max-age=60").unwrap();
+        header.append_header("X-Mixed-Case", "two").unwrap();
+        let mut meta = CacheMeta::new(created + Duration::from_secs(60), created, 7, 9, header);
+        meta.set_variance_key([3; 16]);
+        let trace = trace();
+        let mut miss = s.get_miss_handler(&key, &meta, &trace).await.unwrap();
+        miss.write_body(Bytes::from_static(b"x"), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+
+        let (ser_internal, ser_header) = meta.serialize().unwrap();
+        let want = CacheMeta::deserialize(&ser_internal, &ser_header).unwrap();
+        let (got, _) = s.lookup(&key, &trace).await.unwrap().unwrap();
+        assert_eq!(got.serialize().unwrap(), want.serialize().unwrap());
+        let mut wire = Vec::new();
+        got.response_header().header_to_h1_wire(&mut wire);
+        let mut want_wire = Vec::new();
+        want.response_header().header_to_h1_wire(&mut want_wire);
+        assert_eq!(wire, want_wire, "names' case and order kept");
+        assert_eq!(got.response_header().status, 203);
+        assert_eq!((got.created(), got.updated()), (created, created));
+        assert_eq!(got.stale_while_revalidate_sec(), 7);
+        assert_eq!(got.variance(), Some([3; 16]));
+        // The parsed header is weighed: more than body, key and internal
+        // bytes alone.
+        assert!(s.bytes() as usize > 1 + ser_internal.len() + 3 * FIELD_OVERHEAD);
     }
 
     #[tokio::test]
