@@ -616,16 +616,23 @@ fn source_hashed_flows_keep_their_backend_after_a_table_change() {
     assert_eq!(ipip_backend(&out, &STICKY), moved, "and the new flow stays");
 }
 
-#[test]
-fn a_conntrack_entry_of_another_service_is_not_used() {
-    pin_cpu();
-    let cfg = config(CONFIG);
-    let (mut dp, plan) = dataplane(&cfg);
+/// The fixture's services "three" and "sticky" (one address, ports 80
+/// and 443).
+fn three_and_sticky(plan: &plan::Plan) -> (&plan::ServicePlan, &plan::ServicePlan) {
     let (three, sticky) = (&plan.services[3], &plan.services[4]);
     assert_eq!(
         (three.name.as_str(), sticky.name.as_str()),
         ("three", "sticky")
     );
+    (three, sticky)
+}
+
+#[test]
+fn a_conntrack_entry_of_another_service_is_not_used() {
+    pin_cpu();
+    let cfg = config(CONFIG);
+    let (mut dp, plan) = dataplane(&cfg);
+    let (three, sticky) = three_and_sticky(&plan);
     let flow = |flags| v4_tcp(CLIENT4, VIP4_THREE, 50100, 80, flags);
     let (action, syn) = run(&mut dp, &flow(Tcp::Syn));
     assert_eq!(action, XDP_TX);
@@ -660,11 +667,7 @@ fn a_removed_vips_flows_stop_at_once_and_its_id_serves_only_its_new_vip() {
     pin_cpu();
     let cfg = config(CONFIG);
     let (mut dp, plan) = dataplane(&cfg);
-    let (three, sticky) = (&plan.services[3], &plan.services[4]);
-    assert_eq!(
-        (three.name.as_str(), sticky.name.as_str()),
-        ("three", "sticky")
-    );
+    let (three, sticky) = three_and_sticky(&plan);
     assert_eq!(dp.l4().service_slot(three.id).unwrap(), three.key);
     let flow = |flags| v4_tcp(CLIENT4, VIP4_THREE, 50200, 80, flags);
     let (action, syn) = run(&mut dp, &flow(Tcp::Syn));

@@ -163,6 +163,21 @@ fn fragments_to_a_vip_address_are_dropped_and_counted() {
     assert_eq!(classify(&other[..], &T { flags: 0 }).action, Action::Drop);
 }
 
+/// A router's "fragmentation needed" about the fixture flow's reply.
+fn frag_needed_about_the_flow() -> Vec<u8> {
+    let reply = tcp(
+        DMAC,
+        SMAC,
+        None,
+        Ip::V4(VIP),
+        Ip::V4(CLIENT),
+        80,
+        40000,
+        Tcp::Ack,
+    );
+    icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&reply))
+}
+
 #[test]
 fn icmp_errors_map_back_to_the_client_flow() {
     let reply = tcp(
@@ -607,17 +622,7 @@ fn a_syn_and_an_icmp_error_never_take_the_conntrack_first_path() {
     let v = classify(&syn()[..], &t);
     assert_eq!(t.lookups.get(), 0, "a SYN goes to the live table");
     assert!(!v.balance.hit && !v.balance.ct_checked && !v.balance.mid_flow);
-    let reply = tcp(
-        DMAC,
-        SMAC,
-        None,
-        Ip::V4(VIP),
-        Ip::V4(CLIENT),
-        80,
-        40000,
-        Tcp::Ack,
-    );
-    let p = icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&reply));
+    let p = frag_needed_about_the_flow();
     let v = classify(&p[..], &t);
     assert_eq!(v.action, Action::Balance);
     assert!(v.balance.icmp && !v.balance.hit && !v.balance.ct_checked);
@@ -661,17 +666,7 @@ fn a_verdict_reused_across_packets_never_carries_a_hit_or_a_lookup_over() {
     assert!(!v.balance.hit && !v.balance.ct_checked && !v.balance.mid_flow);
     assert_eq!(v.balance.meta.ring_size, 7, "the SYN's own meta");
     classify_into(&ack()[..], &hit, &mut v);
-    let reply = tcp(
-        DMAC,
-        SMAC,
-        None,
-        Ip::V4(VIP),
-        Ip::V4(CLIENT),
-        80,
-        40000,
-        Tcp::Ack,
-    );
-    let p = icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&reply));
+    let p = frag_needed_about_the_flow();
     classify_into(&p[..], &hit, &mut v);
     assert!(v.balance.icmp && !v.balance.hit && !v.balance.ct_checked);
     classify_into(&ack()[..], &hit, &mut v);
