@@ -36,9 +36,10 @@ use storage::MemoryStorage;
 const SHARDED_FROM: u64 = 16 << 20;
 /// Objects per LRU shard to preallocate for.
 const LRU_CAPACITY_HINT: usize = 1024;
-/// A raw-content zstd dictionary for the stored response headers (the store
-/// keeps headers zstd-compressed, as pingora-cache serializes them): typical
-/// field names and values make small headers compress well.
+/// A raw-content zstd dictionary for pingora-cache's serialized response
+/// headers (the store parses most back once and keeps them parsed, but
+/// keeps large ones as serialized): typical field names and values make
+/// small headers compress well.
 const HEADER_DICTIONARY: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx\r\n\
 Date: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Type: text/html; charset=utf-8\r\n\
 Content-Type: application/json\r\nContent-Type: text/plain\r\nContent-Type: image/\r\n\

@@ -71,31 +71,64 @@ impl Object {
 struct Stored {
     /// The internal part of `CacheMeta::serialize()` (times, variance).
     internal: Vec<u8>,
-    /// The response header exactly as a hit used to get it from the
-    /// serialized bytes (serialized and parsed back once, when stored).
-    header: ResponseHeader,
-    /// What the two cost the store: the internal bytes and an estimate of
-    /// the parsed header's memory.
+    header: Header,
+    /// What the two cost the store: the internal bytes, and the header's
+    /// serialized bytes or an estimate of its parsed memory.
     weight: usize,
 }
 
-/// Memory a parsed header field costs beside its name and value (its
-/// slots in the header map and in the case map); an estimate.
-const FIELD_OVERHEAD: usize = 64;
-/// Memory a parsed header costs beside its fields; an estimate.
-const HEADER_OVERHEAD: usize = 256;
+/// A stored response header.
+enum Header {
+    /// Parsed once, when stored, from the bytes pingora serialized: exactly
+    /// what a hit used to get from them. A hit clones it.
+    Parsed(Box<ResponseHeader>),
+    /// As pingora serializes it (zstd), parsed on every hit as before: a
+    /// header of more than [`MAX_PARSED_FIELDS`] fields, whose parsed form
+    /// would cost the store several times its bytes, or one that does not
+    /// parse back (a hit then fails, and pingora goes upstream, as before;
+    /// refusing the miss instead would fail the client's request).
+    Serialized(Vec<u8>),
+}
+
+/// Headers with more fields than this are kept serialized.
+const MAX_PARSED_FIELDS: usize = 64;
+/// Memory a parsed header field costs beside its name and value, from the
+/// layouts of http 1.x and pingora-http: its bucket in the header map
+/// (about 104 bytes) and in the case map (about 96), its index slots, and
+/// three or four small heap blocks (the value, the case-preserved name, a
+/// non-standard name, their shared handles) of at least 32 bytes each.
+/// Rounded up: the weight must not undercount what the store holds.
+const FIELD_OVERHEAD: usize = 400;
+/// Memory a parsed header costs beside its fields (the two maps, the
+/// response head); an estimate, rounded up.
+const HEADER_OVERHEAD: usize = 512;
 
 impl Stored {
     fn of(meta: &CacheMeta) -> Result<Self> {
-        let (internal, header) = meta.serialize()?;
-        let header = CacheMeta::deserialize(&internal, &header)?.response_header_copy();
-        let fields: usize = header
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
-            .sum();
+        let (internal, bytes) = meta.serialize()?;
+        let parsed = if meta.headers().len() <= MAX_PARSED_FIELDS {
+            CacheMeta::deserialize(&internal, &bytes)
+                .ok()
+                .map(|m| m.response_header_copy())
+        } else {
+            None
+        };
+        let (header, header_weight) = match parsed {
+            Some(header) => {
+                let fields: usize = header
+                    .headers
+                    .iter()
+                    .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
+                    .sum();
+                (Header::Parsed(Box::new(header)), fields + HEADER_OVERHEAD)
+            }
+            None => {
+                let weight = bytes.len();
+                (Header::Serialized(bytes), weight)
+            }
+        };
         Ok(Self {
-            weight: internal.len() + fields + HEADER_OVERHEAD,
+            weight: internal.len() + header_weight,
             internal,
             header,
         })
@@ -103,9 +136,14 @@ impl Stored {
 
     /// The `CacheMeta` a hit hands to pingora-cache.
     fn meta(&self) -> Result<CacheMeta> {
-        let mut meta = CacheMeta::deserialize(&self.internal, placeholder()?)?;
-        *meta.response_header_mut() = self.header.clone();
-        Ok(meta)
+        match &self.header {
+            Header::Parsed(header) => {
+                let mut meta = CacheMeta::deserialize(&self.internal, placeholder()?)?;
+                *meta.response_header_mut() = ResponseHeader::clone(header);
+                Ok(meta)
+            }
+            Header::Serialized(bytes) => CacheMeta::deserialize(&self.internal, bytes),
+        }
     }
 }
 
@@ -644,9 +682,46 @@ mod tests {
         assert_eq!((got.created(), got.updated()), (created, created));
         assert_eq!(got.stale_while_revalidate_sec(), 7);
         assert_eq!(got.variance(), Some([3; 16]));
+        let (head, want_head) = (got.response_header(), want.response_header());
+        assert_eq!(head.version, want_head.version);
+        assert_eq!(head.get_reason_phrase(), want_head.get_reason_phrase());
         // The parsed header is weighed: more than body, key and internal
         // bytes alone.
         assert!(s.bytes() as usize > 1 + ser_internal.len() + 3 * FIELD_OVERHEAD);
+
+        // Hits share nothing: a change to one hit's header is not the next's.
+        let (mut first, _) = s.lookup(&key, &trace).await.unwrap().unwrap();
+        first
+            .response_header_mut()
+            .insert_header("age", "5")
+            .unwrap();
+        let (second, _) = s.lookup(&key, &trace).await.unwrap().unwrap();
+        assert!(second.response_header().headers.get("age").is_none());
+        assert_eq!(second.serialize().unwrap(), want.serialize().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_header_of_many_fields_stays_serialized_and_is_weighed_as_such() {
+        let s = store(1 << 20);
+        let key = CacheKey::new("many", "");
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        for i in 0..=MAX_PARSED_FIELDS {
+            header.append_header(format!("x-f{i}"), "v").unwrap();
+        }
+        let now = SystemTime::now();
+        let meta = CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header);
+        let stored = Stored::of(&meta).unwrap();
+        let (internal, bytes) = meta.serialize().unwrap();
+        assert!(matches!(stored.header, Header::Serialized(_)));
+        assert_eq!(stored.weight, internal.len() + bytes.len());
+        let trace = trace();
+        let mut miss = s.get_miss_handler(&key, &meta, &trace).await.unwrap();
+        miss.write_body(Bytes::from_static(b"x"), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+        let (got, _) = s.lookup(&key, &trace).await.unwrap().unwrap();
+        assert_eq!(got.serialize().unwrap(), (internal, bytes));
     }
 
     #[tokio::test]
