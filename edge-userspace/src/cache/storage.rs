@@ -701,6 +701,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_revalidation_serves_the_new_header_and_reweighs_the_object() {
+        let s = store(1 << 20);
+        let key = CacheKey::new("r", "");
+        fill(s, &key, b"body").await;
+        let before = s.bytes();
+        let (mut meta, _) = s.lookup(&key, &trace()).await.unwrap().unwrap();
+        meta.response_header_mut()
+            .insert_header("x-revalidated", "a-longer-value-than-before")
+            .unwrap();
+        assert!(s.update_meta(&key, &meta, &trace()).await.unwrap());
+        let (got, _) = s.lookup(&key, &trace()).await.unwrap().unwrap();
+        assert_eq!(
+            got.response_header().headers.get("x-revalidated").unwrap(),
+            "a-longer-value-than-before"
+        );
+        assert!(s.bytes() > before, "the new field is weighed");
+        assert_eq!(s.eviction.total_size() as u64, s.bytes());
+        assert_eq!(body(s, &key).await.as_deref(), Some(&b"body"[..]));
+    }
+
+    #[tokio::test]
     async fn a_header_of_many_fields_stays_serialized_and_is_weighed_as_such() {
         let s = store(1 << 20);
         let key = CacheKey::new("many", "");
