@@ -30,6 +30,10 @@ pub fn binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// What edge logs (at `info`, the level these tests run it at) once every
+/// listener and the admin endpoint are bound (`daemon::tell_when_ready`).
+pub const READY_LINE: &str = "every listener is bound: ready";
+
 /// A running `edge run`.
 pub struct Edge {
     child: Option<Child>,
@@ -87,7 +91,10 @@ impl Edge {
     }
 
     /// Waits until the admin endpoint at `admin` answers `/healthz`
-    /// (from namespace `ns`), failing early if edge exits.
+    /// (from namespace `ns`) and edge has logged that every listener is
+    /// bound, failing early if edge exits. `/healthz` alone is not enough:
+    /// the admin endpoint starts first, and a request sent the moment it
+    /// answers could find a listener not yet bound (refused).
     pub fn wait_ready(
         &mut self,
         ns: Option<&str>,
@@ -95,19 +102,26 @@ impl Edge {
         timeout: Duration,
     ) -> Result<()> {
         let ns = ns.map(str::to_string);
-        wait::until("edge to answer /healthz", timeout, || {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!("edge exited with {status}; log:\n{}", self.log_text());
-            }
-            let probe = move || http::get(admin, "/healthz");
-            let r = match &ns {
-                Some(ns) => crate::netns::run_in(ns, probe),
-                None => probe(),
-            };
-            Ok(r.ok().filter(|m| m.status() == Some(200)).map(|_| ()))
-        })
+        wait::until(
+            "edge to answer /healthz with every listener bound",
+            timeout,
+            || {
+                if let Some(child) = self.child.as_mut()
+                    && let Some(status) = child.try_wait()?
+                {
+                    bail!("edge exited with {status}; log:\n{}", self.log_text());
+                }
+                if !self.log_text().contains(READY_LINE) {
+                    return Ok(None);
+                }
+                let probe = move || http::get(admin, "/healthz");
+                let r = match &ns {
+                    Some(ns) => crate::netns::run_in(ns, probe),
+                    None => probe(),
+                };
+                Ok(r.ok().filter(|m| m.status() == Some(200)).map(|_| ()))
+            },
+        )
     }
 
     /// Whether edge has exited, and how (`None` while it runs).
