@@ -61,7 +61,8 @@ impl Tables for T {
     }
 }
 
-fn syn() -> Vec<u8> {
+/// The fixture flow's packet with `flags`.
+fn flow_packet(flags: Tcp) -> Vec<u8> {
     tcp(
         SMAC,
         DMAC,
@@ -70,8 +71,12 @@ fn syn() -> Vec<u8> {
         Ip::V4(VIP),
         40000,
         80,
-        Tcp::Syn,
+        flags,
     )
+}
+
+fn syn() -> Vec<u8> {
+    flow_packet(Tcp::Syn)
 }
 
 #[test]
@@ -540,16 +545,7 @@ impl Tables for Ct {
 }
 
 fn ack() -> Vec<u8> {
-    tcp(
-        SMAC,
-        DMAC,
-        None,
-        Ip::V4(CLIENT),
-        Ip::V4(VIP),
-        40000,
-        80,
-        Tcp::Ack,
-    )
+    flow_packet(Tcp::Ack)
 }
 
 const ENTRY: FlowState = FlowState {

@@ -628,6 +628,15 @@ mod tests {
         }
     }
 
+    /// Stores a one-byte body under `key` with `meta`, without admission.
+    async fn store_one_byte(s: &'static MemoryStorage, key: &CacheKey, meta: &CacheMeta) {
+        let mut miss = s.get_miss_handler(key, meta, &trace()).await.unwrap();
+        miss.write_body(Bytes::from_static(b"x"), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+    }
+
     async fn body(s: &'static MemoryStorage, key: &CacheKey) -> Option<Bytes> {
         let (_, mut hit) = s.lookup(key, &trace()).await.unwrap()?;
         hit.read_body().await.unwrap()
@@ -663,11 +672,7 @@ mod tests {
         let mut meta = CacheMeta::new(created + Duration::from_secs(60), created, 7, 9, header);
         meta.set_variance_key([3; 16]);
         let trace = trace();
-        let mut miss = s.get_miss_handler(&key, &meta, &trace).await.unwrap();
-        miss.write_body(Bytes::from_static(b"x"), true)
-            .await
-            .unwrap();
-        miss.finish().await.unwrap();
+        store_one_byte(s, &key, &meta).await;
 
         let (ser_internal, ser_header) = meta.serialize().unwrap();
         let want = CacheMeta::deserialize(&ser_internal, &ser_header).unwrap();
@@ -736,11 +741,7 @@ mod tests {
         assert!(matches!(stored.header, Header::Serialized(_)));
         assert_eq!(stored.weight, internal.len() + bytes.len());
         let trace = trace();
-        let mut miss = s.get_miss_handler(&key, &meta, &trace).await.unwrap();
-        miss.write_body(Bytes::from_static(b"x"), true)
-            .await
-            .unwrap();
-        miss.finish().await.unwrap();
+        store_one_byte(s, &key, &meta).await;
         let (got, _) = s.lookup(&key, &trace).await.unwrap().unwrap();
         assert_eq!(got.serialize().unwrap(), (internal, bytes));
     }
