@@ -168,34 +168,29 @@ fn fragments_to_a_vip_address_are_dropped_and_counted() {
     assert_eq!(classify(&other[..], &T { flags: 0 }).action, Action::Drop);
 }
 
-/// A router's "fragmentation needed" about the fixture flow's reply.
-fn frag_needed_about_the_flow() -> Vec<u8> {
-    let reply = tcp(
-        DMAC,
+/// The VIP's reply on the fixture flow (what an ICMP error quotes).
+fn flow_reply() -> Vec<u8> {
+    tcp(
         SMAC,
+        DMAC,
         None,
         Ip::V4(VIP),
         Ip::V4(CLIENT),
         80,
         40000,
         Tcp::Ack,
-    );
-    icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&reply))
+    )
+}
+
+/// A router's "fragmentation needed" about the fixture flow's reply.
+fn frag_needed_about_the_flow() -> Vec<u8> {
+    icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&flow_reply()))
 }
 
 #[test]
 fn icmp_errors_map_back_to_the_client_flow() {
-    let reply = tcp(
-        SMAC,
-        DMAC,
-        None,
-        Ip::V4(VIP),
-        Ip::V4(CLIENT),
-        80,
-        40000,
-        Tcp::Ack,
-    );
-    let p = icmp4_frag_needed(SMAC, DMAC, [198, 51, 100, 1], VIP, ip_part(&reply));
+    let reply = flow_reply();
+    let p = frag_needed_about_the_flow();
     let ip = parse::ipv4(&p[..], 14).unwrap();
     let e = icmp::error_flow(&p[..], &ip).unwrap();
     assert_eq!(e.vip, VipKey::v4(VIP, 80, IPPROTO_TCP));
