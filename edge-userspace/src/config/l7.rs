@@ -542,18 +542,23 @@ pub(super) fn listeners(
                 .iter()
                 .enumerate()
                 .filter_map(|(j, h)| {
-                    let name = h.to_ascii_lowercase();
-                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                        v.error(
-                            format!("{path}.untrusted_headers[{j}]"),
-                            format!("{h:?} is not a valid header name"),
-                        );
-                        return None;
+                    // `from_bytes` lower-cases the name.
+                    match http::HeaderName::from_bytes(h.as_bytes()) {
+                        Ok(name) => Some(name),
+                        Err(_) => {
+                            v.error(
+                                format!("{path}.untrusted_headers[{j}]"),
+                                format!("{h:?} is not a valid header name"),
+                            );
+                            None
+                        }
                     }
-                    Some(name)
                 })
                 .collect(),
-            None => UNTRUSTED_BY_DEFAULT.iter().map(|h| h.to_string()).collect(),
+            None => UNTRUSTED_BY_DEFAULT
+                .iter()
+                .map(|h| http::HeaderName::from_static(h))
+                .collect(),
         };
         let passed: Vec<String> = l
             .pass_upstream_headers
@@ -563,7 +568,7 @@ pub(super) fn listeners(
         let hidden_upstream_headers = HIDDEN_BY_DEFAULT
             .iter()
             .filter(|h| !passed.iter().any(|p| p == *h))
-            .map(|h| h.to_string())
+            .map(|h| http::HeaderName::from_static(h))
             .collect();
         let transport =
             super::tls::listener_transport(v, &path, l.tls.as_ref(), l.http2, l.limits.as_ref());

@@ -123,11 +123,11 @@ pub struct Listener {
     /// Peers whose X-Forwarded-* headers are kept.
     pub trusted_proxies: Vec<IpNet>,
     /// Lower-case names of headers removed from untrusted peers' requests.
-    pub untrusted_headers: Vec<String>,
+    pub untrusted_headers: Vec<http::HeaderName>,
     /// How request paths are normalised before routing.
     pub paths: PathOptions,
     /// Lower-case names of upstream response headers hidden from clients.
-    pub hidden_upstream_headers: Vec<String>,
+    pub hidden_upstream_headers: Vec<http::HeaderName>,
     /// TLS, HTTP/2 and limits.
     pub transport: ListenerTransport,
     /// Default cache policy of the listener's requests.

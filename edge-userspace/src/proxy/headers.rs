@@ -2,6 +2,7 @@
 //! hidden upstream headers, path rewrites and the routes' header changes.
 
 use crate::config::{HeaderOps, Pattern};
+use http::HeaderName;
 use ipnet::IpNet;
 use pingora::{
     Result,
@@ -9,9 +10,17 @@ use pingora::{
 };
 use std::net::IpAddr;
 
+// Looked up as `HeaderName`s, which skip the parse a `&str` name costs on
+// every lookup; inserted as `&'static str`, which Pingora copies without
+// an allocation (it parses an inserted name whatever its type).
 const XFF: &str = "x-forwarded-for";
 const XFP: &str = "x-forwarded-proto";
 const XFH: &str = "x-forwarded-host";
+/// `X-Forwarded-For`, for lookups.
+pub const XFF_NAME: HeaderName = HeaderName::from_static(XFF);
+const XFP_NAME: HeaderName = HeaderName::from_static(XFP);
+const XFH_NAME: HeaderName = HeaderName::from_static(XFH);
+const LOOP_NAME: HeaderName = HeaderName::from_static(LOOP_HEADER);
 /// The pseudonym edge uses in `Via` (RFC 9110 §7.6.3).
 pub const VIA_NAME: &str = "edge";
 
@@ -22,7 +31,7 @@ pub struct Client<'a> {
     /// Peers whose X-Forwarded-* are kept.
     pub trusted: &'a [IpNet],
     /// Headers removed from the requests of peers not in `trusted`.
-    pub untrusted_headers: &'a [String],
+    pub untrusted_headers: &'a [HeaderName],
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The Host the client asked for.
@@ -42,7 +51,7 @@ pub fn forwarded(req: &mut RequestHeader, client: &Client<'_>) -> Result<()> {
     // Every line, in order: a chain split over several lines by the
     // proxies before edge is still one list (RFC 9110 §5.3), and keeping
     // only the first line would keep the client's claim and lose theirs.
-    let existing = |req: &RequestHeader, name: &str| {
+    let existing = |req: &RequestHeader, name: &HeaderName| {
         let joined = req
             .headers
             .get_all(name)
@@ -55,37 +64,63 @@ pub fn forwarded(req: &mut RequestHeader, client: &Client<'_>) -> Result<()> {
         (!joined.is_empty()).then_some(joined)
     };
     if !trusted {
-        for name in client.untrusted_headers {
-            req.remove_header(name.as_str());
+        for name in present(&req.headers, client.untrusted_headers) {
+            req.remove_header(&name);
         }
     }
     match client.peer {
-        Some(ip) => match existing(req, XFF) {
-            Some(prev) if trusted => {
+        Some(ip) => match existing(req, &XFF_NAME).filter(|_| trusted) {
+            Some(prev) => {
                 req.insert_header(XFF, format!("{prev}, {ip}"))?;
             }
-            _ => {
+            None => {
                 req.insert_header(XFF, ip_value(ip))?;
             }
         },
         None => {
-            req.remove_header(XFF);
+            req.remove_header(&XFF_NAME);
         }
     }
-    if !(trusted && existing(req, XFP).is_some()) {
+    if !(trusted && existing(req, &XFP_NAME).is_some()) {
         req.insert_header(XFP, http::HeaderValue::from_static(client.scheme))?;
     }
-    if !(trusted && existing(req, XFH).is_some()) {
+    if !(trusted && existing(req, &XFH_NAME).is_some()) {
         match client.host {
             Some(host) => {
                 req.insert_header(XFH, host)?;
             }
             None => {
-                req.remove_header(XFH);
+                req.remove_header(&XFH_NAME);
             }
         }
     }
     Ok(())
+}
+
+/// The names in `listed` that `headers` holds. A lookup costs a hash and
+/// a probe per listed name, a scan a comparison per field name and listed
+/// name; a request usually carries fewer fields than the lists name (13
+/// untrusted ones by default), so it is scanned, unless it has more names
+/// than the list.
+///
+/// The names are gathered before anything is removed: Pingora removes a
+/// field from its map and from the map of the names' spelling together,
+/// which needs the header mutably. Nothing is allocated unless a name is
+/// found.
+fn present(headers: &http::HeaderMap, listed: &[HeaderName]) -> Vec<HeaderName> {
+    if headers.keys_len() <= listed.len() {
+        headers
+            .keys()
+            .filter(|n| listed.contains(n))
+            .cloned()
+            .collect()
+    } else {
+        listed
+            .iter()
+            .filter(|n| headers.contains_key(*n))
+            .cloned()
+            .collect()
+    }
 }
 
 /// An address as a header value, formatted on the stack: one allocation
@@ -205,7 +240,10 @@ fn via_value(prev: Option<&str>, version: http::Version) -> http::HeaderValue {
 
 /// Adds edge to the request's `Via`.
 pub fn via_request(req: &mut RequestHeader, client_version: http::Version) -> Result<()> {
-    let prev = req.headers.get("via").and_then(|v| v.to_str().ok());
+    let prev = req
+        .headers
+        .get(http::header::VIA)
+        .and_then(|v| v.to_str().ok());
     let value = via_value(prev, client_version);
     req.insert_header("via", value)?;
     Ok(())
@@ -224,38 +262,47 @@ pub const HOP_BY_HOP: [&str; 6] = [
     "upgrade",
 ];
 
-/// The header names listed in `Connection` fields, lower-case.
-fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
+/// The tokens of the `Connection` fields in `headers`, as sent (header
+/// names compare case-insensitively).
+fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
-        .collect()
 }
 
-/// Removes the hop-by-hop fields of an upstream response: they describe
-/// the upstream connection, not the client's. A `101 Switching
-/// Protocols` keeps `Connection` and `Upgrade`, which make the switch.
-pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+/// Removes the hop-by-hop fields of an upstream response, which describe
+/// the upstream connection, not the client's (a `101 Switching Protocols`
+/// keeps `Connection` and `Upgrade`, which make the switch), and `hidden`.
+/// In one pass over the response's field names: a response carries a few
+/// fields, and a lookup of each name these lists hold would cost a hash
+/// each, for fields that are mostly absent.
+fn strip_upstream_fields(resp: &mut ResponseHeader, hidden: &[HeaderName]) {
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    for name in connection_tokens(&resp.headers) {
-        if switching && name == "upgrade" {
-            continue;
-        }
-        // Never let Connection name the framing or the identity fields.
-        if matches!(name.as_str(), "transfer-encoding" | "content-length") {
-            continue;
-        }
-        resp.remove_header(name.as_str());
-    }
-    for name in HOP_BY_HOP {
-        if switching && (name == "connection" || name == "upgrade") {
-            continue;
-        }
-        resp.remove_header(name);
+    let gone: Vec<HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|name| {
+            if switching && (*name == http::header::CONNECTION || *name == http::header::UPGRADE) {
+                return false;
+            }
+            let n = name.as_str();
+            if HOP_BY_HOP.contains(&n) || hidden.contains(name) {
+                return true;
+            }
+            // Never let Connection name the framing or the identity fields.
+            if *name == http::header::TRANSFER_ENCODING || *name == http::header::CONTENT_LENGTH {
+                return false;
+            }
+            connection_tokens(&resp.headers).any(|t| t.eq_ignore_ascii_case(n))
+        })
+        .cloned()
+        .collect();
+    for name in gone {
+        resp.remove_header(&name);
     }
 }
 
@@ -292,7 +339,7 @@ pub const LOOP_HEADER: &str = "cdn-loop";
 /// through this edge before, so forwarding it again would loop.
 pub fn is_loop(req: &RequestHeader, token: &str) -> bool {
     req.headers
-        .get_all(LOOP_HEADER)
+        .get_all(LOOP_NAME)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -324,12 +371,12 @@ pub fn weaken_etag(resp: &mut ResponseHeader) -> Result<()> {
 }
 
 /// Adds edge to the response's `Via` and hides upstream headers.
-pub fn upstream_response(resp: &mut ResponseHeader, hidden: &[String]) -> Result<()> {
-    strip_hop_by_hop(resp);
-    for name in hidden {
-        resp.remove_header(name.as_str());
-    }
-    let prev = resp.headers.get("via").and_then(|v| v.to_str().ok());
+pub fn upstream_response(resp: &mut ResponseHeader, hidden: &[HeaderName]) -> Result<()> {
+    strip_upstream_fields(resp, hidden);
+    let prev = resp
+        .headers
+        .get(http::header::VIA)
+        .and_then(|v| v.to_str().ok());
     let value = via_value(prev, resp.version);
     resp.insert_header("via", value)?;
     Ok(())
@@ -399,7 +446,7 @@ mod tests {
             .map(|v| v.to_str().unwrap().to_string())
     }
 
-    const UNTRUSTED: [String; 0] = [];
+    const UNTRUSTED: [HeaderName; 0] = [];
 
     fn client<'a>(peer: &str, trusted: &'a [IpNet]) -> Client<'a> {
         Client {
@@ -451,7 +498,10 @@ mod tests {
 
     #[test]
     fn untrusted_peers_lose_the_address_claims() {
-        let list = ["x-real-ip".to_string(), "forwarded".to_string()];
+        let list = [
+            HeaderName::from_static("x-real-ip"),
+            HeaderName::from_static("forwarded"),
+        ];
         let trusted = ["10.0.0.0/8".parse().unwrap()];
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-real-ip", "1.2.3.4").unwrap();
@@ -480,7 +530,7 @@ mod tests {
         resp.insert_header("x-secret", "1").unwrap();
         resp.insert_header("x-kept", "1").unwrap();
         resp.insert_header("content-length", "3").unwrap();
-        strip_hop_by_hop(&mut resp);
+        strip_upstream_fields(&mut resp, &[]);
         for gone in ["connection", "keep-alive", "proxy-connection", "x-secret"] {
             assert!(resp.headers.get(gone).is_none(), "{gone}");
         }
@@ -489,9 +539,65 @@ mod tests {
         let mut up = ResponseHeader::build(101, None).unwrap();
         up.insert_header("connection", "upgrade").unwrap();
         up.insert_header("upgrade", "websocket").unwrap();
-        strip_hop_by_hop(&mut up);
+        strip_upstream_fields(&mut up, &[]);
         assert!(up.headers.get("upgrade").is_some());
         assert!(up.headers.get("connection").is_some());
+    }
+
+    #[test]
+    fn hidden_and_connection_named_fields_go_whatever_their_spelling() {
+        let hidden = [
+            http::header::SERVER,
+            HeaderName::from_static("x-powered-by"),
+        ];
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("Server", "nginx").unwrap();
+        resp.insert_header("X-Powered-By", "PHP").unwrap();
+        resp.insert_header("Connection", "close, X-Hop").unwrap();
+        resp.insert_header("x-hop", "1").unwrap();
+        resp.insert_header("Transfer-Encoding", "chunked").unwrap();
+        resp.insert_header("x-kept", "1").unwrap();
+        upstream_response(&mut resp, &hidden).unwrap();
+        let mut names: Vec<&str> = resp.headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["transfer-encoding", "via", "x-kept"]);
+        // The map of spellings Pingora writes the head from lost them too
+        // (it panics on a mismatch).
+        let mut wire = Vec::new();
+        resp.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        let mut lines: Vec<&str> = wire.split_terminator("\r\n").collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            ["Transfer-Encoding: chunked", "via: 1.1 edge", "x-kept: 1"]
+        );
+    }
+
+    #[test]
+    fn listed_names_are_found_by_scan_and_by_lookup() {
+        let listed = [
+            HeaderName::from_static("x-real-ip"),
+            HeaderName::from_static("forwarded"),
+            HeaderName::from_static("x-client-ip"),
+        ];
+        // Fewer fields than listed names: the scan.
+        let mut few = http::HeaderMap::new();
+        few.insert("forwarded", http::HeaderValue::from_static("for=x"));
+        assert_eq!(present(&few, &listed), [listed[1].clone()]);
+        // More: the lookups.
+        let mut many = few.clone();
+        for n in ["a", "b", "c", "x-client-ip"] {
+            many.insert(
+                HeaderName::from_static(n),
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        assert_eq!(
+            present(&many, &listed),
+            [listed[1].clone(), listed[2].clone()]
+        );
+        assert!(present(&http::HeaderMap::new(), &listed).is_empty());
     }
 
     #[test]

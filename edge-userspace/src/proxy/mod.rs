@@ -232,7 +232,7 @@ impl EdgeProxy {
         let xff = session
             .req_header()
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(headers::XFF_NAME)
             .iter()
             .filter_map(|v| v.to_str().ok());
         crate::policy::client::trusted_client(client_ip(session), xff, &rt.config.trusted_proxies)

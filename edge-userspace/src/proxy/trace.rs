@@ -32,6 +32,9 @@ use std::cell::RefCell;
 pub const TRACEPARENT: &str = "traceparent";
 /// The vendors' state beside it.
 pub const TRACESTATE: &str = "tracestate";
+// Looked up by `HeaderName`, which skips the parse of a `&str` name.
+const TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
+const TRACESTATE_NAME: http::HeaderName = http::HeaderName::from_static(TRACESTATE);
 /// Longest incoming request id kept.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// Longest `tracestate` passed on (the spec asks vendors to pass at least
@@ -327,7 +330,8 @@ impl Identity {
             .map(str::to_string);
         let request_id = kept.unwrap_or_else(|| request_id_from(random_u128()));
         // Several traceparent lines are as invalid as a malformed one.
-        let incoming = single(headers, TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes()));
+        let incoming =
+            single(headers, TRACEPARENT_NAME).and_then(|v| parse_traceparent(v.as_bytes()));
         match incoming {
             Some(caller) => Self {
                 request_id,
@@ -373,7 +377,10 @@ impl Identity {
 }
 
 /// The value of `name` when the request has exactly one such field.
-fn single<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h http::HeaderValue> {
+fn single<'h>(
+    headers: &'h http::HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> Option<&'h http::HeaderValue> {
     let mut lines = headers.get_all(name).iter();
     match (lines.next(), lines.next()) {
         (Some(v), None) => Some(v),
@@ -385,7 +392,7 @@ fn single<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h http::Head
 /// span several fields), if valid and not empty.
 fn tracestate(headers: &http::HeaderMap) -> Option<String> {
     let mut joined = String::new();
-    for v in headers.get_all(TRACESTATE) {
+    for v in headers.get_all(TRACESTATE_NAME) {
         let text = v.to_str().ok()?;
         if !joined.is_empty() {
             joined.push(',');
@@ -414,7 +421,7 @@ pub fn apply_request(
     match &id.tracestate {
         Some(state) => req.insert_header(TRACESTATE, state.as_str())?,
         None => {
-            req.remove_header(TRACESTATE);
+            req.remove_header(&TRACESTATE_NAME);
         }
     }
     Ok(())
