@@ -6,10 +6,12 @@
 //! are dropped (and counted) if the writer falls [`MAX_PENDING`] behind.
 
 use crate::{config::LogTarget, metrics};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::{
     cell::RefCell,
+    fmt,
     io::Write,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Condvar, Mutex, atomic::AtomicBool, atomic::Ordering},
     thread::Thread,
     time::{Duration, Instant},
@@ -29,21 +31,21 @@ const SCRATCH_KEEP: usize = 16 * 1024;
 #[derive(Debug, Serialize)]
 pub struct Entry<'a> {
     /// RFC 3339 time the request arrived, UTC.
-    pub time: String,
+    pub time: Rfc3339,
     /// Listener name.
     pub listener: &'a str,
     /// The request's id: a trusted proxy's, or edge's own (the one sent
     /// upstream and returned to the client).
     pub request_id: Option<&'a str>,
     /// The W3C trace id, 32 hex digits.
-    pub trace_id: Option<String>,
+    pub trace_id: Option<TraceId>,
     /// edge's span in that trace (the `parent-id` it sent upstream), 16
     /// hex digits.
-    pub span_id: Option<String>,
+    pub span_id: Option<SpanId>,
     /// The caller's span, when the request came with a trace.
-    pub parent_span_id: Option<String>,
+    pub parent_span_id: Option<SpanId>,
     /// Client address.
-    pub client: Option<String>,
+    pub client: Option<IpAddr>,
     /// Method.
     pub method: &'a str,
     /// Host asked for.
@@ -67,7 +69,7 @@ pub struct Entry<'a> {
     /// Pool name.
     pub pool: Option<&'a str>,
     /// Backend address.
-    pub upstream: Option<String>,
+    pub upstream: Option<SocketAddr>,
     /// Upstream attempts made.
     pub attempts: u32,
     /// Cache status, when the cache took part.
@@ -231,30 +233,79 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
     }
 }
 
-/// `time` formatted as RFC 3339 UTC with milliseconds.
-pub fn rfc3339(time: std::time::SystemTime) -> String {
-    let d = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+// The fields below are written into the line as they are formatted
+// (serde_json's `collect_str`), so a logged request allocates no string
+// for them.
+
+/// A time, written as RFC 3339 UTC with milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Rfc3339(pub std::time::SystemTime);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self
+            .0
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = d.as_secs();
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // Howard Hinnant's civil_from_days.
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            d.subsec_millis()
+        )
+    }
+}
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A W3C trace id, written as 32 lower-case hex digits.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceId(pub u128);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl Serialize for TraceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A W3C span id, written as 16 lower-case hex digits.
+#[derive(Clone, Copy, Debug)]
+pub struct SpanId(pub u64);
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Serialize for SpanId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[cfg(test)]
@@ -264,7 +315,7 @@ mod tests {
 
     fn entry(path: &str) -> Entry<'_> {
         Entry {
-            time: rfc3339(UNIX_EPOCH),
+            time: Rfc3339(UNIX_EPOCH),
             listener: "web",
             request_id: None,
             trace_id: None,
@@ -330,10 +381,29 @@ mod tests {
 
     #[test]
     fn formats_times() {
+        let rfc3339 = |t| Rfc3339(t).to_string();
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn formatted_fields_are_json_strings_as_before() {
+        let mut e = entry("/a?b=\"c\"");
+        e.time = Rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_000_000_123));
+        e.trace_id = Some(TraceId(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c));
+        e.span_id = Some(SpanId(0xb7));
+        e.client = Some("2001:db8::1".parse().unwrap());
+        e.upstream = Some("192.0.2.9:8080".parse().unwrap());
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["time"], "2026-11-18T11:06:40.123Z");
+        assert_eq!(v["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(v["span_id"], "00000000000000b7");
+        assert_eq!(v["parent_span_id"], serde_json::Value::Null);
+        assert_eq!(v["client"], "2001:db8::1");
+        assert_eq!(v["upstream"], "192.0.2.9:8080");
+        assert_eq!(v["path"], "/a?b=\"c\"");
     }
 }

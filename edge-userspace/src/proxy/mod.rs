@@ -1380,31 +1380,33 @@ impl ProxyHttp for EdgeProxy {
         if let Some(log) = &self.access_log {
             let req = session.req_header();
             let host = ctx.host.take().unwrap_or_else(|| host_of(req));
-            let mut path = req
+            let target = req
                 .uri
                 .path_and_query()
-                .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string());
-            if !ctx.policy.secret_query.is_empty() {
-                path = crate::policy::auth::redact_query(&path, &ctx.policy.secret_query);
-            }
+                .map_or_else(|| req.uri.path(), |p| p.as_str());
+            let redacted;
+            let path = if ctx.policy.secret_query.is_empty() {
+                target
+            } else {
+                redacted = crate::policy::auth::redact_query(target, &ctx.policy.secret_query);
+                redacted.as_str()
+            };
             let upstream = ctx.tried.last().and_then(|i| {
                 let pool = ctx.pool.as_ref()?;
-                Some(pool.backends().get(*i)?.address.to_string())
+                Some(pool.backends().get(*i)?.address)
             });
+            let identity = ctx.identity.as_ref();
             log.log(&access_log::Entry {
-                time: access_log::rfc3339(ctx.started_at),
+                time: access_log::Rfc3339(ctx.started_at),
                 listener: &self.listener,
-                request_id: ctx.identity.as_ref().map(|i| i.request_id.as_str()),
-                trace_id: ctx.identity.as_ref().map(trace::Identity::trace_id_hex),
-                span_id: ctx.identity.as_ref().map(trace::Identity::span_id_hex),
-                parent_span_id: ctx
-                    .identity
-                    .as_ref()
-                    .and_then(trace::Identity::caller_span_hex),
-                client: client_ip(session).map(|ip| ip.to_string()),
+                request_id: identity.map(|i| i.request_id.as_str()),
+                trace_id: identity.map(|i| access_log::TraceId(i.trace.trace_id)),
+                span_id: identity.map(|i| access_log::SpanId(i.trace.parent_id)),
+                parent_span_id: identity.and_then(|i| i.caller_span.map(access_log::SpanId)),
+                client: client_ip(session),
                 method: req.method.as_str(),
                 host: host.as_deref(),
-                path: &path,
+                path,
                 protocol: match req.version {
                     http::Version::HTTP_2 => "HTTP/2",
                     http::Version::HTTP_10 => "HTTP/1.0",

@@ -377,10 +377,10 @@ impl Identity {
 }
 
 /// The value of `name` when the request has exactly one such field.
-fn single<'h>(
-    headers: &'h http::HeaderMap,
+fn single(
+    headers: &http::HeaderMap,
     name: impl http::header::AsHeaderName,
-) -> Option<&'h http::HeaderValue> {
+) -> Option<&http::HeaderValue> {
     let mut lines = headers.get_all(name).iter();
     match (lines.next(), lines.next()) {
         (Some(v), None) => Some(v),
