@@ -5,7 +5,11 @@
 //! context switch per request cost more than the request itself). Lines
 //! are dropped (and counted) if the writer falls [`MAX_PENDING`] behind.
 
-use crate::{config::LogTarget, metrics};
+use crate::{
+    config::LogTarget,
+    metrics,
+    proxy::trace::{SpanId, TraceId},
+};
 use serde::{Serialize, Serializer};
 use std::{
     cell::RefCell,
@@ -233,9 +237,9 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
     }
 }
 
-// The fields below are written into the line as they are formatted
-// (serde_json's `collect_str`), so a logged request allocates no string
-// for them.
+// The time, like the trace's ids (`TraceId`, `SpanId`), is written into
+// the line as it is formatted (serde_json's `collect_str`): a logged
+// request allocates no string for it.
 
 /// A time, written as RFC 3339 UTC with milliseconds.
 #[derive(Clone, Copy, Debug)]
@@ -271,38 +275,6 @@ impl fmt::Display for Rfc3339 {
 }
 
 impl Serialize for Rfc3339 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// A W3C trace id, written as 32 lower-case hex digits.
-#[derive(Clone, Copy, Debug)]
-pub struct TraceId(pub u128);
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-impl Serialize for TraceId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// A W3C span id, written as 16 lower-case hex digits.
-#[derive(Clone, Copy, Debug)]
-pub struct SpanId(pub u64);
-
-impl fmt::Display for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-impl Serialize for SpanId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
@@ -395,15 +367,23 @@ mod tests {
         e.time = Rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_000_000_123));
         e.trace_id = Some(TraceId(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c));
         e.span_id = Some(SpanId(0xb7));
-        e.client = Some("2001:db8::1".parse().unwrap());
-        e.upstream = Some("192.0.2.9:8080".parse().unwrap());
-        let v = serde_json::to_value(&e).unwrap();
-        assert_eq!(v["time"], "2026-11-18T11:06:40.123Z");
-        assert_eq!(v["trace_id"], "0af7651916cd43dd8448eb211c80319c");
-        assert_eq!(v["span_id"], "00000000000000b7");
-        assert_eq!(v["parent_span_id"], serde_json::Value::Null);
-        assert_eq!(v["client"], "2001:db8::1");
-        assert_eq!(v["upstream"], "192.0.2.9:8080");
-        assert_eq!(v["path"], "/a?b=\"c\"");
+        e.client = Some("::ffff:192.0.2.7".parse().unwrap());
+        e.upstream = Some("[fe80::1%2]:8080".parse().unwrap());
+        // What the log writes (`to_writer`), whole.
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(
+            line.starts_with(
+                "{\"time\":\"2026-11-18T11:06:40.123Z\",\"listener\":\"web\",\
+                 \"request_id\":null,\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\",\
+                 \"span_id\":\"00000000000000b7\",\"parent_span_id\":null,\
+                 \"client\":\"::ffff:192.0.2.7\",\"method\":\"GET\",\"host\":null,\
+                 \"path\":\"/a?b=\\\"c\\\"\","
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("\"upstream\":\"[fe80::1%2]:8080\","),
+            "{line}"
+        );
     }
 }

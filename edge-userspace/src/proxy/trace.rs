@@ -26,7 +26,8 @@
 
 use crate::config::RequestTrace;
 use pingora::http::{RequestHeader, ResponseHeader};
-use std::cell::RefCell;
+use serde::{Serialize, Serializer};
+use std::{cell::RefCell, fmt};
 
 /// The W3C trace context field.
 pub const TRACEPARENT: &str = "traceparent";
@@ -359,20 +360,38 @@ impl Identity {
             }
         }
     }
+}
 
-    /// The trace id as the access log and tracing systems write it.
-    pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace.trace_id)
+/// A W3C trace id, written (shown, and serialised as a string) as 32
+/// lower-case hex digits.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceId(pub u128);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
     }
+}
 
-    /// Edge's span id for this request.
-    pub fn span_id_hex(&self) -> String {
-        format!("{:016x}", self.trace.parent_id)
+impl Serialize for TraceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
+}
 
-    /// The caller's span id, when the trace came in.
-    pub fn caller_span_hex(&self) -> Option<String> {
-        self.caller_span.map(|s| format!("{s:016x}"))
+/// A W3C span id, written as 16 lower-case hex digits.
+#[derive(Clone, Copy, Debug)]
+pub struct SpanId(pub u64);
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Serialize for SpanId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -633,10 +652,13 @@ mod tests {
         ]);
         // The caller's sampling decision holds whatever the ratio.
         let id = Identity::of(&h, false, &settings(0.0));
-        assert_eq!(id.trace_id_hex(), TRACE);
-        assert_ne!(id.span_id_hex(), PARENT);
+        assert_eq!(TraceId(id.trace.trace_id).to_string(), TRACE);
+        assert_ne!(SpanId(id.trace.parent_id).to_string(), PARENT);
         assert_ne!(id.trace.parent_id, 0);
-        assert_eq!(id.caller_span_hex().as_deref(), Some(PARENT));
+        assert_eq!(
+            id.caller_span.map(|s| SpanId(s).to_string()).as_deref(),
+            Some(PARENT)
+        );
         assert!(id.trace.sampled());
         assert_eq!(
             id.tracestate.as_deref(),
@@ -659,7 +681,7 @@ mod tests {
         let bad = format!("00-{}-{PARENT}-01", TRACE.to_uppercase());
         let h = headers(&[(TRACEPARENT, bad.as_str()), (TRACESTATE, "rojo=1")]);
         let id = Identity::of(&h, false, &settings(1.0));
-        assert_ne!(id.trace_id_hex(), TRACE.to_string());
+        assert_ne!(TraceId(id.trace.trace_id).to_string(), TRACE.to_string());
         assert_ne!(id.trace.trace_id, 0);
         assert_eq!(id.caller_span, None);
         assert_eq!(id.tracestate, None);
@@ -668,13 +690,13 @@ mod tests {
         let tp = format!("00-{TRACE}-{PARENT}-01");
         let h = headers(&[(TRACEPARENT, tp.as_str()), (TRACEPARENT, tp.as_str())]);
         assert_ne!(
-            Identity::of(&h, false, &settings(0.0)).trace_id_hex(),
+            TraceId(Identity::of(&h, false, &settings(0.0)).trace.trace_id).to_string(),
             TRACE
         );
         // A tracestate that breaks its grammar is dropped, the trace kept.
         let h = headers(&[(TRACEPARENT, tp.as_str()), (TRACESTATE, "Bad=1")]);
         let id = Identity::of(&h, false, &settings(0.0));
-        assert_eq!(id.trace_id_hex(), TRACE);
+        assert_eq!(TraceId(id.trace.trace_id).to_string(), TRACE);
         assert_eq!(id.tracestate, None);
     }
 
