@@ -104,8 +104,8 @@ pub fn forwarded(req: &mut RequestHeader, client: &Client<'_>) -> Result<()> {
 /// removed are the list's own.
 fn remove_listed(req: &mut RequestHeader, listed: &[HeaderName]) {
     if req.headers.keys_len() <= listed.len() {
-        // One scan per field removed (from a client that is no proxy,
-        // usually none).
+        // One scan per field removed, and a last one that finds none
+        // (a client that is no proxy usually sends none of them).
         while let Some(name) = first_of(&req.headers, listed.iter()) {
             req.remove_header(name);
         }
