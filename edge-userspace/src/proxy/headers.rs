@@ -264,14 +264,16 @@ pub const HOP_BY_HOP: [&str; 6] = [
     "upgrade",
 ];
 
-/// [`HOP_BY_HOP`] as names.
-static HOP_BY_HOP_NAMES: [HeaderName; 6] = [
-    http::header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::UPGRADE,
+/// [`HOP_BY_HOP`] as names, made from it (`from_static` gives a standard
+/// header its standard name) and as long (a name added there fails to
+/// compile until it is added here), so the two lists cannot drift apart.
+static HOP_BY_HOP_NAMES: [HeaderName; HOP_BY_HOP.len()] = [
+    HeaderName::from_static(HOP_BY_HOP[0]),
+    HeaderName::from_static(HOP_BY_HOP[1]),
+    HeaderName::from_static(HOP_BY_HOP[2]),
+    HeaderName::from_static(HOP_BY_HOP[3]),
+    HeaderName::from_static(HOP_BY_HOP[4]),
+    HeaderName::from_static(HOP_BY_HOP[5]),
 ];
 
 /// Removes the hop-by-hop fields of an upstream response, which describe
