@@ -192,12 +192,12 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
             .filter(|l| opts.only.contains(l))
             .collect()
     };
-    // Only edge's cells need edge (release build) and its decapsulators.
-    let bin = if lbs.contains(&Lb::Edge) {
-        Some(build(root, true)?)
-    } else {
-        None
-    };
+    // edge's release build also runs the decapsulators, which are part of
+    // the lab in every cell whichever paths `--only` picks: without them
+    // a subset would measure another lab than a full run (no XDP on the
+    // backends' and the switch port's veths, which then copy no packets),
+    // and its figures would not compare with a full run's.
+    let bin = build(root, true)?;
     // From here on Ctrl-C and SIGTERM only mark the run as interrupted: it
     // stops before the next cell, and the guards below remove every
     // namespace, process and nftables table on the way out.
@@ -205,9 +205,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     println!("\nxtask: building the DSR lab");
     let mut lab = DsrLab::build(PLAN)?;
     paths::tune(&lab)?;
-    if let Some(bin) = &bin {
-        lab.start_decaps(bin)?;
-    }
+    lab.start_decaps(&bin)?;
     let logs = tempfile::tempdir()?;
     let backends = paths::http_backends(&mut lab, logs.path())?;
     let mut rig = Rig { backends, lab };
@@ -215,11 +213,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     // The decapsulators run XDP in every cell: with the statistics on for
     // all of them, every path pays their clock reads alike (they stop
     // when the descriptor closes, even if this process dies).
-    let stats = if bin.is_some() {
-        Some(cpu::enable_bpf_stats()?)
-    } else {
-        None
-    };
+    let stats = cpu::enable_bpf_stats()?;
     let mut samples = Vec::new();
     for round in 0..opts.rounds {
         let order = round_order(&lbs, round);
@@ -238,7 +232,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
                 lb,
             };
             println!("xtask: measuring {}", lb.label());
-            let measured = measure_lb(&rig, bin.as_deref(), slot, loads, opts)
+            let measured = measure_lb(&rig, &bin, slot, loads, opts)
                 .with_context(|| format!("measuring {} in round {}", lb.label(), round + 1))?;
             samples.extend(measured);
         }
@@ -336,7 +330,7 @@ fn testrun(root: &Path) -> Result<()> {
 /// order, and removes it again.
 fn measure_lb(
     rig: &Rig,
-    bin: Option<&Path>,
+    bin: &Path,
     slot: Slot,
     loads: [Load; 2],
     opts: &Options,
@@ -352,7 +346,6 @@ fn measure_lb(
             }
         }
         Lb::Edge => {
-            let bin = bin.context("edge was not built")?;
             let mut edge = paths::start_edge(lab, bin, dir.path())?;
             let mut cpu = EdgeCpu::new(&edge)?;
             for load in loads {
