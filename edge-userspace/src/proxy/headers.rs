@@ -305,12 +305,12 @@ fn strip_upstream_fields(resp: &mut ResponseHeader, hidden: &[HeaderName]) {
         .map(str::trim)
     {
         let is = |n: &str| token.eq_ignore_ascii_case(n);
-        // Never let Connection name the framing or the identity fields,
-        // nor undo a switch.
+        // Never let Connection name the framing or the identity fields.
+        // The lists' own names are left to `listed`, which also keeps a
+        // switch's `Connection` and `Upgrade`.
         if token.is_empty()
             || is("transfer-encoding")
             || is("content-length")
-            || (switching && (is("upgrade") || is("connection")))
             || HOP_BY_HOP.iter().any(|n| is(n))
             || hidden.iter().any(|n| is(n.as_str()))
         {
