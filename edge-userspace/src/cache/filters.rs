@@ -172,6 +172,9 @@ fn status(session: &Session, state: &RequestCache) -> Option<&'static str> {
     if !state.policy.as_ref().is_some_and(|p| p.enabled) || is_purge_method(session.req_header()) {
         return None;
     }
+    if state.fresh_hit {
+        return Some("HIT");
+    }
     Some(match session.cache.phase() {
         CachePhase::Hit => "HIT",
         CachePhase::Miss => "MISS",

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod age;
 pub mod fields;
 pub mod filters;
+pub mod fresh;
 pub mod invalidate;
 pub mod key;
 pub mod policy;
@@ -147,6 +148,9 @@ pub struct RequestCache {
     pub authenticated: bool,
     /// The status reported in the status header and metrics.
     status: Option<&'static str>,
+    /// Whether the proxy answers from a fresh hit itself ([`fresh`]),
+    /// without pingora-cache (whose phase then says nothing).
+    fresh_hit: bool,
     /// When the request reached the cache: the start of the exchange its
     /// response's age is measured from (RFC 9111 §4.2.3).
     requested_at: Option<SystemTime>,

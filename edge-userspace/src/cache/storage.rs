@@ -14,6 +14,9 @@
 //!   instead of decompressing and parsing the stored bytes each time (a
 //!   hit's `CacheMeta` is rebuilt from its small serialized internal part
 //!   and a constant, tiny header, which the clone then replaces).
+//! - A fresh object that does not vary can also be read without any
+//!   `CacheMeta` at all ([`MemoryStorage::fresh_hit`]): its freshness and
+//!   age come from times kept beside it, for the proxy's fresh-hit path.
 
 use crate::metrics;
 use async_trait::async_trait;
@@ -75,6 +78,32 @@ struct Stored {
     /// What the two cost the store: the internal bytes, and the header's
     /// serialized bytes or an estimate of its parsed memory.
     weight: usize,
+    /// Until when the response is fresh and what its age counts from, as
+    /// pingora-cache reads them from the stored `CacheMeta`; `None` when
+    /// a hit must go through pingora-cache (the header is kept serialized,
+    /// or the response varies).
+    times: Option<Times>,
+}
+
+/// A stored response's freshness times, read from the `CacheMeta` a hit
+/// would get (after its serialization round trip, to the nanosecond).
+#[derive(Clone, Copy)]
+struct Times {
+    /// `CacheMeta::fresh_until`: fresh while now is not after it.
+    fresh_until: SystemTime,
+    /// `CacheMeta::epoch`: the response's age is now minus this.
+    epoch: SystemTime,
+}
+
+/// A fresh stored response, as [`MemoryStorage::fresh_hit`] hands it out.
+pub struct FreshHit {
+    /// The stored response header, as the upstream's (less hop-by-hop
+    /// fields) with no `Age`.
+    pub header: ResponseHeader,
+    /// How old the response is (`CacheMeta::age`).
+    pub age: std::time::Duration,
+    /// The whole stored body.
+    pub body: Bytes,
 }
 
 /// A stored response header.
@@ -107,11 +136,22 @@ impl Stored {
     fn of(meta: &CacheMeta) -> Result<Self> {
         let (internal, bytes) = meta.serialize()?;
         let parsed = if meta.headers().len() <= MAX_PARSED_FIELDS {
-            CacheMeta::deserialize(&internal, &bytes)
-                .ok()
-                .map(|m| m.response_header_copy())
+            CacheMeta::deserialize(&internal, &bytes).ok().map(|m| {
+                // A varying response is served from its variant's slot,
+                // which only pingora-cache's lookup finds.
+                let varies = super::policy::vary_names(m.headers()).next().is_some();
+                let times = (!varies).then(|| Times {
+                    fresh_until: m.fresh_until(),
+                    epoch: m.epoch(),
+                });
+                (m.response_header_copy(), times)
+            })
         } else {
             None
+        };
+        let (times, parsed) = match parsed {
+            Some((header, times)) => (times, Some(header)),
+            None => (None, None),
         };
         let (header, header_weight) = match parsed {
             Some(header) => {
@@ -131,6 +171,7 @@ impl Stored {
             weight: internal.len() + header_weight,
             internal,
             header,
+            times,
         })
     }
 
@@ -211,6 +252,31 @@ impl MemoryStorage {
             .iter()
             .find(|(v, _)| *v == variance)
             .map(|(_, o)| o.clone())
+    }
+
+    /// The response stored for `key`'s primary slot when it is fresh at
+    /// `now`, does not vary and has its header parsed; else `None`, and
+    /// pingora-cache's lookup decides. Counts the access for the eviction
+    /// manager, as pingora-cache does on a hit.
+    pub fn fresh_hit(&self, key: &CacheKey, now: SystemTime) -> Option<FreshHit> {
+        let object = self.find(&key.primary_bin(), None)?;
+        let times = object.meta.times?;
+        // pingora-cache's `is_fresh`: fresh until and including `fresh_until`.
+        if times.fresh_until < now {
+            return None;
+        }
+        let Header::Parsed(header) = &object.meta.header else {
+            return None;
+        };
+        let entry = CacheEntryKey::identified(object.key.clone(), object.id);
+        self.eviction
+            .access(&entry, object.weight(), times.fresh_until);
+        Some(FreshHit {
+            header: ResponseHeader::clone(header),
+            // `CacheMeta::age` reads the clock again; now is as good.
+            age: now.duration_since(times.epoch).unwrap_or_default(),
+            body: object.body.clone(),
+        })
     }
 
     fn account_added(&self, o: &Object) {
@@ -806,5 +872,51 @@ mod tests {
         );
         drop(miss);
         assert!(body(s, &key).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn fresh_hits_are_fresh_unvaried_parsed_primary_objects() {
+        let s = store(1 << 20);
+        let now = SystemTime::now();
+        let meta_with = |fields: &[(String, &str)]| {
+            let mut header = ResponseHeader::build(200, None).unwrap();
+            for (k, v) in fields {
+                header.append_header(k.clone(), *v).unwrap();
+            }
+            // Stored 30 s ago, fresh for 60 s from then.
+            let stored = now - Duration::from_secs(30);
+            CacheMeta::new(stored + Duration::from_secs(60), stored, 0, 0, header)
+        };
+        let plain = CacheKey::new("plain", "");
+        store_one_byte(s, &plain, &meta_with(&[("X-A".into(), "1")])).await;
+        let hit = s.fresh_hit(&plain, now).expect("a fresh hit");
+        assert_eq!(hit.header.headers["x-a"], "1");
+        assert_eq!(hit.body, Bytes::from_static(b"x"));
+        assert_eq!(hit.age.as_secs(), 30);
+        // Fresh up to and including its last instant, as pingora-cache.
+        assert!(s.fresh_hit(&plain, now + Duration::from_secs(30)).is_some());
+        assert!(s.fresh_hit(&plain, now + Duration::from_secs(31)).is_none());
+
+        let varies = CacheKey::new("varies", "");
+        store_one_byte(s, &varies, &meta_with(&[("Vary".into(), "Accept")])).await;
+        assert!(s.fresh_hit(&varies, now).is_none());
+
+        let mut variant = CacheKey::new("variant", "");
+        variant.set_variance_key(*b"0123456789abcdef");
+        store_one_byte(s, &variant, &meta_with(&[])).await;
+        assert!(s.fresh_hit(&CacheKey::new("variant", ""), now).is_none());
+
+        // Kept serialized: only pingora-cache's lookup reads it.
+        let fields: Vec<(String, &str)> = (0..=MAX_PARSED_FIELDS)
+            .map(|i| (format!("x-f{i}"), "v"))
+            .collect();
+        let large = CacheKey::new("large", "");
+        store_one_byte(s, &large, &meta_with(&fields)).await;
+        assert!(s.fresh_hit(&large, now).is_none());
+        assert!(body(s, &large).await.is_some());
+
+        assert!(s.fresh_hit(&CacheKey::new("absent", ""), now).is_none());
+        s.purge_all_variants(&plain.to_compact());
+        assert!(s.fresh_hit(&plain, now).is_none());
     }
 }

@@ -11,6 +11,7 @@
 //! ([`trace`]) upstream, back to the client and into the access log.
 
 mod actions;
+mod fresh_hit;
 mod grpc;
 mod head_timeout;
 pub(crate) mod headers;
@@ -655,12 +656,12 @@ impl ProxyHttp for EdgeProxy {
                     &mut ctx.compression,
                 );
                 // PURGE from a client that may not purge is answered here.
-                return cache_filters::request_filter(
-                    session,
-                    ctx.rt.cache.as_ref(),
-                    &mut ctx.cache,
-                )
-                .await;
+                if cache_filters::request_filter(session, ctx.rt.cache.as_ref(), &mut ctx.cache)
+                    .await?
+                {
+                    return Ok(true);
+                }
+                return self.serve_fresh_hit(session, ctx).await;
             }
             Action::Redirect { location, status } => {
                 let req = session.req_header();
