@@ -50,21 +50,17 @@ pub fn lookup(
     session: &Session,
     listener: Option<&ListenerCache>,
     state: &mut RequestCache,
-) -> Result<Option<FreshHit>> {
-    let Some(cache) = listener.map(|l| l.cache) else {
-        return Ok(None);
-    };
+) -> Option<FreshHit> {
+    let cache = listener?.cache;
     if !state.policy.as_ref().is_some_and(|p| p.enabled) || !plain_get(session.req_header()) {
-        return Ok(None);
+        return None;
     }
     // pingora-cache goes upstream when the key cannot be made; so does
     // this path, by leaving the request to it.
-    let Ok(key) = filters::cache_key_callback(session, listener, state) else {
-        return Ok(None);
-    };
+    let key = filters::cache_key_callback(session, listener, state).ok()?;
     let hit = cache.storage().fresh_hit(&key, SystemTime::now());
     state.fresh_hit = hit.is_some();
-    Ok(hit)
+    hit
 }
 
 /// The response head of a fresh hit (its stored `header`, `age` old)

@@ -149,10 +149,8 @@ impl Stored {
         } else {
             None
         };
-        let (times, parsed) = match parsed {
-            Some((header, times)) => (times, Some(header)),
-            None => (None, None),
-        };
+        let (parsed, times) = parsed.unzip();
+        let times = times.flatten();
         let (header, header_weight) = match parsed {
             Some(header) => {
                 let fields: usize = header

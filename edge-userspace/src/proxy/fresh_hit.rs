@@ -33,7 +33,7 @@ impl EdgeProxy {
             return Ok(false);
         }
         let Some(FreshHit { header, age, body }) =
-            fresh::lookup(session, ctx.rt.cache.as_ref(), &mut ctx.cache)?
+            fresh::lookup(session, ctx.rt.cache.as_ref(), &mut ctx.cache)
         else {
             return Ok(false);
         };
